@@ -1,0 +1,118 @@
+// The embedded regtest chain for simulator mode: a bcoin full node running in this process, with real consensus
+// and mempool rules, mining on demand and optionally on an interval. Its bitcoind-compatible JSON-RPC server
+// listens on loopback so wallets and tools can use it like a local bitcoind.
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import bcoin from "bcoin";
+
+export interface RegtestNodeOptions {
+  /** Directory for the chain database when persist is true. */
+  dataDir: string;
+  persist: boolean;
+  rpcHost?: string;
+  /** 0 picks a free port. */
+  rpcPort: number;
+  /** Blocks mined at first start so coinbase outputs are mature. */
+  initialBlocks: number;
+}
+
+export interface RpcEndpoint {
+  url: string;
+  user: string;
+  password: string;
+}
+
+export class RegtestNode {
+  readonly rpc: RpcEndpoint;
+  private mining: NodeJS.Timeout | undefined;
+  private readonly coinbase: unknown;
+  private closed = false;
+
+  private constructor(
+    // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+    private readonly node: any,
+    rpc: RpcEndpoint,
+  ) {
+    this.rpc = rpc;
+    // Interval-mined rewards go to a throwaway key: they only move the chain forward.
+    this.coinbase = bcoin.KeyRing.generate().getAddress();
+  }
+
+  static async start(opts: RegtestNodeOptions): Promise<RegtestNode> {
+    if (opts.persist) mkdirSync(opts.dataDir, { recursive: true });
+    const apiKey = randomBytes(24).toString("hex");
+    const node = new bcoin.FullNode({
+      network: "regtest",
+      memory: !opts.persist,
+      prefix: opts.persist ? opts.dataDir : undefined,
+      workers: false,
+      listen: false,
+      selfish: true,
+      logLevel: "none",
+      indexTX: true,
+      indexAddress: true,
+      httpHost: opts.rpcHost ?? "127.0.0.1",
+      httpPort: opts.rpcPort,
+      apiKey,
+    });
+    await node.open();
+    const port: number = node.http.address().port;
+    const self = new RegtestNode(node, {
+      url: `http://${opts.rpcHost ?? "127.0.0.1"}:${port}/`,
+      user: "x",
+      password: apiKey,
+    });
+    if (node.chain.height < opts.initialBlocks) await self.mine(opts.initialBlocks - node.chain.height);
+    return self;
+  }
+
+  /** The underlying bcoin FullNode, for the chain backend that wraps it. */
+  // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+  get bcoinNode(): any {
+    return this.node;
+  }
+
+  height(): number {
+    return this.node.chain.height;
+  }
+
+  tipHash(): string {
+    return this.node.chain.tip.rhash();
+  }
+
+  /** Mines n blocks (including mempool transactions) to `address`, or to a throwaway key. */
+  async mine(n: number, address?: string): Promise<string[]> {
+    const addr = address ? bcoin.Address.fromString(address, "regtest") : this.coinbase;
+    return this.node.rpc.mineBlocks(n, addr);
+  }
+
+  onBlock(listener: (height: number) => void): () => void {
+    const handler = (entry: { height: number }) => listener(entry.height);
+    this.node.chain.on("connect", handler);
+    return () => this.node.chain.off("connect", handler);
+  }
+
+  /** Mines one block every intervalMs until stopped; 0 disables interval mining. */
+  startIntervalMining(intervalMs: number, onError: (err: Error) => void): void {
+    this.stopIntervalMining();
+    if (intervalMs <= 0) return;
+    this.mining = setInterval(() => {
+      this.mine(1).catch((err: Error) => {
+        if (!this.closed) onError(err);
+      });
+    }, intervalMs);
+    this.mining.unref();
+  }
+
+  stopIntervalMining(): void {
+    if (this.mining) clearInterval(this.mining);
+    this.mining = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopIntervalMining();
+    await this.node.close();
+  }
+}

@@ -1,0 +1,224 @@
+// The `se` command: `se start` runs the statechain entity, `se status` asks a running one how it is.
+import { parseArgs } from "node:util";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
+import { StatechainServiceClient } from "../proto/gen/statechain.ts";
+import { unary } from "../proto/unary.ts";
+import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
+import { createLogger } from "./log.ts";
+import { type RunningSe, startSe } from "./main.ts";
+
+const HELP = `se — enclave-backed Mercury statechain entity
+
+Usage:
+  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>] [--json]
+  se status [--endpoint <host:port>] [--json]
+  se --help
+
+start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
+        socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
+        Ctrl-C stops all of it.
+status  Queries a running SE: health of the enclave and chain, chain height, enclave identity.
+
+Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
+environment variables (see README), then these flags.
+
+Options:
+  --config <file>        JSON configuration file
+  --data-dir <dir>       where the SE keeps its files (default .data/simulator)
+  --port <n>             public gRPC port (default 50051; 0 picks a free port)
+  --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
+  --log-level <level>    trace | debug | info | warn | error | silent
+  --endpoint <host:port> the SE to query (default 127.0.0.1:50051)
+  --json                 machine-readable output
+  -h, --help             this text
+`;
+
+function fail(msg: string, code = 2): never {
+  process.stderr.write(`se: ${msg}\n`);
+  process.exit(code);
+}
+
+function banner(se: RunningSe): string {
+  const snap = se.monitor.snapshot();
+  const cfg = se.cfg;
+  const lines = [
+    "",
+    `  Statechain entity running (${cfg.mode} mode, ${cfg.network})`,
+    "",
+    `  public gRPC    ${cfg.grpc.host}:${se.port}   statechain.v1.StatechainService, grpc.health.v1.Health${cfg.grpc.tlsCertFile ? " (TLS)" : ""}`,
+    `  enclave        unix:${cfg.enclave.socketPath}   instance ${snap.enclave.instanceId}`,
+  ];
+  return lines.join("\n");
+}
+
+async function pcrLines(se: RunningSe): Promise<string[]> {
+  const st = await se.enclave.status();
+  return [
+    `  PCR0           ${st.pcr0}`,
+    `  PCR1           ${st.pcr1}`,
+    `  PCR2           ${st.pcr2}   (${st.attestationMode}: pin these to verify attestations)`,
+  ];
+}
+
+async function start(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const overrides: Record<string, string | number | boolean> = {};
+  if (values["data-dir"]) overrides.dataDir = String(values["data-dir"]);
+  if (values.port !== undefined) overrides["grpc.port"] = String(values.port);
+  if (values["mine-interval"] !== undefined)
+    overrides["chain.mineIntervalMs"] = String(values["mine-interval"]);
+  if (values["log-level"]) overrides["log.level"] = String(values["log-level"]);
+  let cfg: HostConfig;
+  try {
+    cfg = loadConfig({ file: values.config as string | undefined, overrides });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  const log = createLogger(cfg.log.level, cfg.log.file);
+  const started = Date.now();
+  let se: RunningSe;
+  try {
+    se = await startSe(cfg, log);
+  } catch (err) {
+    log.flush?.();
+    fail(`could not start: ${(err as Error).message}`, 1);
+  }
+  const snap = se.monitor.snapshot();
+  if (values.json) {
+    const st = await se.enclave.status();
+    process.stdout.write(
+      `${JSON.stringify({
+        event: "started",
+        mode: cfg.mode,
+        network: cfg.network,
+        grpc: `${cfg.grpc.host}:${se.port}`,
+        enclaveSocket: cfg.enclave.socketPath,
+        enclaveInstance: snap.enclave.instanceId,
+        enclavePid: se.enclave.child?.pid,
+        pcr0: st.pcr0,
+        pcr1: st.pcr1,
+        pcr2: st.pcr2,
+        chainHeight: snap.chain.height,
+        bitcoinRpc: se.chain?.rpc.url,
+        dataDir: cfg.dataDir,
+        startMs: Date.now() - started,
+      })}\n`,
+    );
+  } else {
+    const lines = [
+      banner(se),
+      ...(await pcrLines(se)),
+      `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.chain?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
+      `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}`,
+      `  data dir       ${cfg.dataDir}`,
+      "",
+      `  Next: \`npx se status --endpoint ${cfg.grpc.host}:${se.port}\` in another terminal, \`npm test\` for the suite,`,
+      "        README.md for the protocol walk-through. Ctrl-C stops everything.",
+      `  (started in ${Date.now() - started} ms)`,
+      "",
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await se.close();
+    log.info("stopped");
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const health = new HealthClient(endpoint, credentials.createInsecure());
+  const api = new StatechainServiceClient(endpoint, credentials.createInsecure());
+  try {
+    let md = new Metadata();
+    const res = await new Promise<{ status: HealthCheckResponse_ServingStatus }>((resolve, reject) => {
+      const call = health.check({ service: "" }, new Metadata(), { deadline: Date.now() + 5000 }, (err, r) =>
+        err ? reject(err) : resolve(r),
+      );
+      call.on("metadata", (m) => {
+        md = m;
+      });
+    });
+    const enclave = await unary(health, health.check, { service: "enclave" }, { deadlineMs: 5000 });
+    const chain = await unary(health, health.check, { service: "chain" }, { deadlineMs: 5000 });
+    const info = await unary(api, api.getInfo, {}, { deadlineMs: 5000 }).catch(() => undefined);
+    const name = (s: HealthCheckResponse_ServingStatus) => HealthCheckResponse_ServingStatus[s] ?? String(s);
+    const out = {
+      endpoint,
+      status: name(res.status),
+      enclave: name(enclave.status),
+      chain: name(chain.status),
+      chainHeight: Number(md.get("chain-height")[0] ?? 0),
+      enclaveInstance: String(md.get("enclave-instance-id")[0] ?? ""),
+      network: info?.network,
+      attestationMode: info?.enclave?.attestationMode,
+      pcrs: info?.enclave?.expectedPcrs,
+    };
+    if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+    else {
+      process.stdout.write(
+        [
+          `SE at ${endpoint}: ${out.status}`,
+          `  enclave  ${out.enclave}  instance ${out.enclaveInstance} (${out.attestationMode ?? "?"})`,
+          `  chain    ${out.chain}  height ${out.chainHeight} (${out.network ?? "?"})`,
+          "",
+        ].join("\n"),
+      );
+    }
+    process.exitCode = res.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
+  } catch (err) {
+    if (values.json)
+      process.stdout.write(
+        `${JSON.stringify({ endpoint, status: "UNREACHABLE", error: (err as Error).message })}\n`,
+      );
+    else process.stderr.write(`se: no SE answering at ${endpoint}: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  } finally {
+    health.close();
+    api.close();
+  }
+}
+
+async function main(): Promise<void> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        config: { type: "string" },
+        "data-dir": { type: "string" },
+        port: { type: "string" },
+        "mine-interval": { type: "string" },
+        "log-level": { type: "string" },
+        endpoint: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${HELP}`);
+  }
+  const { values, positionals } = parsed;
+  const cmd = positionals[0];
+  if (values.help || !cmd) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (cmd === "start") return start(values as Record<string, string | boolean | undefined>);
+  if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
+  fail(`unknown command "${cmd}"\n\n${HELP}`);
+}
+
+await main();

@@ -1,0 +1,249 @@
+// Host configuration: simulator defaults, overridden by a JSON file, then by SE_* environment variables, then by
+// command-line flags. Every value is validated once here so the rest of the host can trust its types.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+export type Mode = "simulator" | "nitro";
+export type Network = "regtest" | "testnet" | "signet" | "bitcoin";
+export type ChainBackendKind = "embedded" | "bitcoind" | "esplora";
+export type BackupModeName = "absolute" | "kickoff";
+
+export interface HostConfig {
+  mode: Mode;
+  network: Network;
+  dataDir: string;
+  grpc: { host: string; port: number; maxMessageBytes: number; tlsCertFile: string; tlsKeyFile: string };
+  enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number };
+  chain: {
+    backend: ChainBackendKind;
+    /** Embedded bcoin regtest node (simulator). */
+    mineIntervalMs: number;
+    initialBlocks: number;
+    persist: boolean;
+    rpcPort: number;
+    bitcoindUrl: string;
+    bitcoindUser: string;
+    bitcoindPassword: string;
+    esploraUrl: string;
+  };
+  protocol: {
+    backupMode: BackupModeName;
+    initLock: number;
+    locktimeInterval: number;
+    lockSafetyMargin: number;
+    depositConfirmations: number;
+    withdrawConfirmations: number;
+    minDepositSat: number;
+    maxDepositSat: number;
+    withdrawFeeBps: number;
+    feeAddress: string;
+    minFeeRateSatVb: number;
+  };
+  mainstay: {
+    enabled: boolean;
+    url: string;
+    slot: number;
+    token: string;
+    commitIntervalS: number;
+    local: boolean;
+  };
+  metrics: { host: string; port: number };
+  log: { level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent"; file: string };
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
+  return {
+    mode: "simulator",
+    network: "regtest",
+    dataDir,
+    grpc: { host: "127.0.0.1", port: 50051, maxMessageBytes: 1 << 20, tlsCertFile: "", tlsKeyFile: "" },
+    enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000 },
+    chain: {
+      backend: "embedded",
+      mineIntervalMs: 10_000,
+      initialBlocks: 101,
+      persist: false,
+      rpcPort: 18443,
+      bitcoindUrl: "",
+      bitcoindUser: "",
+      bitcoindPassword: "",
+      esploraUrl: "",
+    },
+    protocol: {
+      backupMode: "absolute",
+      initLock: 1000,
+      locktimeInterval: 10,
+      lockSafetyMargin: 6,
+      depositConfirmations: 1,
+      withdrawConfirmations: 1,
+      minDepositSat: 10_000,
+      maxDepositSat: 100_000_000,
+      withdrawFeeBps: 0,
+      feeAddress: "",
+      minFeeRateSatVb: 1,
+    },
+    mainstay: { enabled: true, url: "", slot: 1, token: "", commitIntervalS: 10, local: true },
+    metrics: { host: "127.0.0.1", port: 0 },
+    log: { level: "info", file: "" },
+  };
+}
+
+/** Environment variable → config path. Values are parsed with the type of the default at that path. */
+const ENV_KEYS: Record<string, string> = {
+  SE_MODE: "mode",
+  SE_NETWORK: "network",
+  SE_DATA_DIR: "dataDir",
+  SE_GRPC_HOST: "grpc.host",
+  SE_GRPC_PORT: "grpc.port",
+  SE_GRPC_MAX_MESSAGE_BYTES: "grpc.maxMessageBytes",
+  SE_TLS_CERT_FILE: "grpc.tlsCertFile",
+  SE_TLS_KEY_FILE: "grpc.tlsKeyFile",
+  SE_ENCLAVE_SOCKET: "enclave.socketPath",
+  SE_ENCLAVE_SPAWN: "enclave.spawn",
+  SE_CHAIN_BACKEND: "chain.backend",
+  SE_MINE_INTERVAL_MS: "chain.mineIntervalMs",
+  SE_CHAIN_PERSIST: "chain.persist",
+  SE_CHAIN_RPC_PORT: "chain.rpcPort",
+  SE_BITCOIND_URL: "chain.bitcoindUrl",
+  SE_BITCOIND_USER: "chain.bitcoindUser",
+  SE_BITCOIND_PASSWORD: "chain.bitcoindPassword",
+  SE_ESPLORA_URL: "chain.esploraUrl",
+  SE_BACKUP_MODE: "protocol.backupMode",
+  SE_INIT_LOCK: "protocol.initLock",
+  SE_LOCKTIME_INTERVAL: "protocol.locktimeInterval",
+  SE_DEPOSIT_CONFIRMATIONS: "protocol.depositConfirmations",
+  SE_MAINSTAY_URL: "mainstay.url",
+  SE_MAINSTAY_TOKEN: "mainstay.token",
+  SE_MAINSTAY_SLOT: "mainstay.slot",
+  SE_METRICS_PORT: "metrics.port",
+  SE_LOG_LEVEL: "log.level",
+  SE_LOG_FILE: "log.file",
+};
+
+type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+function getPath(obj: Record<string, unknown>, dotted: string): unknown {
+  return dotted.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
+}
+
+function setPath(obj: Record<string, unknown>, dotted: string, value: unknown, source: string): void {
+  const keys = dotted.split(".");
+  const last = keys.pop()!;
+  let o = obj;
+  for (const k of keys) {
+    if (typeof o[k] !== "object" || o[k] === null)
+      throw new ConfigError(`${source}: unknown setting "${dotted}"`);
+    o = o[k] as Record<string, unknown>;
+  }
+  if (!(last in o)) throw new ConfigError(`${source}: unknown setting "${dotted}"`);
+  o[last] = coerce(o[last], value, dotted, source);
+}
+
+function coerce(current: unknown, value: unknown, key: string, source: string): unknown {
+  if (typeof current === "number") {
+    const n = typeof value === "string" ? Number(value) : value;
+    if (typeof n !== "number" || !Number.isFinite(n))
+      throw new ConfigError(`${source}: ${key} must be a number`);
+    return n;
+  }
+  if (typeof current === "boolean") {
+    if (typeof value === "boolean") return value;
+    if (value === "true" || value === "1") return true;
+    if (value === "false" || value === "0") return false;
+    throw new ConfigError(`${source}: ${key} must be true or false`);
+  }
+  if (typeof value !== "string") throw new ConfigError(`${source}: ${key} must be a string`);
+  return value;
+}
+
+function mergeFile(cfg: HostConfig, json: Json, prefix: string, source: string): void {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ConfigError(`${source}: ${prefix || "top level"} must be an object`);
+  }
+  for (const [k, v] of Object.entries(json)) {
+    const dotted = prefix ? `${prefix}.${k}` : k;
+    const current = getPath(cfg as unknown as Record<string, unknown>, dotted);
+    if (typeof current === "object" && current !== null) mergeFile(cfg, v, dotted, source);
+    else setPath(cfg as unknown as Record<string, unknown>, dotted, v, source);
+  }
+}
+
+export interface LoadOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: Record<string, string | number | boolean>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): HostConfig {
+  const env = opts.env ?? process.env;
+  const cfg = defaultConfig();
+  const file = opts.file ?? env.SE_CONFIG;
+  if (file) {
+    let json: Json;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    mergeFile(cfg, json, "", file);
+  }
+  for (const [name, dotted] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v !== undefined && v !== "") setPath(cfg as unknown as Record<string, unknown>, dotted, v, name);
+  }
+  for (const [dotted, v] of Object.entries(opts.overrides ?? {})) {
+    setPath(cfg as unknown as Record<string, unknown>, dotted, v, "command line");
+  }
+  return validate(cfg);
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], key: string): T {
+  if (!allowed.includes(value as T)) throw new ConfigError(`${key} must be one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+function intIn(value: number, min: number, max: number, key: string): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${key} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+}
+
+export function validate(cfg: HostConfig): HostConfig {
+  oneOf(cfg.mode, ["simulator", "nitro"] as const, "mode");
+  oneOf(cfg.network, ["regtest", "testnet", "signet", "bitcoin"] as const, "network");
+  oneOf(cfg.chain.backend, ["embedded", "bitcoind", "esplora"] as const, "chain.backend");
+  oneOf(cfg.protocol.backupMode, ["absolute", "kickoff"] as const, "protocol.backupMode");
+  oneOf(cfg.log.level, ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "log.level");
+  intIn(cfg.grpc.port, 0, 65535, "grpc.port");
+  intIn(cfg.metrics.port, 0, 65535, "metrics.port");
+  intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");
+  intIn(cfg.grpc.maxMessageBytes, 1024, 64 << 20, "grpc.maxMessageBytes");
+  intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");
+  intIn(cfg.chain.initialBlocks, 0, 10_000, "chain.initialBlocks");
+  intIn(cfg.protocol.initLock, 1, 100_000, "protocol.initLock");
+  intIn(cfg.protocol.locktimeInterval, 1, 10_000, "protocol.locktimeInterval");
+  intIn(cfg.protocol.lockSafetyMargin, 0, 10_000, "protocol.lockSafetyMargin");
+  intIn(cfg.protocol.depositConfirmations, 0, 1000, "protocol.depositConfirmations");
+  intIn(cfg.protocol.withdrawConfirmations, 0, 1000, "protocol.withdrawConfirmations");
+  intIn(cfg.protocol.withdrawFeeBps, 0, 10_000, "protocol.withdrawFeeBps");
+  if (cfg.chain.backend === "embedded" && cfg.network !== "regtest") {
+    throw new ConfigError("the embedded chain backend runs regtest only");
+  }
+  if (cfg.mode === "nitro" && cfg.chain.backend === "embedded") {
+    throw new ConfigError("nitro mode needs a bitcoind or esplora chain backend");
+  }
+  if (Boolean(cfg.grpc.tlsCertFile) !== Boolean(cfg.grpc.tlsKeyFile)) {
+    throw new ConfigError("grpc.tlsCertFile and grpc.tlsKeyFile must be set together");
+  }
+  cfg.dataDir = path.resolve(cfg.dataDir);
+  if (!cfg.enclave.socketPath) cfg.enclave.socketPath = path.join(cfg.dataDir, "enclave.sock");
+  // Unix socket paths are limited to 107 bytes on Linux.
+  if (Buffer.byteLength(cfg.enclave.socketPath) > 100) {
+    throw new ConfigError(`enclave.socketPath is too long for a Unix socket: ${cfg.enclave.socketPath}`);
+  }
+  return cfg;
+}

@@ -1,0 +1,80 @@
+// Starts the enclave as a child process (simulator mode) and connects to its Unix socket. The child exits when
+// its stdin closes, so it never outlives the host, even when the host is killed with SIGKILL.
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { credentials } from "@grpc/grpc-js";
+import { EnclaveServiceClient, type GetStatusResponse } from "../proto/gen/enclave.ts";
+import { unary } from "../proto/unary.ts";
+import type { Logger } from "./log.ts";
+
+export interface EnclaveHandle {
+  client: EnclaveServiceClient;
+  status(deadlineMs?: number): Promise<GetStatusResponse>;
+  /** The child process when the host spawned it (simulator mode). */
+  child: ChildProcess | undefined;
+  stop(): Promise<void>;
+}
+
+export function connectEnclave(socketPath: string): EnclaveServiceClient {
+  return new EnclaveServiceClient(`unix:${socketPath}`, credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 1 << 20,
+    "grpc.max_send_message_length": 1 << 20,
+  });
+}
+
+export async function startEnclave(opts: {
+  socketPath: string;
+  spawn: boolean;
+  startTimeoutMs: number;
+  projectRoot: string;
+  log: Logger;
+}): Promise<EnclaveHandle> {
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  let exited: Promise<void> = Promise.resolve();
+  if (opts.spawn) {
+    child = spawn(
+      process.execPath,
+      [path.join(opts.projectRoot, "bin/enclave.js"), "--socket", opts.socketPath, "--exit-with-stdin"],
+      { stdio: ["pipe", "inherit", "inherit"], cwd: opts.projectRoot },
+    );
+    exited = new Promise((resolve) => child!.once("exit", () => resolve()));
+    child.once("exit", (code, signal) => {
+      if (stopping) opts.log.info({ code, signal }, "enclave process stopped");
+      else opts.log.error({ code, signal }, "enclave process exited unexpectedly");
+    });
+  }
+  const client = connectEnclave(opts.socketPath);
+  const status = (deadlineMs = 2000) => unary(client, client.getStatus, {}, { deadlineMs });
+  const stop = async () => {
+    stopping = true;
+    client.close();
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.stdin?.end();
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child!.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+
+  const deadline = Date.now() + opts.startTimeoutMs;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      await stop();
+      throw new Error(`enclave process exited during start (code ${child.exitCode ?? child.signalCode})`);
+    }
+    try {
+      await status(1000);
+      return { client, status, child, stop };
+    } catch (err) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(
+          `enclave did not answer on ${opts.socketPath} within ${opts.startTimeoutMs} ms: ${(err as Error).message}`,
+        );
+      }
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}

@@ -1,0 +1,62 @@
+// Keeps an up-to-date view of the enclave's and the chain's liveness for health checks and the banner.
+import { EventEmitter } from "node:events";
+import type { EnclaveHandle } from "./enclave-process.ts";
+import type { HealthSnapshot, HealthSource } from "./health.ts";
+
+export class Monitor implements HealthSource {
+  private snap: HealthSnapshot = {
+    enclave: { reachable: false, instanceId: "", error: "not checked yet" },
+    chain: { reachable: false, height: 0, error: "not checked yet" },
+  };
+  private readonly events = new EventEmitter();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly enclave: EnclaveHandle,
+    private readonly chainHeight: () => Promise<number>,
+    private readonly intervalMs = 2000,
+  ) {}
+
+  snapshot(): HealthSnapshot {
+    return this.snap;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.events.on("change", listener);
+    return () => this.events.off("change", listener);
+  }
+
+  /** Emitted with the new instance id when the enclave answers with a different one (it lost its state). */
+  onEnclaveRestart(listener: (previous: string, current: string) => void): void {
+    this.events.on("enclave-restart", listener);
+  }
+
+  async refresh(): Promise<HealthSnapshot> {
+    const [enclave, chain] = await Promise.all([
+      this.enclave.status(1500).then(
+        (s) => ({ reachable: true, instanceId: s.instanceId.toString("hex"), error: "" }),
+        (err: Error) => ({ reachable: false, instanceId: this.snap.enclave.instanceId, error: err.message }),
+      ),
+      this.chainHeight().then(
+        (height) => ({ reachable: true, height, error: "" }),
+        (err: Error) => ({ reachable: false, height: this.snap.chain.height, error: err.message }),
+      ),
+    ]);
+    const previous = this.snap;
+    this.snap = { enclave, chain };
+    if (previous.enclave.instanceId && enclave.instanceId !== previous.enclave.instanceId) {
+      this.events.emit("enclave-restart", previous.enclave.instanceId, enclave.instanceId);
+    }
+    if (JSON.stringify(previous) !== JSON.stringify(this.snap)) this.events.emit("change");
+    return this.snap;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.refresh(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}

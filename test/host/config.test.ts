@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { ConfigError, loadConfig } from "../../host/config.ts";
+
+test("defaults are the simulator", () => {
+  const cfg = loadConfig({ env: {} });
+  assert.equal(cfg.mode, "simulator");
+  assert.equal(cfg.network, "regtest");
+  assert.equal(cfg.chain.backend, "embedded");
+  assert.equal(cfg.grpc.host, "127.0.0.1");
+  assert.ok(path.isAbsolute(cfg.dataDir));
+  assert.equal(cfg.enclave.socketPath, path.join(cfg.dataDir, "enclave.sock"));
+});
+
+test("file, then environment, then flags override in that order", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+  const file = path.join(dir, "se.json");
+  writeFileSync(
+    file,
+    JSON.stringify({ grpc: { port: 6000 }, protocol: { initLock: 500, locktimeInterval: 5 } }),
+  );
+  const cfg = loadConfig({
+    env: { SE_CONFIG: file, SE_INIT_LOCK: "700" },
+    overrides: { "protocol.locktimeInterval": 7 },
+  });
+  assert.equal(cfg.grpc.port, 6000);
+  assert.equal(cfg.protocol.initLock, 700);
+  assert.equal(cfg.protocol.locktimeInterval, 7);
+});
+
+test("bad settings are refused with the setting named", () => {
+  assert.throws(
+    () => loadConfig({ env: { SE_GRPC_PORT: "seventy" } }),
+    /SE_GRPC_PORT: grpc.port must be a number/,
+  );
+  assert.throws(
+    () => loadConfig({ env: { SE_GRPC_PORT: "70000" } }),
+    /grpc.port must be an integer in \[0, 65535\]/,
+  );
+  assert.throws(() => loadConfig({ env: { SE_MODE: "cloud" } }), /mode must be one of simulator, nitro/);
+  assert.throws(
+    () => loadConfig({ env: { SE_NETWORK: "bitcoin" } }),
+    /embedded chain backend runs regtest only/,
+  );
+  assert.throws(
+    () => loadConfig({ env: { SE_CHAIN_PERSIST: "maybe" } }),
+    /chain.persist must be true or false/,
+  );
+  const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+  const file = path.join(dir, "se.json");
+  writeFileSync(file, JSON.stringify({ grpc: { prot: 1 } }));
+  assert.throws(
+    () => loadConfig({ env: {}, file }),
+    (e: Error) => e instanceof ConfigError && /unknown setting "grpc.prot"/.test(e.message),
+  );
+  writeFileSync(file, "{ not json");
+  assert.throws(() => loadConfig({ env: {}, file }), /cannot read config file/);
+});
