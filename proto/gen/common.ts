@@ -364,6 +364,16 @@ export const Outpoint: MessageFns<Outpoint> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<Outpoint>, I>>(base?: I): Outpoint {
+    return Outpoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Outpoint>, I>>(object: I): Outpoint {
+    const message = createBaseOutpoint();
+    message.txid = object.txid ?? Buffer.alloc(0);
+    message.vout = object.vout ?? 0;
+    return message;
+  },
 };
 
 function createBaseAuth(): Auth {
@@ -460,6 +470,19 @@ export const Auth: MessageFns<Auth> = {
       obj.signature = base64FromBytes(message.signature);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Auth>, I>>(base?: I): Auth {
+    return Auth.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Auth>, I>>(object: I): Auth {
+    const message = createBaseAuth();
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.timestampMs = (object.timestampMs !== undefined && object.timestampMs !== null)
+      ? BigInt(object.timestampMs)
+      : 0n;
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -599,6 +622,19 @@ export const StatechainTx: MessageFns<StatechainTx> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<StatechainTx>, I>>(base?: I): StatechainTx {
+    return StatechainTx.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatechainTx>, I>>(object: I): StatechainTx {
+    const message = createBaseStatechainTx();
+    message.kind = object.kind ?? 0;
+    message.previousState = object.previousState ?? Buffer.alloc(0);
+    message.nextProofKey = object.nextProofKey ?? Buffer.alloc(0);
+    message.withdrawScript = object.withdrawScript ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseKeyUpdateRecord(): KeyUpdateRecord {
@@ -721,6 +757,18 @@ export const KeyUpdateRecord: MessageFns<KeyUpdateRecord> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<KeyUpdateRecord>, I>>(base?: I): KeyUpdateRecord {
+    return KeyUpdateRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyUpdateRecord>, I>>(object: I): KeyUpdateRecord {
+    const message = createBaseKeyUpdateRecord();
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.receipt = object.receipt ?? Buffer.alloc(0);
+    message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
+    message.attestationNonce = object.attestationNonce ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBasePcrRelease(): PcrRelease {
@@ -841,6 +889,19 @@ export const PcrRelease: MessageFns<PcrRelease> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<PcrRelease>, I>>(base?: I): PcrRelease {
+    return PcrRelease.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PcrRelease>, I>>(object: I): PcrRelease {
+    const message = createBasePcrRelease();
+    message.name = object.name ?? "";
+    message.pcr0 = object.pcr0 ?? "";
+    message.pcr1 = object.pcr1 ?? "";
+    message.pcr2 = object.pcr2 ?? "";
+    message.pcr8 = object.pcr8 ?? "";
+    return message;
+  },
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
@@ -851,6 +912,19 @@ function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
 }
 
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
@@ -860,4 +934,6 @@ interface MessageFns<T> {
   decode(input: BinaryReader | Uint8Array, length?: number): T;
   fromJSON(object: any): T;
   toJSON(message: T): unknown;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }

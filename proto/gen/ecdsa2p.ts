@@ -205,6 +205,16 @@ export const DlogProof: MessageFns<DlogProof> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<DlogProof>, I>>(base?: I): DlogProof {
+    return DlogProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DlogProof>, I>>(object: I): DlogProof {
+    const message = createBaseDlogProof();
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    message.response = object.response ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseRingPedersenParams(): RingPedersenParams {
@@ -310,6 +320,20 @@ export const RingPedersenParams: MessageFns<RingPedersenParams> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<RingPedersenParams>, I>>(base?: I): RingPedersenParams {
+    return RingPedersenParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RingPedersenParams>, I>>(object: I): RingPedersenParams {
+    const message = createBaseRingPedersenParams();
+    message.modulus = object.modulus ?? Buffer.alloc(0);
+    message.s = object.s ?? Buffer.alloc(0);
+    message.t = object.t ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? RingPedersenProof.fromPartial(object.proof)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseRingPedersenProof(): RingPedersenProof {
@@ -388,6 +412,16 @@ export const RingPedersenProof: MessageFns<RingPedersenProof> = {
       obj.responses = message.responses.map((e) => base64FromBytes(e));
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RingPedersenProof>, I>>(base?: I): RingPedersenProof {
+    return RingPedersenProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RingPedersenProof>, I>>(object: I): RingPedersenProof {
+    const message = createBaseRingPedersenProof();
+    message.commitments = object.commitments?.map((e) => e) || [];
+    message.responses = object.responses?.map((e) => e) || [];
+    return message;
   },
 };
 
@@ -536,6 +570,19 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
       obj.z = message.z.map((e) => base64FromBytes(e));
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PaillierBlumProof>, I>>(base?: I): PaillierBlumProof {
+    return PaillierBlumProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PaillierBlumProof>, I>>(object: I): PaillierBlumProof {
+    const message = createBasePaillierBlumProof();
+    message.w = object.w ?? Buffer.alloc(0);
+    message.x = object.x?.map((e) => e) || [];
+    message.a = object.a?.map((e) => e) || [];
+    message.b = object.b?.map((e) => e) || [];
+    message.z = object.z?.map((e) => e) || [];
+    return message;
   },
 };
 
@@ -759,6 +806,25 @@ export const NoSmallFactorProof: MessageFns<NoSmallFactorProof> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<NoSmallFactorProof>, I>>(base?: I): NoSmallFactorProof {
+    return NoSmallFactorProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NoSmallFactorProof>, I>>(object: I): NoSmallFactorProof {
+    const message = createBaseNoSmallFactorProof();
+    message.p = object.p ?? Buffer.alloc(0);
+    message.q = object.q ?? Buffer.alloc(0);
+    message.a = object.a ?? Buffer.alloc(0);
+    message.b = object.b ?? Buffer.alloc(0);
+    message.t = object.t ?? Buffer.alloc(0);
+    message.sigma = object.sigma ?? Buffer.alloc(0);
+    message.z1 = object.z1 ?? Buffer.alloc(0);
+    message.z2 = object.z2 ?? Buffer.alloc(0);
+    message.w1 = object.w1 ?? Buffer.alloc(0);
+    message.w2 = object.w2 ?? Buffer.alloc(0);
+    message.v = object.v ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseEncryptedDlogRangeProof(): EncryptedDlogRangeProof {
@@ -917,6 +983,21 @@ export const EncryptedDlogRangeProof: MessageFns<EncryptedDlogRangeProof> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<EncryptedDlogRangeProof>, I>>(base?: I): EncryptedDlogRangeProof {
+    return EncryptedDlogRangeProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EncryptedDlogRangeProof>, I>>(object: I): EncryptedDlogRangeProof {
+    const message = createBaseEncryptedDlogRangeProof();
+    message.s = object.s ?? Buffer.alloc(0);
+    message.a = object.a ?? Buffer.alloc(0);
+    message.y = object.y ?? Buffer.alloc(0);
+    message.d = object.d ?? Buffer.alloc(0);
+    message.z1 = object.z1 ?? Buffer.alloc(0);
+    message.z2 = object.z2 ?? Buffer.alloc(0);
+    message.z3 = object.z3 ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseKeyGenCommit(): KeyGenCommit {
@@ -974,6 +1055,15 @@ export const KeyGenCommit: MessageFns<KeyGenCommit> = {
       obj.commitment = base64FromBytes(message.commitment);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyGenCommit>, I>>(base?: I): KeyGenCommit {
+    return KeyGenCommit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenCommit>, I>>(object: I): KeyGenCommit {
+    const message = createBaseKeyGenCommit();
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -1072,6 +1162,21 @@ export const KeyGenOwnerShare: MessageFns<KeyGenOwnerShare> = {
       obj.ringPedersen = RingPedersenParams.toJSON(message.ringPedersen);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyGenOwnerShare>, I>>(base?: I): KeyGenOwnerShare {
+    return KeyGenOwnerShare.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenOwnerShare>, I>>(object: I): KeyGenOwnerShare {
+    const message = createBaseKeyGenOwnerShare();
+    message.publicShare = object.publicShare ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    message.ringPedersen = (object.ringPedersen !== undefined && object.ringPedersen !== null)
+      ? RingPedersenParams.fromPartial(object.ringPedersen)
+      : undefined;
+    return message;
   },
 };
 
@@ -1271,6 +1376,30 @@ export const KeyGenSeShare: MessageFns<KeyGenSeShare> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<KeyGenSeShare>, I>>(base?: I): KeyGenSeShare {
+    return KeyGenSeShare.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenSeShare>, I>>(object: I): KeyGenSeShare {
+    const message = createBaseKeyGenSeShare();
+    message.publicShare = object.publicShare ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    message.blind = object.blind ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
+      ? PaillierBlumProof.fromPartial(object.modulusProof)
+      : undefined;
+    message.factorProof = (object.factorProof !== undefined && object.factorProof !== null)
+      ? NoSmallFactorProof.fromPartial(object.factorProof)
+      : undefined;
+    message.encryptedShare = object.encryptedShare ?? Buffer.alloc(0);
+    message.shareProof = (object.shareProof !== undefined && object.shareProof !== null)
+      ? EncryptedDlogRangeProof.fromPartial(object.shareProof)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseSignOwnerCommit(): SignOwnerCommit {
@@ -1328,6 +1457,15 @@ export const SignOwnerCommit: MessageFns<SignOwnerCommit> = {
       obj.commitment = base64FromBytes(message.commitment);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignOwnerCommit>, I>>(base?: I): SignOwnerCommit {
+    return SignOwnerCommit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignOwnerCommit>, I>>(object: I): SignOwnerCommit {
+    const message = createBaseSignOwnerCommit();
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -1407,6 +1545,18 @@ export const SignSeNonce: MessageFns<SignSeNonce> = {
       obj.proof = DlogProof.toJSON(message.proof);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSeNonce>, I>>(base?: I): SignSeNonce {
+    return SignSeNonce.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSeNonce>, I>>(object: I): SignSeNonce {
+    const message = createBaseSignSeNonce();
+    message.publicNonce = object.publicNonce ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    return message;
   },
 };
 
@@ -1521,6 +1671,20 @@ export const SignOwnerPartial: MessageFns<SignOwnerPartial> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SignOwnerPartial>, I>>(base?: I): SignOwnerPartial {
+    return SignOwnerPartial.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignOwnerPartial>, I>>(object: I): SignOwnerPartial {
+    const message = createBaseSignOwnerPartial();
+    message.publicNonce = object.publicNonce ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    message.blind = object.blind ?? Buffer.alloc(0);
+    message.partialSignature = object.partialSignature ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseSignature(): Signature {
@@ -1615,6 +1779,17 @@ export const Signature: MessageFns<Signature> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<Signature>, I>>(base?: I): Signature {
+    return Signature.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Signature>, I>>(object: I): Signature {
+    const message = createBaseSignature();
+    message.r = object.r ?? Buffer.alloc(0);
+    message.s = object.s ?? Buffer.alloc(0);
+    message.recoveryId = object.recoveryId ?? 0;
+    return message;
+  },
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
@@ -1625,6 +1800,19 @@ function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
 }
 
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
@@ -1634,4 +1822,6 @@ interface MessageFns<T> {
   decode(input: BinaryReader | Uint8Array, length?: number): T;
   fromJSON(object: any): T;
   toJSON(message: T): unknown;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }

@@ -262,6 +262,14 @@ export const GetStatusRequest: MessageFns<GetStatusRequest> = {
     const obj: any = {};
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetStatusRequest>, I>>(base?: I): GetStatusRequest {
+    return GetStatusRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStatusRequest>, I>>(_: I): GetStatusRequest {
+    const message = createBaseGetStatusRequest();
+    return message;
+  },
 };
 
 function createBaseGetStatusResponse(): GetStatusResponse {
@@ -578,6 +586,30 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetStatusResponse>, I>>(base?: I): GetStatusResponse {
+    return GetStatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStatusResponse>, I>>(object: I): GetStatusResponse {
+    const message = createBaseGetStatusResponse();
+    message.instanceId = object.instanceId ?? Buffer.alloc(0);
+    message.startedAtMs = (object.startedAtMs !== undefined && object.startedAtMs !== null)
+      ? BigInt(object.startedAtMs)
+      : 0n;
+    message.logHead = object.logHead ?? Buffer.alloc(0);
+    message.logLength = (object.logLength !== undefined && object.logLength !== null) ? BigInt(object.logLength) : 0n;
+    message.lastReceiptHash = object.lastReceiptHash ?? Buffer.alloc(0);
+    message.attestationMode = object.attestationMode ?? "";
+    message.pcr0 = object.pcr0 ?? "";
+    message.pcr1 = object.pcr1 ?? "";
+    message.pcr2 = object.pcr2 ?? "";
+    message.statechainCount = object.statechainCount ?? 0;
+    message.paillierPoolSize = object.paillierPoolSize ?? 0;
+    message.maxChainTip = object.maxChainTip ?? 0;
+    message.policyHash = object.policyHash ?? Buffer.alloc(0);
+    message.version = object.version ?? "";
+    return message;
+  },
 };
 
 function createBaseGetAttestationRequest(): GetAttestationRequest {
@@ -635,6 +667,15 @@ export const GetAttestationRequest: MessageFns<GetAttestationRequest> = {
       obj.nonce = base64FromBytes(message.nonce);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAttestationRequest>, I>>(base?: I): GetAttestationRequest {
+    return GetAttestationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAttestationRequest>, I>>(object: I): GetAttestationRequest {
+    const message = createBaseGetAttestationRequest();
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -710,6 +751,16 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
       obj.identity = base64FromBytes(message.identity);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAttestationResponse>, I>>(base?: I): GetAttestationResponse {
+    return GetAttestationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAttestationResponse>, I>>(object: I): GetAttestationResponse {
+    const message = createBaseGetAttestationResponse();
+    message.document = object.document ?? Buffer.alloc(0);
+    message.identity = object.identity ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -793,6 +844,16 @@ export const ListStatechainsRequest: MessageFns<ListStatechainsRequest> = {
       obj.pageSize = Math.round(message.pageSize);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStatechainsRequest>, I>>(base?: I): ListStatechainsRequest {
+    return ListStatechainsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStatechainsRequest>, I>>(object: I): ListStatechainsRequest {
+    const message = createBaseListStatechainsRequest();
+    message.pageAfter = object.pageAfter ?? Buffer.alloc(0);
+    message.pageSize = object.pageSize ?? 0;
+    return message;
   },
 };
 
@@ -1019,6 +1080,25 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<EnclaveStatechain>, I>>(base?: I): EnclaveStatechain {
+    return EnclaveStatechain.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnclaveStatechain>, I>>(object: I): EnclaveStatechain {
+    const message = createBaseEnclaveStatechain();
+    message.depositId = object.depositId ?? Buffer.alloc(0);
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.proofKey = object.proofKey ?? Buffer.alloc(0);
+    message.stateHash = object.stateHash ?? Buffer.alloc(0);
+    message.status = object.status ?? 0;
+    message.initialLock = object.initialLock ?? 0;
+    message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    return message;
+  },
 };
 
 function createBaseListStatechainsResponse(): ListStatechainsResponse {
@@ -1100,6 +1180,16 @@ export const ListStatechainsResponse: MessageFns<ListStatechainsResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<ListStatechainsResponse>, I>>(base?: I): ListStatechainsResponse {
+    return ListStatechainsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStatechainsResponse>, I>>(object: I): ListStatechainsResponse {
+    const message = createBaseListStatechainsResponse();
+    message.statechains = object.statechains?.map((e) => EnclaveStatechain.fromPartial(e)) || [];
+    message.nextPageAfter = object.nextPageAfter ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseKeyGenInitRequest(): KeyGenInitRequest {
@@ -1163,6 +1253,15 @@ export const KeyGenInitRequest: MessageFns<KeyGenInitRequest> = {
       obj.signedRequest = base64FromBytes(message.signedRequest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyGenInitRequest>, I>>(base?: I): KeyGenInitRequest {
+    return KeyGenInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenInitRequest>, I>>(object: I): KeyGenInitRequest {
+    const message = createBaseKeyGenInitRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -1247,6 +1346,18 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<KeyGenInitResponse>, I>>(base?: I): KeyGenInitResponse {
+    return KeyGenInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenInitResponse>, I>>(object: I): KeyGenInitResponse {
+    const message = createBaseKeyGenInitResponse();
+    message.depositId = object.depositId ?? Buffer.alloc(0);
+    message.keygenCommit = (object.keygenCommit !== undefined && object.keygenCommit !== null)
+      ? KeyGenCommit.fromPartial(object.keygenCommit)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseKeyGenFinishRequest(): KeyGenFinishRequest {
@@ -1310,6 +1421,15 @@ export const KeyGenFinishRequest: MessageFns<KeyGenFinishRequest> = {
       obj.signedRequest = base64FromBytes(message.signedRequest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyGenFinishRequest>, I>>(base?: I): KeyGenFinishRequest {
+    return KeyGenFinishRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenFinishRequest>, I>>(object: I): KeyGenFinishRequest {
+    const message = createBaseKeyGenFinishRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -1394,6 +1514,18 @@ export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<KeyGenFinishResponse>, I>>(base?: I): KeyGenFinishResponse {
+    return KeyGenFinishResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyGenFinishResponse>, I>>(object: I): KeyGenFinishResponse {
+    const message = createBaseKeyGenFinishResponse();
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? KeyGenSeShare.fromPartial(object.seShare)
+      : undefined;
+    message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseBindFundingRequest(): BindFundingRequest {
@@ -1476,6 +1608,16 @@ export const BindFundingRequest: MessageFns<BindFundingRequest> = {
       obj.chainTip = Math.round(message.chainTip);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BindFundingRequest>, I>>(base?: I): BindFundingRequest {
+    return BindFundingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BindFundingRequest>, I>>(object: I): BindFundingRequest {
+    const message = createBaseBindFundingRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    message.chainTip = object.chainTip ?? 0;
+    return message;
   },
 };
 
@@ -1601,6 +1743,20 @@ export const BindFundingResponse: MessageFns<BindFundingResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<BindFundingResponse>, I>>(base?: I): BindFundingResponse {
+    return BindFundingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BindFundingResponse>, I>>(object: I): BindFundingResponse {
+    const message = createBaseBindFundingResponse();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    message.initialLock = object.initialLock ?? 0;
+    message.backupMode = object.backupMode ?? 0;
+    return message;
+  },
 };
 
 function createBaseSignFirstRequest(): SignFirstRequest {
@@ -1683,6 +1839,16 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
       obj.chainTip = Math.round(message.chainTip);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignFirstRequest>, I>>(base?: I): SignFirstRequest {
+    return SignFirstRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignFirstRequest>, I>>(object: I): SignFirstRequest {
+    const message = createBaseSignFirstRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    message.chainTip = object.chainTip ?? 0;
+    return message;
   },
 };
 
@@ -1782,6 +1948,19 @@ export const SignFirstResponse: MessageFns<SignFirstResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SignFirstResponse>, I>>(base?: I): SignFirstResponse {
+    return SignFirstResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignFirstResponse>, I>>(object: I): SignFirstResponse {
+    const message = createBaseSignFirstResponse();
+    message.sessionId = object.sessionId ?? Buffer.alloc(0);
+    message.seNonce = (object.seNonce !== undefined && object.seNonce !== null)
+      ? SignSeNonce.fromPartial(object.seNonce)
+      : undefined;
+    message.digest = object.digest ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseSignSecondRequest(): SignSecondRequest {
@@ -1846,6 +2025,15 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SignSecondRequest>, I>>(base?: I): SignSecondRequest {
+    return SignSecondRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSecondRequest>, I>>(object: I): SignSecondRequest {
+    const message = createBaseSignSecondRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseSignSecondResponse(): SignSecondResponse {
@@ -1903,6 +2091,17 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
       obj.signature = Signature.toJSON(message.signature);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSecondResponse>, I>>(base?: I): SignSecondResponse {
+    return SignSecondResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSecondResponse>, I>>(object: I): SignSecondResponse {
+    const message = createBaseSignSecondResponse();
+    message.signature = (object.signature !== undefined && object.signature !== null)
+      ? Signature.fromPartial(object.signature)
+      : undefined;
+    return message;
   },
 };
 
@@ -1967,6 +2166,15 @@ export const TransferInitRequest: MessageFns<TransferInitRequest> = {
       obj.signedRequest = base64FromBytes(message.signedRequest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferInitRequest>, I>>(base?: I): TransferInitRequest {
+    return TransferInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferInitRequest>, I>>(object: I): TransferInitRequest {
+    const message = createBaseTransferInitRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2070,6 +2278,17 @@ export const TransferInitResponse: MessageFns<TransferInitResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferInitResponse>, I>>(base?: I): TransferInitResponse {
+    return TransferInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferInitResponse>, I>>(object: I): TransferInitResponse {
+    const message = createBaseTransferInitResponse();
+    message.encryptedX1 = object.encryptedX1 ?? Buffer.alloc(0);
+    message.newOwnerIndex = object.newOwnerIndex ?? 0;
+    message.backupLock = object.backupLock ?? 0;
+    return message;
+  },
 };
 
 function createBaseTransferKeyRequest(): TransferKeyRequest {
@@ -2133,6 +2352,15 @@ export const TransferKeyRequest: MessageFns<TransferKeyRequest> = {
       obj.signedRequest = base64FromBytes(message.signedRequest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferKeyRequest>, I>>(base?: I): TransferKeyRequest {
+    return TransferKeyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferKeyRequest>, I>>(object: I): TransferKeyRequest {
+    const message = createBaseTransferKeyRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2217,6 +2445,16 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferKeyResponse>, I>>(base?: I): TransferKeyResponse {
+    return TransferKeyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferKeyResponse>, I>>(object: I): TransferKeyResponse {
+    const message = createBaseTransferKeyResponse();
+    message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
+    message.transferContext = object.transferContext ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseKeyUpdateRequest(): KeyUpdateRequest {
@@ -2299,6 +2537,18 @@ export const KeyUpdateRequest: MessageFns<KeyUpdateRequest> = {
       obj.statechainTx = StatechainTx.toJSON(message.statechainTx);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyUpdateRequest>, I>>(base?: I): KeyUpdateRequest {
+    return KeyUpdateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyUpdateRequest>, I>>(object: I): KeyUpdateRequest {
+    const message = createBaseKeyUpdateRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    message.statechainTx = (object.statechainTx !== undefined && object.statechainTx !== null)
+      ? StatechainTx.fromPartial(object.statechainTx)
+      : undefined;
+    return message;
   },
 };
 
@@ -2402,6 +2652,21 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<KeyUpdateResponse>, I>>(base?: I): KeyUpdateResponse {
+    return KeyUpdateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyUpdateResponse>, I>>(object: I): KeyUpdateResponse {
+    const message = createBaseKeyUpdateResponse();
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? KeyGenSeShare.fromPartial(object.seShare)
+      : undefined;
+    message.keyUpdate = (object.keyUpdate !== undefined && object.keyUpdate !== null)
+      ? KeyUpdateRecord.fromPartial(object.keyUpdate)
+      : undefined;
+    message.stateHash = object.stateHash ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseWithdrawInitRequest(): WithdrawInitRequest {
@@ -2465,6 +2730,15 @@ export const WithdrawInitRequest: MessageFns<WithdrawInitRequest> = {
       obj.signedRequest = base64FromBytes(message.signedRequest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WithdrawInitRequest>, I>>(base?: I): WithdrawInitRequest {
+    return WithdrawInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawInitRequest>, I>>(object: I): WithdrawInitRequest {
+    const message = createBaseWithdrawInitRequest();
+    message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2567,6 +2841,17 @@ export const WithdrawInitResponse: MessageFns<WithdrawInitResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<WithdrawInitResponse>, I>>(base?: I): WithdrawInitResponse {
+    return WithdrawInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawInitResponse>, I>>(object: I): WithdrawInitResponse {
+    const message = createBaseWithdrawInitResponse();
+    message.feeSat = (object.feeSat !== undefined && object.feeSat !== null) ? BigInt(object.feeSat) : 0n;
+    message.feeAddress = object.feeAddress ?? "";
+    message.stateHash = object.stateHash ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseCloseStatechainRequest(): CloseStatechainRequest {
@@ -2650,6 +2935,18 @@ export const CloseStatechainRequest: MessageFns<CloseStatechainRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<CloseStatechainRequest>, I>>(base?: I): CloseStatechainRequest {
+    return CloseStatechainRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseStatechainRequest>, I>>(object: I): CloseStatechainRequest {
+    const message = createBaseCloseStatechainRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.withdrawalTxid = object.withdrawalTxid ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseCloseStatechainResponse(): CloseStatechainResponse {
@@ -2707,6 +3004,17 @@ export const CloseStatechainResponse: MessageFns<CloseStatechainResponse> = {
       obj.erasure = KeyUpdateRecord.toJSON(message.erasure);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseStatechainResponse>, I>>(base?: I): CloseStatechainResponse {
+    return CloseStatechainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseStatechainResponse>, I>>(object: I): CloseStatechainResponse {
+    const message = createBaseCloseStatechainResponse();
+    message.erasure = (object.erasure !== undefined && object.erasure !== null)
+      ? KeyUpdateRecord.fromPartial(object.erasure)
+      : undefined;
+    return message;
   },
 };
 
@@ -3101,6 +3409,19 @@ function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
 }
 
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
@@ -3110,4 +3431,6 @@ interface MessageFns<T> {
   decode(input: BinaryReader | Uint8Array, length?: number): T;
   fromJSON(object: any): T;
   toJSON(message: T): unknown;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }

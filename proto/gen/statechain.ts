@@ -482,6 +482,14 @@ export const GetInfoRequest: MessageFns<GetInfoRequest> = {
     const obj: any = {};
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetInfoRequest>, I>>(base?: I): GetInfoRequest {
+    return GetInfoRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInfoRequest>, I>>(_: I): GetInfoRequest {
+    const message = createBaseGetInfoRequest();
+    return message;
+  },
 };
 
 function createBaseGetInfoResponse(): GetInfoResponse {
@@ -858,6 +866,39 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetInfoResponse>, I>>(base?: I): GetInfoResponse {
+    return GetInfoResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInfoResponse>, I>>(object: I): GetInfoResponse {
+    const message = createBaseGetInfoResponse();
+    message.network = object.network ?? "";
+    message.version = object.version ?? "";
+    message.backupMode = object.backupMode ?? 0;
+    message.initLock = object.initLock ?? 0;
+    message.locktimeInterval = object.locktimeInterval ?? 0;
+    message.lockSafetyMargin = object.lockSafetyMargin ?? 0;
+    message.depositConfirmations = object.depositConfirmations ?? 0;
+    message.withdrawConfirmations = object.withdrawConfirmations ?? 0;
+    message.minDepositSat = (object.minDepositSat !== undefined && object.minDepositSat !== null)
+      ? BigInt(object.minDepositSat)
+      : 0n;
+    message.maxDepositSat = (object.maxDepositSat !== undefined && object.maxDepositSat !== null)
+      ? BigInt(object.maxDepositSat)
+      : 0n;
+    message.withdrawFeeBps = object.withdrawFeeBps ?? 0;
+    message.feeAddress = object.feeAddress ?? "";
+    message.minFeeRateSatVb = object.minFeeRateSatVb ?? 0;
+    message.chainTip = object.chainTip ?? 0;
+    message.depositGuard = object.depositGuard ?? "";
+    message.mainstay = (object.mainstay !== undefined && object.mainstay !== null)
+      ? MainstayInfo.fromPartial(object.mainstay)
+      : undefined;
+    message.enclave = (object.enclave !== undefined && object.enclave !== null)
+      ? EnclaveInfo.fromPartial(object.enclave)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseMainstayInfo(): MainstayInfo {
@@ -966,6 +1007,18 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
       obj.commitIntervalS = Math.round(message.commitIntervalS);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MainstayInfo>, I>>(base?: I): MainstayInfo {
+    return MainstayInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MainstayInfo>, I>>(object: I): MainstayInfo {
+    const message = createBaseMainstayInfo();
+    message.enabled = object.enabled ?? false;
+    message.url = object.url ?? "";
+    message.slot = object.slot ?? 0;
+    message.commitIntervalS = object.commitIntervalS ?? 0;
+    return message;
   },
 };
 
@@ -1088,6 +1141,18 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<EnclaveInfo>, I>>(base?: I): EnclaveInfo {
+    return EnclaveInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnclaveInfo>, I>>(object: I): EnclaveInfo {
+    const message = createBaseEnclaveInfo();
+    message.instanceId = object.instanceId ?? Buffer.alloc(0);
+    message.attestationMode = object.attestationMode ?? "";
+    message.expectedPcrs = object.expectedPcrs?.map((e) => PcrRelease.fromPartial(e)) || [];
+    message.simulatorRootPem = object.simulatorRootPem ?? "";
+    return message;
+  },
 };
 
 function createBaseGetStatechainRequest(): GetStatechainRequest {
@@ -1151,6 +1216,17 @@ export const GetStatechainRequest: MessageFns<GetStatechainRequest> = {
       obj.statechainId = Outpoint.toJSON(message.statechainId);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetStatechainRequest>, I>>(base?: I): GetStatechainRequest {
+    return GetStatechainRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStatechainRequest>, I>>(object: I): GetStatechainRequest {
+    const message = createBaseGetStatechainRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    return message;
   },
 };
 
@@ -1455,6 +1531,29 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetStatechainResponse>, I>>(base?: I): GetStatechainResponse {
+    return GetStatechainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStatechainResponse>, I>>(object: I): GetStatechainResponse {
+    const message = createBaseGetStatechainResponse();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.status = object.status ?? 0;
+    message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.depositProofKey = object.depositProofKey ?? Buffer.alloc(0);
+    message.currentProofKey = object.currentProofKey ?? Buffer.alloc(0);
+    message.chain = object.chain?.map((e) => StatechainTx.fromPartial(e)) || [];
+    message.stateHash = object.stateHash ?? Buffer.alloc(0);
+    message.backupMode = object.backupMode ?? 0;
+    message.initialLock = object.initialLock ?? 0;
+    message.keyUpdates = object.keyUpdates?.map((e) => KeyUpdateRecord.fromPartial(e)) || [];
+    message.fundingConfirmations = object.fundingConfirmations ?? 0;
+    return message;
+  },
 };
 
 function createBaseGetSmtProofRequest(): GetSmtProofRequest {
@@ -1518,6 +1617,17 @@ export const GetSmtProofRequest: MessageFns<GetSmtProofRequest> = {
       obj.statechainId = Outpoint.toJSON(message.statechainId);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSmtProofRequest>, I>>(base?: I): GetSmtProofRequest {
+    return GetSmtProofRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSmtProofRequest>, I>>(object: I): GetSmtProofRequest {
+    const message = createBaseGetSmtProofRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    return message;
   },
 };
 
@@ -1596,6 +1706,16 @@ export const SmtProof: MessageFns<SmtProof> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SmtProof>, I>>(base?: I): SmtProof {
+    return SmtProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SmtProof>, I>>(object: I): SmtProof {
+    const message = createBaseSmtProof();
+    message.bitmap = object.bitmap ?? Buffer.alloc(0);
+    message.siblings = object.siblings?.map((e) => e) || [];
+    return message;
+  },
 };
 
 function createBaseMainstayOp(): MainstayOp {
@@ -1670,6 +1790,16 @@ export const MainstayOp: MessageFns<MainstayOp> = {
       obj.commitment = base64FromBytes(message.commitment);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MainstayOp>, I>>(base?: I): MainstayOp {
+    return MainstayOp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MainstayOp>, I>>(object: I): MainstayOp {
+    const message = createBaseMainstayOp();
+    message.append = object.append ?? false;
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -1836,6 +1966,21 @@ export const MainstayProof: MessageFns<MainstayProof> = {
       obj.confirmations = Math.round(message.confirmations);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MainstayProof>, I>>(base?: I): MainstayProof {
+    return MainstayProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MainstayProof>, I>>(object: I): MainstayProof {
+    const message = createBaseMainstayProof();
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    message.merkleRoot = object.merkleRoot ?? Buffer.alloc(0);
+    message.ops = object.ops?.map((e) => MainstayOp.fromPartial(e)) || [];
+    message.txid = object.txid ?? Buffer.alloc(0);
+    message.position = object.position ?? 0;
+    message.blockHeight = object.blockHeight ?? 0;
+    message.confirmations = object.confirmations ?? 0;
+    return message;
   },
 };
 
@@ -2023,6 +2168,28 @@ export const GetSmtProofResponse: MessageFns<GetSmtProofResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetSmtProofResponse>, I>>(base?: I): GetSmtProofResponse {
+    return GetSmtProofResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSmtProofResponse>, I>>(object: I): GetSmtProofResponse {
+    const message = createBaseGetSmtProofResponse();
+    message.key = object.key ?? Buffer.alloc(0);
+    message.leaf = object.leaf ?? Buffer.alloc(0);
+    message.root = object.root ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? SmtProof.fromPartial(object.proof)
+      : undefined;
+    message.mainstay = (object.mainstay !== undefined && object.mainstay !== null)
+      ? MainstayProof.fromPartial(object.mainstay)
+      : undefined;
+    message.currentRoot = object.currentRoot ?? Buffer.alloc(0);
+    message.currentLeaf = object.currentLeaf ?? Buffer.alloc(0);
+    message.currentProof = (object.currentProof !== undefined && object.currentProof !== null)
+      ? SmtProof.fromPartial(object.currentProof)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseGetAttestationRequest(): GetAttestationRequest {
@@ -2080,6 +2247,15 @@ export const GetAttestationRequest: MessageFns<GetAttestationRequest> = {
       obj.nonce = base64FromBytes(message.nonce);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAttestationRequest>, I>>(base?: I): GetAttestationRequest {
+    return GetAttestationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAttestationRequest>, I>>(object: I): GetAttestationRequest {
+    const message = createBaseGetAttestationRequest();
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2156,6 +2332,18 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<GetAttestationResponse>, I>>(base?: I): GetAttestationResponse {
+    return GetAttestationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAttestationResponse>, I>>(object: I): GetAttestationResponse {
+    const message = createBaseGetAttestationResponse();
+    message.document = object.document ?? Buffer.alloc(0);
+    message.enclave = (object.enclave !== undefined && object.enclave !== null)
+      ? EnclaveInfo.fromPartial(object.enclave)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseGetDepositChallengeRequest(): GetDepositChallengeRequest {
@@ -2199,6 +2387,14 @@ export const GetDepositChallengeRequest: MessageFns<GetDepositChallengeRequest> 
   toJSON(_: GetDepositChallengeRequest): unknown {
     const obj: any = {};
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetDepositChallengeRequest>, I>>(base?: I): GetDepositChallengeRequest {
+    return GetDepositChallengeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetDepositChallengeRequest>, I>>(_: I): GetDepositChallengeRequest {
+    const message = createBaseGetDepositChallengeRequest();
+    return message;
   },
 };
 
@@ -2300,6 +2496,19 @@ export const GetDepositChallengeResponse: MessageFns<GetDepositChallengeResponse
       obj.expiresAtMs = message.expiresAtMs.toString();
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetDepositChallengeResponse>, I>>(base?: I): GetDepositChallengeResponse {
+    return GetDepositChallengeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetDepositChallengeResponse>, I>>(object: I): GetDepositChallengeResponse {
+    const message = createBaseGetDepositChallengeResponse();
+    message.challenge = object.challenge ?? Buffer.alloc(0);
+    message.difficultyBits = object.difficultyBits ?? 0;
+    message.expiresAtMs = (object.expiresAtMs !== undefined && object.expiresAtMs !== null)
+      ? BigInt(object.expiresAtMs)
+      : 0n;
+    return message;
   },
 };
 
@@ -2414,6 +2623,30 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<DepositInitRequest>, I>>(base?: I): DepositInitRequest {
+    return DepositInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositInitRequest>, I>>(object: I): DepositInitRequest {
+    const message = createBaseDepositInitRequest();
+    message.proofKey = object.proofKey ?? Buffer.alloc(0);
+    switch (object.guard?.$case) {
+      case "pow": {
+        if (object.guard?.value !== undefined && object.guard?.value !== null) {
+          message.guard = { $case: "pow", value: ProofOfWork.fromPartial(object.guard.value) };
+        }
+        break;
+      }
+      case "token": {
+        if (object.guard?.value !== undefined && object.guard?.value !== null) {
+          message.guard = { $case: "token", value: object.guard.value };
+        }
+        break;
+      }
+    }
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseProofOfWork(): ProofOfWork {
@@ -2488,6 +2721,16 @@ export const ProofOfWork: MessageFns<ProofOfWork> = {
       obj.solution = base64FromBytes(message.solution);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProofOfWork>, I>>(base?: I): ProofOfWork {
+    return ProofOfWork.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProofOfWork>, I>>(object: I): ProofOfWork {
+    const message = createBaseProofOfWork();
+    message.challenge = object.challenge ?? Buffer.alloc(0);
+    message.solution = object.solution ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2571,6 +2814,18 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
       obj.keygenCommit = KeyGenCommit.toJSON(message.keygenCommit);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositInitResponse>, I>>(base?: I): DepositInitResponse {
+    return DepositInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositInitResponse>, I>>(object: I): DepositInitResponse {
+    const message = createBaseDepositInitResponse();
+    message.depositId = object.depositId ?? Buffer.alloc(0);
+    message.keygenCommit = (object.keygenCommit !== undefined && object.keygenCommit !== null)
+      ? KeyGenCommit.fromPartial(object.keygenCommit)
+      : undefined;
+    return message;
   },
 };
 
@@ -2670,6 +2925,19 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<DepositKeyGenRequest>, I>>(base?: I): DepositKeyGenRequest {
+    return DepositKeyGenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositKeyGenRequest>, I>>(object: I): DepositKeyGenRequest {
+    const message = createBaseDepositKeyGenRequest();
+    message.depositId = object.depositId ?? Buffer.alloc(0);
+    message.ownerShare = (object.ownerShare !== undefined && object.ownerShare !== null)
+      ? KeyGenOwnerShare.fromPartial(object.ownerShare)
+      : undefined;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseDepositKeyGenResponse(): DepositKeyGenResponse {
@@ -2752,6 +3020,18 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
       obj.sharedPublicKey = base64FromBytes(message.sharedPublicKey);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositKeyGenResponse>, I>>(base?: I): DepositKeyGenResponse {
+    return DepositKeyGenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositKeyGenResponse>, I>>(object: I): DepositKeyGenResponse {
+    const message = createBaseDepositKeyGenResponse();
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? KeyGenSeShare.fromPartial(object.seShare)
+      : undefined;
+    message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -2865,6 +3145,18 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
       obj.auth = Auth.toJSON(message.auth);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositFundRequest>, I>>(base?: I): DepositFundRequest {
+    return DepositFundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositFundRequest>, I>>(object: I): DepositFundRequest {
+    const message = createBaseDepositFundRequest();
+    message.depositId = object.depositId ?? Buffer.alloc(0);
+    message.fundingTx = object.fundingTx ?? Buffer.alloc(0);
+    message.vout = object.vout ?? 0;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
   },
 };
 
@@ -2990,6 +3282,20 @@ export const DepositFundResponse: MessageFns<DepositFundResponse> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<DepositFundResponse>, I>>(base?: I): DepositFundResponse {
+    return DepositFundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositFundResponse>, I>>(object: I): DepositFundResponse {
+    const message = createBaseDepositFundResponse();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    message.initialLock = object.initialLock ?? 0;
+    message.backupMode = object.backupMode ?? 0;
+    return message;
+  },
 };
 
 function createBaseDepositConfirmRequest(): DepositConfirmRequest {
@@ -3068,6 +3374,18 @@ export const DepositConfirmRequest: MessageFns<DepositConfirmRequest> = {
       obj.auth = Auth.toJSON(message.auth);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositConfirmRequest>, I>>(base?: I): DepositConfirmRequest {
+    return DepositConfirmRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositConfirmRequest>, I>>(object: I): DepositConfirmRequest {
+    const message = createBaseDepositConfirmRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
   },
 };
 
@@ -3162,6 +3480,17 @@ export const DepositConfirmResponse: MessageFns<DepositConfirmResponse> = {
       obj.requiredConfirmations = Math.round(message.requiredConfirmations);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositConfirmResponse>, I>>(base?: I): DepositConfirmResponse {
+    return DepositConfirmResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositConfirmResponse>, I>>(object: I): DepositConfirmResponse {
+    const message = createBaseDepositConfirmResponse();
+    message.status = object.status ?? 0;
+    message.confirmations = object.confirmations ?? 0;
+    message.requiredConfirmations = object.requiredConfirmations ?? 0;
+    return message;
   },
 };
 
@@ -3317,6 +3646,24 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SignFirstRequest>, I>>(base?: I): SignFirstRequest {
+    return SignFirstRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignFirstRequest>, I>>(object: I): SignFirstRequest {
+    const message = createBaseSignFirstRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.purpose = object.purpose ?? 0;
+    message.tx = object.tx ?? Buffer.alloc(0);
+    message.inputIndex = object.inputIndex ?? 0;
+    message.ownerCommit = (object.ownerCommit !== undefined && object.ownerCommit !== null)
+      ? SignOwnerCommit.fromPartial(object.ownerCommit)
+      : undefined;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseSignFirstResponse(): SignFirstResponse {
@@ -3414,6 +3761,19 @@ export const SignFirstResponse: MessageFns<SignFirstResponse> = {
       obj.digest = base64FromBytes(message.digest);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignFirstResponse>, I>>(base?: I): SignFirstResponse {
+    return SignFirstResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignFirstResponse>, I>>(object: I): SignFirstResponse {
+    const message = createBaseSignFirstResponse();
+    message.sessionId = object.sessionId ?? Buffer.alloc(0);
+    message.seNonce = (object.seNonce !== undefined && object.seNonce !== null)
+      ? SignSeNonce.fromPartial(object.seNonce)
+      : undefined;
+    message.digest = object.digest ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -3532,6 +3892,22 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<SignSecondRequest>, I>>(base?: I): SignSecondRequest {
+    return SignSecondRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSecondRequest>, I>>(object: I): SignSecondRequest {
+    const message = createBaseSignSecondRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.sessionId = object.sessionId ?? Buffer.alloc(0);
+    message.ownerPartial = (object.ownerPartial !== undefined && object.ownerPartial !== null)
+      ? SignOwnerPartial.fromPartial(object.ownerPartial)
+      : undefined;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseSignSecondResponse(): SignSecondResponse {
@@ -3589,6 +3965,17 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
       obj.signature = Signature.toJSON(message.signature);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSecondResponse>, I>>(base?: I): SignSecondResponse {
+    return SignSecondResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSecondResponse>, I>>(object: I): SignSecondResponse {
+    const message = createBaseSignSecondResponse();
+    message.signature = (object.signature !== undefined && object.signature !== null)
+      ? Signature.fromPartial(object.signature)
+      : undefined;
+    return message;
   },
 };
 
@@ -3712,6 +4099,20 @@ export const TransferSenderInitRequest: MessageFns<TransferSenderInitRequest> = 
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferSenderInitRequest>, I>>(base?: I): TransferSenderInitRequest {
+    return TransferSenderInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferSenderInitRequest>, I>>(object: I): TransferSenderInitRequest {
+    const message = createBaseTransferSenderInitRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
+    message.receiverBackupKey = object.receiverBackupKey ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseTransferSenderInitResponse(): TransferSenderInitResponse {
@@ -3813,6 +4214,17 @@ export const TransferSenderInitResponse: MessageFns<TransferSenderInitResponse> 
       obj.backupLock = Math.round(message.backupLock);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferSenderInitResponse>, I>>(base?: I): TransferSenderInitResponse {
+    return TransferSenderInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferSenderInitResponse>, I>>(object: I): TransferSenderInitResponse {
+    const message = createBaseTransferSenderInitResponse();
+    message.encryptedX1 = object.encryptedX1 ?? Buffer.alloc(0);
+    message.newOwnerIndex = object.newOwnerIndex ?? 0;
+    message.backupLock = object.backupLock ?? 0;
+    return message;
   },
 };
 
@@ -3931,6 +4343,22 @@ export const TransferSendRequest: MessageFns<TransferSendRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferSendRequest>, I>>(base?: I): TransferSendRequest {
+    return TransferSendRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferSendRequest>, I>>(object: I): TransferSendRequest {
+    const message = createBaseTransferSendRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.statechainTx = (object.statechainTx !== undefined && object.statechainTx !== null)
+      ? StatechainTx.fromPartial(object.statechainTx)
+      : undefined;
+    message.encryptedMessage = object.encryptedMessage ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseTransferSendResponse(): TransferSendResponse {
@@ -3994,6 +4422,15 @@ export const TransferSendResponse: MessageFns<TransferSendResponse> = {
       obj.messageId = base64FromBytes(message.messageId);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferSendResponse>, I>>(base?: I): TransferSendResponse {
+    return TransferSendResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferSendResponse>, I>>(object: I): TransferSendResponse {
+    const message = createBaseTransferSendResponse();
+    message.messageId = object.messageId ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -4220,6 +4657,27 @@ export const TransferMessage: MessageFns<TransferMessage> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferMessage>, I>>(base?: I): TransferMessage {
+    return TransferMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferMessage>, I>>(object: I): TransferMessage {
+    const message = createBaseTransferMessage();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.t1 = object.t1 ?? Buffer.alloc(0);
+    message.backupTx = object.backupTx ?? Buffer.alloc(0);
+    message.backupHistory = object.backupHistory?.map((e) => e) || [];
+    message.kickoffTx = object.kickoffTx ?? Buffer.alloc(0);
+    message.statechainTx = (object.statechainTx !== undefined && object.statechainTx !== null)
+      ? StatechainTx.fromPartial(object.statechainTx)
+      : undefined;
+    message.fundingTx = object.fundingTx ?? Buffer.alloc(0);
+    message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    message.seEndpoint = object.seEndpoint ?? "";
+    return message;
+  },
 };
 
 function createBaseMailboxGetRequest(): MailboxGetRequest {
@@ -4298,6 +4756,16 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
       obj.auth = Auth.toJSON(message.auth);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MailboxGetRequest>, I>>(base?: I): MailboxGetRequest {
+    return MailboxGetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MailboxGetRequest>, I>>(object: I): MailboxGetRequest {
+    const message = createBaseMailboxGetRequest();
+    message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
   },
 };
 
@@ -4423,6 +4891,22 @@ export const MailboxItem: MessageFns<MailboxItem> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<MailboxItem>, I>>(base?: I): MailboxItem {
+    return MailboxItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MailboxItem>, I>>(object: I): MailboxItem {
+    const message = createBaseMailboxItem();
+    message.messageId = object.messageId ?? Buffer.alloc(0);
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.encryptedMessage = object.encryptedMessage ?? Buffer.alloc(0);
+    message.createdAtMs = (object.createdAtMs !== undefined && object.createdAtMs !== null)
+      ? BigInt(object.createdAtMs)
+      : 0n;
+    return message;
+  },
 };
 
 function createBaseMailboxGetResponse(): MailboxGetResponse {
@@ -4482,6 +4966,15 @@ export const MailboxGetResponse: MessageFns<MailboxGetResponse> = {
       obj.items = message.items.map((e) => MailboxItem.toJSON(e));
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MailboxGetResponse>, I>>(base?: I): MailboxGetResponse {
+    return MailboxGetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MailboxGetResponse>, I>>(object: I): MailboxGetResponse {
+    const message = createBaseMailboxGetResponse();
+    message.items = object.items?.map((e) => MailboxItem.fromPartial(e)) || [];
+    return message;
   },
 };
 
@@ -4596,6 +5089,20 @@ export const TransferReceiverInitRequest: MessageFns<TransferReceiverInitRequest
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferReceiverInitRequest>, I>>(base?: I): TransferReceiverInitRequest {
+    return TransferReceiverInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferReceiverInitRequest>, I>>(object: I): TransferReceiverInitRequest {
+    const message = createBaseTransferReceiverInitRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseTransferReceiverInitResponse(): TransferReceiverInitResponse {
@@ -4678,6 +5185,16 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
       obj.transferContext = base64FromBytes(message.transferContext);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferReceiverInitResponse>, I>>(base?: I): TransferReceiverInitResponse {
+    return TransferReceiverInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferReceiverInitResponse>, I>>(object: I): TransferReceiverInitResponse {
+    const message = createBaseTransferReceiverInitResponse();
+    message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
+    message.transferContext = object.transferContext ?? Buffer.alloc(0);
+    return message;
   },
 };
 
@@ -4837,6 +5354,28 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<TransferReceiverKeyUpdateRequest>, I>>(
+    base?: I,
+  ): TransferReceiverKeyUpdateRequest {
+    return TransferReceiverKeyUpdateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferReceiverKeyUpdateRequest>, I>>(
+    object: I,
+  ): TransferReceiverKeyUpdateRequest {
+    const message = createBaseTransferReceiverKeyUpdateRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
+    message.ownerShare = (object.ownerShare !== undefined && object.ownerShare !== null)
+      ? KeyGenOwnerShare.fromPartial(object.ownerShare)
+      : undefined;
+    message.encryptedT2 = object.encryptedT2 ?? Buffer.alloc(0);
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseTransferReceiverKeyUpdateResponse(): TransferReceiverKeyUpdateResponse {
@@ -4919,6 +5458,24 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
       obj.keyUpdate = KeyUpdateRecord.toJSON(message.keyUpdate);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferReceiverKeyUpdateResponse>, I>>(
+    base?: I,
+  ): TransferReceiverKeyUpdateResponse {
+    return TransferReceiverKeyUpdateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferReceiverKeyUpdateResponse>, I>>(
+    object: I,
+  ): TransferReceiverKeyUpdateResponse {
+    const message = createBaseTransferReceiverKeyUpdateResponse();
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? KeyGenSeShare.fromPartial(object.seShare)
+      : undefined;
+    message.keyUpdate = (object.keyUpdate !== undefined && object.keyUpdate !== null)
+      ? KeyUpdateRecord.fromPartial(object.keyUpdate)
+      : undefined;
+    return message;
   },
 };
 
@@ -5018,6 +5575,21 @@ export const WithdrawInitRequest: MessageFns<WithdrawInitRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<WithdrawInitRequest>, I>>(base?: I): WithdrawInitRequest {
+    return WithdrawInitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawInitRequest>, I>>(object: I): WithdrawInitRequest {
+    const message = createBaseWithdrawInitRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.statechainTx = (object.statechainTx !== undefined && object.statechainTx !== null)
+      ? StatechainTx.fromPartial(object.statechainTx)
+      : undefined;
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseWithdrawInitResponse(): WithdrawInitResponse {
@@ -5099,6 +5671,16 @@ export const WithdrawInitResponse: MessageFns<WithdrawInitResponse> = {
       obj.feeAddress = message.feeAddress;
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WithdrawInitResponse>, I>>(base?: I): WithdrawInitResponse {
+    return WithdrawInitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawInitResponse>, I>>(object: I): WithdrawInitResponse {
+    const message = createBaseWithdrawInitResponse();
+    message.feeSat = (object.feeSat !== undefined && object.feeSat !== null) ? BigInt(object.feeSat) : 0n;
+    message.feeAddress = object.feeAddress ?? "";
+    return message;
   },
 };
 
@@ -5198,6 +5780,19 @@ export const WithdrawConfirmRequest: MessageFns<WithdrawConfirmRequest> = {
     }
     return obj;
   },
+
+  create<I extends Exact<DeepPartial<WithdrawConfirmRequest>, I>>(base?: I): WithdrawConfirmRequest {
+    return WithdrawConfirmRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawConfirmRequest>, I>>(object: I): WithdrawConfirmRequest {
+    const message = createBaseWithdrawConfirmRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.withdrawalTx = object.withdrawalTx ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
 };
 
 function createBaseWithdrawConfirmResponse(): WithdrawConfirmResponse {
@@ -5291,6 +5886,17 @@ export const WithdrawConfirmResponse: MessageFns<WithdrawConfirmResponse> = {
       obj.requiredConfirmations = Math.round(message.requiredConfirmations);
     }
     return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WithdrawConfirmResponse>, I>>(base?: I): WithdrawConfirmResponse {
+    return WithdrawConfirmResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawConfirmResponse>, I>>(object: I): WithdrawConfirmResponse {
+    const message = createBaseWithdrawConfirmResponse();
+    message.status = object.status ?? 0;
+    message.confirmations = object.confirmations ?? 0;
+    message.requiredConfirmations = object.requiredConfirmations ?? 0;
+    return message;
   },
 };
 
@@ -5868,6 +6474,19 @@ function floatToJson(value: number | null | undefined): number | string | null |
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
@@ -5877,4 +6496,6 @@ interface MessageFns<T> {
   decode(input: BinaryReader | Uint8Array, length?: number): T;
   fromJSON(object: any): T;
   toJSON(message: T): unknown;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }
