@@ -65,7 +65,8 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
     chain: {
       backend: "embedded",
       mineIntervalMs: 10_000,
-      initialBlocks: 101,
+      // Segwit activates at height 431 on bcoin's regtest; 432 blocks also leaves mature coinbases.
+      initialBlocks: 432,
       persist: false,
       rpcPort: 18443,
       bitcoindUrl: "",

@@ -3,6 +3,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Server } from "@grpc/grpc-js";
+import type { DevChain } from "./chain/backend.ts";
+import { EmbeddedChain } from "./chain/embedded.ts";
 import { RegtestNode } from "./chain/regtest-node.ts";
 import type { HostConfig } from "./config.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
@@ -18,6 +20,7 @@ export interface RunningSe {
   port: number;
   enclave: EnclaveHandle;
   chain: RegtestNode | undefined;
+  backend: DevChain;
   monitor: Monitor;
   close(): Promise<void>;
 }
@@ -56,7 +59,8 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log.error({ err: err.message }, "interval mining failed"),
     );
 
-    const monitor = new Monitor(enclave, async () => chain.height());
+    const backend = new EmbeddedChain(chain);
+    const monitor = new Monitor(enclave, () => backend.tipHeight());
     await monitor.refresh();
     monitor.start();
     chain.onBlock(() => void monitor.refresh());
@@ -72,7 +76,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       { port, enclave: monitor.snapshot().enclave.instanceId, height: chain.height() },
       "statechain entity started",
     );
-    return { cfg, port, enclave, chain, monitor, close: closeAll };
+    return { cfg, port, enclave, chain, backend, monitor, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
