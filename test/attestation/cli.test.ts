@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { type CliIo, decodeInput, parseTime, runCli } from "../../attestation/cli.ts";
+import { SimulatorProvider } from "../../attestation/providers/index.ts";
+import { decodeReceipt, encodeReceipt, receiptHash, ZERO_HASH } from "../../attestation/receipt.ts";
+import { SimulatorCa } from "../../attestation/sim-ca.ts";
+import { G, pointBytes } from "../../protocol/encoding.ts";
+import { doc, NITRO, nitroDir, projectRoot } from "./fixtures.ts";
+
+const file = (name: keyof typeof NITRO) => path.join(nitroDir, NITRO[name].file);
+const inside = (name: keyof typeof NITRO) => String(NITRO[name].from + 600);
+
+function cli(args: string[], stdin: Buffer = Buffer.alloc(0)): { code: number; out: string; err: string } {
+  let out = "";
+  let err = "";
+  const io: CliIo = {
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+    readStdin: () => stdin,
+    readFile: (p) => readFileSync(p),
+  };
+  return { code: runCli(args, io), out, err };
+}
+
+test("a real document inside its window: fields printed, verdict VALID, exit 0", () => {
+  const r = cli([file("nondebug"), "--at", inside("nondebug")]);
+  assert.equal(r.code, 0, r.out + r.err);
+  assert.match(r.out, /module_id\s+i-0a22e5c5f24d22174-enc0191cceb4289903f/);
+  assert.match(r.out, /time\s+2024-09-07T14:37:39\.545Z/);
+  assert.match(r.out, /PCR0\s+e72a46ca80a260fb/);
+  assert.match(r.out, /nonce\s+1024 bytes/);
+  assert.match(r.out, /AWS Nitro Enclaves root G1 \(pinned\)/);
+  assert.match(r.out, /verdict: VALID$/m);
+});
+
+test("invalid documents exit 1 and the verdict names every failed check", () => {
+  const late = cli([file("nondebug"), "--at", String(NITRO.nondebug.to + 10)]);
+  assert.equal(late.code, 1);
+  assert.match(late.out, /FAIL chain\.validity — leaf certificate expired at/);
+  assert.match(late.out, /verdict: INVALID — failed: chain\.validity/);
+  const debug = cli([file("debug"), "--at", inside("debug")]);
+  assert.equal(debug.code, 1);
+  assert.match(debug.out, /failed: pcrs\.not_debug/);
+  assert.equal(cli([file("debug"), "--at", inside("debug"), "--allow-debug"]).code, 0);
+  const nonce = cli([file("nondebug"), "--at", inside("nondebug"), "--nonce", "00"]);
+  assert.equal(nonce.code, 1);
+  assert.match(nonce.out, /FAIL nonce/);
+  const both = cli([file("debug"), "--at", String(NITRO.debug.to + 10), "--nonce", "00"]);
+  assert.match(both.out, /failed: chain\.validity, timestamp\.max_age, pcrs\.not_debug, nonce$/m);
+});
+
+test("--json prints one object with valid, checks and the decoded fields", () => {
+  const r = cli([file("evervault"), "--at", inside("evervault"), "--allow-debug", "--json"]);
+  assert.equal(r.code, 0);
+  const j = JSON.parse(r.out);
+  assert.equal(j.valid, true);
+  assert.equal(j.simulator, false);
+  assert.equal(j.checks["cose.signature"], true);
+  assert.equal(j.document.module_id, "i-0918f6c55e3b61d89-enc018aa8b8e2285d13");
+  assert.equal(j.document.public_key, null);
+  assert.equal(j.document.nonce.length, 512);
+  assert.equal(j.document.pcrs["0"], "00".repeat(48));
+  assert.equal(r.out.trim().split("\n").length, 1, "one line");
+  const bad = JSON.parse(cli([file("evervault"), "--at", inside("evervault"), "--json"]).out);
+  assert.equal(bad.valid, false);
+  assert.equal(bad.checks["pcrs.not_debug"], false);
+  assert.equal(bad.failures[0].check, "pcrs.not_debug");
+});
+
+test("input formats: auto recognises base64, hex and raw bytes; explicit formats and stdin work", () => {
+  const raw = Buffer.from(doc("nondebug"));
+  const dir = mkdtempSync(path.join(tmpdir(), "va-"));
+  const variants: [string, Buffer][] = [
+    ["doc.b64", Buffer.from(`${raw.toString("base64").replace(/.{76}/g, "$&\n")}\n`)],
+    ["doc.hex", Buffer.from(raw.toString("hex"))],
+    ["doc.bin", raw],
+    ["doc-tagged.bin", Buffer.concat([Buffer.of(0xd2), raw])],
+    ["doc-tagged.hex", Buffer.from(`d2${raw.toString("hex")}\n`)],
+    ["doc.b64url", Buffer.from(raw.toString("base64url"))],
+  ];
+  for (const [name, bytes] of variants) {
+    writeFileSync(path.join(dir, name), bytes);
+    const r = cli([path.join(dir, name), "--at", inside("nondebug")]);
+    assert.equal(r.code, 0, `${name}: ${r.out}${r.err}`);
+  }
+  assert.equal(cli([path.join(dir, "doc.hex"), "--format", "hex", "--at", inside("nondebug")]).code, 0);
+  assert.equal(cli([path.join(dir, "doc.bin"), "--format", "bin", "--at", inside("nondebug")]).code, 0);
+  assert.equal(
+    cli(["-", "--format", "b64", "--at", inside("nondebug")], Buffer.from(raw.toString("base64"))).code,
+    0,
+  );
+  assert.equal(cli(["-", "--at", inside("nondebug")], raw).code, 0);
+  // Wrong explicit format: a read error, exit 2.
+  const wrong = cli([path.join(dir, "doc.b64"), "--format", "hex"]);
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.err, /not hex/);
+  assert.deepEqual(decodeInput(Buffer.from("hEQ="), "auto"), new Uint8Array([0x84, 0x44]));
+});
+
+test("usage and read errors exit 2 with a message", () => {
+  const cases: [string[], RegExp][] = [
+    [[], /exactly one document/],
+    [["a", "b"], /exactly one document/],
+    [["/nonexistent/doc.b64"], /cannot read document \/nonexistent\/doc\.b64: ENOENT/],
+    [[file("nondebug"), "--format", "pem"], /unknown --format pem/],
+    [[file("nondebug"), "--at", "yesterday"], /neither Unix seconds nor an ISO-8601/],
+    [[file("nondebug"), "--nonce", "xyz"], /--nonce must be hex/],
+    [[file("nondebug"), "--max-age", "1h"], /whole seconds/],
+    [[file("nondebug"), "--pcrs", "/nonexistent.json"], /cannot read PCR policy/],
+    [[file("nondebug"), "--sim-root", file("nondebug")], /--sim-root .*not a PEM certificate/],
+    [[file("nondebug"), "--prev-receipt", "x"], /--prev-receipt needs --receipt/],
+    [[file("nondebug"), "--bogus"], /Unknown option/],
+  ];
+  for (const [args, re] of cases) {
+    const r = cli(args);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.err, re, args.join(" "));
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), "va-"));
+  writeFileSync(path.join(dir, "policy.json"), JSON.stringify({ releases: [] }));
+  const badPolicy = cli([file("nondebug"), "--pcrs", path.join(dir, "policy.json")]);
+  assert.equal(badPolicy.code, 2);
+  assert.match(badPolicy.err, /non-empty releases/);
+  const help = cli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.out, /--sim-root <pem>/);
+});
+
+test("--at accepts Unix seconds and ISO-8601", () => {
+  assert.equal(parseTime("1725720000"), 1725720000_000);
+  assert.equal(parseTime("1725720000.5"), 1725720000_500);
+  assert.equal(parseTime("2024-09-07T15:00:00Z"), Date.UTC(2024, 8, 7, 15));
+  assert.equal(cli([file("nondebug"), "--at", "2024-09-07T15:00:00Z"]).code, 0);
+  assert.equal(cli([file("nondebug"), "--at", "2024-09-07T18:00:00Z"]).code, 1);
+});
+
+test("simulator documents: SIMULATOR in plain words with --sim-root, refused without; receipts and PCR policy", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "va-sim-"));
+  const ca = SimulatorCa.open(path.join(dir, "ca"));
+  const pcrs = {
+    pcr0: new Uint8Array(48).fill(1),
+    pcr1: new Uint8Array(48).fill(2),
+    pcr2: new Uint8Array(48).fill(3),
+  };
+  const provider = new SimulatorProvider({ ca, pcrs });
+  const r1 = encodeReceipt({
+    type: "key-update",
+    statechain: new Uint8Array(36),
+    epoch: 2,
+    erased: new Uint8Array(32).fill(4),
+    S2: pointBytes(G),
+    prev: ZERO_HASH,
+    log: new Uint8Array(32),
+    time: 1,
+  });
+  const { v: _v, ...first } = decodeReceipt(r1);
+  const r2 = encodeReceipt({ ...first, epoch: 3, prev: receiptHash(r1), time: 2 });
+  const document = await provider.attest({ userData: receiptHash(r2), nonce: new Uint8Array([0xab, 0xcd]) });
+  const files = {
+    doc: path.join(dir, "doc.bin"),
+    root: path.join(dir, "root.pem"),
+    r1: path.join(dir, "r1.cbor"),
+    r2: path.join(dir, "r2.cbor"),
+    policy: path.join(dir, "policy.json"),
+  };
+  writeFileSync(files.doc, document);
+  writeFileSync(files.root, ca.rootPem());
+  writeFileSync(files.r1, r1);
+  writeFileSync(files.r2, r2);
+  const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+  writeFileSync(
+    files.policy,
+    JSON.stringify({
+      releases: [{ name: "sim-1", pcr0: hex(pcrs.pcr0), pcr1: hex(pcrs.pcr1), pcr2: hex(pcrs.pcr2) }],
+    }),
+  );
+  const ok = cli([
+    files.doc,
+    "--sim-root",
+    files.root,
+    "--pcrs",
+    files.policy,
+    "--nonce",
+    "abcd",
+    "--receipt",
+    files.r2,
+    "--prev-receipt",
+    files.r1,
+  ]);
+  assert.equal(ok.code, 0, ok.out);
+  assert.match(
+    ok.out,
+    /verdict: VALID — SIMULATOR document: signed by a simulator root, NOT by AWS Nitro hardware/,
+  );
+  assert.match(ok.out, /release\s+sim-1/);
+  assert.match(ok.out, /receipt\s+key-update, epoch 3/);
+  assert.match(ok.out, /ok {3}receipt\.chain/);
+  const j = JSON.parse(cli([files.doc, "--sim-root", files.root, "--receipt", files.r2, "--json"]).out);
+  assert.equal(j.simulator, true);
+  assert.equal(j.receipt.epoch, 3);
+  const noRoot = cli([files.doc]);
+  assert.equal(noRoot.code, 1);
+  assert.match(noRoot.out, /failed: chain\.root_pinned/);
+  const wrongReceipt = cli([files.doc, "--sim-root", files.root, "--receipt", files.r1]);
+  assert.equal(wrongReceipt.code, 1);
+  assert.match(wrongReceipt.out, /failed: user_data\.receipt/);
+  assert.match(wrongReceipt.out, /verdict: INVALID \(SIMULATOR root\)/);
+});
+
+test("the bin runs through node and npm with the documented exit codes", () => {
+  const bin = path.join(projectRoot, "bin/verify-attestation.js");
+  const ok = spawnSync(process.execPath, [bin, file("nondebug"), "--at", inside("nondebug")], {
+    encoding: "utf8",
+  });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /verdict: VALID/);
+  const bad = spawnSync(process.execPath, [bin, "-", "--at", inside("nondebug")], {
+    input: Buffer.from(doc("nondebug")).subarray(0, 500),
+    encoding: "utf8",
+  });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stdout, /failed: cose\.structure/);
+  const usage = spawnSync(process.execPath, [bin], { encoding: "utf8" });
+  assert.equal(usage.status, 2);
+  const npm = spawnSync("npm", ["run", "--silent", "verify-attestation", "--", "--help"], {
+    cwd: projectRoot,
+    encoding: "utf8",
+  });
+  assert.equal(npm.status, 0, npm.stderr);
+  assert.match(npm.stdout, /verify-attestation <file\|->/);
+});
