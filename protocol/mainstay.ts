@@ -21,6 +21,7 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { ripemd160 } from "@noble/hashes/legacy.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { Transaction } from "bitcoinjs-lib";
+import type { MainstayProof } from "../proto/gen/statechain.ts";
 import { bigIntToBytes, bytesToBigInt, concatBytes, N, Point, parsePoint } from "./encoding.ts";
 import { check, fail } from "./errors.ts";
 
@@ -183,6 +184,49 @@ export function verifySlotProof(proof: SlotProof, opts: { position?: number } = 
     "MAINSTAY_SLOT_PROOF",
     `commitment ${toDisplayHex(proof.commitment)} does not lead to slot-tree root ${toDisplayHex(proof.merkleRoot)}`,
   );
+}
+
+/** A MainstayProof as received from the SE (statechain.v1), as a slot proof. */
+export function slotProofFromProto(m: MainstayProof): SlotProof & { position: number; txid: Uint8Array } {
+  check(
+    m.txid.length === 32,
+    "MAINSTAY_BAD_PROOF",
+    `attestation txid must be 32 bytes, got ${m.txid.length}`,
+  );
+  return {
+    commitment: Uint8Array.from(m.commitment),
+    merkleRoot: Uint8Array.from(m.merkleRoot),
+    ops: m.ops.map((op) => ({ append: op.append, commitment: Uint8Array.from(op.commitment) })),
+    position: m.position,
+    txid: Uint8Array.from(m.txid),
+  };
+}
+
+/**
+ * What a wallet checks of the SE's Mainstay proof: it commits `root` (the SMT root its statechain proof was
+ * checked against), in the SE's slot, up to the slot-tree root. With the attestation transaction and the
+ * service's key (from a chain backend), also that the transaction commits to that slot-tree root.
+ */
+export function verifyMainstayProof(
+  m: MainstayProof,
+  root: Uint8Array,
+  opts: { attestationTx?: Uint8Array; params?: MainstayKeyParams } = {},
+): void {
+  const proof = slotProofFromProto(m);
+  check(
+    proof.commitment.length === 32 && Buffer.compare(Buffer.from(proof.commitment), Buffer.from(root)) === 0,
+    "MAINSTAY_COMMITMENT",
+    "the Mainstay proof commits to another root than the SMT root",
+  );
+  verifySlotProof(proof, { position: proof.position });
+  if (opts.attestationTx && opts.params) {
+    const txid = verifyAttestationTx(opts.attestationTx, proof.merkleRoot, opts.params);
+    check(
+      Buffer.compare(Buffer.from(txid), Buffer.from(proof.txid)) === 0,
+      "MAINSTAY_STAYCHAIN",
+      `the transaction given is ${toDisplayHex(txid)}, not the attestation ${toDisplayHex(proof.txid)}`,
+    );
+  }
 }
 
 // --- the slot tree itself (what the local Mainstay-compatible service builds) -----------------------------

@@ -24,6 +24,7 @@ import {
   toDisplayHex,
   txidOf,
   verifyAttestationTx,
+  verifyMainstayProof,
   verifySlotProof,
   verifyStaychain,
 } from "../../protocol/mainstay.ts";
@@ -197,4 +198,31 @@ test("an SMT root is committed as the hash whose internal bytes are the root", (
   const h = commitmentHexForRoot(root);
   assert.equal(h, toDisplayHex(root));
   assert.equal(hex(fromDisplayHex(h, "x")), hex(root));
+});
+
+test("a wallet's check of the SE's MainstayProof: our root, our slot, the attested slot-tree root", () => {
+  const p = parseSlotProofJson(fixture(1)[0]);
+  const m = {
+    commitment: Buffer.from(p.commitment),
+    merkleRoot: Buffer.from(p.merkleRoot),
+    ops: p.ops.map((op) => ({ append: op.append, commitment: Buffer.from(op.commitment) })),
+    txid: Buffer.from(fromDisplayHex((fixture(1)[0] as { txid: string }).txid, "txid")),
+    position: SLOT,
+    blockHeight: 605527,
+    confirmations: 1,
+  };
+  verifyMainstayProof(m, p.commitment);
+  assert.throws(() => verifyMainstayProof(m, randomBytes(32)), code("MAINSTAY_COMMITMENT"));
+  assert.throws(
+    () => verifyMainstayProof({ ...m, position: 1 }, p.commitment),
+    code("MAINSTAY_SLOT_POSITION"),
+  );
+  assert.throws(
+    () => verifyMainstayProof({ ...m, merkleRoot: randomBytes(32) }, p.commitment),
+    code("MAINSTAY_SLOT_PROOF"),
+  );
+  assert.throws(
+    () => verifyMainstayProof({ ...m, txid: Buffer.alloc(31) }, p.commitment),
+    code("MAINSTAY_BAD_PROOF"),
+  );
 });
