@@ -126,12 +126,24 @@ export interface GetSmtProofRequest {
 }
 
 /**
- * Compact sparse-Merkle proof: bitmap bit i (from the leaf upwards) set means the sibling at that level is
- * the default hash of an empty subtree and is omitted from siblings.
+ * Compact sparse-Merkle proof (protocol/smt). The tree collapses single-leaf subtrees, so a path has `depth`
+ * levels (about log2 of the number of statechains), not 256. Level i counts from the proven position upwards;
+ * bitmap bit i (byte i / 8, bit i % 8 from the least significant) set means the sibling at that level is the
+ * empty subtree (32 zero bytes) and is omitted from siblings, which lists the others from the leaf upwards.
  */
 export interface SmtProof {
+  /** ceil(depth / 8) bytes; unused high bits zero. */
   bitmap: Buffer;
+  /** 32 bytes each, never all zero. */
   siblings: Buffer[];
+  /** Levels between the root and the proven position (0 to 256). */
+  depth: number;
+  /**
+   * Non-inclusion ending at another statechain's leaf: that leaf's key and value (32 bytes each). Both empty
+   * for inclusion, and for non-inclusion ending at an empty subtree.
+   */
+  otherKey: Buffer;
+  otherLeaf: Buffer;
 }
 
 export interface MainstayOp {
@@ -1632,7 +1644,7 @@ export const GetSmtProofRequest: MessageFns<GetSmtProofRequest> = {
 };
 
 function createBaseSmtProof(): SmtProof {
-  return { bitmap: Buffer.alloc(0), siblings: [] };
+  return { bitmap: Buffer.alloc(0), siblings: [], depth: 0, otherKey: Buffer.alloc(0), otherLeaf: Buffer.alloc(0) };
 }
 
 export const SmtProof: MessageFns<SmtProof> = {
@@ -1642,6 +1654,15 @@ export const SmtProof: MessageFns<SmtProof> = {
     }
     for (const v of message.siblings) {
       writer.uint32(18).bytes(v!);
+    }
+    if (message.depth !== 0) {
+      writer.uint32(24).uint32(message.depth);
+    }
+    if (message.otherKey.length !== 0) {
+      writer.uint32(34).bytes(message.otherKey);
+    }
+    if (message.otherLeaf.length !== 0) {
+      writer.uint32(42).bytes(message.otherLeaf);
     }
     return writer;
   },
@@ -1675,6 +1696,30 @@ export const SmtProof: MessageFns<SmtProof> = {
             message.siblings.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.depth = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.otherKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.otherLeaf = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1693,6 +1738,17 @@ export const SmtProof: MessageFns<SmtProof> = {
       siblings: globalThis.Array.isArray(object?.siblings)
         ? object.siblings.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      depth: isSet(object.depth) ? globalThis.Number(object.depth) : 0,
+      otherKey: isSet(object.otherKey)
+        ? Buffer.from(bytesFromBase64(object.otherKey))
+        : isSet(object.other_key)
+        ? Buffer.from(bytesFromBase64(object.other_key))
+        : Buffer.alloc(0),
+      otherLeaf: isSet(object.otherLeaf)
+        ? Buffer.from(bytesFromBase64(object.otherLeaf))
+        : isSet(object.other_leaf)
+        ? Buffer.from(bytesFromBase64(object.other_leaf))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1704,6 +1760,15 @@ export const SmtProof: MessageFns<SmtProof> = {
     if (message.siblings?.length) {
       obj.siblings = message.siblings.map((e) => base64FromBytes(e));
     }
+    if (message.depth !== 0) {
+      obj.depth = Math.round(message.depth);
+    }
+    if (message.otherKey.length !== 0) {
+      obj.otherKey = base64FromBytes(message.otherKey);
+    }
+    if (message.otherLeaf.length !== 0) {
+      obj.otherLeaf = base64FromBytes(message.otherLeaf);
+    }
     return obj;
   },
 
@@ -1714,6 +1779,9 @@ export const SmtProof: MessageFns<SmtProof> = {
     const message = createBaseSmtProof();
     message.bitmap = object.bitmap ?? Buffer.alloc(0);
     message.siblings = object.siblings?.map((e) => e) || [];
+    message.depth = object.depth ?? 0;
+    message.otherKey = object.otherKey ?? Buffer.alloc(0);
+    message.otherLeaf = object.otherLeaf ?? Buffer.alloc(0);
     return message;
   },
 };
