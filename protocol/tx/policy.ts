@@ -127,6 +127,11 @@ function checkOwnerIndex(n: number): void {
  */
 export function backupLock(ctx: CoinPolicyContext, ownerIndex: number): number {
   checkContext(ctx);
+  return lockFor(ctx, ownerIndex);
+}
+
+/** backupLock for a context already checked. */
+function lockFor(ctx: CoinPolicyContext, ownerIndex: number): number {
   checkOwnerIndex(ownerIndex);
   const lock = ctx.initialLock - (ownerIndex - 1) * ctx.interval;
   check(
@@ -238,7 +243,7 @@ export function checkBackupTx(
   checkTip(opts.tip);
   const tx = parseTx(raw, "backup");
   const n = opts.ownerIndex;
-  const lock = backupLock(ctx, n);
+  const lock = lockFor(ctx, n);
   checkCommon(tx, "backup");
   let spendAmount: bigint;
   if (ctx.mode === "absolute") {

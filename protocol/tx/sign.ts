@@ -27,7 +27,13 @@ export function bip143Digest(
 ): Uint8Array {
   const t = tx instanceof Uint8Array ? parseTx(tx) : tx;
   checkInputIndex(t, inputIndex);
-  parsePoint(publicKey, "signing public key");
+  // Shape only: a digest for a key that is not on the curve is harmless (nothing can sign it), and callers
+  // validate keys where they enter (context, builders, finalize).
+  check(
+    publicKey.length === 33 && (publicKey[0] === 2 || publicKey[0] === 3),
+    "INVALID_POINT",
+    "signing public key must be a 33-byte compressed point",
+  );
   check(amountSat > 0n, "TX_AMOUNT", "the spent amount must be positive");
   return new Uint8Array(t.hashForWitnessV0(inputIndex, p2wpkhScriptCode(publicKey), amountSat, SIGHASH_ALL));
 }
@@ -61,6 +67,7 @@ export function finalizeP2wpkhInput(
   amountSat: bigint,
 ): Uint8Array {
   const tx = parseTx(raw);
+  parsePoint(publicKey, "signing public key");
   const digest = bip143Digest(tx, inputIndex, publicKey, amountSat);
   const der = encodeWitnessSignature(signature);
   check(
