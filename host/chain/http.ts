@@ -27,7 +27,14 @@ export class HttpClient {
     const secure = u.protocol === "https:";
     const mod = secure ? https : http;
     return new Promise((resolve, reject) => {
-      const fail = (why: string) => reject(new ChainError("unavailable", `${req.what}: ${why}`));
+      let done = false;
+      const finish = (err: Error | undefined, res?: HttpResponse) => {
+        if (done) return;
+        done = true;
+        clearTimeout(deadline);
+        if (err) reject(new ChainError("unavailable", `${req.what}: ${err.message}`));
+        else resolve(res!);
+      };
       const r = mod.request(
         u,
         {
@@ -37,19 +44,22 @@ export class HttpClient {
             ...(req.body !== undefined ? { "content-length": String(Buffer.byteLength(req.body)) } : {}),
           },
           agent: secure ? this.httpsAgent : this.httpAgent,
-          timeout: req.timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+            finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
           );
-          res.on("error", (err) => fail(`reading the response failed: ${err.message}`));
+          res.on("error", (err) => finish(new Error(`reading the response failed: ${err.message}`)));
         },
       );
-      r.on("timeout", () => r.destroy(new Error(`no answer within ${req.timeoutMs} ms`)));
-      r.on("error", (err) => fail(err.message));
+      // A deadline for the whole exchange, not just socket inactivity.
+      const deadline = setTimeout(() => {
+        finish(new Error(`no answer within ${req.timeoutMs} ms`));
+        r.destroy();
+      }, req.timeoutMs);
+      r.on("error", (err) => finish(err));
       if (req.body !== undefined) r.write(req.body);
       r.end();
     });

@@ -249,6 +249,23 @@ describe("BitcoindChain against Bitcoin Core's answers", () => {
       (e: unknown) => e instanceof ChainError && e.code === "unavailable",
     );
     await dead.close();
+    // A server that accepts and never answers: the request's deadline fires.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const slow = new BitcoindChain({
+      url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`,
+      user: "a",
+      password: "b",
+      network: "regtest",
+      timeoutMs: 200,
+    });
+    await assert.rejects(
+      slow.tipHeight(),
+      (e: unknown) => e instanceof ChainError && /no answer within 200 ms/.test(e.message),
+    );
+    await slow.close();
+    silent.closeAllConnections();
+    await new Promise((r) => silent.close(r));
   });
 });
 
