@@ -365,7 +365,8 @@ export class Watchtower {
     if (spent === "unknown") return { ...row, state: "waiting" };
     if (spent)
       return this.conflict(row, "the statechain outpoint was spent by a transaction other than the kick-off");
-    const waiting = { ...this.unconflicted(row), kickoffHeight: undefined };
+    // Not on chain (never sent, or dropped from the mempool): any earlier child went with it.
+    const waiting = { ...this.unconflicted(row), kickoffHeight: undefined, cpfpTxid: undefined };
     if (row.kickoffAt === undefined || tip < row.kickoffAt) return waiting;
     return this.sendKickoff(waiting, tip);
   }
