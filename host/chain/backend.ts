@@ -50,9 +50,15 @@ export interface ChainBackend {
   getTxStatus(txid: string): Promise<TxStatus | undefined>;
   /** The output if it exists and is unspent (mempool spends count as spent). */
   getUtxo(txid: string, vout: number): Promise<Utxo | undefined>;
-  /** Unspent outputs paying exactly `script`. */
+  /**
+   * Confirmed unspent outputs paying exactly `script`, minus those a mempool transaction already spends, in
+   * outpoint order. Mempool outputs are left out on every backend (bitcoind's scantxoutset cannot see them).
+   */
   findUtxos(script: Uint8Array): Promise<Utxo[]>;
-  /** Sends a transaction to the network; resolves with its txid or throws a ChainError. */
+  /**
+   * Sends a transaction to the network; resolves with its txid or throws a ChainError. A transaction already in
+   * the mempool or chain throws "already-known" on every backend (callers treat it as success).
+   */
   broadcast(raw: Uint8Array): Promise<string>;
   /** Fee rate in sat/vB expected to confirm within `targetBlocks`. */
   estimateFeeRate(targetBlocks: number): Promise<number>;

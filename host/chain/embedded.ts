@@ -2,27 +2,9 @@
 import bcoin from "bcoin";
 import { type ChainBackend, ChainError, type DevChain, type TxStatus, type Utxo } from "./backend.ts";
 import type { RegtestNode } from "./regtest-node.ts";
+import { classifyReject } from "./reject.ts";
 
-const REJECT: Record<string, ChainError["code"]> = {
-  "non-final": "non-final",
-  "non-BIP68-final": "non-final",
-  "bad-txns-inputs-missingorspent": "missing-inputs",
-  "txn-mempool-conflict": "conflict",
-  "txn-already-in-mempool": "already-known",
-  "txn-already-known": "already-known",
-  "insufficient fee": "fee",
-  "insufficient priority": "fee",
-  "mempool min fee not met": "fee",
-  "min relay fee not met": "fee",
-};
-
-export function classifyReject(reason: string): ChainError["code"] {
-  if (REJECT[reason]) return REJECT[reason]!;
-  if (/non-?final/i.test(reason)) return "non-final";
-  if (/fee/i.test(reason)) return "fee";
-  if (/standard|dust|scriptsig|script-size|version|tx-size/i.test(reason)) return "nonstandard";
-  return "invalid";
-}
+export { classifyReject };
 
 /** bcoin 1.0 keys transactions and blocks by hex in internal byte order: the reverse of a display txid. */
 const internalHex = (displayHex: string): string => Buffer.from(displayHex, "hex").reverse().toString("hex");
@@ -81,12 +63,14 @@ export class EmbeddedChain implements DevChain {
   async findUtxos(script: Uint8Array): Promise<Utxo[]> {
     const addr = bcoin.Script.fromRaw(Buffer.from(script)).getAddress();
     if (!addr) return [];
+    // The node's address index already drops coins a mempool transaction spends; keep confirmed ones only.
     const coins = await this.node.getCoinsByAddress([addr]);
     return (
       coins
         // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
-        .filter((c: any) => Buffer.from(c.script.toRaw()).equals(Buffer.from(script)))
+        .filter((c: any) => c.height >= 0 && Buffer.from(c.script.toRaw()).equals(Buffer.from(script)))
         .map((c: unknown) => this.toUtxo(c))
+        .sort((a: Utxo, b: Utxo) => (a.txid === b.txid ? a.vout - b.vout : a.txid < b.txid ? -1 : 1))
     );
   }
 
@@ -97,6 +81,9 @@ export class EmbeddedChain implements DevChain {
     } catch (err) {
       throw new ChainError("invalid", `transaction does not parse: ${(err as Error).message}`);
     }
+    // A confirmed transaction whose outputs are all spent would otherwise look like one with missing inputs.
+    if (await this.node.getMeta(internalHex(tx.txid())))
+      throw new ChainError("already-known", `transaction ${tx.txid()} is already in the mempool or chain`);
     let missing: unknown;
     try {
       missing = await this.node.mempool.addTX(tx);

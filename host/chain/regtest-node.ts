@@ -14,6 +14,11 @@ export interface RegtestNodeOptions {
   rpcPort: number;
   /** Blocks mined at first start so coinbase outputs are mature. */
   initialBlocks: number;
+  /**
+   * Mempool standardness (dust, output types, witness sizes), as Bitcoin Core's regtest enforces by default.
+   * bcoin's regtest turns it off; default true so the simulator refuses what mainnet nodes would not relay.
+   */
+  requireStandard?: boolean;
 }
 
 export interface RpcEndpoint {
@@ -51,6 +56,7 @@ export class RegtestNode {
       logLevel: "none",
       indexTX: true,
       indexAddress: true,
+      requireStandard: opts.requireStandard ?? true,
       httpHost: opts.rpcHost ?? "127.0.0.1",
       httpPort: opts.rpcPort,
       apiKey,
@@ -86,10 +92,14 @@ export class RegtestNode {
     return this.node.rpc.mineBlocks(n, addr);
   }
 
+  /**
+   * Calls `listener` for each connected block, after the mempool has dropped the block's transactions (the
+   * node's "connect" event, not the chain's, which fires before the mempool catches up).
+   */
   onBlock(listener: (height: number) => void): () => void {
     const handler = (entry: { height: number }) => listener(entry.height);
-    this.node.chain.on("connect", handler);
-    return () => this.node.chain.off("connect", handler);
+    this.node.on("connect", handler);
+    return () => this.node.off("connect", handler);
   }
 
   /** Mines one block every intervalMs until stopped; 0 disables interval mining. */
@@ -113,6 +123,9 @@ export class RegtestNode {
     if (this.closed) return;
     this.closed = true;
     this.stopIntervalMining();
+    // Transactions sent through the RPC server are "broadcast" to peers that never come (listen: false, no
+    // outbound): each waits 60 s on a timer the pool only clears when it was connected. Finish them here.
+    for (const item of [...this.node.pool.invMap.values()]) item.resolve();
     await this.node.close();
   }
 }
