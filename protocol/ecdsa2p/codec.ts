@@ -27,6 +27,25 @@ export function readBelow(b: Uint8Array | undefined, bound: bigint, what: string
   return x;
 }
 
+/**
+ * A number whose range is itself the statement a proof makes (Π^log*'s z1, Π^fac's z1, z2): read with room to
+ * spare (still a hard size cap), so that an out-of-range answer fails with `code` and a message saying what the
+ * range means, not as a generic oversized number.
+ */
+export function readInRange(
+  b: Uint8Array | undefined,
+  bound: bigint,
+  what: string,
+  code: string,
+  meaning: string,
+): bigint {
+  const x = readNat(b, bitLength(bound) + RANGE_READ_SLACK_BITS, what);
+  check(x < bound, code, `${what} is not below its bound: ${meaning}`);
+  return x;
+}
+
+const RANGE_READ_SLACK_BITS = 2048;
+
 /** An element of [1, n). */
 export const readUnitRange = (b: Uint8Array | undefined, n: bigint, what: string): bigint =>
   readBelow(b, n, what, 1n);

@@ -7,8 +7,8 @@
 import type { NoSmallFactorProof } from "../../../proto/gen/ecdsa2p.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
-import { bitLength, isqrt, randomBelow } from "../arith.ts";
-import { readBelow, readNat, readUnitRange, writeNat } from "../codec.ts";
+import { isqrt, randomBelow } from "../arith.ts";
+import { readBelow, readInRange, readUnitRange, writeNat } from "../codec.ts";
 import { challengeScalar, Transcript } from "../fiat-shamir.ts";
 import { ELL, EPS } from "../params.ts";
 import type { RingPedersenOps } from "../ring-pedersen.ts";
@@ -95,18 +95,9 @@ export function verifyFactors(
   const w1 = readBelow(proof.w1, b.w, "Π^fac w1");
   const w2 = readBelow(proof.w2, b.w, "Π^fac w2");
   const v = readBelow(proof.v, b.v, "Π^fac v");
-  // The range check is the statement itself: say so rather than "number out of range".
-  const inRange = (z: Uint8Array, what: string): bigint => {
-    const zz = readNat(z, bitLength(b.z), `Π^fac ${what}`);
-    check(
-      zz < b.z,
-      "NO_SMALL_FACTOR_PROOF_RANGE",
-      `Π^fac ${what} exceeds 2^(ℓ+ε+1)·√N: N may have a small factor`,
-    );
-    return zz;
-  };
-  const z1 = inRange(proof.z1, "z1");
-  const z2 = inRange(proof.z2, "z2");
+  const meaning = "N is not shown to be free of small factors";
+  const z1 = readInRange(proof.z1, b.z, "Π^fac z1", "NO_SMALL_FACTOR_PROOF_RANGE", meaning);
+  const z2 = readInRange(proof.z2, b.z, "Π^fac z2", "NO_SMALL_FACTOR_PROOF_RANGE", meaning);
   const e = challenge(sessionId, n0, rp, [P, Q, A, B, T, sigma]);
   const R = rp.commit(n0, sigma);
   const fail = (eq: string) => `Π^fac: ${eq} does not hold, so N is not shown to have only large factors`;

@@ -9,8 +9,8 @@ import type { EncryptedDlogRangeProof } from "../../../proto/gen/ecdsa2p.ts";
 import type { Point } from "../../encoding.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
-import { bitLength, gcd, randomBelow } from "../arith.ts";
-import { readBelow, readNat, readPoint, readUnitRange, writeNat, writePoint } from "../codec.ts";
+import { gcd, randomBelow } from "../arith.ts";
+import { readBelow, readInRange, readPoint, readUnitRange, writeNat, writePoint } from "../codec.ts";
 import { mulG, Q, schnorrPoint } from "../ec.ts";
 import { challengeScalar, Transcript } from "../fiat-shamir.ts";
 import { modPow, modPowPublic } from "../modexp.ts";
@@ -90,11 +90,12 @@ export function verifyLogStar(
   const A = readUnitRange(proof.a, n02, "Π^log* A");
   const Y = readPoint(proof.y, "Π^log* Y");
   const D = readUnitRange(proof.d, nHat, "Π^log* D");
-  const z1 = readNat(proof.z1, bitLength(Z1_BOUND), "Π^log* z1");
-  check(
-    z1 < Z1_BOUND,
+  const z1 = readInRange(
+    proof.z1,
+    Z1_BOUND,
+    "Π^log* z1",
     "ENCRYPTED_SHARE_PROOF_RANGE",
-    `Π^log*: z1 is not below 2^${LOGSTAR_X_BITS}, so c_key is not shown to encrypt a small enough value`,
+    `c_key is not shown to encrypt a value below 2^${LOGSTAR_X_BITS}`,
   );
   const z2 = readUnitRange(proof.z2, n0, "Π^log* z2");
   const z3 = readBelow(proof.z3, 2n * ALPHA_BOUND * nHat, "Π^log* z3");

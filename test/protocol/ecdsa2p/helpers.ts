@@ -55,14 +55,17 @@ export interface Deposit {
 
 /** A deposit keygen through both parties, optionally with a given Paillier key and a tampering hook. */
 export async function deposit(
-  opts: { paillier?: PaillierKey; tamper?: (m: KeyGenSeShare, p1: PartyOneKey) => void } = {},
+  opts: {
+    paillier?: PaillierKey;
+    tamper?: (m: KeyGenSeShare, p1: PartyOneKey, sessionId: Uint8Array) => void;
+  } = {},
 ): Promise<Deposit> {
   const sessionId = sid();
   const paillier = opts.paillier ?? (await generatePaillierKey({ rng }));
   const one = p1KeyGenCommit({ sessionId, rng, paillier });
   const two = p2KeyGenShare({ sessionId, commit: one.msg, ringPedersen: ringPedersen(), rng });
   const { key, msg } = await p1KeyGenFinish(one.state, two.msg, { rng, ringPedersenCache: cache });
-  opts.tamper?.(msg, key);
+  opts.tamper?.(msg, key, sessionId);
   return { p1: key, p2: p2KeyGenFinish(two.state, msg), seShare: msg, sessionId };
 }
 
