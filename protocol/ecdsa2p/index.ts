@@ -38,6 +38,7 @@ export {
   type PartyTwoKey,
   type PartyTwoKeyGenState,
   type PartyTwoSignState,
+  p2EncryptionNonce,
   p2KeyGenFinish,
   p2KeyGenShare,
   p2SignCommit,

@@ -14,6 +14,7 @@
 // 3. FixedBase: one DH object with the exact modulus, reused for many exponents of the same base. Its DH_check
 //    is paid once (one Miller-Rabin round for a composite modulus without small factors; never use it with a
 //    prime modulus, whose full primality test takes dozens of rounds).
+//    FixedExponent likewise for many bases and one exponent (r ↦ r^N mod N²), through computeSecret.
 // 4. BigInt left-to-right sliding window, for what OpenSSL refuses (tiny or even moduli). Variable-time; the
 //    protocols never give it secret exponents, since their moduli are all odd and at least 1024 bits.
 import {
@@ -152,5 +153,38 @@ export class FixedBase {
     if (!this.dh) return modPow(this.base, exp, this.modulus);
     this.dh.setPrivateKey(toBuffer(exp));
     return fromBuffer(this.dh.generateKeys());
+  }
+}
+
+/**
+ * Many exponentiations to one exponent modulo one (composite) modulus, e.g. r ↦ r^N mod N²: a single OpenSSL DH
+ * object whose private key is the exponent, used through computeSecret (constant-time: OpenSSL sets
+ * BN_FLG_CONSTTIME on the private key). Worth it from the second use: its DH_check costs about one exponentiation.
+ */
+export class FixedExponent {
+  private readonly dh: DiffieHellman | undefined;
+
+  constructor(
+    readonly exponent: bigint,
+    readonly modulus: bigint,
+  ) {
+    const bits = bitLength(modulus);
+    const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS && exponent > 0n;
+    if (eligible) {
+      this.dh = createDiffieHellman(toBuffer(modulus), 2);
+      this.dh.setPrivateKey(toBuffer(exponent));
+    }
+  }
+
+  /** base^exponent mod modulus. */
+  pow(base: bigint): bigint {
+    const b = mod(base, this.modulus);
+    if (!this.dh || b < 2n || b === this.modulus - 1n) return modPow(b, this.exponent, this.modulus);
+    try {
+      return fromBuffer(this.dh.computeSecret(toBuffer(b)));
+    } catch {
+      // OpenSSL refuses a result of 1 or modulus − 1 (a DH safety check); those are computed directly.
+      return modPow(b, this.exponent, this.modulus);
+    }
   }
 }

@@ -8,7 +8,7 @@ import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { systemRng } from "../rng.ts";
 import { bitLength, crt, modInverse, randomNonZeroBelow } from "./arith.ts";
-import { modPow } from "./modexp.ts";
+import { FixedExponent, modPow } from "./modexp.ts";
 import { PAILLIER_BITS, PAILLIER_MIN_BITS } from "./params.ts";
 import { proveModulus } from "./proofs/mod.ts";
 import { reveal, wipe } from "./secret.ts";
@@ -142,10 +142,22 @@ export interface EncryptionNonce {
   rn: bigint;
 }
 
-export function encryptionNonce(n: bigint, rng: Rng): EncryptionNonce {
+/** `engine` (a FixedExponent for N, N²) makes r^N about twice as fast when several nonces are needed. */
+export function encryptionNonce(n: bigint, rng: Rng, engine?: FixedExponent): EncryptionNonce {
   const r = randomNonZeroBelow(rng, n);
+  if (engine) {
+    check(
+      engine.exponent === n && engine.modulus === n * n,
+      "PAILLIER_NONCE_KEY",
+      "nonce engine is for another key",
+    );
+    return { n, r, rn: engine.pow(r) };
+  }
   return { n, r, rn: modPow(r, n, n * n) };
 }
+
+/** The engine for r ↦ r^N mod N² under one key (its creation costs about one such exponentiation). */
+export const nonceEngine = (n: bigint): FixedExponent => new FixedExponent(n, n * n);
 
 /** Enc(m) = (1 + m·N)·r^N mod N², m in [0, N). */
 export function encrypt(n: bigint, m: bigint, nonce: EncryptionNonce): bigint {

@@ -177,7 +177,8 @@ export async function p1KeyGenFinish(
 
 /**
  * Key update (transfer): keygen with the fixed share s2 = t2·x1⁻¹·s1 (see rotation.ts) and a new Paillier key,
- * without a commitment round (s2 is determined by t2 and O2). Checks s2·O2 = P first.
+ * without a commitment round (s2 is determined by t2 and O2). Checks s2·O2 = P first. The key keeps its own copy
+ * of s2; the caller wipes `share` (and s1, x1) once it is done with them.
  */
 export async function p1KeyGenFixed(opts: {
   sessionId: Uint8Array;

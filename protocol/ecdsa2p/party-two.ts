@@ -17,8 +17,8 @@ import { bitLength, randomBelow, smallFactor, TRIAL_DIVISION_LIMIT } from "./ari
 import { readNat, readPoint, readScalar, readUnitRange, writeNat, writePoint } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
 import { mulG, Q, randomScalar, xOfMul } from "./ec.ts";
-import { modPow } from "./modexp.ts";
-import { type EncryptionNonce, encrypt, encryptionNonce } from "./paillier.ts";
+import { type FixedExponent, modPow } from "./modexp.ts";
+import { type EncryptionNonce, encrypt, encryptionNonce, nonceEngine } from "./paillier.ts";
 import { PAILLIER_MAX_BITS, PAILLIER_MIN_BITS, PARTIAL_PLAINTEXT_MAX, RHO_MIN, RHO_SPAN } from "./params.ts";
 import { OWNER_NONCE, SE_NONCE } from "./party-one.ts";
 import { proveDlog, verifyDlog } from "./proofs/dlog.ts";
@@ -40,6 +40,8 @@ export interface PartyTwoKey {
   readonly paillierModulus: bigint;
   /** c_key = Enc(s) under the SE's Paillier key. */
   readonly encryptedShare: bigint;
+  /** Cache (public values only, not to be stored): x ↦ x^N mod N², for the partial signature's randomness. */
+  nonceEngine?: FixedExponent;
   wiped: boolean;
 }
 
@@ -167,7 +169,8 @@ export function p2KeyGenFinish(
   verifyModulus(n, seShare.modulusProof);
   const ops = verifierOps(readRingPedersen(state.ringPedersen.params), state.ringPedersen.secret);
   verifyFactors(sessionId, n, seShare.factorProof, ops);
-  verifyLogStar({ sessionId, n0: n, c: cKey, X: S }, seShare.shareProof, ops);
+  const engine = nonceEngine(n);
+  verifyLogStar({ sessionId, n0: n, c: cKey, X: S }, seShare.shareProof, ops, engine);
   const o = reveal(state.share, "owner share");
   const P = S.multiply(o);
   check(
@@ -183,8 +186,15 @@ export function p2KeyGenFinish(
     sharedPublicKey: P,
     paillierModulus: n,
     encryptedShare: cKey,
+    nonceEngine: engine,
     wiped: false,
   };
+}
+
+/** Encryption randomness for this key's partial signatures, made ahead (e.g. while the wallet is idle). */
+export function p2EncryptionNonce(key: PartyTwoKey, rng: Rng): EncryptionNonce {
+  key.nonceEngine ??= nonceEngine(key.paillierModulus);
+  return encryptionNonce(key.paillierModulus, rng, key.nonceEngine);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ export function p2SignPartial(
     const rho = RHO_MIN + randomBelow(opts.rng, RHO_SPAN);
     const n2 = n * n;
     const c3 =
-      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? encryptionNonce(n, opts.rng)) *
+      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? p2EncryptionNonce(key, opts.rng)) *
         modPow(key.encryptedShare, v, n2)) %
       n2;
     return {

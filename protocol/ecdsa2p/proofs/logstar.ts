@@ -13,7 +13,7 @@ import { gcd, randomBelow } from "../arith.ts";
 import { readBelow, readInRange, readPoint, readUnitRange, writeNat, writePoint } from "../codec.ts";
 import { mulG, Q, schnorrPoint } from "../ec.ts";
 import { challengeScalar, Transcript } from "../fiat-shamir.ts";
-import { modPow, modPowPublic } from "../modexp.ts";
+import { type FixedExponent, modPow, modPowPublic } from "../modexp.ts";
 import { type EncryptionNonce, encryptionNonce } from "../paillier.ts";
 import { ELL, EPS, LOGSTAR_X_BITS } from "../params.ts";
 import type { RingPedersenOps } from "../ring-pedersen.ts";
@@ -77,10 +77,12 @@ export function proveLogStar(
   };
 }
 
+/** `nthPower` (x ↦ x^N0 mod N0², e.g. the owner's nonce engine for this key) is used for z2^N0 when given. */
 export function verifyLogStar(
   st: LogStarStatement,
   proof: EncryptedDlogRangeProof | undefined,
   rp: RingPedersenOps,
+  nthPower?: FixedExponent,
 ): void {
   check(proof, "ENCRYPTED_SHARE_PROOF_MISSING", "proof that c_key encrypts the SE share (Π^log*) is missing");
   const { n0 } = st;
@@ -104,7 +106,8 @@ export function verifyLogStar(
   const e = challenge(st, rp, S, A, Y, D);
   const fail = (eq: string) => `Π^log*: ${eq} does not hold, so c_key is not shown to encrypt the SE share`;
   check(
-    (((1n + z1 * n0) % n02) * modPowPublic(z2, n0, n02)) % n02 === (A * modPowPublic(st.c, e, n02)) % n02,
+    (((1n + z1 * n0) % n02) * (nthPower?.pow(z2) ?? modPowPublic(z2, n0, n02))) % n02 ===
+      (A * modPowPublic(st.c, e, n02)) % n02,
     "ENCRYPTED_SHARE_PROOF_INVALID",
     fail("(1+N)^z1·z2^N = A·C^e mod N²"),
   );

@@ -15,6 +15,7 @@ import {
   p1KeyGenFixed,
   p1SignFinish,
   p1SignStart,
+  p2EncryptionNonce,
   p2KeyGenFinish,
   p2KeyGenShare,
   p2SignCommit,
@@ -24,6 +25,7 @@ import {
   verifyEcdsa,
   wipeKey,
 } from "../../../protocol/ecdsa2p/index.ts";
+import { modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
 import { encrypt, encryptionNonce, paillierFactors } from "../../../protocol/ecdsa2p/paillier.ts";
 import { proveDlog } from "../../../protocol/ecdsa2p/proofs/dlog.ts";
 import { proveLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
@@ -89,7 +91,8 @@ test("a precomputed encryption nonce (r^N made ahead) signs the same way", () =>
   const sessionId = sid();
   const c = p2SignCommit(p2, { sessionId, digest, rng });
   const s = p1SignStart(p1, { sessionId, digest, ownerCommit: c.msg, rng });
-  const nonce = encryptionNonce(p2.paillierModulus, rng);
+  const nonce = p2EncryptionNonce(p2, rng);
+  assert.equal(nonce.rn, modPowBigInt(nonce.r, p2.paillierModulus, p2.paillierModulus ** 2n));
   const partial = p2SignPartial(p2, c.state, s.msg, { rng, encryptionNonce: nonce });
   const sig = p1SignFinish(p1, s.session, partial);
   assert.ok(verifyEcdsa(new Uint8Array([...sig.r, ...sig.s]), digest, p1.sharedPublicKey));
