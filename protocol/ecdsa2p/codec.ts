@@ -46,8 +46,8 @@ export function readInRange(
 
 const RANGE_READ_SLACK_BITS = 2048;
 
-/** An element of [1, n). */
-export const readUnitRange = (b: Uint8Array | undefined, n: bigint, what: string): bigint =>
+/** An integer in [1, n). */
+export const readPositiveBelow = (b: Uint8Array | undefined, n: bigint, what: string): bigint =>
   readBelow(b, n, what, 1n);
 
 export function writeNat(x: bigint): Buffer {

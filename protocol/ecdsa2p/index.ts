@@ -1,6 +1,13 @@
 // Two-party ECDSA (Lindell 2017, multiplicative shares) for the statechain: party one = the SE in the enclave,
 // party two = the owner. Messages are the protobuf types of proto/ecdsa2p.proto, so enclave, host and wallet
 // share this code. See DESIGN.md section 3.1.
+//
+// Timing. Constant-time: every modular exponentiation with a secret exponent or base (OpenSSL's
+// BN_mod_exp_mont_consttime, modexp.ts; only the exponent's length in 64-bit words shows), multiplications of
+// points by secret scalars (noble's G·k; OpenSSL's ECDH ladder for k·R), comparisons of commitments. Not
+// constant-time: JavaScript BigInt arithmetic outside exponentiations (CRT recombination in Paillier decryption
+// and in Π^mod, modular inverses made at key generation, the owner's exponent reductions with its ring-Pedersen
+// trapdoor), the public-exponent path modPowPublic, and public-scalar point arithmetic (proof verification).
 import { type PartyOneKey, wipePartyOneKey } from "./party-one.ts";
 import { type PartyTwoKey, wipePartyTwoKey } from "./party-two.ts";
 

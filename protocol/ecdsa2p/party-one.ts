@@ -12,10 +12,10 @@ import type {
   SignOwnerPartial,
   SignSeNonce,
 } from "../../proto/gen/ecdsa2p.ts";
-import { Point as CurvePoint, type Point, parsePoint, pointBytes, scalarBytes } from "../encoding.ts";
+import { Point as CurvePoint, type Point, parsePoint, pointBytes, scalarBytes, toHex } from "../encoding.ts";
 import { check, fail, ProtocolError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
-import { readPoint, readScalar, readUnitRange, writeNat, writePoint, writeScalar } from "./codec.ts";
+import { readPoint, readPositiveBelow, readScalar, writeNat, writePoint, writeScalar } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
 import { mulG, Q, randomScalar, xOfMul } from "./ec.ts";
 import {
@@ -39,7 +39,7 @@ import {
 } from "./ring-pedersen.ts";
 import { checkRotatedShare } from "./rotation.ts";
 import { reveal, wipe } from "./secret.ts";
-import { checkDigest, checkSessionId, hex } from "./session.ts";
+import { checkDigest, checkSessionId } from "./session.ts";
 import { ecdsaVerifyPoint, recoveryId } from "./verify.ts";
 
 /** Signing session ids remembered per key (a key signs a handful of transactions in its life). */
@@ -300,7 +300,7 @@ export function p1SignStart(
   const digest = checkDigest(opts.digest);
   const ownerCommitment = opts.ownerCommit?.commitment;
   check(ownerCommitment?.length === 32, "COMMITMENT_LENGTH", "the owner's nonce commitment must be 32 bytes");
-  const id = hex(sessionId);
+  const id = toHex(sessionId);
   check(
     !key.usedSignSessions.has(id),
     "SESSION_REPLAY",
@@ -357,7 +357,7 @@ export function p1SignFinish(
     );
     verifyDlog(R2, partial.proof, { sessionId, role: OWNER_NONCE, bind: [digest] }, "owner nonce R2");
     const n = key.paillier.n;
-    const c3 = readUnitRange(partial.partialSignature, n * n, "partial signature c3");
+    const c3 = readPositiveBelow(partial.partialSignature, n * n, "partial signature c3");
     const k1 = reveal(session.nonce, "signing nonce");
     const r = xOfMul(k1, R2) % Q;
     check(r !== 0n, "SIGNATURE_R_ZERO", "nonce point gives r = 0");

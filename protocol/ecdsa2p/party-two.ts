@@ -14,7 +14,7 @@ import { Point as CurvePoint, type Point, parsePoint, pointBytes, scalarBytes } 
 import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { bitLength, randomBelow, smallFactor, TRIAL_DIVISION_LIMIT } from "./arith.ts";
-import { readNat, readPoint, readScalar, readUnitRange, writeNat, writePoint } from "./codec.ts";
+import { readNat, readPoint, readPositiveBelow, readScalar, writeNat, writePoint } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
 import { mulG, Q, randomScalar, xOfMul } from "./ec.ts";
 import { type FixedExponent, modPow } from "./modexp.ts";
@@ -165,7 +165,7 @@ export function p2KeyGenFinish(
   }
   verifyDlog(S, seShare.proof, { sessionId, role: "se-share" }, "SE public share S");
   const n = checkPaillierModulus(seShare.paillierModulus);
-  const cKey = readUnitRange(seShare.encryptedShare, n * n, "encrypted SE share c_key");
+  const cKey = readPositiveBelow(seShare.encryptedShare, n * n, "encrypted SE share c_key");
   verifyModulus(n, seShare.modulusProof);
   const ops = verifierOps(readRingPedersen(state.ringPedersen.params), state.ringPedersen.secret);
   verifyFactors(sessionId, n, seShare.factorProof, ops);

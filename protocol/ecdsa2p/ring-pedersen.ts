@@ -8,7 +8,7 @@ import { bigIntToBytes, toHex } from "../encoding.ts";
 import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { bitLength, crt, gcd, mod, modInverse, randomBelow, randomNonZeroBelow } from "./arith.ts";
-import { readNat, readUnitRange, writeNat } from "./codec.ts";
+import { readNat, readPositiveBelow, writeNat } from "./codec.ts";
 import { Transcript } from "./fiat-shamir.ts";
 import { FixedBase, modPow, modPowPublic } from "./modexp.ts";
 import { RING_PEDERSEN_BITS, RING_PEDERSEN_MAX_BITS, RING_PEDERSEN_MIN_BITS } from "./params.ts";
@@ -88,8 +88,8 @@ export function readRingPedersen(params: RingPedersenParams | undefined): RingPe
     `ring-Pedersen modulus N^ has ${bitLength(n)} bits, fewer than ${RING_PEDERSEN_MIN_BITS}`,
   );
   check((n & 1n) === 1n, "RING_PEDERSEN_MODULUS_EVEN", "ring-Pedersen modulus N^ is even");
-  const s = readUnitRange(params.s, n, "ring-Pedersen s");
-  const t = readUnitRange(params.t, n, "ring-Pedersen t");
+  const s = readPositiveBelow(params.s, n, "ring-Pedersen s");
+  const t = readPositiveBelow(params.t, n, "ring-Pedersen t");
   const id = toHex(new Transcript("ring-pedersen-id").int("N", n).int("s", s).int("t", t).digest());
   return { n, s, t, id };
 }

@@ -24,5 +24,3 @@ export function checkDigest(digest: Uint8Array | undefined): Uint8Array {
   );
   return digest;
 }
-
-export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");

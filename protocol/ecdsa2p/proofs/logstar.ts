@@ -10,7 +10,7 @@ import type { Point } from "../../encoding.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
 import { gcd, randomBelow } from "../arith.ts";
-import { readBelow, readInRange, readPoint, readUnitRange, writeNat, writePoint } from "../codec.ts";
+import { readBelow, readInRange, readPoint, readPositiveBelow, writeNat, writePoint } from "../codec.ts";
 import { mulG, Q, schnorrPoint } from "../ec.ts";
 import { challengeScalar, Transcript } from "../fiat-shamir.ts";
 import { type FixedExponent, modPow, modPowPublic } from "../modexp.ts";
@@ -88,10 +88,10 @@ export function verifyLogStar(
   const { n0 } = st;
   const n02 = n0 * n0;
   const nHat = rp.pub.n;
-  const S = readUnitRange(proof.s, nHat, "Π^log* S");
-  const A = readUnitRange(proof.a, n02, "Π^log* A");
+  const S = readPositiveBelow(proof.s, nHat, "Π^log* S");
+  const A = readPositiveBelow(proof.a, n02, "Π^log* A");
   const Y = readPoint(proof.y, "Π^log* Y");
-  const D = readUnitRange(proof.d, nHat, "Π^log* D");
+  const D = readPositiveBelow(proof.d, nHat, "Π^log* D");
   const z1 = readInRange(
     proof.z1,
     Z1_BOUND,
@@ -99,7 +99,7 @@ export function verifyLogStar(
     "ENCRYPTED_SHARE_PROOF_RANGE",
     `c_key is not shown to encrypt a value below 2^${LOGSTAR_X_BITS}`,
   );
-  const z2 = readUnitRange(proof.z2, n0, "Π^log* z2");
+  const z2 = readPositiveBelow(proof.z2, n0, "Π^log* z2");
   const z3 = readBelow(proof.z3, 2n * ALPHA_BOUND * nHat, "Π^log* z3");
   // z2 a unit makes the left side below a unit, hence A and C too: no ciphertext sharing a factor with N0.
   check(gcd(z2, n0) === 1n, "ENCRYPTED_SHARE_PROOF_INVALID", "Π^log*: z2 is not a unit modulo N");

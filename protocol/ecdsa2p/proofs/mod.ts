@@ -11,7 +11,7 @@ import type { PaillierBlumProof } from "../../../proto/gen/ecdsa2p.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
 import { crt, modInverse, randomNonZeroBelow } from "../arith.ts";
-import { checkCount, readUnitRange, writeNat } from "../codec.ts";
+import { checkCount, readPositiveBelow, writeNat } from "../codec.ts";
 import { challengesModN, Transcript } from "../fiat-shamir.ts";
 import { modPow, modPowPublic } from "../modexp.ts";
 import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS } from "../params.ts";
@@ -102,10 +102,10 @@ export function verifyModulus(n: bigint, proof: PaillierBlumProof | undefined): 
   checkCount(proof.a, MOD_ROUNDS, "Π^mod sign bits");
   checkCount(proof.b, MOD_ROUNDS, "Π^mod w bits");
   checkCount(proof.z, MOD_NTH_ROOT_ROUNDS, "Π^mod N-th roots");
-  const w = readUnitRange(proof.w, n, "Π^mod w");
+  const w = readPositiveBelow(proof.w, n, "Π^mod w");
   const ys = challenges(proof.keyId, n, w);
   for (let i = 0; i < MOD_ROUNDS; i++) {
-    const x = readUnitRange(proof.x[i], n, `Π^mod x_${i}`);
+    const x = readPositiveBelow(proof.x[i], n, `Π^mod x_${i}`);
     const x2 = (x * x) % n;
     let rhs = proof.b[i] ? (ys[i]! * w) % n : ys[i]!;
     if (proof.a[i] && rhs !== 0n) rhs = n - rhs;
@@ -116,7 +116,7 @@ export function verifyModulus(n: bigint, proof: PaillierBlumProof | undefined): 
     );
   }
   for (let i = 0; i < MOD_NTH_ROOT_ROUNDS; i++) {
-    const z = readUnitRange(proof.z[i], n, `Π^mod z_${i}`);
+    const z = readPositiveBelow(proof.z[i], n, `Π^mod z_${i}`);
     check(
       (modPowPublic(z, n - 1n, n) * z) % n === ys[i], // z^(N−1)·z: an exponent below N keeps the fastest path
       "PAILLIER_BLUM_PROOF_INVALID",

@@ -8,7 +8,7 @@ import type { RingPedersenProof } from "../../../proto/gen/ecdsa2p.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
 import { crt, mod, randomBelow } from "../arith.ts";
-import { checkCount, readBelow, readUnitRange, writeNat } from "../codec.ts";
+import { checkCount, readBelow, readPositiveBelow, writeNat } from "../codec.ts";
 import { challengeBits, Transcript } from "../fiat-shamir.ts";
 import { type FixedBase, modPow } from "../modexp.ts";
 import { PRM_ROUNDS } from "../params.ts";
@@ -47,7 +47,7 @@ export function verifyPrm(
   check(proof, "RING_PEDERSEN_PROOF_MISSING", "ring-Pedersen parameters come without their proof (Π^prm)");
   checkCount(proof.commitments, PRM_ROUNDS, "Π^prm commitments");
   checkCount(proof.responses, PRM_ROUNDS, "Π^prm responses");
-  const commitments = proof.commitments.map((a, i) => readUnitRange(a, pub.n, `Π^prm A_${i}`));
+  const commitments = proof.commitments.map((a, i) => readPositiveBelow(a, pub.n, `Π^prm A_${i}`));
   const e = challenge(pub.n, pub.s, pub.t, commitments);
   for (let i = 0; i < PRM_ROUNDS; i++) {
     const z = readBelow(proof.responses[i], pub.n, `Π^prm z_${i}`);

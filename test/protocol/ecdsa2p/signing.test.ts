@@ -213,6 +213,16 @@ test("a malicious owner's partial signature taints the key for good (BitForge)",
   const digest = rng(32);
   const c = p2SignCommit(d.p2, { sessionId, digest, rng });
   assert.throws(() => p1SignStart(d.p1, { sessionId, digest, ownerCommit: c.msg, rng }), code("KEY_TAINTED"));
+  // Sessions opened before the taint cannot finish either: one bit per key, at most.
+  const f = await deposit();
+  const honest = withPartial(f.p1, f.p2, (m) => m);
+  const nf = f.p1.paillier.n;
+  const forgedF = writeNat(encrypt(nf, 987654321n, encryptionNonce(nf, rng)));
+  assert.throws(
+    withPartial(f.p1, f.p2, (m) => ({ ...m, partialSignature: forgedF })),
+    code("SIGNATURE_INVALID"),
+  );
+  assert.throws(honest, code("KEY_TAINTED"));
   // A ciphertext sharing a factor with N (decryption itself fails) taints too.
   const e = await deposit();
   const notUnit = writeNat(paillierFactors(e.p1.paillier.secret).p);
