@@ -52,6 +52,30 @@ test("deposit: both parties get P = o·S = s·O, c_key decrypts to s, the pool k
   assert.equal(bytesToBigInt(info.paillierModulus), paillier.n);
   assert.equal(info.tainted, false);
   await assert.rejects(deposit({ paillier }), code("PAILLIER_KEY_USED"));
+  // A spent key is refused up front, before any of the owner's input is even looked at.
+  assert.throws(() => p1KeyGenCommit({ sessionId: sid(), rng, paillier }), code("PAILLIER_KEY_USED"));
+  await assert.rejects(
+    p1KeyGenFixed({
+      sessionId: sid(),
+      share: scalarBytes(5n),
+      ownerShare: { publicShare: Buffer.alloc(0), proof: undefined, ringPedersen: undefined },
+      sharedPublicKey: G,
+      paillier,
+      rng,
+    }),
+    code("PAILLIER_KEY_USED"),
+  );
+  // Two keygens started with one pool key: only the first to finish gets it.
+  const shared = await generatePaillierKey({ rng, nonces: 0 });
+  const starts = [sid(), sid()].map((sessionId) => {
+    const one = p1KeyGenCommit({ sessionId, rng, paillier: shared });
+    return { one, two: p2KeyGenShare({ sessionId, commit: one.msg, ringPedersen: ringPedersen(), rng }) };
+  });
+  await p1KeyGenFinish(starts[0]!.one.state, starts[0]!.two.msg, { rng, ringPedersenCache: cache });
+  await assert.rejects(
+    p1KeyGenFinish(starts[1]!.one.state, starts[1]!.two.msg, { rng, ringPedersenCache: cache }),
+    code("PAILLIER_KEY_USED"),
+  );
 });
 
 test("without a pool key, party one generates its Paillier key during the owner's round trip", async () => {
@@ -300,6 +324,16 @@ test("session ids must be 16 to 32 bytes; the ring-Pedersen cache remembers veri
   assert.throws(
     () => p2KeyGenShare({ sessionId: rng(33), ringPedersen: ringPedersen(), rng }),
     code("SESSION_ID_LENGTH"),
+  );
+  assert.throws(
+    () =>
+      p2KeyGenShare({
+        sessionId: sid(),
+        commit: { commitment: Buffer.alloc(31) },
+        ringPedersen: ringPedersen(),
+        rng,
+      }),
+    code("COMMITMENT_LENGTH"),
   );
   const small = new RingPedersenCache(2);
   const params = [0, 1, 2].map(() => ringPedersenFromPrimes(safePrimes.p, safePrimes.q, rng).params);

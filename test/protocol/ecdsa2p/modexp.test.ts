@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { generatePrimeSync, randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { crt, gcd, isqrt, modInverse, SMALL_PRIMES, smallFactor } from "../../../protocol/ecdsa2p/arith.ts";
+import { readInRange, readNat, readPositiveBelow, writeNat } from "../../../protocol/ecdsa2p/codec.ts";
 import {
   FixedBase,
   FixedExponent,
@@ -127,4 +128,26 @@ test("integer helpers: gcd, inverse, isqrt, CRT, trial division", () => {
   assert.equal(smallFactor(n), 0);
   assert.equal(smallFactor(n * 65521n), 65521);
   assert.equal(smallFactor(n * 3n * 5n), 3);
+});
+
+test("wire numbers: size refused before conversion, canonical form, ranges", () => {
+  assert.throws(
+    () => readNat(new Uint8Array(1 << 20).fill(1), 2048, "N"),
+    /N is 1048576 bytes, more than the 256 allowed/,
+  );
+  assert.throws(() => readNat(new Uint8Array([0x10, 0, 0]), 20, "x"), /more than 20 bits/);
+  assert.throws(() => readNat(new Uint8Array([0, 1]), 16, "x"), code("NON_CANONICAL_NUMBER"));
+  assert.equal(readNat(new Uint8Array(0), 16, "x"), 0n);
+  assert.equal(readNat(writeNat(65535n), 16, "x"), 65535n);
+  assert.throws(() => readPositiveBelow(writeNat(0n), 10n, "x"), code("NUMBER_OUT_OF_RANGE"));
+  assert.throws(() => readPositiveBelow(writeNat(10n), 10n, "x"), code("NUMBER_OUT_OF_RANGE"));
+  assert.equal(readPositiveBelow(writeNat(9n), 10n, "x"), 9n);
+  assert.throws(
+    () => readInRange(writeNat(2n ** 300n), 2n ** 256n, "z", "RANGE_CODE", "why"),
+    code("RANGE_CODE"),
+  );
+  assert.throws(
+    () => readInRange(new Uint8Array(2000).fill(1), 2n ** 256n, "z", "RANGE_CODE", "why"),
+    code("NUMBER_TOO_LARGE"),
+  );
 });

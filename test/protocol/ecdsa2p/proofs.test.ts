@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { generatePrimeSync } from "node:crypto";
 import { test } from "node:test";
 import type { RingPedersenParams } from "../../../proto/gen/ecdsa2p.ts";
-import { writeNat } from "../../../protocol/ecdsa2p/codec.ts";
+import { writeNat, writeScalar } from "../../../protocol/ecdsa2p/codec.ts";
 import { mulG, Q } from "../../../protocol/ecdsa2p/ec.ts";
 import { FixedBase, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
 import {
@@ -51,7 +51,11 @@ test("dlog: verifies; refuses another session, role, binding or point, a wrong r
   assert.throws(() => verifyDlog(X, proof, { ...ctx, role: "owner-share" }, "S"), invalid);
   assert.throws(() => verifyDlog(X, proof, { ...ctx, bind: [new Uint8Array([1, 3])] }, "S"), invalid);
   assert.throws(() => verifyDlog(mulG(x + 1n), proof, ctx, "S"), invalid);
-  assert.throws(() => verifyDlog(X, { ...proof, response: bump(proof.response) }, ctx, "S"), invalid);
+  const z = BigInt(`0x${proof.response.toString("hex")}`);
+  assert.throws(
+    () => verifyDlog(X, { ...proof, response: writeScalar((z % (Q - 1n)) + 1n) }, ctx, "S"),
+    invalid,
+  );
   assert.throws(() => verifyDlog(X, undefined, ctx, "S"), code("DLOG_PROOF_MISSING"));
   assert.throws(() => verifyDlog(X, { ...proof, response: writeNat(Q) }, ctx, "S"), code("INVALID_SCALAR"));
   const offCurve = Buffer.alloc(33); // x = 0: 7 is not a square mod p, so no point has x = 0
@@ -222,6 +226,23 @@ test("Π^log*: verifies; refuses c_key of s + q under a proof for s, s + 2^600·
     code("ENCRYPTED_SHARE_PROOF_RANGE"),
   );
   assert.throws(() => verifyLogStar({ ...st, X: mulG(s + 1n) }, proof, verifier), invalid);
+  // c_key encrypts s while the statement names X = (s+1)·G, the proof otherwise made honestly: the Paillier and
+  // ring-Pedersen equations hold, only z1·G = Y + e·X fails.
+  const wrongX = { ...st, X: mulG(s + 1n) };
+  const mismatched = proveLogStar(wrongX, { x: s, rho: nonce.r }, prover, rng);
+  assert.throws(() => verifyLogStar(wrongX, mismatched, verifier), /z1·G = Y \+ e·X/);
+  // The ring-Pedersen commitment S to another value than c_key's plaintext: only s^z1·t^z3 = D·S^e fails.
+  let first = true;
+  const rigged = {
+    ...prover,
+    commit: (a: bigint, b: bigint) => {
+      const c = prover.commit(first ? a + 1n : a, b);
+      first = false;
+      return c;
+    },
+  };
+  const offRange = proveLogStar(st, { x: s, rho: nonce.r }, rigged, rng);
+  assert.throws(() => verifyLogStar(st, offRange, verifier), /s\^z1·t\^z3 = D·S\^e/);
   assert.throws(() => verifyLogStar({ ...st, sessionId: sid() }, proof, verifier), invalid);
   for (const field of ["z1", "z2", "z3", "s", "d"] as const) {
     assert.throws(() => verifyLogStar(st, { ...proof, [field]: bump(proof[field]) }, verifier), invalid);

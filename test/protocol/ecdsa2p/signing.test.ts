@@ -19,6 +19,7 @@ import {
   p2KeyGenFinish,
   p2KeyGenShare,
   p2SignCommit,
+  p2SignFinish,
   p2SignPartial,
   partyOnePublicInfo,
   rotateShare,
@@ -96,6 +97,35 @@ test("a precomputed encryption nonce (r^N made ahead) signs the same way", () =>
   const partial = p2SignPartial(p2, c.state, s.msg, { rng, encryptionNonce: nonce });
   const sig = p1SignFinish(p1, s.session, partial);
   assert.ok(verifyEcdsa(new Uint8Array([...sig.r, ...sig.s]), digest, p1.sharedPublicKey));
+});
+
+test("the owner checks the SE's signature: agreed r, recovery id, validity under P", () => {
+  const digest = rng(32);
+  const run = () => {
+    const sessionId = sid();
+    const c = p2SignCommit(p2, { sessionId, digest, rng });
+    const s = p1SignStart(p1, { sessionId, digest, ownerCommit: c.msg, rng });
+    return { state: c.state, sig: p1SignFinish(p1, s.session, p2SignPartial(p2, c.state, s.msg, { rng })) };
+  };
+  const a = run();
+  const b = run();
+  // b's signature is valid for the digest, but not the one session a agreed on.
+  assert.throws(() => p2SignFinish(p2, a.state, b.sig), /not the one this session agreed on/);
+  const c = run();
+  assert.throws(
+    () => p2SignFinish(p2, c.state, { ...c.sig, recoveryId: c.sig.recoveryId ^ 1 }),
+    /recovery id/,
+  );
+  const d = run();
+  const high = scalarBytes(Q - bytesToBigInt(d.sig.s));
+  assert.throws(() => p2SignFinish(p2, d.state, { ...d.sig, s: Buffer.from(high) }), /does not verify/);
+  // A key whose modulus could not hold the partial signature's plaintext (never from keygen; say, restored
+  // from damaged storage) is refused rather than used.
+  const weak: PartyTwoKey = { ...p2, paillierModulus: 2n ** 1100n + 1n, nonceEngine: undefined };
+  const sessionId = sid();
+  const e = p2SignCommit(weak, { sessionId, digest, rng });
+  const s = p1SignStart(p1, { sessionId, digest, ownerCommit: e.msg, rng });
+  assert.throws(() => p2SignPartial(weak, e.state, s.msg, { rng }), code("PAILLIER_MODULUS_TOO_SMALL"));
 });
 
 /** Runs signing up to the owner's partial and lets the test replace it. */

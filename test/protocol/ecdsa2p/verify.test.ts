@@ -6,7 +6,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { decodeDer, encodeDer, verifyEcdsa } from "../../../protocol/ecdsa2p/verify.ts";
+import { decodeDer, ecdsaVerifyPoint, encodeDer, verifyEcdsa } from "../../../protocol/ecdsa2p/verify.ts";
 import { code, rng } from "./helpers.ts";
 
 const root = path.resolve(import.meta.dirname, "../../..");
@@ -59,6 +59,25 @@ test("high-S is refused unless lowS: false; compact and DER forms verify alike",
   assert.ok(!verifyEcdsa(compact, rng(32), pk));
   assert.ok(!verifyEcdsa(compact, digest, secp256k1.getPublicKey(secp256k1.utils.randomSecretKey())));
   assert.ok(!verifyEcdsa(compact, digest, new Uint8Array(33))); // not a point
+});
+
+test("r and s outside [1, n) are invalid, never an exception, also when the range is all that is wrong", () => {
+  const sk = secp256k1.utils.randomSecretKey();
+  const P = secp256k1.Point.fromBytes(secp256k1.getPublicKey(sk));
+  const digest = rng(32);
+  const sig = secp256k1.Signature.fromBytes(secp256k1.sign(digest, sk, { prehash: false }));
+  const n = secp256k1.Point.Fn.ORDER;
+  assert.ok(ecdsaVerifyPoint({ r: sig.r, s: sig.s }, digest, P));
+  for (const [r, s] of [
+    [0n, sig.s],
+    [sig.r, 0n],
+    [sig.r, n],
+    [sig.r, sig.s + n],
+    [sig.r + n, sig.s],
+    [n, sig.s],
+  ] as [bigint, bigint][]) {
+    assert.equal(ecdsaVerifyPoint({ r, s }, digest, P, { lowS: false }), undefined);
+  }
 });
 
 test("DER: encode/decode round trip, and each BIP66 rule refuses its violation", () => {
