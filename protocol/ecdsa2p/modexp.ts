@@ -4,10 +4,10 @@
 //    setPrivateKey(e), generateKeys() = base^e mod m. OpenSSL marks the private key BN_FLG_CONSTTIME, so this is
 //    constant-time in the exponent (only its length in 64-bit words shows). Node runs DH_check, a Miller-Rabin
 //    test, on the modulus of every new object, which costs as much as the exponentiation itself; passing 3·m
-//    makes the test's trial division stop at once, and the result is reduced mod m. The price: 3·m has one more
-//    64-bit word than a 1024/2048-bit m, which leaves OpenSSL's word-aligned fast code (about 2x slower there;
-//    no difference at 4096 bits and above). OpenSSL refuses even moduli and moduli under 512 or over 10 000
-//    bits; Node refuses base 0 or 1.
+//    makes the test's trial division stop at once, and the result is reduced mod m. The price: when m fills its
+//    top 64-bit word (p, N, N², N^ all do), 3·m needs one more word, which leaves OpenSSL's word-aligned fast
+//    code: about 2x slower. Hence 3. wherever a base or an exponent repeats. OpenSSL refuses even moduli and
+//    moduli under 512 or over 10 000 bits; Node refuses base 0 or 1.
 // 2. OpenSSL's BN_mod_exp_mont through an RSA public key without padding: variable-time, so for public
 //    exponents only. Needs an odd modulus of 512 to 3072 bits (above that OpenSSL caps e at 64 bits) and
 //    1 <= e < m; larger exponents take path 1 (splitting them would square twice as often: no faster).
