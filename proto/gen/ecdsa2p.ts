@@ -27,21 +27,30 @@ export interface RingPedersenParams {
   proof: RingPedersenProof | undefined;
 }
 
+/** Pi^prm with 80 binary challenges: commitments A_i = t^a_i, responses z_i = a_i + e_i*lambda mod phi(N^). */
 export interface RingPedersenProof {
   commitments: Buffer[];
   responses: Buffer[];
 }
 
-/** Proof that N is a Paillier-Blum modulus (CGGMP21 Pi^mod). */
+/**
+ * Proof that N is a Paillier-Blum modulus with gcd(N, phi(N)) = 1 (CGGMP21 Pi^mod): 80 fourth roots x_i of
+ * (-1)^a_i * w^b_i * y_i, and N-th roots z_i of the first 5 y_i (enough once N has no prime factor below 2^16).
+ */
 export interface PaillierBlumProof {
   w: Buffer;
   x: Buffer[];
   a: boolean[];
   b: boolean[];
   z: Buffer[];
+  /** The Paillier key's random id (16 bytes), to which the challenges y_i are bound. */
+  keyId: Buffer;
 }
 
-/** Proof that both prime factors of N are large (CGGMP21 Pi^fac), against the owner's ring-Pedersen params. */
+/**
+ * Proof that N = p*q with both factors large (CGGMP21 Pi^fac), against the owner's ring-Pedersen params:
+ * P, Q, A, B, T commitments, sigma the randomness of R = s^N t^sigma, then the responses.
+ */
 export interface NoSmallFactorProof {
   p: Buffer;
   q: Buffer;
@@ -57,8 +66,8 @@ export interface NoSmallFactorProof {
 }
 
 /**
- * Proof that a Paillier ciphertext encrypts the discrete log of a point, within a bounded range
- * (CGGMP21 Pi^log*, against the owner's ring-Pedersen params).
+ * Proof that a Paillier ciphertext encrypts the discrete log x of a point with |x| < 2^769 (CGGMP21 Pi^log*,
+ * against the owner's ring-Pedersen params): S, A, Y (a point), D, then the responses z1, z2, z3.
  */
 export interface EncryptedDlogRangeProof {
   s: Buffer;
@@ -116,7 +125,7 @@ export interface SignSeNonce {
 
 /**
  * Signing, round 2 (owner -> SE): opening of R2 with its proof, and the homomorphic partial signature
- * c3 = Enc(rho*q + k2^-1*m) (+) c_key^(k2^-1*r*o).
+ * c3 = Enc(rho*q + k2^-1*m) (+) c_key^(k2^-1*r*o), rho drawn so that no plaintext wraps modulo N.
  */
 export interface SignOwnerPartial {
   publicNonce: Buffer;
@@ -426,7 +435,7 @@ export const RingPedersenProof: MessageFns<RingPedersenProof> = {
 };
 
 function createBasePaillierBlumProof(): PaillierBlumProof {
-  return { w: Buffer.alloc(0), x: [], a: [], b: [], z: [] };
+  return { w: Buffer.alloc(0), x: [], a: [], b: [], z: [], keyId: Buffer.alloc(0) };
 }
 
 export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
@@ -453,6 +462,9 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
     }
     for (const v of message.z) {
       writer.uint32(42).bytes(v!);
+    }
+    if (message.keyId.length !== 0) {
+      writer.uint32(50).bytes(message.keyId);
     }
     return writer;
   },
@@ -530,6 +542,14 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
             message.z.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keyId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -549,6 +569,11 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
       a: globalThis.Array.isArray(object?.a) ? object.a.map((e: any) => globalThis.Boolean(e)) : [],
       b: globalThis.Array.isArray(object?.b) ? object.b.map((e: any) => globalThis.Boolean(e)) : [],
       z: globalThis.Array.isArray(object?.z) ? object.z.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
+      keyId: isSet(object.keyId)
+        ? Buffer.from(bytesFromBase64(object.keyId))
+        : isSet(object.key_id)
+        ? Buffer.from(bytesFromBase64(object.key_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -569,6 +594,9 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
     if (message.z?.length) {
       obj.z = message.z.map((e) => base64FromBytes(e));
     }
+    if (message.keyId.length !== 0) {
+      obj.keyId = base64FromBytes(message.keyId);
+    }
     return obj;
   },
 
@@ -582,6 +610,7 @@ export const PaillierBlumProof: MessageFns<PaillierBlumProof> = {
     message.a = object.a?.map((e) => e) || [];
     message.b = object.b?.map((e) => e) || [];
     message.z = object.z?.map((e) => e) || [];
+    message.keyId = object.keyId ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -1,0 +1,190 @@
+// Modular exponentiation on the fastest correct path Node offers (figures in bench/ecdsa2p.bench.ts).
+//
+// 1. OpenSSL's BN_mod_exp_mont_consttime through a Diffie-Hellman object: createDiffieHellman(m, base),
+//    setPrivateKey(e), generateKeys() = base^e mod m. OpenSSL marks the private key BN_FLG_CONSTTIME, so this is
+//    constant-time in the exponent (only its length in 64-bit words shows). Node runs DH_check, a Miller-Rabin
+//    test, on the modulus of every new object, which costs as much as the exponentiation itself; passing 3·m
+//    makes the test's trial division stop at once, and the result is reduced mod m. The price: when m fills its
+//    top 64-bit word (p, N, N², N^ all do), 3·m needs one more word, which leaves OpenSSL's word-aligned fast
+//    code: about 2x slower. Hence 3. wherever a base or an exponent repeats. OpenSSL refuses even moduli and
+//    moduli under 512 or over 10 000 bits; Node refuses base 0 or 1.
+// 2. OpenSSL's BN_mod_exp_mont through an RSA public key without padding: variable-time, so for public
+//    exponents only. Needs an odd modulus of 512 to 3072 bits (above that OpenSSL caps e at 64 bits) and
+//    1 <= e < m; larger exponents take path 1 (splitting them would square twice as often: no faster).
+// 3. FixedBase: one DH object with the exact modulus, reused for many exponents of the same base. Its DH_check
+//    is paid once (one Miller-Rabin round for a composite modulus without small factors; never use it with a
+//    prime modulus, whose full primality test takes dozens of rounds).
+//    FixedExponent likewise for many bases and one exponent (r ↦ r^N mod N²), through computeSecret.
+// 4. BigInt left-to-right sliding window, for what OpenSSL refuses (tiny or even moduli). Variable-time; the
+//    protocols never give it secret exponents, since their moduli are all odd and at least 1024 bits.
+import {
+  constants,
+  createDiffieHellman,
+  createPublicKey,
+  type DiffieHellman,
+  publicEncrypt,
+} from "node:crypto";
+import { fail } from "../errors.ts";
+import { bitLength, byteLength, mod, modInverse } from "./arith.ts";
+
+const DH_MIN_BITS = 512;
+const DH_MAX_BITS = 10_000;
+const RSA_MIN_BITS = 512;
+const RSA_MAX_BITS = 3072;
+
+function toBuffer(x: bigint, len?: number): Buffer {
+  let hex = x.toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  if (len !== undefined) hex = hex.padStart(len * 2, "0");
+  return Buffer.from(hex, "hex");
+}
+
+const fromBuffer = (b: Buffer): bigint => (b.length === 0 ? 0n : BigInt(`0x${b.toString("hex")}`));
+
+/** Reduces the trivial cases; returns the answer, or the normalised [base, exp] (base in [2, m), exp >= 1). */
+function normalise(base: bigint, exp: bigint, m: bigint): bigint | [bigint, bigint] {
+  if (m <= 0n) return fail("INVALID_MODULUS", "modulus must be positive");
+  if (m === 1n) return 0n;
+  if (exp < 0n) {
+    base = modInverse(base, m);
+    exp = -exp;
+  }
+  base = mod(base, m);
+  if (exp === 0n) return 1n;
+  if (base < 2n) return base;
+  return [base, exp];
+}
+
+const dhEligible = (m: bigint): boolean => {
+  const bits = bitLength(3n * m);
+  return (m & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS;
+};
+
+const rsaEligible = (m: bigint): boolean => {
+  const bits = bitLength(m);
+  return (m & 1n) === 1n && bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS;
+};
+
+/** OpenSSL constant-time path (1.); base in [2, m), exp >= 1, m eligible. */
+export function modPowOpenSslConstTime(base: bigint, exp: bigint, m: bigint): bigint {
+  const dh = createDiffieHellman(toBuffer(3n * m), toBuffer(base));
+  dh.setPrivateKey(toBuffer(exp));
+  return fromBuffer(dh.generateKeys()) % m;
+}
+
+/** OpenSSL variable-time path (2.); base in [0, m), 1 <= exp < m, m eligible. */
+export function modPowOpenSslPublic(base: bigint, exp: bigint, m: bigint): bigint {
+  const key = createPublicKey({
+    key: { kty: "RSA", n: toBuffer(m).toString("base64url"), e: toBuffer(exp).toString("base64url") },
+    format: "jwk",
+  });
+  return fromBuffer(publicEncrypt({ key, padding: constants.RSA_NO_PADDING }, toBuffer(base, byteLength(m))));
+}
+
+/** BigInt left-to-right sliding-window exponentiation (4.): the reference and the fallback. Variable-time. */
+export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
+  const n = normalise(base, exp, m);
+  if (typeof n === "bigint") return n;
+  const [b, e] = n;
+  const bits = bitLength(e);
+  const w = bits > 768 ? 5 : bits > 192 ? 4 : bits > 24 ? 3 : 1;
+  const b2 = (b * b) % m;
+  const odd: bigint[] = [b]; // b^1, b^3, b^5, ..., b^(2^w - 1)
+  for (let i = 1; i < 1 << (w - 1); i++) odd.push((odd[i - 1]! * b2) % m);
+  const s = e.toString(2);
+  let r = 1n;
+  let i = 0;
+  while (i < s.length) {
+    if (s[i] === "0") {
+      r = (r * r) % m;
+      i++;
+      continue;
+    }
+    let j = Math.min(i + w, s.length) - 1;
+    while (s[j] === "0") j--;
+    for (let k = i; k <= j; k++) r = (r * r) % m;
+    r = (r * odd[(Number.parseInt(s.slice(i, j + 1), 2) - 1) >> 1]!) % m;
+    i = j + 1;
+  }
+  return r;
+}
+
+/**
+ * base^exp mod m, constant-time in the exponent whenever OpenSSL accepts the modulus (every modulus the
+ * protocols use: odd, 1024 to 8192 bits). Negative exponents invert the base first.
+ */
+export function modPow(base: bigint, exp: bigint, m: bigint): bigint {
+  const n = normalise(base, exp, m);
+  if (typeof n === "bigint") return n;
+  return dhEligible(m) ? modPowOpenSslConstTime(n[0], n[1], m) : modPowBigInt(n[0], n[1], m);
+}
+
+/** base^exp mod m for a public exponent: the fastest path, variable-time. */
+export function modPowPublic(base: bigint, exp: bigint, m: bigint): bigint {
+  const n = normalise(base, exp, m);
+  if (typeof n === "bigint") return n;
+  if (rsaEligible(m) && n[1] < m) return modPowOpenSslPublic(n[0], n[1], m);
+  return dhEligible(m) ? modPowOpenSslConstTime(n[0], n[1], m) : modPowBigInt(n[0], n[1], m);
+}
+
+/**
+ * Many exponentiations of one base modulo one (composite) modulus: a single OpenSSL DH object, so the modulus
+ * keeps its exact word size (fastest code) and DH_check runs once. Constant-time in the exponent.
+ */
+export class FixedBase {
+  readonly base: bigint;
+  private readonly dh: DiffieHellman | undefined;
+
+  constructor(
+    base: bigint,
+    readonly modulus: bigint,
+  ) {
+    this.base = mod(base, modulus);
+    const bits = bitLength(modulus);
+    const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS;
+    this.dh =
+      eligible && this.base >= 2n ? createDiffieHellman(toBuffer(modulus), toBuffer(this.base)) : undefined;
+  }
+
+  /** base^exp mod modulus, exp >= 0. */
+  pow(exp: bigint): bigint {
+    if (exp < 0n) return fail("NEGATIVE_EXPONENT", "fixed-base exponentiation needs a non-negative exponent");
+    if (exp === 0n) return 1n % this.modulus;
+    if (!this.dh) return modPow(this.base, exp, this.modulus);
+    this.dh.setPrivateKey(toBuffer(exp));
+    return fromBuffer(this.dh.generateKeys());
+  }
+}
+
+/**
+ * Many exponentiations to one exponent modulo one (composite) modulus, e.g. r ↦ r^N mod N²: a single OpenSSL DH
+ * object whose private key is the exponent, used through computeSecret (constant-time: OpenSSL sets
+ * BN_FLG_CONSTTIME on the private key). Worth it from the second use: its DH_check costs about one exponentiation.
+ */
+export class FixedExponent {
+  private readonly dh: DiffieHellman | undefined;
+
+  constructor(
+    readonly exponent: bigint,
+    readonly modulus: bigint,
+  ) {
+    const bits = bitLength(modulus);
+    const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS && exponent > 0n;
+    if (eligible) {
+      this.dh = createDiffieHellman(toBuffer(modulus), 2);
+      this.dh.setPrivateKey(toBuffer(exponent));
+    }
+  }
+
+  /** base^exponent mod modulus. */
+  pow(base: bigint): bigint {
+    const b = mod(base, this.modulus);
+    if (!this.dh || b < 2n || b === this.modulus - 1n) return modPow(b, this.exponent, this.modulus);
+    try {
+      return fromBuffer(this.dh.computeSecret(toBuffer(b)));
+    } catch {
+      // OpenSSL refuses a result of 1 or modulus − 1 (a DH safety check); those are computed directly.
+      return modPow(b, this.exponent, this.modulus);
+    }
+  }
+}

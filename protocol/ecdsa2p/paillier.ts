@@ -1,0 +1,184 @@
+// Paillier encryption with g = 1 + N: Enc(m; r) = (1 + m·N)·r^N mod N². Primes come from OpenSSL
+// (crypto.generatePrime, Blum primes p ≡ q ≡ 3 mod 4, so that N is a Paillier-Blum modulus); decryption uses CRT
+// modulo p² and q²; the randomness r^N can be computed ahead of time (encryptionNonce).
+import { generatePrime } from "node:crypto";
+import type { PaillierBlumProof } from "../../proto/gen/ecdsa2p.ts";
+import { bigIntToBytes, bytesToBigInt } from "../encoding.ts";
+import { check } from "../errors.ts";
+import type { Rng } from "../rng.ts";
+import { systemRng } from "../rng.ts";
+import { bitLength, crt, modInverse, randomNonZeroBelow } from "./arith.ts";
+import { FixedExponent, modPow } from "./modexp.ts";
+import { PAILLIER_BITS, PAILLIER_MIN_BITS } from "./params.ts";
+import { proveModulus } from "./proofs/mod.ts";
+import { reveal, wipe } from "./secret.ts";
+
+export interface PaillierSecretKey {
+  p: Uint8Array;
+  q: Uint8Array;
+  /** q⁻¹ mod p and p⁻¹ mod q, for CRT. */
+  qInvP: Uint8Array;
+  pInvQ: Uint8Array;
+}
+
+export interface PaillierKey {
+  /** 16 random bytes naming the key; a precomputed Π^mod is bound to them. */
+  readonly id: Uint8Array;
+  readonly n: bigint;
+  readonly secret: PaillierSecretKey;
+  /** Π^mod for N, computed with the key (a pool can keep it ready); absent until needed. */
+  modulusProof: PaillierBlumProof | undefined;
+  /** Encryption randomness (r, r^N mod N²) computed ahead, as bytes (secret: with it c_key reveals s). */
+  readonly nonces: { r: Uint8Array; rn: Uint8Array }[];
+  /** Set when a keygen takes the key: a Paillier key encrypts exactly one share. */
+  used: boolean;
+}
+
+/** The factors as transient BigInts (p, q, p², q², the CRT coefficients). */
+export interface PaillierFactors {
+  p: bigint;
+  q: bigint;
+  qInvP: bigint;
+  pInvQ: bigint;
+}
+
+export function paillierFactors(sk: PaillierSecretKey): PaillierFactors {
+  return {
+    p: reveal(sk.p, "Paillier key"),
+    q: reveal(sk.q, "Paillier key"),
+    qInvP: reveal(sk.qInvP, "Paillier key"),
+    pInvQ: reveal(sk.pInvQ, "Paillier key"),
+  };
+}
+
+const blumPrime = (bits: number): Promise<bigint> =>
+  new Promise((resolve, reject) =>
+    generatePrime(bits, { bigint: true, add: 4n, rem: 3n }, (err, p) =>
+      err ? reject(err) : resolve(p as bigint),
+    ),
+  );
+
+/**
+ * A fresh Paillier key with an exactly `bits`-bit modulus (two `bits/2`-bit Blum primes, generated in parallel on
+ * libuv's thread pool). By default Π^mod and the two encryption nonces a keygen needs are computed too, so that
+ * a pool holds keys ready to send.
+ */
+export async function generatePaillierKey(
+  opts: { rng?: Rng; bits?: number; modulusProof?: boolean; nonces?: number } = {},
+): Promise<PaillierKey> {
+  const bits = opts.bits ?? PAILLIER_BITS;
+  check(
+    bits >= PAILLIER_MIN_BITS && bits % 2 === 0,
+    "PAILLIER_BITS",
+    `Paillier modulus size ${bits} not allowed`,
+  );
+  let [p, q] = await Promise.all([blumPrime(bits / 2), blumPrime(bits / 2)]);
+  // OpenSSL sets only the top bit of each prime: about 39% of pairs give a (bits−1)-bit product. Replace the
+  // smaller prime until the modulus has its full size (a 2048-bit N stays 32 words: OpenSSL's fastest code).
+  while (p === q || bitLength(p * q) !== bits) {
+    const fresh = await blumPrime(bits / 2);
+    if (p < q) p = fresh;
+    else q = fresh;
+  }
+  return paillierKeyFromPrimes(p, q, {
+    rng: opts.rng ?? systemRng,
+    modulusProof: opts.modulusProof ?? true,
+    nonces: opts.nonces ?? KEYGEN_NONCES,
+  });
+}
+
+/** Encryptions a keygen makes: c_key, and the commitment A of Π^log*. */
+export const KEYGEN_NONCES = 2;
+
+/** A key from given primes (generatePaillierKey's last step; tests use it to build malformed keys). */
+export function paillierKeyFromPrimes(
+  p: bigint,
+  q: bigint,
+  opts: { rng: Rng; modulusProof?: boolean; nonces?: number },
+): PaillierKey {
+  const n = p * q;
+  const len = (bitLength(p) + 7) >> 3;
+  const lenQ = (bitLength(q) + 7) >> 3;
+  const key: PaillierKey = {
+    id: opts.rng(16),
+    n,
+    secret: {
+      p: bigIntToBytes(p, len),
+      q: bigIntToBytes(q, lenQ),
+      qInvP: bigIntToBytes(modInverse(q, p), len),
+      pInvQ: bigIntToBytes(modInverse(p, q), lenQ),
+    },
+    modulusProof: undefined,
+    nonces: [],
+    used: false,
+  };
+  if (opts.modulusProof) key.modulusProof = proveModulus(key.id, n, p, q, opts.rng);
+  const n2len = (bitLength(n * n) + 7) >> 3;
+  for (let i = 0; i < (opts.nonces ?? 0); i++) {
+    const { r, rn } = encryptionNonce(n, opts.rng);
+    key.nonces.push({ r: bigIntToBytes(r, n2len), rn: bigIntToBytes(rn, n2len) });
+  }
+  return key;
+}
+
+/** A precomputed nonce of the key (then erased from it), or a fresh one. */
+export function takeNonce(key: PaillierKey, rng: Rng): EncryptionNonce {
+  const stored = key.nonces.pop();
+  if (!stored) return encryptionNonce(key.n, rng);
+  const nonce = { n: key.n, r: bytesToBigInt(stored.r), rn: bytesToBigInt(stored.rn) };
+  wipe(stored.r, stored.rn);
+  return nonce;
+}
+
+export function wipePaillierKey(key: PaillierKey): void {
+  wipe(key.secret.p, key.secret.q, key.secret.qInvP, key.secret.pInvQ);
+  for (const { r, rn } of key.nonces.splice(0)) wipe(r, rn);
+}
+
+/** Randomness for one encryption under N: r ∈ Z*_N and r^N mod N² (the expensive part, computable ahead). */
+export interface EncryptionNonce {
+  n: bigint;
+  r: bigint;
+  rn: bigint;
+}
+
+/** `engine` (a FixedExponent for N, N²) makes r^N about twice as fast when several nonces are needed. */
+export function encryptionNonce(n: bigint, rng: Rng, engine?: FixedExponent): EncryptionNonce {
+  const r = randomNonZeroBelow(rng, n);
+  if (engine) {
+    check(
+      engine.exponent === n && engine.modulus === n * n,
+      "PAILLIER_NONCE_KEY",
+      "nonce engine is for another key",
+    );
+    return { n, r, rn: engine.pow(r) };
+  }
+  return { n, r, rn: modPow(r, n, n * n) };
+}
+
+/** The engine for r ↦ r^N mod N² under one key (its creation costs about one such exponentiation). */
+export const nonceEngine = (n: bigint): FixedExponent => new FixedExponent(n, n * n);
+
+/** Enc(m) = (1 + m·N)·r^N mod N², m in [0, N). */
+export function encrypt(n: bigint, m: bigint, nonce: EncryptionNonce): bigint {
+  check(nonce.n === n, "PAILLIER_NONCE_KEY", "encryption nonce was made for another Paillier key");
+  check(m >= 0n && m < n, "PAILLIER_PLAINTEXT_RANGE", "Paillier plaintext out of range [0, N)");
+  const n2 = n * n;
+  return (((1n + m * n) % n2) * nonce.rn) % n2;
+}
+
+/**
+ * Dec(c) by CRT: m_p = L_p(c^(p−1) mod p²)·(−q)⁻¹ mod p (L_p(u) = (u−1)/p), likewise mod q, then Garner. The
+ * exponentiations are OpenSSL's constant-time ones. c must be a unit of Z_N² (checked).
+ */
+export function decrypt(key: PaillierKey, c: bigint): bigint {
+  const { p, q, qInvP, pInvQ } = paillierFactors(key.secret);
+  check(c > 0n && c < key.n * key.n, "PAILLIER_CIPHERTEXT_RANGE", "ciphertext out of range [1, N²)");
+  check(c % p !== 0n && c % q !== 0n, "PAILLIER_CIPHERTEXT_NOT_UNIT", "ciphertext is not a unit modulo N²");
+  const half = (pr: bigint, otherInv: bigint): bigint => {
+    const pr2 = pr * pr;
+    const u = modPow(c % pr2, pr - 1n, pr2);
+    return (((u - 1n) / pr) * (pr - otherInv)) % pr; // (−other)⁻¹ = pr − other⁻¹ (mod pr)
+  };
+  return crt(half(p, qInvP), p, half(q, pInvQ), q, qInvP);
+}

@@ -1,0 +1,26 @@
+// Session ids and digests, checked the same way by both parties. Session ids are chosen by party one's caller (the
+// enclave) and passed to both parties; every commitment and proof challenge binds them.
+import { check } from "../errors.ts";
+
+export const SESSION_ID_MIN_BYTES = 16;
+export const SESSION_ID_MAX_BYTES = 32;
+export const DIGEST_BYTES = 32;
+
+export function checkSessionId(sessionId: Uint8Array | undefined): Uint8Array {
+  const n = sessionId?.length ?? 0;
+  check(
+    sessionId && n >= SESSION_ID_MIN_BYTES && n <= SESSION_ID_MAX_BYTES,
+    "SESSION_ID_LENGTH",
+    `session id must be ${SESSION_ID_MIN_BYTES} to ${SESSION_ID_MAX_BYTES} bytes, got ${n}`,
+  );
+  return sessionId;
+}
+
+export function checkDigest(digest: Uint8Array | undefined): Uint8Array {
+  check(
+    digest && digest.length === DIGEST_BYTES,
+    "DIGEST_LENGTH",
+    `digest to sign must be ${DIGEST_BYTES} bytes, got ${digest?.length ?? 0}`,
+  );
+  return digest;
+}

@@ -1,0 +1,153 @@
+// Modular exponentiation: every path (OpenSSL constant-time, OpenSSL public, fixed base, BigInt) against a
+// naive square-and-multiply, on random and edge inputs; the integer helpers.
+import assert from "node:assert/strict";
+import { generatePrimeSync, randomBytes } from "node:crypto";
+import { test } from "node:test";
+import { crt, gcd, isqrt, modInverse, SMALL_PRIMES, smallFactor } from "../../../protocol/ecdsa2p/arith.ts";
+import { readInRange, readNat, readPositiveBelow, writeNat } from "../../../protocol/ecdsa2p/codec.ts";
+import {
+  FixedBase,
+  FixedExponent,
+  modPow,
+  modPowBigInt,
+  modPowOpenSslConstTime,
+  modPowOpenSslPublic,
+  modPowPublic,
+} from "../../../protocol/ecdsa2p/modexp.ts";
+import { code } from "./helpers.ts";
+
+const rnd = (bits: number): bigint => BigInt(`0x${randomBytes(Math.ceil(bits / 8)).toString("hex")}`);
+
+function naive(b: bigint, e: bigint, m: bigint): bigint {
+  let r = 1n % m;
+  b %= m;
+  for (; e > 0n; e >>= 1n, b = (b * b) % m) if (e & 1n) r = (r * b) % m;
+  return r;
+}
+
+const oddModulus = (bits: number): bigint => rnd(bits) | (1n << BigInt(bits - 1)) | 1n;
+
+test("all paths agree with square-and-multiply on random inputs, 64 to 4096-bit moduli", () => {
+  for (const bits of [64, 511, 512, 1024, 2048, 3072, 3073, 4096]) {
+    const m = oddModulus(bits);
+    for (const eBits of bits > 2048
+      ? [1, 17, 256, bits + 1]
+      : [1, 17, 256, bits - 1, bits + 1, 2 * bits + 5]) {
+      const b = rnd(bits + 8) % m;
+      const e = rnd(eBits);
+      const want = naive(b, e, m);
+      assert.equal(modPow(b, e, m), want, `modPow ${bits}/${eBits}`);
+      assert.equal(modPowPublic(b, e, m), want, `modPowPublic ${bits}/${eBits}`);
+      assert.equal(modPowBigInt(b, e, m), want, `modPowBigInt ${bits}/${eBits}`);
+      assert.equal(new FixedBase(b, m).pow(e), want, `FixedBase ${bits}/${eBits}`);
+      assert.equal(new FixedExponent(e, m).pow(b), want, `FixedExponent ${bits}/${eBits}`);
+    }
+  }
+});
+
+test("the raw OpenSSL paths agree with BigInt where they apply", () => {
+  for (const bits of [1024, 2048]) {
+    const m = oddModulus(bits);
+    for (let i = 0; i < 4; i++) {
+      const b = (rnd(bits) % (m - 2n)) + 2n;
+      const e = (rnd(bits) % (m - 1n)) + 1n;
+      const want = modPowBigInt(b, e, m);
+      assert.equal(modPowOpenSslConstTime(b, e, m), want);
+      assert.equal(modPowOpenSslPublic(b, e, m), want);
+    }
+  }
+});
+
+test("edge inputs: bases 0, 1, m−1, ≥ m; exponents 0, 1, m−1, m, m+1, negative", () => {
+  const m = oddModulus(1024);
+  const p = generatePrimeSync(1024, { bigint: true });
+  const cases: [bigint, bigint][] = [
+    [0n, 5n],
+    [1n, 9n],
+    [m - 1n, 3n],
+    [m - 1n, 4n],
+    [m, 3n],
+    [m + 2n, 5n],
+    [2n, 0n],
+    [0n, 0n],
+    [2n, 1n],
+    [3n, m - 1n],
+    [3n, m],
+    [3n, m + 1n],
+  ];
+  for (const [b, e] of cases) {
+    const want = naive(b, e, m);
+    for (const f of [modPow, modPowPublic, modPowBigInt])
+      assert.equal(f(b, e, m), want, `${f.name}(${b}, ${e})`);
+    assert.equal(new FixedBase(b, m).pow(e), want, `FixedBase(${b}, ${e})`);
+    assert.equal(new FixedExponent(e, m).pow(b), want, `FixedExponent(${b}, ${e})`);
+  }
+  // Results OpenSSL's computeSecret refuses (1 and m − 1) still come out: b^φ(N) = 1 for every unit b.
+  const q = generatePrimeSync(1024, { bigint: true });
+  const phi = new FixedExponent((p - 1n) * (q - 1n), p * q);
+  for (const b of [3n, 5n, rnd(1500) % (p * q)]) assert.equal(phi.pow(b), 1n);
+  assert.equal(modPow(5n, 7n, 1n), 0n);
+  assert.equal((modPow(5n, -7n, p) * modPow(5n, 7n, p)) % p, 1n);
+  assert.equal((modPowPublic(5n, -7n, p) * modPowPublic(5n, 7n, p)) % p, 1n);
+  assert.throws(() => modPow(p, -1n, p), code("NOT_INVERTIBLE"));
+  assert.throws(() => modPow(2n, 3n, 0n), code("INVALID_MODULUS"));
+  assert.throws(() => new FixedBase(3n, m).pow(-1n), code("NEGATIVE_EXPONENT"));
+});
+
+test("what OpenSSL refuses (even or tiny moduli, base 1) falls back to BigInt", () => {
+  const even = rnd(1024) << 1n;
+  const tiny = oddModulus(300);
+  assert.throws(() => modPowOpenSslConstTime(3n, 5n, even));
+  assert.throws(() => modPowOpenSslPublic(3n, 5n, even));
+  assert.throws(() => modPowOpenSslConstTime(3n, 5n, tiny), /modulus too small/);
+  assert.throws(() => modPowOpenSslConstTime(1n, 5n, oddModulus(1024)), /bad generator/);
+  for (const m of [even, tiny, 97n, 2n ** 64n]) {
+    const b = rnd(1100) % m;
+    const e = rnd(700);
+    assert.equal(modPow(b, e, m), naive(b, e, m));
+    assert.equal(modPowPublic(b, e, m), naive(b, e, m));
+    assert.equal(new FixedBase(b, m).pow(e), naive(b, e, m));
+    assert.equal(new FixedExponent(e, m).pow(b), naive(b, e, m));
+  }
+});
+
+test("integer helpers: gcd, inverse, isqrt, CRT, trial division", () => {
+  const p = generatePrimeSync(512, { bigint: true });
+  const q = generatePrimeSync(512, { bigint: true });
+  assert.equal(gcd(p * 6n, q * 6n), 6n);
+  assert.equal((modInverse(q, p) * q) % p, 1n);
+  const n = p * q;
+  const s = isqrt(n);
+  assert.ok(s * s <= n && (s + 1n) * (s + 1n) > n);
+  assert.equal(isqrt(0n), 0n);
+  assert.equal(isqrt(15n), 3n);
+  assert.equal(isqrt(16n), 4n);
+  const x = rnd(1000) % n;
+  assert.equal(crt(x % p, p, x % q, q, modInverse(q, p)), x);
+  assert.equal(SMALL_PRIMES.length, 6542); // π(2^16)
+  assert.equal(smallFactor(n), 0);
+  assert.equal(smallFactor(n * 65521n), 65521);
+  assert.equal(smallFactor(n * 3n * 5n), 3);
+});
+
+test("wire numbers: size refused before conversion, canonical form, ranges", () => {
+  assert.throws(
+    () => readNat(new Uint8Array(1 << 20).fill(1), 2048, "N"),
+    /N is 1048576 bytes, more than the 256 allowed/,
+  );
+  assert.throws(() => readNat(new Uint8Array([0x10, 0, 0]), 20, "x"), /more than 20 bits/);
+  assert.throws(() => readNat(new Uint8Array([0, 1]), 16, "x"), code("NON_CANONICAL_NUMBER"));
+  assert.equal(readNat(new Uint8Array(0), 16, "x"), 0n);
+  assert.equal(readNat(writeNat(65535n), 16, "x"), 65535n);
+  assert.throws(() => readPositiveBelow(writeNat(0n), 10n, "x"), code("NUMBER_OUT_OF_RANGE"));
+  assert.throws(() => readPositiveBelow(writeNat(10n), 10n, "x"), code("NUMBER_OUT_OF_RANGE"));
+  assert.equal(readPositiveBelow(writeNat(9n), 10n, "x"), 9n);
+  assert.throws(
+    () => readInRange(writeNat(2n ** 300n), 2n ** 256n, "z", "RANGE_CODE", "why"),
+    code("RANGE_CODE"),
+  );
+  assert.throws(
+    () => readInRange(new Uint8Array(2000).fill(1), 2n ** 256n, "z", "RANGE_CODE", "why"),
+    code("NUMBER_TOO_LARGE"),
+  );
+});
