@@ -1,26 +1,48 @@
-// The enclave process. Started by the host in simulator mode (one child process) or by the enclave image on
-// Nitro; it serves enclave.proto on a Unix socket and holds every SE share in its own memory.
+// The enclave process. Started by the host in simulator mode (a child process) or by the enclave image on
+// Nitro; it serves enclave.proto on a Unix socket and holds every SE share in its own memory. Nothing it holds
+// is persisted: if it restarts, its coins can only exit by their backup transactions.
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { parseArgs } from "node:util";
-import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
-import type { GetStatusRequest, GetStatusResponse } from "../proto/gen/enclave.ts";
+import { NitroProvider } from "../attestation/providers/nitro.ts";
+import type { AttestationProvider } from "../attestation/providers/provider.ts";
+import { SimulatorProvider } from "../attestation/providers/simulator.ts";
+import { SimulatorCa } from "../attestation/sim-ca.ts";
+import { RingPedersenCache } from "../protocol/ecdsa2p/index.ts";
+import { systemRng } from "../protocol/rng.ts";
+import { ActionLog } from "./log.ts";
 import { measure } from "./measure.ts";
+import { loadPolicy } from "./policy.ts";
+import { PaillierPool } from "./pool.ts";
+import { serve } from "./rpc.ts";
 import { serveUnix } from "./server.ts";
+import { Enclave } from "./service.ts";
 
-const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--exit-with-stdin]
+export const VERSION = "0.1.0";
+
+const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--data-dir <dir>] [--policy <file>]
+               [--pool <n>] [--exit-with-stdin]
 
   --socket <path>     Unix socket to serve enclave.proto on (vsock is bridged to it on Nitro)
-  --mode <mode>       attestation provider: simulator (default) or nitro
+  --mode <mode>       attestation provider: simulator (default) or nitro (/dev/nsm through nsm-helper)
+  --data-dir <dir>    simulator only: where the simulator CA lives (default: the socket's directory)
+  --policy <file>     co-signing policy JSON (enclave/policy.ts); defaults when absent
+  --pool <n>          Paillier keys to keep ready (default 4)
   --exit-with-stdin   exit when stdin closes (the host's way to never leave an orphan)
 `;
 
-const VERSION = "0.1.0";
+function log(level: number, msg: string, extra: Record<string, unknown> = {}): void {
+  process.stderr.write(`${JSON.stringify({ level, time: Date.now(), name: "enclave", msg, ...extra })}\n`);
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       socket: { type: "string" },
       mode: { type: "string", default: "simulator" },
+      "data-dir": { type: "string" },
+      policy: { type: "string" },
+      pool: { type: "string", default: "4" },
       "exit-with-stdin": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -29,43 +51,63 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  if (!values.socket || (values.mode !== "simulator" && values.mode !== "nitro")) {
+  const poolSize = Number(values.pool);
+  if (
+    !values.socket ||
+    (values.mode !== "simulator" && values.mode !== "nitro") ||
+    !Number.isInteger(poolSize) ||
+    poolSize < 0
+  ) {
     process.stderr.write(USAGE);
     process.exit(2);
   }
-  const instanceId = randomBytes(16);
-  const startedAt = Date.now();
+  const policy = loadPolicy(values.policy);
   const pcrs = measure();
-  const mode = values.mode;
-
-  const server = await serveUnix(values.socket, {
-    getStatus(
-      _call: ServerUnaryCall<GetStatusRequest, GetStatusResponse>,
-      cb: sendUnaryData<GetStatusResponse>,
-    ) {
-      cb(null, {
-        instanceId,
-        startedAtMs: BigInt(startedAt),
-        logHead: Buffer.alloc(32),
-        logLength: 0n,
-        lastReceiptHash: Buffer.alloc(32),
-        attestationMode: mode,
-        pcr0: pcrs.pcr0.toString("hex"),
-        pcr1: pcrs.pcr1.toString("hex"),
-        pcr2: pcrs.pcr2.toString("hex"),
-        statechainCount: 0,
-        paillierPoolSize: 0,
-        maxChainTip: 0,
-        policyHash: Buffer.alloc(32),
-        version: VERSION,
-      });
-    },
+  let provider: AttestationProvider;
+  let simulatorRootPem = "";
+  if (values.mode === "simulator") {
+    const ca = SimulatorCa.open(path.join(values["data-dir"] ?? path.dirname(values.socket), "sim-ca"));
+    provider = new SimulatorProvider({ ca, pcrs });
+    simulatorRootPem = ca.rootPem();
+  } else {
+    provider = new NitroProvider();
+  }
+  const pool = new PaillierPool(poolSize, (err) =>
+    log(50, "paillier pool refill failed", { err: err.message }),
+  );
+  pool.start();
+  const enclave = new Enclave({
+    policy,
+    provider,
+    pool,
+    log: new ActionLog(),
+    rng: systemRng,
+    now: Date.now,
+    instanceId: randomBytes(16),
+    pcrs,
+    simulatorRootPem,
+    ringPedersenCache: new RingPedersenCache(),
+    version: VERSION,
   });
+  // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
+  const server = await serveUnix(
+    values.socket,
+    serve(enclave.handlers(), (method, err) =>
+      log(50, "unexpected error", {
+        method,
+        error: (err as Error)?.name,
+        at: (err as Error)?.stack?.split("\n")[1]?.trim(),
+      }),
+    ),
+  );
+  const sweep = setInterval(() => enclave.sweepDeposits(), 60_000);
+  sweep.unref();
 
   let stopping = false;
   const stop = (code: number) => {
     if (stopping) return;
     stopping = true;
+    pool.stop();
     server.tryShutdown(() => process.exit(code));
     setTimeout(() => process.exit(code), 2000).unref();
   };
@@ -76,12 +118,10 @@ async function main(): Promise<void> {
     process.stdin.on("error", () => stop(0));
     process.stdin.resume();
   }
-  process.stderr.write(
-    `${JSON.stringify({ level: 30, time: Date.now(), name: "enclave", msg: "serving", socket: values.socket, mode })}\n`,
-  );
+  log(30, "serving", { socket: values.socket, mode: values.mode, pool: poolSize });
 }
 
 main().catch((err: Error) => {
-  process.stderr.write(`enclave: ${err.message}\n`);
+  log(60, "enclave failed to start", { error: err.name, message: err.message });
   process.exit(1);
 });

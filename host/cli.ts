@@ -100,7 +100,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
         pcr1: st.pcr1,
         pcr2: st.pcr2,
         chainHeight: snap.chain.height,
-        bitcoinRpc: se.chain?.rpc.url,
+        bitcoinRpc: se.regtest?.rpc.url,
         dataDir: cfg.dataDir,
         startMs: Date.now() - started,
       })}\n`,
@@ -109,7 +109,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
     const lines = [
       banner(se),
       ...(await pcrLines(se)),
-      `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.chain?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
+      `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.regtest?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
       `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}`,
       `  data dir       ${cfg.dataDir}`,
       "",

@@ -39,6 +39,15 @@ export interface HostConfig {
     feeAddress: string;
     minFeeRateSatVb: number;
   };
+  deposit: { guard: "pow" | "token"; powBits: number; tokensFile: string };
+  limits: {
+    perPeerRate: number;
+    perPeerBurst: number;
+    perKeyRate: number;
+    perKeyBurst: number;
+    mailboxMaxBytes: number;
+    mailboxMaxItems: number;
+  };
   mainstay: {
     enabled: boolean;
     url: string;
@@ -87,6 +96,15 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       feeAddress: "",
       minFeeRateSatVb: 1,
     },
+    deposit: { guard: "pow", powBits: 12, tokensFile: "" },
+    limits: {
+      perPeerRate: 200,
+      perPeerBurst: 400,
+      perKeyRate: 20,
+      perKeyBurst: 60,
+      mailboxMaxBytes: 64 * 1024,
+      mailboxMaxItems: 16,
+    },
     mainstay: { enabled: true, url: "", slot: 1, token: "", commitIntervalS: 10, local: true },
     metrics: { host: "127.0.0.1", port: 0 },
     log: { level: "info", file: "" },
@@ -117,6 +135,11 @@ const ENV_KEYS: Record<string, string> = {
   SE_INIT_LOCK: "protocol.initLock",
   SE_LOCKTIME_INTERVAL: "protocol.locktimeInterval",
   SE_DEPOSIT_CONFIRMATIONS: "protocol.depositConfirmations",
+  SE_DEPOSIT_GUARD: "deposit.guard",
+  SE_POW_BITS: "deposit.powBits",
+  SE_DEPOSIT_TOKENS_FILE: "deposit.tokensFile",
+  SE_RATE_PER_PEER: "limits.perPeerRate",
+  SE_RATE_PER_KEY: "limits.perKeyRate",
   SE_MAINSTAY_URL: "mainstay.url",
   SE_MAINSTAY_TOKEN: "mainstay.token",
   SE_MAINSTAY_SLOT: "mainstay.slot",
@@ -219,6 +242,15 @@ export function validate(cfg: HostConfig): HostConfig {
   oneOf(cfg.chain.backend, ["embedded", "bitcoind", "esplora"] as const, "chain.backend");
   oneOf(cfg.protocol.backupMode, ["absolute", "kickoff"] as const, "protocol.backupMode");
   oneOf(cfg.log.level, ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "log.level");
+  oneOf(cfg.deposit.guard, ["pow", "token"] as const, "deposit.guard");
+  intIn(cfg.deposit.powBits, 0, 32, "deposit.powBits");
+  if (cfg.deposit.guard === "token" && !cfg.deposit.tokensFile) {
+    throw new ConfigError(
+      'deposit.guard "token" needs deposit.tokensFile (one SHA-256 hex of a token per line)',
+    );
+  }
+  intIn(cfg.limits.mailboxMaxBytes, 1024, 16 << 20, "limits.mailboxMaxBytes");
+  intIn(cfg.limits.mailboxMaxItems, 1, 10_000, "limits.mailboxMaxItems");
   intIn(cfg.grpc.port, 0, 65535, "grpc.port");
   intIn(cfg.metrics.port, 0, 65535, "metrics.port");
   intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");

@@ -27,6 +27,8 @@ export async function startEnclave(opts: {
   spawn: boolean;
   startTimeoutMs: number;
   projectRoot: string;
+  /** Extra arguments for the enclave process (data dir, policy file). */
+  args?: string[];
   log: Logger;
 }): Promise<EnclaveHandle> {
   let child: ChildProcess | undefined;
@@ -35,7 +37,13 @@ export async function startEnclave(opts: {
   if (opts.spawn) {
     child = spawn(
       process.execPath,
-      [path.join(opts.projectRoot, "bin/enclave.js"), "--socket", opts.socketPath, "--exit-with-stdin"],
+      [
+        path.join(opts.projectRoot, "bin/enclave.js"),
+        "--socket",
+        opts.socketPath,
+        "--exit-with-stdin",
+        ...(opts.args ?? []),
+      ],
       { stdio: ["pipe", "inherit", "inherit"], cwd: opts.projectRoot },
     );
     exited = new Promise((resolve) => child!.once("exit", () => resolve()));

@@ -1,28 +1,80 @@
-// Starts the whole SE: enclave process, chain backend, public gRPC server; stops them in reverse order.
-import { mkdirSync, writeFileSync } from "node:fs";
+// Starts the whole SE: enclave process, chain backend, SQLite store, SMT + Mainstay publisher, watchtower,
+// public gRPC and metrics; stops them in reverse order.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Server } from "@grpc/grpc-js";
-import type { DevChain } from "./chain/backend.ts";
+import * as bitcoin from "bitcoinjs-lib";
+import { StatechainStatus } from "../proto/gen/common.ts";
+import { outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
+import { encodeSmtProof } from "../protocol/smt/index.ts";
+import { statechainKey } from "../protocol/statechain.ts";
+import type { ApiDeps, BackupWatcher, ProofSource } from "./api/deps.ts";
+import { statechainService } from "./api/index.ts";
+import type { ChainBackend, DevChain } from "./chain/backend.ts";
+import { BitcoindChain } from "./chain/bitcoind.ts";
 import { EmbeddedChain } from "./chain/embedded.ts";
+import { EsploraChain } from "./chain/esplora.ts";
 import { RegtestNode } from "./chain/regtest-node.ts";
 import type { HostConfig } from "./config.ts";
+import { Db } from "./db.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import type { Logger } from "./log.ts";
+import { MainstayClient } from "./mainstay/client.ts";
+import { LocalMainstay } from "./mainstay/local-service.ts";
+import { MainstayPublisher } from "./mainstay/publisher.ts";
+import { Metrics } from "./metrics.ts";
 import { Monitor } from "./monitor.ts";
+import { PowGuard } from "./pow.ts";
+import { RateLimiter } from "./ratelimit.ts";
 import { shutdown, startPublicServer } from "./server.ts";
-import { statechainService } from "./service.ts";
+import { openSqliteSmt } from "./smt-store.ts";
+import { HOST_MIGRATIONS, Store } from "./store.ts";
+import { treeSync } from "./tree-sync.ts";
+import { Watchtower } from "./watchtower.ts";
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export interface RunningSe {
   cfg: HostConfig;
   port: number;
+  metricsPort: number;
   enclave: EnclaveHandle;
-  chain: RegtestNode | undefined;
-  backend: DevChain;
+  /** The embedded node (simulator mode). */
+  regtest: RegtestNode | undefined;
+  chain: ChainBackend;
+  mainstayUrl: string;
   monitor: Monitor;
+  store: Store;
   close(): Promise<void>;
+}
+
+/** The policy the enclave enforces, derived from the host's configuration (simulator: passed at start). */
+export function enclavePolicy(cfg: HostConfig) {
+  const p = cfg.protocol;
+  const feeScript = p.feeAddress
+    ? Buffer.from(bitcoin.address.toOutputScript(p.feeAddress, networkOf(cfg))).toString("hex")
+    : "";
+  return {
+    network: cfg.network,
+    backupMode: p.backupMode,
+    initLock: p.initLock,
+    locktimeInterval: p.locktimeInterval,
+    lockSafetyMargin: p.lockSafetyMargin,
+    minFeeRateSatVb: p.minFeeRateSatVb,
+    minDepositSat: p.minDepositSat,
+    maxDepositSat: p.maxDepositSat,
+    withdrawFeeBps: p.withdrawFeeBps,
+    feeScript,
+  };
+}
+
+export function networkOf(cfg: HostConfig): bitcoin.Network {
+  return cfg.network === "bitcoin"
+    ? bitcoin.networks.bitcoin
+    : cfg.network === "regtest"
+      ? bitcoin.networks.regtest
+      : bitcoin.networks.testnet;
 }
 
 export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> {
@@ -34,51 +86,281 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     }
   };
   try {
+    const dbFile = path.join(cfg.dataDir, "host.sqlite");
+    if (cfg.mode === "simulator" && cfg.chain.backend === "embedded" && !cfg.chain.persist) {
+      // An in-memory chain starts from genesis: the previous run's coins no longer exist anywhere.
+      for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) rmSync(f, { force: true });
+    }
+    const policyFile = path.join(cfg.dataDir, "enclave-policy.json");
+    writeFileSync(policyFile, `${JSON.stringify(enclavePolicy(cfg), null, 2)}\n`);
     const enclave = await startEnclave({
       socketPath: cfg.enclave.socketPath,
       spawn: cfg.enclave.spawn,
       startTimeoutMs: cfg.enclave.startTimeoutMs,
       projectRoot: PROJECT_ROOT,
+      args: ["--data-dir", cfg.dataDir, "--policy", policyFile],
       log,
     });
     cleanups.push(() => enclave.stop());
 
-    if (cfg.chain.backend !== "embedded")
-      throw new Error(`chain backend "${cfg.chain.backend}" is not available yet`);
-    const chain = await RegtestNode.start({
-      dataDir: path.join(cfg.dataDir, "regtest"),
-      persist: cfg.chain.persist,
-      rpcPort: cfg.chain.rpcPort,
-      initialBlocks: cfg.chain.initialBlocks,
-    });
+    let regtest: RegtestNode | undefined;
+    let chain: ChainBackend;
+    if (cfg.chain.backend === "embedded") {
+      regtest = await RegtestNode.start({
+        dataDir: path.join(cfg.dataDir, "regtest"),
+        persist: cfg.chain.persist,
+        rpcPort: cfg.chain.rpcPort,
+        initialBlocks: cfg.chain.initialBlocks,
+      });
+      const node = regtest;
+      cleanups.push(() => node.close());
+      writeFileSync(path.join(cfg.dataDir, "bitcoin-rpc.json"), `${JSON.stringify(regtest.rpc, null, 2)}\n`, {
+        mode: 0o600,
+      });
+      regtest.startIntervalMining(cfg.chain.mineIntervalMs, (err) =>
+        log.error({ err: err.message }, "interval mining failed"),
+      );
+      chain = new EmbeddedChain(regtest);
+    } else if (cfg.chain.backend === "bitcoind") {
+      chain = new BitcoindChain({
+        url: cfg.chain.bitcoindUrl,
+        user: cfg.chain.bitcoindUser,
+        password: cfg.chain.bitcoindPassword,
+        network: cfg.network,
+      });
+    } else {
+      chain = new EsploraChain({ url: cfg.chain.esploraUrl, network: cfg.network });
+    }
     cleanups.push(() => chain.close());
-    writeFileSync(path.join(cfg.dataDir, "bitcoin-rpc.json"), `${JSON.stringify(chain.rpc, null, 2)}\n`, {
-      mode: 0o600,
-    });
-    chain.startIntervalMining(cfg.chain.mineIntervalMs, (err) =>
-      log.error({ err: err.message }, "interval mining failed"),
-    );
 
-    const backend = new EmbeddedChain(chain);
-    const monitor = new Monitor(enclave, () => backend.tipHeight());
+    const db = await Db.open(dbFile, HOST_MIGRATIONS);
+    cleanups.push(() => db.close());
+    const store = new Store(db);
+    const { tree } = await openSqliteSmt(db);
+    const sync = treeSync(db, tree);
+    await sync.sync();
+
+    const monitor = new Monitor(enclave, () => chain.tipHeight());
     await monitor.refresh();
     monitor.start();
-    chain.onBlock(() => void monitor.refresh());
-    cleanups.push(async () => monitor.stop());
+    const unsubscribe = chain.onBlock(() => void monitor.refresh());
+    cleanups.push(async () => {
+      unsubscribe();
+      monitor.stop();
+    });
+    await reconcileEnclave(store, monitor.snapshot().enclave.instanceId, log);
+    monitor.onEnclaveRestart((_prev, current) => {
+      log.error(
+        { instance: current },
+        "the enclave restarted and lost its shares: its coins can only exit by backup",
+      );
+      void reconcileEnclave(store, current, log);
+    });
 
-    const { server, port } = await startPublicServer(
-      cfg,
-      statechainService({ cfg, enclave, monitor }),
-      monitor,
+    // Proof of publication: SMT roots to Mainstay (a local Mainstay-compatible service in simulator mode).
+    let mainstayUrl = cfg.mainstay.url;
+    let proofs: ProofSource;
+    if (cfg.mainstay.enabled) {
+      let keyParams: LocalMainstay["params"] | undefined;
+      if (cfg.mainstay.local) {
+        if (chain.kind !== "embedded")
+          throw new Error("the local Mainstay service needs the embedded regtest chain");
+        const token = cfg.mainstay.token || randomBytes(16).toString("hex");
+        const local = await LocalMainstay.start({
+          chain: chain as DevChain,
+          slots: [{ position: cfg.mainstay.slot, token }],
+          attestIntervalMs: cfg.mainstay.commitIntervalS * 1000,
+        });
+        cleanups.push(() => local.close());
+        mainstayUrl = local.url;
+        keyParams = local.params;
+        cfg.mainstay.token = token;
+      }
+      const client = new MainstayClient({
+        url: mainstayUrl,
+        position: cfg.mainstay.slot,
+        token: cfg.mainstay.token,
+        retries: 0,
+      });
+      const publisher = await MainstayPublisher.open({
+        tree,
+        client,
+        db,
+        intervalMs: cfg.mainstay.commitIntervalS * 1000,
+        chain,
+        keyParams,
+        log,
+      });
+      publisher.start();
+      cleanups.push(async () => publisher.stop());
+      proofs = publisher;
+    } else {
+      proofs = {
+        async proofFor(idBytes) {
+          const key = statechainKey(outpointFromBytes(idBytes));
+          const { leaf, proof } = await tree.prove(key);
+          const enc = encodeSmtProof(proof);
+          return {
+            key: Buffer.from(key),
+            leaf: Buffer.from(leaf ?? []),
+            root: Buffer.from(tree.root),
+            proof: enc,
+            mainstay: undefined,
+            currentRoot: Buffer.from(tree.root),
+            currentLeaf: Buffer.from(leaf ?? []),
+            currentProof: enc,
+          };
+        },
+      };
+    }
+
+    const watchtower = await Watchtower.create({ db, chain, logger: log });
+    watchtower.start();
+    cleanups.push(async () => watchtower.stop());
+    const watcher = backupWatcher(watchtower, store, cfg, log);
+    await reregisterBackups(store, watcher);
+
+    const metrics = new Metrics();
+    metrics.gauge("se_enclave_up", "1 when the enclave answers", () => [
+      [{}, monitor.snapshot().enclave.reachable ? 1 : 0],
+    ]);
+    metrics.gauge("se_chain_height", "Chain tip height seen by the host", () => [
+      [{}, monitor.snapshot().chain.height],
+    ]);
+    metrics.gauge("se_statechains", "Statechains by state", async () =>
+      [...(await store.countByStatus())].map(([s, n]) => [{ state: StatechainStatus[s] ?? String(s) }, n]),
     );
-    cleanups.push(() => shutdown(server as Server));
+    const metricsServer = await metrics.serve(cfg.metrics.host, cfg.metrics.port);
+    cleanups.push(() => new Promise<void>((r) => metricsServer.server.close(() => r())));
+
+    const deps: ApiDeps = {
+      cfg,
+      store,
+      enclave: enclave.client,
+      chain,
+      monitor,
+      log,
+      pow: new PowGuard(randomBytes(32), cfg.deposit.powBits),
+      keyLimiter: new RateLimiter(cfg.limits.perKeyRate, cfg.limits.perKeyBurst),
+      tree: sync,
+      watcher,
+      proofs,
+      simulatorRootPem: (await enclave.status()).simulatorRootPem,
+      depositTokenHashes: loadTokenHashes(cfg),
+    };
+    const service = statechainService(deps, {
+      log,
+      metrics,
+      peerLimiter: new RateLimiter(cfg.limits.perPeerRate, cfg.limits.perPeerBurst),
+      clock: Date.now,
+    });
+    const { server, port } = await startPublicServer(cfg, service, monitor);
+    cleanups.push(() => shutdown(server));
+    const prune = setInterval(() => void store.pruneExpired(Date.now()).catch(() => {}), 60_000);
+    prune.unref();
+    cleanups.push(async () => clearInterval(prune));
     log.info(
-      { port, enclave: monitor.snapshot().enclave.instanceId, height: chain.height() },
+      { port, enclave: monitor.snapshot().enclave.instanceId, height: monitor.snapshot().chain.height },
       "statechain entity started",
     );
-    return { cfg, port, enclave, chain, backend, monitor, close: closeAll };
+    return {
+      cfg,
+      port,
+      metricsPort: metricsServer.port,
+      enclave,
+      regtest,
+      chain,
+      mainstayUrl,
+      monitor,
+      store,
+      close: closeAll,
+    };
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+function loadTokenHashes(cfg: HostConfig): Set<string> {
+  if (cfg.deposit.guard !== "token") return new Set();
+  const lines = readFileSync(cfg.deposit.tokensFile, "utf8").split(/\r?\n/);
+  return new Set(lines.map((l) => l.trim().toLowerCase()).filter((l) => /^[0-9a-f]{64}$/.test(l)));
+}
+
+/** Coins held by an enclave instance other than the running one can no longer be co-signed. */
+async function reconcileEnclave(store: Store, instanceHex: string, log: Logger): Promise<void> {
+  if (!instanceHex) return;
+  const instance = Buffer.from(instanceHex, "hex");
+  const live = [
+    StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+    StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+    StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+    StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+  ];
+  const r = await store.db.run(
+    `UPDATE statechains SET status = ?, updated_at = ? WHERE enclave_instance != ? AND status IN (${live.join(",")})`,
+    [StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP, Date.now(), instance],
+  );
+  if (r.changes > 0)
+    log.warn({ coins: r.changes }, "coins of a previous enclave instance marked exit-by-backup");
+}
+
+/** Registration failures are logged, not thrown: the step they follow is committed already, and start-up
+ * registers every current backup again. */
+function backupWatcher(tower: Watchtower, store: Store, cfg: HostConfig, log: Logger): BackupWatcher {
+  return {
+    async register(e) {
+      const row = await store.statechain(e.statechainId);
+      if (!row) return;
+      const lock = row.initial_lock - (e.ownerIndex - 1) * cfg.protocol.locktimeInterval;
+      await tower
+        .register({
+          statechainId: outpointString(outpointFromBytes(e.statechainId)),
+          ownerIndex: e.ownerIndex,
+          mode: cfg.protocol.backupMode,
+          lock,
+          amountSat: BigInt(row.amount_sat),
+          sharedPublicKey: row.shared_public_key,
+          backupTx: e.backupTx,
+          kickoffTx: e.kickoffTx,
+        })
+        .catch((err: Error) =>
+          log.warn({ err: err.message, owner: e.ownerIndex }, "watchtower refused a backup"),
+        );
+    },
+    async remove(id) {
+      await tower
+        .remove(outpointString(outpointFromBytes(id)))
+        .catch((err: Error) => log.warn({ err: err.message }, "watchtower removal failed"));
+    },
+  };
+}
+
+/** A crash between a step's commit and its watchtower registration is repaired here. */
+async function reregisterBackups(store: Store, watcher: BackupWatcher): Promise<void> {
+  const rows = await store.db.all<{
+    statechain_id: Buffer;
+    owner_index: number;
+    signed_tx: Buffer;
+    kickoff: Buffer | null;
+  }>(
+    `SELECT s.statechain_id, s.owner_index, b.signed_tx,
+       (SELECT k.signed_tx FROM backups k WHERE k.statechain_id = s.statechain_id AND k.owner_index = 1 AND k.purpose = 2) AS kickoff
+     FROM statechains s JOIN backups b ON b.statechain_id = s.statechain_id AND b.owner_index = s.owner_index AND b.purpose = 1
+     WHERE s.status IN (?, ?, ?, ?)`,
+    [
+      StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+      StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+      StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+      StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP,
+    ],
+  );
+  for (const r of rows) {
+    await watcher.register({
+      statechainId: r.statechain_id,
+      ownerIndex: r.owner_index,
+      backupTx: r.signed_tx,
+      kickoffTx: r.kickoff ?? undefined,
+    });
   }
 }

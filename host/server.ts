@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HealthService } from "../proto/gen/grpc/health/v1/health.ts";
-import { StatechainServiceService } from "../proto/gen/statechain.ts";
+import { statechainDefinition } from "./api/index.ts";
 import type { HostConfig } from "./config.ts";
 import { type HealthSource, healthService } from "./health.ts";
 
@@ -17,7 +17,7 @@ export async function startPublicServer(
     "grpc.max_concurrent_streams": 100,
     "grpc.keepalive_permit_without_calls": 0,
   });
-  server.addService(StatechainServiceService, statechain);
+  server.addService(statechainDefinition, statechain);
   server.addService(HealthService, healthService(health));
   const creds = cfg.grpc.tlsCertFile
     ? ServerCredentials.createSsl(null, [

@@ -57,6 +57,10 @@ export interface GetStatusResponse {
   /** SHA-256 of the canonical policy parameters the enclave enforces. */
   policyHash: Buffer;
   version: string;
+  /** PEM of the simulator's root CA (simulator mode only; empty on Nitro). */
+  simulatorRootPem: string;
+  /** The canonical JSON of the policy parameters whose SHA-256 is policy_hash. */
+  policyJson: string;
 }
 
 export interface GetAttestationRequest {
@@ -288,6 +292,8 @@ function createBaseGetStatusResponse(): GetStatusResponse {
     maxChainTip: 0,
     policyHash: Buffer.alloc(0),
     version: "",
+    simulatorRootPem: "",
+    policyJson: "",
   };
 }
 
@@ -340,6 +346,12 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     if (message.version !== "") {
       writer.uint32(114).string(message.version);
+    }
+    if (message.simulatorRootPem !== "") {
+      writer.uint32(122).string(message.simulatorRootPem);
+    }
+    if (message.policyJson !== "") {
+      writer.uint32(130).string(message.policyJson);
     }
     return writer;
   },
@@ -469,6 +481,22 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
             message.version = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.simulatorRootPem = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.policyJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -537,6 +565,16 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
         ? Buffer.from(bytesFromBase64(object.policy_hash))
         : Buffer.alloc(0),
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      simulatorRootPem: isSet(object.simulatorRootPem)
+        ? globalThis.String(object.simulatorRootPem)
+        : isSet(object.simulator_root_pem)
+        ? globalThis.String(object.simulator_root_pem)
+        : "",
+      policyJson: isSet(object.policyJson)
+        ? globalThis.String(object.policyJson)
+        : isSet(object.policy_json)
+        ? globalThis.String(object.policy_json)
+        : "",
     };
   },
 
@@ -584,6 +622,12 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     if (message.version !== "") {
       obj.version = message.version;
     }
+    if (message.simulatorRootPem !== "") {
+      obj.simulatorRootPem = message.simulatorRootPem;
+    }
+    if (message.policyJson !== "") {
+      obj.policyJson = message.policyJson;
+    }
     return obj;
   },
 
@@ -608,6 +652,8 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     message.maxChainTip = object.maxChainTip ?? 0;
     message.policyHash = object.policyHash ?? Buffer.alloc(0);
     message.version = object.version ?? "";
+    message.simulatorRootPem = object.simulatorRootPem ?? "";
+    message.policyJson = object.policyJson ?? "";
     return message;
   },
 };

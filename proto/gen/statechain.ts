@@ -242,7 +242,11 @@ export interface DepositFundRequest {
   /** Tx0 (signed or not; its txid must not depend on its witnesses, so it must spend segwit outputs only). */
   fundingTx: Buffer;
   vout: number;
-  auth: Auth | undefined;
+  auth:
+    | Auth
+    | undefined;
+  /** B1, the depositor's backup key (33 bytes): the first backup must pay P2WPKH(B1). */
+  backupKey: Buffer;
 }
 
 export interface DepositFundResponse {
@@ -274,11 +278,18 @@ export interface SignFirstRequest {
   tx: Buffer;
   inputIndex: number;
   ownerCommit: SignOwnerCommit | undefined;
-  auth: Auth | undefined;
+  auth:
+    | Auth
+    | undefined;
+  /**
+   * 16 fresh random bytes chosen by the owner: every proof of the signing session binds them, and the
+   * enclave refuses an id it has seen with this key.
+   */
+  sessionId: Buffer;
 }
 
 export interface SignFirstResponse {
-  /** Names this signing session in SignSecond (16 bytes). */
+  /** The session id of the request, echoed (names the session in SignSecond). */
   sessionId: Buffer;
   seNonce:
     | SignSeNonce
@@ -410,7 +421,11 @@ export interface TransferReceiverKeyUpdateRequest {
   /** 16 to 64 fresh bytes for the deletion attestation. */
   nonce: Buffer;
   /** Signed by the receiver's proof key; the enclave verifies this signature itself. */
-  auth: Auth | undefined;
+  auth:
+    | Auth
+    | undefined;
+  /** 16 fresh random bytes chosen by the receiver for the fixed-share keygen (bound by its proofs). */
+  keygenSessionId: Buffer;
 }
 
 export interface TransferReceiverKeyUpdateResponse {
@@ -3104,7 +3119,13 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
 };
 
 function createBaseDepositFundRequest(): DepositFundRequest {
-  return { depositId: Buffer.alloc(0), fundingTx: Buffer.alloc(0), vout: 0, auth: undefined };
+  return {
+    depositId: Buffer.alloc(0),
+    fundingTx: Buffer.alloc(0),
+    vout: 0,
+    auth: undefined,
+    backupKey: Buffer.alloc(0),
+  };
 }
 
 export const DepositFundRequest: MessageFns<DepositFundRequest> = {
@@ -3120,6 +3141,9 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(34).fork()).join();
+    }
+    if (message.backupKey.length !== 0) {
+      writer.uint32(42).bytes(message.backupKey);
     }
     return writer;
   },
@@ -3169,6 +3193,14 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
             message.auth = Auth.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.backupKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3195,6 +3227,11 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
         : Buffer.alloc(0),
       vout: isSet(object.vout) ? globalThis.Number(object.vout) : 0,
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+      backupKey: isSet(object.backupKey)
+        ? Buffer.from(bytesFromBase64(object.backupKey))
+        : isSet(object.backup_key)
+        ? Buffer.from(bytesFromBase64(object.backup_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -3212,6 +3249,9 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
     }
+    if (message.backupKey.length !== 0) {
+      obj.backupKey = base64FromBytes(message.backupKey);
+    }
     return obj;
   },
 
@@ -3224,6 +3264,7 @@ export const DepositFundRequest: MessageFns<DepositFundRequest> = {
     message.fundingTx = object.fundingTx ?? Buffer.alloc(0);
     message.vout = object.vout ?? 0;
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    message.backupKey = object.backupKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3570,6 +3611,7 @@ function createBaseSignFirstRequest(): SignFirstRequest {
     inputIndex: 0,
     ownerCommit: undefined,
     auth: undefined,
+    sessionId: Buffer.alloc(0),
   };
 }
 
@@ -3592,6 +3634,9 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(50).fork()).join();
+    }
+    if (message.sessionId.length !== 0) {
+      writer.uint32(58).bytes(message.sessionId);
     }
     return writer;
   },
@@ -3657,6 +3702,14 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
             message.auth = Auth.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sessionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3689,6 +3742,11 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
         ? SignOwnerCommit.fromJSON(object.owner_commit)
         : undefined,
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+      sessionId: isSet(object.sessionId)
+        ? Buffer.from(bytesFromBase64(object.sessionId))
+        : isSet(object.session_id)
+        ? Buffer.from(bytesFromBase64(object.session_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -3712,6 +3770,9 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
     }
+    if (message.sessionId.length !== 0) {
+      obj.sessionId = base64FromBytes(message.sessionId);
+    }
     return obj;
   },
 
@@ -3730,6 +3791,7 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
       ? SignOwnerCommit.fromPartial(object.ownerCommit)
       : undefined;
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    message.sessionId = object.sessionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -5274,6 +5336,7 @@ function createBaseTransferReceiverKeyUpdateRequest(): TransferReceiverKeyUpdate
     encryptedT2: Buffer.alloc(0),
     nonce: Buffer.alloc(0),
     auth: undefined,
+    keygenSessionId: Buffer.alloc(0),
   };
 }
 
@@ -5296,6 +5359,9 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(50).fork()).join();
+    }
+    if (message.keygenSessionId.length !== 0) {
+      writer.uint32(58).bytes(message.keygenSessionId);
     }
     return writer;
   },
@@ -5361,6 +5427,14 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
             message.auth = Auth.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.keygenSessionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5397,6 +5471,11 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
         : Buffer.alloc(0),
       nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+      keygenSessionId: isSet(object.keygenSessionId)
+        ? Buffer.from(bytesFromBase64(object.keygenSessionId))
+        : isSet(object.keygen_session_id)
+        ? Buffer.from(bytesFromBase64(object.keygen_session_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -5420,6 +5499,9 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
     }
+    if (message.keygenSessionId.length !== 0) {
+      obj.keygenSessionId = base64FromBytes(message.keygenSessionId);
+    }
     return obj;
   },
 
@@ -5442,6 +5524,7 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
     message.encryptedT2 = object.encryptedT2 ?? Buffer.alloc(0);
     message.nonce = object.nonce ?? Buffer.alloc(0);
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    message.keygenSessionId = object.keygenSessionId ?? Buffer.alloc(0);
     return message;
   },
 };

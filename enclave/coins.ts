@@ -1,0 +1,121 @@
+// What the enclave holds per coin, in memory only. Secrets (the SE share and Paillier secret inside
+// PartyOneKey, x1, transfer keys) are byte arrays that are zeroed on erasure; everything else is public.
+
+import type { SignPurpose } from "../proto/gen/common.ts";
+import {
+  type PartyOneKey,
+  type PartyOneKeyGenState,
+  type PartyOneSignSession,
+  wipeKey,
+} from "../protocol/ecdsa2p/index.ts";
+import type { Secret } from "./secret.ts";
+
+export type CoinStage = "keygen" | "keyed" | "funded" | "closed";
+
+export interface PendingTransfer {
+  newOwnerIndex: number;
+  receiverProofKey: Buffer;
+  receiverBackupKey: Buffer;
+  x1: Secret;
+  encryptedX1: Buffer;
+  /** The receiver's backup has been co-signed: the transfer can no longer be redirected. */
+  backupSigned: boolean;
+  /** Transfer keys handed out in attestation documents for this transfer (newest last, at most a few). */
+  transferKeys: Array<{ publicKey: Buffer; secret: Secret }>;
+}
+
+export interface SignSessionEntry {
+  session: PartyOneSignSession;
+  purpose: SignPurpose;
+  txid: Buffer;
+  /** For backups: the owner index the backup is for. */
+  ownerIndex: number;
+  /** For kick-off: its output amount (becomes the kick-off context once signed). */
+  kickoffAmountSat?: bigint;
+  createdAt: number;
+}
+
+export interface Coin {
+  depositId: Buffer;
+  depositProofKey: Buffer;
+  stage: CoinStage;
+  createdAt: number;
+  keygen?: PartyOneKeyGenState;
+  key?: PartyOneKey;
+  sharedPublicKey?: Buffer;
+  /** Set by BindFunding. */
+  outpoint?: { txid: Buffer; vout: number };
+  idHex?: string;
+  amountSat?: bigint;
+  initialLock?: number;
+  kickoff?: { txid: Buffer; amountSat: bigint };
+  ownerIndex: number;
+  proofKey: Buffer;
+  /** The current owner's backup key B_n. */
+  backupKey?: Buffer;
+  stateHash: Buffer;
+  pending?: PendingTransfer;
+  signSessions: Map<string, SignSessionEntry>;
+  withdraw?: { statechainTx: Buffer; withdrawScript: Buffer; closingState: Buffer; signedTxids: Set<string> };
+  /** Last answer per method, keyed by the request hash: a retried request gets the same answer. */
+  answers: Map<string, { requestHash: string; response: unknown }>;
+}
+
+export const MAX_SIGN_SESSIONS_OPEN = 8;
+export const SIGN_SESSION_TTL_MS = 10 * 60_000;
+export const MAX_TRANSFER_KEYS = 4;
+
+export function wipePending(p: PendingTransfer | undefined): void {
+  if (!p) return;
+  p.x1.wipe();
+  for (const k of p.transferKeys) k.secret.wipe();
+  p.transferKeys.length = 0;
+}
+
+/** Erases every secret the coin holds. */
+export function wipeCoin(c: Coin): void {
+  if (c.key) wipeKey(c.key);
+  if (c.keygen) c.keygen.share.fill(0);
+  for (const s of c.signSessions.values()) s.session.nonce.fill(0);
+  c.signSessions.clear();
+  wipePending(c.pending);
+  c.pending = undefined;
+}
+
+/** Coins by deposit id and, once funded, by statechain id (both hex). */
+export class CoinRegistry {
+  private readonly byDeposit = new Map<string, Coin>();
+  private readonly byStatechain = new Map<string, Coin>();
+  /** Erasure records of closed coins, for idempotent CloseStatechain answers. */
+  readonly closed = new Map<string, unknown>();
+
+  add(c: Coin): void {
+    this.byDeposit.set(c.depositId.toString("hex"), c);
+  }
+
+  bind(c: Coin, idHex: string): void {
+    c.idHex = idHex;
+    this.byStatechain.set(idHex, c);
+  }
+
+  deposit(idHex: string): Coin | undefined {
+    return this.byDeposit.get(idHex);
+  }
+
+  statechain(idHex: string): Coin | undefined {
+    return this.byStatechain.get(idHex);
+  }
+
+  remove(c: Coin): void {
+    this.byDeposit.delete(c.depositId.toString("hex"));
+    if (c.idHex) this.byStatechain.delete(c.idHex);
+  }
+
+  get size(): number {
+    return this.byDeposit.size;
+  }
+
+  all(): Coin[] {
+    return [...this.byDeposit.values()];
+  }
+}

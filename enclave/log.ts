@@ -1,0 +1,44 @@
+// The enclave's hash-chained action log: head' = SHA-256(head ‖ u64(seq) ‖ entry). Every state change the
+// enclave makes (deposit, signature, transfer, key update, erasure) is appended; the head goes into every
+// deletion receipt and identity statement, so a verifier sees one unbroken history per enclave instance.
+// Entries hold public data only.
+import { createHash } from "node:crypto";
+
+export interface LogEntry {
+  type: string;
+  /** 36-byte statechain id or 16-byte deposit id, hex. */
+  subject: string;
+  detail?: Record<string, string | number>;
+  at: number;
+}
+
+export class ActionLog {
+  private headBytes: Buffer = Buffer.alloc(32);
+  private count = 0n;
+  private readonly recent: LogEntry[] = [];
+
+  constructor(private readonly keepRecent = 1000) {}
+
+  /** The head the log will have after appending `entry` (a receipt names it before the commit). */
+  peek(entry: LogEntry): Buffer {
+    const seq = Buffer.alloc(8);
+    seq.writeBigUInt64BE(this.count);
+    return createHash("sha256").update(this.headBytes).update(seq).update(JSON.stringify(entry)).digest();
+  }
+
+  append(entry: LogEntry): Buffer {
+    this.headBytes = this.peek(entry);
+    this.count += 1n;
+    this.recent.push(entry);
+    if (this.recent.length > this.keepRecent) this.recent.shift();
+    return this.headBytes;
+  }
+
+  get head(): Buffer {
+    return this.headBytes;
+  }
+
+  get length(): bigint {
+    return this.count;
+  }
+}

@@ -1,0 +1,947 @@
+// The enclave's handlers for enclave.proto: party one of the two-party ECDSA for every coin, the co-signing
+// policy, the transfer (x1, attested transfer key, key update with erasure) and the withdrawal. Owner requests
+// arrive as the exact bytes the owner signed; the enclave verifies those signatures itself and trusts the host
+// only for what it names (the chain tip, a withdrawal's confirmation).
+import { createHash, randomBytes } from "node:crypto";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
+import type { AttestationProvider } from "../attestation/providers/provider.ts";
+import { encodeReceipt, erasedShareCommitment, receiptHash, ZERO_HASH } from "../attestation/receipt.ts";
+import {
+  encodeIdentityStatement,
+  encodeTransferKeyStatement,
+  statementHash,
+} from "../attestation/statements.ts";
+import {
+  type KeyUpdateRecord,
+  SignPurpose,
+  StatechainStatus,
+  type StatechainTx,
+  StatechainTxKind,
+} from "../proto/gen/common.ts";
+import type * as E from "../proto/gen/enclave.ts";
+import {
+  DepositFundRequest,
+  DepositInitRequest,
+  DepositKeyGenRequest,
+  SignFirstRequest,
+  SignSecondRequest,
+  TransferReceiverInitRequest,
+  TransferReceiverKeyUpdateRequest,
+  TransferSenderInitRequest,
+  WithdrawInitRequest,
+} from "../proto/gen/statechain.ts";
+import { type Authenticated, type Codec, verifyRequest } from "../protocol/auth.ts";
+import {
+  p1KeyGenCommit,
+  p1KeyGenFinish,
+  p1KeyGenFixed,
+  p1SignFinish,
+  p1SignStart,
+  type RingPedersenCache,
+  rotateShare,
+  wipeKey,
+} from "../protocol/ecdsa2p/index.ts";
+import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
+import { parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
+import { check, fail, ProtocolError } from "../protocol/errors.ts";
+import type { Rng } from "../protocol/rng.ts";
+import { initialState, nextState, statechainIdBytes, verifyStatechainTx } from "../protocol/statechain.ts";
+import { parseTx, txidOf } from "../protocol/tx/parse.ts";
+import { backupLock, checkBackupTx, checkKickoffTx, checkWithdrawalTx } from "../protocol/tx/policy.ts";
+import { p2wpkhScript } from "../protocol/tx/script.ts";
+import {
+  type Coin,
+  CoinRegistry,
+  MAX_SIGN_SESSIONS_OPEN,
+  MAX_TRANSFER_KEYS,
+  SIGN_SESSION_TTL_MS,
+  wipeCoin,
+  wipePending,
+} from "./coins.ts";
+import type { ActionLog } from "./log.ts";
+import { KeyedMutex } from "./mutex.ts";
+import { coinContext, type EnclavePolicy, policyHash, policyJson } from "./policy.ts";
+import type { PaillierPool } from "./pool.ts";
+import { Secret } from "./secret.ts";
+
+const SVC = "/statechain.v1.StatechainService/";
+
+export interface EnclaveDeps {
+  policy: EnclavePolicy;
+  provider: AttestationProvider;
+  pool: PaillierPool;
+  log: ActionLog;
+  rng: Rng;
+  now: () => number;
+  instanceId: Buffer;
+  pcrs: { pcr0: Buffer; pcr1: Buffer; pcr2: Buffer };
+  simulatorRootPem: string;
+  ringPedersenCache: RingPedersenCache;
+  version: string;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
+const idHexOf = (o: { txid: Uint8Array; vout: number }) => hex(statechainIdBytes(o));
+
+/** Decodes an owner's signed request and checks its signature under the key `keyOf` picks. */
+function readSigned<T extends Authenticated>(
+  codec: Codec<T>,
+  method: string,
+  bytes: Uint8Array,
+  now: number,
+): { req: T; verify: (key: Uint8Array) => void; hash: string } {
+  check(bytes.length > 0, "REQUEST_MISSING", "the owner's signed request is missing");
+  let req: T;
+  try {
+    req = codec.decode(bytes);
+  } catch {
+    return fail("REQUEST_PARSE", `the owner's ${method} request does not parse`);
+  }
+  return {
+    req,
+    hash: hex(sha256(bytes)),
+    verify: (key) => verifyRequest(codec, SVC + method, req as never, key, { nowMs: now }),
+  };
+}
+
+function remembered<T>(coin: Coin, method: string, hash: string): T | undefined {
+  const a = coin.answers.get(method);
+  return a && a.requestHash === hash ? (a.response as T) : undefined;
+}
+
+function remember<T>(coin: Coin, method: string, hash: string, response: T): T {
+  coin.answers.set(method, { requestHash: hash, response });
+  return response;
+}
+
+function coinStatus(c: Coin): StatechainStatus {
+  if (c.stage === "closed") return StatechainStatus.STATECHAIN_STATUS_CLOSED;
+  if (c.key?.tainted) return StatechainStatus.STATECHAIN_STATUS_TAINTED;
+  if (c.stage !== "funded") return StatechainStatus.STATECHAIN_STATUS_KEYGEN;
+  if (c.withdraw) return StatechainStatus.STATECHAIN_STATUS_WITHDRAWING;
+  if (c.pending) return StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING;
+  return StatechainStatus.STATECHAIN_STATUS_ACTIVE;
+}
+
+export class Enclave {
+  readonly coins = new CoinRegistry();
+  private readonly mutex = new KeyedMutex();
+  private maxTip = 0;
+  private lastReceipt: Uint8Array = ZERO_HASH;
+  private readonly recentInits = new Map<string, E.KeyGenInitResponse>();
+  private readonly startedAt: number;
+
+  constructor(private readonly d: EnclaveDeps) {
+    this.startedAt = d.now();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // identity
+
+  async getStatus(): Promise<E.GetStatusResponse> {
+    const d = this.d;
+    return {
+      instanceId: d.instanceId,
+      startedAtMs: BigInt(this.startedAt),
+      logHead: d.log.head,
+      logLength: d.log.length,
+      lastReceiptHash: Buffer.from(this.lastReceipt),
+      attestationMode: d.provider.mode,
+      pcr0: d.pcrs.pcr0.toString("hex"),
+      pcr1: d.pcrs.pcr1.toString("hex"),
+      pcr2: d.pcrs.pcr2.toString("hex"),
+      statechainCount: this.coins.size,
+      paillierPoolSize: d.pool.size,
+      maxChainTip: this.maxTip,
+      policyHash: policyHash(d.policy),
+      version: d.version,
+      simulatorRootPem: d.simulatorRootPem,
+      policyJson: policyJson(d.policy),
+    };
+  }
+
+  async getAttestation(req: E.GetAttestationRequest): Promise<E.GetAttestationResponse> {
+    check(
+      req.nonce.length >= 16 && req.nonce.length <= 64,
+      "ATTESTATION_NONCE",
+      "attestation nonce must be 16 to 64 bytes",
+    );
+    const identity = encodeIdentityStatement({
+      instance: this.d.instanceId,
+      log: this.d.log.head,
+      policy: policyHash(this.d.policy),
+      time: this.d.now(),
+    });
+    const document = await this.d.provider.attest({ nonce: req.nonce, userData: statementHash(identity) });
+    return { document: Buffer.from(document), identity: Buffer.from(identity) };
+  }
+
+  async listStatechains(req: E.ListStatechainsRequest): Promise<E.ListStatechainsResponse> {
+    const size = Math.min(Math.max(req.pageSize || 100, 1), 1000);
+    const after = hex(req.pageAfter);
+    const all = this.coins
+      .all()
+      .map((c) => ({ c, k: c.depositId.toString("hex") }))
+      .sort((a, b) => a.k.localeCompare(b.k))
+      .filter((x) => x.k > after);
+    const page = all.slice(0, size);
+    return {
+      statechains: page.map(({ c }) => ({
+        depositId: c.depositId,
+        statechainId: c.outpoint,
+        sharedPublicKey: c.sharedPublicKey ?? Buffer.alloc(0),
+        ownerIndex: c.ownerIndex,
+        proofKey: c.proofKey,
+        stateHash: c.stateHash,
+        status: coinStatus(c),
+        initialLock: c.initialLock ?? 0,
+        amountSat: c.amountSat ?? 0n,
+      })),
+      nextPageAfter: all.length > size ? page[page.length - 1]!.c.depositId : Buffer.alloc(0),
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // deposit
+
+  async keyGenInit(r: E.KeyGenInitRequest): Promise<E.KeyGenInitResponse> {
+    const { req, verify, hash } = readSigned(
+      DepositInitRequest,
+      "DepositInit",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const seen = this.recentInits.get(hash);
+    if (seen) return seen;
+    parsePoint(req.proofKey, "proof key");
+    verify(req.proofKey);
+    this.sweepDeposits();
+    const depositId = Buffer.from(this.d.rng(16));
+    const { state, msg } = p1KeyGenCommit({
+      sessionId: depositId,
+      rng: this.d.rng,
+      paillier: this.d.pool.take(),
+    });
+    const coin: Coin = {
+      depositId,
+      depositProofKey: Buffer.from(req.proofKey),
+      stage: "keygen",
+      createdAt: this.d.now(),
+      keygen: state,
+      ownerIndex: 1,
+      proofKey: Buffer.from(req.proofKey),
+      stateHash: Buffer.from(initialState(req.proofKey)),
+      signSessions: new Map(),
+      answers: new Map(),
+    };
+    this.coins.add(coin);
+    this.d.log.append({ type: "deposit-init", subject: hex(depositId), at: this.d.now() });
+    const res = { depositId, keygenCommit: msg };
+    this.recentInits.set(hash, res);
+    if (this.recentInits.size > 1000) this.recentInits.delete(this.recentInits.keys().next().value!);
+    return res;
+  }
+
+  private depositCoin(id: Uint8Array): Coin {
+    check(id.length === 16, "INVALID_DEPOSIT_ID", "deposit id must be 16 bytes");
+    const coin = this.coins.deposit(hex(id));
+    check(coin, "UNKNOWN_DEPOSIT", "the enclave holds no deposit with this id", "not_found");
+    return coin;
+  }
+
+  async keyGenFinish(r: E.KeyGenFinishRequest): Promise<E.KeyGenFinishResponse> {
+    const { req, verify, hash } = readSigned(
+      DepositKeyGenRequest,
+      "DepositKeyGen",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.depositCoin(req.depositId);
+    return this.mutex.run(coin.depositId.toString("hex"), async () => {
+      const again = remembered<E.KeyGenFinishResponse>(coin, "keyGenFinish", hash);
+      if (again) return again;
+      verify(coin.depositProofKey);
+      check(
+        coin.stage === "keygen" && coin.keygen,
+        "KEYGEN_DONE",
+        "key generation for this deposit is already complete",
+        "precondition",
+      );
+      check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
+      const { key, msg } = await p1KeyGenFinish(coin.keygen, req.ownerShare, {
+        rng: this.d.rng,
+        ringPedersenCache: this.d.ringPedersenCache,
+      });
+      coin.keygen = undefined;
+      coin.key = key;
+      coin.sharedPublicKey = Buffer.from(pointBytes(key.sharedPublicKey));
+      coin.stage = "keyed";
+      this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
+      return remember(coin, "keyGenFinish", hash, { seShare: msg, sharedPublicKey: coin.sharedPublicKey });
+    });
+  }
+
+  /** The host's tip, never allowed to go down (a host that lies low cannot unlock old backups earlier). */
+  private acceptTip(tip: number): number {
+    check(Number.isInteger(tip) && tip >= 0, "CHAIN_TIP", "chain tip must be a non-negative integer");
+    check(
+      tip >= this.maxTip,
+      "CHAIN_TIP_REGRESSED",
+      `chain tip ${tip} is below ${this.maxTip}, which the host reported before`,
+      "precondition",
+    );
+    this.maxTip = tip;
+    return tip;
+  }
+
+  async bindFunding(r: E.BindFundingRequest): Promise<E.BindFundingResponse> {
+    const { req, verify, hash } = readSigned(
+      DepositFundRequest,
+      "DepositFund",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.depositCoin(req.depositId);
+    return this.mutex.run(coin.depositId.toString("hex"), async () => {
+      const again = remembered<E.BindFundingResponse>(coin, "bindFunding", hash);
+      if (again) return again;
+      verify(coin.depositProofKey);
+      check(
+        coin.stage === "keyed",
+        "WRONG_STAGE",
+        coin.stage === "keygen"
+          ? "finish key generation before binding the funding transaction"
+          : "this deposit is already bound to a funding output",
+        "precondition",
+      );
+      const backupKey = parsePoint(req.backupKey, "backup key B1");
+      const tx = parseTx(req.fundingTx, "funding transaction");
+      const out = tx.outs[req.vout];
+      check(out, "FUNDING_VOUT", `funding transaction has no output ${req.vout}`);
+      check(
+        Buffer.from(out.script).equals(Buffer.from(p2wpkhScript(coin.sharedPublicKey!))),
+        "FUNDING_SCRIPT",
+        `funding output ${req.vout} does not pay P2WPKH of the shared key`,
+      );
+      const p = this.d.policy;
+      check(
+        out.value >= BigInt(p.minDepositSat) && out.value <= BigInt(p.maxDepositSat),
+        "DEPOSIT_AMOUNT",
+        `deposit amount ${out.value} sat is outside [${p.minDepositSat}, ${p.maxDepositSat}]`,
+      );
+      const tip = this.acceptTip(r.chainTip);
+      const outpoint = { txid: Buffer.from(txidOf(tx)), vout: req.vout };
+      const idHex = idHexOf(outpoint);
+      check(
+        !this.coins.statechain(idHex),
+        "DUPLICATE_STATECHAIN",
+        "another deposit is already bound to this outpoint",
+        "precondition",
+      );
+      coin.outpoint = outpoint;
+      coin.amountSat = out.value;
+      coin.initialLock = p.backupMode === "absolute" ? tip + p.initLock : p.initLock;
+      coin.backupKey = Buffer.from(pointBytes(backupKey));
+      coin.stage = "funded";
+      this.coins.bind(coin, idHex);
+      coin.answers.clear();
+      this.d.log.append({
+        type: "bind-funding",
+        subject: idHex,
+        detail: { initialLock: coin.initialLock },
+        at: this.d.now(),
+      });
+      return remember(coin, "bindFunding", hash, {
+        statechainId: outpoint,
+        amountSat: out.value,
+        initialLock: coin.initialLock,
+        backupMode: p.backupMode === "kickoff" ? 2 : 1,
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // co-signing
+
+  private fundedCoin(id: { txid: Uint8Array; vout: number } | undefined): Coin {
+    check(id && id.txid.length === 32, "INVALID_OUTPOINT", "statechain id is missing or malformed");
+    const coin = this.coins.statechain(idHexOf(id));
+    check(coin, "UNKNOWN_STATECHAIN", "the enclave holds no statechain with this id", "not_found");
+    check(coin.stage === "funded", "STATECHAIN_CLOSED", "this statechain is closed", "precondition");
+    return coin;
+  }
+
+  private context(coin: Coin) {
+    return coinContext(this.d.policy, {
+      outpoint: coin.outpoint!,
+      amountSat: coin.amountSat!,
+      sharedPublicKey: coin.sharedPublicKey!,
+      initialLock: coin.initialLock!,
+      kickoff: coin.kickoff,
+    });
+  }
+
+  async signFirst(r: E.SignFirstRequest): Promise<E.SignFirstResponse> {
+    const { req, verify, hash } = readSigned(SignFirstRequest, "SignFirst", r.signedRequest, this.d.now());
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const again = remembered<E.SignFirstResponse>(coin, "signFirst", hash);
+      if (again) return again;
+      verify(coin.proofKey);
+      check(
+        coin.key && !coin.key.tainted,
+        "KEY_TAINTED",
+        "this key is tainted and co-signs nothing more; exit by the backup transaction",
+        "precondition",
+      );
+      const tip = this.acceptTip(r.chainTip);
+      check(req.ownerCommit, "MISSING_OWNER_COMMIT", "owner nonce commitment is missing");
+      check(req.inputIndex === 0, "INPUT_INDEX", "the co-signed input must be input 0");
+      this.expireSessions(coin);
+      check(
+        coin.signSessions.size < MAX_SIGN_SESSIONS_OPEN,
+        "TOO_MANY_SESSIONS",
+        `at most ${MAX_SIGN_SESSIONS_OPEN} signing sessions may be open per coin`,
+        "exhausted",
+      );
+      const ctx = this.context(coin);
+      let digest: Uint8Array;
+      let txid: Uint8Array;
+      let ownerIndex = coin.ownerIndex;
+      let kickoffAmountSat: bigint | undefined;
+      switch (req.purpose) {
+        case SignPurpose.SIGN_PURPOSE_BACKUP: {
+          check(
+            !coin.withdraw,
+            "WITHDRAWING",
+            "no backup is co-signed once a withdrawal has started",
+            "precondition",
+          );
+          const pending = coin.pending;
+          const payee = parseTx(req.tx, "backup").outs[0]?.script;
+          const toReceiver =
+            pending &&
+            payee &&
+            Buffer.from(payee).equals(Buffer.from(p2wpkhScript(pending.receiverBackupKey)));
+          if (pending && toReceiver) ownerIndex = pending.newOwnerIndex;
+          const backupKey = toReceiver ? pending!.receiverBackupKey : coin.backupKey!;
+          const kickoffHeight = undefined;
+          const res = checkBackupTx(req.tx, ctx, { ownerIndex, backupKey, tip, kickoffHeight });
+          digest = res.digest;
+          txid = res.txid;
+          break;
+        }
+        case SignPurpose.SIGN_PURPOSE_KICKOFF: {
+          check(
+            coin.ownerIndex === 1 && !coin.pending,
+            "KICKOFF_LATE",
+            "the kick-off transaction is co-signed at deposit only",
+            "precondition",
+          );
+          const res = checkKickoffTx(req.tx, ctx);
+          digest = res.digest;
+          txid = res.txid;
+          kickoffAmountSat = res.outputAmountSat;
+          break;
+        }
+        case SignPurpose.SIGN_PURPOSE_WITHDRAWAL: {
+          const w = coin.withdraw;
+          check(
+            w,
+            "WITHDRAW_NOT_STARTED",
+            "a withdrawal needs the owner's WITHDRAW statechain transaction first (WithdrawInit)",
+            "precondition",
+          );
+          const res = checkWithdrawalTx(req.tx, ctx, {
+            withdrawScript: w.withdrawScript,
+            feeScript: this.d.policy.feeScript ? Buffer.from(this.d.policy.feeScript, "hex") : undefined,
+            minSeFeeSat: this.seFee(coin),
+          });
+          digest = res.digest;
+          txid = res.txid;
+          break;
+        }
+        default:
+          return fail("SIGN_PURPOSE", "sign purpose must be BACKUP, KICKOFF or WITHDRAWAL");
+      }
+      const { session, msg } = p1SignStart(coin.key, {
+        sessionId: req.sessionId,
+        digest,
+        ownerCommit: req.ownerCommit,
+        rng: this.d.rng,
+      });
+      coin.signSessions.set(hex(req.sessionId), {
+        session,
+        purpose: req.purpose,
+        txid: Buffer.from(txid),
+        ownerIndex,
+        kickoffAmountSat,
+        createdAt: this.d.now(),
+      });
+      return remember(coin, "signFirst", hash, {
+        sessionId: req.sessionId,
+        seNonce: msg,
+        digest: Buffer.from(digest),
+      });
+    });
+  }
+
+  private expireSessions(coin: Coin): void {
+    const now = this.d.now();
+    for (const [id, s] of coin.signSessions) {
+      if (now - s.createdAt > SIGN_SESSION_TTL_MS) {
+        s.session.nonce.fill(0);
+        coin.signSessions.delete(id);
+      }
+    }
+  }
+
+  private seFee(coin: Coin): bigint {
+    return (coin.amountSat! * BigInt(this.d.policy.withdrawFeeBps)) / 10_000n;
+  }
+
+  async signSecond(r: E.SignSecondRequest): Promise<E.SignSecondResponse> {
+    const { req, verify, hash } = readSigned(SignSecondRequest, "SignSecond", r.signedRequest, this.d.now());
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const again = remembered<E.SignSecondResponse>(coin, "signSecond", hash);
+      if (again) return again;
+      verify(coin.proofKey);
+      const entry = coin.signSessions.get(hex(req.sessionId));
+      check(entry, "UNKNOWN_SESSION", "no open signing session with this id", "not_found");
+      check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
+      coin.signSessions.delete(hex(req.sessionId));
+      let signature: E.SignSecondResponse["signature"];
+      try {
+        signature = p1SignFinish(coin.key!, entry.session, req.ownerPartial);
+      } catch (err) {
+        if (coin.key?.tainted) {
+          this.d.log.append({ type: "tainted", subject: coin.idHex!, at: this.d.now() });
+          throw new ProtocolError(
+            "KEY_TAINTED",
+            "the two-party signature failed its final verification; the key is now tainted and co-signs nothing more (exit by the backup transaction)",
+            "precondition",
+          );
+        }
+        throw err;
+      }
+      if (entry.purpose === SignPurpose.SIGN_PURPOSE_KICKOFF) {
+        coin.kickoff = { txid: entry.txid, amountSat: entry.kickoffAmountSat! };
+      } else if (
+        entry.purpose === SignPurpose.SIGN_PURPOSE_BACKUP &&
+        coin.pending &&
+        entry.ownerIndex === coin.pending.newOwnerIndex
+      ) {
+        coin.pending.backupSigned = true;
+      } else if (entry.purpose === SignPurpose.SIGN_PURPOSE_WITHDRAWAL) {
+        coin.withdraw!.signedTxids.add(hex(entry.txid));
+      }
+      this.d.log.append({
+        type: "sign",
+        subject: coin.idHex!,
+        detail: {
+          purpose: entry.purpose,
+          owner: entry.ownerIndex,
+          txid: Buffer.from(entry.txid).reverse().toString("hex"),
+        },
+        at: this.d.now(),
+      });
+      return remember(coin, "signSecond", hash, { signature });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // transfer
+
+  async transferInit(r: E.TransferInitRequest): Promise<E.TransferInitResponse> {
+    const { req, verify, hash } = readSigned(
+      TransferSenderInitRequest,
+      "TransferSenderInit",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const again = remembered<E.TransferInitResponse>(coin, "transferInit", hash);
+      if (again) return again;
+      verify(coin.proofKey);
+      check(
+        coin.key && !coin.key.tainted,
+        "KEY_TAINTED",
+        "this key is tainted; the coin can only exit by its backup",
+        "precondition",
+      );
+      check(
+        !coin.withdraw,
+        "WITHDRAWING",
+        "a withdrawal has started; the coin cannot be transferred",
+        "precondition",
+      );
+      const C2 = Buffer.from(pointBytes(parsePoint(req.receiverProofKey, "receiver proof key")));
+      const B2 = Buffer.from(pointBytes(parsePoint(req.receiverBackupKey, "receiver backup key")));
+      check(!C2.equals(coin.proofKey), "SELF_TRANSFER", "the receiver proof key is the current owner's");
+      const p = coin.pending;
+      if (p) {
+        if (p.receiverProofKey.equals(C2) && p.receiverBackupKey.equals(B2)) {
+          return remember(coin, "transferInit", hash, {
+            encryptedX1: p.encryptedX1,
+            newOwnerIndex: p.newOwnerIndex,
+            backupLock: backupLock(this.context(coin), p.newOwnerIndex),
+          });
+        }
+        check(
+          !p.backupSigned,
+          "TRANSFER_COMMITTED",
+          "the receiver's backup is already co-signed; this transfer cannot be redirected",
+          "precondition",
+        );
+        wipePending(p);
+        coin.pending = undefined;
+      }
+      const newOwnerIndex = coin.ownerIndex + 1;
+      const lock = backupLock(this.context(coin), newOwnerIndex);
+      const x1 = scalarBytes(parseScalar(secp256k1.utils.randomSecretKey(this.d.rng(48)), "x1"));
+      const encryptedX1 = Buffer.from(eciesEncrypt(coin.proofKey, x1));
+      coin.pending = {
+        newOwnerIndex,
+        receiverProofKey: C2,
+        receiverBackupKey: B2,
+        x1: new Secret(x1),
+        encryptedX1,
+        backupSigned: false,
+        transferKeys: [],
+      };
+      x1.fill(0);
+      this.d.log.append({
+        type: "transfer-init",
+        subject: coin.idHex!,
+        detail: { to: newOwnerIndex },
+        at: this.d.now(),
+      });
+      return remember(coin, "transferInit", hash, { encryptedX1, newOwnerIndex, backupLock: lock });
+    });
+  }
+
+  async transferKey(r: E.TransferKeyRequest): Promise<E.TransferKeyResponse> {
+    const { req, verify } = readSigned(
+      TransferReceiverInitRequest,
+      "TransferReceiverInit",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const p = coin.pending;
+      check(
+        p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
+        "NOT_RECEIVER",
+        "no transfer to this proof key is pending",
+        "precondition",
+      );
+      verify(p.receiverProofKey);
+      check(
+        req.nonce.length >= 16 && req.nonce.length <= 64,
+        "ATTESTATION_NONCE",
+        "attestation nonce must be 16 to 64 bytes",
+      );
+      const sk = secp256k1.utils.randomSecretKey(this.d.rng(48));
+      const publicKey = Buffer.from(secp256k1.getPublicKey(sk, true));
+      const context = encodeTransferKeyStatement({
+        statechain: statechainIdBytes(coin.outpoint!),
+        epoch: p.newOwnerIndex,
+        receiver: p.receiverProofKey,
+        instance: this.d.instanceId,
+      });
+      const doc = await this.d.provider.attest({
+        nonce: req.nonce,
+        userData: statementHash(context),
+        publicKey,
+      });
+      p.transferKeys.push({ publicKey, secret: new Secret(sk) });
+      sk.fill(0);
+      while (p.transferKeys.length > MAX_TRANSFER_KEYS) p.transferKeys.shift()!.secret.wipe();
+      return { attestationDocument: Buffer.from(doc), transferContext: Buffer.from(context) };
+    });
+  }
+
+  async keyUpdate(r: E.KeyUpdateRequest): Promise<E.KeyUpdateResponse> {
+    const { req, verify, hash } = readSigned(
+      TransferReceiverKeyUpdateRequest,
+      "TransferReceiverKeyUpdate",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const again = remembered<E.KeyUpdateResponse>(coin, "keyUpdate", hash);
+      if (again) return again;
+      const p = coin.pending;
+      check(
+        p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
+        "NOT_RECEIVER",
+        "no transfer to this proof key is pending (the key update for this owner may already be done)",
+        "precondition",
+      );
+      verify(p.receiverProofKey);
+      check(
+        coin.key && !coin.key.tainted,
+        "KEY_TAINTED",
+        "this key is tainted; the coin can only exit by its backup",
+        "precondition",
+      );
+      check(
+        p.backupSigned,
+        "BACKUP_MISSING",
+        "the receiver's backup transaction must be co-signed before the key update",
+        "precondition",
+      );
+      check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
+      check(
+        req.nonce.length >= 16 && req.nonce.length <= 64,
+        "ATTESTATION_NONCE",
+        "attestation nonce must be 16 to 64 bytes",
+      );
+      const sctx: StatechainTx | undefined = r.statechainTx;
+      check(
+        sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_TRANSFER,
+        "SCTX_KIND",
+        "the sender's statechain transaction must be a TRANSFER",
+      );
+      check(
+        Buffer.from(sctx.nextProofKey).equals(p.receiverProofKey),
+        "SCTX_RECEIVER",
+        "the sender's statechain transaction does not transfer to this receiver",
+      );
+      verifyStatechainTx(sctx, coin.proofKey, coin.stateHash);
+      check(
+        p.transferKeys.length > 0,
+        "NO_TRANSFER_KEY",
+        "ask for an attested transfer key (TransferReceiverInit) first",
+        "precondition",
+      );
+
+      // t2 = Dec(transfer key): try the keys handed out for this transfer, newest first.
+      let t2: Uint8Array | undefined;
+      let usedKey: Buffer | undefined;
+      for (const k of [...p.transferKeys].reverse()) {
+        try {
+          t2 = k.secret.use((sk) => eciesDecrypt(sk, req.encryptedT2, "encrypted t2"));
+          usedKey = k.publicKey;
+          break;
+        } catch {
+          // not this key
+        }
+      }
+      check(
+        t2 && usedKey,
+        "T2_DECRYPT",
+        "encrypted t2 does not decrypt under any transfer key this enclave handed out",
+      );
+      check(t2.length === 32, "T2_INVALID", "t2 must be a 32-byte scalar");
+      const oldKey = coin.key;
+      const s2 = coin.key.share && p.x1.use((x1) => rotateShare(oldKey.share, x1, t2!));
+      t2.fill(0);
+      // Fixed-share keygen for the receiver; checks s2·O2 = P first. Nothing is erased if it fails.
+      let fresh: Awaited<ReturnType<typeof p1KeyGenFixed>>;
+      try {
+        fresh = await p1KeyGenFixed({
+          sessionId: req.keygenSessionId,
+          share: s2,
+          ownerShare: req.ownerShare,
+          sharedPublicKey: coin.sharedPublicKey!,
+          paillier: this.d.pool.take(),
+          rng: this.d.rng,
+          ringPedersenCache: this.d.ringPedersenCache,
+        });
+      } finally {
+        s2.fill(0);
+      }
+      const newIndex = p.newOwnerIndex;
+      const newState = Buffer.from(nextState(sctx));
+      const idBytes = statechainIdBytes(coin.outpoint!);
+      const oldS = pointBytes(oldKey.sePublicShare);
+      const now = this.d.now();
+      const logEntry = { type: "key-update", subject: coin.idHex!, detail: { to: newIndex }, at: now };
+      const receipt = encodeReceipt({
+        type: "key-update",
+        statechain: idBytes,
+        epoch: newIndex,
+        erased: erasedShareCommitment(oldS),
+        S2: pointBytes(fresh.key.sePublicShare),
+        prev: this.lastReceipt,
+        log: this.d.log.peek(logEntry),
+        time: now,
+      });
+      let doc: Uint8Array;
+      try {
+        doc = await this.d.provider.attest({
+          nonce: req.nonce,
+          userData: receiptHash(receipt),
+          publicKey: usedKey,
+        });
+      } catch (err) {
+        wipeKey(fresh.key);
+        throw err;
+      }
+      // Commit: from here on nothing awaits, so the erasure and the new state happen together.
+      this.d.log.append(logEntry);
+      this.lastReceipt = receiptHash(receipt);
+      wipeKey(oldKey);
+      wipePending(p);
+      for (const s of coin.signSessions.values()) s.session.nonce.fill(0);
+      coin.signSessions.clear();
+      coin.answers.clear();
+      coin.key = fresh.key;
+      coin.pending = undefined;
+      coin.ownerIndex = newIndex;
+      coin.proofKey = p.receiverProofKey;
+      coin.backupKey = p.receiverBackupKey;
+      coin.stateHash = newState;
+      const keyUpdate: KeyUpdateRecord = {
+        ownerIndex: newIndex,
+        receipt: Buffer.from(receipt),
+        attestationDocument: Buffer.from(doc),
+        attestationNonce: req.nonce,
+      };
+      return remember(coin, "keyUpdate", hash, { seShare: fresh.msg, keyUpdate, stateHash: newState });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // withdrawal
+
+  async withdrawInit(r: E.WithdrawInitRequest): Promise<E.WithdrawInitResponse> {
+    const { req, verify, hash } = readSigned(
+      WithdrawInitRequest,
+      "WithdrawInit",
+      r.signedRequest,
+      this.d.now(),
+    );
+    const coin = this.fundedCoin(req.statechainId);
+    return this.mutex.run(coin.idHex!, async () => {
+      const again = remembered<E.WithdrawInitResponse>(coin, "withdrawInit", hash);
+      if (again) return again;
+      verify(coin.proofKey);
+      check(
+        coin.key && !coin.key.tainted,
+        "KEY_TAINTED",
+        "this key is tainted; a withdrawal needs a fresh key after operator review",
+        "precondition",
+      );
+      const sctx = req.statechainTx;
+      check(
+        sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,
+        "SCTX_KIND",
+        "statechain transaction must be a WITHDRAW",
+      );
+      verifyStatechainTx(sctx, coin.proofKey, coin.stateHash);
+      const encoded = Buffer.from(sctx.signature);
+      if (coin.withdraw) {
+        check(
+          coin.withdraw.statechainTx.equals(encoded),
+          "WITHDRAW_STARTED",
+          "a different withdrawal is already under way",
+          "precondition",
+        );
+      } else {
+        // A transfer that never completed is abandoned: its x1 and transfer keys are erased.
+        wipePending(coin.pending);
+        coin.pending = undefined;
+        coin.withdraw = {
+          statechainTx: encoded,
+          withdrawScript: Buffer.from(sctx.withdrawScript),
+          closingState: Buffer.from(nextState(sctx)),
+          signedTxids: new Set(),
+        };
+        this.d.log.append({ type: "withdraw-init", subject: coin.idHex!, at: this.d.now() });
+      }
+      return remember(coin, "withdrawInit", hash, {
+        feeSat: this.seFee(coin),
+        feeAddress: this.d.policy.feeScript,
+        stateHash: coin.withdraw.closingState,
+      });
+    });
+  }
+
+  async closeStatechain(r: E.CloseStatechainRequest): Promise<E.CloseStatechainResponse> {
+    const id = r.statechainId;
+    check(id && id.txid.length === 32, "INVALID_OUTPOINT", "statechain id is missing or malformed");
+    const idHex = idHexOf(id);
+    const done = this.coins.closed.get(idHex) as E.CloseStatechainResponse | undefined;
+    if (done) return done;
+    const coin = this.fundedCoin(id);
+    return this.mutex.run(idHex, async () => {
+      const w = coin.withdraw;
+      check(w, "WITHDRAW_NOT_STARTED", "this statechain has no withdrawal", "precondition");
+      check(r.withdrawalTxid.length === 32, "INVALID_TXID", "withdrawal txid must be 32 bytes");
+      check(
+        w.signedTxids.has(hex(r.withdrawalTxid)),
+        "WITHDRAW_TXID",
+        "the enclave co-signed no withdrawal with this txid for this statechain",
+        "precondition",
+      );
+      const now = this.d.now();
+      const logEntry = { type: "erasure", subject: idHex, at: now };
+      const receipt = encodeReceipt({
+        type: "erasure",
+        statechain: statechainIdBytes(coin.outpoint!),
+        epoch: coin.ownerIndex,
+        erased: erasedShareCommitment(pointBytes(coin.key!.sePublicShare)),
+        S2: null,
+        prev: this.lastReceipt,
+        log: this.d.log.peek(logEntry),
+        time: now,
+      });
+      const nonce = randomBytes(32);
+      const doc = await this.d.provider.attest({ nonce, userData: receiptHash(receipt) });
+      this.d.log.append(logEntry);
+      this.lastReceipt = receiptHash(receipt);
+      wipeCoin(coin);
+      coin.stage = "closed";
+      this.coins.remove(coin);
+      const res: E.CloseStatechainResponse = {
+        erasure: {
+          ownerIndex: coin.ownerIndex,
+          receipt: Buffer.from(receipt),
+          attestationDocument: Buffer.from(doc),
+          attestationNonce: nonce,
+        },
+      };
+      this.coins.closed.set(idHex, res);
+      return res;
+    });
+  }
+
+  /** Forgets deposits that never got funded (each holds keygen state and possibly a Paillier key). */
+  sweepDeposits(): void {
+    const cutoff = this.d.now() - this.d.policy.depositTtlMs;
+    for (const c of this.coins.all()) {
+      if (c.stage !== "funded" && c.stage !== "closed" && c.createdAt < cutoff) {
+        wipeCoin(c);
+        this.coins.remove(c);
+      }
+    }
+  }
+
+  handlers(): Record<string, (req: never) => Promise<unknown>> {
+    const names = [
+      "getStatus",
+      "getAttestation",
+      "listStatechains",
+      "keyGenInit",
+      "keyGenFinish",
+      "bindFunding",
+      "signFirst",
+      "signSecond",
+      "transferInit",
+      "transferKey",
+      "keyUpdate",
+      "withdrawInit",
+      "closeStatechain",
+    ] as const;
+    return Object.fromEntries(
+      names.map((n) => [n, (req: never) => (this[n] as (r: never) => Promise<unknown>).call(this, req)]),
+    );
+  }
+}

@@ -1,0 +1,288 @@
+// Deposit (DESIGN.md 3.2): challenge, init + keygen with the enclave, binding the funding output, confirmation.
+import { createHash } from "node:crypto";
+import * as bitcoin from "bitcoinjs-lib";
+import { StatechainStatus } from "../../proto/gen/common.ts";
+import {
+  DepositConfirmRequest,
+  DepositConfirmResponse,
+  DepositFundRequest,
+  DepositFundResponse,
+  DepositInitRequest,
+  DepositInitResponse,
+  DepositKeyGenRequest,
+  DepositKeyGenResponse,
+  type GetDepositChallengeResponse,
+} from "../../proto/gen/statechain.ts";
+import { unary } from "../../proto/unary.ts";
+import { parsePoint } from "../../protocol/encoding.ts";
+import { check } from "../../protocol/errors.ts";
+import { checkOutpoint, outpointBytes } from "../../protocol/outpoint.ts";
+import { initialState } from "../../protocol/statechain.ts";
+import type { CallContext } from "../rpc.ts";
+import type { ApiDeps } from "./deps.ts";
+import { requireStatechain } from "./lookup.ts";
+import { authorize, commit } from "./step.ts";
+
+const ENCLAVE_DEADLINE_MS = 60_000;
+
+export function depositHandlers(deps: ApiDeps) {
+  const { store, enclave, cfg } = deps;
+
+  return {
+    async getDepositChallenge(_req: unknown, ctx: CallContext): Promise<GetDepositChallengeResponse> {
+      check(
+        cfg.deposit.guard === "pow",
+        "NO_POW",
+        "this SE guards deposits with prepaid tokens, not proof of work",
+        "precondition",
+      );
+      const { challenge, expiresAt } = deps.pow.issue(ctx.now);
+      return { challenge, difficultyBits: deps.pow.bits, expiresAtMs: BigInt(expiresAt) };
+    },
+
+    async depositInit(req: DepositInitRequest, ctx: CallContext): Promise<DepositInitResponse> {
+      parsePoint(req.proofKey, "proof key");
+      let powUsed: { challenge: Buffer; expiresAt: number } | undefined;
+      if (cfg.deposit.guard === "pow") {
+        check(
+          req.guard?.$case === "pow",
+          "POW_MISSING",
+          "DepositInit needs a proof of work (GetDepositChallenge)",
+          "unauthenticated",
+        );
+        const { challenge, solution } = req.guard.value;
+        const expiresAt = deps.pow.verify(challenge, req.proofKey, solution, ctx.now);
+        const used = await store.db.get("SELECT 1 AS x FROM pow_used WHERE challenge = ?", [challenge]);
+        check(
+          !used,
+          "POW_REPLAY",
+          "this proof-of-work challenge was already used; ask for a new one",
+          "unauthenticated",
+        );
+        powUsed = { challenge, expiresAt };
+      } else {
+        check(
+          req.guard?.$case === "token",
+          "TOKEN_MISSING",
+          "DepositInit needs a prepaid deposit token",
+          "unauthenticated",
+        );
+        const h = createHash("sha256").update(req.guard.value).digest("hex");
+        check(
+          deps.depositTokenHashes.has(h),
+          "TOKEN_UNKNOWN",
+          "deposit token is not valid",
+          "unauthenticated",
+        );
+      }
+      const auth = await authorize(deps, DepositInitRequest, req, req.proofKey, ctx);
+      const res = await unary(
+        enclave,
+        enclave.keyGenInit,
+        { signedRequest: ctx.requestBytes },
+        { deadlineMs: ENCLAVE_DEADLINE_MS },
+      );
+      const instance = Buffer.from(deps.monitor.snapshot().enclave.instanceId, "hex");
+      return commit(
+        deps,
+        ctx,
+        auth,
+        DepositInitResponse,
+        { depositId: res.depositId, keygenCommit: res.keygenCommit },
+        async (q) => {
+          if (powUsed) {
+            const r = await q.run("INSERT OR IGNORE INTO pow_used (challenge, expires_at) VALUES (?, ?)", [
+              powUsed.challenge,
+              powUsed.expiresAt,
+            ]);
+            check(
+              r.changes === 1,
+              "POW_REPLAY",
+              "this proof-of-work challenge was already used; ask for a new one",
+              "unauthenticated",
+            );
+          }
+          await q.run(
+            "INSERT INTO deposits (deposit_id, proof_key, enclave_instance, created_at) VALUES (?, ?, ?, ?)",
+            [res.depositId, req.proofKey, instance, ctx.now],
+          );
+        },
+      );
+    },
+
+    async depositKeyGen(req: DepositKeyGenRequest, ctx: CallContext): Promise<DepositKeyGenResponse> {
+      check(req.depositId.length === 16, "INVALID_DEPOSIT_ID", "deposit id must be 16 bytes");
+      const dep = await store.deposit(req.depositId);
+      check(dep, "UNKNOWN_DEPOSIT", "no deposit with this id", "not_found");
+      check(
+        !dep.shared_public_key,
+        "KEYGEN_DONE",
+        "key generation for this deposit is already complete",
+        "precondition",
+      );
+      check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
+      const auth = await authorize(deps, DepositKeyGenRequest, req, dep.proof_key, ctx);
+      const res = await unary(
+        enclave,
+        enclave.keyGenFinish,
+        { signedRequest: ctx.requestBytes },
+        { deadlineMs: ENCLAVE_DEADLINE_MS },
+      );
+      const out: DepositKeyGenResponse = { seShare: res.seShare, sharedPublicKey: res.sharedPublicKey };
+      return commit(deps, ctx, auth, DepositKeyGenResponse, out, async (q) => {
+        await q.run("UPDATE deposits SET shared_public_key = ? WHERE deposit_id = ?", [
+          res.sharedPublicKey,
+          req.depositId,
+        ]);
+      });
+    },
+
+    async depositFund(req: DepositFundRequest, ctx: CallContext): Promise<DepositFundResponse> {
+      check(req.depositId.length === 16, "INVALID_DEPOSIT_ID", "deposit id must be 16 bytes");
+      const dep = await store.deposit(req.depositId);
+      check(dep, "UNKNOWN_DEPOSIT", "no deposit with this id", "not_found");
+      check(
+        dep.shared_public_key,
+        "KEYGEN_PENDING",
+        "finish key generation before binding the funding transaction",
+        "precondition",
+      );
+      check(
+        !dep.statechain_id,
+        "ALREADY_FUNDED",
+        "this deposit is already bound to a funding output",
+        "precondition",
+      );
+      let tx: bitcoin.Transaction;
+      try {
+        tx = bitcoin.Transaction.fromBuffer(req.fundingTx);
+      } catch {
+        return check(false, "FUNDING_TX_PARSE", "funding transaction does not parse") as never;
+      }
+      const out = tx.outs[req.vout];
+      check(out, "FUNDING_VOUT", `funding transaction has no output ${req.vout}`);
+      const expected = bitcoin.payments.p2wpkh({ pubkey: dep.shared_public_key }).output!;
+      check(
+        Buffer.from(out.script).equals(Buffer.from(expected)),
+        "FUNDING_SCRIPT",
+        `funding output ${req.vout} does not pay P2WPKH of the shared key`,
+      );
+      const amount = out.value;
+      const p = cfg.protocol;
+      check(
+        amount >= BigInt(p.minDepositSat) && amount <= BigInt(p.maxDepositSat),
+        "DEPOSIT_AMOUNT",
+        `deposit amount ${amount} sat is outside [${p.minDepositSat}, ${p.maxDepositSat}]`,
+      );
+      const auth = await authorize(deps, DepositFundRequest, req, dep.proof_key, ctx);
+      const tip = await deps.chain.tipHeight();
+      const res = await unary(
+        enclave,
+        enclave.bindFunding,
+        { signedRequest: ctx.requestBytes, chainTip: tip },
+        { deadlineMs: ENCLAVE_DEADLINE_MS },
+      );
+      const id = checkOutpoint(res.statechainId);
+      const idBytes = outpointBytes(id);
+      const response: DepositFundResponse = {
+        statechainId: id,
+        amountSat: res.amountSat,
+        initialLock: res.initialLock,
+        backupMode: res.backupMode,
+      };
+      return commit(deps, ctx, auth, DepositFundResponse, response, async (q) => {
+        await q.run("UPDATE deposits SET statechain_id = ? WHERE deposit_id = ?", [idBytes, req.depositId]);
+        await q.run(
+          `INSERT INTO statechains (statechain_id, deposit_id, status, amount_sat, shared_public_key, owner_index,
+             deposit_proof_key, proof_key, state_hash, backup_mode, initial_lock, funding_tx, enclave_instance, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            idBytes,
+            req.depositId,
+            StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+            Number(res.amountSat),
+            dep.shared_public_key,
+            dep.proof_key,
+            dep.proof_key,
+            Buffer.from(initialState(dep.proof_key)),
+            res.backupMode,
+            res.initialLock,
+            req.fundingTx,
+            dep.enclave_instance,
+            ctx.now,
+            ctx.now,
+          ],
+        );
+      });
+    },
+
+    async depositConfirm(req: DepositConfirmRequest, ctx: CallContext): Promise<DepositConfirmResponse> {
+      const { row, idBytes, id } = await requireStatechain(deps, req.statechainId);
+      const auth = await authorize(deps, DepositConfirmRequest, req, row.proof_key, ctx);
+      const required = cfg.protocol.depositConfirmations;
+      if (row.status !== StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION) {
+        return commit(deps, ctx, auth, DepositConfirmResponse, {
+          status: row.status,
+          confirmations: 0,
+          requiredConfirmations: required,
+        });
+      }
+      const txid = Buffer.from(id.txid).reverse().toString("hex");
+      const st = await deps.chain.getTxStatus(txid);
+      const confirmations = st?.confirmations ?? 0;
+      if (confirmations < required || !st) {
+        return commit(deps, ctx, auth, DepositConfirmResponse, {
+          status: row.status,
+          confirmations,
+          requiredConfirmations: required,
+        });
+      }
+      const utxo = await deps.chain.getUtxo(txid, id.vout);
+      check(utxo, "FUNDING_SPENT", "the funding output is already spent", "precondition");
+      check(
+        utxo.valueSat === BigInt(row.amount_sat),
+        "FUNDING_AMOUNT",
+        "the confirmed funding output does not carry the bound amount",
+        "precondition",
+      );
+      const backup = await store.db.get<{ signed_tx: Buffer }>(
+        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = 1",
+        [idBytes],
+      );
+      check(
+        backup,
+        "BACKUP_MISSING",
+        "co-sign the backup transaction before the deposit can become active",
+        "precondition",
+      );
+      const kickoff = await store.db.get<{ signed_tx: Buffer }>(
+        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = 2",
+        [idBytes],
+      );
+      const response: DepositConfirmResponse = {
+        status: StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+        confirmations,
+        requiredConfirmations: required,
+      };
+      const out = await commit(deps, ctx, auth, DepositConfirmResponse, response, async (q) => {
+        await q.run(
+          "UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ? AND status = ?",
+          [
+            StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+            ctx.now,
+            idBytes,
+            StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+          ],
+        );
+      });
+      await deps.tree.sync();
+      await deps.watcher.register({
+        statechainId: idBytes,
+        ownerIndex: 1,
+        backupTx: backup.signed_tx,
+        kickoffTx: kickoff?.signed_tx,
+      });
+      return out;
+    },
+  };
+}

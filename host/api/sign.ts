@@ -1,0 +1,165 @@
+// Co-signing rounds (backup, kick-off, withdrawal). The enclave parses the transaction, applies its policy and
+// computes the digest; the host keeps the session, assembles the signed transaction from the released signature
+// and keeps backups for the watchtower.
+import * as bitcoin from "bitcoinjs-lib";
+import { SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
+import {
+  SignFirstRequest,
+  SignFirstResponse,
+  SignSecondRequest,
+  SignSecondResponse,
+} from "../../proto/gen/statechain.ts";
+import { unary } from "../../proto/unary.ts";
+import { check } from "../../protocol/errors.ts";
+import { isServiceError } from "../errors.ts";
+import type { CallContext } from "../rpc.ts";
+import type { ApiDeps } from "./deps.ts";
+import { requireStatechain, requireStatus } from "./lookup.ts";
+import { authorize, commit } from "./step.ts";
+
+const SIGNABLE = [
+  StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+  StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+  StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+  StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+];
+
+function parseTx(raw: Uint8Array): bitcoin.Transaction {
+  try {
+    return bitcoin.Transaction.fromBuffer(raw);
+  } catch {
+    return check(false, "TX_PARSE", "transaction to co-sign does not parse") as never;
+  }
+}
+
+/** The signed transaction: witness [DER signature ‖ SIGHASH_ALL, P] on the co-signed input. */
+export function finalizeP2wpkh(
+  raw: Uint8Array,
+  inputIndex: number,
+  sig64: Uint8Array,
+  sharedKey: Uint8Array,
+): Buffer {
+  const tx = bitcoin.Transaction.fromBuffer(raw);
+  tx.setWitness(inputIndex, [
+    bitcoin.script.signature.encode(sig64, bitcoin.Transaction.SIGHASH_ALL),
+    sharedKey,
+  ]);
+  return Buffer.from(tx.toBuffer());
+}
+
+export function signHandlers(deps: ApiDeps) {
+  const { store, enclave } = deps;
+  return {
+    async signFirst(req: SignFirstRequest, ctx: CallContext): Promise<SignFirstResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(row, SIGNABLE, "co-sign");
+      check(
+        [
+          SignPurpose.SIGN_PURPOSE_BACKUP,
+          SignPurpose.SIGN_PURPOSE_KICKOFF,
+          SignPurpose.SIGN_PURPOSE_WITHDRAWAL,
+        ].includes(req.purpose),
+        "SIGN_PURPOSE",
+        "sign purpose must be BACKUP, KICKOFF or WITHDRAWAL",
+      );
+      check(req.ownerCommit, "MISSING_OWNER_COMMIT", "owner nonce commitment is missing");
+      const tx = parseTx(req.tx);
+      check(req.inputIndex < tx.ins.length, "INPUT_INDEX", `transaction has no input ${req.inputIndex}`);
+      const auth = await authorize(deps, SignFirstRequest, req, row.proof_key, ctx);
+
+      let ownerIndex = row.owner_index;
+      if (req.purpose === SignPurpose.SIGN_PURPOSE_BACKUP) {
+        const pending = await store.pendingTransfer(idBytes);
+        const toReceiver =
+          pending && bitcoin.payments.p2wpkh({ pubkey: pending.receiver_backup_key }).output!;
+        if (pending && tx.outs.some((o) => Buffer.from(o.script).equals(Buffer.from(toReceiver!))))
+          ownerIndex = pending.new_owner_index;
+      }
+      const tip = await deps.chain.tipHeight();
+      const res = await unary(enclave, enclave.signFirst, { signedRequest: ctx.requestBytes, chainTip: tip });
+      const response: SignFirstResponse = {
+        sessionId: res.sessionId,
+        seNonce: res.seNonce,
+        digest: res.digest,
+      };
+      return commit(deps, ctx, auth, SignFirstResponse, response, async (q) => {
+        await q.run(
+          `INSERT INTO sign_sessions (session_id, statechain_id, purpose, tx, input_index, owner_index, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          [res.sessionId, idBytes, req.purpose, req.tx, req.inputIndex, ownerIndex, ctx.now],
+        );
+      });
+    },
+
+    async signSecond(req: SignSecondRequest, ctx: CallContext): Promise<SignSecondResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      check(req.sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
+      const session = await store.signSession(req.sessionId);
+      check(
+        session && Buffer.from(session.statechain_id).equals(idBytes),
+        "UNKNOWN_SESSION",
+        "no signing session with this id for this statechain",
+        "not_found",
+      );
+      check(!session.signature, "SESSION_DONE", "this signing session is already complete", "precondition");
+      requireStatus(row, SIGNABLE, "co-sign");
+      check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
+      const auth = await authorize(deps, SignSecondRequest, req, row.proof_key, ctx);
+      let res: Awaited<ReturnType<typeof enclaveSignSecond>>;
+      try {
+        res = await enclaveSignSecond(deps, ctx.requestBytes);
+      } catch (err) {
+        // The enclave taints a key whose signature failed its final verification (CVE-2023-33242): mirror it.
+        if (isServiceError(err) && err.details.startsWith("[KEY_TAINTED]")) {
+          await store.db.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
+            StatechainStatus.STATECHAIN_STATUS_TAINTED,
+            ctx.now,
+            idBytes,
+          ]);
+          deps.log.warn(
+            { statechain: idBytes.toString("hex") },
+            "key tainted after a failed signature verification",
+          );
+        }
+        throw err;
+      }
+      const sig = res.signature;
+      check(
+        sig && sig.r.length === 32 && sig.s.length === 32,
+        "ENCLAVE_SIGNATURE",
+        "enclave returned a malformed signature",
+        "internal",
+      );
+      const signed = finalizeP2wpkh(
+        session.tx,
+        session.input_index,
+        Buffer.concat([sig.r, sig.s]),
+        row.shared_public_key,
+      );
+      return commit(deps, ctx, auth, SignSecondResponse, { signature: sig }, async (q) => {
+        await q.run("UPDATE sign_sessions SET signature = ? WHERE session_id = ?", [
+          Buffer.concat([sig.r, sig.s]),
+          req.sessionId,
+        ]);
+        if (session.purpose === SignPurpose.SIGN_PURPOSE_WITHDRAWAL) {
+          const txid = bitcoin.Transaction.fromBuffer(signed).getId();
+          await q.run("UPDATE withdrawals SET signed_tx = ?, txid = ? WHERE statechain_id = ?", [
+            signed,
+            txid,
+            idBytes,
+          ]);
+        } else {
+          await q.run(
+            `INSERT INTO backups (statechain_id, owner_index, purpose, signed_tx, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (statechain_id, owner_index, purpose) DO UPDATE SET signed_tx = excluded.signed_tx, created_at = excluded.created_at`,
+            [idBytes, session.owner_index, session.purpose, signed, ctx.now],
+          );
+        }
+      });
+    },
+  };
+}
+
+function enclaveSignSecond(deps: ApiDeps, signedRequest: Buffer) {
+  return unary(deps.enclave, deps.enclave.signSecond, { signedRequest });
+}

@@ -1,0 +1,83 @@
+// Authentication and atomic commits for the public API. A step verifies the owner's signature first (without
+// consuming its nonce), does its work, then commits its rows, the nonce and the answer in one transaction; a
+// concurrent twin of the same request finds the stored answer instead of a replay error.
+import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../../protocol/auth.ts";
+import { check } from "../../protocol/errors.ts";
+import type { Queryable } from "../db.ts";
+import type { CallContext } from "../rpc.ts";
+import type { ApiDeps } from "./deps.ts";
+
+export interface Authorized {
+  key: Uint8Array;
+  nonce: Uint8Array;
+}
+
+/** Verifies `req.auth` under `key`, refuses a used nonce and rate-limits the key. */
+export async function authorize<T extends Authenticated>(
+  deps: ApiDeps,
+  codec: Codec<T>,
+  req: T,
+  key: Uint8Array,
+  ctx: CallContext,
+): Promise<Authorized> {
+  check(
+    deps.keyLimiter.take(Buffer.from(key).toString("hex")),
+    "RATE_LIMITED",
+    "too many requests for this key; slow down",
+    "exhausted",
+  );
+  verifyRequest(codec, ctx.path, req, key, { nowMs: ctx.now, windowMs: DEFAULT_WINDOW_MS });
+  const used = await deps.store.db.get("SELECT 1 AS x FROM auth_nonces WHERE proof_key = ? AND nonce = ?", [
+    key,
+    req.auth!.nonce,
+  ]);
+  check(
+    !used,
+    "AUTH_REPLAY",
+    "this request was already used (nonce replay); sign a fresh one",
+    "unauthenticated",
+  );
+  return { key, nonce: req.auth!.nonce };
+}
+
+/** Commits `write`, the nonce and the response atomically; returns the response to send. */
+export async function commit<Res>(
+  deps: ApiDeps,
+  ctx: CallContext,
+  auth: Authorized | undefined,
+  codec: Codec<Res>,
+  response: Res,
+  write: (q: Queryable) => Promise<void> = async () => {},
+): Promise<Res> {
+  return deps.store.db.transaction(async (q) => {
+    if (auth) {
+      const fresh = await deps.store.useNonce(auth.key, auth.nonce, ctx.now + 2 * DEFAULT_WINDOW_MS, q);
+      if (!fresh) {
+        const stored = await deps.store.idempotent(ctx.requestHash, q);
+        check(
+          stored,
+          "AUTH_REPLAY",
+          "this request was already used (nonce replay); sign a fresh one",
+          "unauthenticated",
+        );
+        return codec.decode(stored.response);
+      }
+    }
+    await write(q);
+    await deps.store.saveIdempotent(ctx.requestHash, ctx.method, codec.encode(response).finish(), ctx.now, q);
+    return response;
+  });
+}
+
+/** Marks a read-only request's nonce as used. */
+export async function consumeNonce(deps: ApiDeps, ctx: CallContext, auth: Authorized): Promise<void> {
+  await deps.store.db.transaction(async (q) => {
+    const fresh = await deps.store.useNonce(auth.key, auth.nonce, ctx.now + 2 * DEFAULT_WINDOW_MS, q);
+    check(
+      fresh,
+      "AUTH_REPLAY",
+      "this request was already used (nonce replay); sign a fresh one",
+      "unauthenticated",
+    );
+  });
+}

@@ -1,0 +1,274 @@
+// Transfer (DESIGN.md 3.3): the sender's init and hand-over, the receiver's mailbox, attested transfer key and
+// key update. The host carries ciphertexts and public data; the enclave checks every signature that matters.
+import { randomBytes } from "node:crypto";
+import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
+import {
+  MailboxGetRequest,
+  type MailboxGetResponse,
+  TransferReceiverInitRequest,
+  TransferReceiverInitResponse,
+  TransferReceiverKeyUpdateRequest,
+  TransferReceiverKeyUpdateResponse,
+  TransferSenderInitRequest,
+  TransferSenderInitResponse,
+  TransferSendRequest,
+  TransferSendResponse,
+} from "../../proto/gen/statechain.ts";
+import { unary } from "../../proto/unary.ts";
+import { parsePoint } from "../../protocol/encoding.ts";
+import { check } from "../../protocol/errors.ts";
+import { outpointFromBytes } from "../../protocol/outpoint.ts";
+import { verifyStatechainTx } from "../../protocol/statechain.ts";
+import type { CallContext } from "../rpc.ts";
+import type { ApiDeps } from "./deps.ts";
+import { requireStatechain, requireStatus } from "./lookup.ts";
+import { authorize, commit, consumeNonce } from "./step.ts";
+
+const ATTESTATION_NONCE = { min: 16, max: 64 };
+const MAILBOX_PAGE = 32;
+
+export function transferHandlers(deps: ApiDeps) {
+  const { store, enclave, cfg } = deps;
+  return {
+    async transferSenderInit(
+      req: TransferSenderInitRequest,
+      ctx: CallContext,
+    ): Promise<TransferSenderInitResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(
+        row,
+        [StatechainStatus.STATECHAIN_STATUS_ACTIVE, StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING],
+        "start a transfer",
+      );
+      parsePoint(req.receiverProofKey, "receiver proof key");
+      parsePoint(req.receiverBackupKey, "receiver backup key");
+      check(
+        !Buffer.from(req.receiverProofKey).equals(row.proof_key),
+        "SELF_TRANSFER",
+        "the receiver proof key is the current owner's",
+      );
+      const auth = await authorize(deps, TransferSenderInitRequest, req, row.proof_key, ctx);
+      const res = await unary(enclave, enclave.transferInit, { signedRequest: ctx.requestBytes });
+      const response: TransferSenderInitResponse = {
+        encryptedX1: res.encryptedX1,
+        newOwnerIndex: res.newOwnerIndex,
+        backupLock: res.backupLock,
+      };
+      return commit(deps, ctx, auth, TransferSenderInitResponse, response, async (q) => {
+        await q.run(
+          `INSERT INTO transfers (statechain_id, new_owner_index, receiver_proof_key, receiver_backup_key, encrypted_x1, backup_lock, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (statechain_id, new_owner_index) DO UPDATE SET receiver_proof_key = excluded.receiver_proof_key,
+             receiver_backup_key = excluded.receiver_backup_key, encrypted_x1 = excluded.encrypted_x1, backup_lock = excluded.backup_lock`,
+          [
+            idBytes,
+            res.newOwnerIndex,
+            req.receiverProofKey,
+            req.receiverBackupKey,
+            res.encryptedX1,
+            res.backupLock,
+            ctx.now,
+          ],
+        );
+        await q.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
+          StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+          ctx.now,
+          idBytes,
+        ]);
+      });
+    },
+
+    async transferSend(req: TransferSendRequest, ctx: CallContext): Promise<TransferSendResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "hand over the coin");
+      const pending = await store.pendingTransfer(idBytes);
+      check(
+        pending,
+        "NO_TRANSFER",
+        "no transfer is pending for this statechain; call TransferSenderInit first",
+        "precondition",
+      );
+      const sctx = req.statechainTx;
+      check(
+        sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_TRANSFER,
+        "SCTX_KIND",
+        "statechain transaction must be a TRANSFER",
+      );
+      check(
+        Buffer.from(sctx.nextProofKey).equals(pending.receiver_proof_key),
+        "SCTX_RECEIVER",
+        "statechain transaction does not transfer to the pending receiver's proof key",
+      );
+      verifyStatechainTx(sctx, row.proof_key, row.state_hash);
+      const ct = req.encryptedMessage;
+      check(
+        ct.length > 0 && ct.length <= cfg.limits.mailboxMaxBytes,
+        "MAILBOX_SIZE",
+        `transfer message must be 1 to ${cfg.limits.mailboxMaxBytes} bytes`,
+        ct.length > 0 ? "exhausted" : "invalid",
+      );
+      const usage = await store.mailboxUsage(pending.receiver_proof_key);
+      check(
+        usage.count < cfg.limits.mailboxMaxItems,
+        "MAILBOX_FULL",
+        "the receiver's mailbox is full",
+        "exhausted",
+      );
+      const auth = await authorize(deps, TransferSendRequest, req, row.proof_key, ctx);
+      const messageId = randomBytes(16);
+      return commit(deps, ctx, auth, TransferSendResponse, { messageId }, async (q) => {
+        await q.run(
+          "UPDATE transfers SET statechain_tx = ? WHERE statechain_id = ? AND new_owner_index = ?",
+          [Buffer.from(StatechainTx.encode(sctx).finish()), idBytes, pending.new_owner_index],
+        );
+        await q.run("DELETE FROM mailbox WHERE statechain_id = ? AND receiver_proof_key = ?", [
+          idBytes,
+          pending.receiver_proof_key,
+        ]);
+        await q.run(
+          "INSERT INTO mailbox (message_id, receiver_proof_key, statechain_id, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)",
+          [messageId, pending.receiver_proof_key, idBytes, ct, ctx.now],
+        );
+      });
+    },
+
+    async mailboxGet(req: MailboxGetRequest, ctx: CallContext): Promise<MailboxGetResponse> {
+      parsePoint(req.receiverProofKey, "receiver proof key");
+      const auth = await authorize(deps, MailboxGetRequest, req, req.receiverProofKey, ctx);
+      await consumeNonce(deps, ctx, auth);
+      const rows = await store.mailbox(req.receiverProofKey, MAILBOX_PAGE);
+      return {
+        items: rows.map((r) => ({
+          messageId: r.message_id,
+          statechainId: outpointFromBytes(r.statechain_id),
+          encryptedMessage: r.ciphertext,
+          createdAtMs: BigInt(r.created_at),
+        })),
+      };
+    },
+
+    async transferReceiverInit(
+      req: TransferReceiverInitRequest,
+      ctx: CallContext,
+    ): Promise<TransferReceiverInitResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "receive the coin");
+      const pending = await store.pendingTransfer(idBytes);
+      check(
+        pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),
+        "NOT_RECEIVER",
+        "no transfer to this proof key is pending for this statechain",
+        "precondition",
+      );
+      check(pending.statechain_tx, "NOT_SENT", "the sender has not handed over the coin yet", "precondition");
+      check(
+        req.nonce.length >= ATTESTATION_NONCE.min && req.nonce.length <= ATTESTATION_NONCE.max,
+        "ATTESTATION_NONCE",
+        `attestation nonce must be ${ATTESTATION_NONCE.min} to ${ATTESTATION_NONCE.max} bytes`,
+      );
+      const auth = await authorize(deps, TransferReceiverInitRequest, req, pending.receiver_proof_key, ctx);
+      const res = await unary(enclave, enclave.transferKey, { signedRequest: ctx.requestBytes });
+      return commit(deps, ctx, auth, TransferReceiverInitResponse, {
+        attestationDocument: res.attestationDocument,
+        transferContext: res.transferContext,
+      });
+    },
+
+    async transferReceiverKeyUpdate(
+      req: TransferReceiverKeyUpdateRequest,
+      ctx: CallContext,
+    ): Promise<TransferReceiverKeyUpdateResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "update the key");
+      const pending = await store.pendingTransfer(idBytes);
+      check(
+        pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),
+        "NOT_RECEIVER",
+        "no transfer to this proof key is pending for this statechain",
+        "precondition",
+      );
+      check(pending.statechain_tx, "NOT_SENT", "the sender has not handed over the coin yet", "precondition");
+      check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
+      check(
+        req.encryptedT2.length > 0 && req.encryptedT2.length <= 256,
+        "ENCRYPTED_T2",
+        "encrypted t2 must be 1 to 256 bytes",
+      );
+      check(
+        req.nonce.length >= ATTESTATION_NONCE.min && req.nonce.length <= ATTESTATION_NONCE.max,
+        "ATTESTATION_NONCE",
+        `attestation nonce must be ${ATTESTATION_NONCE.min} to ${ATTESTATION_NONCE.max} bytes`,
+      );
+      const auth = await authorize(
+        deps,
+        TransferReceiverKeyUpdateRequest,
+        req,
+        pending.receiver_proof_key,
+        ctx,
+      );
+      const sctx = StatechainTx.decode(pending.statechain_tx);
+      const res = await unary(
+        enclave,
+        enclave.keyUpdate,
+        { signedRequest: ctx.requestBytes, statechainTx: sctx },
+        { deadlineMs: 60_000 },
+      );
+      check(
+        res.keyUpdate && res.stateHash.length === 32,
+        "ENCLAVE_KEY_UPDATE",
+        "enclave returned an incomplete key update",
+        "internal",
+      );
+      const record = res.keyUpdate;
+      const response: TransferReceiverKeyUpdateResponse = { seShare: res.seShare, keyUpdate: record };
+      const backup = await store.db.get<{ signed_tx: Buffer }>(
+        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = ? AND purpose = 1",
+        [idBytes, pending.new_owner_index],
+      );
+      const kickoff = await store.db.get<{ signed_tx: Buffer }>(
+        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = 2",
+        [idBytes],
+      );
+      const out = await commit(deps, ctx, auth, TransferReceiverKeyUpdateResponse, response, async (q) => {
+        await q.run(
+          "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
+          [idBytes, row.owner_index, pending.statechain_tx, res.stateHash],
+        );
+        await q.run(
+          "INSERT OR REPLACE INTO key_updates (statechain_id, owner_index, record) VALUES (?, ?, ?)",
+          [idBytes, pending.new_owner_index, Buffer.from(KeyUpdateRecord.encode(record).finish())],
+        );
+        await q.run("UPDATE transfers SET completed_at = ? WHERE statechain_id = ? AND new_owner_index = ?", [
+          ctx.now,
+          idBytes,
+          pending.new_owner_index,
+        ]);
+        await q.run(
+          "UPDATE statechains SET owner_index = ?, proof_key = ?, state_hash = ?, status = ?, updated_at = ? WHERE statechain_id = ?",
+          [
+            pending.new_owner_index,
+            pending.receiver_proof_key,
+            res.stateHash,
+            StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+            ctx.now,
+            idBytes,
+          ],
+        );
+        await q.run("DELETE FROM mailbox WHERE statechain_id = ? AND receiver_proof_key = ?", [
+          idBytes,
+          pending.receiver_proof_key,
+        ]);
+      });
+      await deps.tree.sync();
+      if (backup) {
+        await deps.watcher.register({
+          statechainId: idBytes,
+          ownerIndex: pending.new_owner_index,
+          backupTx: backup.signed_tx,
+          kickoffTx: kickoff?.signed_tx,
+        });
+      }
+      return out;
+    },
+  };
+}

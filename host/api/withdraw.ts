@@ -1,0 +1,145 @@
+// Withdrawal (DESIGN.md 3.4): the owner's WITHDRAW statechain transaction, then co-signing (sign.ts), then
+// confirmation, after which the enclave erases the share and the statechain is closed in the SMT.
+import * as bitcoin from "bitcoinjs-lib";
+import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
+import {
+  WithdrawConfirmRequest,
+  WithdrawConfirmResponse,
+  WithdrawInitRequest,
+  WithdrawInitResponse,
+} from "../../proto/gen/statechain.ts";
+import { unary } from "../../proto/unary.ts";
+import { check } from "../../protocol/errors.ts";
+import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
+import { ChainError } from "../chain/backend.ts";
+import type { CallContext } from "../rpc.ts";
+import type { ApiDeps } from "./deps.ts";
+import { requireStatechain, requireStatus } from "./lookup.ts";
+import { authorize, commit } from "./step.ts";
+
+/** Longest scriptPubKey accepted as a withdrawal destination (P2WSH / P2TR are 34 bytes). */
+const MAX_WITHDRAW_SCRIPT = 64;
+
+export function withdrawHandlers(deps: ApiDeps) {
+  const { store, enclave, cfg } = deps;
+  return {
+    async withdrawInit(req: WithdrawInitRequest, ctx: CallContext): Promise<WithdrawInitResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      requireStatus(
+        row,
+        [StatechainStatus.STATECHAIN_STATUS_ACTIVE, StatechainStatus.STATECHAIN_STATUS_WITHDRAWING],
+        "withdraw",
+      );
+      const sctx = req.statechainTx;
+      check(
+        sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,
+        "SCTX_KIND",
+        "statechain transaction must be a WITHDRAW",
+      );
+      check(
+        sctx.withdrawScript.length > 0 && sctx.withdrawScript.length <= MAX_WITHDRAW_SCRIPT,
+        "WITHDRAW_SCRIPT",
+        `withdrawal script must be 1 to ${MAX_WITHDRAW_SCRIPT} bytes`,
+      );
+      verifyStatechainTx(sctx, row.proof_key, row.state_hash);
+      const existing = await store.withdrawal(idBytes);
+      check(
+        !existing ||
+          Buffer.from(existing.statechain_tx).equals(Buffer.from(StatechainTx.encode(sctx).finish())),
+        "WITHDRAW_STARTED",
+        "a different withdrawal is already under way for this statechain",
+        "precondition",
+      );
+      const auth = await authorize(deps, WithdrawInitRequest, req, row.proof_key, ctx);
+      const res = await unary(enclave, enclave.withdrawInit, { signedRequest: ctx.requestBytes });
+      const response: WithdrawInitResponse = { feeSat: res.feeSat, feeAddress: res.feeAddress };
+      return commit(deps, ctx, auth, WithdrawInitResponse, response, async (q) => {
+        await q.run("INSERT OR IGNORE INTO withdrawals (statechain_id, statechain_tx) VALUES (?, ?)", [
+          idBytes,
+          Buffer.from(StatechainTx.encode(sctx).finish()),
+        ]);
+        await q.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
+          StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+          ctx.now,
+          idBytes,
+        ]);
+      });
+    },
+
+    async withdrawConfirm(req: WithdrawConfirmRequest, ctx: CallContext): Promise<WithdrawConfirmResponse> {
+      const { row, idBytes, id } = await requireStatechain(deps, req.statechainId);
+      const required = cfg.protocol.withdrawConfirmations;
+      const auth = await authorize(deps, WithdrawConfirmRequest, req, row.proof_key, ctx);
+      if (row.status === StatechainStatus.STATECHAIN_STATUS_CLOSED) {
+        return commit(deps, ctx, auth, WithdrawConfirmResponse, {
+          status: row.status,
+          confirmations: required,
+          requiredConfirmations: required,
+        });
+      }
+      requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_WITHDRAWING], "confirm a withdrawal");
+      const w = await store.withdrawal(idBytes);
+      check(
+        w?.txid && w.signed_tx,
+        "WITHDRAW_UNSIGNED",
+        "the withdrawal transaction has not been co-signed yet",
+        "precondition",
+      );
+      if (req.withdrawalTx.length > 0) {
+        let txid: string;
+        try {
+          txid = bitcoin.Transaction.fromBuffer(req.withdrawalTx).getId();
+        } catch {
+          return check(false, "TX_PARSE", "withdrawal transaction does not parse") as never;
+        }
+        check(txid === w.txid, "WITHDRAW_TXID", "this is not the withdrawal transaction the SE co-signed");
+      }
+      let st = await deps.chain.getTxStatus(w.txid);
+      if (!st) {
+        try {
+          await deps.chain.broadcast(w.signed_tx);
+        } catch (err) {
+          if (!(err instanceof ChainError && err.code === "already-known")) throw err;
+        }
+        st = await deps.chain.getTxStatus(w.txid);
+      }
+      const confirmations = st?.confirmations ?? 0;
+      if (confirmations < required) {
+        return commit(deps, ctx, auth, WithdrawConfirmResponse, {
+          status: row.status,
+          confirmations,
+          requiredConfirmations: required,
+        });
+      }
+      const res = await unary(enclave, enclave.closeStatechain, {
+        statechainId: id,
+        withdrawalTxid: Buffer.from(w.txid, "hex").reverse(),
+      });
+      const sctx = StatechainTx.decode(w.statechain_tx);
+      const closing = Buffer.from(nextState(sctx));
+      const response: WithdrawConfirmResponse = {
+        status: StatechainStatus.STATECHAIN_STATUS_CLOSED,
+        confirmations,
+        requiredConfirmations: required,
+      };
+      const out = await commit(deps, ctx, auth, WithdrawConfirmResponse, response, async (q) => {
+        await q.run(
+          "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
+          [idBytes, row.owner_index, w.statechain_tx, closing],
+        );
+        await q.run("UPDATE withdrawals SET closed_at = ?, erasure = ? WHERE statechain_id = ?", [
+          ctx.now,
+          res.erasure ? Buffer.from(KeyUpdateRecord.encode(res.erasure).finish()) : null,
+          idBytes,
+        ]);
+        await q.run(
+          "UPDATE statechains SET status = ?, state_hash = ?, updated_at = ? WHERE statechain_id = ?",
+          [StatechainStatus.STATECHAIN_STATUS_CLOSED, closing, ctx.now, idBytes],
+        );
+      });
+      await deps.tree.sync();
+      await deps.watcher.remove(idBytes);
+      return out;
+    },
+  };
+}

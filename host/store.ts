@@ -1,0 +1,284 @@
+// The host's SQLite store: public data and ciphertexts only (no share, no secret key ever reaches the host).
+// Every protocol step writes its rows in one transaction, together with the idempotency record of the request,
+// so a host killed at any point restarts with either all of a step or none of it.
+import type { Db, Migration, Queryable } from "./db.ts";
+
+export const HOST_MIGRATIONS: Migration[] = [
+  {
+    id: "host-001-core",
+    sql: `
+      CREATE TABLE deposits (
+        deposit_id BLOB PRIMARY KEY,
+        proof_key BLOB NOT NULL,
+        shared_public_key BLOB,
+        statechain_id BLOB UNIQUE,
+        enclave_instance BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE statechains (
+        statechain_id BLOB PRIMARY KEY,
+        deposit_id BLOB NOT NULL REFERENCES deposits(deposit_id),
+        status INTEGER NOT NULL,
+        amount_sat INTEGER NOT NULL,
+        shared_public_key BLOB NOT NULL,
+        owner_index INTEGER NOT NULL,
+        deposit_proof_key BLOB NOT NULL,
+        proof_key BLOB NOT NULL,
+        state_hash BLOB NOT NULL,
+        backup_mode INTEGER NOT NULL,
+        initial_lock INTEGER NOT NULL,
+        funding_tx BLOB NOT NULL,
+        enclave_instance BLOB NOT NULL,
+        smt_leaf BLOB,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE INDEX statechains_status ON statechains(status);
+      CREATE TABLE statechain_txs (
+        statechain_id BLOB NOT NULL REFERENCES statechains(statechain_id),
+        seq INTEGER NOT NULL,
+        tx BLOB NOT NULL,
+        state_after BLOB NOT NULL,
+        PRIMARY KEY (statechain_id, seq)
+      );
+      CREATE TABLE key_updates (
+        statechain_id BLOB NOT NULL REFERENCES statechains(statechain_id),
+        owner_index INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (statechain_id, owner_index)
+      );
+      CREATE TABLE transfers (
+        statechain_id BLOB NOT NULL REFERENCES statechains(statechain_id),
+        new_owner_index INTEGER NOT NULL,
+        receiver_proof_key BLOB NOT NULL,
+        receiver_backup_key BLOB NOT NULL,
+        encrypted_x1 BLOB NOT NULL,
+        backup_lock INTEGER NOT NULL,
+        statechain_tx BLOB,
+        completed_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (statechain_id, new_owner_index)
+      );
+      CREATE TABLE mailbox (
+        message_id BLOB PRIMARY KEY,
+        receiver_proof_key BLOB NOT NULL,
+        statechain_id BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX mailbox_receiver ON mailbox(receiver_proof_key, created_at);
+      CREATE TABLE sign_sessions (
+        session_id BLOB PRIMARY KEY,
+        statechain_id BLOB NOT NULL,
+        purpose INTEGER NOT NULL,
+        tx BLOB NOT NULL,
+        input_index INTEGER NOT NULL,
+        owner_index INTEGER NOT NULL,
+        signature BLOB,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE backups (
+        statechain_id BLOB NOT NULL,
+        owner_index INTEGER NOT NULL,
+        purpose INTEGER NOT NULL,
+        signed_tx BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (statechain_id, owner_index, purpose)
+      );
+      CREATE TABLE withdrawals (
+        statechain_id BLOB PRIMARY KEY REFERENCES statechains(statechain_id),
+        statechain_tx BLOB NOT NULL,
+        signed_tx BLOB,
+        txid TEXT,
+        closed_at INTEGER,
+        erasure BLOB
+      );
+      CREATE TABLE auth_nonces (
+        proof_key BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (proof_key, nonce)
+      );
+      CREATE INDEX auth_nonces_expiry ON auth_nonces(expires_at);
+      CREATE TABLE idempotency (
+        request_hash BLOB PRIMARY KEY,
+        method TEXT NOT NULL,
+        response BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE pow_used (
+        challenge BLOB PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+      );
+      CREATE TABLE enclave_instances (
+        instance_id BLOB PRIMARY KEY,
+        first_seen INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+export interface StatechainRow {
+  statechain_id: Buffer;
+  deposit_id: Buffer;
+  status: number;
+  amount_sat: number;
+  shared_public_key: Buffer;
+  owner_index: number;
+  deposit_proof_key: Buffer;
+  proof_key: Buffer;
+  state_hash: Buffer;
+  backup_mode: number;
+  initial_lock: number;
+  funding_tx: Buffer;
+  enclave_instance: Buffer;
+  /** The leaf last written to the SMT; differs from state_hash until the tree caught up. */
+  smt_leaf: Buffer | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DepositRow {
+  deposit_id: Buffer;
+  proof_key: Buffer;
+  shared_public_key: Buffer | null;
+  statechain_id: Buffer | null;
+  enclave_instance: Buffer;
+  created_at: number;
+}
+
+export interface TransferRow {
+  statechain_id: Buffer;
+  new_owner_index: number;
+  receiver_proof_key: Buffer;
+  receiver_backup_key: Buffer;
+  encrypted_x1: Buffer;
+  backup_lock: number;
+  statechain_tx: Buffer | null;
+  completed_at: number | null;
+  created_at: number;
+}
+
+export interface SignSessionRow {
+  session_id: Buffer;
+  statechain_id: Buffer;
+  purpose: number;
+  tx: Buffer;
+  input_index: number;
+  owner_index: number;
+  signature: Buffer | null;
+  created_at: number;
+}
+
+export interface WithdrawalRow {
+  statechain_id: Buffer;
+  statechain_tx: Buffer;
+  signed_tx: Buffer | null;
+  txid: string | null;
+  closed_at: number | null;
+  erasure: Buffer | null;
+}
+
+/** Typed queries over the host database. Methods taking `q` run inside the caller's transaction. */
+export class Store {
+  constructor(readonly db: Db) {}
+
+  deposit(id: Uint8Array, q: Queryable = this.db) {
+    return q.get<DepositRow>("SELECT * FROM deposits WHERE deposit_id = ?", [id]);
+  }
+
+  statechain(id: Uint8Array, q: Queryable = this.db) {
+    return q.get<StatechainRow>("SELECT * FROM statechains WHERE statechain_id = ?", [id]);
+  }
+
+  statechainsByStatus(statuses: number[], q: Queryable = this.db) {
+    return q.all<StatechainRow>(
+      `SELECT * FROM statechains WHERE status IN (${statuses.map(() => "?").join(",")}) ORDER BY created_at`,
+      statuses,
+    );
+  }
+
+  chainTxs(id: Uint8Array, q: Queryable = this.db) {
+    return q.all<{ seq: number; tx: Buffer; state_after: Buffer }>(
+      "SELECT seq, tx, state_after FROM statechain_txs WHERE statechain_id = ? ORDER BY seq",
+      [id],
+    );
+  }
+
+  keyUpdates(id: Uint8Array, q: Queryable = this.db) {
+    return q.all<{ owner_index: number; record: Buffer }>(
+      "SELECT owner_index, record FROM key_updates WHERE statechain_id = ? ORDER BY owner_index",
+      [id],
+    );
+  }
+
+  pendingTransfer(id: Uint8Array, q: Queryable = this.db) {
+    return q.get<TransferRow>(
+      "SELECT * FROM transfers WHERE statechain_id = ? AND completed_at IS NULL ORDER BY new_owner_index DESC LIMIT 1",
+      [id],
+    );
+  }
+
+  signSession(sessionId: Uint8Array, q: Queryable = this.db) {
+    return q.get<SignSessionRow>("SELECT * FROM sign_sessions WHERE session_id = ?", [sessionId]);
+  }
+
+  withdrawal(id: Uint8Array, q: Queryable = this.db) {
+    return q.get<WithdrawalRow>("SELECT * FROM withdrawals WHERE statechain_id = ?", [id]);
+  }
+
+  mailbox(receiver: Uint8Array, limit: number, q: Queryable = this.db) {
+    return q.all<{ message_id: Buffer; statechain_id: Buffer; ciphertext: Buffer; created_at: number }>(
+      "SELECT message_id, statechain_id, ciphertext, created_at FROM mailbox WHERE receiver_proof_key = ? ORDER BY created_at LIMIT ?",
+      [receiver, limit],
+    );
+  }
+
+  async mailboxUsage(
+    receiver: Uint8Array,
+    q: Queryable = this.db,
+  ): Promise<{ count: number; bytes: number }> {
+    const row = await q.get<{ count: number; bytes: number | null }>(
+      "SELECT COUNT(*) AS count, SUM(LENGTH(ciphertext)) AS bytes FROM mailbox WHERE receiver_proof_key = ?",
+      [receiver],
+    );
+    return { count: row?.count ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  idempotent(hash: Uint8Array, q: Queryable = this.db) {
+    return q.get<{ method: string; response: Buffer }>(
+      "SELECT method, response FROM idempotency WHERE request_hash = ?",
+      [hash],
+    );
+  }
+
+  saveIdempotent(hash: Uint8Array, method: string, response: Uint8Array, now: number, q: Queryable) {
+    return q.run(
+      "INSERT OR IGNORE INTO idempotency (request_hash, method, response, created_at) VALUES (?, ?, ?, ?)",
+      [hash, method, response, now],
+    );
+  }
+
+  /** Records a nonce for a key; false when it was already used (a replay). */
+  async useNonce(key: Uint8Array, nonce: Uint8Array, expiresAt: number, q: Queryable): Promise<boolean> {
+    const r = await q.run(
+      "INSERT OR IGNORE INTO auth_nonces (proof_key, nonce, expires_at) VALUES (?, ?, ?)",
+      [key, nonce, expiresAt],
+    );
+    return r.changes === 1;
+  }
+
+  async pruneExpired(now: number): Promise<void> {
+    await this.db.transaction(async (q) => {
+      await q.run("DELETE FROM auth_nonces WHERE expires_at < ?", [now]);
+      await q.run("DELETE FROM pow_used WHERE expires_at < ?", [now]);
+    });
+  }
+
+  async countByStatus(): Promise<Map<number, number>> {
+    const rows = await this.db.all<{ status: number; n: number }>(
+      "SELECT status, COUNT(*) AS n FROM statechains GROUP BY status",
+    );
+    return new Map(rows.map((r) => [r.status, r.n]));
+  }
+}
