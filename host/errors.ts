@@ -3,8 +3,8 @@
 // incident id, and its details go to the log only.
 import { randomBytes } from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
+import { ChainError } from "../chain/backend.ts";
 import { type ErrorKind, ProtocolError } from "../protocol/errors.ts";
-import { ChainError } from "./chain/backend.ts";
 
 export interface RpcFailure {
   code: status;

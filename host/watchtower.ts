@@ -10,6 +10,7 @@
 // spent by anything else — a withdrawal, another backup — the entry is marked "conflict" (and re-checked).
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { Transaction } from "bitcoinjs-lib";
+import { type ChainBackend, ChainError, type TxStatus } from "../chain/backend.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import {
   ANCHOR_SCRIPT,
@@ -25,7 +26,6 @@ import {
   txidFromHex,
   txidToHex,
 } from "../protocol/tx/index.ts";
-import { type ChainBackend, ChainError, type TxStatus } from "./chain/backend.ts";
 import type { Db } from "./db.ts";
 import {
   WATCHTOWER_MIGRATIONS,

@@ -1,6 +1,6 @@
-// bcoin ships no type declarations; the host wraps it in host/chain/regtest-node.ts and exposes typed methods.
+// bcoin ships no type declarations; the host wraps it in chain/regtest-node.ts and exposes typed methods.
 declare module "bcoin" {
-  // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript; host/chain wraps it with types
+  // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript; chain/ wraps it with types
   const bcoin: any;
   export default bcoin;
 }

@@ -1,7 +1,8 @@
 // What the public API handlers need from the rest of the host.
+
+import type { ChainBackend } from "../../chain/backend.ts";
 import type { EnclaveServiceClient } from "../../proto/gen/enclave.ts";
 import type { GetSmtProofResponse } from "../../proto/gen/statechain.ts";
-import type { ChainBackend } from "../chain/backend.ts";
 import type { HostConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { Monitor } from "../monitor.ts";

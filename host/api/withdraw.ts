@@ -1,6 +1,7 @@
 // Withdrawal (DESIGN.md 3.4): the owner's WITHDRAW statechain transaction, then co-signing (sign.ts), then
 // confirmation, after which the enclave erases the share and the statechain is closed in the SMT.
 import * as bitcoin from "bitcoinjs-lib";
+import { ChainError } from "../../chain/backend.ts";
 import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
 import {
   WithdrawConfirmRequest,
@@ -11,7 +12,6 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
-import { ChainError } from "../chain/backend.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";

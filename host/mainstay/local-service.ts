@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { script as bscript, Transaction } from "bitcoinjs-lib";
+import type { DevChain } from "../../chain/backend.ts";
 import { concatBytes } from "../../protocol/encoding.ts";
 import {
   attestationPrivkey,
@@ -27,7 +28,6 @@ import {
   toDisplayHex,
 } from "../../protocol/mainstay.ts";
 import { type Rng, systemRng } from "../../protocol/rng.ts";
-import type { DevChain } from "../chain/backend.ts";
 
 export interface LocalMainstayOptions {
   chain: DevChain;

@@ -7,6 +7,7 @@
 // (the tree's content-addressed nodes keep that root provable). While Mainstay is unreachable, rounds back
 // off exponentially with jitter; nothing else waits for them.
 import { sha256 } from "@noble/hashes/sha2.js";
+import type { ChainBackend } from "../../chain/backend.ts";
 import { GetSmtProofResponse, type MainstayProof } from "../../proto/gen/statechain.ts";
 import {
   type MainstayKeyParams,
@@ -18,7 +19,6 @@ import {
   verifySlotProof,
 } from "../../protocol/mainstay.ts";
 import { EMPTY, encodeSmtProof, type SmtProofData } from "../../protocol/smt/index.ts";
-import type { ChainBackend } from "../chain/backend.ts";
 import type { Db, Migration } from "../db.ts";
 import type { Logger } from "../log.ts";
 import { backoffDelay, type MainstayApi } from "./client.ts";

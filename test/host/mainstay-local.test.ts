@@ -6,8 +6,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { EmbeddedChain } from "../../host/chain/embedded.ts";
-import { RegtestNode } from "../../host/chain/regtest-node.ts";
+import { EmbeddedChain } from "../../chain/embedded.ts";
+import { RegtestNode } from "../../chain/regtest-node.ts";
 import { MainstayClient, MainstayError } from "../../host/mainstay/client.ts";
 import { LocalMainstay } from "../../host/mainstay/local-service.ts";
 import {

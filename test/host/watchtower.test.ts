@@ -7,9 +7,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { type ChainBackend, ChainError, type Utxo } from "../../host/chain/backend.ts";
-import { EmbeddedChain } from "../../host/chain/embedded.ts";
-import type { RegtestNode } from "../../host/chain/regtest-node.ts";
+import { type ChainBackend, ChainError, type Utxo } from "../../chain/backend.ts";
+import { EmbeddedChain } from "../../chain/embedded.ts";
+import type { RegtestNode } from "../../chain/regtest-node.ts";
 import { Db } from "../../host/db.ts";
 import {
   type RegisterEntry,
@@ -26,7 +26,7 @@ import {
   signP2wpkhInputs,
 } from "../../protocol/tx/index.ts";
 import { bip143Digest } from "../../protocol/tx/sign.ts";
-import { startRegtest, TestWallet } from "./chain/regtest-wallet.ts";
+import { startRegtest, TestWallet } from "../chain/regtest-wallet.ts";
 
 const sk = (label: string) => sha256(new TextEncoder().encode(`watchtower-test/${label}`));
 const P_SK = sk("shared");

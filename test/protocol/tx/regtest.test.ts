@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Transaction } from "bitcoinjs-lib";
-import { ChainError, type Utxo } from "../../../host/chain/backend.ts";
-import { EmbeddedChain } from "../../../host/chain/embedded.ts";
-import type { RegtestNode } from "../../../host/chain/regtest-node.ts";
+import { ChainError, type Utxo } from "../../../chain/backend.ts";
+import { EmbeddedChain } from "../../../chain/embedded.ts";
+import type { RegtestNode } from "../../../chain/regtest-node.ts";
 import {
   ANCHOR_SCRIPT,
   type BuiltTx,
@@ -25,7 +25,7 @@ import {
   signP2wpkhInputs,
   txidFromHex,
 } from "../../../protocol/tx/index.ts";
-import { startRegtest, TestWallet } from "../../host/chain/regtest-wallet.ts";
+import { startRegtest, TestWallet } from "../../chain/regtest-wallet.ts";
 import { key, shared, signDigest } from "./helpers.ts";
 
 let node: RegtestNode;

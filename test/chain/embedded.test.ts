@@ -1,5 +1,5 @@
 // The shared backend behaviour on the in-process bcoin node.
-import { EmbeddedChain } from "../../../host/chain/embedded.ts";
+import { EmbeddedChain } from "../../chain/embedded.ts";
 import { backendSuite } from "./backend-suite.ts";
 
 backendSuite("embedded", async (node) => ({ backend: new EmbeddedChain(node), close: async () => {} }));

@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { ChainError } from "../../../host/chain/backend.ts";
-import { BitcoindChain } from "../../../host/chain/bitcoind.ts";
-import { EsploraChain } from "../../../host/chain/esplora.ts";
-import { classifyReject, classifyRpcReject } from "../../../host/chain/reject.ts";
+import { ChainError } from "../../chain/backend.ts";
+import { BitcoindChain } from "../../chain/bitcoind.ts";
+import { EsploraChain } from "../../chain/esplora.ts";
+import { classifyReject, classifyRpcReject } from "../../chain/reject.ts";
 import { TestWallet } from "./regtest-wallet.ts";
 
 test("reject reasons from bcoin and Bitcoin Core map to one vocabulary", () => {

@@ -1,5 +1,5 @@
 // The shared backend behaviour through Esplora's REST API, against a local Esplora-shaped server over bcoin.
-import { EsploraChain } from "../../../host/chain/esplora.ts";
+import { EsploraChain } from "../../chain/esplora.ts";
 import { backendSuite } from "./backend-suite.ts";
 import { FakeEsplora } from "./esplora-server.ts";
 

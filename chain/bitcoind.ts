@@ -7,7 +7,7 @@
 //   - gettxout ignores mempool spends and there is no scantxoutset: bcoin's REST endpoints on the same server
 //     (GET /coin/:txid/:vout, GET /coin/address/:address) answer getUtxo and findUtxos.
 import { address as btcAddress, networks, Transaction } from "bitcoinjs-lib";
-import { classifyScript, dustThreshold } from "../../protocol/tx/script.ts";
+import { classifyScript, dustThreshold } from "../protocol/tx/script.ts";
 import { type ChainBackend, ChainError, type ChainNetwork, type TxStatus, type Utxo } from "./backend.ts";
 import { HttpClient, TipPoller } from "./http.ts";
 import { classifyRpcReject } from "./reject.ts";

@@ -2,8 +2,8 @@
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { Transaction } from "bitcoinjs-lib";
-import type { DevChain, Utxo } from "../../../host/chain/backend.ts";
-import { RegtestNode } from "../../../host/chain/regtest-node.ts";
+import type { DevChain, Utxo } from "../../chain/backend.ts";
+import { RegtestNode } from "../../chain/regtest-node.ts";
 import {
   estimateVsize,
   feeForVsize,
@@ -11,7 +11,7 @@ import {
   signP2wpkhInputs,
   txidFromHex,
   type WalletUtxo,
-} from "../../../protocol/tx/index.ts";
+} from "../../protocol/tx/index.ts";
 
 export function startRegtest(): Promise<RegtestNode> {
   return RegtestNode.start({ dataDir: "", persist: false, rpcPort: 0, initialBlocks: 432 });

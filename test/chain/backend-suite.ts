@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Transaction } from "bitcoinjs-lib";
-import { type ChainBackend, ChainError, type Utxo } from "../../../host/chain/backend.ts";
-import { EmbeddedChain } from "../../../host/chain/embedded.ts";
-import type { RegtestNode } from "../../../host/chain/regtest-node.ts";
-import { p2wpkhScript, signP2wpkhInputs, type WalletUtxo } from "../../../protocol/tx/index.ts";
+import { type ChainBackend, ChainError, type Utxo } from "../../chain/backend.ts";
+import { EmbeddedChain } from "../../chain/embedded.ts";
+import type { RegtestNode } from "../../chain/regtest-node.ts";
+import { p2wpkhScript, signP2wpkhInputs, type WalletUtxo } from "../../protocol/tx/index.ts";
 import { startRegtest, TestWallet } from "./regtest-wallet.ts";
 
 export interface BackendUnderTest {

@@ -1,5 +1,5 @@
 // The shared backend behaviour through JSON-RPC, against bcoin's bitcoind-compatible RPC server on loopback.
-import { BitcoindChain } from "../../../host/chain/bitcoind.ts";
+import { BitcoindChain } from "../../chain/bitcoind.ts";
 import { backendSuite } from "./backend-suite.ts";
 
 backendSuite("bitcoind RPC (bcoin server)", async (node) => {

@@ -1,12 +1,12 @@
 // A small Esplora-compatible HTTP server over the embedded bcoin node, answering the routes EsploraChain uses
-// with bodies shaped like Blockstream's electrs (see host/chain/esplora.ts for the shapes). Refusals are
+// with bodies shaped like Blockstream's electrs (see chain/esplora.ts for the shapes). Refusals are
 // reported as electrs relays them from bitcoind: HTTP 400 `sendrawtransaction RPC error: {"code":…,"message":…}`
 // with Bitcoin Core's reason strings. Spends are indexed from blocks connected after the server starts.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import bcoin from "bcoin";
 import { address as btcAddress, networks } from "bitcoinjs-lib";
-import type { RegtestNode } from "../../../host/chain/regtest-node.ts";
+import type { RegtestNode } from "../../chain/regtest-node.ts";
 
 const rev = (hex: string) => Buffer.from(hex, "hex").reverse().toString("hex");
 
