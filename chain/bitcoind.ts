@@ -8,7 +8,7 @@
 //     (GET /coin/:txid/:vout, GET /coin/address/:address) answer getUtxo and findUtxos.
 import { address as btcAddress, networks, Transaction } from "bitcoinjs-lib";
 import { classifyScript, dustThreshold } from "../protocol/tx/script.ts";
-import { type ChainBackend, ChainError, type ChainNetwork, type TxStatus, type Utxo } from "./backend.ts";
+import { ChainError, type ChainNetwork, type DevChain, type TxStatus, type Utxo } from "./backend.ts";
 import { HttpClient, TipPoller } from "./http.ts";
 import { classifyRpcReject } from "./reject.ts";
 
@@ -50,7 +50,7 @@ interface RawTxJson {
   blockhash?: string | null;
 }
 
-export class BitcoindChain implements ChainBackend {
+export class BitcoindChain implements DevChain {
   readonly kind = "bitcoind" as const;
   readonly network: ChainNetwork;
   private readonly auth: string;
@@ -126,6 +126,19 @@ export class BitcoindChain implements ChainBackend {
 
   async tipHeight(): Promise<number> {
     return this.rpc<number>("getblockcount");
+  }
+
+  /**
+   * Regtest only: mines `n` blocks with `generatetoaddress`, paying the coinbase to `script` (or to a throwaway
+   * key). bcoin's regtest spells bech32 addresses with "rb", bitcoind's with "bcrt".
+   */
+  async mine(n: number, script?: Uint8Array): Promise<string[]> {
+    if (this.network !== "regtest")
+      throw new ChainError("invalid", "mining on demand exists on regtest only");
+    const out = script ?? Uint8Array.from([0, 20, ...new Uint8Array(20).fill(1)]);
+    const hrp = (await this.getFlavor()) === "bcoin" ? "rb" : "bcrt";
+    const address = btcAddress.fromOutputScript(out, { ...networks.regtest, bech32: hrp });
+    return this.rpc<string[]>("generatetoaddress", [n, address]);
   }
 
   private async rawTx(txid: string): Promise<RawTxJson | undefined> {

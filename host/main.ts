@@ -25,6 +25,7 @@ import { LocalMainstay } from "./mainstay/local-service.ts";
 import { MainstayPublisher } from "./mainstay/publisher.ts";
 import { Metrics } from "./metrics.ts";
 import { Monitor } from "./monitor.ts";
+import { networkOf } from "./network.ts";
 import { PowGuard } from "./pow.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { shutdown, startPublicServer } from "./server.ts";
@@ -67,14 +68,6 @@ export function enclavePolicy(cfg: HostConfig) {
     withdrawFeeBps: p.withdrawFeeBps,
     feeScript,
   };
-}
-
-export function networkOf(cfg: HostConfig): bitcoin.Network {
-  return cfg.network === "bitcoin"
-    ? bitcoin.networks.bitcoin
-    : cfg.network === "regtest"
-      ? bitcoin.networks.regtest
-      : bitcoin.networks.testnet;
 }
 
 export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> {

@@ -12,6 +12,7 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
+import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
@@ -52,7 +53,11 @@ export function withdrawHandlers(deps: ApiDeps) {
       );
       const auth = await authorize(deps, WithdrawInitRequest, req, row.proof_key, ctx);
       const res = await unary(enclave, enclave.withdrawInit, { signedRequest: ctx.requestBytes });
-      const response: WithdrawInitResponse = { feeSat: res.feeSat, feeAddress: res.feeAddress };
+      // The enclave names the fee output by script; owners are shown an address.
+      const feeAddress = res.feeAddress
+        ? bitcoin.address.fromOutputScript(Buffer.from(res.feeAddress, "hex"), networkOf(cfg))
+        : "";
+      const response: WithdrawInitResponse = { feeSat: res.feeSat, feeAddress };
       return commit(deps, ctx, auth, WithdrawInitResponse, response, async (q) => {
         await q.run("INSERT OR IGNORE INTO withdrawals (statechain_id, statechain_tx) VALUES (?, ?)", [
           idBytes,

@@ -1,0 +1,86 @@
+// The wallet's connection to an SE: typed unary calls on StatechainService, signing each request with the
+// proof key it names (common.v1.Auth), with deadlines and errors that keep the SE's message.
+import { type ChannelCredentials, credentials, type ServiceError } from "@grpc/grpc-js";
+import type { Auth } from "../proto/gen/common.ts";
+import { StatechainServiceClient, StatechainServiceService } from "../proto/gen/statechain.ts";
+import { unary } from "../proto/unary.ts";
+import { type Codec, signRequest } from "../protocol/auth.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import type { Rng } from "../protocol/rng.ts";
+
+type Service = typeof StatechainServiceService;
+export type MethodName = keyof Service;
+type Req<M extends MethodName> = Parameters<Service[M]["requestSerialize"]>[0];
+type Res<M extends MethodName> = ReturnType<Service[M]["responseDeserialize"]>;
+
+/** An SE refused or failed a call: `code` is the gRPC status, `message` the SE's words. */
+export class SeError extends Error {
+  override name = "SeError";
+  constructor(
+    readonly method: string,
+    readonly code: number,
+    message: string,
+  ) {
+    super(`${method}: ${message}`);
+  }
+}
+
+export interface SeClientOptions {
+  rng: Rng;
+  now?: () => number;
+  deadlineMs?: number;
+  credentials?: ChannelCredentials;
+}
+
+export class SeClient {
+  readonly client: StatechainServiceClient;
+  private readonly now: () => number;
+
+  constructor(
+    readonly endpoint: string,
+    private readonly opts: SeClientOptions,
+  ) {
+    this.client = new StatechainServiceClient(endpoint, opts.credentials ?? credentials.createInsecure(), {
+      "grpc.max_receive_message_length": 16 << 20,
+    });
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Calls `method`; when `signer` (a proof key's secret) is given, the request is signed with it. */
+  async call<M extends MethodName>(
+    method: M,
+    req: Req<M>,
+    signer?: Uint8Array,
+    deadlineMs?: number,
+  ): Promise<Res<M>> {
+    const def = StatechainServiceService[method];
+    let request = req as Req<M> & { auth?: Auth };
+    if (signer) {
+      const codec: Codec<typeof request> = {
+        encode: (m) => ({ finish: () => def.requestSerialize(m as never) }),
+        decode: (b) => def.requestDeserialize(Buffer.from(b)) as typeof request,
+      };
+      request = signRequest(codec, def.path, request, signer, { nowMs: this.now(), rng: this.opts.rng });
+    }
+    const fn = (this.client as unknown as Record<string, Parameters<typeof unary>[1]>)[method]!;
+    try {
+      return (await unary(this.client, fn, request, {
+        deadlineMs: deadlineMs ?? this.opts.deadlineMs ?? 60_000,
+      })) as Res<M>;
+    } catch (err) {
+      const e = err as ServiceError;
+      if (typeof e.code === "number")
+        throw new SeError(def.path.split("/").pop()!, e.code, e.details || e.message);
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Fails with a typed error unless `cond`: the wallet refuses a coin for a named reason. */
+export function refuse(cond: unknown, code: string, message: string): asserts cond {
+  if (!cond) throw new ProtocolError(code, message, "precondition");
+}
