@@ -9,7 +9,7 @@ import type { AttestationProvider } from "../attestation/providers/provider.ts";
 import { SimulatorProvider } from "../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../attestation/sim-ca.ts";
 import { RingPedersenCache } from "../protocol/ecdsa2p/index.ts";
-import { systemRng } from "../protocol/rng.ts";
+import { seededTestRng, systemRng } from "../protocol/rng.ts";
 import { ActionLog } from "./log.ts";
 import { measure } from "./measure.ts";
 import { loadPolicy } from "./policy.ts";
@@ -29,6 +29,10 @@ const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--data-d
   --policy <file>     co-signing policy JSON (enclave/policy.ts); defaults when absent
   --pool <n>          Paillier keys to keep ready (default 4)
   --exit-with-stdin   exit when stdin closes (the host's way to never leave an orphan)
+  --insecure-test-rng-seed <hex>
+                      simulator tests only: draw the enclave's randomness from a seeded stream so a test can
+                      recompute a share and search the process memory for it after erasure; refused on Nitro,
+                      and recorded in the attested policy (insecureTestRng)
 `;
 
 function log(level: number, msg: string, extra: Record<string, unknown> = {}): void {
@@ -43,6 +47,7 @@ async function main(): Promise<void> {
       "data-dir": { type: "string" },
       policy: { type: "string" },
       pool: { type: "string", default: "4" },
+      "insecure-test-rng-seed": { type: "string" },
       "exit-with-stdin": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -61,7 +66,14 @@ async function main(): Promise<void> {
     process.stderr.write(USAGE);
     process.exit(2);
   }
-  const policy = loadPolicy(values.policy);
+  const seed = values["insecure-test-rng-seed"];
+  if (seed !== undefined && (values.mode !== "simulator" || !/^([0-9a-f]{2}){16,64}$/.test(seed))) {
+    process.stderr.write("--insecure-test-rng-seed needs simulator mode and 16 to 64 hex bytes\n");
+    process.exit(2);
+  }
+  const policy = { ...loadPolicy(values.policy), ...(seed ? { insecureTestRng: true } : {}) };
+  const rng = seed ? seededTestRng(Buffer.from(seed, "hex")) : systemRng;
+  if (seed) log(40, "INSECURE: randomness is a seeded test stream; never hold real coins in this enclave");
   const pcrs = measure();
   let provider: AttestationProvider;
   let simulatorRootPem = "";
@@ -81,7 +93,7 @@ async function main(): Promise<void> {
     provider,
     pool,
     log: new ActionLog(),
-    rng: systemRng,
+    rng,
     now: Date.now,
     instanceId: randomBytes(16),
     pcrs,

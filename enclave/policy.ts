@@ -23,6 +23,8 @@ export interface EnclavePolicy {
   feeScript: string;
   /** Unfunded deposits are forgotten after this long (their keygen holds a Paillier key). */
   depositTtlMs: number;
+  /** Set (never by a policy file) when the enclave runs on a seeded test RNG: visible in every identity. */
+  insecureTestRng?: boolean;
 }
 
 export const DEFAULT_POLICY: EnclavePolicy = {

@@ -19,7 +19,10 @@ export function decrypt(secretKey: Uint8Array, ciphertext: Uint8Array, what = "c
     `${what} is too short to be an ECIES ciphertext`,
   );
   try {
-    return new Uint8Array(eciesDecrypt(secretKey, ciphertext));
+    const plain = eciesDecrypt(secretKey, ciphertext);
+    const out = new Uint8Array(plain);
+    plain.fill(0); // the library's buffer would otherwise keep a copy of the (often secret) plaintext
+    return out;
   } catch {
     throw new ProtocolError("ECIES_DECRYPT", `${what} does not decrypt under the expected key`);
   }

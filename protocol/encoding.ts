@@ -11,19 +11,41 @@ export const G = Point.BASE;
 export const N = Point.Fn.ORDER;
 
 export function bytesToBigInt(b: Uint8Array): bigint {
-  return b.length === 0 ? 0n : BigInt(`0x${Buffer.from(b).toString("hex")}`);
+  // Word by word, without an intermediate Buffer or hex string: callers convert secrets too, and a copy
+  // left in a pooled buffer would outlive the secret's erasure.
+  let x = 0n;
+  const head = b.length % 8;
+  for (let i = 0; i < head; i++) x = (x << 8n) | BigInt(b[i]!);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = head; i < b.length; i += 8) x = (x << 64n) | view.getBigUint64(i);
+  return x;
 }
 
 /** Big-endian, left-padded to `len` bytes; without `len`, minimal length (0 encodes as empty). */
 export function bigIntToBytes(x: bigint, len?: number): Uint8Array {
   check(x >= 0n, "NEGATIVE_INTEGER", "cannot encode a negative integer");
-  let hex = x === 0n ? "" : x.toString(16);
-  if (hex.length % 2) hex = `0${hex}`;
-  if (len !== undefined) {
-    check(hex.length <= len * 2, "INTEGER_TOO_LARGE", `integer does not fit in ${len} bytes`);
-    hex = hex.padStart(len * 2, "0");
+  let bytes = 0;
+  for (let y = x; y > 0n; y >>= 64n) bytes += 8;
+  const out = new Uint8Array(bytes);
+  const view = new DataView(out.buffer);
+  let y = x;
+  for (let i = bytes - 8; i >= 0; i -= 8) {
+    view.setBigUint64(i, y & 0xffffffffffffffffn);
+    y >>= 64n;
   }
-  return new Uint8Array(Buffer.from(hex, "hex"));
+  let start = 0;
+  while (start < out.length && out[start] === 0) start++;
+  const size = out.length - start;
+  if (len === undefined) {
+    const exact = out.slice(start);
+    out.fill(0);
+    return exact;
+  }
+  check(size <= len, "INTEGER_TOO_LARGE", `integer does not fit in ${len} bytes`);
+  const padded = new Uint8Array(len);
+  padded.set(out.subarray(start), len - size);
+  out.fill(0);
+  return padded;
 }
 
 export function parsePoint(b: Uint8Array | undefined, what: string): Point {

@@ -39,6 +39,17 @@ function toBuffer(x: bigint, len?: number): Buffer {
   return Buffer.from(hex, "hex");
 }
 
+/** Hands OpenSSL an exponent (often a secret: a share, a nonce, a Paillier λ) and zeroes the JavaScript copy
+ * at once; OpenSSL keeps its own in a constant-time BIGNUM that it clears when replaced or freed. */
+function setSecretExponent(dh: DiffieHellman, exp: bigint): void {
+  const bytes = toBuffer(exp);
+  try {
+    dh.setPrivateKey(bytes);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
 const fromBuffer = (b: Buffer): bigint => (b.length === 0 ? 0n : BigInt(`0x${b.toString("hex")}`));
 
 /** Reduces the trivial cases; returns the answer, or the normalised [base, exp] (base in [2, m), exp >= 1). */
@@ -68,7 +79,7 @@ const rsaEligible = (m: bigint): boolean => {
 /** OpenSSL constant-time path (1.); base in [2, m), exp >= 1, m eligible. */
 export function modPowOpenSslConstTime(base: bigint, exp: bigint, m: bigint): bigint {
   const dh = createDiffieHellman(toBuffer(3n * m), toBuffer(base));
-  dh.setPrivateKey(toBuffer(exp));
+  setSecretExponent(dh, exp);
   return fromBuffer(dh.generateKeys()) % m;
 }
 
@@ -151,7 +162,7 @@ export class FixedBase {
     if (exp < 0n) return fail("NEGATIVE_EXPONENT", "fixed-base exponentiation needs a non-negative exponent");
     if (exp === 0n) return 1n % this.modulus;
     if (!this.dh) return modPow(this.base, exp, this.modulus);
-    this.dh.setPrivateKey(toBuffer(exp));
+    setSecretExponent(this.dh, exp);
     return fromBuffer(this.dh.generateKeys());
   }
 }
@@ -172,7 +183,7 @@ export class FixedExponent {
     const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS && exponent > 0n;
     if (eligible) {
       this.dh = createDiffieHellman(toBuffer(modulus), 2);
-      this.dh.setPrivateKey(toBuffer(exponent));
+      setSecretExponent(this.dh, exponent);
     }
   }
 
