@@ -58,7 +58,7 @@ export interface Coin {
   signSessions: Map<string, SignSessionEntry>;
   withdraw?: { statechainTx: Buffer; withdrawScript: Buffer; closingState: Buffer; signedTxids: Set<string> };
   /** Last answer per method, keyed by the request hash: a retried request gets the same answer. */
-  answers: Map<string, { requestHash: string; response: unknown }>;
+  answers: Map<string, { requestHash: string; response: unknown; at: number }>;
 }
 
 export const MAX_SIGN_SESSIONS_OPEN = 8;

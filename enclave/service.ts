@@ -32,6 +32,7 @@ import {
 } from "../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, verifyRequest } from "../protocol/auth.ts";
 import {
+  type PartyOneKey,
   p1KeyGenCommit,
   p1KeyGenFinish,
   p1KeyGenFixed,
@@ -65,6 +66,17 @@ import type { PaillierPool } from "./pool.ts";
 import { Secret } from "./secret.ts";
 
 const SVC = "/statechain.v1.StatechainService/";
+
+/** A key as long-lived coin state: the proof of the Paillier modulus was sent already and unused encryption
+ * nonces are wiped, so a live coin holds little more than s, p, q and c_key. */
+function compactKey(key: PartyOneKey): PartyOneKey {
+  key.paillier.modulusProof = undefined;
+  for (const { r, rn } of key.paillier.nonces.splice(0)) {
+    r.fill(0);
+    rn.fill(0);
+  }
+  return key;
+}
 
 /** After an erasure: two full collections, so garbage copies of the erased values are freed and (with
  * --clear-free-memory, set by bin/enclave.js) zeroed now rather than whenever the heap is next swept. */
@@ -115,13 +127,18 @@ function readSigned<T extends Authenticated>(
   };
 }
 
+/** Answers are kept for retries of a request whose answer the host may have lost; ten minutes is plenty. */
+export const ANSWER_TTL_MS = 10 * 60_000;
+
 function remembered<T>(coin: Coin, method: string, hash: string): T | undefined {
   const a = coin.answers.get(method);
   return a && a.requestHash === hash ? (a.response as T) : undefined;
 }
 
-function remember<T>(coin: Coin, method: string, hash: string, response: T): T {
-  coin.answers.set(method, { requestHash: hash, response });
+/** Keeps `response` as the coin's latest answer (earlier answers are dropped: a later step supersedes them). */
+function remember<T>(coin: Coin, method: string, hash: string, response: T, at: number): T {
+  coin.answers.clear();
+  coin.answers.set(method, { requestHash: hash, response, at });
   return response;
 }
 
@@ -144,6 +161,10 @@ export class Enclave {
 
   constructor(private readonly d: EnclaveDeps) {
     this.startedAt = d.now();
+  }
+
+  private answer<T>(coin: Coin, method: string, hash: string, response: T): T {
+    return remember(coin, method, hash, response, this.d.now());
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -284,11 +305,11 @@ export class Enclave {
         ringPedersenCache: this.d.ringPedersenCache,
       });
       coin.keygen = undefined;
-      coin.key = key;
+      coin.key = compactKey(key);
       coin.sharedPublicKey = Buffer.from(pointBytes(key.sharedPublicKey));
       coin.stage = "keyed";
       this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
-      return remember(coin, "keyGenFinish", hash, { seShare: msg, sharedPublicKey: coin.sharedPublicKey });
+      return this.answer(coin, "keyGenFinish", hash, { seShare: msg, sharedPublicKey: coin.sharedPublicKey });
     });
   }
 
@@ -362,7 +383,7 @@ export class Enclave {
         detail: { initialLock: coin.initialLock },
         at: this.d.now(),
       });
-      return remember(coin, "bindFunding", hash, {
+      return this.answer(coin, "bindFunding", hash, {
         statechainId: outpoint,
         amountSat: out.value,
         initialLock: coin.initialLock,
@@ -489,7 +510,7 @@ export class Enclave {
         kickoffAmountSat,
         createdAt: this.d.now(),
       });
-      return remember(coin, "signFirst", hash, {
+      return this.answer(coin, "signFirst", hash, {
         sessionId: req.sessionId,
         seNonce: msg,
         digest: Buffer.from(digest),
@@ -557,7 +578,7 @@ export class Enclave {
         },
         at: this.d.now(),
       });
-      return remember(coin, "signSecond", hash, { signature });
+      return this.answer(coin, "signSecond", hash, { signature });
     });
   }
 
@@ -594,7 +615,7 @@ export class Enclave {
       const p = coin.pending;
       if (p) {
         if (p.receiverProofKey.equals(C2) && p.receiverBackupKey.equals(B2)) {
-          return remember(coin, "transferInit", hash, {
+          return this.answer(coin, "transferInit", hash, {
             encryptedX1: p.encryptedX1,
             newOwnerIndex: p.newOwnerIndex,
             backupLock: backupLock(this.context(coin), p.newOwnerIndex),
@@ -629,7 +650,7 @@ export class Enclave {
         detail: { to: newOwnerIndex },
         at: this.d.now(),
       });
-      return remember(coin, "transferInit", hash, { encryptedX1, newOwnerIndex, backupLock: lock });
+      return this.answer(coin, "transferInit", hash, { encryptedX1, newOwnerIndex, backupLock: lock });
     });
   }
 
@@ -802,7 +823,7 @@ export class Enclave {
       for (const s of coin.signSessions.values()) s.session.nonce.fill(0);
       coin.signSessions.clear();
       coin.answers.clear();
-      coin.key = fresh.key;
+      coin.key = compactKey(fresh.key);
       coin.pending = undefined;
       coin.ownerIndex = newIndex;
       coin.proofKey = p.receiverProofKey;
@@ -815,7 +836,7 @@ export class Enclave {
         attestationNonce: req.nonce,
       };
       scrubFreedMemory();
-      return remember(coin, "keyUpdate", hash, { seShare: fresh.msg, keyUpdate, stateHash: newState });
+      return this.answer(coin, "keyUpdate", hash, { seShare: fresh.msg, keyUpdate, stateHash: newState });
     });
   }
 
@@ -867,7 +888,7 @@ export class Enclave {
         };
         this.d.log.append({ type: "withdraw-init", subject: coin.idHex!, at: this.d.now() });
       }
-      return remember(coin, "withdrawInit", hash, {
+      return this.answer(coin, "withdrawInit", hash, {
         feeSat: this.seFee(coin),
         feeAddress: this.d.policy.feeScript,
         stateHash: coin.withdraw.closingState,
@@ -927,8 +948,10 @@ export class Enclave {
 
   /** Forgets deposits that never got funded (each holds keygen state and possibly a Paillier key). */
   sweepDeposits(): void {
-    const cutoff = this.d.now() - this.d.policy.depositTtlMs;
+    const now = this.d.now();
+    const cutoff = now - this.d.policy.depositTtlMs;
     for (const c of this.coins.all()) {
+      for (const [m, a] of c.answers) if (now - a.at > ANSWER_TTL_MS) c.answers.delete(m);
       if (c.stage !== "funded" && c.stage !== "closed" && c.createdAt < cutoff) {
         wipeCoin(c);
         this.coins.remove(c);

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Inside the enclave: the enclave process serves a Unix socket; socat bridges vsock port 5000 to it. The enclave
+# has no other network: vsock to its parent instance is its only channel.
+set -eu
+SOCK=/run/se-enclave.sock
+socat VSOCK-LISTEN:5000,fork,reuseaddr UNIX-CONNECT:"$SOCK" &
+exec node /se/bin/enclave.js --socket "$SOCK" --mode nitro --policy /se/policy.json --pool 4
