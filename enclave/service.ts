@@ -163,8 +163,13 @@ export class Enclave {
     this.startedAt = d.now();
   }
 
-  private answer<T>(coin: Coin, method: string, hash: string, response: T): T {
-    return remember(coin, method, hash, response, this.d.now());
+  /** Runs a step on one coin: one request at a time per coin, and the same answer for a retried request. */
+  private step<T>(coin: Coin, method: string, hash: string, fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(coin.depositId.toString("hex"), async () => {
+      const again = remembered<T>(coin, method, hash);
+      if (again) return again;
+      return remember(coin, method, hash, await fn(), this.d.now());
+    });
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -289,9 +294,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.depositCoin(req.depositId);
-    return this.mutex.run(coin.depositId.toString("hex"), async () => {
-      const again = remembered<E.KeyGenFinishResponse>(coin, "keyGenFinish", hash);
-      if (again) return again;
+    return this.step(coin, "keyGenFinish", hash, async () => {
       verify(coin.depositProofKey);
       check(
         coin.stage === "keygen" && coin.keygen,
@@ -309,7 +312,7 @@ export class Enclave {
       coin.sharedPublicKey = Buffer.from(pointBytes(key.sharedPublicKey));
       coin.stage = "keyed";
       this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
-      return this.answer(coin, "keyGenFinish", hash, { seShare: msg, sharedPublicKey: coin.sharedPublicKey });
+      return { seShare: msg, sharedPublicKey: coin.sharedPublicKey };
     });
   }
 
@@ -334,9 +337,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.depositCoin(req.depositId);
-    return this.mutex.run(coin.depositId.toString("hex"), async () => {
-      const again = remembered<E.BindFundingResponse>(coin, "bindFunding", hash);
-      if (again) return again;
+    return this.step(coin, "bindFunding", hash, async () => {
       verify(coin.depositProofKey);
       check(
         coin.stage === "keyed",
@@ -383,12 +384,12 @@ export class Enclave {
         detail: { initialLock: coin.initialLock },
         at: this.d.now(),
       });
-      return this.answer(coin, "bindFunding", hash, {
+      return {
         statechainId: outpoint,
         amountSat: out.value,
         initialLock: coin.initialLock,
         backupMode: p.backupMode === "kickoff" ? 2 : 1,
-      });
+      };
     });
   }
 
@@ -416,9 +417,7 @@ export class Enclave {
   async signFirst(r: E.SignFirstRequest): Promise<E.SignFirstResponse> {
     const { req, verify, hash } = readSigned(SignFirstRequest, "SignFirst", r.signedRequest, this.d.now());
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
-      const again = remembered<E.SignFirstResponse>(coin, "signFirst", hash);
-      if (again) return again;
+    return this.step(coin, "signFirst", hash, async () => {
       verify(coin.proofKey);
       check(
         coin.key && !coin.key.tainted,
@@ -510,11 +509,11 @@ export class Enclave {
         kickoffAmountSat,
         createdAt: this.d.now(),
       });
-      return this.answer(coin, "signFirst", hash, {
+      return {
         sessionId: req.sessionId,
         seNonce: msg,
         digest: Buffer.from(digest),
-      });
+      };
     });
   }
 
@@ -535,9 +534,7 @@ export class Enclave {
   async signSecond(r: E.SignSecondRequest): Promise<E.SignSecondResponse> {
     const { req, verify, hash } = readSigned(SignSecondRequest, "SignSecond", r.signedRequest, this.d.now());
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
-      const again = remembered<E.SignSecondResponse>(coin, "signSecond", hash);
-      if (again) return again;
+    return this.step(coin, "signSecond", hash, async () => {
       verify(coin.proofKey);
       const entry = coin.signSessions.get(hex(req.sessionId));
       check(entry, "UNKNOWN_SESSION", "no open signing session with this id", "not_found");
@@ -578,7 +575,7 @@ export class Enclave {
         },
         at: this.d.now(),
       });
-      return this.answer(coin, "signSecond", hash, { signature });
+      return { signature };
     });
   }
 
@@ -593,9 +590,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
-      const again = remembered<E.TransferInitResponse>(coin, "transferInit", hash);
-      if (again) return again;
+    return this.step(coin, "transferInit", hash, async () => {
       verify(coin.proofKey);
       check(
         coin.key && !coin.key.tainted,
@@ -615,11 +610,11 @@ export class Enclave {
       const p = coin.pending;
       if (p) {
         if (p.receiverProofKey.equals(C2) && p.receiverBackupKey.equals(B2)) {
-          return this.answer(coin, "transferInit", hash, {
+          return {
             encryptedX1: p.encryptedX1,
             newOwnerIndex: p.newOwnerIndex,
             backupLock: backupLock(this.context(coin), p.newOwnerIndex),
-          });
+          };
         }
         check(
           !p.backupSigned,
@@ -650,7 +645,7 @@ export class Enclave {
         detail: { to: newOwnerIndex },
         at: this.d.now(),
       });
-      return this.answer(coin, "transferInit", hash, { encryptedX1, newOwnerIndex, backupLock: lock });
+      return { encryptedX1, newOwnerIndex, backupLock: lock };
     });
   }
 
@@ -662,7 +657,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
+    return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const p = coin.pending;
       check(
         p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
@@ -704,9 +699,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
-      const again = remembered<E.KeyUpdateResponse>(coin, "keyUpdate", hash);
-      if (again) return again;
+    return this.step(coin, "keyUpdate", hash, async () => {
       const p = coin.pending;
       check(
         p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
@@ -836,7 +829,7 @@ export class Enclave {
         attestationNonce: req.nonce,
       };
       scrubFreedMemory();
-      return this.answer(coin, "keyUpdate", hash, { seShare: fresh.msg, keyUpdate, stateHash: newState });
+      return { seShare: fresh.msg, keyUpdate, stateHash: newState };
     });
   }
 
@@ -851,9 +844,7 @@ export class Enclave {
       this.d.now(),
     );
     const coin = this.fundedCoin(req.statechainId);
-    return this.mutex.run(coin.idHex!, async () => {
-      const again = remembered<E.WithdrawInitResponse>(coin, "withdrawInit", hash);
-      if (again) return again;
+    return this.step(coin, "withdrawInit", hash, async () => {
       verify(coin.proofKey);
       check(
         coin.key && !coin.key.tainted,
@@ -888,11 +879,11 @@ export class Enclave {
         };
         this.d.log.append({ type: "withdraw-init", subject: coin.idHex!, at: this.d.now() });
       }
-      return this.answer(coin, "withdrawInit", hash, {
+      return {
         feeSat: this.seFee(coin),
         feeAddress: this.d.policy.feeScript,
         stateHash: coin.withdraw.closingState,
-      });
+      };
     });
   }
 
@@ -903,7 +894,7 @@ export class Enclave {
     const done = this.coins.closed.get(idHex) as E.CloseStatechainResponse | undefined;
     if (done) return done;
     const coin = this.fundedCoin(id);
-    return this.mutex.run(idHex, async () => {
+    return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const w = coin.withdraw;
       check(w, "WITHDRAW_NOT_STARTED", "this statechain has no withdrawal", "precondition");
       check(r.withdrawalTxid.length === 32, "INVALID_TXID", "withdrawal txid must be 32 bytes");
