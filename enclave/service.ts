@@ -659,12 +659,8 @@ export class Enclave {
     const coin = this.fundedCoin(req.statechainId);
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const p = coin.pending;
-      check(
-        p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
-        "NOT_RECEIVER",
-        "no transfer to this proof key is pending",
-        "precondition",
-      );
+      const receiving = p !== undefined && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey));
+      check(p && receiving, "NOT_RECEIVER", "no transfer to this proof key is pending", "precondition");
       verify(p.receiverProofKey);
       check(
         req.nonce.length >= 16 && req.nonce.length <= 64,
@@ -701,8 +697,9 @@ export class Enclave {
     const coin = this.fundedCoin(req.statechainId);
     return this.step(coin, "keyUpdate", hash, async () => {
       const p = coin.pending;
+      const receiving = p !== undefined && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey));
       check(
-        p && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey)),
+        p && receiving,
         "NOT_RECEIVER",
         "no transfer to this proof key is pending (the key update for this owner may already be done)",
         "precondition",
