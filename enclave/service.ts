@@ -659,7 +659,7 @@ export class Enclave {
     const coin = this.fundedCoin(req.statechainId);
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const p = coin.pending;
-      const receiving = p !== undefined && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey));
+      const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
       check(p && receiving, "NOT_RECEIVER", "no transfer to this proof key is pending", "precondition");
       verify(p.receiverProofKey);
       check(
@@ -697,7 +697,7 @@ export class Enclave {
     const coin = this.fundedCoin(req.statechainId);
     return this.step(coin, "keyUpdate", hash, async () => {
       const p = coin.pending;
-      const receiving = p !== undefined && p.receiverProofKey.equals(Buffer.from(req.receiverProofKey));
+      const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
       check(
         p && receiving,
         "NOT_RECEIVER",
