@@ -2,7 +2,7 @@
 // nonces and clocks, raw bytes that are not protobuf at all, and a client that lets a test act before and after
 // every call an owner flow makes (probe the current state, kill the host, replay the exact request).
 import assert from "node:assert/strict";
-import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
+import { type ChannelCredentials, Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { type MethodName, SeClient, SeError } from "../../../client/se-client.ts";
 import { StatechainServiceService } from "../../../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, signRequest } from "../../../protocol/auth.ts";
@@ -73,26 +73,34 @@ export async function refused(p: Promise<unknown>, code: number, message?: RegEx
   assert.fail(`expected a refusal with status ${code}, but the call succeeded`);
 }
 
-/** Sends arbitrary bytes as the request of `method` (no protobuf encoding on our side). */
-export function rawCall(endpoint: string, method: MethodName, bytes: Buffer): Promise<Buffer> {
-  const client = new Client(endpoint, credentials.createInsecure(), {
-    "grpc.max_send_message_length": 64 << 20,
-  });
+/** A channel that sends arbitrary bytes as the request of a method (no protobuf encoding on our side). */
+export function rawClient(endpoint: string, creds: ChannelCredentials = credentials.createInsecure()) {
+  const client = new Client(endpoint, creds, { "grpc.max_send_message_length": 64 << 20 });
   const id = (b: Buffer) => b;
-  return new Promise<Buffer>((resolve, reject) => {
-    client.makeUnaryRequest(
-      StatechainServiceService[method].path,
-      id,
-      id,
-      bytes,
-      { deadline: Date.now() + 20_000 },
-      (err, res) => {
-        client.close();
-        if (err) reject(err);
-        else resolve(res!);
-      },
-    );
-  });
+  return {
+    call: (method: MethodName, bytes: Buffer): Promise<Buffer> =>
+      new Promise<Buffer>((resolve, reject) => {
+        client.makeUnaryRequest(
+          StatechainServiceService[method].path,
+          id,
+          id,
+          bytes,
+          { deadline: Date.now() + 20_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        );
+      }),
+    close: () => client.close(),
+  };
+}
+
+/** One request of arbitrary bytes on a channel of its own. */
+export async function rawCall(endpoint: string, method: MethodName, bytes: Buffer): Promise<Buffer> {
+  const c = rawClient(endpoint);
+  try {
+    return await c.call(method, bytes);
+  } finally {
+    c.close();
+  }
 }
 
 export interface Step<M extends MethodName = MethodName> {
