@@ -53,7 +53,7 @@ export async function commit<Res>(
   response: Res,
   write: (q: Queryable) => Promise<void> = async () => {},
 ): Promise<Res> {
-  deps.crash?.(ctx.method, "before-commit");
+  await deps.crash?.(ctx.method, "before-commit");
   const out = await deps.store.db.transaction(async (q) => {
     if (auth) {
       const fresh = await deps.store.useNonce(auth.key, auth.nonce, ctx.now + 2 * DEFAULT_WINDOW_MS, q);
@@ -72,7 +72,7 @@ export async function commit<Res>(
     await deps.store.saveIdempotent(ctx.requestHash, ctx.method, codec.encode(response).finish(), ctx.now, q);
     return response;
   });
-  deps.crash?.(ctx.method, "after-commit");
+  await deps.crash?.(ctx.method, "after-commit");
   return out;
 }
 

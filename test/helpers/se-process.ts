@@ -226,8 +226,11 @@ export interface DurableSe {
   dataDir: string;
   env: Record<string, string>;
   restart(): Promise<SeProcess>;
-  /** Arms the host's crash hook (host/crash-hook.ts): it SIGKILLs itself when `method` reaches `point`. */
-  crashAt(method: string, point: "before-commit" | "after-commit"): void;
+  /**
+   * Arms the host's fault hook (host/crash-hook.ts): it SIGKILLs itself when `method` reaches `point`, or with
+   * `pauseMs` waits there that long.
+   */
+  crashAt(method: string, point: "before-commit" | "after-commit", pauseMs?: number): void;
   stop(): Promise<void>;
 }
 
@@ -265,8 +268,9 @@ export async function startDurableSe(opts: {
       se.host = await startSeProcess({ env, dataDir });
       return se.host;
     },
-    crashAt(method, point) {
-      writeFileSync(env.SE_TEST_CRASH_FILE!, `${method}:${point}`);
+    crashAt(method, point, pauseMs) {
+      const action = pauseMs === undefined ? "" : `:pause=${pauseMs}`;
+      writeFileSync(env.SE_TEST_CRASH_FILE!, `${method}:${point}${action}`);
     },
     async stop() {
       await se.host.stop("SIGTERM");

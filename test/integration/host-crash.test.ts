@@ -3,6 +3,7 @@
 // After each restart the owner retries the exact signed request it had sent: a committed step answers with its
 // stored result, an uncommitted one runs again. At the end exactly one owner can co-sign the coin.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { confirmDeposit, deposit, fetchIncoming, type OwnedCoin, receive, send } from "../../client/owner.ts";
@@ -11,8 +12,8 @@ import { enclavePolicy } from "../../host/main.ts";
 import { StatechainStatus } from "../../proto/gen/common.ts";
 import { outpointBytes } from "../../protocol/outpoint.ts";
 import { fundedWallet, newIdentity } from "../helpers/owners.ts";
-import { type DurableSe, startDurableSe, startSeExpectingFailure } from "../helpers/se-process.ts";
-import { encodeResponse, refused, type Step } from "../host/support/calls.ts";
+import { type DurableSe, startDurableSe, startSeExpectingFailure, waitUntil } from "../helpers/se-process.ts";
+import { encodeResponse, refused, type Step, signAs } from "../host/support/calls.ts";
 import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
 import { assertNoDbChange, queryDb } from "../host/support/db-snapshot.ts";
 
@@ -33,6 +34,9 @@ let se: DurableSe;
 let h: SteppingHarness;
 let coin1: OwnedCoin;
 let coin2: OwnedCoin;
+let coin3: OwnedCoin;
+/** The newest owner's coin, whichever tests ran. */
+let latest: OwnedCoin;
 
 async function restart(): Promise<void> {
   h.follow(await se.restart());
@@ -44,6 +48,7 @@ before(async () => {
   const wallet = await fundedWallet(h.chain);
   coin1 = await deposit(h.ctx, { amountSat: 500_000n, utxos: wallet.utxos, changeScript: wallet.script });
   await confirmDeposit(h.ctx, coin1, { onWait: async () => void (await h.chain.mine(1)) });
+  latest = coin1;
 });
 after(async () => {
   h?.close();
@@ -83,6 +88,7 @@ test("killed between every pair of transfer steps, the host resumes the transfer
   const [incoming] = await fetchIncoming(h.ctx, id2);
   assert.ok(incoming, "the transfer message survived the restarts");
   coin2 = await receive(h.ctx, id2, incoming);
+  latest = coin2;
   h.client.around = (_s, sendIt) => sendIt();
   assert.deepEqual(killedAfter, TRANSFER_STEPS);
 
@@ -117,7 +123,8 @@ test("killed inside each step, before and after its commit, the host finishes th
   const id3 = newIdentity();
   await send(h.ctx, coin2, id3.address);
   const [incoming] = await fetchIncoming(h.ctx, id3);
-  const coin3 = await receive(h.ctx, id3, incoming!);
+  coin3 = await receive(h.ctx, id3, incoming!);
+  latest = coin3;
   h.client.around = (_s, sendIt) => sendIt();
   assert.deepEqual(
     crashed,
@@ -145,4 +152,42 @@ test("killed inside each step, before and after its commit, the host finishes th
   assert.equal(await tryCoSign(h, coin1), status.UNAUTHENTICATED);
   assert.equal(await tryCoSign(h, coin2), status.UNAUTHENTICATED);
   assert.equal(await tryCoSign(h, coin3), true);
+});
+
+test("a step that reached the enclave first is written first: a sender's retry cannot undo the key update", async () => {
+  const sender = latest;
+  const id4 = newIdentity();
+  h.client.around = async (step: Step, sendIt) => {
+    if (step.method !== "transferReceiverKeyUpdate") return sendIt();
+    // The sender retries its TransferSenderInit (a fresh request, same receiver); it gets its answer from the
+    // enclave and is held before its commit while the receiver's key update arrives.
+    se.crashAt("TransferSenderInit", "before-commit", 1500);
+    const retry = h.client.send(
+      "transferSenderInit",
+      signAs(
+        "transferSenderInit",
+        {
+          statechainId: sender.statechainId,
+          receiverProofKey: id4.address.proofKey,
+          receiverBackupKey: id4.address.backupKey,
+          auth: undefined,
+        },
+        sender.proofSecret,
+      ),
+    );
+    await waitUntil(() => !existsSync(se.env.SE_TEST_CRASH_FILE!), 10_000, "the retry to reach its commit");
+    const [res] = await Promise.all([sendIt(), retry]);
+    return res;
+  };
+  await send(h.ctx, sender, id4.address);
+  const [incoming] = await fetchIncoming(h.ctx, id4);
+  const coin4 = await receive(h.ctx, id4, incoming!);
+  h.client.around = (_s, sendIt) => sendIt();
+
+  const sc = await h.client.current.call("getStatechain", { statechainId: coin4.statechainId });
+  assert.equal(sc.status, StatechainStatus.STATECHAIN_STATUS_ACTIVE, "the coin is not left pending");
+  assert.equal(sc.ownerIndex, sender.ownerIndex + 1);
+  assert.deepEqual(Buffer.from(sc.currentProofKey), id4.address.proofKey);
+  assert.equal(await tryCoSign(h, sender), status.UNAUTHENTICATED);
+  assert.equal(await tryCoSign(h, coin4), true);
 });
