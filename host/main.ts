@@ -266,6 +266,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       proofs,
       simulatorRootPem: (await enclave.status()).simulatorRootPem,
       depositTokenHashes: loadTokenHashes(cfg),
+      mainstayUrl: cfg.mainstay.enabled ? mainstayUrl : "",
       crash: crashHook(cfg),
     };
     const service = statechainService(deps, {

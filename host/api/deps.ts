@@ -49,6 +49,8 @@ export interface ApiDeps {
   simulatorRootPem: string;
   /** Prepaid deposit tokens (SHA-256 hex of each), when the deposit guard is "token". */
   depositTokenHashes: ReadonlySet<string>;
+  /** Where the SMT roots are published (the local service's address in simulator mode); empty when off. */
+  mainstayUrl: string;
   /** Test-only fault injection (host/crash-hook.ts). */
   crash?: CrashHook;
 }

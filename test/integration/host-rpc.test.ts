@@ -190,6 +190,8 @@ test("information: statechain lookups, attestation nonces, deposit challenges", 
   const info = await api.call("getInfo", {});
   assert.equal(info.network, "regtest");
   assert.equal(info.initLock, 200);
+  assert.ok(info.mainstay?.enabled);
+  assert.match(info.mainstay.url, /^http:\/\/127\.0\.0\.1:\d+/, "the local Mainstay service's address");
   for (const method of ["getStatechain", "getSmtProof"] as const) {
     await refused(api.call(method, { statechainId: unknownId }), C.NOT_FOUND, /no statechain/);
     await refused(api.call(method, { statechainId: undefined }), C.INVALID_ARGUMENT, /missing/);
