@@ -226,6 +226,8 @@ export interface DurableSe {
   dataDir: string;
   env: Record<string, string>;
   restart(): Promise<SeProcess>;
+  /** Kills the enclave (SIGKILL: every share it held is gone) and starts a fresh one on the same socket. */
+  restartEnclave(): Promise<EnclaveProcess>;
   /**
    * Arms the host's fault hook (host/crash-hook.ts): it SIGKILLs itself when `method` reaches `point`, or with
    * `pauseMs` waits there that long.
@@ -268,13 +270,18 @@ export async function startDurableSe(opts: {
       se.host = await startSeProcess({ env, dataDir });
       return se.host;
     },
+    async restartEnclave() {
+      await se.enclave.stop("SIGKILL");
+      se.enclave = await startEnclaveProcess({ dataDir, policy: opts.policy });
+      return se.enclave;
+    },
     crashAt(method, point, pauseMs) {
       const action = pauseMs === undefined ? "" : `:pause=${pauseMs}`;
       writeFileSync(env.SE_TEST_CRASH_FILE!, `${method}:${point}${action}`);
     },
     async stop() {
       await se.host.stop("SIGTERM");
-      await Promise.all([enclave.stop("SIGTERM"), chain.stop()]);
+      await Promise.all([se.enclave.stop("SIGTERM"), chain.stop()]);
     },
   };
   return se;

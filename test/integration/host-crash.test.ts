@@ -182,6 +182,7 @@ test("a step that reached the enclave first is written first: a sender's retry c
   await send(h.ctx, sender, id4.address);
   const [incoming] = await fetchIncoming(h.ctx, id4);
   const coin4 = await receive(h.ctx, id4, incoming!);
+  latest = coin4;
   h.client.around = (_s, sendIt) => sendIt();
 
   const sc = await h.client.current.call("getStatechain", { statechainId: coin4.statechainId });
@@ -190,4 +191,34 @@ test("a step that reached the enclave first is written first: a sender's retry c
   assert.deepEqual(Buffer.from(sc.currentProofKey), id4.address.proofKey);
   assert.equal(await tryCoSign(h, sender), status.UNAUTHENTICATED);
   assert.equal(await tryCoSign(h, coin4), true);
+});
+
+test("an enclave that restarted has lost its shares: the host marks its coins exit-by-backup", async () => {
+  await se.restartEnclave();
+  const statusOf = async () =>
+    (await h.client.current.call("getStatechain", { statechainId: latest.statechainId })).status;
+  for (let i = 0; i < 100 && (await statusOf()) !== StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP; i++)
+    await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await statusOf(), StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
+  assert.equal(await tryCoSign(h, latest), status.FAILED_PRECONDITION, "nothing is co-signed any more");
+  const [tower] = await queryDb<{ owner_index: number }>(
+    se.dataDir,
+    "SELECT owner_index FROM watchtower_entries",
+  );
+  assert.equal(tower?.owner_index, latest.ownerIndex, "the newest owner's backup stays with the watchtower");
+  const metrics = await (await fetch(String(se.host.info.metrics))).text();
+  assert.match(metrics, /^se_statechains\{state="STATECHAIN_STATUS_EXIT_BY_BACKUP"\} 1$/m);
+});
+
+test("SIGTERM lets a step in flight finish, then the host exits 0", async () => {
+  se.crashAt("DepositConfirm", "before-commit", 1500);
+  const call = h.client.send(
+    "depositConfirm",
+    signAs("depositConfirm", { statechainId: latest.statechainId, auth: undefined }, latest.proofSecret),
+  );
+  await waitUntil(() => !existsSync(se.env.SE_TEST_CRASH_FILE!), 10_000, "the step to reach its commit");
+  const exited = se.host.stop("SIGTERM");
+  const res = await call;
+  assert.equal(res.status, StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
+  assert.deepEqual(await exited, { code: 0, signal: null });
 });
