@@ -1,4 +1,5 @@
 // The `se` command: `se start` runs the statechain entity, `se status` asks a running one how it is.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
@@ -12,13 +13,14 @@ const HELP = `se — enclave-backed Mercury statechain entity
 
 Usage:
   se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>] [--json]
-  se status [--endpoint <host:port>] [--json]
+  se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
         socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
         Ctrl-C stops all of it.
-status  Queries a running SE: health of the enclave and chain, chain height, enclave identity.
+status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
+        SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -29,7 +31,8 @@ Options:
   --port <n>             public gRPC port (default 50051; 0 picks a free port)
   --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
   --log-level <level>    trace | debug | info | warn | error | silent
-  --endpoint <host:port> the SE to query (default 127.0.0.1:50051)
+  --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
+  --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
   --json                 machine-readable output
   -h, --help             this text
 `;
@@ -93,6 +96,8 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
         mode: cfg.mode,
         network: cfg.network,
         grpc: `${cfg.grpc.host}:${se.port}`,
+        tls: Boolean(cfg.grpc.tlsCertFile),
+        metrics: `http://${cfg.metrics.host}:${se.metricsPort}/metrics`,
         enclaveSocket: cfg.enclave.socketPath,
         enclaveInstance: snap.enclave.instanceId,
         enclavePid: se.enclave.child?.pid,
@@ -110,6 +115,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       banner(se),
       ...(await pcrLines(se)),
       `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.regtest?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
+      `  metrics        http://${cfg.metrics.host}:${se.metricsPort}/metrics (Prometheus)`,
       `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}`,
       `  data dir       ${cfg.dataDir}`,
       "",
@@ -139,8 +145,16 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
   const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
-  const health = new HealthClient(endpoint, credentials.createInsecure());
-  const api = new StatechainServiceClient(endpoint, credentials.createInsecure());
+  let creds = credentials.createInsecure();
+  if (values["tls-ca"]) {
+    try {
+      creds = credentials.createSsl(readFileSync(String(values["tls-ca"])));
+    } catch (err) {
+      fail(`cannot read --tls-ca ${values["tls-ca"]}: ${(err as Error).message}`);
+    }
+  }
+  const health = new HealthClient(endpoint, creds);
+  const api = new StatechainServiceClient(endpoint, creds);
   try {
     let md = new Metadata();
     const res = await new Promise<{ status: HealthCheckResponse_ServingStatus }>((resolve, reject) => {
@@ -203,6 +217,7 @@ async function main(): Promise<void> {
         "mine-interval": { type: "string" },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
+        "tls-ca": { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },

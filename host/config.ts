@@ -139,7 +139,12 @@ const ENV_KEYS: Record<string, string> = {
   SE_POW_BITS: "deposit.powBits",
   SE_DEPOSIT_TOKENS_FILE: "deposit.tokensFile",
   SE_RATE_PER_PEER: "limits.perPeerRate",
+  SE_RATE_PER_PEER_BURST: "limits.perPeerBurst",
   SE_RATE_PER_KEY: "limits.perKeyRate",
+  SE_RATE_PER_KEY_BURST: "limits.perKeyBurst",
+  SE_MAILBOX_MAX_BYTES: "limits.mailboxMaxBytes",
+  SE_MAILBOX_MAX_ITEMS: "limits.mailboxMaxItems",
+  SE_ENCLAVE_START_TIMEOUT_MS: "enclave.startTimeoutMs",
   SE_MAINSTAY_URL: "mainstay.url",
   SE_MAINSTAY_TOKEN: "mainstay.token",
   SE_MAINSTAY_SLOT: "mainstay.slot",
@@ -256,12 +261,24 @@ export function validate(cfg: HostConfig): HostConfig {
       'deposit.guard "token" needs deposit.tokensFile (one SHA-256 hex of a token per line)',
     );
   }
+  for (const k of ["perPeerRate", "perKeyRate"] as const) {
+    if (!(cfg.limits[k] >= 0))
+      throw new ConfigError(`limits.${k} must be >= 0 (0 = unlimited), got ${cfg.limits[k]}`);
+  }
+  intIn(cfg.limits.perPeerBurst, 1, 1_000_000, "limits.perPeerBurst");
+  intIn(cfg.limits.perKeyBurst, 1, 1_000_000, "limits.perKeyBurst");
+  intIn(cfg.enclave.startTimeoutMs, 100, 600_000, "enclave.startTimeoutMs");
   intIn(cfg.limits.mailboxMaxBytes, 1024, 16 << 20, "limits.mailboxMaxBytes");
   intIn(cfg.limits.mailboxMaxItems, 1, 10_000, "limits.mailboxMaxItems");
   intIn(cfg.grpc.port, 0, 65535, "grpc.port");
   intIn(cfg.metrics.port, 0, 65535, "metrics.port");
   intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");
   intIn(cfg.grpc.maxMessageBytes, 1024, 64 << 20, "grpc.maxMessageBytes");
+  if (cfg.limits.mailboxMaxBytes >= cfg.grpc.maxMessageBytes) {
+    throw new ConfigError(
+      `limits.mailboxMaxBytes (${cfg.limits.mailboxMaxBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,
+    );
+  }
   intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");
   intIn(cfg.chain.initialBlocks, 0, 10_000, "chain.initialBlocks");
   intIn(cfg.protocol.initLock, 1, 100_000, "protocol.initLock");

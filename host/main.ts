@@ -17,6 +17,7 @@ import { statechainKey } from "../protocol/statechain.ts";
 import type { ApiDeps, BackupWatcher, ProofSource } from "./api/deps.ts";
 import { statechainService } from "./api/index.ts";
 import type { HostConfig } from "./config.ts";
+import { crashHook } from "./crash-hook.ts";
 import { Db } from "./db.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import type { Logger } from "./log.ts";
@@ -70,6 +71,30 @@ export function enclavePolicy(cfg: HostConfig) {
   };
 }
 
+/**
+ * The enclave's policy is what owners are promised (GetInfo answers from the configuration): a host whose
+ * configuration differs from the policy its enclave enforces would mislead them, so it refuses to start.
+ */
+export function checkEnclavePolicy(expected: ReturnType<typeof enclavePolicy>, enclaveJson: string): void {
+  let actual: Record<string, unknown>;
+  try {
+    actual = JSON.parse(enclaveJson);
+  } catch {
+    throw new Error("the enclave reports no readable policy");
+  }
+  const differ = Object.entries(expected)
+    .filter(([k, v]) => actual[k] !== v)
+    .map(
+      ([k, v]) =>
+        `${k} (the enclave enforces ${JSON.stringify(actual[k])}, the configuration says ${JSON.stringify(v)})`,
+    );
+  if (differ.length > 0) {
+    throw new Error(
+      `the enclave enforces another policy than this host's configuration: ${differ.join("; ")}`,
+    );
+  }
+}
+
 export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> {
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const cleanups: Array<() => Promise<void>> = [];
@@ -95,6 +120,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log,
     });
     cleanups.push(() => enclave.stop());
+    checkEnclavePolicy(enclavePolicy(cfg), (await enclave.status()).policyJson);
 
     let regtest: RegtestNode | undefined;
     let chain: ChainBackend;
@@ -240,6 +266,8 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       proofs,
       simulatorRootPem: (await enclave.status()).simulatorRootPem,
       depositTokenHashes: loadTokenHashes(cfg),
+      mainstayUrl: cfg.mainstay.enabled ? mainstayUrl : "",
+      crash: crashHook(cfg),
     };
     const service = statechainService(deps, {
       log,

@@ -81,15 +81,16 @@ export function implement(
       const peer = call.getPeer().replace(/:\d+$/, "");
       let code: status = status.OK;
       try {
+        // Every request counts against its peer's budget, broken ones too: junk must not be free to send.
+        if (!opts.peerLimiter.take(peer)) {
+          code = status.RESOURCE_EXHAUSTED;
+          cb({ code, details: "too many requests from this address; slow down" });
+          return;
+        }
         const req = call.request as object;
         if (MALFORMED in req) {
           code = status.INVALID_ARGUMENT;
           cb({ code, details: `request is not a valid ${method} message` });
-          return;
-        }
-        if (!opts.peerLimiter.take(peer)) {
-          code = status.RESOURCE_EXHAUSTED;
-          cb({ code, details: "too many requests from this address; slow down" });
           return;
         }
         const requestBytes = (req as { [RAW]?: Buffer })[RAW] ?? m.requestSerialize(req);

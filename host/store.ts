@@ -116,6 +116,16 @@ export const HOST_MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    // A prepaid deposit token pays for one deposit: it is spent in the DepositInit step that uses it.
+    id: "host-002-deposit-tokens",
+    sql: `
+      CREATE TABLE deposit_tokens_used (
+        token_hash BLOB PRIMARY KEY,
+        used_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export interface StatechainRow {

@@ -43,6 +43,7 @@ export function depositHandlers(deps: ApiDeps) {
     async depositInit(req: DepositInitRequest, ctx: CallContext): Promise<DepositInitResponse> {
       parsePoint(req.proofKey, "proof key");
       let powUsed: { challenge: Buffer; expiresAt: number } | undefined;
+      let tokenUsed: Buffer | undefined;
       if (cfg.deposit.guard === "pow") {
         check(
           req.guard?.$case === "pow",
@@ -67,13 +68,16 @@ export function depositHandlers(deps: ApiDeps) {
           "DepositInit needs a prepaid deposit token",
           "unauthenticated",
         );
-        const h = createHash("sha256").update(req.guard.value).digest("hex");
+        const h = createHash("sha256").update(req.guard.value).digest();
         check(
-          deps.depositTokenHashes.has(h),
+          deps.depositTokenHashes.has(h.toString("hex")),
           "TOKEN_UNKNOWN",
           "deposit token is not valid",
           "unauthenticated",
         );
+        const spent = await store.db.get("SELECT 1 AS x FROM deposit_tokens_used WHERE token_hash = ?", [h]);
+        check(!spent, "TOKEN_SPENT", "this deposit token was already used for a deposit", "unauthenticated");
+        tokenUsed = h;
       }
       const auth = await authorize(deps, DepositInitRequest, req, req.proofKey, ctx);
       const res = await unary(
@@ -99,6 +103,18 @@ export function depositHandlers(deps: ApiDeps) {
               r.changes === 1,
               "POW_REPLAY",
               "this proof-of-work challenge was already used; ask for a new one",
+              "unauthenticated",
+            );
+          }
+          if (tokenUsed) {
+            const r = await q.run(
+              "INSERT OR IGNORE INTO deposit_tokens_used (token_hash, used_at) VALUES (?, ?)",
+              [tokenUsed, ctx.now],
+            );
+            check(
+              r.changes === 1,
+              "TOKEN_SPENT",
+              "this deposit token was already used for a deposit",
               "unauthenticated",
             );
           }

@@ -4,6 +4,7 @@ import type { ChainBackend } from "../../chain/backend.ts";
 import type { EnclaveServiceClient } from "../../proto/gen/enclave.ts";
 import type { GetSmtProofResponse } from "../../proto/gen/statechain.ts";
 import type { HostConfig } from "../config.ts";
+import type { CrashHook } from "../crash-hook.ts";
 import type { Logger } from "../log.ts";
 import type { Monitor } from "../monitor.ts";
 import type { PowGuard } from "../pow.ts";
@@ -48,4 +49,8 @@ export interface ApiDeps {
   simulatorRootPem: string;
   /** Prepaid deposit tokens (SHA-256 hex of each), when the deposit guard is "token". */
   depositTokenHashes: ReadonlySet<string>;
+  /** Where the SMT roots are published (the local service's address in simulator mode); empty when off. */
+  mainstayUrl: string;
+  /** Test-only fault injection (host/crash-hook.ts). */
+  crash?: CrashHook;
 }

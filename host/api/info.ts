@@ -55,7 +55,7 @@ export function infoHandlers(deps: ApiDeps) {
         depositGuard: cfg.deposit.guard,
         mainstay: {
           enabled: cfg.mainstay.enabled,
-          url: cfg.mainstay.url,
+          url: deps.mainstayUrl,
           slot: cfg.mainstay.slot,
           commitIntervalS: cfg.mainstay.commitIntervalS,
         },

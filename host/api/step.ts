@@ -12,7 +12,11 @@ export interface Authorized {
   nonce: Uint8Array;
 }
 
-/** Verifies `req.auth` under `key`, refuses a used nonce and rate-limits the key. */
+/**
+ * Verifies `req.auth` under `key`, rate-limits the key and refuses a used nonce. The key's budget is charged only
+ * for requests its holder signed: anyone can name a proof key (they are public), and charging unsigned requests
+ * would let a stranger exhaust an owner's budget.
+ */
 export async function authorize<T extends Authenticated>(
   deps: ApiDeps,
   codec: Codec<T>,
@@ -20,13 +24,13 @@ export async function authorize<T extends Authenticated>(
   key: Uint8Array,
   ctx: CallContext,
 ): Promise<Authorized> {
+  verifyRequest(codec, ctx.path, req, key, { nowMs: ctx.now, windowMs: DEFAULT_WINDOW_MS });
   check(
     deps.keyLimiter.take(Buffer.from(key).toString("hex")),
     "RATE_LIMITED",
     "too many requests for this key; slow down",
     "exhausted",
   );
-  verifyRequest(codec, ctx.path, req, key, { nowMs: ctx.now, windowMs: DEFAULT_WINDOW_MS });
   const used = await deps.store.db.get("SELECT 1 AS x FROM auth_nonces WHERE proof_key = ? AND nonce = ?", [
     key,
     req.auth!.nonce,
@@ -49,7 +53,8 @@ export async function commit<Res>(
   response: Res,
   write: (q: Queryable) => Promise<void> = async () => {},
 ): Promise<Res> {
-  return deps.store.db.transaction(async (q) => {
+  await deps.crash?.(ctx.method, "before-commit");
+  const out = await deps.store.db.transaction(async (q) => {
     if (auth) {
       const fresh = await deps.store.useNonce(auth.key, auth.nonce, ctx.now + 2 * DEFAULT_WINDOW_MS, q);
       if (!fresh) {
@@ -67,6 +72,8 @@ export async function commit<Res>(
     await deps.store.saveIdempotent(ctx.requestHash, ctx.method, codec.encode(response).finish(), ctx.now, q);
     return response;
   });
+  await deps.crash?.(ctx.method, "after-commit");
+  return out;
 }
 
 /** Marks a read-only request's nonce as used. */

@@ -1,7 +1,13 @@
 // Transfer (DESIGN.md 3.3): the sender's init and hand-over, the receiver's mailbox, attested transfer key and
 // key update. The host carries ciphertexts and public data; the enclave checks every signature that matters.
 import { randomBytes } from "node:crypto";
-import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
+import {
+  KeyUpdateRecord,
+  SignPurpose,
+  StatechainStatus,
+  StatechainTx,
+  StatechainTxKind,
+} from "../../proto/gen/common.ts";
 import {
   MailboxGetRequest,
   type MailboxGetResponse,
@@ -55,6 +61,8 @@ export function transferHandlers(deps: ApiDeps) {
         backupLock: res.backupLock,
       };
       return commit(deps, ctx, auth, TransferSenderInitResponse, response, async (q) => {
+        // A redirect to another receiver replaces the row; it cannot follow a hand-over (TransferSend needs the
+        // receiver's backup, and the enclave refuses a redirect once that backup is co-signed).
         await q.run(
           `INSERT INTO transfers (statechain_id, new_owner_index, receiver_proof_key, receiver_backup_key, encrypted_x1, backup_lock, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -100,6 +108,18 @@ export function transferHandlers(deps: ApiDeps) {
         "statechain transaction does not transfer to the pending receiver's proof key",
       );
       verifyStatechainTx(sctx, row.proof_key, row.state_hash);
+      // DESIGN.md 3.3 steps 4-5: the receiver's backup is co-signed before the coin is handed over (the
+      // message carries it, and the enclave's key update requires it).
+      const backup = await store.db.get(
+        "SELECT 1 AS x FROM backups WHERE statechain_id = ? AND owner_index = ? AND purpose = ?",
+        [idBytes, pending.new_owner_index, SignPurpose.SIGN_PURPOSE_BACKUP],
+      );
+      check(
+        backup,
+        "BACKUP_MISSING",
+        "co-sign the receiver's backup transaction (SignFirst, SignSecond) before handing the coin over",
+        "precondition",
+      );
       const ct = req.encryptedMessage;
       check(
         ct.length > 0 && ct.length <= cfg.limits.mailboxMaxBytes,

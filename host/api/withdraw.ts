@@ -26,9 +26,15 @@ export function withdrawHandlers(deps: ApiDeps) {
   return {
     async withdrawInit(req: WithdrawInitRequest, ctx: CallContext): Promise<WithdrawInitResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      // A pending transfer does not stop the owner: the enclave abandons it (erasing x1), so a sender whose
+      // receiver vanished after the hand-over can still take the coin out.
       requireStatus(
         row,
-        [StatechainStatus.STATECHAIN_STATUS_ACTIVE, StatechainStatus.STATECHAIN_STATUS_WITHDRAWING],
+        [
+          StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+          StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+          StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+        ],
         "withdraw",
       );
       const sctx = req.statechainTx;
@@ -59,6 +65,9 @@ export function withdrawHandlers(deps: ApiDeps) {
         : "";
       const response: WithdrawInitResponse = { feeSat: res.feeSat, feeAddress };
       return commit(deps, ctx, auth, WithdrawInitResponse, response, async (q) => {
+        // The abandoned transfer's row and hand-over message go with it.
+        await q.run("DELETE FROM mailbox WHERE statechain_id = ?", [idBytes]);
+        await q.run("DELETE FROM transfers WHERE statechain_id = ? AND completed_at IS NULL", [idBytes]);
         await q.run("INSERT OR IGNORE INTO withdrawals (statechain_id, statechain_tx) VALUES (?, ?)", [
           idBytes,
           Buffer.from(StatechainTx.encode(sctx).finish()),

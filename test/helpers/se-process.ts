@@ -1,11 +1,14 @@
-// Starts the real `se start` command as a child process and waits for its JSON start line.
+// Starts the real `se start` command as a child process and waits for its JSON start line; also runs the enclave
+// as a process of its own, so a host can be killed and restarted against the same enclave and chain.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 
 export const ROOT = path.resolve(import.meta.dirname, "../..");
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
 export interface SeProcess {
   proc: ChildProcess;
@@ -13,17 +16,33 @@ export interface SeProcess {
   enclavePid: number;
   dataDir: string;
   info: Record<string, unknown>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<Exit>;
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
+  /** Everything the process wrote so far (stdout then stderr): JSON log lines and the start line. */
+  output(): { stdout: string; stderr: string };
 }
 
-export async function startSeProcess(
-  opts: { env?: Record<string, string>; dataDir?: string } = {},
-): Promise<SeProcess> {
+export interface StartOptions {
+  env?: Record<string, string>;
+  dataDir?: string;
+  /** Extra `se start` arguments (e.g. --config). */
+  args?: string[];
+}
+
+export async function startSeProcess(opts: StartOptions = {}): Promise<SeProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(tmpdir(), "se-"));
   const proc = spawn(
     process.execPath,
-    [path.join(ROOT, "bin/se.js"), "start", "--json", "--port", "0", "--data-dir", dataDir],
+    [
+      path.join(ROOT, "bin/se.js"),
+      "start",
+      "--json",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      ...(opts.args ?? []),
+    ],
     {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -36,9 +55,10 @@ export async function startSeProcess(
       },
     },
   );
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+  const exited = new Promise<Exit>((resolve) =>
     proc.once("exit", (code, signal) => resolve({ code, signal })),
   );
+  let stdout = "";
   let stderr = "";
   proc.stderr!.on("data", (d) => {
     stderr += d;
@@ -50,6 +70,7 @@ export async function startSeProcess(
     );
     const rl = createInterface({ input: proc.stdout! });
     rl.on("line", (line) => {
+      stdout += `${line}\n`;
       try {
         const obj = JSON.parse(line);
         if (obj.event === "started") {
@@ -62,7 +83,7 @@ export async function startSeProcess(
     });
     void exited.then(({ code }) => {
       clearTimeout(timer);
-      reject(new Error(`se exited with ${code} before starting; stderr:\n${stderr}`));
+      reject(new Error(`se exited with ${code} before starting; stderr:\n${stderr}\nstdout:\n${stdout}`));
     });
   });
   const port = Number(String(info.grpc).split(":").pop());
@@ -77,7 +98,193 @@ export async function startSeProcess(
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;
     },
+    output: () => ({ stdout, stderr }),
   };
+}
+
+/** Runs `se start` expecting it to fail; resolves with its exit code and output. */
+export async function startSeExpectingFailure(opts: StartOptions = {}): Promise<Exit & { stderr: string }> {
+  try {
+    const se = await startSeProcess(opts);
+    await se.stop("SIGKILL");
+  } catch (err) {
+    return { code: 1, signal: null, stderr: (err as Error).message };
+  }
+  throw new Error("se started although it was expected to refuse");
+}
+
+export interface EnclaveProcess {
+  proc: ChildProcess;
+  pid: number;
+  socketPath: string;
+  exited: Promise<Exit>;
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
+  stderr(): string;
+}
+
+/** The enclave as its own process (as on Nitro), serving on `socketPath` with the given policy. */
+export async function startEnclaveProcess(opts: {
+  dataDir: string;
+  policy: object;
+  socketPath?: string;
+}): Promise<EnclaveProcess> {
+  const socketPath = opts.socketPath ?? path.join(opts.dataDir, "enclave.sock");
+  const policyFile = path.join(opts.dataDir, "test-enclave-policy.json");
+  writeFileSync(policyFile, JSON.stringify(opts.policy));
+  const proc = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, "bin/enclave.js"),
+      "--socket",
+      socketPath,
+      "--data-dir",
+      opts.dataDir,
+      "--policy",
+      policyFile,
+    ],
+    { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const exited = new Promise<Exit>((resolve) =>
+    proc.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  let stderr = "";
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`enclave did not start; stderr:\n${stderr}`)), 30_000);
+    proc.stderr!.on("data", (d) => {
+      stderr += d;
+      if (stderr.includes('"msg":"serving"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`enclave exited with ${code}; stderr:\n${stderr}`));
+    });
+  });
+  return {
+    proc,
+    pid: proc.pid!,
+    socketPath,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+    stderr: () => stderr,
+  };
+}
+
+export interface ChainProcess {
+  proc: ChildProcess;
+  rpc: { url: string; user: string; password: string };
+  stop(): Promise<Exit>;
+}
+
+/** A bcoin regtest chain in its own process (in memory), reachable through its bitcoind-compatible RPC. */
+export async function startChainProcess(): Promise<ChainProcess> {
+  const proc = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(ROOT, "test/host/support/regtest-chain-main.ts")],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const exited = new Promise<Exit>((resolve) =>
+    proc.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  let stderr = "";
+  proc.stderr!.on("data", (d) => {
+    stderr += d;
+  });
+  const rpc = await new Promise<ChainProcess["rpc"]>((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout! });
+    rl.once("line", (line) => resolve(JSON.parse(line)));
+    void exited.then(({ code }) => reject(new Error(`chain exited with ${code}; stderr:\n${stderr}`)));
+  });
+  return {
+    proc,
+    rpc,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
+
+/**
+ * An SE whose host can be killed and restarted: the enclave and the regtest chain run as processes of their own
+ * and the host connects to both (SE_ENCLAVE_SPAWN=false, the bitcoind backend on the chain's RPC). Mainstay is
+ * off: the local Mainstay service lives inside the host with the embedded chain. `restart()` SIGKILLs the host
+ * (if it still runs) and starts it again on the same data directory.
+ *
+ * Why not the embedded chain with SE_CHAIN_PERSIST=true: bcoin's database layer (bdb 0.2) iterates nothing on
+ * the leveldown 6 the project installs, so a persisted chain has no address index (no coin lookups).
+ */
+export interface DurableSe {
+  enclave: EnclaveProcess;
+  chain: ChainProcess;
+  host: SeProcess;
+  dataDir: string;
+  env: Record<string, string>;
+  restart(): Promise<SeProcess>;
+  /** Kills the enclave (SIGKILL: every share it held is gone) and starts a fresh one on the same socket. */
+  restartEnclave(): Promise<EnclaveProcess>;
+  /**
+   * Arms the host's fault hook (host/crash-hook.ts): it SIGKILLs itself when `method` reaches `point`, or with
+   * `pauseMs` waits there that long.
+   */
+  crashAt(method: string, point: "before-commit" | "after-commit", pauseMs?: number): void;
+  stop(): Promise<void>;
+}
+
+export async function startDurableSe(opts: {
+  env?: Record<string, string>;
+  /** The policy the host's configuration implies (host/main.ts `enclavePolicy`). */
+  policy: object;
+}): Promise<DurableSe> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "se-durable-"));
+  const [enclave, chain] = await Promise.all([
+    startEnclaveProcess({ dataDir, policy: opts.policy }),
+    startChainProcess(),
+  ]);
+  // Where owner harnesses look for the chain (as `se start` writes it for its embedded chain).
+  writeFileSync(path.join(dataDir, "bitcoin-rpc.json"), JSON.stringify(chain.rpc));
+  const env: Record<string, string> = {
+    SE_ENCLAVE_SPAWN: "false",
+    SE_ENCLAVE_SOCKET: enclave.socketPath,
+    SE_CHAIN_BACKEND: "bitcoind",
+    SE_BITCOIND_URL: chain.rpc.url,
+    SE_BITCOIND_USER: chain.rpc.user,
+    SE_BITCOIND_PASSWORD: chain.rpc.password,
+    SE_MAINSTAY_ENABLED: "false",
+    SE_TEST_CRASH_FILE: path.join(dataDir, "crash-at"),
+    ...opts.env,
+  };
+  const se: DurableSe = {
+    enclave,
+    chain,
+    dataDir,
+    env,
+    host: await startSeProcess({ env, dataDir }),
+    async restart() {
+      await se.host.stop("SIGKILL");
+      se.host = await startSeProcess({ env, dataDir });
+      return se.host;
+    },
+    async restartEnclave() {
+      await se.enclave.stop("SIGKILL");
+      se.enclave = await startEnclaveProcess({ dataDir, policy: opts.policy });
+      return se.enclave;
+    },
+    crashAt(method, point, pauseMs) {
+      const action = pauseMs === undefined ? "" : `:pause=${pauseMs}`;
+      writeFileSync(env.SE_TEST_CRASH_FILE!, `${method}:${point}${action}`);
+    },
+    async stop() {
+      await se.host.stop("SIGTERM");
+      await Promise.all([se.enclave.stop("SIGTERM"), chain.stop()]);
+    },
+  };
+  return se;
 }
 
 export function isAlive(pid: number): boolean {

@@ -59,3 +59,46 @@ test("bad settings are refused with the setting named", () => {
   writeFileSync(file, "{ not json");
   assert.throws(() => loadConfig({ env: {}, file }), /cannot read config file/);
 });
+
+test("limits and enclave settings: file, then environment, then flags; each validated", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+  const file = path.join(dir, "se.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      limits: { perKeyBurst: 3, perPeerBurst: 50, mailboxMaxItems: 5, mailboxMaxBytes: 4096 },
+      enclave: { startTimeoutMs: 5000 },
+    }),
+  );
+  const cfg = loadConfig({
+    file,
+    env: {
+      SE_RATE_PER_KEY_BURST: "4",
+      SE_RATE_PER_PEER_BURST: "70",
+      SE_MAILBOX_MAX_BYTES: "8192",
+      SE_ENCLAVE_START_TIMEOUT_MS: "7000",
+    },
+    overrides: { "limits.perPeerBurst": 90 },
+  });
+  assert.equal(cfg.limits.perKeyBurst, 4, "environment over file");
+  assert.equal(cfg.limits.perPeerBurst, 90, "flags over environment");
+  assert.equal(cfg.limits.mailboxMaxItems, 5, "file over default");
+  assert.equal(cfg.limits.mailboxMaxBytes, 8192);
+  assert.equal(cfg.enclave.startTimeoutMs, 7000);
+  const defaults = loadConfig({ env: {} });
+  assert.deepEqual(
+    [defaults.limits.perKeyBurst, defaults.limits.perPeerBurst, defaults.limits.mailboxMaxItems],
+    [60, 400, 16],
+  );
+
+  assert.throws(
+    () => loadConfig({ env: { SE_RATE_PER_KEY_BURST: "0" } }),
+    /limits.perKeyBurst must be an integer/,
+  );
+  assert.throws(() => loadConfig({ env: { SE_RATE_PER_PEER: "-1" } }), /limits.perPeerRate must be >= 0/);
+  assert.throws(() => loadConfig({ env: { SE_ENCLAVE_START_TIMEOUT_MS: "5" } }), /enclave.startTimeoutMs/);
+  assert.throws(
+    () => loadConfig({ env: { SE_MAILBOX_MAX_BYTES: "2000000" } }),
+    /limits.mailboxMaxBytes \(2000000\) must be below grpc.maxMessageBytes \(1048576\)/,
+  );
+});
