@@ -2,13 +2,11 @@
 // and mempool rules, mining on demand and optionally on an interval. Its bitcoind-compatible JSON-RPC server
 // listens on loopback so wallets and tools can use it like a local bitcoind.
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import bcoin from "bcoin";
 
 export interface RegtestNodeOptions {
-  /** Directory for the chain database when persist is true. */
+  /** Unused by the in-memory node; kept for the callers' call shape. */
   dataDir: string;
-  persist: boolean;
   rpcHost?: string;
   /** 0 picks a free port. */
   rpcPort: number;
@@ -44,12 +42,13 @@ export class RegtestNode {
   }
 
   static async start(opts: RegtestNodeOptions): Promise<RegtestNode> {
-    if (opts.persist) mkdirSync(opts.dataDir, { recursive: true });
     const apiKey = randomBytes(24).toString("hex");
     const node = new bcoin.FullNode({
       network: "regtest",
-      memory: !opts.persist,
-      prefix: opts.persist ? opts.dataDir : undefined,
+      // In memory only: bcoin 1.0.2's database layer (bdb 0.2, written for leveldown 4) iterates nothing on
+      // the leveldown 6 that Node 20 needs, so an on-disk chain would have an empty address index. A chain
+      // that must outlive the host runs as its own process (or is a real bitcoind).
+      memory: true,
       workers: false,
       listen: false,
       selfish: true,

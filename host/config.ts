@@ -19,7 +19,6 @@ export interface HostConfig {
     /** Embedded bcoin regtest node (simulator). */
     mineIntervalMs: number;
     initialBlocks: number;
-    persist: boolean;
     rpcPort: number;
     bitcoindUrl: string;
     bitcoindUser: string;
@@ -76,7 +75,6 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       mineIntervalMs: 10_000,
       // Segwit activates at height 431 on bcoin's regtest; 432 blocks also leaves mature coinbases.
       initialBlocks: 432,
-      persist: false,
       rpcPort: 18443,
       bitcoindUrl: "",
       bitcoindUser: "",
@@ -125,7 +123,6 @@ const ENV_KEYS: Record<string, string> = {
   SE_ENCLAVE_SPAWN: "enclave.spawn",
   SE_CHAIN_BACKEND: "chain.backend",
   SE_MINE_INTERVAL_MS: "chain.mineIntervalMs",
-  SE_CHAIN_PERSIST: "chain.persist",
   SE_CHAIN_RPC_PORT: "chain.rpcPort",
   SE_BITCOIND_URL: "chain.bitcoindUrl",
   SE_BITCOIND_USER: "chain.bitcoindUser",

@@ -105,7 +105,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
   };
   try {
     const dbFile = path.join(cfg.dataDir, "host.sqlite");
-    if (cfg.mode === "simulator" && cfg.chain.backend === "embedded" && !cfg.chain.persist) {
+    if (cfg.mode === "simulator" && cfg.chain.backend === "embedded") {
       // An in-memory chain starts from genesis: the previous run's coins no longer exist anywhere.
       for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) rmSync(f, { force: true });
     }
@@ -127,7 +127,6 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     if (cfg.chain.backend === "embedded") {
       regtest = await RegtestNode.start({
         dataDir: path.join(cfg.dataDir, "regtest"),
-        persist: cfg.chain.persist,
         rpcPort: cfg.chain.rpcPort,
         initialBlocks: cfg.chain.initialBlocks,
       });

@@ -154,10 +154,12 @@ export async function p1KeyGenFinish(
   opts: { rng: Rng; ringPedersenCache?: RingPedersenCache },
 ): Promise<{ key: PartyOneKey; msg: KeyGenSeShare }> {
   check(!state.consumed, "KEYGEN_STATE_USED", "this keygen state has already been used", "precondition");
+  // The owner's message is checked before the state is spent: a malformed share (a bad point, a wrong proof)
+  // is refused and the owner may send a correct one, since nothing about s has been revealed yet.
+  const O = readOwnerShare(ownerShare, state.sessionId, state.commitment);
+  const rp = verifyRingPedersen(ownerShare.ringPedersen, opts.ringPedersenCache);
   state.consumed = true;
   try {
-    const O = readOwnerShare(ownerShare, state.sessionId, state.commitment);
-    const rp = verifyRingPedersen(ownerShare.ringPedersen, opts.ringPedersenCache);
     const paillier = await state.paillier;
     return seShare({
       sessionId: state.sessionId,

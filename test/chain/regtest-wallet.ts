@@ -14,7 +14,7 @@ import {
 } from "../../protocol/tx/index.ts";
 
 export function startRegtest(): Promise<RegtestNode> {
-  return RegtestNode.start({ dataDir: "", persist: false, rpcPort: 0, initialBlocks: 432 });
+  return RegtestNode.start({ dataDir: "", rpcPort: 0, initialBlocks: 432 });
 }
 
 export class TestWallet {

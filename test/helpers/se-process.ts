@@ -216,7 +216,7 @@ export async function startChainProcess(): Promise<ChainProcess> {
  * off: the local Mainstay service lives inside the host with the embedded chain. `restart()` SIGKILLs the host
  * (if it still runs) and starts it again on the same data directory.
  *
- * Why not the embedded chain with SE_CHAIN_PERSIST=true: bcoin's database layer (bdb 0.2) iterates nothing on
+ * Why not an on-disk embedded chain: bcoin's database layer (bdb 0.2) iterates nothing on
  * the leveldown 6 the project installs, so a persisted chain has no address index (no coin lookups).
  */
 export interface DurableSe {

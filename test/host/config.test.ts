@@ -46,8 +46,8 @@ test("bad settings are refused with the setting named", () => {
     /embedded chain backend runs regtest only/,
   );
   assert.throws(
-    () => loadConfig({ env: { SE_CHAIN_PERSIST: "maybe" } }),
-    /chain.persist must be true or false/,
+    () => loadConfig({ env: { SE_ENCLAVE_SPAWN: "maybe" } }),
+    /enclave.spawn must be true or false/,
   );
   const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
   const file = path.join(dir, "se.json");

@@ -25,7 +25,6 @@ let ms: LocalMainstay;
 before(async () => {
   node = await RegtestNode.start({
     dataDir: mkdtempSync(path.join(tmpdir(), "ms-")),
-    persist: false,
     rpcPort: 0,
     initialBlocks: 432,
   });

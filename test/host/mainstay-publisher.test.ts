@@ -38,7 +38,6 @@ const TOKEN = "slot-token";
 before(async () => {
   node = await RegtestNode.start({
     dataDir: mkdtempSync(path.join(tmpdir(), "pub-")),
-    persist: false,
     rpcPort: 0,
     initialBlocks: 432,
   });

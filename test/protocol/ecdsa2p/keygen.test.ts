@@ -348,3 +348,17 @@ test("session ids must be 16 to 32 bytes; the ring-Pedersen cache remembers veri
     code("PROOF_SHAPE"),
   );
 });
+
+test("a malformed owner share is refused without spending the keygen state", async () => {
+  const sessionId = sid();
+  const one = p1KeyGenCommit({ sessionId, rng });
+  const two = p2KeyGenShare({ sessionId, commit: one.msg, ringPedersen: ringPedersen(), rng });
+  const bad = { ...two.msg, proof: { ...two.msg.proof!, response: Buffer.alloc(32, 1) } };
+  await assert.rejects(
+    p1KeyGenFinish(one.state, bad, { rng, ringPedersenCache: cache }),
+    code("DLOG_PROOF_INVALID"),
+  );
+  assert.equal(one.state.consumed, false);
+  const { key, msg } = await p1KeyGenFinish(one.state, two.msg, { rng, ringPedersenCache: cache });
+  assert.ok(p2KeyGenFinish(two.state, msg).sharedPublicKey.equals(key.sharedPublicKey));
+});
