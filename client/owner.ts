@@ -8,7 +8,7 @@ import type { PcrPolicy } from "../attestation/pcr-policy.ts";
 import { decodeReceipt } from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
-import type { ChainBackend } from "../chain/backend.ts";
+import { type ChainBackend, ChainError } from "../chain/backend.ts";
 import { BackupMode, type Outpoint, SignPurpose, StatechainStatus } from "../proto/gen/common.ts";
 import { type GetInfoResponse, TransferMessage } from "../proto/gen/statechain.ts";
 import {
@@ -22,7 +22,8 @@ import {
 } from "../protocol/ecdsa2p/index.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
-import { check } from "../protocol/errors.ts";
+import { check, ProtocolError } from "../protocol/errors.ts";
+import { type MainstayKeyParams, toDisplayHex, verifyMainstayProof } from "../protocol/mainstay.ts";
 import { outpointString } from "../protocol/outpoint.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { Rng } from "../protocol/rng.ts";
@@ -43,7 +44,7 @@ import {
   type WalletUtxo,
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
-import { p2wpkhScript } from "../protocol/tx/script.ts";
+import { ANCHOR_SCRIPT, p2wpkhScript } from "../protocol/tx/script.ts";
 import {
   bip143Digest,
   checkP2wpkhWitness,
@@ -51,7 +52,7 @@ import {
   type OwnInput,
   signP2wpkhInputs,
 } from "../protocol/tx/sign.ts";
-import { refuse, type SeClient } from "./se-client.ts";
+import { refuse, type SeClient, SeError, type SeRequest, type SeResponse } from "./se-client.ts";
 
 export interface AttestationTrust {
   /** Trust the pinned AWS Nitro root (default true). */
@@ -72,6 +73,8 @@ export interface OwnerContext {
   ringPedersen: RingPedersenKey;
   trust: AttestationTrust;
   feeRateSatVb: number;
+  /** The Mainstay service's attestation key: with it, receivers check the attestation transaction too. */
+  mainstayKey?: MainstayKeyParams;
   onProgress?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -167,6 +170,10 @@ export interface DepositOptions {
   changeScript: Uint8Array;
   proofSecret?: Uint8Array;
   backupSecret?: Uint8Array;
+  /** A prepaid deposit token, for an SE whose deposit guard is "token". */
+  token?: string;
+  /** Runs with the complete coin (share, backup) before the funding is broadcast: persist it here. */
+  beforeBroadcast?: (coin: OwnedCoin) => Promise<void>;
 }
 
 export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
@@ -175,8 +182,14 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));
   const b1 = Buffer.from(opts.backupSecret ?? randomSecret(ctx.rng));
   const C1 = pub(c1);
-  let guard: { $case: "pow"; value: { challenge: Buffer; solution: Buffer } } | undefined;
-  if (info.depositGuard === "pow") {
+  let guard:
+    | { $case: "pow"; value: { challenge: Buffer; solution: Buffer } }
+    | { $case: "token"; value: string }
+    | undefined;
+  if (info.depositGuard === "token") {
+    refuse(opts.token, "DEPOSIT_TOKEN", "this SE takes deposits with a prepaid token only; none was given");
+    guard = { $case: "token", value: opts.token };
+  } else if (info.depositGuard === "pow") {
     const ch = await ctx.se.call("getDepositChallenge", {});
     progress(ctx, "pow", { bits: ch.difficultyBits });
     guard = {
@@ -280,8 +293,9 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
     feeRateSatVb: ctx.feeRateSatVb,
   });
   coin.backupTx = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, spendAmount);
+  await opts.beforeBroadcast?.(coin);
   progress(ctx, "broadcast", { txid: funding.txidHex });
-  await ctx.chain.broadcast(fundingTx);
+  await broadcastIdempotent(ctx.chain, fundingTx);
   return coin;
 }
 
@@ -303,6 +317,16 @@ export async function confirmDeposit(
     check(ctx.now() < deadline, "DEPOSIT_TIMEOUT", "the deposit did not confirm in time", "precondition");
     if (opts.onWait) await opts.onWait();
     else await new Promise((res) => setTimeout(res, opts.pollMs ?? 5000));
+  }
+}
+
+/** Broadcasts `raw`; a transaction the network already has counts as sent. Resolves with its txid. */
+export async function broadcastIdempotent(chain: ChainBackend, raw: Uint8Array): Promise<string> {
+  try {
+    return await chain.broadcast(raw);
+  } catch (e) {
+    if (e instanceof ChainError && e.code === "already-known") return txidToHex(txidOf(parseTx(raw)));
+    throw e;
   }
 }
 
@@ -395,7 +419,13 @@ export async function send(ctx: OwnerContext, coin: OwnedCoin, to: ReceiverAddre
   );
 }
 
-function backupInput(coin: Pick<OwnedCoin, "backupMode" | "kickoffTx" | "statechainId" | "amountSat">) {
+/** What a backup (and a withdrawal) spends: the statechain outpoint, or kick-off output 0 in kick-off mode. */
+export function backupInput(coin: {
+  backupMode: "absolute" | "kickoff";
+  kickoffTx?: Uint8Array | undefined;
+  statechainId: Outpoint;
+  amountSat: bigint;
+}) {
   if (coin.backupMode === "kickoff" && coin.kickoffTx?.length) {
     const k = parseTx(coin.kickoffTx, "kick-off");
     return { spend: { txid: txidOf(k), vout: 0 }, amount: k.outs[0]!.value };
@@ -410,36 +440,141 @@ export interface IncomingTransfer {
   messageId: Buffer;
   statechainId: Outpoint;
   message: TransferMessage;
+  /** The mailbox ciphertext as received (kept to resume an interrupted key update). */
+  ciphertext: Buffer;
+}
+
+/** A mailbox item this wallet could not read: refused with a reason, like a coin that fails a check. */
+export interface UnreadableTransfer {
+  messageId: Buffer;
+  statechainId: Outpoint | undefined;
+  code: string;
+  reason: string;
 }
 
 /** Reads and decrypts the transfer messages addressed to `id`'s proof key. */
 export async function fetchIncoming(ctx: OwnerContext, id: ReceiverIdentity): Promise<IncomingTransfer[]> {
+  return (await fetchMailbox(ctx, id)).incoming;
+}
+
+/** The mailbox of `id`: the messages that decrypt and decode, and those that do not, with the reason. */
+export async function fetchMailbox(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+): Promise<{ incoming: IncomingTransfer[]; unreadable: UnreadableTransfer[] }> {
   const C2 = pub(id.proofSecret);
   const box = await ctx.se.call("mailboxGet", { receiverProofKey: C2, auth: undefined }, id.proofSecret);
-  const out: IncomingTransfer[] = [];
+  const incoming: IncomingTransfer[] = [];
+  const unreadable: UnreadableTransfer[] = [];
   for (const item of box.items) {
-    const plain = eciesDecrypt(id.proofSecret, item.encryptedMessage, "transfer message");
-    let message: TransferMessage;
     try {
-      message = TransferMessage.decode(plain);
-    } catch {
-      continue;
+      incoming.push(openTransfer(id, item.messageId, item.statechainId, item.encryptedMessage));
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      unreadable.push({
+        messageId: item.messageId,
+        statechainId: item.statechainId,
+        code: e.code,
+        reason: e.message,
+      });
     }
-    out.push({ messageId: item.messageId, statechainId: item.statechainId!, message });
   }
-  return out;
+  return { incoming, unreadable };
+}
+
+/** Decrypts and decodes one transfer message (MESSAGE_DECRYPT / MESSAGE_DECODE when it cannot). */
+export function openTransfer(
+  id: ReceiverIdentity,
+  messageId: Uint8Array,
+  statechainId: Outpoint | undefined,
+  ciphertext: Uint8Array,
+): IncomingTransfer {
+  refuse(statechainId, "MESSAGE_STATECHAIN", "the mailbox item names no statechain");
+  let plain: Uint8Array;
+  try {
+    plain = eciesDecrypt(id.proofSecret, ciphertext, "transfer message");
+  } catch {
+    throw new ProtocolError(
+      "MESSAGE_DECRYPT",
+      "the transfer message does not decrypt under this wallet's proof key (altered or not for us)",
+      "precondition",
+    );
+  }
+  let message: TransferMessage;
+  try {
+    message = TransferMessage.decode(plain);
+  } catch {
+    throw new ProtocolError("MESSAGE_DECODE", "the transfer message is not well formed", "precondition");
+  } finally {
+    plain.fill(0);
+  }
+  return {
+    messageId: Buffer.from(messageId),
+    statechainId,
+    message,
+    ciphertext: Buffer.from(ciphertext),
+  };
+}
+
+/** An attestation document failed verification: `failures` names every check that failed. */
+export class AttestationRefusedError extends ProtocolError {
+  override name = "AttestationRefusedError";
+  constructor(
+    code: string,
+    what: string,
+    readonly verdict: VerificationResult,
+  ) {
+    super(
+      code,
+      `${what} fails: ${[
+        ...verdict.failures.map((f) => `${f.check} (${f.message})`),
+        ...verdict.notChecked.map((c) => `${c} (not checked)`),
+      ].join(", ")}`,
+      "precondition",
+    );
+  }
+
+  get failedChecks(): string[] {
+    return this.verdict.failures.map((f) => f.check);
+  }
+}
+
+/** What step 6 established about an incoming coin; everything later steps and storage need. */
+export interface CheckedTransfer {
+  incoming: IncomingTransfer;
+  statechainId: Outpoint;
+  sharedPublicKey: Buffer;
+  amountSat: bigint;
+  backupMode: "absolute" | "kickoff";
+  initialLock: number;
+  interval: number;
+  newIndex: number;
+  myLock: number;
+  kickoffTx: Buffer | undefined;
+  /** The enclave instance that holds the coin (from the SE's info). */
+  enclaveInstance: Buffer;
+}
+
+function attestationOptions(ctx: OwnerContext) {
+  const t = ctx.trust;
+  return {
+    roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
+    pcrPolicy: t.pcrPolicy,
+    allowDebug: t.allowDebug,
+    at: ctx.now(),
+  };
 }
 
 /**
- * Checks an incoming coin as DESIGN.md 3.3 step 6 requires, completes the key update (steps 7–9) and returns
- * the coin. Any failed check refuses the coin with a ProtocolError naming it; nothing is sent to the SE before
- * the step-6 checks pass.
+ * DESIGN.md 3.3 step 6: every check a receiver makes before it says anything to the SE about the coin. Only
+ * read-only calls (GetInfo, GetStatechain, GetSmtProof) and the chain. Throws a ProtocolError naming the failed
+ * check.
  */
-export async function receive(
+export async function checkTransfer(
   ctx: OwnerContext,
   id: ReceiverIdentity,
   incoming: IncomingTransfer,
-): Promise<OwnedCoin> {
+): Promise<CheckedTransfer> {
   const C2 = pub(id.proofSecret);
   const B2 = pub(id.backupSecret);
   const m = incoming.message;
@@ -450,6 +585,11 @@ export async function receive(
       m.statechainId.vout === sid.vout,
     "MESSAGE_STATECHAIN",
     "the transfer message names another statechain",
+  );
+  refuse(
+    ctx.trust.pcrPolicy || ctx.trust.allowDebug,
+    "NO_PCR_POLICY",
+    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
   );
   const info = await ctx.se.call("getInfo", {});
   checkNetwork(ctx, info);
@@ -476,8 +616,7 @@ export async function receive(
     "FUNDING_OUTPUT",
     "the funding output does not pay the shared key the stated amount",
   );
-  const fundingTxid = txidToHex(sid.txid);
-  const utxo = await ctx.chain.getUtxo(fundingTxid, sid.vout);
+  const utxo = await ctx.chain.getUtxo(txidToHex(sid.txid), sid.vout);
   refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
   refuse(
     utxo.confirmations >= info.depositConfirmations,
@@ -495,7 +634,12 @@ export async function receive(
   );
   const sctx = m.statechainTx;
   refuse(sctx, "SCTX_MISSING", "the transfer message has no statechain transaction");
-  verifyStatechainTx(sctx, chain.currentKey, chain.currentState);
+  try {
+    verifyStatechainTx(sctx, chain.currentKey, chain.currentState);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError(e.code, `the sender's statechain transaction: ${e.message}`, "precondition");
+  }
   refuse(
     Buffer.from(sctx.nextProofKey).equals(C2),
     "SCTX_RECEIVER",
@@ -509,70 +653,33 @@ export async function receive(
   );
 
   // Publication: the SMT holds the current state; a published root's proof and Mainstay proof verify.
-  const proof = await ctx.se.call("getSmtProof", { statechainId: sid });
-  const smtKey = statechainKey(sid);
-  refuse(
-    Buffer.from(proof.currentLeaf).equals(Buffer.from(sc.stateHash)),
-    "SMT_LEAF",
-    "the SE's tree does not hold the statechain's current state",
-  );
-  verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!);
-  if (proof.mainstay && proof.leaf.length > 0) {
-    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!);
-    refuse(
-      chain.states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
-      "SMT_PUBLISHED_LEAF",
-      "the published leaf is not a state of this statechain",
-    );
-  }
+  await checkPublication(ctx, sid, sc.stateHash, chain.states);
 
   // Backups: mine pays B2 with the next lock, is signed under P; every earlier one unlocks later than mine.
   const mode = sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
   const kickoffTx = m.kickoffTx.length > 0 ? Buffer.from(m.kickoffTx) : undefined;
-  if (mode === "kickoff")
+  if (mode === "kickoff") {
     refuse(kickoffTx, "KICKOFF_MISSING", "a kick-off mode coin came without its kick-off transaction");
-  const { spend, amount: spendAmount } = backupInput({
-    backupMode: mode,
-    kickoffTx,
-    statechainId: sid,
-    amountSat: amount,
-  });
+    checkKickoff(kickoffTx, sid, P, amount);
+  } else refuse(!kickoffTx, "KICKOFF_UNEXPECTED", "an absolute-mode coin came with a kick-off transaction");
   const interval = info.locktimeInterval;
-  const checkBackup = (raw: Uint8Array, owner: number, payee?: Uint8Array) => {
-    const tx = parseTx(raw, `backup of owner ${owner}`);
-    refuse(
-      tx.ins.length === 1 &&
-        Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(spend.txid)) &&
-        tx.ins[0]!.index === spend.vout,
-      "BACKUP_INPUT",
-      `the backup of owner ${owner} does not spend the coin`,
-    );
-    const lock = lockFor(sc.initialLock, interval, owner);
-    const got = mode === "absolute" ? tx.locktime : tx.ins[0]!.sequence;
-    refuse(got === lock, "BACKUP_LOCK", `the backup of owner ${owner} has lock ${got}, expected ${lock}`);
-    if (payee)
-      refuse(
-        tx.outs.length === 1 && Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(payee))),
-        "BACKUP_PAYEE",
-        "my backup does not pay my backup key",
-      );
-    checkP2wpkhWitness(tx, 0, P, spendAmount);
-    return lock;
-  };
-  const myLock = checkBackup(m.backupTx, newIndex, B2);
+  const history = [...m.backupHistory, m.backupTx];
   refuse(
     m.backupHistory.length === sc.ownerIndex,
     "BACKUP_HISTORY",
     `expected ${sc.ownerIndex} earlier backups, got ${m.backupHistory.length}`,
   );
-  m.backupHistory.forEach((raw, i) => {
-    const lock = checkBackup(raw, i + 1);
-    refuse(
-      lock > myLock,
-      "BACKUP_ORDER",
-      `owner ${i + 1}'s backup unlocks at ${lock}, not after mine (${myLock})`,
-    );
+  const locks = checkBackups(history, {
+    mode,
+    statechainId: sid,
+    amountSat: amount,
+    kickoffTx,
+    sharedPublicKey: P,
+    initialLock: sc.initialLock,
+    interval,
+    lastPayee: B2,
   });
+  const myLock = locks[locks.length - 1]!;
   const tip = await ctx.chain.tipHeight();
   if (mode === "absolute")
     refuse(
@@ -580,105 +687,342 @@ export async function receive(
       "BACKUP_TOO_SOON",
       `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
     );
-  const t1 = parseScalar(m.t1, "t1");
+  parseScalar(m.t1, "t1");
+  return {
+    incoming,
+    statechainId: sid,
+    sharedPublicKey: P,
+    amountSat: amount,
+    backupMode: mode,
+    initialLock: sc.initialLock,
+    interval,
+    newIndex,
+    myLock,
+    kickoffTx,
+    enclaveInstance: Buffer.from(info.enclave?.instanceId ?? []),
+  };
+}
 
-  // Step 7: an attested transfer key from the enclave, then t2 = t1·o2⁻¹ encrypted to it.
-  const nonce1 = Buffer.from(ctx.rng(32));
+/**
+ * The SMT proof of the current state and, once published, the proof under the published root, its leaf being
+ * a state of this statechain, and the Mainstay proof of that root (with the attestation transaction from the
+ * chain when the Mainstay service's key is known).
+ */
+async function checkPublication(
+  ctx: OwnerContext,
+  sid: Outpoint,
+  stateHash: Uint8Array,
+  states: readonly Uint8Array[],
+): Promise<void> {
+  const proof = await ctx.se.call("getSmtProof", { statechainId: sid });
+  const smtKey = statechainKey(sid);
+  refuse(
+    Buffer.from(proof.currentLeaf).equals(Buffer.from(stateHash)),
+    "SMT_LEAF",
+    "the SE's tree does not hold the statechain's current state",
+  );
+  verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!);
+  if (proof.leaf.length > 0) {
+    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!);
+    refuse(
+      states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
+      "SMT_PUBLISHED_LEAF",
+      "the published leaf is not a state of this statechain",
+    );
+    if (proof.mainstay) {
+      const attestationTx = ctx.mainstayKey
+        ? (await ctx.chain.getTx(toDisplayHex(proof.mainstay.txid)))?.raw
+        : undefined;
+      if (ctx.mainstayKey)
+        refuse(attestationTx, "MAINSTAY_TX_MISSING", "the Mainstay attestation transaction is not on chain");
+      verifyMainstayProof(proof.mainstay, proof.root, { attestationTx, params: ctx.mainstayKey });
+    }
+  }
+}
+
+/** The kick-off spends the statechain outpoint to [P2WPKH(P), anchor] and is validly signed under P. */
+export function checkKickoff(raw: Uint8Array, sid: Outpoint, P: Uint8Array, amountSat: bigint): void {
+  const tx = parseTx(raw, "kick-off transaction");
+  refuse(
+    tx.ins.length === 1 &&
+      Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(sid.txid)) &&
+      tx.ins[0]!.index === sid.vout,
+    "KICKOFF_INPUT",
+    "the kick-off transaction does not spend the coin",
+  );
+  refuse(
+    tx.outs.length === 2 &&
+      Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(P))) &&
+      Buffer.from(tx.outs[1]!.script).equals(Buffer.from(ANCHOR_SCRIPT)),
+    "KICKOFF_OUTPUTS",
+    "the kick-off transaction does not pay the shared key and the anchor",
+  );
+  try {
+    checkP2wpkhWitness(tx, 0, P, amountSat);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError("KICKOFF_SIGNATURE", `the kick-off is not validly signed under P: ${e.message}`);
+  }
+}
+
+export interface BackupContext {
+  mode: "absolute" | "kickoff";
+  statechainId: Outpoint;
+  amountSat: bigint;
+  kickoffTx: Uint8Array | undefined;
+  sharedPublicKey: Uint8Array;
+  initialLock: number;
+  interval: number;
+  /** The last backup must pay this key (the holder's own backup key). */
+  lastPayee?: Uint8Array;
+}
+
+/**
+ * Checks a coin's backups, oldest first (owner 1 … owner n): each spends the coin (or the kick-off output) and
+ * carries owner i's lock, the locks strictly decrease by the interval, the last one pays `lastPayee`, and every
+ * one is validly signed under P. Returns the locks.
+ */
+export function checkBackups(backups: readonly Uint8Array[], c: BackupContext): number[] {
+  const locks: number[] = [];
+  backups.forEach((raw, i) => {
+    const last = i === backups.length - 1;
+    const lock = checkBackup(raw, i + 1, c, last ? c.lastPayee : undefined);
+    if (locks.length > 0)
+      refuse(
+        lock < locks[locks.length - 1]!,
+        "BACKUP_ORDER",
+        `owner ${i + 1}'s backup unlocks at ${lock}, not before owner ${i}'s (${locks[locks.length - 1]})`,
+      );
+    locks.push(lock);
+  });
+  return locks;
+}
+
+/** One backup: spends the coin, carries owner `owner`'s lock, pays `payee` if given, signed under P. */
+export function checkBackup(raw: Uint8Array, owner: number, c: BackupContext, payee?: Uint8Array): number {
+  const { spend, amount } = backupInput({
+    backupMode: c.mode,
+    kickoffTx: c.kickoffTx,
+    statechainId: c.statechainId,
+    amountSat: c.amountSat,
+  });
+  const whose = payee ? "my backup" : `the backup of owner ${owner}`;
+  const tx = parseTx(raw, whose);
+  refuse(
+    tx.ins.length === 1 &&
+      Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(spend.txid)) &&
+      tx.ins[0]!.index === spend.vout,
+    "BACKUP_INPUT",
+    `${whose} does not spend the coin`,
+  );
+  const expected = lockFor(c.initialLock, c.interval, owner);
+  const got = c.mode === "absolute" ? tx.locktime : tx.ins[0]!.sequence;
+  refuse(
+    got === expected,
+    "BACKUP_LOCK",
+    `${whose} has lock ${got}, expected ${expected} for owner ${owner}`,
+  );
+  if (payee)
+    refuse(
+      tx.outs.length === 1 && Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(payee))),
+      "BACKUP_PAYEE",
+      "my backup does not pay my backup key",
+    );
+  try {
+    checkP2wpkhWitness(tx, 0, c.sharedPublicKey, amount);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError(
+      "BACKUP_SIGNATURE",
+      `${whose} is not validly signed under the shared key: ${e.message}`,
+      "precondition",
+    );
+  }
+  return got;
+}
+
+/** Step 7, first half: a fresh transfer key from the enclave, attested for our nonce and bound to this coin. */
+export async function attestedTransferKey(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+): Promise<{ transferKey: Buffer; verdict: VerificationResult }> {
+  const C2 = pub(id.proofSecret);
+  const sid = checked.statechainId;
+  const nonce = Buffer.from(ctx.rng(32));
   const tk = await ctx.se.call(
     "transferReceiverInit",
-    { statechainId: sid, receiverProofKey: C2, nonce: nonce1, auth: undefined },
+    { statechainId: sid, receiverProofKey: C2, nonce, auth: undefined },
     id.proofSecret,
   );
-  const tkVerdict = verifyAttestation(tk.attestationDocument, {
-    roots: { aws: ctx.trust.aws ?? true, simulatorRootPem: ctx.trust.simulatorRootPem },
-    pcrPolicy: ctx.trust.pcrPolicy,
-    allowDebug: ctx.trust.allowDebug,
-    expectedNonce: nonce1,
+  const verdict = verifyAttestation(tk.attestationDocument, {
+    ...attestationOptions(ctx),
+    expectedNonce: nonce,
     expectedUserData: createHash("sha256").update(tk.transferContext).digest(),
   });
-  refuse(
-    tkVerdict.valid,
-    "TRANSFER_KEY_ATTESTATION",
-    `the transfer key's attestation fails: ${tkVerdict.failures.map((f) => f.check).join(", ")}`,
-  );
+  if (!verdict.valid)
+    throw new AttestationRefusedError("TRANSFER_KEY_ATTESTATION", "the transfer key's attestation", verdict);
   const context = decodeTransferKeyStatement(tk.transferContext);
   refuse(
     Buffer.from(context.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
-      context.epoch === newIndex &&
+      context.epoch === checked.newIndex &&
       Buffer.from(context.receiver).equals(C2),
     "TRANSFER_KEY_CONTEXT",
     "the attested transfer key is bound to another coin, owner or receiver",
   );
-  const transferKey = tkVerdict.document?.publicKey;
+  refuse(
+    checked.enclaveInstance.length === 0 || Buffer.from(context.instance).equals(checked.enclaveInstance),
+    "TRANSFER_KEY_INSTANCE",
+    "the transfer key comes from another enclave instance than the SE reports",
+  );
+  const transferKey = verdict.document?.publicKey;
   refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
+  return { transferKey: Buffer.from(transferKey), verdict };
+}
+
+/** A signed key-update request, ready to send (and to re-send unchanged if the answer is lost). */
+export interface PreparedKeyUpdate {
+  request: SeRequest<"transferReceiverKeyUpdate">;
+  /** o2, the receiver's new share (secret). */
+  share: Buffer;
+  keygenSessionId: Buffer;
+  nonce: Buffer;
+  transferKeyVerdict: VerificationResult | undefined;
+}
+
+/** Step 7, second half: o2, t2 = t1·o2⁻¹ encrypted to the attested transfer key, O2 with its proofs, signed. */
+export function prepareKeyUpdate(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+  transferKey: Uint8Array,
+  transferKeyVerdict?: VerificationResult,
+): PreparedKeyUpdate {
+  const t1 = parseScalar(checked.incoming.message.t1, "t1");
   const o2 = parseScalar(randomSecret(ctx.rng), "o2");
   const t2 = scalarBytes((t1 * invert(o2)) % N);
   const encryptedT2 = Buffer.from(eciesEncrypt(transferKey, t2));
   t2.fill(0);
+  const share = Buffer.from(scalarBytes(o2));
   const keygenSessionId = Buffer.from(ctx.rng(16));
-  const { state, msg } = p2KeyGenShare({
+  const { msg } = p2KeyGenShare({
     sessionId: keygenSessionId,
     ringPedersen: ctx.ringPedersen,
     rng: ctx.rng,
-    share: scalarBytes(o2),
+    share,
   });
-  const nonce2 = Buffer.from(ctx.rng(32));
-  const upd = await ctx.se.call(
+  const nonce = Buffer.from(ctx.rng(32));
+  const request = ctx.se.sign(
     "transferReceiverKeyUpdate",
     {
-      statechainId: sid,
-      receiverProofKey: C2,
+      statechainId: checked.statechainId,
+      receiverProofKey: pub(id.proofSecret),
       ownerShare: msg,
       encryptedT2,
-      nonce: nonce2,
+      nonce,
       auth: undefined,
       keygenSessionId,
     },
     id.proofSecret,
   );
+  return { request, share, keygenSessionId, nonce, transferKeyVerdict };
+}
 
-  // Step 9: the keygen proofs and o2·S2 = P, then the deletion attestation and its receipt.
-  const key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: P });
-  const rec = upd.keyUpdate!;
+/**
+ * Steps 8–9: sends the prepared request, then checks the SE's keygen proofs and o2·S2 = P, the deletion
+ * attestation (our nonce, user_data = SHA-256(receipt), PCR policy) and that the receipt describes this update.
+ */
+export async function finishKeyUpdate(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+  prepared: PreparedKeyUpdate,
+): Promise<OwnedCoin> {
+  const sid = checked.statechainId;
+  let upd: SeResponse<"transferReceiverKeyUpdate">;
+  try {
+    upd = await ctx.se.call("transferReceiverKeyUpdate", prepared.request);
+  } catch (e) {
+    if (!(e instanceof SeError)) throw e;
+    throw new ProtocolError(
+      "KEY_UPDATE_REFUSED",
+      `the SE refused the key update: ${e.message}`,
+      "precondition",
+    );
+  }
+  const state = keyUpdateState(ctx, prepared);
+  const key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: checked.sharedPublicKey });
+  const rec = upd.keyUpdate;
+  refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
   const verdict = verifyAttestation(rec.attestationDocument, {
-    roots: { aws: ctx.trust.aws ?? true, simulatorRootPem: ctx.trust.simulatorRootPem },
-    pcrPolicy: ctx.trust.pcrPolicy,
-    allowDebug: ctx.trust.allowDebug,
-    expectedNonce: nonce2,
+    ...attestationOptions(ctx),
+    expectedNonce: prepared.nonce,
     receipt: rec.receipt,
   });
-  refuse(
-    verdict.valid,
-    "DELETION_ATTESTATION",
-    `the deletion attestation fails: ${verdict.failures.map((f) => `${f.check} (${f.message})`).join(", ")}`,
-  );
+  if (!verdict.valid)
+    throw new AttestationRefusedError("DELETION_ATTESTATION", "the deletion attestation", verdict);
   const receipt = decodeReceipt(rec.receipt);
   refuse(
     receipt.type === "key-update" &&
       Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
-      receipt.epoch === newIndex &&
+      receipt.epoch === checked.newIndex &&
       receipt.S2 !== null &&
       Buffer.from(receipt.S2).equals(Buffer.from(upd.seShare!.publicShare)),
     "RECEIPT",
     "the deletion receipt does not describe this key update",
   );
+  const m = checked.incoming.message;
   return {
     statechainId: sid,
-    amountSat: amount,
-    sharedPublicKey: P,
-    ownerIndex: newIndex,
-    initialLock: sc.initialLock,
-    backupMode: mode,
-    interval,
+    amountSat: checked.amountSat,
+    sharedPublicKey: checked.sharedPublicKey,
+    ownerIndex: checked.newIndex,
+    initialLock: checked.initialLock,
+    backupMode: checked.backupMode,
+    interval: checked.interval,
     proofSecret: Buffer.from(id.proofSecret),
     backupSecret: Buffer.from(id.backupSecret),
     key,
     fundingTx: Buffer.from(m.fundingTx),
     backupTx: Buffer.from(m.backupTx),
     backupHistory: m.backupHistory.map((b) => Buffer.from(b)),
-    kickoffTx,
-    attestations: [tkVerdict, verdict],
+    kickoffTx: checked.kickoffTx,
+    attestations: [...(prepared.transferKeyVerdict ? [prepared.transferKeyVerdict] : []), verdict],
   };
+}
+
+/** The owner's keygen state for a prepared key update (rebuilt from o2, so a resumed update can finish). */
+function keyUpdateState(ctx: OwnerContext, prepared: PreparedKeyUpdate) {
+  const { state } = p2KeyGenShare({
+    sessionId: prepared.keygenSessionId,
+    ringPedersen: ctx.ringPedersen,
+    rng: ctx.rng,
+    share: prepared.share,
+  });
+  return state;
+}
+
+export interface ReceiveHooks {
+  /** Runs with the signed key-update request before it is sent: the place to persist it (and o2). */
+  beforeKeyUpdate?: (checked: CheckedTransfer, prepared: PreparedKeyUpdate) => Promise<void>;
+}
+
+/**
+ * Checks an incoming coin as DESIGN.md 3.3 step 6 requires, completes the key update (steps 7–9) and returns
+ * the coin. Any failed check refuses the coin with a ProtocolError naming it; nothing is sent to the SE before
+ * the step-6 checks pass, and no key update before the transfer key's attestation verifies.
+ */
+export async function receive(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  incoming: IncomingTransfer,
+  hooks: ReceiveHooks = {},
+): Promise<OwnedCoin> {
+  const checked = await checkTransfer(ctx, id, incoming);
+  const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
+  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict);
+  await hooks.beforeKeyUpdate?.(checked, prepared);
+  return finishKeyUpdate(ctx, id, checked, prepared);
 }
 
 function invert(x: bigint): bigint {
@@ -693,6 +1037,7 @@ export async function withdraw(
   ctx: OwnerContext,
   coin: OwnedCoin,
   destination: Uint8Array,
+  hooks: { onSigned?: (tx: Buffer, txid: string) => Promise<void> } = {},
 ): Promise<{ txid: string; tx: Buffer }> {
   const sc = await ctx.se.call("getStatechain", { statechainId: coin.statechainId });
   const chain = verifyChain(sc.depositProofKey, sc.chain);
@@ -711,7 +1056,7 @@ export async function withdraw(
     w.feeSat > 0n
       ? { script: bitcoin.address.toOutputScript(w.feeAddress, ctx.network), amountSat: w.feeSat }
       : undefined;
-  const { spend, amount } = backupInput(coin);
+  const { spend, amount } = await withdrawalInput(ctx, coin);
   const tx = buildWithdrawalTx({
     spend,
     spendAmountSat: amount,
@@ -720,12 +1065,27 @@ export async function withdraw(
     feeRateSatVb: ctx.feeRateSatVb,
   });
   const signed = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_WITHDRAWAL, tx.raw, amount);
+  await hooks.onSigned?.(signed, tx.txidHex);
   await ctx.se.call(
     "withdrawConfirm",
     { statechainId: coin.statechainId, withdrawalTx: signed, auth: undefined },
     coin.proofSecret,
   );
   return { txid: tx.txidHex, tx: signed };
+}
+
+/**
+ * What a withdrawal spends: the statechain outpoint while it is unspent; in kick-off mode, once the kick-off
+ * is on chain, its output 0 (the enclave co-signs either, as at most one of them can ever be spent).
+ */
+async function withdrawalInput(ctx: OwnerContext, coin: OwnedCoin) {
+  const direct = {
+    spend: { txid: coin.statechainId.txid, vout: coin.statechainId.vout },
+    amount: coin.amountSat,
+  };
+  if (coin.backupMode !== "kickoff" || !coin.kickoffTx?.length) return direct;
+  const unspent = await ctx.chain.getUtxo(txidToHex(coin.statechainId.txid), coin.statechainId.vout);
+  return unspent ? direct : backupInput(coin);
 }
 
 /** Asks the SE until the withdrawal is confirmed and the statechain closed. */
