@@ -25,6 +25,8 @@ export interface ExitState {
   /** The first height whose block may include the backup. */
   unlockHeight?: number;
   backupHeight?: number;
+  /** Something of the exit (kick-off or backup) went to the network: the coin is leaving. */
+  broadcast?: boolean;
 }
 
 export interface ExitCoin {
@@ -85,6 +87,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
       progress("broadcast", { tx: "kick-off", txid: state.kickoffTxid });
       await broadcastIdempotent(o.chain, coin.kickoffTx!);
     }
+    if (!state.broadcast) await save("waiting-kickoff", { broadcast: true });
     if (!state.cpfpTxid && !(known && known.confirmations > 0)) {
       const cpfpTxid = await bumpKickoff(kickoff, coin.amountSat, o);
       if (cpfpTxid) await save("waiting-kickoff", { cpfpTxid });
@@ -113,14 +116,14 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
     for (;;) {
       const st = await o.chain.getTxStatus(state.backupTxid);
       if (st) {
-        await save("backup-broadcast");
+        await save("backup-broadcast", { broadcast: true });
         break;
       }
       const tip = await o.chain.tipHeight();
       if (tip + 1 >= state.unlockHeight!) {
         progress("broadcast", { tx: "backup", txid: state.backupTxid });
         await broadcastBackup(o.chain, coin.backupTx, state.backupTxid);
-        await save("backup-broadcast");
+        await save("backup-broadcast", { broadcast: true });
         break;
       }
       progress("wait-blocks", { tip, target: state.unlockHeight! - 1, left: state.unlockHeight! - 1 - tip });

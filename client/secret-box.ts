@@ -36,7 +36,7 @@ function checkN(N: number): void {
 }
 
 /** The 32-byte AES key for `passphrase`. Takes about 0.1–0.5 s at the default cost, on purpose. */
-export function deriveKey(passphrase: string, kdf: KdfParams): Promise<Buffer> {
+export async function deriveKey(passphrase: string, kdf: KdfParams): Promise<Buffer> {
   checkN(kdf.N);
   if (passphrase.length === 0) throw new ProtocolError("PASSPHRASE_EMPTY", "the passphrase is empty");
   return new Promise((resolve, reject) =>

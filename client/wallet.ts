@@ -76,17 +76,10 @@ export type CoinStatus =
   | "withdrawing"
   | "withdrawn"
   | "exiting"
-  | "exited"
-  | "exit-only";
+  | "exited";
 
 /** Statuses in which the wallet holds the coin (it is the current owner, or exiting with its backup). */
-const HELD: readonly CoinStatus[] = [
-  "awaiting-confirmation",
-  "active",
-  "withdrawing",
-  "exiting",
-  "exit-only",
-];
+const HELD: readonly CoinStatus[] = ["awaiting-confirmation", "active", "withdrawing", "exiting"];
 
 export interface AttestationSummary {
   what: "transfer-key" | "deletion";
@@ -573,7 +566,11 @@ export class Wallet {
       depositAddress: bitcoin.payments.p2wpkh({ pubkey: P, network: this.bitcoinNetwork }).address!,
       seEndpoint: row.se_endpoint,
       attestations: JSON.parse(row.attestations) as AttestationSummary[],
-      exit: row.exit_state ? (JSON.parse(row.exit_state) as ExitState) : undefined,
+      // A planned exit of a coin since sent or withdrawn is history, not state.
+      exit:
+        row.exit_state && ["active", "exiting", "exited"].includes(row.status)
+          ? (JSON.parse(row.exit_state) as ExitState)
+          : undefined,
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
     };
   }
@@ -872,7 +869,7 @@ export class Wallet {
     opts: { onWait?: () => Promise<void>; pollMs?: number; wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
-    if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
+    if (!["active", "exiting", "awaiting-confirmation"].includes(row.status))
       throw new WalletError(
         "COIN_STATE",
         `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,
@@ -893,7 +890,15 @@ export class Wallet {
         feeUtxos,
         changeScript: await this.changeScript(),
         state: row.exit_state ? (JSON.parse(row.exit_state) as ExitState) : undefined,
-        save: (st) => this.setStatus(row, st.stage === "confirmed" ? "exited" : "exiting", { exit: st }),
+        // Until something is broadcast the coin stays as it was (it can still be sent or withdrawn).
+        save: (st) =>
+          this.setStatus(
+            row,
+            st.stage === "confirmed" ? "exited" : st.broadcast ? "exiting" : (row.status as CoinStatus),
+            {
+              exit: st,
+            },
+          ),
         onWait: opts.onWait,
         pollMs: opts.pollMs,
         noWait: opts.wait === false,
@@ -919,7 +924,7 @@ export class Wallet {
       ownerIndex: row.owner_index,
       proofKey: pub(id.proofSecret),
       backupKey: pub(id.backupSecret),
-      held: ["active", "withdrawing", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status),
+      held: HELD.includes(row.status as CoinStatus),
       fundingTx: row.funding_tx,
       backups: [...(row.backup_history.length ? unpackHistory(row.backup_history) : []), row.backup_tx],
       kickoffTx: row.kickoff_tx ?? undefined,

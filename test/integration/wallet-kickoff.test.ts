@@ -52,6 +52,7 @@ test("kick-off mode: exit by kick-off + CPFP, relative lock, backup; withdrawal 
   const first = await bob.exit(bobCoin.number, { wait: false });
   assert.equal(first.state.stage, "waiting-kickoff");
   assert.ok(first.state.kickoffTxid && first.state.cpfpTxid, "kick-off and CPFP child broadcast");
+  assert.equal(first.coin.status, "exiting");
   const child = await h.chain.getTx(first.state.cpfpTxid!);
   assert.ok(child, "the child is in the mempool");
   const spent = parseTx(child.raw).ins[0]!;

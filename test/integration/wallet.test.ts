@@ -144,7 +144,8 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   await assert.rejects(alice.exit(coin.number), (e: Error & { code?: string }) => e.code === "COIN_STATE");
   const early = await bob.exit(bobCoin.number, { wait: false });
   assert.equal(early.state.stage, "waiting-lock");
-  assert.equal(early.coin.status, "exiting");
+  assert.equal(early.coin.status, "active", "nothing broadcast yet: the coin can still be sent or withdrawn");
+  assert.equal(early.coin.exit?.unlockHeight, bobCoin.backupLock);
 
   const done = await bob.exit(bobCoin.number, { onWait: mine(20) });
   assert.equal(done.state.stage, "confirmed");
