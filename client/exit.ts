@@ -58,8 +58,10 @@ export interface ExitOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function initialExitState(coin: ExitCoin): ExitState {
-  const backupTxid = txidToHex(txidOf(parseTx(coin.backupTx, "backup")));
-  if (coin.backupMode === "absolute") return { mode: "absolute", stage: "waiting-lock", backupTxid };
+  const backup = parseTx(coin.backupTx, "backup");
+  const backupTxid = txidToHex(txidOf(backup));
+  if (coin.backupMode === "absolute")
+    return { mode: "absolute", stage: "waiting-lock", backupTxid, unlockHeight: backup.locktime };
   if (!coin.kickoffTx?.length) fail("KICKOFF_MISSING", "a kick-off mode coin needs its kick-off transaction");
   const kickoffTxid = txidToHex(txidOf(parseTx(coin.kickoffTx, "kick-off")));
   return { mode: "kickoff", stage: "waiting-kickoff", backupTxid, kickoffTxid };
