@@ -578,7 +578,22 @@ export class Wallet {
   /** Every coin the wallet has held, with its state and lock (blocks left when a chain is connected). */
   async coins(): Promise<CoinSummary[]> {
     const tip = this.services ? await this.services.chain.tipHeight().catch(() => undefined) : undefined;
+    if (this.services) await this.refreshDeposits();
     return (await this.rows()).map((r) => this.summary(r, tip));
+  }
+
+  /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
+  private async refreshDeposits(): Promise<void> {
+    const rows = await this.store.db.all<CoinRow>(
+      "SELECT * FROM coins WHERE status = 'awaiting-confirmation'",
+    );
+    for (const row of rows) {
+      const coin = this.loadCoin(row);
+      const r = await this.context()
+        .se.call("depositConfirm", { statechainId: coin.statechainId, auth: undefined }, coin.proofSecret)
+        .catch(() => undefined);
+      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) await this.setStatus(row, "active");
+    }
   }
 
   async coin(ref: string | number): Promise<CoinSummary> {

@@ -136,7 +136,10 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   const { wallet: alice } = await testWallet(h);
   const { wallet: bob } = await testWallet(h);
   await alice.faucet(1);
-  const coin = await alice.deposit(500_000n, { onWait: mine() });
+  const coin = await alice.deposit(500_000n, { wait: false });
+  assert.equal(coin.status, "awaiting-confirmation");
+  await h.chain.mine(1);
+  assert.equal((await alice.coins())[0]!.status, "active", "`coins` asks the SE about unconfirmed deposits");
   await alice.send(coin.number, (await bob.receiveAddress()).address);
   const [bobCoin] = (await bob.receive()).received;
   assert.ok(bobCoin);
