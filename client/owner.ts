@@ -944,33 +944,48 @@ export async function finishKeyUpdate(
     upd = await ctx.se.call("transferReceiverKeyUpdate", prepared.request);
   } catch (e) {
     if (!(e instanceof SeError)) throw e;
+    if (UNANSWERED.has(e.code))
+      throw new ProtocolError(
+        "KEY_UPDATE_UNANSWERED",
+        `the key update got no answer (${e.message}); receiving again finishes or abandons it`,
+        "precondition",
+      );
     throw new ProtocolError(
       "KEY_UPDATE_REFUSED",
       `the SE refused the key update: ${e.message}`,
       "precondition",
     );
   }
-  const state = keyUpdateState(ctx, prepared);
-  const key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: checked.sharedPublicKey });
-  const rec = upd.keyUpdate;
-  refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
-  const verdict = verifyAttestation(rec.attestationDocument, {
-    ...attestationOptions(ctx),
-    expectedNonce: prepared.nonce,
-    receipt: rec.receipt,
-  });
-  if (!verdict.valid)
-    throw new AttestationRefusedError("DELETION_ATTESTATION", "the deletion attestation", verdict);
-  const receipt = decodeReceipt(rec.receipt);
-  refuse(
-    receipt.type === "key-update" &&
-      Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
-      receipt.epoch === checked.newIndex &&
-      receipt.S2 !== null &&
-      Buffer.from(receipt.S2).equals(Buffer.from(upd.seShare!.publicShare)),
-    "RECEIPT",
-    "the deletion receipt does not describe this key update",
-  );
+  // From here the SE has moved the coin to us: a failed check refuses the coin for use with this SE, but the
+  // coin is ours to exit by its backup (the caller keeps o2 and the backup for that).
+  let key: PartyTwoKey;
+  let verdict: VerificationResult;
+  try {
+    const state = keyUpdateState(ctx, prepared);
+    key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: checked.sharedPublicKey });
+    const rec = upd.keyUpdate;
+    refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
+    verdict = verifyAttestation(rec.attestationDocument, {
+      ...attestationOptions(ctx),
+      expectedNonce: prepared.nonce,
+      receipt: rec.receipt,
+    });
+    if (!verdict.valid)
+      throw new AttestationRefusedError("DELETION_ATTESTATION", "the deletion attestation", verdict);
+    const receipt = decodeReceipt(rec.receipt);
+    refuse(
+      receipt.type === "key-update" &&
+        Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
+        receipt.epoch === checked.newIndex &&
+        receipt.S2 !== null &&
+        Buffer.from(receipt.S2).equals(Buffer.from(upd.seShare!.publicShare)),
+      "RECEIPT",
+      "the deletion receipt does not describe this key update",
+    );
+  } catch (e) {
+    if (e instanceof ProtocolError) throw new RefusedAfterKeyUpdateError(e);
+    throw e;
+  }
   const m = checked.incoming.message;
   return {
     statechainId: sid,
@@ -989,6 +1004,28 @@ export async function finishKeyUpdate(
     kickoffTx: checked.kickoffTx,
     attestations: [...(prepared.transferKeyVerdict ? [prepared.transferKeyVerdict] : []), verdict],
   };
+}
+
+/** gRPC statuses that leave it unknown whether the SE did the key update: CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */
+const UNANSWERED = new Set([1, 4, 14]);
+
+/**
+ * A check failed after the SE completed the key update: the coin is refused for use with this SE, yet the SE
+ * now names the receiver as its owner, whose backup is the newest: the way out is that backup.
+ */
+export class RefusedAfterKeyUpdateError extends ProtocolError {
+  override name = "RefusedAfterKeyUpdateError";
+  constructor(readonly inner: ProtocolError) {
+    super(
+      inner.code,
+      `${inner.message} (the SE already moved the coin to this wallet: do not use it with this SE; its backup takes it out)`,
+      "precondition",
+    );
+  }
+
+  get failedChecks(): string[] {
+    return this.inner instanceof AttestationRefusedError ? this.inner.failedChecks : [];
+  }
 }
 
 /** The owner's keygen state for a prepared key update (rebuilt from o2, so a resumed update can finish). */

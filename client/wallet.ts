@@ -5,7 +5,7 @@
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
-import { StatechainStatus } from "../proto/gen/common.ts";
+import { type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import { generateRingPedersen, type PartyTwoKey, type RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -41,6 +41,7 @@ import {
   type PreparedKeyUpdate,
   pub,
   type ReceiverIdentity,
+  RefusedAfterKeyUpdateError,
   receive,
   send,
   withdraw,
@@ -76,10 +77,18 @@ export type CoinStatus =
   | "withdrawing"
   | "withdrawn"
   | "exiting"
-  | "exited";
+  | "exited"
+  /** The SE moved the coin to this wallet but a check failed (or its answer was lost): backup exit only. */
+  | "exit-only";
 
 /** Statuses in which the wallet holds the coin (it is the current owner, or exiting with its backup). */
-const HELD: readonly CoinStatus[] = ["awaiting-confirmation", "active", "withdrawing", "exiting"];
+const HELD: readonly CoinStatus[] = [
+  "awaiting-confirmation",
+  "active",
+  "withdrawing",
+  "exiting",
+  "exit-only",
+];
 
 export interface AttestationSummary {
   what: "transfer-key" | "deletion";
@@ -112,6 +121,8 @@ export interface CoinSummary {
 
 export interface Refusal {
   statechainId?: string;
+  /** Set when the coin is nonetheless the wallet's (the SE completed the key update): its number, exit only. */
+  exitOnlyCoin?: number;
   code: string;
   reason: string;
   /** The attestation checks that failed, when an attestation was the reason. */
@@ -157,6 +168,30 @@ export interface WaitOptions {
   pollMs?: number;
   timeoutMs?: number;
 }
+
+/** What a coin row stores, from an owned coin or from a receive the SE completed but the wallet refused. */
+interface CoinRecord {
+  statechainId: Outpoint;
+  amountSat: bigint;
+  sharedPublicKey: Uint8Array;
+  ownerIndex: number;
+  initialLock: number;
+  backupMode: "absolute" | "kickoff";
+  interval: number;
+  /** The two-party key's public part (empty when the SE's new share never arrived: exit only). */
+  keyPublic: Buffer;
+  share: Uint8Array;
+  fundingTx: Uint8Array;
+  backupTx: Uint8Array;
+  backupHistory: readonly Uint8Array[];
+  kickoffTx?: Uint8Array;
+}
+
+const recordOf = (c: OwnedCoin): CoinRecord => ({
+  ...c,
+  keyPublic: encodeKeyPublic(c.key),
+  share: c.key.share,
+});
 
 /** Receive addresses scanned after a restore (and kept issued ahead). */
 export const RESTORE_GAP = 20;
@@ -485,7 +520,7 @@ export class Wallet {
   }
 
   private async saveCoin(
-    coin: OwnedCoin,
+    coin: CoinRecord,
     meta: {
       status: CoinStatus;
       origin: "deposit" | "received";
@@ -518,8 +553,8 @@ export class Wallet {
         coin.backupMode,
         coin.interval,
         meta.keyIdx,
-        encodeKeyPublic(coin.key),
-        this.store.seal(coin.key.share, shareLabel(hex(idBytes), meta.keyIdx)),
+        coin.keyPublic,
+        this.store.seal(coin.share, shareLabel(hex(idBytes), meta.keyIdx)),
         coin.fundingTx,
         coin.backupTx,
         packFields(coin.backupHistory),
@@ -629,7 +664,7 @@ export class Wallet {
       backupSecret: id.backupSecret,
       token: opts.token,
       beforeBroadcast: (c) =>
-        this.saveCoin(c, {
+        this.saveCoin(recordOf(c), {
           status: "awaiting-confirmation",
           origin: "deposit",
           keyIdx: slot.idx,
@@ -723,17 +758,65 @@ export class Wallet {
       });
       result.received.push(await this.storeReceived(coin, keyIdx));
     } catch (e) {
-      if (e instanceof SeError)
+      if (e instanceof SeError) {
         result.refused.push({ statechainId: sid, code: "SE_ERROR", reason: e.message });
-      else if (e instanceof ProtocolError)
-        result.refused.push({
-          statechainId: sid,
-          code: e.code,
-          reason: e.message,
-          failedChecks: (e as { failedChecks?: string[] }).failedChecks,
-        });
-      else throw e;
+        return;
+      }
+      if (!(e instanceof ProtocolError)) throw e;
+      const refusal: Refusal = {
+        statechainId: sid,
+        code: e.code,
+        reason: e.message,
+        failedChecks: (e as { failedChecks?: string[] }).failedChecks,
+      };
+      const idBytes = outpointBytes(incoming.statechainId);
+      if (e instanceof RefusedAfterKeyUpdateError)
+        refusal.exitOnlyCoin = (await this.keepForExit(idBytes)).number;
+      else if (e.code !== "KEY_UPDATE_UNANSWERED")
+        await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
+      result.refused.push(refusal);
     }
+  }
+
+  /**
+   * Stores the coin of a pending receive as exit-only: the SE moved it to this wallet, but it cannot (or must
+   * not) be used with the SE. Its newest backup, paying this wallet, and o2 stay; the pending receive goes.
+   */
+  private async keepForExit(idBytes: Buffer): Promise<CoinSummary> {
+    const row = (await this.store.db.get<PendingReceiveRow>(
+      "SELECT * FROM pending_receives WHERE statechain_id = ?",
+      [idBytes],
+    ))!;
+    const sid = outpointFromBytes(idBytes);
+    const { message: m } = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
+    const checked = reviveChecked(row.checked);
+    const share = this.store.open(row.share_sealed, pendingLabel(hex(idBytes), row.key_idx));
+    const record: CoinRecord = {
+      statechainId: sid,
+      amountSat: checked.amountSat,
+      sharedPublicKey: checked.sharedPublicKey,
+      ownerIndex: checked.newIndex,
+      initialLock: checked.initialLock,
+      backupMode: checked.backupMode,
+      interval: checked.interval,
+      keyPublic: Buffer.alloc(0),
+      share,
+      fundingTx: m.fundingTx,
+      backupTx: m.backupTx,
+      backupHistory: m.backupHistory,
+      kickoffTx: checked.kickoffTx,
+    };
+    await this.store.db.transaction(async (q) => {
+      await this.saveCoin(
+        record,
+        { status: "exit-only", origin: "received", keyIdx: row.key_idx, attestations: [] },
+        q,
+      );
+      await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
+      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [row.key_idx]);
+    });
+    share.fill(0);
+    return this.coin(outpointString(sid));
   }
 
   private async storeReceived(coin: OwnedCoin, keyIdx: number): Promise<CoinSummary> {
@@ -744,7 +827,7 @@ export class Wallet {
     );
     const idBytes = outpointBytes(coin.statechainId);
     await this.store.db.transaction(async (q) => {
-      await this.saveCoin(coin, { status: "active", origin: "received", keyIdx, attestations }, q);
+      await this.saveCoin(recordOf(coin), { status: "active", origin: "received", keyIdx, attestations }, q);
       await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
       await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
     });
@@ -809,20 +892,28 @@ export class Wallet {
         result.received.push(await this.storeReceived(coin, row.key_idx));
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
-        const sc = await this.context().se.call("getStatechain", { statechainId: sid });
-        const stillPending = sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING;
-        if (stillPending) {
-          // The update never happened: forget it; the mailbox still holds the transfer for a fresh attempt.
-          await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [
-            row.statechain_id,
-          ]);
-        } else {
-          result.refused.push({
-            statechainId: outpointString(sid),
-            code: "KEY_UPDATE_LOST",
-            reason: `the key update was sent but its answer is lost (${e.message}); if the SE now names this wallet as the owner, the coin can only leave by its backup`,
-          });
+        const refusal: Refusal = { statechainId: outpointString(sid), code: e.code, reason: e.message };
+        if (e instanceof RefusedAfterKeyUpdateError) {
+          refusal.failedChecks = e.failedChecks;
+          refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+        } else if (e.code !== "KEY_UPDATE_UNANSWERED") {
+          // The SE answered the repeat with an error: did the first request go through?
+          const sc = await this.context().se.call("getStatechain", { statechainId: sid });
+          const ours =
+            Buffer.from(sc.currentProofKey).equals(pub(id.proofSecret)) && sc.ownerIndex === checked.newIndex;
+          if (ours) {
+            refusal.code = "KEY_UPDATE_LOST";
+            refusal.reason = `the SE did the key update but its answer is lost (${e.message}): without the SE's new key share the coin cannot be co-signed; its backup takes it out`;
+            refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+          } else {
+            // Not done (the mailbox still holds the transfer for a fresh attempt), or the coin went elsewhere.
+            await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [
+              row.statechain_id,
+            ]);
+            if (sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING) continue;
+          }
         }
+        result.refused.push(refusal);
       } finally {
         share.fill(0);
       }
@@ -844,6 +935,12 @@ export class Wallet {
       throw new WalletError("ADDRESS_INVALID", `"${address}" is not a ${this.network} bitcoin address`);
     }
     const row = await this.coinRow(ref);
+    if (row.status !== "active" && !(row.status === "withdrawing" && row.withdrawal_tx))
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}; only an active coin can be withdrawn`,
+        "precondition",
+      );
     const ctx = this.context();
     const coin = this.loadCoin(row);
     let txid: string;
@@ -855,12 +952,6 @@ export class Wallet {
         coin.proofSecret,
       );
     } else {
-      if (row.status !== "active")
-        throw new WalletError(
-          "COIN_STATE",
-          `coin ${row.id} is ${row.status}; only an active coin can be withdrawn`,
-          "precondition",
-        );
       const w = await withdraw(ctx, coin, destination, {
         onSigned: (tx) => this.setStatus(row, "withdrawing", { withdrawalTx: tx }),
       });
@@ -884,7 +975,7 @@ export class Wallet {
     opts: { onWait?: () => Promise<void>; pollMs?: number; wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
-    if (!["active", "exiting", "awaiting-confirmation"].includes(row.status))
+    if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
       throw new WalletError(
         "COIN_STATE",
         `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,

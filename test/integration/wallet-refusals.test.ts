@@ -21,7 +21,7 @@ import {
   receive,
   send,
 } from "../../client/owner.ts";
-import type { SeClient } from "../../client/se-client.ts";
+import { type SeClient, SeError } from "../../client/se-client.ts";
 import { StatechainStatus } from "../../proto/gen/common.ts";
 import { TransferMessage } from "../../proto/gen/statechain.ts";
 import { encrypt as eciesEncrypt } from "../../protocol/ecies.ts";
@@ -361,5 +361,80 @@ test("the wallet reports each refused transfer with its reason and keeps nothing
   r = await bob.receive();
   assert.deepEqual(r.refused, []);
   assert.equal(r.received.length, 1);
+  await bob.close();
+});
+
+test("a key update whose answer is lost is finished by re-sending it, or, too late for that, kept exit-only", async () => {
+  const { wallet: bob } = await testWallet(h);
+  const to = async () => decodeReceiveAddress((await bob.receiveAddress()).address, "regtest");
+  // The SE does the key update, but its answer never reaches the wallet.
+  const cut = spied(h.ctx, (method, res) => {
+    if (method === "transferReceiverKeyUpdate")
+      throw new SeError("TransferReceiverKeyUpdate", 14, "connection reset by peer");
+    return res;
+  });
+
+  const first = await newCoin();
+  await send(h.ctx, first, await to());
+  bob.connect({ ...servicesOf(h), se: cut.ctx.se });
+  let r = await bob.receive();
+  assert.deepEqual(
+    r.refused.map((x) => x.code),
+    ["KEY_UPDATE_UNANSWERED"],
+  );
+  assert.deepEqual(await bob.coins(), []);
+  // Receiving again re-sends the very same signed request; the SE answers a repeat with its stored response.
+  bob.connect(servicesOf(h));
+  r = await bob.receive();
+  assert.deepEqual(r.refused, []);
+  assert.equal(r.received.length, 1);
+  assert.equal(r.received[0]!.status, "active");
+  assert.deepEqual(
+    r.received[0]!.attestations.map((a) => [a.what, a.valid]),
+    [["deletion", true]],
+  );
+
+  // Once the SE no longer answers the repeat (its replay window passed), the wallet is the owner without the
+  // SE's new share: the coin is kept, exit only, and its backup takes it out.
+  const second = await newCoin();
+  await send(h.ctx, second, await to());
+  bob.connect({ ...servicesOf(h), se: cut.ctx.se });
+  assert.equal((await bob.receive()).refused[0]?.code, "KEY_UPDATE_UNANSWERED");
+  const expired = spied(h.ctx);
+  const callThrough = expired.ctx.se.call;
+  expired.ctx.se.call = (async (method: string, req: unknown, signer?: Uint8Array, d?: number) => {
+    if (method === "transferReceiverKeyUpdate")
+      throw new SeError("TransferReceiverKeyUpdate", 16, "this request was already used (nonce replay)");
+    return callThrough(method as "getInfo", req as never, signer, d);
+  }) as SeClient["call"];
+  bob.connect({ ...servicesOf(h), se: expired.ctx.se });
+  r = await bob.receive();
+  assert.deepEqual(
+    r.refused.map((x) => x.code),
+    ["KEY_UPDATE_LOST"],
+  );
+  const kept = await bob.coin(r.refused[0]!.exitOnlyCoin!);
+  assert.equal(kept.status, "exit-only");
+  assert.equal(kept.ownerIndex, 2);
+  await assert.rejects(bob.send(kept.number, (await bob.receiveAddress()).address), /only an active coin/);
+  bob.connect(servicesOf(h));
+  const out = await bob.exit(kept.number, { onWait: async () => void (await h.chain.mine(25)) });
+  assert.equal(out.state.stage, "confirmed");
+
+  // The SE answers, but the deletion receipt does not match its attestation: refused, kept for its backup.
+  const bad = await newCoin();
+  await send(h.ctx, bad, decodeReceiveAddress((await bob.receiveAddress()).address, "regtest"));
+  const forged = spied(h.ctx, (method, res) => {
+    if (method !== "transferReceiverKeyUpdate") return res;
+    const u = res as { keyUpdate: { receipt: Buffer } };
+    return { ...u, keyUpdate: { ...u.keyUpdate, receipt: flipLast(u.keyUpdate.receipt) } };
+  });
+  bob.connect({ ...servicesOf(h), se: forged.ctx.se });
+  r = await bob.receive();
+  assert.equal(r.received.length, 0);
+  assert.equal(r.refused[0]?.code, "DELETION_ATTESTATION");
+  assert.ok(r.refused[0]!.failedChecks!.includes("user_data.receipt"), String(r.refused[0]!.failedChecks));
+  assert.match(r.refused[0]!.reason, /its backup takes it out/);
+  assert.equal((await bob.coin(r.refused[0]!.exitOnlyCoin!)).status, "exit-only");
   await bob.close();
 });
