@@ -197,6 +197,20 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
     /pcrs\.policy/,
   );
 
+  // Without the stored trust the simulator's documents chain to no trusted root; --trust-simulator restores it
+  // for one command, with the SE's published measurements as the PCR policy.
+  assert.equal((await wallet(["trust-simulator", "--forget", ...B])).code, 0);
+  const untrusted = json(await wallet(["verify", "1", ...B, "--json"]));
+  assert.equal(untrusted.ok, false);
+  assert.match(
+    untrusted.checks.find((x: { name: string }) => x.name === "attestation.owner_2").detail,
+    /chain\.root_pinned/,
+  );
+  const pem = path.join(se.dataDir, "sim-ca", "sim-ca-root.pem");
+  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem]);
+  assert.equal(flagged.code, 0, flagged.stdout);
+  assert.match(flagged.stdout, /SIMULATOR/);
+
   const to = (await wallet(["address", "--onchain", ...A])).stdout.trim();
   const w = await wallet(["withdraw", "1", to, ...B, "--json", "--poll-ms", "200"], { mining: true });
   assert.equal(w.code, 0, w.stderr);
