@@ -718,12 +718,13 @@ export class Wallet {
   async receive(opts: WaitOptions & { wait?: boolean } = {}): Promise<ReceiveResult> {
     const result: ReceiveResult = { received: [], refused: [] };
     const deadline = this.now() + (opts.timeoutMs ?? 30 * 60_000);
+    let polls = 0;
     for (;;) {
       await this.resumePending(result);
       const slots = await this.store.db.all<KeySlotRow>(
         "SELECT * FROM key_slots WHERE purpose = 'receive' ORDER BY idx",
       );
-      this.progress("mailbox", { addresses: slots.length });
+      if (polls++ === 0) this.progress("mailbox", { addresses: slots.length });
       for (const slot of slots) {
         const id = this.identity(slot.idx);
         const box = await fetchMailbox(this.context(), id);
@@ -737,7 +738,7 @@ export class Wallet {
       }
       if (!opts.wait || result.received.length > 0 || result.refused.length > 0) return result;
       if (this.now() >= deadline) return result;
-      this.progress("waiting", { for: "incoming transfers" });
+      if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
       if (opts.onWait) await opts.onWait();
       else await sleep(opts.pollMs ?? 5000);
     }
