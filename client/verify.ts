@@ -15,7 +15,8 @@ import { verifySmtProof } from "../protocol/smt/index.ts";
 import { statechainIdBytes, statechainKey, type VerifiedChain, verifyChain } from "../protocol/statechain.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../protocol/tx/script.ts";
-import { checkBackup, checkKickoff, lockFor, type OwnerContext } from "./owner.ts";
+import { lockFor, type OwnerContext } from "./owner.ts";
+import { checkBackup, checkKickoff } from "./receive.ts";
 
 export type CheckStatus = "pass" | "fail" | "skip";
 

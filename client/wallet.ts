@@ -28,24 +28,26 @@ import { type ExitState, exitByBackup } from "./exit.ts";
 import { KeyTree, mnemonicToSeed, newMnemonic, normalizeMnemonic } from "./keys.ts";
 import {
   type AttestationTrust,
-  type CheckedTransfer,
   confirmDeposit,
   confirmWithdrawal,
   deposit,
-  fetchMailbox,
-  finishKeyUpdate,
-  type IncomingTransfer,
   type OwnedCoin,
   type OwnerContext,
-  openTransfer,
-  type PreparedKeyUpdate,
   pub,
   type ReceiverIdentity,
-  RefusedAfterKeyUpdateError,
-  receive,
   send,
   withdraw,
 } from "./owner.ts";
+import {
+  type CheckedTransfer,
+  fetchMailbox,
+  finishKeyUpdate,
+  type IncomingTransfer,
+  openTransfer,
+  type PreparedKeyUpdate,
+  RefusedAfterKeyUpdateError,
+  receive,
+} from "./receive.ts";
 import { type SeClient, SeError } from "./se-client.ts";
 import {
   type CoinRow,

@@ -11,16 +11,8 @@ import { loadPcrPolicy } from "../../attestation/pcr-policy.ts";
 import { SimulatorProvider } from "../../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
 import { decodeReceiveAddress } from "../../client/address.ts";
-import {
-  confirmDeposit,
-  deposit,
-  fetchIncoming,
-  type IncomingTransfer,
-  type OwnedCoin,
-  type OwnerContext,
-  receive,
-  send,
-} from "../../client/owner.ts";
+import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../../client/owner.ts";
+import { fetchIncoming, type IncomingTransfer, receive } from "../../client/receive.ts";
 import { type SeClient, SeError } from "../../client/se-client.ts";
 import { StatechainStatus } from "../../proto/gen/common.ts";
 import { TransferMessage } from "../../proto/gen/statechain.ts";
