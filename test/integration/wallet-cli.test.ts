@@ -127,6 +127,20 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.equal(c.mnemonic.split(" ").length, 24);
   assert.match(c.receiveAddress, /^rsc1/);
   assert.match(created.stderr, /"step":"ring-pedersen"/);
+  // The same words restore the same addresses (passphrase and mnemonic as two lines on stdin).
+  const restoredFile = tmpWalletFile("restored");
+  const restored = await wallet(["restore", "--wallet", restoredFile, "--json", "--scrypt-n", "32768"], {
+    env: { WALLET_PASSPHRASE: "" },
+    input: `another passphrase\n${c.mnemonic}\n`,
+  });
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(json(restored).receiveAddress, c.receiveAddress);
+  assert.equal(json(restored).mnemonic, undefined, "restore does not print the words back");
+  const typo = await wallet(["restore", "--wallet", tmpWalletFile(), "--scrypt-n", "32768"], {
+    input: c.mnemonic.replace(/^\w+/, "zzz"),
+  });
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /"zzz" is not a BIP39 English word \[MNEMONIC_INVALID\]/);
   const again = await wallet(["create", "--wallet", aliceFile]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already exists.*WALLET_EXISTS/);
