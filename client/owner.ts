@@ -1,14 +1,11 @@
-// The owner's side of the protocol (DESIGN.md 3.2–3.4): deposit, send, receive and withdraw against an SE,
-// with every check an owner must make before trusting a coin. Storage, key derivation and the CLI build on
-// these flows; they hold keys only in the objects they return.
-import { createHash } from "node:crypto";
+// The owner's side of the protocol (DESIGN.md 3.2–3.4): deposit, send and withdraw against an SE, and the
+// co-signing they share (receiving is receive.ts). Storage, key derivation and the CLI build on these flows;
+// they hold keys only in the objects they return.
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { PcrPolicy } from "../attestation/pcr-policy.ts";
-import { decodeReceipt } from "../attestation/receipt.ts";
-import { decodeTransferKeyStatement } from "../attestation/statements.ts";
-import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
-import type { ChainBackend } from "../chain/backend.ts";
+import type { VerificationResult } from "../attestation/verify.ts";
+import { type ChainBackend, ChainError } from "../chain/backend.ts";
 import { BackupMode, type Outpoint, SignPurpose, StatechainStatus } from "../proto/gen/common.ts";
 import { type GetInfoResponse, TransferMessage } from "../proto/gen/statechain.ts";
 import {
@@ -23,18 +20,10 @@ import {
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
 import { check } from "../protocol/errors.ts";
-import { outpointString } from "../protocol/outpoint.ts";
+import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { Rng } from "../protocol/rng.ts";
-import { verifySmtProof } from "../protocol/smt/index.ts";
-import {
-  signTransfer,
-  signWithdraw,
-  statechainIdBytes,
-  statechainKey,
-  verifyChain,
-  verifyStatechainTx,
-} from "../protocol/statechain.ts";
+import { signTransfer, signWithdraw, verifyChain } from "../protocol/statechain.ts";
 import {
   buildBackupTx,
   buildFundingTx,
@@ -43,14 +32,7 @@ import {
   type WalletUtxo,
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
-import { p2wpkhScript } from "../protocol/tx/script.ts";
-import {
-  bip143Digest,
-  checkP2wpkhWitness,
-  finalizeP2wpkhInput,
-  type OwnInput,
-  signP2wpkhInputs,
-} from "../protocol/tx/sign.ts";
+import { bip143Digest, finalizeP2wpkhInput, type OwnInput, signP2wpkhInputs } from "../protocol/tx/sign.ts";
 import { refuse, type SeClient } from "./se-client.ts";
 
 export interface AttestationTrust {
@@ -72,6 +54,8 @@ export interface OwnerContext {
   ringPedersen: RingPedersenKey;
   trust: AttestationTrust;
   feeRateSatVb: number;
+  /** The Mainstay service's attestation key: with it, receivers check the attestation transaction too. */
+  mainstayKey?: MainstayKeyParams;
   onProgress?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -167,6 +151,10 @@ export interface DepositOptions {
   changeScript: Uint8Array;
   proofSecret?: Uint8Array;
   backupSecret?: Uint8Array;
+  /** A prepaid deposit token, for an SE whose deposit guard is "token". */
+  token?: string;
+  /** Runs with the complete coin (share, backup) before the funding is broadcast: persist it here. */
+  beforeBroadcast?: (coin: OwnedCoin) => Promise<void>;
 }
 
 export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
@@ -175,8 +163,14 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));
   const b1 = Buffer.from(opts.backupSecret ?? randomSecret(ctx.rng));
   const C1 = pub(c1);
-  let guard: { $case: "pow"; value: { challenge: Buffer; solution: Buffer } } | undefined;
-  if (info.depositGuard === "pow") {
+  let guard:
+    | { $case: "pow"; value: { challenge: Buffer; solution: Buffer } }
+    | { $case: "token"; value: string }
+    | undefined;
+  if (info.depositGuard === "token") {
+    refuse(opts.token, "DEPOSIT_TOKEN", "this SE takes deposits with a prepaid token only; none was given");
+    guard = { $case: "token", value: opts.token };
+  } else if (info.depositGuard === "pow") {
     const ch = await ctx.se.call("getDepositChallenge", {});
     progress(ctx, "pow", { bits: ch.difficultyBits });
     guard = {
@@ -280,8 +274,9 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
     feeRateSatVb: ctx.feeRateSatVb,
   });
   coin.backupTx = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, spendAmount);
+  await opts.beforeBroadcast?.(coin);
   progress(ctx, "broadcast", { txid: funding.txidHex });
-  await ctx.chain.broadcast(fundingTx);
+  await broadcastIdempotent(ctx.chain, fundingTx);
   return coin;
 }
 
@@ -306,7 +301,17 @@ export async function confirmDeposit(
   }
 }
 
-function checkNetwork(ctx: OwnerContext, info: GetInfoResponse): void {
+/** Broadcasts `raw`; a transaction the network already has counts as sent. Resolves with its txid. */
+export async function broadcastIdempotent(chain: ChainBackend, raw: Uint8Array): Promise<string> {
+  try {
+    return await chain.broadcast(raw);
+  } catch (e) {
+    if (e instanceof ChainError && e.code === "already-known") return txidToHex(txidOf(parseTx(raw)));
+    throw e;
+  }
+}
+
+export function checkNetwork(ctx: OwnerContext, info: GetInfoResponse): void {
   const expected =
     ctx.network.bech32 === "bc" ? "bitcoin" : ctx.network.bech32 === "bcrt" ? "regtest" : undefined;
   refuse(
@@ -395,294 +400,18 @@ export async function send(ctx: OwnerContext, coin: OwnedCoin, to: ReceiverAddre
   );
 }
 
-function backupInput(coin: Pick<OwnedCoin, "backupMode" | "kickoffTx" | "statechainId" | "amountSat">) {
+/** What a backup (and a withdrawal) spends: the statechain outpoint, or kick-off output 0 in kick-off mode. */
+export function backupInput(coin: {
+  backupMode: "absolute" | "kickoff";
+  kickoffTx?: Uint8Array | undefined;
+  statechainId: Outpoint;
+  amountSat: bigint;
+}) {
   if (coin.backupMode === "kickoff" && coin.kickoffTx?.length) {
     const k = parseTx(coin.kickoffTx, "kick-off");
     return { spend: { txid: txidOf(k), vout: 0 }, amount: k.outs[0]!.value };
   }
   return { spend: { txid: coin.statechainId.txid, vout: coin.statechainId.vout }, amount: coin.amountSat };
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// transfer: receiver
-
-export interface IncomingTransfer {
-  messageId: Buffer;
-  statechainId: Outpoint;
-  message: TransferMessage;
-}
-
-/** Reads and decrypts the transfer messages addressed to `id`'s proof key. */
-export async function fetchIncoming(ctx: OwnerContext, id: ReceiverIdentity): Promise<IncomingTransfer[]> {
-  const C2 = pub(id.proofSecret);
-  const box = await ctx.se.call("mailboxGet", { receiverProofKey: C2, auth: undefined }, id.proofSecret);
-  const out: IncomingTransfer[] = [];
-  for (const item of box.items) {
-    const plain = eciesDecrypt(id.proofSecret, item.encryptedMessage, "transfer message");
-    let message: TransferMessage;
-    try {
-      message = TransferMessage.decode(plain);
-    } catch {
-      continue;
-    }
-    out.push({ messageId: item.messageId, statechainId: item.statechainId!, message });
-  }
-  return out;
-}
-
-/**
- * Checks an incoming coin as DESIGN.md 3.3 step 6 requires, completes the key update (steps 7–9) and returns
- * the coin. Any failed check refuses the coin with a ProtocolError naming it; nothing is sent to the SE before
- * the step-6 checks pass.
- */
-export async function receive(
-  ctx: OwnerContext,
-  id: ReceiverIdentity,
-  incoming: IncomingTransfer,
-): Promise<OwnedCoin> {
-  const C2 = pub(id.proofSecret);
-  const B2 = pub(id.backupSecret);
-  const m = incoming.message;
-  const sid = incoming.statechainId;
-  refuse(
-    m.statechainId &&
-      Buffer.from(m.statechainId.txid).equals(Buffer.from(sid.txid)) &&
-      m.statechainId.vout === sid.vout,
-    "MESSAGE_STATECHAIN",
-    "the transfer message names another statechain",
-  );
-  const info = await ctx.se.call("getInfo", {});
-  checkNetwork(ctx, info);
-  const sc = await ctx.se.call("getStatechain", { statechainId: sid });
-  refuse(
-    sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
-    "STATECHAIN_STATE",
-    `the statechain is not awaiting a transfer (status ${sc.status})`,
-  );
-  const P = Buffer.from(sc.sharedPublicKey);
-  const amount = sc.amountSat;
-  refuse(amount === m.amountSat, "AMOUNT", `the sender says ${m.amountSat} sat, the SE ${amount} sat`);
-
-  // The funding output: exists, unspent, pays P2WPKH(P) with the amount, confirmed deeply enough.
-  const funding = parseTx(m.fundingTx, "funding transaction");
-  refuse(
-    Buffer.from(txidOf(funding)).equals(Buffer.from(sid.txid)),
-    "FUNDING_TX",
-    "the funding transaction is not the statechain's",
-  );
-  const out = funding.outs[sid.vout];
-  refuse(
-    out && Buffer.from(out.script).equals(Buffer.from(p2wpkhScript(P))) && out.value === amount,
-    "FUNDING_OUTPUT",
-    "the funding output does not pay the shared key the stated amount",
-  );
-  const fundingTxid = txidToHex(sid.txid);
-  const utxo = await ctx.chain.getUtxo(fundingTxid, sid.vout);
-  refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
-  refuse(
-    utxo.confirmations >= info.depositConfirmations,
-    "FUNDING_UNCONFIRMED",
-    `the funding has ${utxo.confirmations} confirmations, ${info.depositConfirmations} required`,
-  );
-
-  // The statechain: a valid chain from the deposit to the sender, extended by the sender's SCTx to us.
-  const chain = verifyChain(sc.depositProofKey, sc.chain);
-  refuse(!chain.closed, "STATECHAIN_CLOSED", "the statechain is closed");
-  refuse(
-    Buffer.from(chain.currentState).equals(Buffer.from(sc.stateHash)),
-    "STATE_HASH",
-    "the SE's state hash does not match its statechain",
-  );
-  const sctx = m.statechainTx;
-  refuse(sctx, "SCTX_MISSING", "the transfer message has no statechain transaction");
-  verifyStatechainTx(sctx, chain.currentKey, chain.currentState);
-  refuse(
-    Buffer.from(sctx.nextProofKey).equals(C2),
-    "SCTX_RECEIVER",
-    "the statechain transaction transfers to another proof key",
-  );
-  const newIndex = sc.ownerIndex + 1;
-  refuse(
-    sc.chain.length === sc.ownerIndex - 1,
-    "OWNER_INDEX",
-    "the statechain length does not match the owner index",
-  );
-
-  // Publication: the SMT holds the current state; a published root's proof and Mainstay proof verify.
-  const proof = await ctx.se.call("getSmtProof", { statechainId: sid });
-  const smtKey = statechainKey(sid);
-  refuse(
-    Buffer.from(proof.currentLeaf).equals(Buffer.from(sc.stateHash)),
-    "SMT_LEAF",
-    "the SE's tree does not hold the statechain's current state",
-  );
-  verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!);
-  if (proof.mainstay && proof.leaf.length > 0) {
-    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!);
-    refuse(
-      chain.states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
-      "SMT_PUBLISHED_LEAF",
-      "the published leaf is not a state of this statechain",
-    );
-  }
-
-  // Backups: mine pays B2 with the next lock, is signed under P; every earlier one unlocks later than mine.
-  const mode = sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
-  const kickoffTx = m.kickoffTx.length > 0 ? Buffer.from(m.kickoffTx) : undefined;
-  if (mode === "kickoff")
-    refuse(kickoffTx, "KICKOFF_MISSING", "a kick-off mode coin came without its kick-off transaction");
-  const { spend, amount: spendAmount } = backupInput({
-    backupMode: mode,
-    kickoffTx,
-    statechainId: sid,
-    amountSat: amount,
-  });
-  const interval = info.locktimeInterval;
-  const checkBackup = (raw: Uint8Array, owner: number, payee?: Uint8Array) => {
-    const tx = parseTx(raw, `backup of owner ${owner}`);
-    refuse(
-      tx.ins.length === 1 &&
-        Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(spend.txid)) &&
-        tx.ins[0]!.index === spend.vout,
-      "BACKUP_INPUT",
-      `the backup of owner ${owner} does not spend the coin`,
-    );
-    const lock = lockFor(sc.initialLock, interval, owner);
-    const got = mode === "absolute" ? tx.locktime : tx.ins[0]!.sequence;
-    refuse(got === lock, "BACKUP_LOCK", `the backup of owner ${owner} has lock ${got}, expected ${lock}`);
-    if (payee)
-      refuse(
-        tx.outs.length === 1 && Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(payee))),
-        "BACKUP_PAYEE",
-        "my backup does not pay my backup key",
-      );
-    checkP2wpkhWitness(tx, 0, P, spendAmount);
-    return lock;
-  };
-  const myLock = checkBackup(m.backupTx, newIndex, B2);
-  refuse(
-    m.backupHistory.length === sc.ownerIndex,
-    "BACKUP_HISTORY",
-    `expected ${sc.ownerIndex} earlier backups, got ${m.backupHistory.length}`,
-  );
-  m.backupHistory.forEach((raw, i) => {
-    const lock = checkBackup(raw, i + 1);
-    refuse(
-      lock > myLock,
-      "BACKUP_ORDER",
-      `owner ${i + 1}'s backup unlocks at ${lock}, not after mine (${myLock})`,
-    );
-  });
-  const tip = await ctx.chain.tipHeight();
-  if (mode === "absolute")
-    refuse(
-      myLock > tip + info.lockSafetyMargin,
-      "BACKUP_TOO_SOON",
-      `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
-    );
-  const t1 = parseScalar(m.t1, "t1");
-
-  // Step 7: an attested transfer key from the enclave, then t2 = t1·o2⁻¹ encrypted to it.
-  const nonce1 = Buffer.from(ctx.rng(32));
-  const tk = await ctx.se.call(
-    "transferReceiverInit",
-    { statechainId: sid, receiverProofKey: C2, nonce: nonce1, auth: undefined },
-    id.proofSecret,
-  );
-  const tkVerdict = verifyAttestation(tk.attestationDocument, {
-    roots: { aws: ctx.trust.aws ?? true, simulatorRootPem: ctx.trust.simulatorRootPem },
-    pcrPolicy: ctx.trust.pcrPolicy,
-    allowDebug: ctx.trust.allowDebug,
-    expectedNonce: nonce1,
-    expectedUserData: createHash("sha256").update(tk.transferContext).digest(),
-  });
-  refuse(
-    tkVerdict.valid,
-    "TRANSFER_KEY_ATTESTATION",
-    `the transfer key's attestation fails: ${tkVerdict.failures.map((f) => f.check).join(", ")}`,
-  );
-  const context = decodeTransferKeyStatement(tk.transferContext);
-  refuse(
-    Buffer.from(context.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
-      context.epoch === newIndex &&
-      Buffer.from(context.receiver).equals(C2),
-    "TRANSFER_KEY_CONTEXT",
-    "the attested transfer key is bound to another coin, owner or receiver",
-  );
-  const transferKey = tkVerdict.document?.publicKey;
-  refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
-  const o2 = parseScalar(randomSecret(ctx.rng), "o2");
-  const t2 = scalarBytes((t1 * invert(o2)) % N);
-  const encryptedT2 = Buffer.from(eciesEncrypt(transferKey, t2));
-  t2.fill(0);
-  const keygenSessionId = Buffer.from(ctx.rng(16));
-  const { state, msg } = p2KeyGenShare({
-    sessionId: keygenSessionId,
-    ringPedersen: ctx.ringPedersen,
-    rng: ctx.rng,
-    share: scalarBytes(o2),
-  });
-  const nonce2 = Buffer.from(ctx.rng(32));
-  const upd = await ctx.se.call(
-    "transferReceiverKeyUpdate",
-    {
-      statechainId: sid,
-      receiverProofKey: C2,
-      ownerShare: msg,
-      encryptedT2,
-      nonce: nonce2,
-      auth: undefined,
-      keygenSessionId,
-    },
-    id.proofSecret,
-  );
-
-  // Step 9: the keygen proofs and o2·S2 = P, then the deletion attestation and its receipt.
-  const key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: P });
-  const rec = upd.keyUpdate!;
-  const verdict = verifyAttestation(rec.attestationDocument, {
-    roots: { aws: ctx.trust.aws ?? true, simulatorRootPem: ctx.trust.simulatorRootPem },
-    pcrPolicy: ctx.trust.pcrPolicy,
-    allowDebug: ctx.trust.allowDebug,
-    expectedNonce: nonce2,
-    receipt: rec.receipt,
-  });
-  refuse(
-    verdict.valid,
-    "DELETION_ATTESTATION",
-    `the deletion attestation fails: ${verdict.failures.map((f) => `${f.check} (${f.message})`).join(", ")}`,
-  );
-  const receipt = decodeReceipt(rec.receipt);
-  refuse(
-    receipt.type === "key-update" &&
-      Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
-      receipt.epoch === newIndex &&
-      receipt.S2 !== null &&
-      Buffer.from(receipt.S2).equals(Buffer.from(upd.seShare!.publicShare)),
-    "RECEIPT",
-    "the deletion receipt does not describe this key update",
-  );
-  return {
-    statechainId: sid,
-    amountSat: amount,
-    sharedPublicKey: P,
-    ownerIndex: newIndex,
-    initialLock: sc.initialLock,
-    backupMode: mode,
-    interval,
-    proofSecret: Buffer.from(id.proofSecret),
-    backupSecret: Buffer.from(id.backupSecret),
-    key,
-    fundingTx: Buffer.from(m.fundingTx),
-    backupTx: Buffer.from(m.backupTx),
-    backupHistory: m.backupHistory.map((b) => Buffer.from(b)),
-    kickoffTx,
-    attestations: [tkVerdict, verdict],
-  };
-}
-
-function invert(x: bigint): bigint {
-  return secp256k1.Point.Fn.inv(x);
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -693,6 +422,7 @@ export async function withdraw(
   ctx: OwnerContext,
   coin: OwnedCoin,
   destination: Uint8Array,
+  hooks: { onSigned?: (tx: Buffer, txid: string) => Promise<void> } = {},
 ): Promise<{ txid: string; tx: Buffer }> {
   const sc = await ctx.se.call("getStatechain", { statechainId: coin.statechainId });
   const chain = verifyChain(sc.depositProofKey, sc.chain);
@@ -711,7 +441,7 @@ export async function withdraw(
     w.feeSat > 0n
       ? { script: bitcoin.address.toOutputScript(w.feeAddress, ctx.network), amountSat: w.feeSat }
       : undefined;
-  const { spend, amount } = backupInput(coin);
+  const { spend, amount } = await withdrawalInput(ctx, coin);
   const tx = buildWithdrawalTx({
     spend,
     spendAmountSat: amount,
@@ -720,12 +450,27 @@ export async function withdraw(
     feeRateSatVb: ctx.feeRateSatVb,
   });
   const signed = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_WITHDRAWAL, tx.raw, amount);
+  await hooks.onSigned?.(signed, tx.txidHex);
   await ctx.se.call(
     "withdrawConfirm",
     { statechainId: coin.statechainId, withdrawalTx: signed, auth: undefined },
     coin.proofSecret,
   );
   return { txid: tx.txidHex, tx: signed };
+}
+
+/**
+ * What a withdrawal spends: the statechain outpoint while it is unspent; in kick-off mode, once the kick-off
+ * is on chain, its output 0 (the enclave co-signs either, as at most one of them can ever be spent).
+ */
+async function withdrawalInput(ctx: OwnerContext, coin: OwnedCoin) {
+  const direct = {
+    spend: { txid: coin.statechainId.txid, vout: coin.statechainId.vout },
+    amount: coin.amountSat,
+  };
+  if (coin.backupMode !== "kickoff" || !coin.kickoffTx?.length) return direct;
+  const unspent = await ctx.chain.getUtxo(txidToHex(coin.statechainId.txid), coin.statechainId.vout);
+  return unspent ? direct : backupInput(coin);
 }
 
 /** Asks the SE until the withdrawal is confirmed and the statechain closed. */

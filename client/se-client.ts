@@ -12,6 +12,8 @@ type Service = typeof StatechainServiceService;
 export type MethodName = keyof Service;
 type Req<M extends MethodName> = Parameters<Service[M]["requestSerialize"]>[0];
 type Res<M extends MethodName> = ReturnType<Service[M]["responseDeserialize"]>;
+export type SeRequest<M extends MethodName> = Req<M>;
+export type SeResponse<M extends MethodName> = Res<M>;
 
 /** An SE refused or failed a call: `code` is the gRPC status, `message` the SE's words. */
 export class SeError extends Error {
@@ -46,7 +48,22 @@ export class SeClient {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Calls `method`; when `signer` (a proof key's secret) is given, the request is signed with it. */
+  /** `req` with its `auth` filled in: signed by the proof key whose secret is `signer`, with a fresh nonce. */
+  sign<M extends MethodName>(method: M, req: Req<M>, signer: Uint8Array): Req<M> {
+    const def = StatechainServiceService[method];
+    type R = Req<M> & { auth?: Auth };
+    const codec: Codec<R> = {
+      encode: (m) => ({ finish: () => def.requestSerialize(m as never) }),
+      decode: (b) => def.requestDeserialize(Buffer.from(b)) as R,
+    };
+    return signRequest(codec, def.path, req as R, signer, { nowMs: this.now(), rng: this.opts.rng });
+  }
+
+  /**
+   * Calls `method`; when `signer` (a proof key's secret) is given, the request is signed with it. Without one,
+   * the request goes as it is: unsigned, or signed earlier with sign() (re-sending the very same signed request
+   * is how a step is resumed: the SE answers a repeat with its stored response).
+   */
   async call<M extends MethodName>(
     method: M,
     req: Req<M>,
@@ -54,14 +71,7 @@ export class SeClient {
     deadlineMs?: number,
   ): Promise<Res<M>> {
     const def = StatechainServiceService[method];
-    let request = req as Req<M> & { auth?: Auth };
-    if (signer) {
-      const codec: Codec<typeof request> = {
-        encode: (m) => ({ finish: () => def.requestSerialize(m as never) }),
-        decode: (b) => def.requestDeserialize(Buffer.from(b)) as typeof request,
-      };
-      request = signRequest(codec, def.path, request, signer, { nowMs: this.now(), rng: this.opts.rng });
-    }
+    const request = signer ? this.sign(method, req, signer) : req;
     const fn = (this.client as unknown as Record<string, Parameters<typeof unary>[1]>)[method]!;
     try {
       return (await unary(this.client, fn, request, {

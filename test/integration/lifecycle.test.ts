@@ -7,12 +7,11 @@ import {
   confirmWithdrawal,
   coSign,
   deposit,
-  fetchIncoming,
   type OwnedCoin,
-  receive,
   send,
   withdraw,
 } from "../../client/owner.ts";
+import { fetchIncoming, receive } from "../../client/receive.ts";
 import { SeError } from "../../client/se-client.ts";
 import { SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import { verifySmtProof } from "../../protocol/smt/index.ts";

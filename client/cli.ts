@@ -1,0 +1,750 @@
+// The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
+// the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage.
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { loadPcrPolicy, type PcrPolicy } from "../attestation/pcr-policy.ts";
+import { pemToDer, sha256Hex } from "../attestation/roots.ts";
+import { type ChainBackend, ChainError, type ChainNetwork } from "../chain/backend.ts";
+import { BitcoindChain } from "../chain/bitcoind.ts";
+import { EsploraChain } from "../chain/esplora.ts";
+import type { PcrRelease } from "../proto/gen/common.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import { MAINSTAY_PUBLIC_KEY_PARAMS, type MainstayKeyParams } from "../protocol/mainstay.ts";
+import { systemRng } from "../protocol/rng.ts";
+import type { WalletNetwork } from "./address.ts";
+import type { AttestationTrust } from "./owner.ts";
+import { progressPrinter } from "./progress.ts";
+import { SeClient, SeError } from "./se-client.ts";
+import type { VerifyReport } from "./verify.ts";
+import { type CoinSummary, type ReceiveResult, Wallet, WalletError } from "./wallet.ts";
+
+export const HELP = `wallet — an owner's statechain wallet that verifies everything
+
+Usage: wallet <command> [arguments] [options]
+
+Commands:
+  create                    make a new wallet (prints its 24-word mnemonic once: write it down)
+  restore                   rebuild a wallet from its mnemonic (read from --mnemonic-file or stdin)
+  address                   a receive address (B|C) to give a sender; --new for a fresh one,
+                            --onchain for the wallet's bitcoin address (to fund deposits)
+  info                      the wallet, its SE and chain, balances, attestation trust
+  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator)
+  deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc)
+  coins                     the wallet's coins with their state and backup locks
+  send <coin> <address>     hand a coin to the owner of a receive address
+  receive [--wait]          take incoming coins (every check passes, or the coin is refused with the reason)
+  withdraw <coin> <address> close a coin cooperatively to a bitcoin address
+  exit <coin>               leave by the backup transaction (kick-off + CPFP first in kick-off mode)
+  verify <coin>             check the coin: statechain, SMT and Mainstay proofs, backups, attestations
+  trust-simulator --confirm trust the local simulator's attestation root and measurements (development)
+
+A <coin> is its number in \`wallet coins\`, its statechain id (txid:vout) or a txid prefix.
+
+Options:
+  --wallet <file>           wallet file (default $WALLET_FILE or ~/.statechain/wallet.sqlite)
+  --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else the first line of stdin)
+  --se <host:port>          the SE (default $WALLET_SE, the wallet's setting, or 127.0.0.1:50051)
+  --network <name>          create/restore: bitcoin, testnet, signet or regtest (default regtest)
+  --se-data-dir <dir>       simulator data dir for chain access (default $SE_DATA_DIR or .data/simulator)
+  --bitcoind-rpc <url>      chain through bitcoind JSON-RPC (with --rpc-user, --rpc-password)
+  --esplora <url>           chain through an Esplora HTTP API
+  --trust-simulator <pem>   also trust this simulator root (verdicts then say SIMULATOR)
+  --pcrs <file>             PCR policy JSON: {"releases": [{"name", "pcr0", "pcr1", "pcr2", "pcr8"?}]}
+  --mainstay-key <key>      Mainstay service key "<pubkey hex>:<chain code hex>", or "public"
+  --fee-rate <sat/vB>       fee rate of the wallet's transactions (default 2)
+  --poll-ms <ms>            how often waits poll (default 5000)
+  --timeout <s>             how long waits last (default 1800)
+  --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
+  --mnemonic-file <file>    restore: the mnemonic
+  --blocks <n>              faucet: coinbases to mine (default 1)
+  --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
+  --new, --onchain          address: see above
+  --wait                    receive: poll until a transfer arrives
+  --confirm                 trust-simulator: really trust it; --forget removes the trust
+  --json                    machine-readable output (progress as JSON lines on stderr)
+  -h, --help                this text, or a command's with \`wallet <command> --help\`
+
+Exit status: 0 ok, 1 refused or failed, 2 usage.
+`;
+
+const COMMAND_HELP: Record<string, string> = {
+  create: `wallet create [--network regtest] [--se host:port]
+  Makes a new wallet file: a fresh 24-word mnemonic (BIP39), keys on m/8338'/<coin>'/0'/<role>'/<i>',
+  ring-Pedersen parameters for the two-party ECDSA (a few seconds), all secrets sealed under the passphrase
+  (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and unclaimed transfers, but not
+  coins already received (their two-party shares are random and live only in the wallet file).`,
+  restore: `wallet restore [--mnemonic-file <file>] [--network regtest]
+  Rebuilds a wallet from its mnemonic (from the file, or stdin after the passphrase line). \`wallet receive\`
+  then collects transfers sent to its first ${20} addresses.`,
+  address: `wallet address [--new] [--onchain]
+  A receive address (bech32m over version 0, proof key C, backup key B; "rsc1…" on regtest). The same unused
+  address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
+  that funds deposits.`,
+  info: "wallet info\n  The wallet file, network, SE, chain tip, balances and the attestation trust in force.",
+  faucet:
+    "wallet faucet [--blocks n]\n  Regtest (simulator) only: mines n coinbases to the wallet and 100 blocks to mature them.",
+  deposit: `wallet deposit <amount> [--no-wait] [--token t]
+  Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
+  coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
+  coins:
+    "wallet coins\n  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode).",
+  send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
+  receive: `wallet receive [--wait] [--timeout s]
+  Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
+  and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
+  policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1).`,
+  withdraw:
+    "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
+  exit: `wallet exit <coin> [--no-wait]
+  Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
+  then the backup after its relative lock). Resumable: run it again to continue.`,
+  verify: "wallet verify <coin>\n  Every check of the coin by name; exit status 1 if any fails.",
+  "trust-simulator": `wallet trust-simulator [--confirm | --forget]
+  Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
+  as trusted. A simulator gives no hardware guarantee: every verdict then says SIMULATOR.`,
+};
+
+/** Options each command accepts beyond the global ones. */
+const COMMAND_OPTIONS: Record<string, string[]> = {
+  create: ["network", "scrypt-n"],
+  restore: ["network", "mnemonic-file", "scrypt-n"],
+  address: ["new", "onchain"],
+  info: [],
+  faucet: ["blocks"],
+  deposit: ["no-wait", "token"],
+  coins: [],
+  send: [],
+  receive: ["wait"],
+  withdraw: ["no-wait"],
+  exit: ["no-wait"],
+  verify: [],
+  "trust-simulator": ["confirm", "forget"],
+};
+
+const POSITIONALS: Record<string, string[]> = {
+  deposit: ["amount"],
+  send: ["coin", "address"],
+  withdraw: ["coin", "address"],
+  exit: ["coin"],
+  verify: ["coin"],
+};
+
+const GLOBAL_OPTIONS = [
+  "wallet",
+  "passphrase-file",
+  "se",
+  "se-data-dir",
+  "bitcoind-rpc",
+  "rpc-user",
+  "rpc-password",
+  "esplora",
+  "trust-simulator",
+  "pcrs",
+  "mainstay-key",
+  "fee-rate",
+  "poll-ms",
+  "timeout",
+  "json",
+  "help",
+];
+
+export interface CliIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  stderrIsTTY: boolean;
+  stdinIsTTY: boolean;
+  /** Lines of stdin: all of it when piped, `count` lines typed on a terminal. */
+  stdinLines: (count: number, prompt: string) => Promise<string[]>;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export const processIo: CliIo = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+  stderrIsTTY: Boolean(process.stderr.isTTY),
+  stdinIsTTY: Boolean(process.stdin.isTTY),
+  async stdinLines(count, prompt) {
+    if (!process.stdin.isTTY) return readFileSync(0, "utf8").split(/\r?\n/);
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    const lines: string[] = [];
+    try {
+      for (let i = 0; i < count; i++)
+        lines.push(await new Promise<string>((resolve) => rl.question(i === 0 ? prompt : "", resolve)));
+    } finally {
+      rl.close();
+    }
+    return lines;
+  },
+  env: process.env,
+  cwd: process.cwd(),
+};
+
+class UsageError extends Error {}
+
+type Values = Record<string, string | boolean | undefined>;
+
+const USAGE_CODES = new Set([
+  "COIN_REF",
+  "COIN_UNKNOWN",
+  "COIN_AMBIGUOUS",
+  "ADDRESS_CHECKSUM",
+  "ADDRESS_PREFIX",
+  "ADDRESS_NETWORK",
+  "ADDRESS_VERSION",
+  "ADDRESS_LENGTH",
+  "ADDRESS_POINT",
+  "ADDRESS_INVALID",
+  "MNEMONIC_INVALID",
+  "PCR_POLICY_INVALID",
+  "PASSPHRASE_EMPTY",
+]);
+
+/** JSON with bigints as decimal strings. */
+const toJson = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x));
+
+export function parseAmount(text: string): bigint {
+  const t = text.trim().toLowerCase();
+  const btc = /^(\d+)(?:\.(\d{1,8}))?\s*btc$/.exec(t);
+  if (btc) return BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? "").padEnd(8, "0") || "0");
+  const sat = /^(\d+)\s*(?:sats?)?$/.exec(t);
+  if (sat) return BigInt(sat[1]!);
+  throw new UsageError(`"${text}" is not an amount (satoshis, like 100000, or bitcoin, like 0.001btc)`);
+}
+
+function parseMainstayKey(text: string): MainstayKeyParams {
+  if (text === "public") return MAINSTAY_PUBLIC_KEY_PARAMS;
+  const m = /^([0-9a-fA-F]{66}):([0-9a-fA-F]{64})$/.exec(text);
+  if (!m)
+    throw new UsageError('--mainstay-key takes "public" or "<33-byte pubkey hex>:<32-byte chain code hex>"');
+  return { basePubkey: Buffer.from(m[1]!, "hex"), chainCode: Buffer.from(m[2]!, "hex") };
+}
+
+function positiveNumber(v: string | boolean | undefined, what: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${what} must be a positive number`);
+  return n;
+}
+
+interface SimulatorTrust {
+  endpoint: string;
+  rootPem: string;
+  releases: PcrRelease[];
+  trustedAt: number;
+}
+
+class Session {
+  private se: SeClient | undefined;
+  private chain: ChainBackend | undefined;
+  readonly json: boolean;
+  readonly progress: ReturnType<typeof progressPrinter>;
+
+  constructor(
+    readonly io: CliIo,
+    readonly v: Values,
+  ) {
+    this.json = Boolean(v.json);
+    this.progress = progressPrinter({ write: io.stderr, tty: io.stderrIsTTY && !this.json, json: this.json });
+  }
+
+  out(human: string, json: unknown): void {
+    this.progress.end();
+    this.io.stdout(this.json ? `${toJson(json)}\n` : `${human}\n`);
+  }
+
+  walletFile(): string {
+    const f = (this.v.wallet as string) ?? this.io.env.WALLET_FILE;
+    return path.resolve(this.io.cwd, f ?? path.join(homedir(), ".statechain", "wallet.sqlite"));
+  }
+
+  private stdinLines: string[] | undefined;
+
+  private async stdin(count: number, prompt: string): Promise<string[]> {
+    this.stdinLines ??= await this.io.stdinLines(count, prompt);
+    return this.stdinLines;
+  }
+
+  async passphrase(): Promise<string> {
+    let p: string | undefined;
+    if (this.v["passphrase-file"])
+      p = readText(this.v["passphrase-file"] as string, this.io.cwd).split(/\r?\n/)[0];
+    else if (this.io.env.WALLET_PASSPHRASE) p = this.io.env.WALLET_PASSPHRASE;
+    else p = (await this.stdin(2, "wallet passphrase: "))[0];
+    if (!p)
+      throw new UsageError("no passphrase: give --passphrase-file, WALLET_PASSPHRASE, or a line on stdin");
+    return p;
+  }
+
+  async mnemonicInput(): Promise<string> {
+    if (this.v["mnemonic-file"]) return readText(this.v["mnemonic-file"] as string, this.io.cwd);
+    const lines = await this.stdin(2, "wallet passphrase: ");
+    // The passphrase took the first line unless it came from a file or the environment.
+    const fromStdin = !this.v["passphrase-file"] && !this.io.env.WALLET_PASSPHRASE;
+    const rest = (fromStdin ? lines.slice(1) : lines).join(" ").trim();
+    if (!rest) throw new UsageError("no mnemonic: give --mnemonic-file, or the words on stdin");
+    return rest;
+  }
+
+  async endpoint(wallet?: Wallet): Promise<string> {
+    return (
+      (this.v.se as string | undefined) ??
+      this.io.env.WALLET_SE ??
+      (wallet ? await wallet.getConfig<string>("se") : undefined) ??
+      "127.0.0.1:50051"
+    );
+  }
+
+  seClient(endpoint: string): SeClient {
+    this.se ??= new SeClient(endpoint, { rng: systemRng, deadlineMs: 120_000 });
+    return this.se;
+  }
+
+  /** The chain backend from the options, or the simulator's embedded node; undefined when none is reachable. */
+  chainFor(network: WalletNetwork): { chain?: ChainBackend; why?: string } {
+    const net = network as ChainNetwork;
+    const esplora = (this.v.esplora as string) ?? this.io.env.WALLET_ESPLORA;
+    if (esplora) {
+      this.chain = new EsploraChain({ url: esplora, network: net });
+      return { chain: this.chain };
+    }
+    const rpc = (this.v["bitcoind-rpc"] as string) ?? this.io.env.WALLET_BITCOIND_RPC;
+    if (rpc) {
+      this.chain = new BitcoindChain({
+        url: rpc,
+        user: (this.v["rpc-user"] as string) ?? this.io.env.WALLET_RPC_USER ?? "",
+        password: (this.v["rpc-password"] as string) ?? this.io.env.WALLET_RPC_PASSWORD ?? "",
+        network: net,
+      });
+      return { chain: this.chain };
+    }
+    const dir = path.resolve(
+      this.io.cwd,
+      (this.v["se-data-dir"] as string) ?? this.io.env.SE_DATA_DIR ?? ".data/simulator",
+    );
+    const file = path.join(dir, "bitcoin-rpc.json");
+    let creds: { url: string; user: string; password: string };
+    try {
+      creds = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      return {
+        why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`) so that ${file} exists`,
+      };
+    }
+    this.chain = new BitcoindChain({
+      url: creds.url,
+      user: creds.user,
+      password: creds.password,
+      network: net,
+    });
+    return { chain: this.chain };
+  }
+
+  async trust(wallet: Wallet, se: SeClient): Promise<AttestationTrust> {
+    const stored = await wallet.getConfig<SimulatorTrust>("trust.simulator");
+    const pemFile = this.v["trust-simulator"] as string | undefined;
+    const simulatorRootPem = pemFile ? readText(pemFile, this.io.cwd) : stored?.rootPem;
+    if (pemFile) pemToDer(simulatorRootPem!);
+    let pcrPolicy: PcrPolicy | undefined;
+    if (this.v.pcrs) pcrPolicy = loadPcrPolicy(readText(this.v.pcrs as string, this.io.cwd));
+    else if (pemFile) {
+      // Under the explicit simulator trust only: the measurements the SE publishes.
+      const info = await se.call("getInfo", {});
+      pcrPolicy = loadPcrPolicy({ releases: releasesJson(info.enclave?.expectedPcrs ?? []) });
+    } else if (stored) pcrPolicy = loadPcrPolicy({ releases: releasesJson(stored.releases) });
+    return { aws: true, simulatorRootPem, pcrPolicy };
+  }
+
+  async close(): Promise<void> {
+    this.se?.close();
+    await this.chain?.close().catch(() => undefined);
+  }
+}
+
+function releasesJson(rs: PcrRelease[]) {
+  return rs.map((r) => ({
+    name: r.name,
+    pcr0: r.pcr0,
+    pcr1: r.pcr1,
+    pcr2: r.pcr2,
+    ...(r.pcr8 ? { pcr8: r.pcr8 } : {}),
+  }));
+}
+
+function readText(file: string, cwd: string): string {
+  try {
+    return readFileSync(path.resolve(cwd, file), "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** A chain that is not there: every use says how to configure one. */
+function missingChain(why: string, network: ChainNetwork): ChainBackend {
+  const no = async (): Promise<never> => {
+    throw new WalletError("NO_CHAIN", why, "precondition");
+  };
+  return {
+    network,
+    kind: "bitcoind",
+    tipHeight: no,
+    getTx: no,
+    getTxStatus: no,
+    getUtxo: no,
+    findUtxos: no,
+    broadcast: no,
+    estimateFeeRate: no,
+    onBlock: () => () => {},
+    close: async () => {},
+  };
+}
+
+const sat = (n: bigint) => `${n.toLocaleString("en-US")} sat`;
+
+function lockText(c: CoinSummary): string {
+  if (c.backupMode === "kickoff") return `kick-off, then ${c.backupLock} blocks`;
+  return `height ${c.backupLock}${c.blocksToLock !== undefined ? ` (${c.blocksToLock} blocks left)` : ""}`;
+}
+
+function attestationText(c: CoinSummary): string {
+  if (c.attestations.length === 0) return "";
+  const ok = c.attestations.every((a) => a.valid);
+  const sim = c.attestations.some((a) => a.simulator);
+  return `attestations ${ok ? "verified" : "FAILED"}${sim ? " (SIMULATOR: no hardware guarantee)" : ""}`;
+}
+
+function coinLine(c: CoinSummary): string {
+  return `#${c.number}  ${c.status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+}
+
+function receiveText(r: ReceiveResult): string {
+  const lines: string[] = [];
+  for (const c of r.received)
+    lines.push(
+      `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}`,
+    );
+  for (const x of r.refused)
+    lines.push(
+      `REFUSED ${x.statechainId ?? "a transfer"}: ${x.reason} [${x.code}${x.failedChecks?.length ? `: ${x.failedChecks.join(", ")}` : ""}]`,
+    );
+  if (lines.length === 0) lines.push("no incoming transfers");
+  return lines.join("\n");
+}
+
+function verifyText(r: VerifyReport): string {
+  const mark = { pass: "✔", fail: "✘", skip: "–" } as const;
+  const lines = r.checks.map((c) => `${mark[c.status]} ${c.name.padEnd(24)} ${c.detail}`);
+  const failed = r.checks.filter((c) => c.status === "fail").length;
+  lines.push(
+    r.ok
+      ? `coin ${r.statechainId} verified${r.simulator ? " — SIMULATOR attestations: no hardware guarantee" : ""}`
+      : `coin ${r.statechainId}: ${failed} check(s) FAILED`,
+  );
+  return lines.join("\n");
+}
+
+async function run(s: Session, command: string, args: string[]): Promise<number> {
+  const v = s.v;
+  const file = s.walletFile();
+  if (command === "create" || command === "restore") {
+    const network = ((v.network as string) ?? "regtest") as WalletNetwork;
+    if (!["bitcoin", "testnet", "signet", "regtest"].includes(network))
+      throw new UsageError(`unknown network "${network}" (bitcoin, testnet, signet or regtest)`);
+    const passphrase = await s.passphrase();
+    if (passphrase.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
+    const mnemonic = command === "restore" ? await s.mnemonicInput() : undefined;
+    const { wallet, mnemonic: words } = await Wallet.create({
+      file,
+      passphrase,
+      network,
+      mnemonic,
+      scryptN: v["scrypt-n"] !== undefined ? positiveNumber(v["scrypt-n"], "--scrypt-n", 0) : undefined,
+      onProgress: s.progress.onProgress,
+    });
+    try {
+      if (v.se) await wallet.setConfig("se", v.se);
+      const { address } = await wallet.receiveAddress();
+      const onchain = await wallet.fundingAddress();
+      s.out(
+        command === "create"
+          ? [
+              `wallet created: ${file} (${network})`,
+              "",
+              "mnemonic (write it down; it is shown only now):",
+              `  ${words}`,
+              "",
+              `receive address  ${address}`,
+              `bitcoin address  ${onchain}  (funds deposits)`,
+            ].join("\n")
+          : `wallet restored: ${file} (${network}); \`wallet receive\` collects transfers to its addresses\nreceive address  ${address}`,
+        {
+          file,
+          network,
+          ...(command === "create" ? { mnemonic: words } : {}),
+          receiveAddress: address,
+          onchainAddress: onchain,
+        },
+      );
+    } finally {
+      await wallet.close();
+    }
+    return 0;
+  }
+
+  const wallet = await Wallet.open(file, await s.passphrase());
+  try {
+    if (command === "address") {
+      if (v.onchain) {
+        const a = await wallet.fundingAddress();
+        s.out(a, { onchainAddress: a });
+      } else {
+        const a = await wallet.receiveAddress({ fresh: Boolean(v.new) });
+        s.out(a.address, a);
+      }
+      return 0;
+    }
+    const endpoint = await s.endpoint(wallet);
+    const se = s.seClient(endpoint);
+    const { chain, why } = s.chainFor(wallet.network);
+    const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify"].includes(command);
+    if (!chain && needsChain) throw new WalletError("NO_CHAIN", why!, "precondition");
+    const trustNeeded = ["receive", "verify", "info"].includes(command);
+    const trust: AttestationTrust = trustNeeded ? await s.trust(wallet, se) : { aws: true };
+    wallet.connect({
+      se,
+      chain: chain ?? missingChain(why!, wallet.network as ChainNetwork),
+      trust,
+      feeRateSatVb: positiveNumber(v["fee-rate"], "--fee-rate", 2),
+      mainstayKey: v["mainstay-key"] ? parseMainstayKey(v["mainstay-key"] as string) : undefined,
+      onProgress: s.progress.onProgress,
+    });
+    const wait = {
+      pollMs: positiveNumber(v["poll-ms"], "--poll-ms", 5000),
+      timeoutMs: positiveNumber(v.timeout, "--timeout", 1800) * 1000,
+    };
+    switch (command) {
+      case "info": {
+        const info = await se.call("getInfo", {}).catch((e: Error) => e);
+        const bal = chain ? await wallet.balance().catch(() => undefined) : undefined;
+        const coins = await wallet.coins();
+        const reachable = !(info instanceof Error);
+        const data = {
+          file,
+          network: wallet.network,
+          se: {
+            endpoint,
+            reachable,
+            ...(reachable
+              ? {
+                  network: info.network,
+                  version: info.version,
+                  attestationMode: info.enclave?.attestationMode,
+                  chainTip: info.chainTip,
+                  backupMode: info.backupMode === 2 ? "kickoff" : "absolute",
+                  initLock: info.initLock,
+                  locktimeInterval: info.locktimeInterval,
+                }
+              : { error: info.message }),
+          },
+          balance: bal,
+          coins: coins.length,
+          trust: {
+            awsRoot: true,
+            simulatorRoot: trust.simulatorRootPem ? sha256Hex(pemToDer(trust.simulatorRootPem)) : undefined,
+            pcrReleases: trust.pcrPolicy?.releases.map((r) => r.name) ?? [],
+          },
+        };
+        s.out(
+          [
+            `wallet   ${file} (${wallet.network})`,
+            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${(info as Error).message}`}`,
+            `balance  ${bal ? `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)` : "chain unavailable"}`,
+            `trust    AWS Nitro root${trust.simulatorRootPem ? ` + SIMULATOR root ${data.trust.simulatorRoot!.slice(0, 16)}…` : ""}; PCR releases: ${data.trust.pcrReleases.join(", ") || "none (receiving refuses every coin)"}`,
+          ].join("\n"),
+          data,
+        );
+        return 0;
+      }
+      case "faucet": {
+        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1));
+        s.out(`mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`, r);
+        return 0;
+      }
+      case "deposit": {
+        const amount = parseAmount(args[0]!);
+        const c = await wallet.deposit(amount, {
+          ...wait,
+          wait: !v["no-wait"],
+          token: v.token as string | undefined,
+        });
+        s.out(
+          [
+            `coin #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, ${c.status}`,
+            `  deposit address ${c.depositAddress}`,
+            `  backup unlocks: ${lockText(c)}`,
+          ].join("\n"),
+          c,
+        );
+        return 0;
+      }
+      case "coins": {
+        const coins = await wallet.coins();
+        s.out(
+          coins.length ? coins.map(coinLine).join("\n") : "no coins yet (`wallet deposit <amount>`)",
+          coins,
+        );
+        return 0;
+      }
+      case "send": {
+        const c = await wallet.send(args[0]!, args[1]!);
+        s.out(
+          `sent coin #${c.number} ${c.statechainId}; it is the receiver's once they run \`wallet receive\``,
+          c,
+        );
+        return 0;
+      }
+      case "receive": {
+        const r = await wallet.receive({ ...wait, wait: Boolean(v.wait) });
+        s.out(receiveText(r), r);
+        return r.refused.length > 0 ? 1 : 0;
+      }
+      case "withdraw": {
+        const r = await wallet.withdraw(args[0]!, args[1]!, { ...wait, wait: !v["no-wait"] });
+        s.out(`withdrawal ${r.txid}: coin #${r.coin.number} ${r.coin.status}`, r);
+        return 0;
+      }
+      case "exit": {
+        const r = await wallet.exit(args[0]!, { pollMs: wait.pollMs, wait: !v["no-wait"] });
+        const st = r.state;
+        s.out(
+          st.stage === "confirmed"
+            ? `coin #${r.coin.number} exited: backup ${st.backupTxid} confirmed at height ${st.backupHeight}`
+            : `coin #${r.coin.number} exiting: ${st.stage}${st.unlockHeight ? `, backup from height ${st.unlockHeight}` : ""} (run \`wallet exit ${r.coin.number}\` again to continue)`,
+          r,
+        );
+        return 0;
+      }
+      case "verify": {
+        const r = await wallet.verify(args[0]!);
+        s.out(verifyText(r), r);
+        return r.ok ? 0 : 1;
+      }
+      case "trust-simulator": {
+        if (v.forget) {
+          await wallet.setConfig("trust.simulator", undefined);
+          s.out("the simulator root is no longer trusted", { trusted: false });
+          return 0;
+        }
+        const info = await se.call("getInfo", {});
+        const e = info.enclave;
+        if (e?.attestationMode !== "simulator" || !e.simulatorRootPem)
+          throw new WalletError(
+            "NOT_A_SIMULATOR",
+            `the SE at ${endpoint} runs a ${e?.attestationMode ?? "unknown"} enclave, not the simulator`,
+            "precondition",
+          );
+        const fingerprint = sha256Hex(pemToDer(e.simulatorRootPem));
+        const described = [
+          `simulator root SHA-256 ${fingerprint}`,
+          ...e.expectedPcrs.map(
+            (r) =>
+              `release ${r.name}: PCR0 ${r.pcr0.slice(0, 16)}… PCR1 ${r.pcr1.slice(0, 16)}… PCR2 ${r.pcr2.slice(0, 16)}…`,
+          ),
+        ];
+        if (!v.confirm) {
+          s.io.stderr(
+            `${described.join("\n")}\nA simulator proves nothing about hardware: anyone with its files can sign as it. Run again with --confirm to trust it for this wallet.\n`,
+          );
+          return 2;
+        }
+        const trust: SimulatorTrust = {
+          endpoint,
+          rootPem: e.simulatorRootPem,
+          releases: e.expectedPcrs,
+          trustedAt: Date.now(),
+        };
+        await wallet.setConfig("trust.simulator", trust);
+        if (!(await wallet.getConfig<string>("se"))) await wallet.setConfig("se", endpoint);
+        s.out(`trusted (SIMULATOR — no hardware guarantee):\n${described.join("\n")}`, {
+          trusted: true,
+          rootSha256: fingerprint,
+          releases: e.expectedPcrs,
+        });
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } finally {
+    await wallet.close();
+  }
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit status. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const booleans = new Set(["json", "help", "new", "onchain", "wait", "no-wait", "confirm", "forget"]);
+  for (const name of [...GLOBAL_OPTIONS, ...Object.values(COMMAND_OPTIONS).flat()])
+    options[name] = { type: booleans.has(name) ? "boolean" : "string" };
+  options.help = { type: "boolean", short: "h" };
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true }));
+  } catch (e) {
+    io.stderr(`wallet: ${(e as Error).message}\n(\`wallet --help\` lists the options)\n`);
+    return 2;
+  }
+  const [command, ...args] = positionals;
+  if (!command) {
+    io.stdout(HELP);
+    return values.help ? 0 : 2;
+  }
+  if (!(command in COMMAND_OPTIONS)) {
+    io.stderr(`wallet: unknown command "${command}"\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout(`${COMMAND_HELP[command]}\n\n(\`wallet --help\` lists the options every command takes)\n`);
+    return 0;
+  }
+  const allowed = new Set([...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command]!]);
+  const stray = Object.keys(values).find((k) => !allowed.has(k));
+  const want = POSITIONALS[command] ?? [];
+  const problem = stray
+    ? `--${stray} does not apply to ${command}`
+    : args.length !== want.length
+      ? `${command} takes ${want.length ? want.map((w) => `<${w}>`).join(" ") : "no arguments"}`
+      : undefined;
+  if (problem) {
+    io.stderr(`wallet: ${problem}\n\n${COMMAND_HELP[command]}\n`);
+    return 2;
+  }
+  const s = new Session(io, values);
+  try {
+    return await run(s, command, args);
+  } catch (e) {
+    s.progress.end();
+    const code = e instanceof UsageError ? 2 : e instanceof ProtocolError && USAGE_CODES.has(e.code) ? 2 : 1;
+    const errCode =
+      e instanceof ProtocolError
+        ? e.code
+        : e instanceof SeError
+          ? `SE_${e.code}`
+          : e instanceof ChainError
+            ? `CHAIN_${e.code}`
+            : e instanceof UsageError
+              ? "USAGE"
+              : "ERROR";
+    const message = e instanceof Error ? e.message : String(e);
+    if (s.json) io.stdout(`${toJson({ ok: false, error: { code: errCode, message } })}\n`);
+    io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
+    if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
+    return code;
+  } finally {
+    await s.close();
+  }
+}

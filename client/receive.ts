@@ -1,0 +1,663 @@
+// The receiver's side of a transfer (DESIGN.md 3.3 steps 6–9), in steps: read the mailbox, check everything
+// about the coin before saying anything to the SE (step 6), get an attested transfer key (step 7), prepare and
+// sign the key update, then send it and check the SE's keygen proofs, o2·S2 = P, the deletion attestation and
+// its receipt (step 9). Each refusal is a ProtocolError naming the failed check.
+export interface IncomingTransfer {
+  messageId: Buffer;
+  statechainId: Outpoint;
+  message: TransferMessage;
+  /** The mailbox ciphertext as received (kept to resume an interrupted key update). */
+  ciphertext: Buffer;
+}
+
+import { createHash } from "node:crypto";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
+import { decodeReceipt } from "../attestation/receipt.ts";
+import { decodeTransferKeyStatement } from "../attestation/statements.ts";
+import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
+import { BackupMode, type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
+import { TransferMessage } from "../proto/gen/statechain.ts";
+import { type PartyTwoKey, p2KeyGenFinish, p2KeyGenShare } from "../protocol/ecdsa2p/index.ts";
+import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
+import { N, parseScalar, scalarBytes } from "../protocol/encoding.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import { toDisplayHex, verifyMainstayProof } from "../protocol/mainstay.ts";
+import { outpointString } from "../protocol/outpoint.ts";
+import { verifySmtProof } from "../protocol/smt/index.ts";
+import { statechainIdBytes, statechainKey, verifyChain, verifyStatechainTx } from "../protocol/statechain.ts";
+import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
+import { ANCHOR_SCRIPT, p2wpkhScript } from "../protocol/tx/script.ts";
+import { checkP2wpkhWitness } from "../protocol/tx/sign.ts";
+import {
+  backupInput,
+  checkNetwork,
+  lockFor,
+  type OwnedCoin,
+  type OwnerContext,
+  pub,
+  type ReceiverIdentity,
+  randomSecret,
+} from "./owner.ts";
+import { refuse, SeError, type SeRequest, type SeResponse } from "./se-client.ts";
+
+/** A mailbox item this wallet could not read: refused with a reason, like a coin that fails a check. */
+export interface UnreadableTransfer {
+  messageId: Buffer;
+  statechainId: Outpoint | undefined;
+  code: string;
+  reason: string;
+}
+
+/** Reads and decrypts the transfer messages addressed to `id`'s proof key. */
+export async function fetchIncoming(ctx: OwnerContext, id: ReceiverIdentity): Promise<IncomingTransfer[]> {
+  return (await fetchMailbox(ctx, id)).incoming;
+}
+
+/** The mailbox of `id`: the messages that decrypt and decode, and those that do not, with the reason. */
+export async function fetchMailbox(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+): Promise<{ incoming: IncomingTransfer[]; unreadable: UnreadableTransfer[] }> {
+  const C2 = pub(id.proofSecret);
+  const box = await ctx.se.call("mailboxGet", { receiverProofKey: C2, auth: undefined }, id.proofSecret);
+  const incoming: IncomingTransfer[] = [];
+  const unreadable: UnreadableTransfer[] = [];
+  for (const item of box.items) {
+    try {
+      incoming.push(openTransfer(id, item.messageId, item.statechainId, item.encryptedMessage));
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      unreadable.push({
+        messageId: item.messageId,
+        statechainId: item.statechainId,
+        code: e.code,
+        reason: e.message,
+      });
+    }
+  }
+  return { incoming, unreadable };
+}
+
+/** Decrypts and decodes one transfer message (MESSAGE_DECRYPT / MESSAGE_DECODE when it cannot). */
+export function openTransfer(
+  id: ReceiverIdentity,
+  messageId: Uint8Array,
+  statechainId: Outpoint | undefined,
+  ciphertext: Uint8Array,
+): IncomingTransfer {
+  refuse(statechainId, "MESSAGE_STATECHAIN", "the mailbox item names no statechain");
+  let plain: Uint8Array;
+  try {
+    plain = eciesDecrypt(id.proofSecret, ciphertext, "transfer message");
+  } catch {
+    throw new ProtocolError(
+      "MESSAGE_DECRYPT",
+      "the transfer message does not decrypt under this wallet's proof key (altered or not for us)",
+      "precondition",
+    );
+  }
+  let message: TransferMessage;
+  try {
+    message = TransferMessage.decode(plain);
+  } catch {
+    throw new ProtocolError("MESSAGE_DECODE", "the transfer message is not well formed", "precondition");
+  } finally {
+    plain.fill(0);
+  }
+  return {
+    messageId: Buffer.from(messageId),
+    statechainId,
+    message,
+    ciphertext: Buffer.from(ciphertext),
+  };
+}
+
+/** An attestation document failed verification: `failures` names every check that failed. */
+export class AttestationRefusedError extends ProtocolError {
+  override name = "AttestationRefusedError";
+  constructor(
+    code: string,
+    what: string,
+    readonly verdict: VerificationResult,
+  ) {
+    super(
+      code,
+      `${what} fails: ${[
+        ...verdict.failures.map((f) => `${f.check} (${f.message})`),
+        ...verdict.notChecked.map((c) => `${c} (not checked)`),
+      ].join(", ")}`,
+      "precondition",
+    );
+  }
+
+  get failedChecks(): string[] {
+    return this.verdict.failures.map((f) => f.check);
+  }
+}
+
+/** What step 6 established about an incoming coin; everything later steps and storage need. */
+export interface CheckedTransfer {
+  incoming: IncomingTransfer;
+  statechainId: Outpoint;
+  sharedPublicKey: Buffer;
+  amountSat: bigint;
+  backupMode: "absolute" | "kickoff";
+  initialLock: number;
+  interval: number;
+  newIndex: number;
+  myLock: number;
+  kickoffTx: Buffer | undefined;
+  /** The enclave instance that holds the coin (from the SE's info). */
+  enclaveInstance: Buffer;
+}
+
+function attestationOptions(ctx: OwnerContext) {
+  const t = ctx.trust;
+  return {
+    roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
+    pcrPolicy: t.pcrPolicy,
+    allowDebug: t.allowDebug,
+    at: ctx.now(),
+  };
+}
+
+/**
+ * DESIGN.md 3.3 step 6: every check a receiver makes before it says anything to the SE about the coin. Only
+ * read-only calls (GetInfo, GetStatechain, GetSmtProof) and the chain. Throws a ProtocolError naming the failed
+ * check.
+ */
+export async function checkTransfer(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  incoming: IncomingTransfer,
+): Promise<CheckedTransfer> {
+  const C2 = pub(id.proofSecret);
+  const B2 = pub(id.backupSecret);
+  const m = incoming.message;
+  const sid = incoming.statechainId;
+  refuse(
+    m.statechainId &&
+      Buffer.from(m.statechainId.txid).equals(Buffer.from(sid.txid)) &&
+      m.statechainId.vout === sid.vout,
+    "MESSAGE_STATECHAIN",
+    "the transfer message names another statechain",
+  );
+  refuse(
+    ctx.trust.pcrPolicy || ctx.trust.allowDebug,
+    "NO_PCR_POLICY",
+    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
+  );
+  const info = await ctx.se.call("getInfo", {});
+  checkNetwork(ctx, info);
+  const sc = await ctx.se.call("getStatechain", { statechainId: sid });
+  refuse(
+    sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+    "STATECHAIN_STATE",
+    `the statechain is not awaiting a transfer (status ${sc.status})`,
+  );
+  const P = Buffer.from(sc.sharedPublicKey);
+  const amount = sc.amountSat;
+  refuse(amount === m.amountSat, "AMOUNT", `the sender says ${m.amountSat} sat, the SE ${amount} sat`);
+
+  // The funding output: exists, unspent, pays P2WPKH(P) with the amount, confirmed deeply enough.
+  const funding = parseTx(m.fundingTx, "funding transaction");
+  refuse(
+    Buffer.from(txidOf(funding)).equals(Buffer.from(sid.txid)),
+    "FUNDING_TX",
+    "the funding transaction is not the statechain's",
+  );
+  const out = funding.outs[sid.vout];
+  refuse(
+    out && Buffer.from(out.script).equals(Buffer.from(p2wpkhScript(P))) && out.value === amount,
+    "FUNDING_OUTPUT",
+    "the funding output does not pay the shared key the stated amount",
+  );
+  const utxo = await ctx.chain.getUtxo(txidToHex(sid.txid), sid.vout);
+  refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
+  refuse(
+    utxo.confirmations >= info.depositConfirmations,
+    "FUNDING_UNCONFIRMED",
+    `the funding has ${utxo.confirmations} confirmations, ${info.depositConfirmations} required`,
+  );
+
+  // The statechain: a valid chain from the deposit to the sender, extended by the sender's SCTx to us.
+  const chain = verifyChain(sc.depositProofKey, sc.chain);
+  refuse(!chain.closed, "STATECHAIN_CLOSED", "the statechain is closed");
+  refuse(
+    Buffer.from(chain.currentState).equals(Buffer.from(sc.stateHash)),
+    "STATE_HASH",
+    "the SE's state hash does not match its statechain",
+  );
+  const sctx = m.statechainTx;
+  refuse(sctx, "SCTX_MISSING", "the transfer message has no statechain transaction");
+  try {
+    verifyStatechainTx(sctx, chain.currentKey, chain.currentState);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError(e.code, `the sender's statechain transaction: ${e.message}`, "precondition");
+  }
+  refuse(
+    Buffer.from(sctx.nextProofKey).equals(C2),
+    "SCTX_RECEIVER",
+    "the statechain transaction transfers to another proof key",
+  );
+  const newIndex = sc.ownerIndex + 1;
+  refuse(
+    sc.chain.length === sc.ownerIndex - 1,
+    "OWNER_INDEX",
+    "the statechain length does not match the owner index",
+  );
+
+  // Publication: the SMT holds the current state; a published root's proof and Mainstay proof verify.
+  await checkPublication(ctx, sid, sc.stateHash, chain.states);
+
+  // Backups: mine pays B2 with the next lock, is signed under P; every earlier one unlocks later than mine.
+  const mode = sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
+  const kickoffTx = m.kickoffTx.length > 0 ? Buffer.from(m.kickoffTx) : undefined;
+  if (mode === "kickoff") {
+    refuse(kickoffTx, "KICKOFF_MISSING", "a kick-off mode coin came without its kick-off transaction");
+    checkKickoff(kickoffTx, sid, P, amount);
+  } else refuse(!kickoffTx, "KICKOFF_UNEXPECTED", "an absolute-mode coin came with a kick-off transaction");
+  const interval = info.locktimeInterval;
+  const history = [...m.backupHistory, m.backupTx];
+  refuse(
+    m.backupHistory.length === sc.ownerIndex,
+    "BACKUP_HISTORY",
+    `expected ${sc.ownerIndex} earlier backups, got ${m.backupHistory.length}`,
+  );
+  const locks = checkBackups(history, {
+    mode,
+    statechainId: sid,
+    amountSat: amount,
+    kickoffTx,
+    sharedPublicKey: P,
+    initialLock: sc.initialLock,
+    interval,
+    lastPayee: B2,
+  });
+  const myLock = locks[locks.length - 1]!;
+  const tip = await ctx.chain.tipHeight();
+  if (mode === "absolute")
+    refuse(
+      myLock > tip + info.lockSafetyMargin,
+      "BACKUP_TOO_SOON",
+      `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
+    );
+  parseScalar(m.t1, "t1");
+  return {
+    incoming,
+    statechainId: sid,
+    sharedPublicKey: P,
+    amountSat: amount,
+    backupMode: mode,
+    initialLock: sc.initialLock,
+    interval,
+    newIndex,
+    myLock,
+    kickoffTx,
+    enclaveInstance: Buffer.from(info.enclave?.instanceId ?? []),
+  };
+}
+
+/**
+ * The SMT proof of the current state and, once published, the proof under the published root, its leaf being
+ * a state of this statechain, and the Mainstay proof of that root (with the attestation transaction from the
+ * chain when the Mainstay service's key is known).
+ */
+async function checkPublication(
+  ctx: OwnerContext,
+  sid: Outpoint,
+  stateHash: Uint8Array,
+  states: readonly Uint8Array[],
+): Promise<void> {
+  const proof = await ctx.se.call("getSmtProof", { statechainId: sid });
+  const smtKey = statechainKey(sid);
+  refuse(
+    Buffer.from(proof.currentLeaf).equals(Buffer.from(stateHash)),
+    "SMT_LEAF",
+    "the SE's tree does not hold the statechain's current state",
+  );
+  verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!);
+  if (proof.leaf.length > 0) {
+    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!);
+    refuse(
+      states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
+      "SMT_PUBLISHED_LEAF",
+      "the published leaf is not a state of this statechain",
+    );
+    if (proof.mainstay) {
+      const attestationTx = ctx.mainstayKey
+        ? (await ctx.chain.getTx(toDisplayHex(proof.mainstay.txid)))?.raw
+        : undefined;
+      if (ctx.mainstayKey)
+        refuse(attestationTx, "MAINSTAY_TX_MISSING", "the Mainstay attestation transaction is not on chain");
+      verifyMainstayProof(proof.mainstay, proof.root, { attestationTx, params: ctx.mainstayKey });
+    }
+  }
+}
+
+/** The kick-off spends the statechain outpoint to [P2WPKH(P), anchor] and is validly signed under P. */
+export function checkKickoff(raw: Uint8Array, sid: Outpoint, P: Uint8Array, amountSat: bigint): void {
+  const tx = parseTx(raw, "kick-off transaction");
+  refuse(
+    tx.ins.length === 1 &&
+      Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(sid.txid)) &&
+      tx.ins[0]!.index === sid.vout,
+    "KICKOFF_INPUT",
+    "the kick-off transaction does not spend the coin",
+  );
+  refuse(
+    tx.outs.length === 2 &&
+      Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(P))) &&
+      Buffer.from(tx.outs[1]!.script).equals(Buffer.from(ANCHOR_SCRIPT)),
+    "KICKOFF_OUTPUTS",
+    "the kick-off transaction does not pay the shared key and the anchor",
+  );
+  try {
+    checkP2wpkhWitness(tx, 0, P, amountSat);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError("KICKOFF_SIGNATURE", `the kick-off is not validly signed under P: ${e.message}`);
+  }
+}
+
+export interface BackupContext {
+  mode: "absolute" | "kickoff";
+  statechainId: Outpoint;
+  amountSat: bigint;
+  kickoffTx: Uint8Array | undefined;
+  sharedPublicKey: Uint8Array;
+  initialLock: number;
+  interval: number;
+  /** The last backup must pay this key (the holder's own backup key). */
+  lastPayee?: Uint8Array;
+}
+
+/**
+ * Checks a coin's backups, oldest first (owner 1 … owner n): each spends the coin (or the kick-off output) and
+ * carries owner i's lock, the locks strictly decrease by the interval, the last one pays `lastPayee`, and every
+ * one is validly signed under P. Returns the locks.
+ */
+export function checkBackups(backups: readonly Uint8Array[], c: BackupContext): number[] {
+  const locks: number[] = [];
+  backups.forEach((raw, i) => {
+    const last = i === backups.length - 1;
+    const lock = checkBackup(raw, i + 1, c, last ? c.lastPayee : undefined);
+    if (locks.length > 0)
+      refuse(
+        lock < locks[locks.length - 1]!,
+        "BACKUP_ORDER",
+        `owner ${i + 1}'s backup unlocks at ${lock}, not before owner ${i}'s (${locks[locks.length - 1]})`,
+      );
+    locks.push(lock);
+  });
+  return locks;
+}
+
+/** One backup: spends the coin, carries owner `owner`'s lock, pays `payee` if given, signed under P. */
+export function checkBackup(raw: Uint8Array, owner: number, c: BackupContext, payee?: Uint8Array): number {
+  const { spend, amount } = backupInput({
+    backupMode: c.mode,
+    kickoffTx: c.kickoffTx,
+    statechainId: c.statechainId,
+    amountSat: c.amountSat,
+  });
+  const whose = payee ? "my backup" : `the backup of owner ${owner}`;
+  const tx = parseTx(raw, whose);
+  refuse(
+    tx.ins.length === 1 &&
+      Buffer.from(tx.ins[0]!.hash).equals(Buffer.from(spend.txid)) &&
+      tx.ins[0]!.index === spend.vout,
+    "BACKUP_INPUT",
+    `${whose} does not spend the coin`,
+  );
+  const expected = lockFor(c.initialLock, c.interval, owner);
+  const got = c.mode === "absolute" ? tx.locktime : tx.ins[0]!.sequence;
+  refuse(
+    got === expected,
+    "BACKUP_LOCK",
+    `${whose} has lock ${got}, expected ${expected} for owner ${owner}`,
+  );
+  if (payee)
+    refuse(
+      tx.outs.length === 1 && Buffer.from(tx.outs[0]!.script).equals(Buffer.from(p2wpkhScript(payee))),
+      "BACKUP_PAYEE",
+      "my backup does not pay my backup key",
+    );
+  try {
+    checkP2wpkhWitness(tx, 0, c.sharedPublicKey, amount);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError(
+      "BACKUP_SIGNATURE",
+      `${whose} is not validly signed under the shared key: ${e.message}`,
+      "precondition",
+    );
+  }
+  return got;
+}
+
+/** Step 7, first half: a fresh transfer key from the enclave, attested for our nonce and bound to this coin. */
+export async function attestedTransferKey(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+): Promise<{ transferKey: Buffer; verdict: VerificationResult }> {
+  const C2 = pub(id.proofSecret);
+  const sid = checked.statechainId;
+  const nonce = Buffer.from(ctx.rng(32));
+  const tk = await ctx.se.call(
+    "transferReceiverInit",
+    { statechainId: sid, receiverProofKey: C2, nonce, auth: undefined },
+    id.proofSecret,
+  );
+  const verdict = verifyAttestation(tk.attestationDocument, {
+    ...attestationOptions(ctx),
+    expectedNonce: nonce,
+    expectedUserData: createHash("sha256").update(tk.transferContext).digest(),
+  });
+  if (!verdict.valid)
+    throw new AttestationRefusedError("TRANSFER_KEY_ATTESTATION", "the transfer key's attestation", verdict);
+  const context = decodeTransferKeyStatement(tk.transferContext);
+  refuse(
+    Buffer.from(context.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
+      context.epoch === checked.newIndex &&
+      Buffer.from(context.receiver).equals(C2),
+    "TRANSFER_KEY_CONTEXT",
+    "the attested transfer key is bound to another coin, owner or receiver",
+  );
+  refuse(
+    checked.enclaveInstance.length === 0 || Buffer.from(context.instance).equals(checked.enclaveInstance),
+    "TRANSFER_KEY_INSTANCE",
+    "the transfer key comes from another enclave instance than the SE reports",
+  );
+  const transferKey = verdict.document?.publicKey;
+  refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
+  return { transferKey: Buffer.from(transferKey), verdict };
+}
+
+/** A signed key-update request, ready to send (and to re-send unchanged if the answer is lost). */
+export interface PreparedKeyUpdate {
+  request: SeRequest<"transferReceiverKeyUpdate">;
+  /** o2, the receiver's new share (secret). */
+  share: Buffer;
+  keygenSessionId: Buffer;
+  nonce: Buffer;
+  transferKeyVerdict: VerificationResult | undefined;
+}
+
+/** Step 7, second half: o2, t2 = t1·o2⁻¹ encrypted to the attested transfer key, O2 with its proofs, signed. */
+export function prepareKeyUpdate(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+  transferKey: Uint8Array,
+  transferKeyVerdict?: VerificationResult,
+): PreparedKeyUpdate {
+  const t1 = parseScalar(checked.incoming.message.t1, "t1");
+  const o2 = parseScalar(randomSecret(ctx.rng), "o2");
+  const t2 = scalarBytes((t1 * invert(o2)) % N);
+  const encryptedT2 = Buffer.from(eciesEncrypt(transferKey, t2));
+  t2.fill(0);
+  const share = Buffer.from(scalarBytes(o2));
+  const keygenSessionId = Buffer.from(ctx.rng(16));
+  const { msg } = p2KeyGenShare({
+    sessionId: keygenSessionId,
+    ringPedersen: ctx.ringPedersen,
+    rng: ctx.rng,
+    share,
+  });
+  const nonce = Buffer.from(ctx.rng(32));
+  const request = ctx.se.sign(
+    "transferReceiverKeyUpdate",
+    {
+      statechainId: checked.statechainId,
+      receiverProofKey: pub(id.proofSecret),
+      ownerShare: msg,
+      encryptedT2,
+      nonce,
+      auth: undefined,
+      keygenSessionId,
+    },
+    id.proofSecret,
+  );
+  return { request, share, keygenSessionId, nonce, transferKeyVerdict };
+}
+
+/**
+ * Steps 8–9: sends the prepared request, then checks the SE's keygen proofs and o2·S2 = P, the deletion
+ * attestation (our nonce, user_data = SHA-256(receipt), PCR policy) and that the receipt describes this update.
+ */
+export async function finishKeyUpdate(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  checked: CheckedTransfer,
+  prepared: PreparedKeyUpdate,
+): Promise<OwnedCoin> {
+  const sid = checked.statechainId;
+  let upd: SeResponse<"transferReceiverKeyUpdate">;
+  try {
+    upd = await ctx.se.call("transferReceiverKeyUpdate", prepared.request);
+  } catch (e) {
+    if (!(e instanceof SeError)) throw e;
+    if (UNANSWERED.has(e.code))
+      throw new ProtocolError(
+        "KEY_UPDATE_UNANSWERED",
+        `the key update got no answer (${e.message}); receiving again finishes or abandons it`,
+        "precondition",
+      );
+    throw new ProtocolError(
+      "KEY_UPDATE_REFUSED",
+      `the SE refused the key update: ${e.message}`,
+      "precondition",
+    );
+  }
+  // From here the SE has moved the coin to us: a failed check refuses the coin for use with this SE, but the
+  // coin is ours to exit by its backup (the caller keeps o2 and the backup for that).
+  let key: PartyTwoKey;
+  let verdict: VerificationResult;
+  try {
+    const state = keyUpdateState(ctx, prepared);
+    key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: checked.sharedPublicKey });
+    const rec = upd.keyUpdate;
+    refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
+    verdict = verifyAttestation(rec.attestationDocument, {
+      ...attestationOptions(ctx),
+      expectedNonce: prepared.nonce,
+      receipt: rec.receipt,
+    });
+    if (!verdict.valid)
+      throw new AttestationRefusedError("DELETION_ATTESTATION", "the deletion attestation", verdict);
+    const receipt = decodeReceipt(rec.receipt);
+    refuse(
+      receipt.type === "key-update" &&
+        Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
+        receipt.epoch === checked.newIndex &&
+        receipt.S2 !== null &&
+        Buffer.from(receipt.S2).equals(Buffer.from(upd.seShare!.publicShare)),
+      "RECEIPT",
+      "the deletion receipt does not describe this key update",
+    );
+  } catch (e) {
+    if (e instanceof ProtocolError) throw new RefusedAfterKeyUpdateError(e);
+    throw e;
+  }
+  const m = checked.incoming.message;
+  return {
+    statechainId: sid,
+    amountSat: checked.amountSat,
+    sharedPublicKey: checked.sharedPublicKey,
+    ownerIndex: checked.newIndex,
+    initialLock: checked.initialLock,
+    backupMode: checked.backupMode,
+    interval: checked.interval,
+    proofSecret: Buffer.from(id.proofSecret),
+    backupSecret: Buffer.from(id.backupSecret),
+    key,
+    fundingTx: Buffer.from(m.fundingTx),
+    backupTx: Buffer.from(m.backupTx),
+    backupHistory: m.backupHistory.map((b) => Buffer.from(b)),
+    kickoffTx: checked.kickoffTx,
+    attestations: [...(prepared.transferKeyVerdict ? [prepared.transferKeyVerdict] : []), verdict],
+  };
+}
+
+/** gRPC statuses that leave it unknown whether the SE did the key update: CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */
+const UNANSWERED = new Set([1, 4, 14]);
+
+/**
+ * A check failed after the SE completed the key update: the coin is refused for use with this SE, yet the SE
+ * now names the receiver as its owner, whose backup is the newest: the way out is that backup.
+ */
+export class RefusedAfterKeyUpdateError extends ProtocolError {
+  override name = "RefusedAfterKeyUpdateError";
+  constructor(readonly inner: ProtocolError) {
+    super(
+      inner.code,
+      `${inner.message} (the SE already moved the coin to this wallet: do not use it with this SE; its backup takes it out)`,
+      "precondition",
+    );
+  }
+
+  get failedChecks(): string[] {
+    return this.inner instanceof AttestationRefusedError ? this.inner.failedChecks : [];
+  }
+}
+
+/** The owner's keygen state for a prepared key update (rebuilt from o2, so a resumed update can finish). */
+function keyUpdateState(ctx: OwnerContext, prepared: PreparedKeyUpdate) {
+  const { state } = p2KeyGenShare({
+    sessionId: prepared.keygenSessionId,
+    ringPedersen: ctx.ringPedersen,
+    rng: ctx.rng,
+    share: prepared.share,
+  });
+  return state;
+}
+
+export interface ReceiveHooks {
+  /** Runs with the signed key-update request before it is sent: the place to persist it (and o2). */
+  beforeKeyUpdate?: (checked: CheckedTransfer, prepared: PreparedKeyUpdate) => Promise<void>;
+}
+
+/**
+ * Checks an incoming coin as DESIGN.md 3.3 step 6 requires, completes the key update (steps 7–9) and returns
+ * the coin. Any failed check refuses the coin with a ProtocolError naming it; nothing is sent to the SE before
+ * the step-6 checks pass, and no key update before the transfer key's attestation verifies.
+ */
+export async function receive(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  incoming: IncomingTransfer,
+  hooks: ReceiveHooks = {},
+): Promise<OwnedCoin> {
+  const checked = await checkTransfer(ctx, id, incoming);
+  const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
+  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict);
+  await hooks.beforeKeyUpdate?.(checked, prepared);
+  return finishKeyUpdate(ctx, id, checked, prepared);
+}
+
+function invert(x: bigint): bigint {
+  return secp256k1.Point.Fn.inv(x);
+}

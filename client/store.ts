@@ -1,0 +1,265 @@
+// The wallet file: one SQLite database. Public data in the clear (coins, statechain ids, amounts, backup
+// transactions, lock heights, attestation verdicts, settings); every secret sealed under the passphrase key
+// (secret-box.ts): the mnemonic, the ring-Pedersen secret, each coin's two-party share o, and a pending
+// receive's o2. Derived keys (proof, backup, funding) are never stored: they come from the seed when needed.
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { Db, type Migration, type Queryable } from "../host/db.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import { deriveKey, type KdfParams, newKdfParams, open, seal, WalletLockedError } from "./secret-box.ts";
+
+export const WALLET_FORMAT = 1;
+
+const MIGRATIONS: Migration[] = [
+  {
+    id: "wallet-001",
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+      CREATE TABLE sealed (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
+      CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      -- One slot = the proof key and the backup key at the same index (roles 0 and 1).
+      CREATE TABLE key_slots (
+        idx INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,            -- 'receive' | 'deposit'
+        proof_key BLOB NOT NULL,
+        backup_key BLOB NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE funding_keys (
+        idx INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,            -- 'receive' | 'change'
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE coins (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        statechain_id BLOB NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        origin TEXT NOT NULL,             -- 'deposit' | 'received'
+        se_endpoint TEXT NOT NULL,
+        amount_sat INTEGER NOT NULL,
+        shared_public_key BLOB NOT NULL,
+        owner_index INTEGER NOT NULL,
+        initial_lock INTEGER NOT NULL,
+        backup_mode TEXT NOT NULL,
+        lock_interval INTEGER NOT NULL,
+        key_idx INTEGER NOT NULL,
+        key_public BLOB NOT NULL,
+        share_sealed BLOB NOT NULL,
+        funding_tx BLOB NOT NULL,
+        backup_tx BLOB NOT NULL,
+        backup_history BLOB NOT NULL,
+        kickoff_tx BLOB,
+        attestations TEXT NOT NULL,
+        withdrawal_tx BLOB,
+        exit_state TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE pending_receives (
+        statechain_id BLOB PRIMARY KEY,
+        key_idx INTEGER NOT NULL,
+        message_id BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        checked TEXT NOT NULL,
+        request BLOB NOT NULL,
+        share_sealed BLOB NOT NULL,
+        keygen_session BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        transfer_key_verdict TEXT,
+        created_at INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
+
+export interface CoinRow {
+  id: number;
+  statechain_id: Buffer;
+  status: string;
+  origin: string;
+  se_endpoint: string;
+  amount_sat: number;
+  shared_public_key: Buffer;
+  owner_index: number;
+  initial_lock: number;
+  backup_mode: string;
+  lock_interval: number;
+  key_idx: number;
+  key_public: Buffer;
+  share_sealed: Buffer;
+  funding_tx: Buffer;
+  backup_tx: Buffer;
+  backup_history: Buffer;
+  kickoff_tx: Buffer | null;
+  attestations: string;
+  withdrawal_tx: Buffer | null;
+  exit_state: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface KeySlotRow {
+  idx: number;
+  purpose: string;
+  proof_key: Buffer;
+  backup_key: Buffer;
+  used: number;
+  created_at: number;
+}
+
+export interface PendingReceiveRow {
+  statechain_id: Buffer;
+  key_idx: number;
+  message_id: Buffer;
+  ciphertext: Buffer;
+  checked: string;
+  request: Buffer;
+  share_sealed: Buffer;
+  keygen_session: Buffer;
+  nonce: Buffer;
+  transfer_key_verdict: string | null;
+  created_at: number;
+}
+
+export class WalletFileError extends ProtocolError {
+  override name = "WalletFileError";
+}
+
+/** An open wallet file with its passphrase key. */
+export class WalletStore {
+  private constructor(
+    readonly db: Db,
+    readonly file: string,
+    private readonly key: Buffer,
+  ) {}
+
+  /** Creates a new wallet file (refusing to overwrite one) and returns it open. */
+  static async create(
+    file: string,
+    passphrase: string,
+    opts: { scryptN?: number } = {},
+  ): Promise<WalletStore> {
+    if (existsSync(file))
+      throw new WalletFileError(
+        "WALLET_EXISTS",
+        `${file} already exists; it is not overwritten`,
+        "precondition",
+      );
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+    const kdf = newKdfParams(opts.scryptN);
+    const key = await deriveKey(passphrase, kdf);
+    const db = await Db.open(file, MIGRATIONS);
+    chmodSync(file, 0o600);
+    const store = new WalletStore(db, file, key);
+    await db.transaction(async (q) => {
+      const put = (k: string, v: Buffer | string | number) =>
+        q.run("INSERT INTO meta (key, value) VALUES (?, ?)", [k, typeof v === "number" ? String(v) : v]);
+      await put("format", WALLET_FORMAT);
+      await put("kdf", JSON.stringify({ alg: "scrypt", N: kdf.N, r: kdf.r, p: kdf.p }));
+      await put("kdf_salt", Buffer.from(kdf.salt));
+      await put("key_check", seal(key, KEY_CHECK, "key-check"));
+      await put("created_at", Date.now());
+    });
+    return store;
+  }
+
+  /**
+   * Opens an existing wallet. A wrong passphrase fails with WRONG_PASSPHRASE before anything is written (the
+   * schema is only migrated once the passphrase is known to be right).
+   */
+  static async open(file: string, passphrase: string): Promise<WalletStore> {
+    if (!existsSync(file))
+      throw new WalletFileError(
+        "NO_WALLET",
+        `no wallet at ${file} (create one with \`wallet create\`, or pass --wallet)`,
+        "not_found",
+      );
+    const db = await Db.open(file, []);
+    try {
+      const meta = async (k: string) =>
+        (
+          await db.get<{ value: Buffer | string }>("SELECT value FROM meta WHERE key = ?", [k]).catch(() => {
+            throw new WalletFileError("NOT_A_WALLET", `${file} is not a wallet file`, "invalid");
+          })
+        )?.value;
+      const format = Number(await meta("format"));
+      if (format !== WALLET_FORMAT)
+        throw new WalletFileError(
+          "WALLET_FORMAT",
+          `${file} has wallet format ${format}, not ${WALLET_FORMAT}`,
+        );
+      const params = JSON.parse(String(await meta("kdf"))) as { N: number; r: number; p: number };
+      const kdf: KdfParams = { ...params, salt: Buffer.from((await meta("kdf_salt")) as Buffer) };
+      const key = await deriveKey(passphrase, kdf);
+      try {
+        open(key, (await meta("key_check")) as Buffer, "key-check");
+      } catch (e) {
+        if (e instanceof WalletLockedError)
+          throw new WalletLockedError("the passphrase does not open this wallet");
+        throw e;
+      }
+      await db.migrate(MIGRATIONS);
+      return new WalletStore(db, file, key);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+
+  seal(plaintext: Uint8Array, label: string): Buffer {
+    return seal(this.key, plaintext, label);
+  }
+
+  open(blob: Uint8Array, label: string): Buffer {
+    return open(this.key, blob, label);
+  }
+
+  async putSealed(name: string, plaintext: Uint8Array, q: Queryable = this.db): Promise<void> {
+    await q.run("INSERT OR REPLACE INTO sealed (name, blob) VALUES (?, ?)", [
+      name,
+      this.seal(plaintext, name),
+    ]);
+  }
+
+  async getSealed(name: string): Promise<Buffer | undefined> {
+    const row = await this.db.get<{ blob: Buffer }>("SELECT blob FROM sealed WHERE name = ?", [name]);
+    return row && this.open(row.blob, name);
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const row = await this.db.get<{ value: Buffer | string }>("SELECT value FROM meta WHERE key = ?", [key]);
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  async setMeta(key: string, value: string, q: Queryable = this.db): Promise<void> {
+    await q.run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value]);
+  }
+
+  async getConfig<T>(key: string): Promise<T | undefined> {
+    const row = await this.db.get<{ value: string }>("SELECT value FROM config WHERE key = ?", [key]);
+    return row ? (JSON.parse(row.value) as T) : undefined;
+  }
+
+  async setConfig(key: string, value: unknown): Promise<void> {
+    if (value === undefined) await this.db.run("DELETE FROM config WHERE key = ?", [key]);
+    else
+      await this.db.run("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", [
+        key,
+        JSON.stringify(value),
+      ]);
+  }
+
+  async close(): Promise<void> {
+    this.key.fill(0);
+    await this.db.close();
+  }
+}
+
+/** Coin share labels bind a sealed share to its coin and key slot. */
+export const shareLabel = (statechainHex: string, keyIdx: number) => `coin/${statechainHex}/${keyIdx}/share`;
+export const pendingLabel = (statechainHex: string, keyIdx: number) =>
+  `pending/${statechainHex}/${keyIdx}/o2`;

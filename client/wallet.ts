@@ -1,0 +1,1058 @@
+// The owner's wallet: keys from a BIP39 seed, state in one encrypted-at-rest SQLite file (store.ts), and the
+// protocol flows of owner.ts wired to storage so every step survives a crash: a deposit's coin is stored before
+// its funding goes out, a receive's signed key-update request and o2 before they are sent, a withdrawal's
+// signed transaction before the SE is asked to broadcast it, an exit's every stage.
+import * as bitcoin from "bitcoinjs-lib";
+import type { VerificationResult } from "../attestation/verify.ts";
+import type { ChainBackend, DevChain } from "../chain/backend.ts";
+import { type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
+import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
+import { generateRingPedersen, type PartyTwoKey, type RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import type { MainstayKeyParams } from "../protocol/mainstay.ts";
+import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
+import { type Rng, systemRng } from "../protocol/rng.ts";
+import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
+import { p2wpkhScript } from "../protocol/tx/script.ts";
+import { decodeReceiveAddress, encodeReceiveAddress, type WalletNetwork } from "./address.ts";
+import {
+  decodeKey,
+  decodeRingPedersen,
+  encodeKeyPublic,
+  encodeRingPedersenParams,
+  encodeRingPedersenSecret,
+  packFields,
+  unpackFields,
+} from "./codec.ts";
+import { type ExitState, exitByBackup } from "./exit.ts";
+import { KeyTree, mnemonicToSeed, newMnemonic, normalizeMnemonic } from "./keys.ts";
+import {
+  type AttestationTrust,
+  confirmDeposit,
+  confirmWithdrawal,
+  deposit,
+  type OwnedCoin,
+  type OwnerContext,
+  pub,
+  type ReceiverIdentity,
+  send,
+  withdraw,
+} from "./owner.ts";
+import {
+  type CheckedTransfer,
+  fetchMailbox,
+  finishKeyUpdate,
+  type IncomingTransfer,
+  openTransfer,
+  type PreparedKeyUpdate,
+  RefusedAfterKeyUpdateError,
+  receive,
+} from "./receive.ts";
+import { type SeClient, SeError } from "./se-client.ts";
+import {
+  type CoinRow,
+  type KeySlotRow,
+  type PendingReceiveRow,
+  pendingLabel,
+  shareLabel,
+  WalletStore,
+} from "./store.ts";
+import { type VerifyReport, verifyCoin } from "./verify.ts";
+
+export type ProgressFn = (event: string, detail?: Record<string, unknown>) => void;
+
+/** How the wallet reaches the world: set with connect() before any network operation. */
+export interface WalletServices {
+  se: SeClient;
+  chain: ChainBackend;
+  trust: AttestationTrust;
+  /** Fee rate of every transaction the wallet makes (sat/vB); default 2. */
+  feeRateSatVb?: number;
+  mainstayKey?: MainstayKeyParams;
+  onProgress?: ProgressFn;
+}
+
+export type CoinStatus =
+  | "awaiting-confirmation"
+  | "active"
+  | "sent"
+  | "withdrawing"
+  | "withdrawn"
+  | "exiting"
+  | "exited"
+  /** The SE moved the coin to this wallet but a check failed (or its answer was lost): backup exit only. */
+  | "exit-only";
+
+/** Statuses in which the wallet holds the coin (it is the current owner, or exiting with its backup). */
+const HELD: readonly CoinStatus[] = [
+  "awaiting-confirmation",
+  "active",
+  "withdrawing",
+  "exiting",
+  "exit-only",
+];
+
+export interface AttestationSummary {
+  what: "transfer-key" | "deletion";
+  valid: boolean;
+  simulator: boolean;
+  release?: string;
+  warnings: string[];
+}
+
+export interface CoinSummary {
+  /** The wallet's number for the coin (stable; `wallet send 3 …`). */
+  number: number;
+  statechainId: string;
+  status: CoinStatus;
+  origin: "deposit" | "received";
+  amountSat: bigint;
+  ownerIndex: number;
+  backupMode: "absolute" | "kickoff";
+  /** Absolute: the height from which the backup can be mined. Kick-off: blocks after the kick-off confirms. */
+  backupLock: number;
+  /** Absolute mode, with the chain tip known: blocks until the backup can be mined (0 = now). */
+  blocksToLock?: number;
+  /** The on-chain address of the coin: P2WPKH(P). */
+  depositAddress: string;
+  seEndpoint: string;
+  attestations: AttestationSummary[];
+  exit?: ExitState;
+  withdrawalTxid?: string;
+}
+
+export interface Refusal {
+  statechainId?: string;
+  /** Set when the coin is nonetheless the wallet's (the SE completed the key update): its number, exit only. */
+  exitOnlyCoin?: number;
+  code: string;
+  reason: string;
+  /** The attestation checks that failed, when an attestation was the reason. */
+  failedChecks?: string[];
+}
+
+export interface ReceiveResult {
+  received: CoinSummary[];
+  refused: Refusal[];
+}
+
+export interface SpendableUtxo {
+  txid: string;
+  vout: number;
+  valueSat: bigint;
+  script: Uint8Array;
+  confirmations: number;
+  privateKey: Uint8Array;
+}
+
+export interface CreateWalletOptions {
+  file: string;
+  passphrase: string;
+  network: WalletNetwork;
+  /** Restore from this mnemonic instead of drawing a new one. */
+  mnemonic?: string;
+  /** Ring-Pedersen parameters to use instead of generating them (a few seconds of CPU). */
+  ringPedersen?: RingPedersenKey;
+  scryptN?: number;
+  rng?: Rng;
+  now?: () => number;
+  onProgress?: ProgressFn;
+}
+
+export interface WalletOptions {
+  rng?: Rng;
+  now?: () => number;
+}
+
+export interface WaitOptions {
+  /** Between polls; default: sleep pollMs. Tests mine a block here. */
+  onWait?: () => Promise<void>;
+  pollMs?: number;
+  timeoutMs?: number;
+}
+
+/** What a coin row stores, from an owned coin or from a receive the SE completed but the wallet refused. */
+interface CoinRecord {
+  statechainId: Outpoint;
+  amountSat: bigint;
+  sharedPublicKey: Uint8Array;
+  ownerIndex: number;
+  initialLock: number;
+  backupMode: "absolute" | "kickoff";
+  interval: number;
+  /** The two-party key's public part (empty when the SE's new share never arrived: exit only). */
+  keyPublic: Buffer;
+  share: Uint8Array;
+  fundingTx: Uint8Array;
+  backupTx: Uint8Array;
+  backupHistory: readonly Uint8Array[];
+  kickoffTx?: Uint8Array;
+}
+
+const recordOf = (c: OwnedCoin): CoinRecord => ({
+  ...c,
+  keyPublic: encodeKeyPublic(c.key),
+  share: c.key.share,
+});
+
+/** Receive addresses scanned after a restore (and kept issued ahead). */
+export const RESTORE_GAP = 20;
+const COINBASE_MATURITY = 100;
+
+export class WalletError extends ProtocolError {
+  override name = "WalletError";
+}
+
+const networks: Record<WalletNetwork, bitcoin.Network> = {
+  bitcoin: bitcoin.networks.bitcoin,
+  testnet: bitcoin.networks.testnet,
+  signet: bitcoin.networks.testnet,
+  regtest: bitcoin.networks.regtest,
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+function summarize(what: AttestationSummary["what"], v: VerificationResult): AttestationSummary {
+  return { what, valid: v.valid, simulator: v.simulator, release: v.release, warnings: v.warnings };
+}
+
+export class Wallet {
+  private services: WalletServices | undefined;
+
+  private constructor(
+    private readonly store: WalletStore,
+    readonly network: WalletNetwork,
+    private readonly keys: KeyTree,
+    private readonly ringPedersen: RingPedersenKey,
+    private readonly rng: Rng,
+    private readonly now: () => number,
+  ) {}
+
+  get file(): string {
+    return this.store.file;
+  }
+
+  /** The bitcoinjs network of on-chain addresses. */
+  get bitcoinNetwork(): bitcoin.Network {
+    return networks[this.network];
+  }
+
+  /** Creates a wallet file; returns it open with the mnemonic to write down (shown once). */
+  static async create(opts: CreateWalletOptions): Promise<{ wallet: Wallet; mnemonic: string }> {
+    const rng = opts.rng ?? systemRng;
+    const restoring = opts.mnemonic !== undefined;
+    const mnemonic = restoring ? normalizeMnemonic(opts.mnemonic!) : newMnemonic(rng);
+    const seed = mnemonicToSeed(mnemonic);
+    let ringPedersen = opts.ringPedersen;
+    if (!ringPedersen) {
+      opts.onProgress?.("ring-pedersen", { note: "generating the wallet's ring-Pedersen parameters (once)" });
+      ringPedersen = await generateRingPedersen(rng);
+    }
+    const store = await WalletStore.create(opts.file, opts.passphrase, { scryptN: opts.scryptN });
+    const keys = new KeyTree(seed, opts.network);
+    seed.fill(0);
+    const wallet = new Wallet(store, opts.network, keys, ringPedersen, rng, opts.now ?? Date.now);
+    await store.db.transaction(async (q) => {
+      await store.setMeta("network", opts.network, q);
+      await store.setMeta("account", "0", q);
+      await store.setMeta(
+        "ring_pedersen_params",
+        encodeRingPedersenParams(ringPedersen).toString("base64"),
+        q,
+      );
+      await store.putSealed("mnemonic", Buffer.from(mnemonic, "utf8"), q);
+      await store.putSealed("ring-pedersen", encodeRingPedersenSecret(ringPedersen), q);
+    });
+    if (restoring) {
+      // Transfers sent to this seed's addresses while the old file was lost are still in the SE's mailboxes.
+      for (let i = 0; i < RESTORE_GAP; i++) await wallet.newSlot("receive");
+      for (let i = 0; i < RESTORE_GAP; i++) await wallet.fundingKey(i, "receive");
+    }
+    return { wallet, mnemonic };
+  }
+
+  static async open(file: string, passphrase: string, opts: WalletOptions = {}): Promise<Wallet> {
+    const store = await WalletStore.open(file, passphrase);
+    try {
+      const network = (await store.getMeta("network")) as WalletNetwork;
+      const mnemonic = await store.getSealed("mnemonic");
+      const rpSecret = await store.getSealed("ring-pedersen");
+      const rpParams = await store.getMeta("ring_pedersen_params");
+      if (!mnemonic || !rpSecret || !rpParams)
+        throw new WalletError("WALLET_CORRUPT", `${file} lacks its seed or ring-Pedersen key`, "internal");
+      const seed = mnemonicToSeed(mnemonic.toString("utf8"));
+      mnemonic.fill(0);
+      const keys = new KeyTree(seed, network, Number((await store.getMeta("account")) ?? 0));
+      seed.fill(0);
+      const rp = decodeRingPedersen(Buffer.from(rpParams, "base64"), rpSecret);
+      rpSecret.fill(0);
+      return new Wallet(store, network, keys, rp, opts.rng ?? systemRng, opts.now ?? Date.now);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
+
+  /** The mnemonic, for a user who asks to see it again. */
+  async mnemonic(): Promise<string> {
+    return (await this.store.getSealed("mnemonic"))!.toString("utf8");
+  }
+
+  connect(services: WalletServices): void {
+    this.services = services;
+  }
+
+  async close(): Promise<void> {
+    this.keys.wipe();
+    await this.store.close();
+  }
+
+  async getConfig<T>(key: string): Promise<T | undefined> {
+    return this.store.getConfig<T>(key);
+  }
+
+  async setConfig(key: string, value: unknown): Promise<void> {
+    await this.store.setConfig(key, value);
+  }
+
+  private svc(): WalletServices {
+    if (!this.services)
+      throw new WalletError(
+        "NOT_CONNECTED",
+        "the wallet is not connected to an SE and a chain",
+        "precondition",
+      );
+    return this.services;
+  }
+
+  private progress(event: string, detail?: Record<string, unknown>) {
+    this.services?.onProgress?.(event, detail);
+  }
+
+  /** The protocol context for the connected SE and chain. */
+  context(): OwnerContext {
+    const s = this.svc();
+    return {
+      se: s.se,
+      chain: s.chain,
+      network: this.bitcoinNetwork,
+      rng: this.rng,
+      now: this.now,
+      ringPedersen: this.ringPedersen,
+      trust: s.trust,
+      feeRateSatVb: s.feeRateSatVb ?? 2,
+      mainstayKey: s.mainstayKey,
+      onProgress: s.onProgress,
+    };
+  }
+
+  // --- keys and addresses ----------------------------------------------------------------------------------
+
+  private async newSlot(purpose: "receive" | "deposit"): Promise<KeySlotRow> {
+    return this.store.db.transaction(async (q) => {
+      const top = await q.get<{ idx: number | null }>("SELECT MAX(idx) AS idx FROM key_slots");
+      const idx = (top?.idx ?? -1) + 1;
+      const row: KeySlotRow = {
+        idx,
+        purpose,
+        proof_key: Buffer.from(this.keys.publicKey("proof", idx)),
+        backup_key: Buffer.from(this.keys.publicKey("backup", idx)),
+        used: purpose === "deposit" ? 1 : 0,
+        created_at: this.now(),
+      };
+      await q.run(
+        "INSERT INTO key_slots (idx, purpose, proof_key, backup_key, used, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [idx, purpose, row.proof_key, row.backup_key, row.used, row.created_at],
+      );
+      return row;
+    });
+  }
+
+  private identity(idx: number): ReceiverIdentity {
+    return { proofSecret: this.keys.secret("proof", idx), backupSecret: this.keys.secret("backup", idx) };
+  }
+
+  /**
+   * A receive address (B|C) to give a sender: the oldest one not yet used by a received coin, or with `fresh` a
+   * new one. Every coin received lands on its own key slot.
+   */
+  async receiveAddress(opts: { fresh?: boolean } = {}): Promise<{ address: string; index: number }> {
+    let slot = opts.fresh
+      ? undefined
+      : await this.store.db.get<KeySlotRow>(
+          "SELECT * FROM key_slots WHERE purpose = 'receive' AND used = 0 ORDER BY idx LIMIT 1",
+        );
+    slot ??= await this.newSlot("receive");
+    return {
+      address: encodeReceiveAddress({ proofKey: slot.proof_key, backupKey: slot.backup_key }, this.network),
+      index: slot.idx,
+    };
+  }
+
+  private async fundingKey(idx: number, purpose: "receive" | "change"): Promise<Buffer> {
+    const publicKey = Buffer.from(this.keys.publicKey("funding", idx));
+    await this.store.db.run(
+      "INSERT OR IGNORE INTO funding_keys (idx, purpose, public_key, created_at) VALUES (?, ?, ?, ?)",
+      [idx, purpose, publicKey, this.now()],
+    );
+    return publicKey;
+  }
+
+  /** The wallet's on-chain address (funding key 0): where to send bitcoin to deposit it. */
+  async fundingAddress(): Promise<string> {
+    const key = await this.fundingKey(0, "receive");
+    return bitcoin.payments.p2wpkh({ pubkey: key, network: this.bitcoinNetwork }).address!;
+  }
+
+  private async changeScript(): Promise<Uint8Array> {
+    const top = await this.store.db.get<{ idx: number | null }>("SELECT MAX(idx) AS idx FROM funding_keys");
+    return p2wpkhScript(await this.fundingKey(Math.max(1, (top?.idx ?? 0) + 1), "change"));
+  }
+
+  /**
+   * Confirmed, mature outputs the wallet can spend on its own: its funding keys' and the backup outputs of coins
+   * it exited.
+   */
+  async onchainUtxos(): Promise<SpendableUtxo[]> {
+    const { chain } = this.svc();
+    await this.fundingKey(0, "receive");
+    const keys: { secret: () => Uint8Array; publicKey: Uint8Array }[] = [];
+    const funding = await this.store.db.all<{ idx: number; public_key: Buffer }>(
+      "SELECT idx, public_key FROM funding_keys ORDER BY idx",
+    );
+    for (const f of funding)
+      keys.push({ publicKey: f.public_key, secret: () => this.keys.secret("funding", f.idx) });
+    const exited = await this.store.db.all<{ key_idx: number }>(
+      "SELECT DISTINCT key_idx FROM coins WHERE status = 'exited'",
+    );
+    for (const e of exited)
+      keys.push({
+        publicKey: this.keys.publicKey("backup", e.key_idx),
+        secret: () => this.keys.secret("backup", e.key_idx),
+      });
+    const out: SpendableUtxo[] = [];
+    for (const k of keys) {
+      const utxos = await chain.findUtxos(p2wpkhScript(k.publicKey));
+      for (const u of utxos) {
+        if (u.coinbase && u.confirmations < COINBASE_MATURITY) continue;
+        out.push({ ...u, privateKey: k.secret() });
+      }
+    }
+    return out;
+  }
+
+  async balance(): Promise<{ onchainSat: bigint; utxos: number; coinsSat: bigint; coins: number }> {
+    const utxos = await this.onchainUtxos();
+    const rows = await this.rows();
+    const held = rows.filter((r) => HELD.includes(r.status as CoinStatus));
+    return {
+      onchainSat: utxos.reduce((s, u) => s + u.valueSat, 0n),
+      utxos: utxos.length,
+      coinsSat: held.reduce((s, r) => s + BigInt(r.amount_sat), 0n),
+      coins: held.length,
+    };
+  }
+
+  /** Regtest only (the simulator): mines `blocks` coinbases to the wallet, then matures them. */
+  async faucet(blocks = 1): Promise<{ blocks: number; onchainSat: bigint }> {
+    const { chain } = this.svc();
+    if (this.network !== "regtest" || typeof (chain as Partial<DevChain>).mine !== "function")
+      throw new WalletError(
+        "FAUCET_UNAVAILABLE",
+        "the faucet mines regtest blocks: simulator chains only",
+        "precondition",
+      );
+    const dev = chain as DevChain;
+    const script = p2wpkhScript(await this.fundingKey(0, "receive"));
+    this.progress("mining", { blocks: blocks + COINBASE_MATURITY });
+    await dev.mine(blocks, script);
+    await dev.mine(COINBASE_MATURITY);
+    return { blocks, onchainSat: (await this.balance()).onchainSat };
+  }
+
+  // --- coins ----------------------------------------------------------------------------------------------
+
+  private async rows(): Promise<CoinRow[]> {
+    return this.store.db.all<CoinRow>("SELECT * FROM coins ORDER BY id");
+  }
+
+  /** A coin by its number, its statechain id (txid:vout) or a unique prefix of its txid (≥ 6 hex digits). */
+  async coinRow(ref: string | number): Promise<CoinRow> {
+    const rows = await this.rows();
+    const r = String(ref).trim().replace(/^#/, "");
+    let found: CoinRow[];
+    if (/^\d+$/.test(r)) found = rows.filter((x) => x.id === Number(r));
+    else if (r.includes(":"))
+      found = rows.filter((x) => outpointString(outpointFromBytes(x.statechain_id)) === r);
+    else if (/^[0-9a-f]{6,64}$/i.test(r))
+      found = rows.filter((x) =>
+        outpointString(outpointFromBytes(x.statechain_id)).startsWith(r.toLowerCase()),
+      );
+    else throw new WalletError("COIN_REF", `"${ref}" names no coin (a number, txid:vout or txid prefix)`);
+    if (found.length === 0)
+      throw new WalletError("COIN_UNKNOWN", `the wallet has no coin "${ref}"`, "not_found");
+    if (found.length > 1) throw new WalletError("COIN_AMBIGUOUS", `"${ref}" matches ${found.length} coins`);
+    return found[0]!;
+  }
+
+  private loadCoin(row: CoinRow): OwnedCoin {
+    const sid = outpointFromBytes(row.statechain_id);
+    const share = this.store.open(row.share_sealed, shareLabel(hex(row.statechain_id), row.key_idx));
+    const key: PartyTwoKey = decodeKey(row.key_public, share);
+    share.fill(0);
+    const id = this.identity(row.key_idx);
+    return {
+      statechainId: sid,
+      amountSat: BigInt(row.amount_sat),
+      sharedPublicKey: row.shared_public_key,
+      ownerIndex: row.owner_index,
+      initialLock: row.initial_lock,
+      backupMode: row.backup_mode as "absolute" | "kickoff",
+      interval: row.lock_interval,
+      proofSecret: Buffer.from(id.proofSecret),
+      backupSecret: Buffer.from(id.backupSecret),
+      key,
+      fundingTx: row.funding_tx,
+      backupTx: row.backup_tx,
+      backupHistory: row.backup_history.length ? unpackHistory(row.backup_history) : [],
+      kickoffTx: row.kickoff_tx ?? undefined,
+      attestations: [],
+    };
+  }
+
+  private async saveCoin(
+    coin: CoinRecord,
+    meta: {
+      status: CoinStatus;
+      origin: "deposit" | "received";
+      keyIdx: number;
+      attestations: AttestationSummary[];
+    },
+    q = this.store.db as Pick<WalletStore["db"], "run">,
+  ): Promise<void> {
+    const idBytes = outpointBytes(coin.statechainId);
+    const now = this.now();
+    await q.run(
+      `INSERT INTO coins (statechain_id, status, origin, se_endpoint, amount_sat, shared_public_key, owner_index,
+         initial_lock, backup_mode, lock_interval, key_idx, key_public, share_sealed, funding_tx, backup_tx,
+         backup_history, kickoff_tx, attestations, withdrawal_tx, exit_state, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)
+       ON CONFLICT (statechain_id) DO UPDATE SET status = excluded.status, origin = excluded.origin,
+         se_endpoint = excluded.se_endpoint, owner_index = excluded.owner_index, key_idx = excluded.key_idx,
+         key_public = excluded.key_public, share_sealed = excluded.share_sealed, backup_tx = excluded.backup_tx,
+         backup_history = excluded.backup_history, kickoff_tx = excluded.kickoff_tx,
+         attestations = excluded.attestations, withdrawal_tx = NULL, exit_state = NULL, updated_at = excluded.updated_at`,
+      [
+        idBytes,
+        meta.status,
+        meta.origin,
+        this.svc().se.endpoint,
+        Number(coin.amountSat),
+        coin.sharedPublicKey,
+        coin.ownerIndex,
+        coin.initialLock,
+        coin.backupMode,
+        coin.interval,
+        meta.keyIdx,
+        coin.keyPublic,
+        this.store.seal(coin.share, shareLabel(hex(idBytes), meta.keyIdx)),
+        coin.fundingTx,
+        coin.backupTx,
+        packFields(coin.backupHistory),
+        coin.kickoffTx ?? null,
+        JSON.stringify(meta.attestations),
+        now,
+        now,
+      ],
+    );
+  }
+
+  private async setStatus(
+    row: CoinRow,
+    status: CoinStatus,
+    extra: { withdrawalTx?: Buffer; exit?: ExitState } = {},
+  ) {
+    await this.store.db.run(
+      `UPDATE coins SET status = ?, withdrawal_tx = COALESCE(?, withdrawal_tx), exit_state = COALESCE(?, exit_state),
+         updated_at = ? WHERE id = ?`,
+      [
+        status,
+        extra.withdrawalTx ?? null,
+        extra.exit ? JSON.stringify(extra.exit) : null,
+        this.now(),
+        row.id,
+      ],
+    );
+  }
+
+  private summary(row: CoinRow, tip?: number): CoinSummary {
+    const lock = row.initial_lock - (row.owner_index - 1) * row.lock_interval;
+    const mode = row.backup_mode as "absolute" | "kickoff";
+    const P = row.shared_public_key;
+    return {
+      number: row.id,
+      statechainId: outpointString(outpointFromBytes(row.statechain_id)),
+      status: row.status as CoinStatus,
+      origin: row.origin as "deposit" | "received",
+      amountSat: BigInt(row.amount_sat),
+      ownerIndex: row.owner_index,
+      backupMode: mode,
+      backupLock: lock,
+      blocksToLock: mode === "absolute" && tip !== undefined ? Math.max(0, lock - 1 - tip) : undefined,
+      depositAddress: bitcoin.payments.p2wpkh({ pubkey: P, network: this.bitcoinNetwork }).address!,
+      seEndpoint: row.se_endpoint,
+      attestations: JSON.parse(row.attestations) as AttestationSummary[],
+      // A planned exit of a coin since sent or withdrawn is history, not state.
+      exit:
+        row.exit_state && ["active", "exiting", "exited"].includes(row.status)
+          ? (JSON.parse(row.exit_state) as ExitState)
+          : undefined,
+      withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
+    };
+  }
+
+  /** Every coin the wallet has held, with its state and lock (blocks left when a chain is connected). */
+  async coins(): Promise<CoinSummary[]> {
+    const tip = this.services ? await this.services.chain.tipHeight().catch(() => undefined) : undefined;
+    if (this.services) await this.refreshDeposits();
+    return (await this.rows()).map((r) => this.summary(r, tip));
+  }
+
+  /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
+  private async refreshDeposits(): Promise<void> {
+    const rows = await this.store.db.all<CoinRow>(
+      "SELECT * FROM coins WHERE status = 'awaiting-confirmation'",
+    );
+    for (const row of rows) {
+      const coin = this.loadCoin(row);
+      const r = await this.context()
+        .se.call("depositConfirm", { statechainId: coin.statechainId, auth: undefined }, coin.proofSecret)
+        .catch(() => undefined);
+      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) await this.setStatus(row, "active");
+    }
+  }
+
+  async coin(ref: string | number): Promise<CoinSummary> {
+    return this.summary(await this.coinRow(ref));
+  }
+
+  // --- deposit --------------------------------------------------------------------------------------------
+
+  /**
+   * Deposits `amountSat` from the wallet's on-chain coins: key generation with the SE, the backup co-signed, the
+   * coin stored, then the funding broadcast. With `wait` (default), waits for the SE to confirm the deposit.
+   */
+  async deposit(
+    amountSat: bigint,
+    opts: WaitOptions & { wait?: boolean; token?: string } = {},
+  ): Promise<CoinSummary> {
+    const ctx = this.context();
+    const utxos = await this.onchainUtxos();
+    const total = utxos.reduce((s, u) => s + u.valueSat, 0n);
+    if (total <= amountSat)
+      throw new WalletError(
+        "INSUFFICIENT_FUNDS",
+        `the wallet has ${total} sat on chain, not enough for ${amountSat} sat plus fees; send bitcoin to ${await this.fundingAddress()}${this.network === "regtest" ? " (or run `wallet faucet`)" : ""}`,
+        "precondition",
+      );
+    const slot = await this.newSlot("deposit");
+    const id = this.identity(slot.idx);
+    const coin = await deposit(ctx, {
+      amountSat,
+      utxos,
+      changeScript: await this.changeScript(),
+      proofSecret: id.proofSecret,
+      backupSecret: id.backupSecret,
+      token: opts.token,
+      beforeBroadcast: (c) =>
+        this.saveCoin(recordOf(c), {
+          status: "awaiting-confirmation",
+          origin: "deposit",
+          keyIdx: slot.idx,
+          attestations: [],
+        }),
+    });
+    const row = await this.coinRow(outpointString(coin.statechainId));
+    this.progress("deposited", {
+      statechainId: outpointString(coin.statechainId),
+      address: this.summary(row).depositAddress,
+      fundingTxid: txidToHex(coin.statechainId.txid),
+    });
+    if (opts.wait === false) return this.summary(row);
+    return this.confirmDeposit(row.id, opts);
+  }
+
+  /** Waits until the SE reports the deposit confirmed (ACTIVE). */
+  async confirmDeposit(ref: string | number, opts: WaitOptions = {}): Promise<CoinSummary> {
+    const row = await this.coinRow(ref);
+    if (row.status !== "awaiting-confirmation") return this.summary(row);
+    await confirmDeposit(this.context(), this.loadCoin(row), opts);
+    await this.setStatus(row, "active");
+    return this.coin(row.id);
+  }
+
+  // --- send -----------------------------------------------------------------------------------------------
+
+  /** Hands an active coin to the owner of `address`; the coin is theirs once they receive it. */
+  async send(ref: string | number, address: string): Promise<CoinSummary> {
+    const to = decodeReceiveAddress(address, this.network);
+    let row = await this.coinRow(ref);
+    if (row.status === "awaiting-confirmation")
+      row = await this.coinRow((await this.confirmDeposit(row.id)).number);
+    if (row.status !== "active" && row.status !== "sent")
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}; only an active coin can be sent`,
+        "precondition",
+      );
+    await send(this.context(), this.loadCoin(row), to);
+    await this.setStatus(row, "sent");
+    return this.coin(row.id);
+  }
+
+  // --- receive --------------------------------------------------------------------------------------------
+
+  /**
+   * Reads the mailboxes of the wallet's receive addresses and takes every coin that passes every check; the
+   * others are refused, each with the reason. With `wait`, polls until something arrives (or the timeout).
+   */
+  async receive(opts: WaitOptions & { wait?: boolean } = {}): Promise<ReceiveResult> {
+    const result: ReceiveResult = { received: [], refused: [] };
+    const deadline = this.now() + (opts.timeoutMs ?? 30 * 60_000);
+    let polls = 0;
+    for (;;) {
+      await this.resumePending(result);
+      const slots = await this.store.db.all<KeySlotRow>(
+        "SELECT * FROM key_slots WHERE purpose = 'receive' ORDER BY idx",
+      );
+      if (polls++ === 0) this.progress("mailbox", { addresses: slots.length });
+      for (const slot of slots) {
+        const id = this.identity(slot.idx);
+        const box = await fetchMailbox(this.context(), id);
+        for (const u of box.unreadable)
+          result.refused.push({
+            statechainId: u.statechainId && outpointString(u.statechainId),
+            code: u.code,
+            reason: u.reason,
+          });
+        for (const incoming of box.incoming) await this.takeIncoming(slot.idx, id, incoming, result);
+      }
+      if (!opts.wait || result.received.length > 0 || result.refused.length > 0) return result;
+      if (this.now() >= deadline) return result;
+      if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
+      if (opts.onWait) await opts.onWait();
+      else await sleep(opts.pollMs ?? 5000);
+    }
+  }
+
+  /** Receives one incoming transfer (exposed for tests that hand the wallet a message themselves). */
+  async takeIncoming(
+    keyIdx: number,
+    id: ReceiverIdentity,
+    incoming: IncomingTransfer,
+    result: ReceiveResult,
+  ) {
+    const sid = outpointString(incoming.statechainId);
+    this.progress("checking", { statechainId: sid });
+    try {
+      const coin = await receive(this.context(), id, incoming, {
+        beforeKeyUpdate: (checked, prepared) => this.savePending(keyIdx, checked, prepared),
+      });
+      result.received.push(await this.storeReceived(coin, keyIdx));
+    } catch (e) {
+      if (e instanceof SeError) {
+        result.refused.push({ statechainId: sid, code: "SE_ERROR", reason: e.message });
+        return;
+      }
+      if (!(e instanceof ProtocolError)) throw e;
+      const refusal: Refusal = {
+        statechainId: sid,
+        code: e.code,
+        reason: e.message,
+        failedChecks: (e as { failedChecks?: string[] }).failedChecks,
+      };
+      const idBytes = outpointBytes(incoming.statechainId);
+      if (e instanceof RefusedAfterKeyUpdateError)
+        refusal.exitOnlyCoin = (await this.keepForExit(idBytes)).number;
+      else if (e.code !== "KEY_UPDATE_UNANSWERED")
+        await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
+      result.refused.push(refusal);
+    }
+  }
+
+  /**
+   * Stores the coin of a pending receive as exit-only: the SE moved it to this wallet, but it cannot (or must
+   * not) be used with the SE. Its newest backup, paying this wallet, and o2 stay; the pending receive goes.
+   */
+  private async keepForExit(idBytes: Buffer): Promise<CoinSummary> {
+    const row = (await this.store.db.get<PendingReceiveRow>(
+      "SELECT * FROM pending_receives WHERE statechain_id = ?",
+      [idBytes],
+    ))!;
+    const sid = outpointFromBytes(idBytes);
+    const { message: m } = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
+    const checked = reviveChecked(row.checked);
+    const share = this.store.open(row.share_sealed, pendingLabel(hex(idBytes), row.key_idx));
+    const record: CoinRecord = {
+      statechainId: sid,
+      amountSat: checked.amountSat,
+      sharedPublicKey: checked.sharedPublicKey,
+      ownerIndex: checked.newIndex,
+      initialLock: checked.initialLock,
+      backupMode: checked.backupMode,
+      interval: checked.interval,
+      keyPublic: Buffer.alloc(0),
+      share,
+      fundingTx: m.fundingTx,
+      backupTx: m.backupTx,
+      backupHistory: m.backupHistory,
+      kickoffTx: checked.kickoffTx,
+    };
+    await this.store.db.transaction(async (q) => {
+      await this.saveCoin(
+        record,
+        { status: "exit-only", origin: "received", keyIdx: row.key_idx, attestations: [] },
+        q,
+      );
+      await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
+      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [row.key_idx]);
+    });
+    share.fill(0);
+    return this.coin(outpointString(sid));
+  }
+
+  private async storeReceived(coin: OwnedCoin, keyIdx: number): Promise<CoinSummary> {
+    // finishKeyUpdate lists the transfer key's verdict (absent when resumed) before the deletion's.
+    const verdicts = coin.attestations;
+    const attestations = verdicts.map((v, i) =>
+      summarize(i === verdicts.length - 1 ? "deletion" : "transfer-key", v),
+    );
+    const idBytes = outpointBytes(coin.statechainId);
+    await this.store.db.transaction(async (q) => {
+      await this.saveCoin(recordOf(coin), { status: "active", origin: "received", keyIdx, attestations }, q);
+      await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
+      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
+    });
+    return this.coin(outpointString(coin.statechainId));
+  }
+
+  private async savePending(
+    keyIdx: number,
+    checked: CheckedTransfer,
+    prepared: PreparedKeyUpdate,
+  ): Promise<void> {
+    const idBytes = outpointBytes(checked.statechainId);
+    const { incoming, ...rest } = checked;
+    await this.store.db.run(
+      `INSERT OR REPLACE INTO pending_receives (statechain_id, key_idx, message_id, ciphertext, checked, request,
+         share_sealed, keygen_session, nonce, transfer_key_verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        idBytes,
+        keyIdx,
+        incoming.messageId,
+        incoming.ciphertext,
+        JSON.stringify(rest, (_k, v) =>
+          typeof v === "bigint"
+            ? `${v}n`
+            : v?.type === "Buffer"
+              ? { hex: Buffer.from(v.data).toString("hex") }
+              : v,
+        ),
+        Buffer.from(TransferReceiverKeyUpdateRequest.encode(prepared.request).finish()),
+        this.store.seal(prepared.share, pendingLabel(hex(idBytes), keyIdx)),
+        prepared.keygenSessionId,
+        prepared.nonce,
+        prepared.transferKeyVerdict
+          ? JSON.stringify(summarize("transfer-key", prepared.transferKeyVerdict))
+          : null,
+        this.now(),
+      ],
+    );
+  }
+
+  /**
+   * Finishes key updates that were sent but whose answer never arrived, by sending the very same signed request
+   * again (the SE answers a repeat with the stored response, within its replay window).
+   */
+  private async resumePending(result: ReceiveResult): Promise<void> {
+    const rows = await this.store.db.all<PendingReceiveRow>("SELECT * FROM pending_receives");
+    for (const row of rows) {
+      const sid = outpointFromBytes(row.statechain_id);
+      const id = this.identity(row.key_idx);
+      const incoming = openTransfer(id, row.message_id, sid, row.ciphertext);
+      const checked = { ...reviveChecked(row.checked), incoming } as CheckedTransfer;
+      const share = this.store.open(row.share_sealed, pendingLabel(hex(row.statechain_id), row.key_idx));
+      const prepared: PreparedKeyUpdate = {
+        request: TransferReceiverKeyUpdateRequest.decode(row.request),
+        share,
+        keygenSessionId: row.keygen_session,
+        nonce: row.nonce,
+        transferKeyVerdict: undefined,
+      };
+      try {
+        const coin = await finishKeyUpdate(this.context(), id, checked, prepared);
+        result.received.push(await this.storeReceived(coin, row.key_idx));
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        const refusal: Refusal = { statechainId: outpointString(sid), code: e.code, reason: e.message };
+        if (e instanceof RefusedAfterKeyUpdateError) {
+          refusal.failedChecks = e.failedChecks;
+          refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+        } else if (e.code !== "KEY_UPDATE_UNANSWERED") {
+          // The SE answered the repeat with an error: did the first request go through?
+          const sc = await this.context().se.call("getStatechain", { statechainId: sid });
+          const ours =
+            Buffer.from(sc.currentProofKey).equals(pub(id.proofSecret)) && sc.ownerIndex === checked.newIndex;
+          if (ours) {
+            refusal.code = "KEY_UPDATE_LOST";
+            refusal.reason = `the SE did the key update but its answer is lost (${e.message}): without the SE's new key share the coin cannot be co-signed; its backup takes it out`;
+            refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+          } else {
+            // Not done (the mailbox still holds the transfer for a fresh attempt), or the coin went elsewhere.
+            await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [
+              row.statechain_id,
+            ]);
+            if (sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING) continue;
+          }
+        }
+        result.refused.push(refusal);
+      } finally {
+        share.fill(0);
+      }
+    }
+  }
+
+  // --- withdraw -------------------------------------------------------------------------------------------
+
+  /** Withdraws a coin on chain to `address`; with `wait` (default), until the SE reports it confirmed. */
+  async withdraw(
+    ref: string | number,
+    address: string,
+    opts: WaitOptions & { wait?: boolean } = {},
+  ): Promise<{ txid: string; coin: CoinSummary }> {
+    let destination: Uint8Array;
+    try {
+      destination = bitcoin.address.toOutputScript(address, this.bitcoinNetwork);
+    } catch {
+      throw new WalletError("ADDRESS_INVALID", `"${address}" is not a ${this.network} bitcoin address`);
+    }
+    const row = await this.coinRow(ref);
+    if (row.status !== "active" && !(row.status === "withdrawing" && row.withdrawal_tx))
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}; only an active coin can be withdrawn`,
+        "precondition",
+      );
+    const ctx = this.context();
+    const coin = this.loadCoin(row);
+    let txid: string;
+    if (row.status === "withdrawing" && row.withdrawal_tx) {
+      txid = txidToHex(txidOf(parseTx(row.withdrawal_tx)));
+      await ctx.se.call(
+        "withdrawConfirm",
+        { statechainId: coin.statechainId, withdrawalTx: row.withdrawal_tx, auth: undefined },
+        coin.proofSecret,
+      );
+    } else {
+      const w = await withdraw(ctx, coin, destination, {
+        onSigned: (tx) => this.setStatus(row, "withdrawing", { withdrawalTx: tx }),
+      });
+      txid = w.txid;
+    }
+    if (opts.wait !== false) {
+      await confirmWithdrawal(ctx, coin, opts);
+      await this.setStatus(row, "withdrawn");
+    }
+    return { txid, coin: await this.coin(row.id) };
+  }
+
+  // --- exit -----------------------------------------------------------------------------------------------
+
+  /**
+   * Exits a coin by its backup (kick-off with CPFP first in kick-off mode), waiting for the locks unless
+   * `wait` is false; resumable: run it again to continue.
+   */
+  async exit(
+    ref: string | number,
+    opts: { onWait?: () => Promise<void>; pollMs?: number; wait?: boolean } = {},
+  ): Promise<{ state: ExitState; coin: CoinSummary }> {
+    const row = await this.coinRow(ref);
+    if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,
+        "precondition",
+      );
+    const s = this.svc();
+    const feeUtxos = row.backup_mode === "kickoff" ? await this.onchainUtxos() : [];
+    const state = await exitByBackup(
+      {
+        backupMode: row.backup_mode as "absolute" | "kickoff",
+        backupTx: row.backup_tx,
+        kickoffTx: row.kickoff_tx ?? undefined,
+        amountSat: BigInt(row.amount_sat),
+      },
+      {
+        chain: s.chain,
+        feeRateSatVb: s.feeRateSatVb ?? 2,
+        feeUtxos,
+        changeScript: await this.changeScript(),
+        state: row.exit_state ? (JSON.parse(row.exit_state) as ExitState) : undefined,
+        // Until something is broadcast the coin stays as it was (it can still be sent or withdrawn).
+        save: (st) =>
+          this.setStatus(
+            row,
+            st.stage === "confirmed" ? "exited" : st.broadcast ? "exiting" : (row.status as CoinStatus),
+            {
+              exit: st,
+            },
+          ),
+        onWait: opts.onWait,
+        pollMs: opts.pollMs,
+        noWait: opts.wait === false,
+        onProgress: s.onProgress,
+      },
+    );
+    return { state, coin: await this.coin(row.id) };
+  }
+
+  // --- verify ---------------------------------------------------------------------------------------------
+
+  /** Every check of a coin, named (see verify.ts). */
+  async verify(ref: string | number): Promise<VerifyReport> {
+    const row = await this.coinRow(ref);
+    const id = this.identity(row.key_idx);
+    return verifyCoin(this.context(), {
+      statechainId: outpointFromBytes(row.statechain_id),
+      sharedPublicKey: row.shared_public_key,
+      amountSat: BigInt(row.amount_sat),
+      backupMode: row.backup_mode as "absolute" | "kickoff",
+      initialLock: row.initial_lock,
+      interval: row.lock_interval,
+      ownerIndex: row.owner_index,
+      proofKey: pub(id.proofSecret),
+      backupKey: pub(id.backupSecret),
+      held: HELD.includes(row.status as CoinStatus),
+      fundingTx: row.funding_tx,
+      backups: [...(row.backup_history.length ? unpackHistory(row.backup_history) : []), row.backup_tx],
+      kickoffTx: row.kickoff_tx ?? undefined,
+    });
+  }
+}
+
+function unpackHistory(blob: Buffer): Buffer[] {
+  let count = 0;
+  for (let at = 0; at < blob.length; count++) at += 4 + blob.readUInt32BE(at);
+  return unpackFields(blob, count, "backup history");
+}
+
+/** The stored CheckedTransfer (without its message), with bigints and buffers restored. */
+function reviveChecked(json: string): Omit<CheckedTransfer, "incoming"> {
+  return JSON.parse(json, (_k, v) => {
+    if (typeof v === "string" && /^\d+n$/.test(v)) return BigInt(v.slice(0, -1));
+    if (v && typeof v === "object" && typeof v.hex === "string" && Object.keys(v).length === 1)
+      return Buffer.from(v.hex, "hex");
+    return v;
+  });
+}

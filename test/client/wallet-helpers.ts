@@ -1,0 +1,93 @@
+// Wallets for tests: a temporary file, the cheapest allowed scrypt cost, and the checked-in ring-Pedersen
+// parameters (generating fresh ones costs seconds of CPU per wallet).
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { KeyTree, mnemonicToSeed } from "../../client/keys.ts";
+import { MIN_SCRYPT_N } from "../../client/secret-box.ts";
+import { shareLabel, WalletStore } from "../../client/store.ts";
+import { Wallet, type WalletServices } from "../../client/wallet.ts";
+import type { Harness } from "../helpers/owners.ts";
+import { testRingPedersen } from "../helpers/owners.ts";
+
+export const PASSPHRASE = "correct horse battery staple";
+
+export function tmpWalletFile(name = "wallet"): string {
+  return path.join(mkdtempSync(path.join(tmpdir(), "wallet-")), `${name}.sqlite`);
+}
+
+export function servicesOf(h: Harness): WalletServices {
+  return { se: h.ctx.se, chain: h.chain, trust: h.ctx.trust, feeRateSatVb: 2 };
+}
+
+export async function testWallet(h?: Harness, opts: { file?: string; mnemonic?: string } = {}) {
+  const file = opts.file ?? tmpWalletFile();
+  const { wallet, mnemonic } = await Wallet.create({
+    file,
+    passphrase: PASSPHRASE,
+    network: "regtest",
+    mnemonic: opts.mnemonic,
+    ringPedersen: testRingPedersen,
+    scryptN: MIN_SCRYPT_N,
+  });
+  if (h) wallet.connect(servicesOf(h));
+  return { wallet, mnemonic, file };
+}
+
+/** Every secret a wallet file must never hold in the clear, read back through the passphrase. */
+export async function walletSecrets(file: string, passphrase = PASSPHRASE): Promise<Map<string, Buffer>> {
+  const store = await WalletStore.open(file, passphrase);
+  const secrets = new Map<string, Buffer>();
+  try {
+    const mnemonic = (await store.getSealed("mnemonic"))!;
+    secrets.set("mnemonic", mnemonic);
+    const seed = mnemonicToSeed(mnemonic.toString("utf8"));
+    secrets.set("seed", Buffer.from(seed));
+    const rp = (await store.getSealed("ring-pedersen"))!;
+    secrets.set("ring-pedersen secret", rp);
+    for (const [name, b] of [
+      ["ring-pedersen p", testRingPedersen.secret.p],
+      ["ring-pedersen q", testRingPedersen.secret.q],
+      ["ring-pedersen lambda", testRingPedersen.secret.lambda],
+    ] as const)
+      secrets.set(name, Buffer.from(b));
+    const keys = new KeyTree(seed, "regtest");
+    const slots = await store.db.all<{ idx: number }>("SELECT idx FROM key_slots");
+    for (const { idx } of slots) {
+      secrets.set(`proof secret ${idx}`, Buffer.from(keys.secret("proof", idx)));
+      secrets.set(`backup secret ${idx}`, Buffer.from(keys.secret("backup", idx)));
+    }
+    const funding = await store.db.all<{ idx: number }>("SELECT idx FROM funding_keys");
+    for (const { idx } of funding)
+      secrets.set(`funding secret ${idx}`, Buffer.from(keys.secret("funding", idx)));
+    const coins = await store.db.all<{ statechain_id: Buffer; key_idx: number; share_sealed: Buffer }>(
+      "SELECT statechain_id, key_idx, share_sealed FROM coins",
+    );
+    for (const c of coins)
+      secrets.set(
+        `share of coin ${c.statechain_id.toString("hex").slice(0, 8)}`,
+        store.open(c.share_sealed, shareLabel(c.statechain_id.toString("hex"), c.key_idx)),
+      );
+  } finally {
+    await store.close();
+  }
+  return secrets;
+}
+
+/** The names of the secrets found, raw or as hex, in the wallet file and its WAL. */
+export function findSecrets(file: string, secrets: Map<string, Buffer>): string[] {
+  const blobs: Buffer[] = [];
+  for (const f of [file, `${file}-wal`]) {
+    try {
+      blobs.push(readFileSync(f));
+    } catch {
+      // no WAL right now
+    }
+  }
+  const found: string[] = [];
+  for (const [name, s] of secrets) {
+    const forms = [s, Buffer.from(s.toString("hex")), Buffer.from(s.toString("hex").toUpperCase())];
+    if (blobs.some((b) => forms.some((f) => b.includes(f)))) found.push(name);
+  }
+  return found;
+}

@@ -1,0 +1,244 @@
+// The `wallet` command against a running simulator SE, as a user runs it: create, trust the simulator, faucet,
+// deposit, send, receive, verify, withdraw; --json output, JSON progress, exit statuses 0 / 1 / 2.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { type CliIo, main } from "../../client/cli.ts";
+import { PASSPHRASE, testWallet, tmpWalletFile } from "../client/wallet-helpers.ts";
+import { type Harness, ownerHarness } from "../helpers/owners.ts";
+import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+
+let se: SeProcess;
+let h: Harness;
+
+before(async () => {
+  se = await startSeProcess({ env: { SE_MAINSTAY_ENABLED: "false", SE_INIT_LOCK: "300" } });
+  h = await ownerHarness(se);
+});
+after(async () => {
+  h?.close();
+  await se?.stop();
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface RunOptions {
+  env?: Record<string, string>;
+  input?: string;
+  /** Mine a block every 200 ms meanwhile (the simulator here mines on demand). */
+  mining?: boolean;
+  /** Run bin/wallet.js as its own process (slower); otherwise main() runs here with the same arguments. */
+  spawned?: boolean;
+}
+
+function envFor(opts: RunOptions): Record<string, string> {
+  return {
+    WALLET_SE: `127.0.0.1:${se.port}`,
+    SE_DATA_DIR: se.dataDir,
+    WALLET_PASSPHRASE: PASSPHRASE,
+    ...opts.env,
+  };
+}
+
+/** Runs `wallet …`. */
+async function wallet(args: string[], opts: RunOptions = {}): Promise<Run> {
+  const timer = opts.mining ? setInterval(() => void h.chain.mine(1).catch(() => {}), 200) : undefined;
+  try {
+    return opts.spawned ? await spawned(args, opts) : await inProcess(args, opts);
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+async function inProcess(args: string[], opts: RunOptions): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    stderrIsTTY: false,
+    stdinIsTTY: false,
+    stdinLines: async () => (opts.input ?? "").split("\n"),
+    env: { ...process.env, ...envFor(opts) },
+    cwd: ROOT,
+  };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+function spawned(args: string[], opts: RunOptions): Promise<Run> {
+  return new Promise<Run>((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, "bin/wallet.js"), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...envFor(opts) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.stdin.end(opts.input ?? "");
+    child.on("error", reject);
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const json = (r: Run) => JSON.parse(r.stdout.trim().split("\n").pop()!);
+
+test("usage errors exit with 2 and say what is wrong", async () => {
+  const help = await wallet(["--help"], { spawned: true });
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: wallet <command>/);
+  const cmdHelp = await wallet(["verify", "--help"]);
+  assert.equal(cmdHelp.code, 0);
+  assert.match(cmdHelp.stdout, /wallet verify <coin>/);
+  for (const [args, message] of [
+    [["launch"], /unknown command "launch"/],
+    [["deposit"], /deposit takes <amount>/],
+    [["coins", "--wait"], /--wait does not apply to coins/],
+    [["coins", "--frobnicate"], /Unknown option '--frobnicate'/],
+  ] as const) {
+    const r = await wallet([...args]);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+});
+
+test("create, trust the simulator, faucet, deposit, send, receive, verify, withdraw — through the CLI", async () => {
+  const aliceFile = tmpWalletFile("alice");
+  const created = await wallet(["create", "--wallet", aliceFile, "--json", "--scrypt-n", "32768"]);
+  assert.equal(created.code, 0, created.stderr);
+  const c = json(created);
+  assert.equal(c.mnemonic.split(" ").length, 24);
+  assert.match(c.receiveAddress, /^rsc1/);
+  assert.match(created.stderr, /"step":"ring-pedersen"/);
+  // The same words restore the same addresses (passphrase and mnemonic as two lines on stdin).
+  const restoredFile = tmpWalletFile("restored");
+  const restored = await wallet(["restore", "--wallet", restoredFile, "--json", "--scrypt-n", "32768"], {
+    env: { WALLET_PASSPHRASE: "" },
+    input: `another passphrase\n${c.mnemonic}\n`,
+  });
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(json(restored).receiveAddress, c.receiveAddress);
+  assert.equal(json(restored).mnemonic, undefined, "restore does not print the words back");
+  const typo = await wallet(["restore", "--wallet", tmpWalletFile(), "--scrypt-n", "32768"], {
+    input: c.mnemonic.replace(/^\w+/, "zzz"),
+  });
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /"zzz" is not a BIP39 English word \[MNEMONIC_INVALID\]/);
+  const again = await wallet(["create", "--wallet", aliceFile]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already exists.*WALLET_EXISTS/);
+
+  // Bob's wallet comes from the SDK (no safe-prime search); the CLI opens it like any other.
+  const { wallet: bobSdk, file: bobFile } = await testWallet();
+  await bobSdk.close();
+  const A = ["--wallet", aliceFile];
+  const B = ["--wallet", bobFile];
+
+  const unconfirmed = await wallet(["trust-simulator", ...A]);
+  assert.equal(unconfirmed.code, 2);
+  assert.match(unconfirmed.stderr, /--confirm/);
+  const infoBefore = json(await wallet(["info", ...A, "--json"]));
+  assert.deepEqual(infoBefore.trust.pcrReleases, [], "nothing trusted without --confirm");
+  for (const f of [A, B]) {
+    const t = await wallet(["trust-simulator", ...f, "--confirm", "--json"]);
+    assert.equal(t.code, 0, t.stderr);
+    assert.equal(json(t).trusted, true);
+  }
+  const info = json(await wallet(["info", ...A, "--json"]));
+  assert.equal(info.se.attestationMode, "simulator");
+  assert.equal(info.trust.pcrReleases.length, 1);
+
+  assert.equal((await wallet(["faucet", ...A])).code, 0);
+  const dep = await wallet(["deposit", "0.002btc", ...A, "--json", "--poll-ms", "200"], { mining: true });
+  assert.equal(dep.code, 0, dep.stderr);
+  const coin = json(dep);
+  assert.equal(coin.amountSat, "200000");
+  assert.equal(coin.status, "active");
+  const steps = dep.stderr
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l).step);
+  assert.ok(steps.includes("keygen") && steps.includes("confirmations"), steps.join(","));
+
+  const bobAddress = (await wallet(["address", ...B])).stdout.trim();
+  assert.match(bobAddress, /^rsc1/);
+  const bad = await wallet(["send", String(coin.number), `${bobAddress.slice(0, -1)}q`, ...A]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /ADDRESS_CHECKSUM/);
+  const sent = await wallet(["send", String(coin.number), bobAddress, ...A]);
+  assert.equal(sent.code, 0, sent.stderr);
+
+  const got = await wallet(["receive", ...B]);
+  assert.equal(got.code, 0, got.stderr);
+  assert.match(got.stdout, /received #1 .* owner 2, attestations verified \(SIMULATOR/);
+  const coins = json(await wallet(["coins", ...B, "--json"]));
+  assert.equal(coins.length, 1);
+  assert.equal(coins[0].status, "active");
+
+  const verified = await wallet(["verify", "1", ...B]);
+  assert.equal(verified.code, 0, verified.stdout);
+  assert.match(verified.stdout, /✔ attestation\.owner_2 +SIMULATOR attestation/);
+  assert.match(verified.stdout, /verified — SIMULATOR attestations/);
+  // A PCR policy that does not list this enclave: the same coin fails verification, by name.
+  const other = path.join(path.dirname(bobFile), "other-pcrs.json");
+  const policy = {
+    releases: [{ name: "v9", pcr0: "11".repeat(48), pcr1: "22".repeat(48), pcr2: "33".repeat(48) }],
+  };
+  writeFileSync(other, JSON.stringify(policy));
+  const foreign = await wallet(["verify", "1", ...B, "--pcrs", other, "--json"]);
+  assert.equal(foreign.code, 1);
+  const report = json(foreign);
+  assert.equal(report.ok, false);
+  assert.match(
+    report.checks.find((x: { name: string }) => x.name === "attestation.owner_2").detail,
+    /pcrs\.policy/,
+  );
+
+  // Without the stored trust the simulator's documents chain to no trusted root; --trust-simulator restores it
+  // for one command, with the SE's published measurements as the PCR policy.
+  assert.equal((await wallet(["trust-simulator", "--forget", ...B])).code, 0);
+  const untrusted = json(await wallet(["verify", "1", ...B, "--json"]));
+  assert.equal(untrusted.ok, false);
+  assert.match(
+    untrusted.checks.find((x: { name: string }) => x.name === "attestation.owner_2").detail,
+    /chain\.root_pinned/,
+  );
+  const pem = path.join(se.dataDir, "sim-ca", "sim-ca-root.pem");
+  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem]);
+  assert.equal(flagged.code, 0, flagged.stdout);
+  assert.match(flagged.stdout, /SIMULATOR/);
+
+  const to = (await wallet(["address", "--onchain", ...A])).stdout.trim();
+  const w = await wallet(["withdraw", "1", to, ...B, "--json", "--poll-ms", "200"], { mining: true });
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal(json(w).coin.status, "withdrawn");
+
+  // A wrong passphrase opens nothing and changes nothing.
+  const digest = () => createHash("sha256").update(readFileSync(bobFile)).digest("hex");
+  const before = digest();
+  const wrong = await wallet(["coins", ...B], {
+    env: { WALLET_PASSPHRASE: "" },
+    input: "not it\n",
+    spawned: true,
+  });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /passphrase does not open this wallet \[WRONG_PASSPHRASE\]/);
+  assert.equal(digest(), before);
+});

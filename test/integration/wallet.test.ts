@@ -1,0 +1,176 @@
+// The wallet SDK against a running simulator SE: deposit, send, receive, verify, withdraw and exit by backup,
+// with the wallet files scanned for any secret in the clear.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Wallet } from "../../client/wallet.ts";
+import { parseOutpointString } from "../../protocol/outpoint.ts";
+import { findSecrets, PASSPHRASE, servicesOf, testWallet, walletSecrets } from "../client/wallet-helpers.ts";
+import { type Harness, ownerHarness } from "../helpers/owners.ts";
+import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+
+let se: SeProcess;
+let h: Harness;
+const mine =
+  (n = 1) =>
+  async () =>
+    void (await h.chain.mine(n));
+
+before(async () => {
+  se = await startSeProcess({
+    env: { SE_MAINSTAY_INTERVAL_S: "1", SE_INIT_LOCK: "300", SE_LOCKTIME_INTERVAL: "10" },
+  });
+  h = await ownerHarness(se);
+});
+after(async () => {
+  h?.close();
+  await se?.stop();
+});
+
+/** Mines until the SE's Mainstay proof covers the statechain (the local service attests on confirmed blocks). */
+async function waitForMainstay(statechainId: string): Promise<void> {
+  const sid = parseOutpointString(statechainId);
+  for (let i = 0; i < 100; i++) {
+    const p = await h.ctx.se.call("getSmtProof", { statechainId: sid });
+    if (p.mainstay && p.leaf.length > 0) return;
+    await h.chain.mine(1);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  assert.fail("the statechain was never published to Mainstay");
+}
+
+test("deposit → send → receive → verify → withdraw, and no secret in either wallet file", async () => {
+  const { wallet: alice, file: aliceFile } = await testWallet(h);
+  const { wallet: bob, file: bobFile } = await testWallet(h);
+  const events: string[] = [];
+  alice.connect({ ...servicesOf(h), onProgress: (e) => events.push(e) });
+
+  await assert.rejects(alice.deposit(1_000_000n), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "INSUFFICIENT_FUNDS");
+    assert.match(e.message, /bcrt1q[0-9a-z]+/, "names the address to fund");
+    return true;
+  });
+  const funded = await alice.faucet(1);
+  assert.ok(funded.onchainSat > 1_000_000n);
+
+  const coin = await alice.deposit(1_000_000n, { onWait: mine() });
+  assert.equal(coin.status, "active");
+  assert.equal(coin.ownerIndex, 1);
+  assert.ok(coin.depositAddress.startsWith("bcrt1q"));
+  assert.ok(events.includes("keygen") && events.includes("broadcast") && events.includes("confirmations"));
+  const [listed] = await alice.coins();
+  assert.equal(listed!.statechainId, coin.statechainId);
+  assert.ok(listed!.blocksToLock! > 250, "the backup's lock is about init_lock blocks away");
+
+  const { address } = await bob.receiveAddress();
+  assert.match(address, /^rsc1/);
+  assert.equal((await bob.receiveAddress()).address, address, "the same unused address until a coin arrives");
+  assert.equal((await bob.receive()).received.length, 0, "an empty mailbox");
+
+  const sent = await alice.send(coin.number, address);
+  assert.equal(sent.status, "sent");
+  const got = await bob.receive();
+  assert.deepEqual(got.refused, []);
+  assert.equal(got.received.length, 1);
+  const bobCoin = got.received[0]!;
+  assert.equal(bobCoin.statechainId, coin.statechainId);
+  assert.equal(bobCoin.ownerIndex, 2);
+  assert.equal(bobCoin.backupLock, coin.backupLock - 10);
+  assert.deepEqual(
+    bobCoin.attestations.map((a) => [a.what, a.valid, a.simulator]),
+    [
+      ["transfer-key", true, true],
+      ["deletion", true, true],
+    ],
+  );
+  assert.notEqual((await bob.receiveAddress()).address, address, "a used address is not handed out again");
+
+  // No secret, raw or hex, in either file (nor its WAL), while open and after closing.
+  for (const file of [aliceFile, bobFile]) {
+    const secrets = await walletSecrets(file);
+    assert.ok(secrets.size >= 10);
+    assert.deepEqual(findSecrets(file, secrets), [], `${file} holds a secret in the clear`);
+  }
+
+  await waitForMainstay(bobCoin.statechainId);
+  const report = await bob.verify(bobCoin.number);
+  const byName = new Map(report.checks.map((c) => [c.name, c]));
+  assert.ok(report.ok, JSON.stringify(report.checks.filter((c) => c.status === "fail")));
+  assert.ok(report.simulator);
+  for (const name of [
+    "statechain.signatures",
+    "statechain.state_hash",
+    "statechain.ownership",
+    "smt.current",
+    "smt.published",
+    "mainstay.slot_proof",
+    "mainstay.attestation_tx",
+    "funding.transaction",
+    "funding.on_chain",
+    "backup.owner_1",
+    "backup.owner_2",
+    "backup.order",
+    "backup.mine_last",
+    "attestation.owner_2",
+    "receipts.chain",
+  ])
+    assert.equal(byName.get(name)?.status, "pass", `${name}: ${byName.get(name)?.detail}`);
+  assert.equal(byName.get("mainstay.commitment")?.status, "skip", "no Mainstay key given");
+  assert.match(byName.get("attestation.owner_2")!.detail, /SIMULATOR/);
+  const aliceView = await alice.verify(coin.number);
+  assert.equal(aliceView.checks.find((c) => c.name === "statechain.ownership")?.status, "skip");
+
+  const to = await alice.fundingAddress();
+  const w = await bob.withdraw(bobCoin.number, to, { onWait: mine() });
+  assert.equal(w.coin.status, "withdrawn");
+  assert.equal(w.coin.withdrawalTxid, w.txid);
+  const st = await h.chain.getTxStatus(w.txid);
+  assert.ok(st && st.confirmations >= 1);
+  await assert.rejects(bob.send(bobCoin.number, address), /COIN_STATE|only an active coin/);
+
+  await alice.close();
+  await bob.close();
+  for (const file of [aliceFile, bobFile]) assert.deepEqual(findSecrets(file, await walletSecrets(file)), []);
+});
+
+test("a received coin exits by its backup once the lock is reached; the sender's older backup cannot", async () => {
+  const { wallet: alice } = await testWallet(h);
+  const { wallet: bob } = await testWallet(h);
+  await alice.faucet(1);
+  const coin = await alice.deposit(500_000n, { wait: false });
+  assert.equal(coin.status, "awaiting-confirmation");
+  await h.chain.mine(1);
+  assert.equal((await alice.coins())[0]!.status, "active", "`coins` asks the SE about unconfirmed deposits");
+  await alice.send(coin.number, (await bob.receiveAddress()).address);
+  const [bobCoin] = (await bob.receive()).received;
+  assert.ok(bobCoin);
+
+  await assert.rejects(alice.exit(coin.number), (e: Error & { code?: string }) => e.code === "COIN_STATE");
+  const early = await bob.exit(bobCoin.number, { wait: false });
+  assert.equal(early.state.stage, "waiting-lock");
+  assert.equal(early.coin.status, "active", "nothing broadcast yet: the coin can still be sent or withdrawn");
+  assert.equal(early.coin.exit?.unlockHeight, bobCoin.backupLock);
+
+  const done = await bob.exit(bobCoin.number, { onWait: mine(20) });
+  assert.equal(done.state.stage, "confirmed");
+  assert.equal(done.coin.status, "exited");
+  assert.ok(done.state.backupHeight! >= bobCoin.backupLock);
+  const tx = await h.chain.getTx(done.state.backupTxid);
+  assert.ok(tx && tx.status.confirmations >= 1);
+  // The backup output pays the wallet's backup key: it is now an on-chain coin of the wallet.
+  const bal = await bob.balance();
+  assert.ok(bal.onchainSat > 490_000n && bal.onchainSat < 500_000n, `balance ${bal.onchainSat}`);
+  assert.equal(bal.coins, 0);
+
+  // The file reopens with the same coins (and a wrong passphrase does not open it).
+  const file = bob.file;
+  await bob.close();
+  await assert.rejects(Wallet.open(file, "not the passphrase"), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "WRONG_PASSPHRASE");
+    return true;
+  });
+  const again = await Wallet.open(file, PASSPHRASE);
+  again.connect(servicesOf(h));
+  assert.equal((await again.coin(bobCoin.number)).status, "exited");
+  await again.close();
+  await alice.close();
+});
