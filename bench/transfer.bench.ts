@@ -7,13 +7,12 @@ import { performance } from "node:perf_hooks";
 import {
   confirmDeposit,
   deposit,
-  fetchIncoming,
   type OwnedCoin,
   type OwnerContext,
-  receive,
   send,
   withdraw,
 } from "../client/owner.ts";
+import { fetchIncoming, receive } from "../client/receive.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
 import { percentile, report } from "./harness.ts";

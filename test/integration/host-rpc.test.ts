@@ -12,14 +12,13 @@ import {
   confirmDeposit,
   confirmWithdrawal,
   deposit,
-  fetchIncoming,
   type OwnedCoin,
   pub,
   randomSecret,
-  receive,
   send,
   withdraw,
 } from "../../client/owner.ts";
+import { fetchIncoming, receive } from "../../client/receive.ts";
 import type { MethodName } from "../../client/se-client.ts";
 import { IDEMPOTENT } from "../../host/api/index.ts";
 import { SignPurpose, StatechainStatus, StatechainTxKind } from "../../proto/gen/common.ts";
