@@ -772,21 +772,21 @@ describe("a coin's life with every step's failures probed in its state", () => {
       await expectRefusal(
         "an encrypted t2 of 257 bytes",
         "transferReceiverKeyUpdate",
-        variant("transferReceiverKeyUpdate", s, { encryptedT2: Buffer.alloc(257, 1) }),
+        variant("transferReceiverKeyUpdate", s, { encryptedT2: Buffer.alloc(257, 1) }, id2.proofSecret),
         C.INVALID_ARGUMENT,
         /1 to 256 bytes/,
       );
       await expectRefusal(
         "no owner share",
         "transferReceiverKeyUpdate",
-        variant("transferReceiverKeyUpdate", s, { ownerShare: undefined }),
+        variant("transferReceiverKeyUpdate", s, { ownerShare: undefined }, id2.proofSecret),
         C.INVALID_ARGUMENT,
         /owner share/,
       );
       await expectRefusal(
         "an attestation nonce of 8 bytes",
         "transferReceiverKeyUpdate",
-        variant("transferReceiverKeyUpdate", s, { nonce: Buffer.alloc(8, 1) }),
+        variant("transferReceiverKeyUpdate", s, { nonce: Buffer.alloc(8, 1) }, id2.proofSecret),
         C.INVALID_ARGUMENT,
         /16 to 64 bytes/,
       );
@@ -799,7 +799,7 @@ describe("a coin's life with every step's failures probed in its state", () => {
       await expectRefusal(
         "a t2 no transfer key decrypts",
         "transferReceiverKeyUpdate",
-        variant("transferReceiverKeyUpdate", s, { encryptedT2: Buffer.alloc(120, 1) }),
+        variant("transferReceiverKeyUpdate", s, { encryptedT2: Buffer.alloc(120, 1) }, id2.proofSecret),
         C.INVALID_ARGUMENT,
         /T2_DECRYPT/,
       );

@@ -11,14 +11,22 @@ import { loadPcrPolicy } from "../../attestation/pcr-policy.ts";
 import { SimulatorProvider } from "../../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
 import { decodeReceiveAddress } from "../../client/address.ts";
-import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../../client/owner.ts";
+import {
+  confirmDeposit,
+  coSign,
+  deposit,
+  type OwnedCoin,
+  type OwnerContext,
+  send,
+} from "../../client/owner.ts";
 import { fetchIncoming, type IncomingTransfer, receive } from "../../client/receive.ts";
 import { type SeClient, SeError } from "../../client/se-client.ts";
-import { StatechainStatus } from "../../proto/gen/common.ts";
+import { SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import { TransferMessage } from "../../proto/gen/statechain.ts";
 import { encrypt as eciesEncrypt } from "../../protocol/ecies.ts";
 import { outpointString } from "../../protocol/outpoint.ts";
 import { signTransfer, verifyChain } from "../../protocol/statechain.ts";
+import { buildBackupTx } from "../../protocol/tx/build.ts";
 import { servicesOf, testWallet } from "../client/wallet-helpers.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
 import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
@@ -310,6 +318,16 @@ test("the wallet reports each refused transfer with its reason and keeps nothing
     coin.proofSecret,
   );
   assert.equal(init.newOwnerIndex, 2);
+  // The SE takes a hand-over only once the receiver's backup is co-signed.
+  const backup = buildBackupTx({
+    mode: "absolute",
+    spend: { txid: coin.statechainId.txid, vout: coin.statechainId.vout },
+    spendAmountSat: coin.amountSat,
+    backupKey: to.backupKey,
+    lock: init.backupLock,
+    feeRateSatVb: h.ctx.feeRateSatVb,
+  });
+  await coSign(h.ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, coin.amountSat);
   const sc = await h.ctx.se.call("getStatechain", { statechainId: coin.statechainId });
   const sctx = signTransfer(coin.proofSecret, sc.stateHash, to.proofKey, h.ctx.rng);
   await h.ctx.se.call(
