@@ -16,6 +16,7 @@ import { fetchIncoming, receive } from "../client/receive.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
 import { percentile, report } from "./harness.ts";
+import { cryptoFloor } from "./transfer-floor.ts";
 
 const round = (x: number) => Math.round(x * 100) / 100;
 const stats = (samples: number[]) => {
@@ -29,6 +30,20 @@ async function transferOnce(ctx: OwnerContext, coin: OwnedCoin): Promise<OwnedCo
   const [incoming] = await fetchIncoming(ctx, to);
   return receive(ctx, to, incoming!);
 }
+
+/** Sums of every series of each metric in a Prometheus text page, by metric name. */
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^([a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+const delta = (a: Map<string, number>, b: Map<string, number>, name: string) =>
+  (b.get(name) ?? 0) - (a.get(name) ?? 0);
 
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -70,15 +85,66 @@ export async function run(): Promise<void> {
     report({ bench: "transfer.deposit_to_backup_signed", unit: "ms", ...stats(depositMs) });
     await confirmAll(deposits);
 
-    // Transfer latency: one coin, passed along 20 times.
+    // Transfer latency: one coin, passed along 20 times, with the time of every call the wallets make.
     let coin = deposits[0]!;
     const latency: number[] = [];
-    for (let i = 0; i < 20; i++) {
+    const rpcMs = new Map<string, number>();
+    const call = ctx.se.call.bind(ctx.se);
+    ctx.se.call = (async (m: string, req: unknown, signer?: Uint8Array, d?: number) => {
+      const t0 = performance.now();
+      try {
+        return await call(m as never, req as never, signer, d);
+      } finally {
+        rpcMs.set(m, (rpcMs.get(m) ?? 0) + performance.now() - t0);
+      }
+    }) as typeof ctx.se.call;
+    const metricsUrl = String(se.info.metrics);
+    const m0 = await scrape(metricsUrl);
+    const n = 20;
+    for (let i = 0; i < n; i++) {
       const t0 = performance.now();
       coin = await transferOnce(ctx, coin);
       latency.push(performance.now() - t0);
+      // Let the enclave's Paillier pool refill between transfers: this measures latency, not throughput.
+      await new Promise((r) => setTimeout(r, 400));
     }
-    report({ bench: "transfer.latency", unit: "ms", ...stats(latency), target_ms: 250 });
+    const m1 = await scrape(metricsUrl);
+    ctx.se.call = call;
+    const lat = stats(latency);
+    report({ bench: "transfer.latency", unit: "ms", ...lat, target_ms: 250 });
+
+    // Per-phase breakdown of one transfer (means over the runs above).
+    const mean = latency.reduce((a, b) => a + b, 0) / n;
+    const clientRpc = [...rpcMs.values()].reduce((a, b) => a + b, 0) / n;
+    const hostTotal = (delta(m0, m1, "se_request_seconds_sum") * 1000) / n;
+    const enclaveTotal = (delta(m0, m1, "se_enclave_seconds_sum") * 1000) / n;
+    const phases = {
+      client_crypto_ms: round(mean - clientRpc),
+      grpc_transport_ms: round(clientRpc - hostTotal),
+      host_ms: round(hostTotal - enclaveTotal),
+      enclave_ms: round(enclaveTotal),
+      rpc_calls: round([...rpcMs.keys()].length),
+    };
+    for (const [k, v] of Object.entries(phases))
+      report({ bench: `transfer.phase.${k}`, unit: "ms", median: v, runs: n });
+    for (const [m, ms] of [...rpcMs].sort((a, b) => b[1] - a[1]))
+      report({ bench: `transfer.rpc.${m}`, unit: "ms", median: round(ms / n), runs: n });
+    const floor = await cryptoFloor();
+    report({
+      bench: "transfer.crypto_floor",
+      unit: "ms",
+      median: floor.total,
+      runs: floor.runs,
+      ...floor.parts,
+    });
+    report({
+      bench: "transfer.latency_vs_floor",
+      unit: "ratio",
+      median: round(lat.median / floor.total),
+      peer: "crypto floor",
+      peer_median: floor.total,
+      ratio: round(lat.median / floor.total),
+    });
 
     // Throughput: `n` wallets each pass their own coin along for a fixed time.
     const pool = deposits.slice(1);

@@ -20,6 +20,7 @@ import type { HostConfig } from "./config.ts";
 import { crashHook } from "./crash-hook.ts";
 import { Db } from "./db.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
+import { timedEnclave } from "./enclave-timing.ts";
 import type { Logger } from "./log.ts";
 import { MainstayClient } from "./mainstay/client.ts";
 import { LocalMainstay } from "./mainstay/local-service.ts";
@@ -254,7 +255,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     const deps: ApiDeps = {
       cfg,
       store,
-      enclave: enclave.client,
+      enclave: timedEnclave(enclave.client, metrics),
       chain,
       monitor,
       log,

@@ -99,3 +99,14 @@ test("ECIES round trip; wrong key and tampering fail with one typed error", () =
     (e: unknown) => e instanceof ProtocolError && e.code === "INVALID_POINT",
   );
 });
+
+test("ECIES interoperates with eciesjs in both directions (same wire format)", async () => {
+  const ecies = await import("eciesjs");
+  for (const size of [1, 32, 2000]) {
+    const sk = secp256k1.utils.randomSecretKey();
+    const pk = secp256k1.getPublicKey(sk);
+    const msg = new Uint8Array(size).map((_, i) => i * 7);
+    assert.deepEqual(new Uint8Array(ecies.decrypt(sk, encrypt(pk, msg))), msg, "ours → eciesjs");
+    assert.deepEqual(decrypt(sk, ecies.encrypt(pk, msg)), msg, "eciesjs → ours");
+  }
+});

@@ -1,0 +1,142 @@
+// The cryptographic floor of one transfer: every operation the protocol cannot avoid, each measured alone in
+// this process (no gRPC, no SQLite, no waiting): the receiver's fixed-share keygen on both sides with a
+// precomputed Paillier key, one two-party signature (the receiver's backup), the three ECIES round trips (x1,
+// the transfer message, t2), the sender's statechain signature and the receiver's check of it, two attestation
+// documents made and verified, and the backup signature checks.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
+import { SimulatorProvider } from "../attestation/providers/simulator.ts";
+import { SimulatorCa } from "../attestation/sim-ca.ts";
+import { CertCache, verifyAttestation } from "../attestation/verify.ts";
+import { measure } from "../enclave/measure.ts";
+import {
+  generatePaillierKey,
+  p1KeyGenCommit,
+  p1KeyGenFinish,
+  p1KeyGenFixed,
+  p1SignFinish,
+  p1SignStart,
+  p2KeyGenFinish,
+  p2KeyGenShare,
+  p2SignCommit,
+  p2SignFinish,
+  p2SignPartial,
+  RingPedersenCache,
+} from "../protocol/ecdsa2p/index.ts";
+import { decrypt, encrypt } from "../protocol/ecies.ts";
+import { N, pointBytes, scalarBytes } from "../protocol/encoding.ts";
+import { systemRng as rng } from "../protocol/rng.ts";
+import { initialState, signTransfer, verifyStatechainTx } from "../protocol/statechain.ts";
+import { testRingPedersen } from "../test/helpers/owners.ts";
+import { time } from "./harness.ts";
+
+const RUNS = 20;
+
+export async function cryptoFloor(): Promise<{ total: number; runs: number; parts: Record<string, number> }> {
+  const cache = new RingPedersenCache();
+  const sid = () => rng(16);
+  // A deposit's keys, to sign with and to rotate.
+  const s0 = sid();
+  const c1 = p1KeyGenCommit({ sessionId: s0, rng });
+  const o1 = p2KeyGenShare({ sessionId: s0, commit: c1.msg, ringPedersen: testRingPedersen, rng });
+  const f1 = await p1KeyGenFinish(c1.state, o1.msg, { rng, ringPedersenCache: cache });
+  const owner = p2KeyGenFinish(o1.state, f1.msg);
+  const P = pointBytes(owner.sharedPublicKey);
+  const pool = await Promise.all(Array.from({ length: RUNS + 2 }, () => generatePaillierKey()));
+
+  const parts: Record<string, number> = {};
+  parts.keygen_fixed_ms = (
+    await time(
+      async () => {
+        const o2 = (BigInt(`0x${Buffer.from(rng(32)).toString("hex")}`) % (N - 1n)) + 1n;
+        const ks = sid();
+        const share = p2KeyGenShare({
+          sessionId: ks,
+          ringPedersen: testRingPedersen,
+          rng,
+          share: scalarBytes(o2),
+        });
+        // s2 = s1·o1·o2⁻¹ keeps P = s2·O2 (the rotation arithmetic itself is negligible).
+        const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString("hex")}`);
+        const s2 = (((big(f1.key.share) * big(owner.share)) % N) * secp256k1.Point.Fn.inv(o2)) % N;
+        const { msg } = await p1KeyGenFixed({
+          sessionId: ks,
+          share: scalarBytes(s2),
+          ownerShare: share.msg,
+          sharedPublicKey: P,
+          paillier: pool.pop(),
+          rng,
+          ringPedersenCache: cache,
+        });
+        p2KeyGenFinish(share.state, msg, { expectedSharedKey: P });
+      },
+      { runs: RUNS, warmup: 2 },
+    )
+  ).median;
+
+  const digest = rng(32);
+  parts.two_party_signature_ms = (
+    await time(
+      () => {
+        const id = sid();
+        const a = p2SignCommit(owner, { sessionId: id, digest, rng });
+        const b = p1SignStart(f1.key, { sessionId: id, digest, ownerCommit: a.msg, rng });
+        const partial = p2SignPartial(owner, a.state, b.msg, { rng });
+        p2SignFinish(owner, a.state, p1SignFinish(f1.key, b.session, partial));
+      },
+      { runs: RUNS },
+    )
+  ).median;
+
+  const k = secp256k1.utils.randomSecretKey();
+  const K = secp256k1.getPublicKey(k, true);
+  const message = rng(2000);
+  parts.ecies_ms = (
+    await time(
+      () => {
+        for (const m of [rng(32), message, rng(32)]) decrypt(k, encrypt(K, m));
+      },
+      { runs: RUNS },
+    )
+  ).median;
+
+  const c = secp256k1.utils.randomSecretKey();
+  const C = secp256k1.getPublicKey(c, true);
+  const state = initialState(C);
+  parts.statechain_tx_ms = (
+    await time(() => verifyStatechainTx(signTransfer(c, state, K, rng), C, state), { runs: RUNS })
+  ).median;
+
+  const ca = SimulatorCa.open(path.join(mkdtempSync(path.join(tmpdir(), "floor-")), "sim-ca"));
+  const provider = new SimulatorProvider({ ca, pcrs: measure() });
+  const certCache = new CertCache();
+  const roots = { aws: false, simulatorRootPem: ca.rootPem() };
+  parts.attestations_ms = (
+    await time(
+      async () => {
+        for (let i = 0; i < 2; i++) {
+          const nonce = rng(32);
+          const doc = await provider.attest({ nonce, userData: rng(32), publicKey: K });
+          if (!verifyAttestation(doc, { roots, expectedNonce: nonce, certCache }).valid)
+            throw new Error("floor: attestation");
+        }
+      },
+      { runs: RUNS },
+    )
+  ).median;
+
+  parts.backup_signatures_ms = (
+    await time(
+      () => {
+        const sig = secp256k1.sign(digest, k, { prehash: false, lowS: true });
+        for (let i = 0; i < 2; i++) secp256k1.verify(sig, digest, K, { prehash: false, lowS: true });
+      },
+      { runs: RUNS },
+    )
+  ).median;
+
+  const total = Math.round(Object.values(parts).reduce((a, b) => a + b, 0) * 100) / 100;
+  return { total, runs: RUNS, parts };
+}
