@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { decodeReceipt } from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
-import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
+import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
 import { TransferMessage } from "../proto/gen/statechain.ts";
 import { type PartyTwoKey, p2KeyGenFinish, p2KeyGenShare } from "../protocol/ecdsa2p/index.ts";
@@ -151,9 +151,13 @@ export interface CheckedTransfer {
   enclaveInstance: Buffer;
 }
 
+/** Parsed (public) certificates shared by every verification: a chain's CA certificates are parsed once. */
+export const certificateCache = new CertCache();
+
 function attestationOptions(ctx: OwnerContext) {
   const t = ctx.trust;
   return {
+    certCache: certificateCache,
     roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
     pcrPolicy: t.pcrPolicy,
     allowDebug: t.allowDebug,

@@ -16,7 +16,7 @@ import { statechainIdBytes, statechainKey, type VerifiedChain, verifyChain } fro
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../protocol/tx/script.ts";
 import { lockFor, type OwnerContext } from "./owner.ts";
-import { checkBackup, checkKickoff } from "./receive.ts";
+import { certificateCache, checkBackup, checkKickoff } from "./receive.ts";
 
 export type CheckStatus = "pass" | "fail" | "skip";
 
@@ -306,6 +306,7 @@ function backupChecks(c: Checks, coin: VerifiableCoin): void {
 function attestationChecks(c: Checks, ctx: Ctx, coin: VerifiableCoin, records: KeyUpdateRecord[]): boolean {
   let simulator = false;
   const opts = {
+    certCache: certificateCache,
     roots: { aws: ctx.trust.aws ?? true, simulatorRootPem: ctx.trust.simulatorRootPem },
     pcrPolicy: ctx.trust.pcrPolicy,
     allowDebug: ctx.trust.allowDebug,

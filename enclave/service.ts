@@ -78,12 +78,13 @@ function compactKey(key: PartyOneKey): PartyOneKey {
   return key;
 }
 
-/** After an erasure: two full collections, so garbage copies of the erased values are freed and (with
- * --clear-free-memory, set by bin/enclave.js) zeroed now rather than whenever the heap is next swept. */
+/** After an erasure and before answering: a full collection, so the transient copies the operation made (BigInt
+ * digits, small on-heap typed arrays, strings) are freed and, with --clear-free-memory (set by bin/enclave.js),
+ * zeroed now rather than whenever the heap is next swept. (A young-generation collection alone is not enough,
+ * and deferring it past the answer leaves a window: the erasure test catches both.) */
 function scrubFreedMemory(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc) {
-    gc();
     gc();
   }
 }

@@ -21,7 +21,7 @@ import { initialState } from "../../protocol/statechain.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain } from "./lookup.ts";
-import { authorize, commit } from "./step.ts";
+import { afterCommit, authorize, commit } from "./step.ts";
 
 const ENCLAVE_DEADLINE_MS = 60_000;
 
@@ -291,12 +291,14 @@ export function depositHandlers(deps: ApiDeps) {
           ],
         );
       });
-      await deps.tree.sync();
-      await deps.watcher.register({
-        statechainId: idBytes,
-        ownerIndex: 1,
-        backupTx: backup.signed_tx,
-        kickoffTx: kickoff?.signed_tx,
+      afterCommit(deps, "deposit confirmed", async () => {
+        await deps.tree.sync();
+        await deps.watcher.register({
+          statechainId: idBytes,
+          ownerIndex: 1,
+          backupTx: backup.signed_tx,
+          kickoffTx: kickoff?.signed_tx,
+        });
       });
       return out;
     },

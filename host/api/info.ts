@@ -87,6 +87,8 @@ export function infoHandlers(deps: ApiDeps) {
 
     async getSmtProof(req: GetSmtProofRequest): Promise<GetSmtProofResponse> {
       const { idBytes } = await requireStatechain(deps, req.statechainId);
+      // Steps update the tree after they answer; a reader gets every committed state.
+      await deps.tree.sync();
       return deps.proofs.proofFor(idBytes);
     },
 

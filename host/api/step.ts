@@ -88,3 +88,14 @@ export async function consumeNonce(deps: ApiDeps, ctx: CallContext, auth: Author
     );
   });
 }
+
+/**
+ * Side effects that follow a committed step (the SMT, the watchtower) run after the answer: they are idempotent
+ * and start-up repeats them from the committed rows, so a crash in between loses nothing. Readers that need
+ * them (GetSmtProof) bring the tree up to date first.
+ */
+export function afterCommit(deps: ApiDeps, what: string, work: () => Promise<void>): void {
+  void work().catch((err: Error) =>
+    deps.log.warn({ err: err.message, step: what }, "post-commit work failed; start-up repeats it"),
+  );
+}

@@ -28,7 +28,7 @@ import { verifyStatechainTx } from "../../protocol/statechain.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
-import { authorize, commit, consumeNonce } from "./step.ts";
+import { afterCommit, authorize, commit, consumeNonce } from "./step.ts";
 
 const ATTESTATION_NONCE = { min: 16, max: 64 };
 const MAILBOX_PAGE = 32;
@@ -279,15 +279,17 @@ export function transferHandlers(deps: ApiDeps) {
           pending.receiver_proof_key,
         ]);
       });
-      await deps.tree.sync();
-      if (backup) {
-        await deps.watcher.register({
-          statechainId: idBytes,
-          ownerIndex: pending.new_owner_index,
-          backupTx: backup.signed_tx,
-          kickoffTx: kickoff?.signed_tx,
-        });
-      }
+      afterCommit(deps, "key update", async () => {
+        await deps.tree.sync();
+        if (backup) {
+          await deps.watcher.register({
+            statechainId: idBytes,
+            ownerIndex: pending.new_owner_index,
+            backupTx: backup.signed_tx,
+            kickoffTx: kickoff?.signed_tx,
+          });
+        }
+      });
       return out;
     },
   };

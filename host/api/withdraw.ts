@@ -16,7 +16,7 @@ import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
-import { authorize, commit } from "./step.ts";
+import { afterCommit, authorize, commit } from "./step.ts";
 
 /** Longest scriptPubKey accepted as a withdrawal destination (P2WSH / P2TR are 34 bytes). */
 const MAX_WITHDRAW_SCRIPT = 64;
@@ -151,8 +151,10 @@ export function withdrawHandlers(deps: ApiDeps) {
           [StatechainStatus.STATECHAIN_STATUS_CLOSED, closing, ctx.now, idBytes],
         );
       });
-      await deps.tree.sync();
-      await deps.watcher.remove(idBytes);
+      afterCommit(deps, "withdrawal closed", async () => {
+        await deps.tree.sync();
+        await deps.watcher.remove(idBytes);
+      });
       return out;
     },
   };
