@@ -61,9 +61,8 @@ test(`${WALLETS} wallets transfer ${COINS} coins concurrently for ${SECONDS} s: 
 
   // wallet index → the coins it holds, by statechain id
   const held: Map<string, Holding>[] = Array.from({ length: WALLETS }, () => new Map());
-  coins.forEach((coin, i) =>
-    held[i % WALLETS]!.set(outpointString(coin.statechainId), { coin, transfers: 0 }),
-  );
+  for (const [i, coin] of coins.entries())
+    held[i % WALLETS]!.set(outpointString(coin.statechainId), { coin, transfers: 0 });
   const old: OwnedCoin[] = [];
   const errors: unknown[] = [];
   let transfers = 0;
