@@ -61,6 +61,15 @@ export interface Coin {
   answers: Map<string, { requestHash: string; response: unknown; at: number }>;
 }
 
+/** A byte field of long-lived coin state, in a buffer of its own: a small `Buffer.from` is a slice of an 8 KB
+ * pool slab and would keep the whole slab alive for as long as the coin lives (measured: 7 such fields made a
+ * live coin cost ~38 KB instead of a few). */
+export function keep(b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  out.set(b);
+  return out;
+}
+
 export const MAX_SIGN_SESSIONS_OPEN = 8;
 export const SIGN_SESSION_TTL_MS = 10 * 60_000;
 export const MAX_TRANSFER_KEYS = 4;

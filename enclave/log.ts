@@ -15,9 +15,6 @@ export interface LogEntry {
 export class ActionLog {
   private headBytes: Buffer = Buffer.alloc(32);
   private count = 0n;
-  private readonly recent: LogEntry[] = [];
-
-  constructor(private readonly keepRecent = 1000) {}
 
   /** The head the log will have after appending `entry` (a receipt names it before the commit). */
   peek(entry: LogEntry): Buffer {
@@ -29,8 +26,6 @@ export class ActionLog {
   append(entry: LogEntry): Buffer {
     this.headBytes = this.peek(entry);
     this.count += 1n;
-    this.recent.push(entry);
-    if (this.recent.length > this.keepRecent) this.recent.shift();
     return this.headBytes;
   }
 

@@ -30,7 +30,7 @@ import {
   TransferSenderInitRequest,
   WithdrawInitRequest,
 } from "../proto/gen/statechain.ts";
-import { type Authenticated, type Codec, verifyRequest } from "../protocol/auth.ts";
+import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../protocol/auth.ts";
 import {
   type PartyOneKey,
   p1KeyGenCommit,
@@ -53,6 +53,7 @@ import { p2wpkhScript } from "../protocol/tx/script.ts";
 import {
   type Coin,
   CoinRegistry,
+  keep,
   MAX_SIGN_SESSIONS_OPEN,
   MAX_TRANSFER_KEYS,
   SIGN_SESSION_TTL_MS,
@@ -157,7 +158,8 @@ export class Enclave {
   private readonly mutex = new KeyedMutex();
   private maxTip = 0;
   private lastReceipt: Uint8Array = ZERO_HASH;
-  private readonly recentInits = new Map<string, E.KeyGenInitResponse>();
+  /** DepositInit answers by request hash, for a retried request; kept for as long as its signature is fresh. */
+  private readonly recentInits = new Map<string, { res: E.KeyGenInitResponse; at: number }>();
   private readonly startedAt: number;
 
   constructor(private readonly d: EnclaveDeps) {
@@ -250,32 +252,33 @@ export class Enclave {
       this.d.now(),
     );
     const seen = this.recentInits.get(hash);
-    if (seen) return seen;
+    if (seen) return seen.res;
     parsePoint(req.proofKey, "proof key");
     verify(req.proofKey);
     this.sweepDeposits();
-    const depositId = Buffer.from(this.d.rng(16));
+    const depositId = keep(this.d.rng(16));
     const { state, msg } = p1KeyGenCommit({
       sessionId: depositId,
       rng: this.d.rng,
       paillier: this.d.pool.take(),
     });
+    const proofKey = keep(req.proofKey);
     const coin: Coin = {
       depositId,
-      depositProofKey: Buffer.from(req.proofKey),
+      depositProofKey: proofKey,
       stage: "keygen",
       createdAt: this.d.now(),
       keygen: state,
       ownerIndex: 1,
-      proofKey: Buffer.from(req.proofKey),
-      stateHash: Buffer.from(initialState(req.proofKey)),
+      proofKey,
+      stateHash: keep(initialState(req.proofKey)),
       signSessions: new Map(),
       answers: new Map(),
     };
     this.coins.add(coin);
     this.d.log.append({ type: "deposit-init", subject: hex(depositId), at: this.d.now() });
-    const res = { depositId, keygenCommit: msg };
-    this.recentInits.set(hash, res);
+    const res = { depositId, keygenCommit: { commitment: keep(msg.commitment) } };
+    this.recentInits.set(hash, { res, at: this.d.now() });
     if (this.recentInits.size > 1000) this.recentInits.delete(this.recentInits.keys().next().value!);
     return res;
   }
@@ -310,7 +313,7 @@ export class Enclave {
       });
       coin.keygen = undefined;
       coin.key = compactKey(key);
-      coin.sharedPublicKey = Buffer.from(pointBytes(key.sharedPublicKey));
+      coin.sharedPublicKey = keep(pointBytes(key.sharedPublicKey));
       coin.stage = "keyed";
       this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
       return { seShare: msg, sharedPublicKey: coin.sharedPublicKey };
@@ -364,7 +367,7 @@ export class Enclave {
         `deposit amount ${out.value} sat is outside [${p.minDepositSat}, ${p.maxDepositSat}]`,
       );
       const tip = this.acceptTip(r.chainTip);
-      const outpoint = { txid: Buffer.from(txidOf(tx)), vout: req.vout };
+      const outpoint = { txid: keep(txidOf(tx)), vout: req.vout };
       const idHex = idHexOf(outpoint);
       check(
         !this.coins.statechain(idHex),
@@ -375,7 +378,7 @@ export class Enclave {
       coin.outpoint = outpoint;
       coin.amountSat = out.value;
       coin.initialLock = p.backupMode === "absolute" ? tip + p.initLock : p.initLock;
-      coin.backupKey = Buffer.from(pointBytes(backupKey));
+      coin.backupKey = keep(pointBytes(backupKey));
       coin.stage = "funded";
       this.coins.bind(coin, idHex);
       coin.answers.clear();
@@ -605,8 +608,8 @@ export class Enclave {
         "a withdrawal has started; the coin cannot be transferred",
         "precondition",
       );
-      const C2 = Buffer.from(pointBytes(parsePoint(req.receiverProofKey, "receiver proof key")));
-      const B2 = Buffer.from(pointBytes(parsePoint(req.receiverBackupKey, "receiver backup key")));
+      const C2 = keep(pointBytes(parsePoint(req.receiverProofKey, "receiver proof key")));
+      const B2 = keep(pointBytes(parsePoint(req.receiverBackupKey, "receiver backup key")));
       check(!C2.equals(coin.proofKey), "SELF_TRANSFER", "the receiver proof key is the current owner's");
       const p = coin.pending;
       if (p) {
@@ -780,7 +783,7 @@ export class Enclave {
         s2.fill(0);
       }
       const newIndex = p.newOwnerIndex;
-      const newState = Buffer.from(nextState(sctx));
+      const newState = keep(nextState(sctx));
       const idBytes = statechainIdBytes(coin.outpoint!);
       const oldS = pointBytes(oldKey.sePublicShare);
       const now = this.d.now();
@@ -871,8 +874,8 @@ export class Enclave {
         coin.pending = undefined;
         coin.withdraw = {
           statechainTx: encoded,
-          withdrawScript: Buffer.from(sctx.withdrawScript),
-          closingState: Buffer.from(nextState(sctx)),
+          withdrawScript: keep(sctx.withdrawScript),
+          closingState: keep(nextState(sctx)),
           signedTxids: new Set(),
         };
         this.d.log.append({ type: "withdraw-init", subject: coin.idHex!, at: this.d.now() });
@@ -939,6 +942,8 @@ export class Enclave {
   sweepDeposits(): void {
     const now = this.d.now();
     const cutoff = now - this.d.policy.depositTtlMs;
+    // A replay older than twice the signature window is refused as stale before this cache is consulted.
+    for (const [h, e] of this.recentInits) if (now - e.at > 2 * DEFAULT_WINDOW_MS) this.recentInits.delete(h);
     for (const c of this.coins.all()) {
       for (const [m, a] of c.answers) if (now - a.at > ANSWER_TTL_MS) c.answers.delete(m);
       if (c.stage !== "funded" && c.stage !== "closed" && c.createdAt < cutoff) {
