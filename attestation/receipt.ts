@@ -45,20 +45,6 @@ const sha256 = (...parts: Uint8Array[]) => {
   return new Uint8Array(h.digest());
 };
 
-/** Statechain id bytes: the funding txid in internal byte order, then vout as u32 big-endian. */
-export function statechainIdBytes(txidInternal: Uint8Array, vout: number): Uint8Array {
-  check(txidInternal.length === 32, "INVALID_STATECHAIN", "txid must be 32 bytes");
-  check(
-    Number.isInteger(vout) && vout >= 0 && vout <= 0xffffffff,
-    "INVALID_STATECHAIN",
-    "vout must be a u32",
-  );
-  const out = new Uint8Array(36);
-  out.set(txidInternal);
-  new DataView(out.buffer).setUint32(32, vout, false);
-  return out;
-}
-
 /** The commitment to an erased share: SHA-256("statechain/v1/erased-share" || S_old), S_old compressed. */
 export function erasedShareCommitment(sOld: Uint8Array): Uint8Array {
   parsePoint(sOld, "erased share point S_old");

@@ -2,6 +2,7 @@
 // keys): txid in internal byte order ‖ vout as u32 big-endian = 36 bytes. Text form: display txid ":" vout.
 import type { Outpoint } from "../proto/gen/common.ts";
 import { check } from "./errors.ts";
+import { statechainIdBytes } from "./statechain.ts";
 
 export function checkOutpoint(o: Outpoint | undefined, what = "statechain id"): Outpoint {
   check(o, "MISSING_OUTPOINT", `${what} is missing`);
@@ -9,11 +10,9 @@ export function checkOutpoint(o: Outpoint | undefined, what = "statechain id"): 
   return o;
 }
 
+/** The statechain id bytes of `o` as a Buffer (database keys). */
 export function outpointBytes(o: Outpoint): Buffer {
-  const out = Buffer.alloc(36);
-  Buffer.from(o.txid).copy(out, 0);
-  out.writeUInt32BE(o.vout, 32);
-  return out;
+  return Buffer.from(statechainIdBytes(o));
 }
 
 export function outpointFromBytes(b: Uint8Array): Outpoint {

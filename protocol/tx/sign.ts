@@ -3,7 +3,8 @@
 // signature never reaches the network. Wallet-owned single-key inputs are signed here too.
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { script as btcScript, Transaction } from "bitcoinjs-lib";
-import { bytesToBigInt, N, parsePoint, parseScalar } from "../encoding.ts";
+import { decodeDer, type EcdsaSignature } from "../ecdsa2p/verify.ts";
+import { bytesToBigInt, concatBytes, N, parsePoint, parseScalar, scalarBytes } from "../encoding.ts";
 import { check, fail } from "../errors.ts";
 import { parseTx } from "./parse.ts";
 import { ANCHOR_WITNESS_SCRIPT, p2wpkhScript, p2wpkhScriptCode, sameBytes } from "./script.ts";
@@ -109,35 +110,15 @@ export function signP2wpkhInputs(raw: Uint8Array, inputs: readonly OwnInput[]): 
  * outside [1, n), so a signature has exactly one accepted encoding.
  */
 export function decodeDerSignature(der: Uint8Array): Uint8Array {
-  const bad = (why: string) => fail("TX_SIGNATURE", `signature is not strict DER: ${why}`);
-  const len = der.length;
-  if (len < 8 || len > 72) bad(`length ${len}`);
-  if (der[0] !== 0x30 || der[1] !== len - 2) bad("wrong sequence header");
-  if (der[2] !== 0x02) bad("r is not an integer");
-  const lenR = der[3]!;
-  if (lenR === 0 || 5 + lenR >= len) bad("r length");
-  if (der[4 + lenR] !== 0x02) bad("s is not an integer");
-  const lenS = der[5 + lenR]!;
-  if (lenS === 0 || lenR + lenS + 6 !== len) bad("s length");
-  const r = der.subarray(4, 4 + lenR);
-  const s = der.subarray(6 + lenR, len);
-  for (const [name, v] of [
-    ["r", r],
-    ["s", s],
-  ] as const) {
-    if (v[0]! & 0x80) bad(`${name} is negative`);
-    if (v.length > 1 && v[0] === 0 && !(v[1]! & 0x80)) bad(`${name} has excess padding`);
-    if (v.length > 33 || (v.length === 33 && v[0] !== 0)) bad(`${name} is longer than 32 bytes`);
+  let sig: EcdsaSignature;
+  try {
+    sig = decodeDer(der);
+  } catch (err) {
+    return fail("TX_SIGNATURE", `signature is not strict DER: ${(err as Error).message}`);
   }
-  const out = new Uint8Array(64);
-  const rb = r.length === 33 ? r.subarray(1) : r;
-  const sb = s.length === 33 ? s.subarray(1) : s;
-  out.set(rb, 32 - rb.length);
-  out.set(sb, 64 - sb.length);
-  const rv = bytesToBigInt(rb);
-  const sv = bytesToBigInt(sb);
-  if (rv === 0n || rv >= N || sv === 0n || sv >= N) bad("r or s is out of range");
-  return out;
+  const { r, s } = sig;
+  check(r > 0n && r < N && s > 0n && s < N, "TX_SIGNATURE", "signature r or s is out of range");
+  return concatBytes(scalarBytes(r), scalarBytes(s));
 }
 
 /** True when `der` is a strict-DER, low-S signature by `publicKey` over `digest` (the rules Bitcoin relays). */

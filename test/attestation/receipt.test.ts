@@ -8,7 +8,6 @@ import {
   encodeReceipt,
   erasedShareCommitment,
   receiptHash,
-  statechainIdBytes,
   verifyReceiptChain,
   ZERO_HASH,
 } from "../../attestation/receipt.ts";
@@ -21,10 +20,11 @@ import {
 } from "../../attestation/statements.ts";
 import { G, pointBytes } from "../../protocol/encoding.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
+import { statechainIdBytes } from "../../protocol/statechain.ts";
 
 const P = (k: bigint) => pointBytes(G.multiply(k));
-const SC_A = statechainIdBytes(new Uint8Array(32).fill(0xaa), 1);
-const SC_B = statechainIdBytes(new Uint8Array(32).fill(0xbb), 0);
+const SC_A = statechainIdBytes({ txid: new Uint8Array(32).fill(0xaa), vout: 1 });
+const SC_B = statechainIdBytes({ txid: new Uint8Array(32).fill(0xbb), vout: 0 });
 
 function receipt(over: Partial<DeletionReceipt> = {}): Omit<DeletionReceipt, "v"> {
   return {
@@ -62,10 +62,10 @@ test("a receipt is a canonical map with its keys in the specified order, and rou
 });
 
 test("the statechain id is txid (internal order) then vout big-endian; erased commits to S_old with a tag", () => {
-  const id = statechainIdBytes(new Uint8Array(32).fill(1), 0x01020304);
+  const id = statechainIdBytes({ txid: new Uint8Array(32).fill(1), vout: 0x01020304 });
   assert.equal(Buffer.from(id.subarray(32)).toString("hex"), "01020304");
-  assert.throws(() => statechainIdBytes(new Uint8Array(31), 0), /32 bytes/);
-  assert.throws(() => statechainIdBytes(new Uint8Array(32), 2 ** 32), /u32/);
+  assert.throws(() => statechainIdBytes({ txid: new Uint8Array(31), vout: 0 }), /32 bytes/);
+  assert.throws(() => statechainIdBytes({ txid: new Uint8Array(32), vout: 2 ** 32 }), /vout/);
   const expected = createHash("sha256")
     .update(Buffer.concat([Buffer.from("statechain/v1/erased-share"), P(11n)]))
     .digest();
