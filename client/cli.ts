@@ -235,6 +235,8 @@ interface SimulatorTrust {
   rootPem: string;
   releases: PcrRelease[];
   trustedAt: number;
+  /** The local Mainstay service's key ("<pubkey hex>:<chain code hex>"), as the simulator published it. */
+  mainstayKey?: string;
 }
 
 class Session {
@@ -341,6 +343,13 @@ class Session {
       network: net,
     });
     return { chain: this.chain };
+  }
+
+  /** --mainstay-key, else the local service's key stored with the simulator trust. */
+  async mainstayKey(wallet: Wallet): Promise<MainstayKeyParams | undefined> {
+    if (this.v["mainstay-key"]) return parseMainstayKey(this.v["mainstay-key"] as string);
+    const stored = await wallet.getConfig<SimulatorTrust>("trust.simulator");
+    return stored?.mainstayKey ? parseMainstayKey(stored.mainstayKey) : undefined;
   }
 
   async trust(wallet: Wallet, se: SeClient): Promise<AttestationTrust> {
@@ -518,7 +527,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       chain: chain ?? missingChain(why!, wallet.network as ChainNetwork),
       trust,
       feeRateSatVb: positiveNumber(v["fee-rate"], "--fee-rate", 2),
-      mainstayKey: v["mainstay-key"] ? parseMainstayKey(v["mainstay-key"] as string) : undefined,
+      mainstayKey: await s.mainstayKey(wallet),
       onProgress: s.progress.onProgress,
     });
     const wait = {
@@ -654,6 +663,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
               `release ${r.name}: PCR0 ${r.pcr0.slice(0, 16)}… PCR1 ${r.pcr1.slice(0, 16)}… PCR2 ${r.pcr2.slice(0, 16)}…`,
           ),
         ];
+        const m = info.mainstay;
+        const mainstayKey =
+          m?.servicePublicKey.length === 33 && m.serviceChainCode.length === 32
+            ? `${Buffer.from(m.servicePublicKey).toString("hex")}:${Buffer.from(m.serviceChainCode).toString("hex")}`
+            : undefined;
+        if (mainstayKey) described.push(`local Mainstay service key ${mainstayKey.slice(0, 16)}…`);
         if (!v.confirm) {
           s.io.stderr(
             `${described.join("\n")}\nA simulator proves nothing about hardware: anyone with its files can sign as it. Run again with --confirm to trust it for this wallet.\n`,
@@ -665,6 +680,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           rootPem: e.simulatorRootPem,
           releases: e.expectedPcrs,
           trustedAt: Date.now(),
+          mainstayKey,
         };
         await wallet.setConfig("trust.simulator", trust);
         if (!(await wallet.getConfig<string>("se"))) await wallet.setConfig("se", endpoint);
@@ -672,6 +688,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           trusted: true,
           rootSha256: fingerprint,
           releases: e.expectedPcrs,
+          mainstayKey,
         });
         return 0;
       }

@@ -179,8 +179,8 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     // Proof of publication: SMT roots to Mainstay (a local Mainstay-compatible service in simulator mode).
     let mainstayUrl = cfg.mainstay.url;
     let proofs: ProofSource;
+    let keyParams: LocalMainstay["params"] | undefined;
     if (cfg.mainstay.enabled) {
-      let keyParams: LocalMainstay["params"] | undefined;
       if (cfg.mainstay.local) {
         if (chain.kind !== "embedded")
           throw new Error("the local Mainstay service needs the embedded regtest chain");
@@ -267,6 +267,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       simulatorRootPem: (await enclave.status()).simulatorRootPem,
       depositTokenHashes: loadTokenHashes(cfg),
       mainstayUrl: cfg.mainstay.enabled ? mainstayUrl : "",
+      mainstayKey: keyParams,
       crash: crashHook(cfg),
     };
     const service = statechainService(deps, {

@@ -3,6 +3,7 @@
 import type { ChainBackend } from "../../chain/backend.ts";
 import type { EnclaveServiceClient } from "../../proto/gen/enclave.ts";
 import type { GetSmtProofResponse } from "../../proto/gen/statechain.ts";
+import type { MainstayKeyParams } from "../../protocol/mainstay.ts";
 import type { HostConfig } from "../config.ts";
 import type { CrashHook } from "../crash-hook.ts";
 import type { Logger } from "../log.ts";
@@ -51,6 +52,8 @@ export interface ApiDeps {
   depositTokenHashes: ReadonlySet<string>;
   /** Where the SMT roots are published (the local service's address in simulator mode); empty when off. */
   mainstayUrl: string;
+  /** The local Mainstay service's attestation key, published in simulator mode. */
+  mainstayKey?: MainstayKeyParams;
   /** Test-only fault injection (host/crash-hook.ts). */
   crash?: CrashHook;
 }

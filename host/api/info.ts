@@ -58,6 +58,8 @@ export function infoHandlers(deps: ApiDeps) {
           url: deps.mainstayUrl,
           slot: cfg.mainstay.slot,
           commitIntervalS: cfg.mainstay.commitIntervalS,
+          servicePublicKey: Buffer.from(deps.mainstayKey?.basePubkey ?? []),
+          serviceChainCode: Buffer.from(deps.mainstayKey?.chainCode ?? []),
         },
         enclave: await enclaveInfo(deps),
       };

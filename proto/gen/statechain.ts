@@ -80,6 +80,13 @@ export interface MainstayInfo {
   slot: number;
   /** Seconds between SMT root commitments. */
   commitIntervalS: number;
+  /**
+   * The service's attestation key (compressed base public key and chain code): its staychain transactions pay
+   * this key tweaked by the slot-tree root. Published for the local service in simulator mode, where a wallet
+   * that trusts the simulator may take it from here; for a public service, wallets get it from the service.
+   */
+  servicePublicKey: Buffer;
+  serviceChainCode: Buffer;
 }
 
 export interface EnclaveInfo {
@@ -929,7 +936,14 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
 };
 
 function createBaseMainstayInfo(): MainstayInfo {
-  return { enabled: false, url: "", slot: 0, commitIntervalS: 0 };
+  return {
+    enabled: false,
+    url: "",
+    slot: 0,
+    commitIntervalS: 0,
+    servicePublicKey: Buffer.alloc(0),
+    serviceChainCode: Buffer.alloc(0),
+  };
 }
 
 export const MainstayInfo: MessageFns<MainstayInfo> = {
@@ -945,6 +959,12 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
     }
     if (message.commitIntervalS !== 0) {
       writer.uint32(32).uint32(message.commitIntervalS);
+    }
+    if (message.servicePublicKey.length !== 0) {
+      writer.uint32(42).bytes(message.servicePublicKey);
+    }
+    if (message.serviceChainCode.length !== 0) {
+      writer.uint32(50).bytes(message.serviceChainCode);
     }
     return writer;
   },
@@ -994,6 +1014,22 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
             message.commitIntervalS = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.servicePublicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceChainCode = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1016,6 +1052,16 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
         : isSet(object.commit_interval_s)
         ? globalThis.Number(object.commit_interval_s)
         : 0,
+      servicePublicKey: isSet(object.servicePublicKey)
+        ? Buffer.from(bytesFromBase64(object.servicePublicKey))
+        : isSet(object.service_public_key)
+        ? Buffer.from(bytesFromBase64(object.service_public_key))
+        : Buffer.alloc(0),
+      serviceChainCode: isSet(object.serviceChainCode)
+        ? Buffer.from(bytesFromBase64(object.serviceChainCode))
+        : isSet(object.service_chain_code)
+        ? Buffer.from(bytesFromBase64(object.service_chain_code))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1033,6 +1079,12 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
     if (message.commitIntervalS !== 0) {
       obj.commitIntervalS = Math.round(message.commitIntervalS);
     }
+    if (message.servicePublicKey.length !== 0) {
+      obj.servicePublicKey = base64FromBytes(message.servicePublicKey);
+    }
+    if (message.serviceChainCode.length !== 0) {
+      obj.serviceChainCode = base64FromBytes(message.serviceChainCode);
+    }
     return obj;
   },
 
@@ -1045,6 +1097,8 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
     message.url = object.url ?? "";
     message.slot = object.slot ?? 0;
     message.commitIntervalS = object.commitIntervalS ?? 0;
+    message.servicePublicKey = object.servicePublicKey ?? Buffer.alloc(0);
+    message.serviceChainCode = object.serviceChainCode ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -160,6 +160,7 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
     const t = await wallet(["trust-simulator", ...f, "--confirm", "--json"]);
     assert.equal(t.code, 0, t.stderr);
     assert.equal(json(t).trusted, true);
+    assert.equal(json(t).mainstayKey, undefined, "this SE publishes to no Mainstay service");
   }
   const info = json(await wallet(["info", ...A, "--json"]));
   assert.equal(info.se.attestationMode, "simulator");

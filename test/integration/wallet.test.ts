@@ -115,6 +115,19 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
   ])
     assert.equal(byName.get(name)?.status, "pass", `${name}: ${byName.get(name)?.detail}`);
   assert.equal(byName.get("mainstay.commitment")?.status, "skip", "no Mainstay key given");
+  // With the local service's key, as the simulator publishes it, the attestation transaction's commitment to the
+  // slot-tree root is checked too; a wrong key fails that check by name.
+  const { mainstay } = await h.ctx.se.call("getInfo", {});
+  assert.equal(mainstay?.servicePublicKey.length, 33);
+  const mainstayKey = { basePubkey: mainstay!.servicePublicKey, chainCode: mainstay!.serviceChainCode };
+  bob.connect({ ...servicesOf(h), mainstayKey });
+  const keyed = await bob.verify(bobCoin.number);
+  const commitment = keyed.checks.find((c) => c.name === "mainstay.commitment");
+  assert.equal(commitment?.status, "pass", commitment?.detail);
+  bob.connect({ ...servicesOf(h), mainstayKey: { ...mainstayKey, chainCode: Buffer.alloc(32, 7) } });
+  const wrong = await bob.verify(bobCoin.number);
+  assert.equal(wrong.checks.find((c) => c.name === "mainstay.commitment")?.status, "fail");
+  bob.connect(servicesOf(h));
   assert.match(byName.get("attestation.owner_2")!.detail, /SIMULATOR/);
   const aliceView = await alice.verify(coin.number);
   assert.equal(aliceView.checks.find((c) => c.name === "statechain.ownership")?.status, "skip");
