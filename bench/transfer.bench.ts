@@ -85,7 +85,8 @@ export async function run(): Promise<void> {
     // Deposit latency (to "backup signed"; the funding's confirmations are the chain's business).
     const deposits: OwnedCoin[] = [];
     const depositMs: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    // One coin for the latency runs and one for each of the 32 wallets of the widest throughput run.
+    for (let i = 0; i < 33; i++) {
       // Unconfirmed change cannot be spent again here: mine between deposits so coin selection sees it.
       const { coin, ms } = await newCoin();
       deposits.push(coin);
@@ -159,7 +160,7 @@ export async function run(): Promise<void> {
 
     // Throughput: `n` wallets each pass their own coin along for a fixed time.
     const pool = deposits.slice(1);
-    for (const n of [1, 8]) {
+    for (const n of [1, 8, 32]) {
       const coins = pool.slice(0, Math.min(n, pool.length));
       let done = 0;
       const until = performance.now() + 10_000;
