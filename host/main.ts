@@ -19,6 +19,7 @@ import { statechainService } from "./api/index.ts";
 import type { HostConfig } from "./config.ts";
 import { crashHook } from "./crash-hook.ts";
 import { Db } from "./db.ts";
+import { checkEnclaveAgreement } from "./enclave-agreement.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import { timedEnclave } from "./enclave-timing.ts";
 import type { Logger } from "./log.ts";
@@ -168,6 +169,11 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       monitor.stop();
     });
     await reconcileEnclave(store, monitor.snapshot().enclave.instanceId, log);
+    // A test stands in for a host that skips this check (as a compromised one would), simulator mode only.
+    if (!(cfg.mode === "simulator" && process.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT === "1")) {
+      const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
+      await checkEnclaveAgreement(store, enclave.client, instance, log);
+    }
     monitor.onEnclaveRestart((_prev, current) => {
       log.error(
         { instance: current },

@@ -1,6 +1,8 @@
 // Rollback: copy the host's database before a transfer, complete the transfer, restore the copy and restart the
-// host: the old owner still cannot sign. The restored host believes owner 1 still owns the coin and lets its
-// requests through, but the enclave (its own process, untouched) moved on to owner 2 at the key update, which
+// host: the old owner still cannot sign. At start-up the host compares its records with the enclave's
+// (host/enclave-agreement.ts), finds the coin's record stale and marks it exit-by-backup. The rest of the file
+// runs the restored host with that check skipped, as a compromised host would: it believes owner 1 still owns
+// the coin and lets its requests through, but the enclave (its own process, untouched) moved on to owner 2 at the key update, which
 // replaced s1 and closed every signing session: it refuses every request owner 1 signs (a co-signed backup, a
 // round opened before the copy, a withdrawal, a transfer to a third wallet). Owner 2, whom the restored host no
 // longer knows, cannot co-sign either; it exits by its backup, whose lock is lower than owner 1's: the test mines
@@ -114,7 +116,7 @@ after(async () => {
   await se?.stop();
 });
 
-test("the host's database is copied, the coin transferred, the copy restored: the host is back at owner 1", async () => {
+test("the host's database is copied, the coin transferred, the copy restored: the host flags the stale coin; without the check it is back at owner 1", async () => {
   const copy = path.join(se.dataDir, "rollback-copy");
   // A clean stop checkpoints the log; the copy takes whatever files there are all the same.
   assert.deepEqual(await se.host.stop("SIGTERM"), { code: 0, signal: null });
@@ -132,6 +134,25 @@ test("the host's database is copied, the coin transferred, the copy restored: th
   // The operator (or an attacker with the disk) puts the old database back under a killed host.
   await se.host.stop("SIGKILL");
   copyDb(copy, se.dataDir);
+  h.follow(await se.restart());
+  const flagged = await views(coin1);
+  assert.equal(flagged.host.ownerIndex, 1, "the restored database names owner 1");
+  assert.equal(
+    flagged.host.status,
+    StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP,
+    "the host found its record older than the enclave's",
+  );
+  const { stdout, stderr } = se.host.output();
+  assert.match(stdout + stderr, /the database disagrees with the enclave/);
+  const calls = await forwarded(["signFirst"], async () =>
+    assert.equal(await tryCoSign(h, coin1), status.FAILED_PRECONDITION),
+  );
+  assert.deepEqual(calls, { signFirst: 0 }, "the host refuses before asking the enclave");
+
+  // The same copy under a host that skips the comparison.
+  await se.host.stop("SIGKILL");
+  copyDb(copy, se.dataDir);
+  se.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT = "1";
   h.follow(await se.restart());
 
   const { host, enclave: held } = await views(coin1);
