@@ -482,17 +482,14 @@ const hexHead = (b: Buffer) =>
 
 /** Every table of the host's database as sorted JSON rows (the helper's snapshot, plus WITHOUT ROWID tables). */
 async function snapshotAll(): Promise<Record<string, string[]>> {
-  const tables = await queryDb<{ name: string; sql: string }>(
+  const tables = await queryDb<{ name: string }>(
     se.dataDir,
-    "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
   );
-  const withRowid = tables.filter((x) => !/WITHOUT ROWID/i.test(x.sql)).map((x) => x.name);
-  const out = await snapshotDb(se.dataDir, withRowid);
-  for (const { name } of tables.filter((x) => !withRowid.includes(x.name))) {
-    const rows = await queryDb(se.dataDir, `SELECT * FROM ${name}`);
-    out[name] = rows.map((row) => JSON.stringify(row, (_k, v) => (v?.type === "Buffer" ? v.data : v))).sort();
-  }
-  return out;
+  return snapshotDb(
+    se.dataDir,
+    tables.map((x) => x.name),
+  );
 }
 
 type Tally = Map<MethodName, Map<string, number>>;

@@ -46,27 +46,29 @@ export async function queryDb<T = Record<string, unknown>>(
 
 const show = (v: unknown) => (Buffer.isBuffer(v) ? `0x${v.toString("hex")}` : v);
 
-/** Each guarded table's rows, as JSON text with blobs in hex, in rowid order. */
 /** Bookkeeping the host brings up to date after a step has answered (statechains.smt_leaf follows the SMT),
  * not protocol state a refused request could change. */
 const DERIVED_COLUMNS = new Set(["smt_leaf"]);
 
+/** Each table's rows as JSON text with blobs in hex, sorted (tables WITHOUT ROWID have no rowid to order by). */
 export async function snapshotDb(
   dataDir: string,
   tables: readonly string[] = GUARDED_TABLES,
 ): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const t of tables) {
-    const rows = await queryDb(dataDir, `SELECT * FROM ${t} ORDER BY rowid`);
-    out[t] = rows.map((r) =>
-      JSON.stringify(
-        Object.fromEntries(
-          Object.entries(r)
-            .filter(([k]) => !DERIVED_COLUMNS.has(k))
-            .map(([k, v]) => [k, show(v)]),
+    const rows = await queryDb(dataDir, `SELECT * FROM ${t}`);
+    out[t] = rows
+      .map((r) =>
+        JSON.stringify(
+          Object.fromEntries(
+            Object.entries(r)
+              .filter(([k]) => !DERIVED_COLUMNS.has(k))
+              .map(([k, v]) => [k, show(v)]),
+          ),
         ),
-      ),
-    );
+      )
+      .sort();
   }
   return out;
 }
