@@ -37,6 +37,7 @@ import {
   type PaillierKey,
   paillierFactors,
 } from "../protocol/ecdsa2p/paillier.ts";
+import { KEY_ID_BYTES, proveModulus, verifyModulus } from "../protocol/ecdsa2p/proofs/mod.ts";
 import { systemRng as rng } from "../protocol/rng.ts";
 import { bench, report, time } from "./harness.ts";
 
@@ -141,6 +142,11 @@ async function paillier(key: PaillierKey): Promise<void> {
     runs: RUNS,
     peer: { name: "paillier-bigint", fn: () => theirPriv.decrypt(c) },
   });
+  // Π^mod: the largest share of a pooled Paillier key's generation (the primes come from OpenSSL's threads).
+  const keyId = rng(KEY_ID_BYTES);
+  const modProof = proveModulus(keyId, n, p, q, rng);
+  await bench("ecdsa2p.proof.mod.prove", () => proveModulus(keyId, n, p, q, rng), { runs: RUNS });
+  await bench("ecdsa2p.proof.mod.verify", () => verifyModulus(n, modProof), { runs: RUNS });
 }
 
 /** One deposit keygen through both parties; returns the time each side spent. */

@@ -15,13 +15,19 @@
 //    is paid once (one Miller-Rabin round for a composite modulus without small factors; never use it with a
 //    prime modulus, whose full primality test takes dozens of rounds).
 //    FixedExponent likewise for many bases and one exponent (r ↦ r^N mod N²), through computeSecret.
-// 4. BigInt left-to-right sliding window, for what OpenSSL refuses (tiny or even moduli). Variable-time; the
+// 4. FixedExponentModPrime: many bases, one exponent, a prime modulus (Π^mod's roots mod p and q). A DH object
+//    would run the full primality test (~60 exponentiations) and 3·p loses the word-aligned code; a DH private
+//    key imported as PKCS#8 is not checked, so each base is one key agreement at the exact modulus' speed.
+// 5. BigInt left-to-right sliding window, for what OpenSSL refuses (tiny or even moduli). Variable-time; the
 //    protocols never give it secret exponents, since their moduli are all odd and at least 1024 bits.
 import {
   constants,
   createDiffieHellman,
+  createPrivateKey,
   createPublicKey,
   type DiffieHellman,
+  diffieHellman,
+  type KeyObject,
   publicEncrypt,
 } from "node:crypto";
 import { fail } from "../errors.ts";
@@ -92,7 +98,7 @@ export function modPowOpenSslPublic(base: bigint, exp: bigint, m: bigint): bigin
   return fromBuffer(publicEncrypt({ key, padding: constants.RSA_NO_PADDING }, toBuffer(base, byteLength(m))));
 }
 
-/** BigInt left-to-right sliding-window exponentiation (4.): the reference and the fallback. Variable-time. */
+/** BigInt left-to-right sliding-window exponentiation (5.): the reference and the fallback. Variable-time. */
 export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
   const n = normalise(base, exp, m);
   if (typeof n === "bigint") return n;
@@ -196,6 +202,90 @@ export class FixedExponent {
     } catch {
       // OpenSSL refuses a result of 1 or modulus − 1 (a DH safety check); those are computed directly.
       return modPow(b, this.exponent, this.modulus);
+    }
+  }
+}
+
+// DER for PKCS#3 Diffie-Hellman keys (dhKeyAgreement, 1.2.840.113549.1.3.1), just what path 4. needs.
+const derLength = (n: number): Buffer => {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+};
+const der = (tag: number, body: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+/** A DER INTEGER (non-negative); its intermediate copy of x is zeroed, since x may be a secret exponent. */
+const derInt = (x: bigint): Buffer => {
+  const b = toBuffer(x);
+  const body = Buffer.alloc(b.length > 0 && b[0]! < 0x80 ? b.length : b.length + 1);
+  b.copy(body, body.length - b.length);
+  const out = der(0x02, body);
+  b.fill(0);
+  body.fill(0);
+  return out;
+};
+const DH_OID = Buffer.from("06092a864886f70d010301", "hex");
+
+/**
+ * base^exponent mod p for many bases, p prime (path 4.): constant-time in the exponent (OpenSSL flags a DH
+ * private key BN_FLG_CONSTTIME), at the exact modulus' word size, and without the primality test a DH object
+ * runs. The caller vouches that p is prime: the key agreement itself does not care, but OpenSSL refuses some
+ * results (1, p − 1) and bases, which are then computed directly.
+ */
+export class FixedExponentModPrime {
+  private readonly algorithm: Buffer | undefined;
+  private readonly key: KeyObject | undefined;
+
+  constructor(
+    readonly exponent: bigint,
+    readonly prime: bigint,
+  ) {
+    const bits = bitLength(prime);
+    if (
+      (prime & 1n) === 0n ||
+      bits < DH_MIN_BITS ||
+      bits > DH_MAX_BITS ||
+      exponent <= 0n ||
+      exponent >= prime
+    )
+      return;
+    this.algorithm = der(
+      0x30,
+      Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(prime), derInt(2n)]))]),
+    );
+    // Every buffer that holds the exponent is zeroed once OpenSSL has its own copy.
+    const integer = derInt(exponent);
+    const secret = der(0x04, integer);
+    const pkcs8 = der(0x30, Buffer.concat([derInt(0n), this.algorithm, secret]));
+    integer.fill(0);
+    try {
+      this.key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+    } catch {
+      // An exponent OpenSSL will not take as a DH private key: every base goes the direct way.
+    } finally {
+      secret.fill(0);
+      pkcs8.fill(0);
+    }
+  }
+
+  /** base^exponent mod prime. */
+  pow(base: bigint): bigint {
+    const b = mod(base, this.prime);
+    if (!this.key || b < 2n || b === this.prime - 1n) return modPow(b, this.exponent, this.prime);
+    const spki = der(
+      0x30,
+      Buffer.concat([this.algorithm!, der(0x03, Buffer.concat([Buffer.from([0]), derInt(b)]))]),
+    );
+    try {
+      return fromBuffer(
+        diffieHellman({
+          privateKey: this.key,
+          publicKey: createPublicKey({ key: spki, format: "der", type: "spki" }),
+        }),
+      );
+    } catch {
+      return modPow(b, this.exponent, this.prime);
     }
   }
 }

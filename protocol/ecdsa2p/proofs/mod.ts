@@ -13,7 +13,7 @@ import type { Rng } from "../../rng.ts";
 import { crt, modInverse, randomNonZeroBelow } from "../arith.ts";
 import { checkCount, readPositiveBelow, writeNat } from "../codec.ts";
 import { challengesModN, Transcript } from "../fiat-shamir.ts";
-import { modPow, modPowPublic } from "../modexp.ts";
+import { FixedExponentModPrime, modPow, modPowPublic } from "../modexp.ts";
 import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS } from "../params.ts";
 
 export const KEY_ID_BYTES = 16;
@@ -28,9 +28,9 @@ function challenges(keyId: Uint8Array, n: bigint, w: bigint): bigint[] {
  * Legendre symbol: one exponentiation gives both whether y is a square mod p and a fourth root of ±y.
  */
 function fourthRootMap(p: bigint): { f: (y: bigint) => bigint; chi: (y: bigint, fy: bigint) => 1n | -1n } {
-  const e = ((p + 1n) / 4n) ** 2n % (p - 1n);
+  const root = new FixedExponentModPrime(((p + 1n) / 4n) ** 2n % (p - 1n), p);
   return {
-    f: (y) => modPow(y % p, e, p),
+    f: (y) => root.pow(y),
     chi: (y, fy) => {
       const f2 = (fy * fy) % p;
       return (f2 * f2) % p === y % p ? 1n : -1n;

@@ -3,11 +3,20 @@
 import assert from "node:assert/strict";
 import { generatePrimeSync, randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { crt, gcd, isqrt, modInverse, SMALL_PRIMES, smallFactor } from "../../../protocol/ecdsa2p/arith.ts";
+import {
+  bitLength,
+  crt,
+  gcd,
+  isqrt,
+  modInverse,
+  SMALL_PRIMES,
+  smallFactor,
+} from "../../../protocol/ecdsa2p/arith.ts";
 import { readInRange, readNat, readPositiveBelow, writeNat } from "../../../protocol/ecdsa2p/codec.ts";
 import {
   FixedBase,
   FixedExponent,
+  FixedExponentModPrime,
   modPow,
   modPowBigInt,
   modPowOpenSslConstTime,
@@ -150,4 +159,33 @@ test("wire numbers: size refused before conversion, canonical form, ranges", () 
     () => readInRange(new Uint8Array(2000).fill(1), 2n ** 256n, "z", "RANGE_CODE", "why"),
     code("NUMBER_TOO_LARGE"),
   );
+});
+
+test("FixedExponentModPrime agrees with BigInt for 512 to 3072-bit primes, every exponent size, edge bases", () => {
+  for (const bits of [512, 1024, 2048, 3072]) {
+    const p = generatePrimeSync(bits, { bigint: true });
+    for (const e of [1n, 2n, 65537n, rnd(bits) % (p - 1n), p - 2n]) {
+      const fixed = new FixedExponentModPrime(e, p);
+      for (const b of [0n, 1n, 2n, p - 1n, p, p + 5n, -3n, rnd(bits) % p, rnd(bits + 64)])
+        assert.equal(fixed.pow(b), modPowBigInt(b, e, p), `${bits}-bit prime, base ${b}, exponent ${e}`);
+    }
+  }
+});
+
+test("FixedExponentModPrime falls back to the direct path where OpenSSL's key agreement does not apply", () => {
+  const small = 1000003n; // below OpenSSL's 512-bit floor
+  const p = generatePrimeSync(1024, { bigint: true });
+  const cases: [bigint, bigint][] = [
+    [small, 12345n],
+    [p, 0n], // exponent 0: not a DH private key
+    [p, p + 3n], // exponent ≥ p
+    [p, (p - 1n) / 2n], // Legendre symbol: many results are p − 1 or 1, which OpenSSL refuses as a secret
+  ];
+  for (const [m, e] of cases) {
+    const fixed = new FixedExponentModPrime(e, m);
+    for (let i = 0; i < 8; i++) {
+      const b = rnd(1100);
+      assert.equal(fixed.pow(b), modPowBigInt(b, e, m), `modulus ${bitLength(m)} bits, exponent ${e}`);
+    }
+  }
 });
