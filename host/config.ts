@@ -42,6 +42,8 @@ export interface HostConfig {
   limits: {
     perPeerRate: number;
     perPeerBurst: number;
+    perConnectionRate: number;
+    perConnectionBurst: number;
     perKeyRate: number;
     perKeyBurst: number;
     mailboxMaxBytes: number;
@@ -98,6 +100,8 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
     limits: {
       perPeerRate: 200,
       perPeerBurst: 400,
+      perConnectionRate: 100,
+      perConnectionBurst: 200,
       perKeyRate: 20,
       perKeyBurst: 60,
       mailboxMaxBytes: 64 * 1024,
@@ -137,6 +141,8 @@ const ENV_KEYS: Record<string, string> = {
   SE_DEPOSIT_TOKENS_FILE: "deposit.tokensFile",
   SE_RATE_PER_PEER: "limits.perPeerRate",
   SE_RATE_PER_PEER_BURST: "limits.perPeerBurst",
+  SE_RATE_PER_CONNECTION: "limits.perConnectionRate",
+  SE_RATE_PER_CONNECTION_BURST: "limits.perConnectionBurst",
   SE_RATE_PER_KEY: "limits.perKeyRate",
   SE_RATE_PER_KEY_BURST: "limits.perKeyBurst",
   SE_MAILBOX_MAX_BYTES: "limits.mailboxMaxBytes",
@@ -258,11 +264,12 @@ export function validate(cfg: HostConfig): HostConfig {
       'deposit.guard "token" needs deposit.tokensFile (one SHA-256 hex of a token per line)',
     );
   }
-  for (const k of ["perPeerRate", "perKeyRate"] as const) {
+  for (const k of ["perPeerRate", "perConnectionRate", "perKeyRate"] as const) {
     if (!(cfg.limits[k] >= 0))
       throw new ConfigError(`limits.${k} must be >= 0 (0 = unlimited), got ${cfg.limits[k]}`);
   }
   intIn(cfg.limits.perPeerBurst, 1, 1_000_000, "limits.perPeerBurst");
+  intIn(cfg.limits.perConnectionBurst, 1, 1_000_000, "limits.perConnectionBurst");
   intIn(cfg.limits.perKeyBurst, 1, 1_000_000, "limits.perKeyBurst");
   intIn(cfg.enclave.startTimeoutMs, 100, 600_000, "enclave.startTimeoutMs");
   intIn(cfg.limits.mailboxMaxBytes, 1024, 16 << 20, "limits.mailboxMaxBytes");

@@ -280,6 +280,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log,
       metrics,
       peerLimiter: new RateLimiter(cfg.limits.perPeerRate, cfg.limits.perPeerBurst),
+      connectionLimiter: new RateLimiter(cfg.limits.perConnectionRate, cfg.limits.perConnectionBurst),
       clock: Date.now,
     });
     const { server, port } = await startPublicServer(cfg, service, monitor);

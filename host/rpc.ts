@@ -38,6 +38,8 @@ export interface RpcOptions {
   log: Logger;
   metrics: Metrics;
   peerLimiter: RateLimiter;
+  /** Keyed by address and port: one connection cannot spend its whole address's budget alone. */
+  connectionLimiter?: RateLimiter;
   clock: () => number;
   /** Stored answers of mutating calls, looked up before the handler runs. */
   idempotency?: {
@@ -78,10 +80,17 @@ export function implement(
     const method = m.path.split("/").pop()!;
     impl[name] = async (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
       const started = process.hrtime.bigint();
-      const peer = call.getPeer().replace(/:\d+$/, "");
+      const connection = call.getPeer();
+      const peer = connection.replace(/:\d+$/, "");
       let code: status = status.OK;
       try {
-        // Every request counts against its peer's budget, broken ones too: junk must not be free to send.
+        // Every request counts against its connection's and its address's budgets, broken ones too: junk must
+        // not be free to send. A request its connection may not send is not charged to the address.
+        if (opts.connectionLimiter && !opts.connectionLimiter.take(connection)) {
+          code = status.RESOURCE_EXHAUSTED;
+          cb({ code, details: "too many requests on this connection; slow down" });
+          return;
+        }
         if (!opts.peerLimiter.take(peer)) {
           code = status.RESOURCE_EXHAUSTED;
           cb({ code, details: "too many requests from this address; slow down" });

@@ -75,6 +75,8 @@ test("limits and enclave settings: file, then environment, then flags; each vali
     env: {
       SE_RATE_PER_KEY_BURST: "4",
       SE_RATE_PER_PEER_BURST: "70",
+      SE_RATE_PER_CONNECTION: "15",
+      SE_RATE_PER_CONNECTION_BURST: "30",
       SE_MAILBOX_MAX_BYTES: "8192",
       SE_ENCLAVE_START_TIMEOUT_MS: "7000",
     },
@@ -83,12 +85,18 @@ test("limits and enclave settings: file, then environment, then flags; each vali
   assert.equal(cfg.limits.perKeyBurst, 4, "environment over file");
   assert.equal(cfg.limits.perPeerBurst, 90, "flags over environment");
   assert.equal(cfg.limits.mailboxMaxItems, 5, "file over default");
+  assert.deepEqual([cfg.limits.perConnectionRate, cfg.limits.perConnectionBurst], [15, 30]);
   assert.equal(cfg.limits.mailboxMaxBytes, 8192);
   assert.equal(cfg.enclave.startTimeoutMs, 7000);
   const defaults = loadConfig({ env: {} });
   assert.deepEqual(
-    [defaults.limits.perKeyBurst, defaults.limits.perPeerBurst, defaults.limits.mailboxMaxItems],
-    [60, 400, 16],
+    [
+      defaults.limits.perKeyBurst,
+      defaults.limits.perPeerBurst,
+      defaults.limits.perConnectionBurst,
+      defaults.limits.mailboxMaxItems,
+    ],
+    [60, 400, 200, 16],
   );
 
   assert.throws(
@@ -96,6 +104,10 @@ test("limits and enclave settings: file, then environment, then flags; each vali
     /limits.perKeyBurst must be an integer/,
   );
   assert.throws(() => loadConfig({ env: { SE_RATE_PER_PEER: "-1" } }), /limits.perPeerRate must be >= 0/);
+  assert.throws(
+    () => loadConfig({ env: { SE_RATE_PER_CONNECTION_BURST: "0" } }),
+    /limits.perConnectionBurst must be an integer/,
+  );
   assert.throws(() => loadConfig({ env: { SE_ENCLAVE_START_TIMEOUT_MS: "5" } }), /enclave.startTimeoutMs/);
   assert.throws(
     () => loadConfig({ env: { SE_MAILBOX_MAX_BYTES: "2000000" } }),

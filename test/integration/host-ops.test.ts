@@ -74,7 +74,14 @@ before(async () => {
       grpc: { tlsCertFile: certFile, tlsKeyFile: keyFile },
       protocol: { initLock: 300, locktimeInterval: 7 },
       deposit: { guard: "token", tokensFile },
-      limits: { perKeyBurst: 3, perKeyRate: 0.01, perPeerBurst: 120, perPeerRate: 40 },
+      limits: {
+        perKeyBurst: 3,
+        perKeyRate: 0.01,
+        perPeerBurst: 120,
+        perPeerRate: 40,
+        perConnectionBurst: 80,
+        perConnectionRate: 30,
+      },
     }),
   );
   se = await startSeProcess({
@@ -174,27 +181,60 @@ test("per-key rate limit: the key's own requests are limited; strangers naming t
   assert.deepEqual(res.items, []);
 });
 
-test("per-peer rate limit: a flood from one address is cut off, malformed requests included", async () => {
+/** Sends `count` junk getInfo requests at once on each of `connections` fresh connections; the answers' codes. */
+async function flood(connections: number, count: number): Promise<{ code: number; details: string }[]> {
   const junk = Buffer.from([0x0a, 0x05, 0x01]);
-  const raw = rawClient(endpoint(), credentials.createSsl(readFileSync(certFile)));
+  const raws = Array.from({ length: connections }, () =>
+    rawClient(endpoint(), credentials.createSsl(readFileSync(certFile))),
+  );
   try {
-    await assertNoDbChange(se.dataDir, "a flood", async () => {
-      const codes = await Promise.all(
-        Array.from({ length: 300 }, () =>
+    const answers = await Promise.all(
+      raws.flatMap((raw) =>
+        Array.from({ length: count }, () =>
           raw.call("getInfo", junk).then(
-            () => C.OK,
-            (err: { code: number }) => err.code,
+            () => ({ code: C.OK, details: "" }),
+            (err: { code: number; details: string }) => ({ code: err.code, details: err.details }),
           ),
         ),
-      );
-      assert.ok(codes.includes(C.RESOURCE_EXHAUSTED), "some requests were cut off");
-      assert.ok(codes.every((c) => c === C.RESOURCE_EXHAUSTED || c === C.INVALID_ARGUMENT));
-    });
+      ),
+    );
+    return answers;
   } finally {
-    raw.close();
+    for (const raw of raws) raw.close();
   }
+}
+
+test("per-peer rate limit: a flood from one address over several connections is cut off, malformed requests included", async () => {
+  await assertNoDbChange(se.dataDir, "a flood", async () => {
+    // 4 × 60 requests: no connection reaches its burst of 80, the address passes its 120.
+    const answers = await flood(4, 60);
+    const cut = answers.filter((a) => a.code === C.RESOURCE_EXHAUSTED);
+    assert.ok(cut.length > 0, "some requests were cut off");
+    assert.ok(
+      cut.every((a) => /from this address/.test(a.details)),
+      "by the address's budget",
+    );
+    assert.ok(answers.every((a) => a.code === C.RESOURCE_EXHAUSTED || a.code === C.INVALID_ARGUMENT));
+  });
   // The budget refills at 40 requests per second.
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 3000));
+  await api.call("getInfo", {});
+});
+
+test("per-connection rate limit: one connection cannot spend its address's whole budget", async () => {
+  await new Promise((r) => setTimeout(r, 3000)); // the address's budget full again
+  await assertNoDbChange(se.dataDir, "a flood on one connection", async () => {
+    // 150 requests: more than the address's 120, but the connection's 80 run out first, and what the
+    // connection may not send is not charged to the address (else the address would cut off the last 30).
+    const answers = await flood(1, 150);
+    const cut = answers.filter((a) => a.code === C.RESOURCE_EXHAUSTED);
+    assert.ok(cut.length >= 150 - 80 - 5, "the connection was cut off after its burst");
+    assert.ok(
+      cut.every((a) => /on this connection/.test(a.details)),
+      "by the connection's budget only",
+    );
+  });
+  // Another connection from the same address still gets in.
   await api.call("getInfo", {});
 });
 
