@@ -15,7 +15,7 @@ import { isServiceError } from "../errors.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
-import { authorize, commit } from "./step.ts";
+import { authorizeOwner, commit } from "./step.ts";
 
 const SIGNABLE = [
   StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
@@ -65,7 +65,7 @@ export function signHandlers(deps: ApiDeps) {
       check(req.ownerCommit, "MISSING_OWNER_COMMIT", "owner nonce commitment is missing");
       const tx = parseTx(req.tx);
       check(req.inputIndex < tx.ins.length, "INPUT_INDEX", `transaction has no input ${req.inputIndex}`);
-      const auth = await authorize(deps, SignFirstRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, SignFirstRequest, req, row, ctx);
 
       let ownerIndex = row.owner_index;
       if (req.purpose === SignPurpose.SIGN_PURPOSE_BACKUP) {
@@ -104,7 +104,7 @@ export function signHandlers(deps: ApiDeps) {
       check(!session.signature, "SESSION_DONE", "this signing session is already complete", "precondition");
       requireStatus(row, SIGNABLE, "co-sign");
       check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
-      const auth = await authorize(deps, SignSecondRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, SignSecondRequest, req, row, ctx);
       let res: Awaited<ReturnType<typeof enclaveSignSecond>>;
       try {
         res = await enclaveSignSecond(deps, ctx.requestBytes);

@@ -2,9 +2,10 @@
 // consuming its nonce), does its work, then commits its rows, the nonce and the answer in one transaction; a
 // concurrent twin of the same request finds the stored answer instead of a replay error.
 import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../../protocol/auth.ts";
-import { check } from "../../protocol/errors.ts";
+import { check, ProtocolError } from "../../protocol/errors.ts";
 import type { Queryable } from "../db.ts";
 import type { CallContext } from "../rpc.ts";
+import type { StatechainRow } from "../store.ts";
 import type { ApiDeps } from "./deps.ts";
 
 export interface Authorized {
@@ -42,6 +43,54 @@ export async function authorize<T extends Authenticated>(
     "unauthenticated",
   );
   return { key, nonce: req.auth!.nonce };
+}
+
+/**
+ * `authorize` under the coin's current proof key. A request that its immediately previous owner signed is
+ * refused with a message saying so: a wallet that missed its own transfer learns why, not just "bad signature".
+ * Only that one former key is tried, so a refused request costs at most one more signature check.
+ */
+export async function authorizeOwner<T extends Authenticated>(
+  deps: ApiDeps,
+  codec: Codec<T>,
+  req: T,
+  row: Pick<StatechainRow, "statechain_id" | "owner_index" | "proof_key" | "deposit_proof_key">,
+  ctx: CallContext,
+): Promise<Authorized> {
+  try {
+    return await authorize(deps, codec, req, row.proof_key, ctx);
+  } catch (err) {
+    if (!(err instanceof ProtocolError && err.code === "AUTH_SIGNATURE") || row.owner_index < 2) throw err;
+    const former = await formerOwnerKey(deps, row);
+    if (!former) throw err;
+    let signedByFormer = false;
+    try {
+      verifyRequest(codec, ctx.path, req, former, { nowMs: ctx.now, windowMs: DEFAULT_WINDOW_MS });
+      signedByFormer = true;
+    } catch {
+      // not the former owner either: the original refusal stands
+    }
+    check(
+      !signedByFormer,
+      "AUTH_FORMER_OWNER",
+      `this request is signed by owner ${row.owner_index - 1}, who transferred the coin: owner ${row.owner_index} holds it now and only its proof key is accepted`,
+      "unauthenticated",
+    );
+    throw err;
+  }
+}
+
+/** Owner (owner_index − 1)'s proof key: the depositor's, or the receiver's of the transfer that made it owner. */
+async function formerOwnerKey(
+  deps: ApiDeps,
+  row: Pick<StatechainRow, "statechain_id" | "owner_index" | "deposit_proof_key">,
+): Promise<Uint8Array | undefined> {
+  if (row.owner_index === 2) return row.deposit_proof_key;
+  const t = await deps.store.db.get<{ receiver_proof_key: Buffer }>(
+    "SELECT receiver_proof_key FROM transfers WHERE statechain_id = ? AND new_owner_index = ?",
+    [row.statechain_id, row.owner_index - 1],
+  );
+  return t?.receiver_proof_key;
 }
 
 /** Commits `write`, the nonce and the response atomically; returns the response to send. */

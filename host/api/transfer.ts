@@ -28,7 +28,7 @@ import { verifyStatechainTx } from "../../protocol/statechain.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
-import { afterCommit, authorize, commit, consumeNonce } from "./step.ts";
+import { afterCommit, authorize, authorizeOwner, commit, consumeNonce } from "./step.ts";
 
 const ATTESTATION_NONCE = { min: 16, max: 64 };
 const MAILBOX_PAGE = 32;
@@ -53,7 +53,7 @@ export function transferHandlers(deps: ApiDeps) {
         "SELF_TRANSFER",
         "the receiver proof key is the current owner's",
       );
-      const auth = await authorize(deps, TransferSenderInitRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, TransferSenderInitRequest, req, row, ctx);
       const res = await unary(enclave, enclave.transferInit, { signedRequest: ctx.requestBytes });
       const response: TransferSenderInitResponse = {
         encryptedX1: res.encryptedX1,
@@ -134,7 +134,7 @@ export function transferHandlers(deps: ApiDeps) {
         "the receiver's mailbox is full",
         "exhausted",
       );
-      const auth = await authorize(deps, TransferSendRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, TransferSendRequest, req, row, ctx);
       const messageId = randomBytes(16);
       return commit(deps, ctx, auth, TransferSendResponse, { messageId }, async (q) => {
         await q.run(

@@ -16,7 +16,7 @@ import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
-import { afterCommit, authorize, commit } from "./step.ts";
+import { afterCommit, authorizeOwner, commit } from "./step.ts";
 
 /** Longest scriptPubKey accepted as a withdrawal destination (P2WSH / P2TR are 34 bytes). */
 const MAX_WITHDRAW_SCRIPT = 64;
@@ -57,7 +57,7 @@ export function withdrawHandlers(deps: ApiDeps) {
         "a different withdrawal is already under way for this statechain",
         "precondition",
       );
-      const auth = await authorize(deps, WithdrawInitRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, WithdrawInitRequest, req, row, ctx);
       const res = await unary(enclave, enclave.withdrawInit, { signedRequest: ctx.requestBytes });
       // The enclave names the fee output by script; owners are shown an address.
       const feeAddress = res.feeAddress
@@ -83,7 +83,7 @@ export function withdrawHandlers(deps: ApiDeps) {
     async withdrawConfirm(req: WithdrawConfirmRequest, ctx: CallContext): Promise<WithdrawConfirmResponse> {
       const { row, idBytes, id } = await requireStatechain(deps, req.statechainId);
       const required = cfg.protocol.withdrawConfirmations;
-      const auth = await authorize(deps, WithdrawConfirmRequest, req, row.proof_key, ctx);
+      const auth = await authorizeOwner(deps, WithdrawConfirmRequest, req, row, ctx);
       if (row.status === StatechainStatus.STATECHAIN_STATUS_CLOSED) {
         return commit(deps, ctx, auth, WithdrawConfirmResponse, {
           status: row.status,

@@ -858,6 +858,14 @@ describe("a coin's life with every step's failures probed in its state", () => {
         "withdrawInit",
         variant("withdrawInit", s, {}, coin1.proofSecret),
         C.UNAUTHENTICATED,
+        /signed by owner 1, who transferred the coin: owner 2 holds it now/,
+      );
+      await expectRefusal(
+        "signed by a stranger",
+        "withdrawInit",
+        variant("withdrawInit", s, {}, stranger),
+        C.UNAUTHENTICATED,
+        /does not verify under the proof key/,
       );
       await expectRefusal(
         "a confirmation before any withdrawal",
