@@ -1,5 +1,6 @@
 // HTTP for the remote chain backends: node:http(s) with keep-alive agents that close() tears down (so a
-// stopped backend leaves no sockets behind), a deadline per request, network failures mapped to ChainError.
+// stopped backend leaves no sockets behind), a deadline per request, one retry when a kept-alive socket turns out
+// closed, network failures mapped to ChainError.
 import http from "node:http";
 import https from "node:https";
 import { ChainError } from "./backend.ts";
@@ -18,6 +19,9 @@ export interface HttpRequest {
   what: string;
 }
 
+/** Errors of a request written to a socket the server had already closed. */
+const STALE_SOCKET = new Set(["ECONNRESET", "EPIPE"]);
+
 export class HttpClient {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
@@ -28,6 +32,7 @@ export class HttpClient {
     const mod = secure ? https : http;
     return new Promise((resolve, reject) => {
       let done = false;
+      let current: http.ClientRequest | undefined;
       const finish = (err: Error | undefined, res?: HttpResponse) => {
         if (done) return;
         done = true;
@@ -35,33 +40,48 @@ export class HttpClient {
         if (err) reject(new ChainError("unavailable", `${req.what}: ${err.message}`));
         else resolve(res!);
       };
-      const r = mod.request(
-        u,
-        {
-          method: req.method ?? "GET",
-          headers: {
-            ...req.headers,
-            ...(req.body !== undefined ? { "content-length": String(Buffer.byteLength(req.body)) } : {}),
-          },
-          agent: secure ? this.httpsAgent : this.httpAgent,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () =>
-            finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-          );
-          res.on("error", (err) => finish(new Error(`reading the response failed: ${err.message}`)));
-        },
-      );
-      // A deadline for the whole exchange, not just socket inactivity.
+      // A deadline for the whole exchange (retry included), not just socket inactivity.
       const deadline = setTimeout(() => {
         finish(new Error(`no answer within ${req.timeoutMs} ms`));
-        r.destroy();
+        current?.destroy();
       }, req.timeoutMs);
-      r.on("error", (err) => finish(err));
-      if (req.body !== undefined) r.write(req.body);
-      r.end();
+      const attempt = (retried: boolean) => {
+        let answered = false;
+        const r = mod.request(
+          u,
+          {
+            method: req.method ?? "GET",
+            headers: {
+              ...req.headers,
+              ...(req.body !== undefined ? { "content-length": String(Buffer.byteLength(req.body)) } : {}),
+            },
+            agent: secure ? this.httpsAgent : this.httpAgent,
+          },
+          (res) => {
+            answered = true;
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              finish(undefined, {
+                status: res.statusCode ?? 0,
+                text: Buffer.concat(chunks).toString("utf8"),
+              }),
+            );
+            res.on("error", (err) => finish(new Error(`reading the response failed: ${err.message}`)));
+          },
+        );
+        current = r;
+        r.on("error", (err: NodeJS.ErrnoException) => {
+          // A kept-alive socket the server closed while idle fails as the request goes out (the server never
+          // read it): the race every keep-alive client has. Once, on a new socket, is the documented remedy.
+          if (!done && !retried && !answered && r.reusedSocket && STALE_SOCKET.has(err.code ?? ""))
+            attempt(true);
+          else finish(err);
+        });
+        if (req.body !== undefined) r.write(req.body);
+        r.end();
+      };
+      attempt(false);
     });
   }
 
