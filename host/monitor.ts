@@ -1,5 +1,6 @@
 // Keeps an up-to-date view of the enclave's and the chain's liveness for health checks and the banner.
 import { EventEmitter } from "node:events";
+import type { GetStatusResponse } from "../proto/gen/enclave.ts";
 import type { EnclaveHandle } from "./enclave-process.ts";
 import type { HealthSnapshot, HealthSource } from "./health.ts";
 
@@ -9,6 +10,7 @@ export class Monitor implements HealthSource {
     chain: { reachable: false, height: 0, error: "not checked yet" },
   };
   private readonly events = new EventEmitter();
+  private lastStatus: GetStatusResponse | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -26,6 +28,11 @@ export class Monitor implements HealthSource {
     return () => this.events.off("change", listener);
   }
 
+  /** The enclave's last answer to GetStatus (identity, mode, measurements: fixed for an instance). */
+  enclaveStatus(): GetStatusResponse | undefined {
+    return this.lastStatus;
+  }
+
   /** Emitted with the new instance id when the enclave answers with a different one (it lost its state). */
   onEnclaveRestart(listener: (previous: string, current: string) => void): void {
     this.events.on("enclave-restart", listener);
@@ -34,7 +41,10 @@ export class Monitor implements HealthSource {
   async refresh(): Promise<HealthSnapshot> {
     const [enclave, chain] = await Promise.all([
       this.enclave.status(1500).then(
-        (s) => ({ reachable: true, instanceId: s.instanceId.toString("hex"), error: "" }),
+        (s) => {
+          this.lastStatus = s;
+          return { reachable: true, instanceId: s.instanceId.toString("hex"), error: "" };
+        },
         (err: Error) => ({ reachable: false, instanceId: this.snap.enclave.instanceId, error: err.message }),
       ),
       this.chainHeight().then(

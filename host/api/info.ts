@@ -20,7 +20,11 @@ import { requireStatechain } from "./lookup.ts";
 export const VERSION = "0.1.0";
 
 export async function enclaveInfo(deps: ApiDeps): Promise<EnclaveInfo> {
-  const st = await unary(deps.enclave, deps.enclave.getStatus, {}, { deadlineMs: 5000 });
+  // What GetStatus says is fixed for an enclave instance, so the monitor's last answer serves: a live call would
+  // queue behind the enclave's key updates, seconds under load, and GetInfo would fail for no reason.
+  const st =
+    deps.monitor.enclaveStatus() ??
+    (await unary(deps.enclave, deps.enclave.getStatus, {}, { deadlineMs: 5000 }));
   return {
     instanceId: st.instanceId,
     attestationMode: st.attestationMode,
