@@ -20,23 +20,13 @@ import { systemRng } from "../../protocol/rng.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { newIdentity } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe } from "../helpers/se-process.ts";
-import { refused, signAs } from "../host/support/calls.ts";
+import { refused, signAs, TRANSFER_STEPS } from "../host/support/calls.ts";
 import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
 import { queryDb } from "../host/support/db-snapshot.ts";
 
 const INIT_LOCK = 200;
 const INTERVAL = 10;
 const ENV = { SE_INIT_LOCK: String(INIT_LOCK), SE_LOCKTIME_INTERVAL: String(INTERVAL) };
-/** The public methods of one transfer, in protocol order. */
-const TRANSFER_STEPS = [
-  "transferSenderInit",
-  "signFirst",
-  "signSecond",
-  "transferSend",
-  "mailboxGet",
-  "transferReceiverInit",
-  "transferReceiverKeyUpdate",
-];
 /** What the host answers any step on a coin whose enclave lost its shares (host/api/lookup.ts). */
 const EXIT_ONLY = /the statechain is exit by backup only/;
 

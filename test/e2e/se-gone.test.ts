@@ -75,6 +75,32 @@ function assertBackupsPayTheirOwners(coins: OwnedCoin[], spends: Buffer): void {
   }
 }
 
+/**
+ * With the tip one block short of `tip3` no backup is final; at `tip3` the older owners' still are not, owner 3's
+ * goes out and confirms. Returns its txid.
+ */
+async function newestFirst(h: Harness, coins: OwnedCoin[], tip3: number): Promise<string> {
+  const newest = coins.at(-1)!;
+  await h.chain.mine(tip3 - 1 - (await h.chain.tipHeight()));
+  for (const c of coins)
+    await assert.rejects(
+      h.chain.broadcast(c.backupTx),
+      rejection("non-final"),
+      `owner ${c.ownerIndex}'s is not final yet`,
+    );
+  await h.chain.mine(1);
+  for (const c of coins.slice(0, -1))
+    await assert.rejects(
+      h.chain.broadcast(c.backupTx),
+      rejection("non-final"),
+      `owner ${c.ownerIndex}'s is still not final`,
+    );
+  const txid = await h.chain.broadcast(newest.backupTx);
+  await h.chain.mine(1);
+  assert.equal((await h.chain.getTxStatus(txid))?.confirmations, 1, `owner ${newest.ownerIndex}'s confirmed`);
+  return txid;
+}
+
 /** Once the newest backup confirmed, the older owners' have nothing to spend (their locks have passed). */
 async function assertOlderBackupsLose(h: Harness, older: OwnedCoin[]): Promise<void> {
   for (const c of older)
@@ -92,7 +118,7 @@ test("absolute mode: with the SE gone, owner 3's backup confirms at its lock hei
   const h = await ownerHarness(se.host);
   try {
     const coins = await threeOwners(h);
-    const [coin1, coin2, coin3] = coins;
+    const [coin1, coin2] = coins;
     const locks = coins.map((c) => txOf(c.backupTx).locktime);
     assert.deepEqual(
       locks,
@@ -102,25 +128,9 @@ test("absolute mode: with the SE gone, owner 3's backup confirms at its lock hei
     assertBackupsPayTheirOwners(coins, Buffer.from(coin1.statechainId.txid));
     await killSe(se, h);
 
-    // One block short of owner 3's lock nothing is final; at the lock only owner 3's is.
+    // The mempool takes a backup with nLockTime L once the tip is L (the next block's height is above L).
     const [lock1, , lock3] = locks as [number, number, number];
-    await h.chain.mine(lock3 - 1 - (await h.chain.tipHeight()));
-    for (const c of coins)
-      await assert.rejects(
-        h.chain.broadcast(c.backupTx),
-        rejection("non-final"),
-        `owner ${c.ownerIndex}'s is not final yet`,
-      );
-    await h.chain.mine(1);
-    for (const c of [coin1, coin2])
-      await assert.rejects(
-        h.chain.broadcast(c.backupTx),
-        rejection("non-final"),
-        `owner ${c.ownerIndex}'s is still not final`,
-      );
-    const txid3 = await h.chain.broadcast(coin3.backupTx);
-    await h.chain.mine(1);
-    assert.equal((await h.chain.getTxStatus(txid3))?.confirmations, 1, "owner 3's backup confirmed");
+    const txid3 = await newestFirst(h, coins, lock3);
 
     await h.chain.mine(lock1 - (await h.chain.tipHeight()));
     await assertOlderBackupsLose(h, [coin1, coin2]);
@@ -172,25 +182,8 @@ test("kick-off mode: with the SE gone, owner 3 broadcasts kick-off + CPFP; its b
     assert.equal((await h.chain.getTxStatus(sent.cpfpTxid))?.confirmations, 1, "with its child");
 
     // A backup with relative lock n may enter the block at kickoffHeight + n, so the mempool takes it once the
-    // tip is one below. One block short of owner 3's nothing is final; then only owner 3's is.
-    const rel3 = relLocks[2]!;
-    await h.chain.mine(kickoffHeight + rel3 - 2 - (await h.chain.tipHeight()));
-    for (const c of coins)
-      await assert.rejects(
-        h.chain.broadcast(c.backupTx),
-        rejection("non-final"),
-        `owner ${c.ownerIndex}'s is not final yet`,
-      );
-    await h.chain.mine(1);
-    for (const c of [coin1, coin2])
-      await assert.rejects(
-        h.chain.broadcast(c.backupTx),
-        rejection("non-final"),
-        `owner ${c.ownerIndex}'s is still not final`,
-      );
-    const txid3 = await h.chain.broadcast(coin3.backupTx);
-    await h.chain.mine(1);
-    assert.equal((await h.chain.getTxStatus(txid3))?.confirmations, 1, "owner 3's backup confirmed");
+    // tip is one below.
+    const txid3 = await newestFirst(h, coins, kickoffHeight + relLocks[2]! - 1);
 
     await h.chain.mine(kickoffHeight + relLocks[0]! - (await h.chain.tipHeight()));
     await assertOlderBackupsLose(h, [coin1, coin2]);

@@ -14,21 +14,11 @@ import { StatechainStatus } from "../../proto/gen/common.ts";
 import { outpointBytes } from "../../protocol/outpoint.ts";
 import { fundedWallet, newIdentity } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe, startSeExpectingFailure, waitUntil } from "../helpers/se-process.ts";
-import { encodeResponse, refused, type Step, signAs } from "../host/support/calls.ts";
+import { encodeResponse, refused, type Step, signAs, TRANSFER_STEPS } from "../host/support/calls.ts";
 import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
 import { assertNoDbChange, queryDb } from "../host/support/db-snapshot.ts";
 
 const ENV = { SE_MAINSTAY_INTERVAL_S: "1", SE_INIT_LOCK: "200", SE_LOCKTIME_INTERVAL: "10" };
-/** The public methods of one transfer, in protocol order. */
-const TRANSFER_STEPS = [
-  "transferSenderInit",
-  "signFirst",
-  "signSecond",
-  "transferSend",
-  "mailboxGet",
-  "transferReceiverInit",
-  "transferReceiverKeyUpdate",
-];
 const grpcName = (m: string) => m[0]!.toUpperCase() + m.slice(1);
 
 let se: DurableSe;

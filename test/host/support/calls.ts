@@ -13,6 +13,16 @@ export type Req<M extends MethodName> = Parameters<Service[M]["requestSerialize"
 export type Res<M extends MethodName> = ReturnType<Service[M]["responseDeserialize"]>;
 
 export const METHODS = Object.keys(StatechainServiceService) as MethodName[];
+/** The public methods of one transfer, in protocol order. */
+export const TRANSFER_STEPS: readonly MethodName[] = [
+  "transferSenderInit",
+  "signFirst",
+  "signSecond",
+  "transferSend",
+  "mailboxGet",
+  "transferReceiverInit",
+  "transferReceiverKeyUpdate",
+];
 
 export function encodeRequest<M extends MethodName>(method: M, req: Req<M>): Buffer {
   return StatechainServiceService[method].requestSerialize(req as never);
