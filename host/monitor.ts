@@ -1,5 +1,6 @@
 // Keeps an up-to-date view of the enclave's and the chain's liveness for health checks and the banner.
 import { EventEmitter } from "node:events";
+import { status } from "@grpc/grpc-js";
 import type { GetStatusResponse } from "../proto/gen/enclave.ts";
 import type { EnclaveHandle } from "./enclave-process.ts";
 import type { HealthSnapshot, HealthSource } from "./health.ts";
@@ -28,7 +29,10 @@ export class Monitor implements HealthSource {
     return () => this.events.off("change", listener);
   }
 
-  /** The enclave's last answer to GetStatus (identity, mode, measurements: fixed for an instance). */
+  /**
+   * The enclave's last answer to GetStatus (identity, mode, measurements: fixed for an instance), while it is
+   * believed alive: it answered the last poll, or that poll only ran out of time.
+   */
   enclaveStatus(): GetStatusResponse | undefined {
     return this.lastStatus;
   }
@@ -45,7 +49,11 @@ export class Monitor implements HealthSource {
           this.lastStatus = s;
           return { reachable: true, instanceId: s.instanceId.toString("hex"), error: "" };
         },
-        (err: Error) => ({ reachable: false, instanceId: this.snap.enclave.instanceId, error: err.message }),
+        (err: Error & { code?: number }) => {
+          // Out of time means busy (its calls queue behind key updates), not gone: its last answer still holds.
+          if (err.code !== status.DEADLINE_EXCEEDED) this.lastStatus = undefined;
+          return { reachable: false, instanceId: this.snap.enclave.instanceId, error: err.message };
+        },
       ),
       this.chainHeight().then(
         (height) => ({ reachable: true, height, error: "" }),

@@ -20,20 +20,23 @@ const STATUS = {
   pcr2: "cc".repeat(48),
 } as GetStatusResponse;
 
-/** An enclave whose GetStatus answers `answers` times, then never within a deadline; counts the calls. */
-function enclaveAnswering(answers: number) {
+/**
+ * An enclave whose GetStatus answers `answers` times, then fails with `then` (DEADLINE_EXCEEDED: busy;
+ * UNAVAILABLE: gone); counts the monitor's and the live calls.
+ */
+function enclaveAnswering(answers: number, then: status = status.DEADLINE_EXCEEDED) {
   const calls = { monitor: 0, live: 0 };
-  const busy = Object.assign(new Error("deadline exceeded"), { code: status.DEADLINE_EXCEEDED, details: "" });
+  const failure = Object.assign(new Error(`enclave: ${status[then]}`), { code: then, details: "" });
   const handle = {
     async status() {
       calls.monitor++;
-      if (calls.monitor > answers) throw busy;
+      if (calls.monitor > answers) throw failure;
       return STATUS;
     },
     client: {
       getStatus(_req: unknown, _md: unknown, _opts: unknown, cb: (e: Error | null, r?: unknown) => void) {
         calls.live++;
-        setImmediate(() => cb(busy));
+        setImmediate(() => cb(failure));
       },
     },
   } as unknown as EnclaveHandle;
@@ -74,6 +77,20 @@ test("before the monitor has heard from the enclave, GetInfo asks it and reports
   await assert.rejects(
     infoHandlers(deps(handle, monitor)).getInfo(),
     (e: { code?: number }) => e.code === status.DEADLINE_EXCEEDED,
+  );
+  assert.equal(calls.live, 1);
+});
+
+test("once the monitor finds the enclave gone (not just busy), GetInfo asks it again and reports it unavailable", async () => {
+  const { handle, calls } = enclaveAnswering(1, status.UNAVAILABLE);
+  const monitor = new Monitor(handle, async () => 432);
+  await monitor.refresh();
+  await infoHandlers(deps(handle, monitor)).getInfo();
+  assert.equal(calls.live, 0, "while it answers, the monitor's answer serves");
+  await monitor.refresh();
+  await assert.rejects(
+    infoHandlers(deps(handle, monitor)).getInfo(),
+    (e: { code?: number }) => e.code === status.UNAVAILABLE,
   );
   assert.equal(calls.live, 1);
 });
