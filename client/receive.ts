@@ -15,7 +15,7 @@ import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { decodeReceipt } from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
-import { BackupMode, type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
+import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
 import { TransferMessage } from "../proto/gen/statechain.ts";
 import { type PartyTwoKey, p2KeyGenFinish, p2KeyGenShare } from "../protocol/ecdsa2p/index.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
@@ -197,7 +197,7 @@ export async function checkTransfer(
   refuse(
     sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
     "STATECHAIN_STATE",
-    `the statechain is not awaiting a transfer (status ${sc.status})`,
+    `the SE says the coin is not awaiting a transfer: ${notPending(sc.status)}`,
   );
   const P = Buffer.from(sc.sharedPublicKey);
   const amount = sc.amountSat;
@@ -664,4 +664,21 @@ export async function receive(
 
 function invert(x: bigint): bigint {
   return secp256k1.Point.Fn.inv(x);
+}
+
+/** Why a coin the receiver was sent is not awaiting its transfer, in words. */
+function notPending(st: StatechainStatus): string {
+  switch (st) {
+    case StatechainStatus.STATECHAIN_STATUS_ACTIVE:
+      return "it is active with its owner (the transfer was not started, or someone else completed it)";
+    case StatechainStatus.STATECHAIN_STATUS_WITHDRAWING:
+    case StatechainStatus.STATECHAIN_STATUS_CLOSED:
+      return "it is being withdrawn or was withdrawn";
+    case StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP:
+      return "the SE can no longer co-sign it (its enclave lost the key): it can only leave by a backup transaction";
+    case StatechainStatus.STATECHAIN_STATUS_TAINTED:
+      return "its key is tainted (a signature failed verification) and is never used again";
+    default:
+      return `it is in state ${statechainStatusToJSON(st)}`;
+  }
 }

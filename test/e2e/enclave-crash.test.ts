@@ -164,6 +164,7 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       // The wallet reads the coin's status before it says anything to the SE, and stops there.
       assert.ok(receiveError instanceof ProtocolError, `receive fails: ${receiveError}`);
       assert.equal(receiveError.code, "STATECHAIN_STATE");
+      assert.match(receiveError.message, /the SE can no longer co-sign it .* by a backup transaction/);
       assert.equal(refusedSteps.length, 0);
       // Sent all the same, the receiver's next step is refused by the host.
       const e = await refused(
