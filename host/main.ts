@@ -174,12 +174,14 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
       await checkEnclaveAgreement(store, enclave.client, instance, log);
     }
+    // Set once the watchtower runs: after a restart it takes each exit-only coin's newest co-signed backup.
+    let reregister: (() => Promise<void>) | undefined;
     monitor.onEnclaveRestart((_prev, current) => {
       log.error(
         { instance: current },
         "the enclave restarted and lost its shares: its coins can only exit by backup",
       );
-      void reconcileEnclave(store, current, log);
+      void reconcileEnclave(store, current, log).then(() => reregister?.());
     });
 
     // Proof of publication: SMT roots to Mainstay (a local Mainstay-compatible service in simulator mode).
@@ -243,6 +245,10 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     watchtower.start();
     cleanups.push(async () => watchtower.stop());
     const watcher = backupWatcher(watchtower, store, cfg, log);
+    reregister = () =>
+      reregisterBackups(store, watcher).catch((err: Error) =>
+        log.error({ err: err.message }, "re-registering backups with the watchtower failed"),
+      );
     await reregisterBackups(store, watcher);
 
     const metrics = new Metrics();
@@ -365,7 +371,12 @@ function backupWatcher(tower: Watchtower, store: Store, cfg: HostConfig, log: Lo
   };
 }
 
-/** A crash between a step's commit and its watchtower registration is repaired here. */
+/**
+ * A crash between a step's commit and its watchtower registration is repaired here. An exit-only coin gets its
+ * newest co-signed backup: the current owner's, or the receiver's when a transfer was cut after the receiver's
+ * backup was co-signed (the enclave redirects no transfer past that point and co-signs nothing more for the coin,
+ * so that backup is the coin's first valid exit, whether or not the receiver was handed it).
+ */
 async function reregisterBackups(store: Store, watcher: BackupWatcher): Promise<void> {
   const rows = await store.db.all<{
     statechain_id: Buffer;
@@ -373,11 +384,15 @@ async function reregisterBackups(store: Store, watcher: BackupWatcher): Promise<
     signed_tx: Buffer;
     kickoff: Buffer | null;
   }>(
-    `SELECT s.statechain_id, s.owner_index, b.signed_tx,
+    `SELECT s.statechain_id, b.owner_index, b.signed_tx,
        (SELECT k.signed_tx FROM backups k WHERE k.statechain_id = s.statechain_id AND k.owner_index = 1 AND k.purpose = 2) AS kickoff
-     FROM statechains s JOIN backups b ON b.statechain_id = s.statechain_id AND b.owner_index = s.owner_index AND b.purpose = 1
+     FROM statechains s JOIN backups b ON b.statechain_id = s.statechain_id AND b.purpose = 1 AND b.owner_index =
+       CASE WHEN s.status = ? THEN (SELECT MAX(n.owner_index) FROM backups n
+         WHERE n.statechain_id = s.statechain_id AND n.purpose = 1 AND n.owner_index <= s.owner_index + 1)
+       ELSE s.owner_index END
      WHERE s.status IN (?, ?, ?, ?)`,
     [
+      StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP,
       StatechainStatus.STATECHAIN_STATUS_ACTIVE,
       StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
       StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,

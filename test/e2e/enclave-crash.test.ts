@@ -1,8 +1,9 @@
 // Crash safety of the enclave: it is SIGKILLed and restarted between every pair of transfer steps while the host
 // and the regtest chain run on. A restarted enclave has lost every key share it held, so the host marks the coin
 // exit-by-backup: the next step is refused with FAILED_PRECONDITION (only the mailbox, a read, still answers),
-// nobody co-signs the coin again and the watchtower keeps exactly one backup for it. On chain each coin then goes
-// to exactly one owner: the held backup with the lowest lock confirms, the other owner's finds its input spent.
+// nobody co-signs the coin again and the watchtower keeps exactly one backup for it, the newest co-signed one (the
+// receiver's once its backup was co-signed). On chain each coin then goes to exactly one owner: the backup with
+// the lowest lock confirms, the other owner's finds its input spent.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -36,7 +37,7 @@ interface Crashed {
   coin1: OwnedCoin;
   /** Owner 2's coin, when the key update completed before the crash. */
   coin2?: OwnedCoin;
-  /** Owner 2's backup key and fully signed backup, when the transfer message reached it. */
+  /** Owner 2's backup key, and its fully signed backup once co-signed (from the watchtower, which holds it). */
   backupKey2: Buffer;
   backup2?: Buffer;
 }
@@ -64,9 +65,9 @@ async function untilExitByBackup(coin: OwnedCoin): Promise<void> {
 }
 
 async function towerEntries(coin: OwnedCoin) {
-  return queryDb<{ statechain_id: string; owner_index: number; lock: number }>(
+  return queryDb<{ statechain_id: string; owner_index: number; lock: number; backup_tx: Buffer }>(
     se.dataDir,
-    "SELECT statechain_id, owner_index, lock FROM watchtower_entries WHERE statechain_id = ?",
+    "SELECT statechain_id, owner_index, lock, backup_tx FROM watchtower_entries WHERE statechain_id = ?",
     [outpointString(coin.statechainId)],
   );
 }
@@ -218,24 +219,35 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       /cannot start a transfer: the statechain is exit by backup only/,
     );
 
-    // The watchtower holds the current owner's backup, and only that one.
-    const tower = await towerEntries(coin1);
+    // The watchtower holds one backup for the coin, the newest co-signed one: owner 2's from the moment its
+    // backup was co-signed (the enclave redirects no transfer past that point), else owner 1's. It takes it over
+    // right after marking the coin, so allow it a moment.
+    const cosigned2 = i >= TRANSFER_STEPS.indexOf("signSecond");
+    const expected = {
+      statechain_id: outpointString(coin1.statechainId),
+      owner_index: cosigned2 ? 2 : 1,
+      lock: cosigned2 ? coin1.initialLock - INTERVAL : coin1.initialLock,
+    };
+    let tower = await towerEntries(coin1);
+    for (let n = 0; n < 50 && tower[0]?.owner_index !== expected.owner_index; n++) {
+      await sleep(100);
+      tower = await towerEntries(coin1);
+    }
     assert.deepEqual(
-      tower.map((r) => ({ ...r })),
-      [
-        {
-          statechain_id: outpointString(coin1.statechainId),
-          owner_index: coin2 ? 2 : 1,
-          lock: coin2 ? coin1.initialLock - INTERVAL : coin1.initialLock,
-        },
-      ],
+      tower.map(({ statechain_id, owner_index, lock }) => ({ statechain_id, owner_index, lock })),
+      [expected],
     );
+    const towerBackup = Buffer.from(tower[0]!.backup_tx);
+    if (coin2) assert.deepEqual(towerBackup, coin2.backupTx, "the receiver's own backup");
+    else if (incoming)
+      assert.deepEqual(towerBackup, Buffer.from(incoming.message.backupTx), "the one handed over");
     crashed.push({
       step: crashAfter,
       coin1,
       coin2,
       backupKey2: id2.address.backupKey,
-      backup2: coin2?.backupTx ?? incoming?.message.backupTx,
+      // Owner 2's backup when it was co-signed: the watchtower has it even when the receiver was not handed it.
+      backup2: cosigned2 ? towerBackup : undefined,
     });
   });
 }
