@@ -1,10 +1,13 @@
 // Secrets the enclave must be able to erase for real live in byte arrays it owns; wipe() overwrites them.
 // BigInt copies made for arithmetic are transient (dropped at the end of the operation), never stored.
+import { secretCopy } from "../protocol/ecdsa2p/secret.ts";
+
 export class Secret {
   private bytes: Uint8Array | undefined;
 
   constructor(bytes: Uint8Array) {
-    this.bytes = new Uint8Array(bytes);
+    // Off the V8 heap, where no collection moves (and so copies) it.
+    this.bytes = secretCopy(bytes);
   }
 
   get erased(): boolean {

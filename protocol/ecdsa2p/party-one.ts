@@ -12,7 +12,7 @@ import type {
   SignOwnerPartial,
   SignSeNonce,
 } from "../../proto/gen/ecdsa2p.ts";
-import { Point as CurvePoint, type Point, parsePoint, pointBytes, scalarBytes, toHex } from "../encoding.ts";
+import { Point as CurvePoint, type Point, parsePoint, pointBytes, toHex } from "../encoding.ts";
 import { check, fail, ProtocolError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { readPoint, readPositiveBelow, readScalar, writeNat, writePoint, writeScalar } from "./codec.ts";
@@ -38,7 +38,7 @@ import {
   verifyRingPedersen,
 } from "./ring-pedersen.ts";
 import { checkRotatedShare } from "./rotation.ts";
-import { reveal, wipe } from "./secret.ts";
+import { reveal, secretScalar, wipe } from "./secret.ts";
 import { checkDigest, checkSessionId } from "./session.ts";
 import { ecdsaVerifyPoint, recoveryId } from "./verify.ts";
 
@@ -135,7 +135,7 @@ export function p1KeyGenCommit(opts: { sessionId: Uint8Array; rng: Rng; paillier
   const paillier = opts.paillier ? Promise.resolve(opts.paillier) : generatePaillierKey({ rng: opts.rng });
   paillier.catch(() => {}); // awaited (and its error reported) by p1KeyGenFinish; no unhandled rejection if abandoned
   return {
-    state: { sessionId, share: scalarBytes(s), S, proof, commitment, blind, paillier, consumed: false },
+    state: { sessionId, share: secretScalar(s), S, proof, commitment, blind, paillier, consumed: false },
     msg: { commitment: Buffer.from(commitment) },
   };
 }
@@ -209,7 +209,7 @@ export async function p1KeyGenFixed(opts: {
   const S = mulG(s);
   const proof = proveDlog(s, S, { sessionId, role: SE_SHARE }, opts.rng);
   const paillier = opts.paillier ?? (await generatePaillierKey({ rng: opts.rng }));
-  const share = scalarBytes(s);
+  const share = secretScalar(s);
   try {
     return seShare({ sessionId, share, S, proof, blind: new Uint8Array(0), O, rp, paillier, rng: opts.rng });
   } finally {
@@ -261,7 +261,7 @@ function seShare(c: {
   };
   const key: PartyOneKey = {
     sessionId,
-    share: scalarBytes(s),
+    share: secretScalar(s),
     sePublicShare: c.S,
     ownerPublicShare: c.O,
     sharedPublicKey: c.O.multiply(s),
@@ -324,7 +324,7 @@ export function p1SignStart(
       sessionId,
       digest,
       ownerCommitment: new Uint8Array(ownerCommitment),
-      nonce: scalarBytes(k1),
+      nonce: secretScalar(k1),
       consumed: false,
     },
     msg: { publicNonce: writePoint(R1), proof },
