@@ -5,6 +5,8 @@ import type { GetStatusResponse } from "../proto/gen/enclave.ts";
 import type { EnclaveHandle } from "./enclave-process.ts";
 import type { HealthSnapshot, HealthSource } from "./health.ts";
 
+const STATUS_DEADLINE_MS = 5000;
+
 export class Monitor implements HealthSource {
   private snap: HealthSnapshot = {
     enclave: { reachable: false, instanceId: "", error: "not checked yet" },
@@ -12,6 +14,7 @@ export class Monitor implements HealthSource {
   };
   private readonly events = new EventEmitter();
   private lastStatus: GetStatusResponse | undefined;
+  private inFlight: Promise<HealthSnapshot> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -42,9 +45,21 @@ export class Monitor implements HealthSource {
     this.events.on("enclave-restart", listener);
   }
 
-  async refresh(): Promise<HealthSnapshot> {
+  /**
+   * Polls the enclave and the chain. Calls made while a poll is under way share it: polls finishing out of order
+   * could put an older instance id back and look like an enclave restart.
+   */
+  refresh(): Promise<HealthSnapshot> {
+    this.inFlight ??= this.poll().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async poll(): Promise<HealthSnapshot> {
     const [enclave, chain] = await Promise.all([
-      this.enclave.status(1500).then(
+      // Generous: under load the enclave's calls queue behind key updates for seconds; busy is not down.
+      this.enclave.status(STATUS_DEADLINE_MS).then(
         (s) => {
           this.lastStatus = s;
           return { reachable: true, instanceId: s.instanceId.toString("hex"), error: "" };
