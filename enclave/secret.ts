@@ -1,13 +1,12 @@
 // Secrets the enclave must be able to erase for real live in byte arrays it owns; wipe() overwrites them.
 // BigInt copies made for arithmetic are transient (dropped at the end of the operation), never stored.
-import { secretCopy } from "../protocol/ecdsa2p/secret.ts";
+import { keep } from "./coins.ts";
 
 export class Secret {
   private bytes: Uint8Array | undefined;
 
   constructor(bytes: Uint8Array) {
-    // Off the V8 heap, where no collection moves (and so copies) it.
-    this.bytes = secretCopy(bytes);
+    this.bytes = keep(bytes);
   }
 
   get erased(): boolean {

@@ -7,7 +7,8 @@ import { check } from "../errors.ts";
 /**
  * A long-lived secret scalar as 32 big-endian bytes in an ArrayBuffer of its own. V8 keeps ArrayBuffer storage
  * outside its heap, where no collection moves it: a small typed array made by length lives on the heap, and each
- * time the collector moves it the old copy stays behind in freed memory, out of reach of `wipe`.
+ * time the collector moves it the old copy stays behind in freed memory, out of reach of `wipe`. Written byte by
+ * byte because scalarBytes would build an on-heap copy first.
  */
 export function secretScalar(x: bigint): Uint8Array {
   const out = new Uint8Array(new ArrayBuffer(32));
@@ -15,13 +16,6 @@ export function secretScalar(x: bigint): Uint8Array {
     out[i] = Number(x & 0xffn);
     x >>= 8n;
   }
-  return out;
-}
-
-/** A copy of `bytes` in memory no collection moves (see secretScalar). */
-export function secretCopy(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(new ArrayBuffer(bytes.length));
-  out.set(bytes);
   return out;
 }
 

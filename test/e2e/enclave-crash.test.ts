@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
-import { ChainError } from "../../chain/backend.ts";
 import { confirmDeposit, deposit, type OwnedCoin, pub, randomSecret, send } from "../../client/owner.ts";
 import { fetchIncoming, type IncomingTransfer, receive } from "../../client/receive.ts";
 import { SeError } from "../../client/se-client.ts";
@@ -18,11 +17,19 @@ import { StatechainStatus } from "../../proto/gen/common.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { outpointString } from "../../protocol/outpoint.ts";
 import { systemRng } from "../../protocol/rng.ts";
+import { txidToHex } from "../../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { newIdentity } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe } from "../helpers/se-process.ts";
 import { refused, signAs, TRANSFER_STEPS } from "../host/support/calls.ts";
-import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
+import {
+  rejection,
+  type SteppingHarness,
+  statechainUtxo,
+  steppingHarness,
+  tryCoSign,
+  untilStatus,
+} from "../host/support/coins.ts";
 import { queryDb } from "../host/support/db-snapshot.ts";
 
 const INIT_LOCK = 200;
@@ -47,22 +54,8 @@ let h: SteppingHarness;
 let wallet: { script: Uint8Array; utxos: Parameters<typeof deposit>[1]["utxos"] };
 const crashed: Crashed[] = [];
 
-const rejection = (code: string) => (e: unknown) => e instanceof ChainError && e.code === code;
 const parse = (raw: Uint8Array) => bitcoin.Transaction.fromBuffer(Buffer.from(raw));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function statusOf(coin: OwnedCoin): Promise<StatechainStatus> {
-  return (await h.client.current.call("getStatechain", { statechainId: coin.statechainId })).status;
-}
-
-/** Waits for the host's monitor (it polls the enclave every 2 s) to notice the new enclave instance. */
-async function untilExitByBackup(coin: OwnedCoin): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if ((await statusOf(coin)) === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP) return;
-    await sleep(100);
-  }
-  assert.fail("the host did not mark the coin exit-by-backup within 10 s");
-}
 
 async function towerEntries(coin: OwnedCoin) {
   return queryDb<{ statechain_id: string; owner_index: number; lock: number; backup_tx: Buffer }>(
@@ -98,7 +91,8 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       changeScript: wallet.script,
     });
     await confirmDeposit(h.ctx, coin1, { onWait: async () => void (await h.chain.mine(1)) });
-    assert.equal(await statusOf(coin1), StatechainStatus.STATECHAIN_STATUS_ACTIVE);
+    const active = await h.client.current.call("getStatechain", { statechainId: coin1.statechainId });
+    assert.equal(active.status, StatechainStatus.STATECHAIN_STATUS_ACTIVE);
 
     /** The host's answer to each transfer step the wallet sent after the crash. */
     const answers: { method: string; code?: number; message?: string }[] = [];
@@ -118,7 +112,8 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       const res = await sendIt();
       if (step.method === crashAfter) {
         await se.restartEnclave();
-        await untilExitByBackup(coin1);
+        // The host's monitor polls the enclave every 2 s.
+        await untilStatus(h, coin1, StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
         down = true;
       }
       return res;
@@ -290,13 +285,12 @@ test("on chain every coin goes to exactly one owner: the lowest held backup conf
   if (tip < last) await h.chain.mine(last - tip);
   for (const e of exits) {
     const sid = e.coin1.statechainId;
-    const sidHex = Buffer.from(sid.txid).reverse().toString("hex");
-    assert.equal(await h.chain.getUtxo(sidHex, sid.vout), undefined, `${e.step}: the coin is spent`);
+    assert.equal(await statechainUtxo(h, e.coin1), undefined, `${e.step}: the coin is spent`);
     const spent = await h.chain.getTx(parse(e.winner.tx).getId());
     assert.ok(spent?.status.confirmations, `${e.step}: the winner's backup is in a block`);
     const tx = parse(spent.raw);
     assert.equal(tx.ins.length, 1);
-    assert.equal(Buffer.from(tx.ins[0]!.hash).reverse().toString("hex"), sidHex);
+    assert.equal(txidToHex(tx.ins[0]!.hash), txidToHex(sid.txid));
     assert.equal(tx.ins[0]!.index, sid.vout);
     assert.deepEqual(Buffer.from(tx.outs[0]!.script), Buffer.from(p2wpkhScript(e.winner.key)));
     if (e.loser)

@@ -13,7 +13,6 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
-import { ChainError } from "../../chain/backend.ts";
 import {
   confirmDeposit,
   coSign,
@@ -37,7 +36,13 @@ import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { fundedWallet, newIdentity } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe } from "../helpers/se-process.ts";
 import { encodeRequest, type Req, refused, signAs } from "../host/support/calls.ts";
-import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
+import {
+  rejection,
+  type SteppingHarness,
+  statechainUtxo,
+  steppingHarness,
+  tryCoSign,
+} from "../host/support/coins.ts";
 import { queryDb } from "../host/support/db-snapshot.ts";
 
 const INIT_LOCK = 200;
@@ -91,7 +96,6 @@ async function forwarded(methods: string[], fn: () => Promise<unknown>): Promise
   return Object.fromEntries(methods.map((m, i) => [m, after[i]! - before[i]!]));
 }
 
-const rejection = (code: string) => (e: unknown) => e instanceof ChainError && e.code === code;
 const lockOf = (raw: Uint8Array) => bitcoin.Transaction.fromBuffer(Buffer.from(raw)).locktime;
 
 before(async () => {
@@ -305,6 +309,5 @@ test("owner 2, unknown to the restored host, cannot co-sign; it exits by its bac
   assert.ok((await h.chain.getTxStatus(txid2))?.confirmations, "owner 2's backup confirmed");
   await h.chain.mine(lock1 - lock2);
   await assert.rejects(h.chain.broadcast(coin1.backupTx), rejection("missing-inputs"), "the coin is spent");
-  const sid = coin1.statechainId;
-  assert.equal(await h.chain.getUtxo(Buffer.from(sid.txid).reverse().toString("hex"), sid.vout), undefined);
+  assert.equal(await statechainUtxo(h, coin1), undefined);
 });

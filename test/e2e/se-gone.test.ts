@@ -8,17 +8,16 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
-import { ChainError } from "../../chain/backend.ts";
 import { exitByBackup } from "../../client/exit.ts";
 import { confirmDeposit, deposit, type OwnedCoin, pub, send } from "../../client/owner.ts";
 import { fetchIncoming, receive } from "../../client/receive.ts";
 import { SeError } from "../../client/se-client.ts";
 import { loadConfig } from "../../host/config.ts";
 import { enclavePolicy } from "../../host/main.ts";
-import { parseTx, txidOf, txidToHex } from "../../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe } from "../helpers/se-process.ts";
+import { rejection, statechainUtxo } from "../host/support/coins.ts";
 
 const INIT_LOCK = 40;
 const INTERVAL = 10;
@@ -28,9 +27,7 @@ after(async () => {
   await Promise.all(running.map((se) => se.stop()));
 });
 
-const rejection = (code: string) => (e: unknown) => e instanceof ChainError && e.code === code;
 const txOf = (raw: Uint8Array) => bitcoin.Transaction.fromBuffer(Buffer.from(raw));
-const txidHex = (raw: Uint8Array) => txidToHex(txidOf(parseTx(raw, "tx")));
 
 /** Deposit, then two transfers: owners 1, 2 and 3 of one coin, each with its own fully signed backup. */
 async function threeOwners(h: Harness): Promise<[OwnedCoin, OwnedCoin, OwnedCoin]> {
@@ -134,8 +131,7 @@ test("absolute mode: with the SE gone, owner 3's backup confirms at its lock hei
 
     await h.chain.mine(lock1 - (await h.chain.tipHeight()));
     await assertOlderBackupsLose(h, [coin1, coin2]);
-    const sid = coin1.statechainId;
-    assert.equal(await h.chain.getUtxo(Buffer.from(sid.txid).reverse().toString("hex"), sid.vout), undefined);
+    assert.equal(await statechainUtxo(h, coin1), undefined);
     const paid = await h.chain.getUtxo(txid3, 0);
     assert.ok(paid, "owner 3's backup output is unspent, owner 3's to spend");
   } finally {
@@ -158,7 +154,7 @@ test("kick-off mode: with the SE gone, owner 3 broadcasts kick-off + CPFP; its b
     assert.ok(coin3.kickoffTx, "owner 3 holds the kick-off");
     for (const c of coins)
       assert.deepEqual(c.kickoffTx, coin3.kickoffTx, `owner ${c.ownerIndex} holds the same kick-off`);
-    const kickoffTxid = txidHex(coin3.kickoffTx);
+    const kickoffTxid = txOf(coin3.kickoffTx).getId();
     const relLocks = coins.map((c) => txOf(c.backupTx).ins[0]!.sequence);
     assert.deepEqual(relLocks, [INIT_LOCK, INIT_LOCK - INTERVAL, INIT_LOCK - 2 * INTERVAL]);
     assertBackupsPayTheirOwners(coins, Buffer.from(txOf(coin3.kickoffTx).getHash()));
@@ -189,8 +185,7 @@ test("kick-off mode: with the SE gone, owner 3 broadcasts kick-off + CPFP; its b
     await assertOlderBackupsLose(h, [coin1, coin2]);
     assert.equal(await h.chain.getUtxo(kickoffTxid, 0), undefined, "the kick-off's coin output is spent");
     assert.ok(await h.chain.getUtxo(txid3, 0), "owner 3's backup output is owner 3's to spend");
-    const sid = coin1.statechainId;
-    assert.equal(await h.chain.getUtxo(Buffer.from(sid.txid).reverse().toString("hex"), sid.vout), undefined);
+    assert.equal(await statechainUtxo(h, coin1), undefined);
   } finally {
     h.close();
   }

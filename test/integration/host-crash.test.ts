@@ -15,7 +15,7 @@ import { outpointBytes } from "../../protocol/outpoint.ts";
 import { fundedWallet, newIdentity } from "../helpers/owners.ts";
 import { type DurableSe, startDurableSe, startSeExpectingFailure, waitUntil } from "../helpers/se-process.ts";
 import { encodeResponse, refused, type Step, signAs, TRANSFER_STEPS } from "../host/support/calls.ts";
-import { type SteppingHarness, steppingHarness, tryCoSign } from "../host/support/coins.ts";
+import { type SteppingHarness, steppingHarness, tryCoSign, untilStatus } from "../host/support/coins.ts";
 import { assertNoDbChange, queryDb } from "../host/support/db-snapshot.ts";
 
 const ENV = { SE_MAINSTAY_INTERVAL_S: "1", SE_INIT_LOCK: "200", SE_LOCKTIME_INTERVAL: "10" };
@@ -186,11 +186,7 @@ test("a step that reached the enclave first is written first: a sender's retry c
 
 test("an enclave that restarted has lost its shares: the host marks its coins exit-by-backup", async () => {
   await se.restartEnclave();
-  const statusOf = async () =>
-    (await h.client.current.call("getStatechain", { statechainId: latest.statechainId })).status;
-  for (let i = 0; i < 100 && (await statusOf()) !== StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP; i++)
-    await new Promise((r) => setTimeout(r, 200));
-  assert.equal(await statusOf(), StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
+  await untilStatus(h, latest, StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
   assert.equal(await tryCoSign(h, latest), status.FAILED_PRECONDITION, "nothing is co-signed any more");
   const [tower] = await queryDb<{ owner_index: number }>(
     se.dataDir,

@@ -1,12 +1,15 @@
 // Owner-side helpers for host tests: a harness whose SE client steps through every call, restarts of the host it
-// follows, and the "who can co-sign this coin" check behind "exactly one owner, never two, never none".
+// follows, the "who can co-sign this coin" check behind "exactly one owner, never two, never none", and what the
+// chain says of a coin's exits.
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { type BroadcastRejection, ChainError } from "../../../chain/backend.ts";
 import { BitcoindChain } from "../../../chain/bitcoind.ts";
 import { coSign, lockFor, type OwnedCoin, pub } from "../../../client/owner.ts";
 import { SeError } from "../../../client/se-client.ts";
-import { SignPurpose } from "../../../proto/gen/common.ts";
+import { SignPurpose, type StatechainStatus } from "../../../proto/gen/common.ts";
 import { buildBackupTx } from "../../../protocol/tx/build.ts";
+import { txidToHex } from "../../../protocol/tx/parse.ts";
 import { type Harness, ownerHarness } from "../../helpers/owners.ts";
 import type { SeProcess } from "../../helpers/se-process.ts";
 import { SteppingClient } from "./calls.ts";
@@ -64,4 +67,27 @@ export async function tryCoSign(h: Harness, coin: OwnedCoin): Promise<true | num
     if (err instanceof SeError) return err.code;
     throw err;
   }
+}
+
+/** Waits (up to 20 s) until the SE reports `coin` in state `want`, e.g. once its monitor noticed an enclave restart. */
+export async function untilStatus(
+  h: SteppingHarness,
+  coin: OwnedCoin,
+  want: StatechainStatus,
+): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const sc = await h.client.current.call("getStatechain", { statechainId: coin.statechainId });
+    if (sc.status === want) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the SE did not report the coin in state ${want} within 20 s`);
+}
+
+/** For assert.rejects: the chain refused a broadcast for `code`. */
+export const rejection = (code: BroadcastRejection) => (e: unknown) =>
+  e instanceof ChainError && e.code === code;
+
+/** The coin's statechain output while it is unspent (undefined once a backup or withdrawal spent it). */
+export function statechainUtxo(h: Harness, coin: OwnedCoin) {
+  return h.chain.getUtxo(txidToHex(coin.statechainId.txid), coin.statechainId.vout);
 }
