@@ -20,6 +20,11 @@
 //    key imported as PKCS#8 is not checked, so each base is one key agreement at the exact modulus' speed.
 // 5. BigInt left-to-right sliding window, for what OpenSSL refuses (tiny or even moduli). Variable-time; the
 //    protocols never give it secret exponents, since their moduli are all odd and at least 1024 bits.
+// 6. One exponentiation at the exact modulus size without any check: a PKCS#8 DH private key with prime m,
+//    generator base and private key exp, whose public key OpenSSL computes on import (constant-time), read back
+//    from its SPKI. The import costs about 0.6 ms of decoder overhead, so modPow takes it instead of 1. only
+//    where 1.'s extra word costs more: long exponents modulo moduli that fill their top word (r^N and z^N
+//    modulo N², 256-bit exponents and up modulo N²).
 import {
   constants,
   createDiffieHellman,
@@ -126,6 +131,40 @@ export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
   return r;
 }
 
+/** OpenSSL constant-time path at the exact modulus size (6.); base in [2, m), exp >= 1, m eligible. */
+export function modPowOpenSslExact(base: bigint, exp: bigint, m: bigint): bigint {
+  const algorithm = der(0x30, Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(m), derInt(base)]))]));
+  const integer = derInt(exp);
+  const secret = der(0x04, integer);
+  const pkcs8 = der(0x30, Buffer.concat([derInt(0n), algorithm, secret]));
+  integer.fill(0);
+  secret.fill(0);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+  } finally {
+    pkcs8.fill(0);
+  }
+  return spkiPublicValue(createPublicKey(key).export({ format: "der", type: "spki" }));
+}
+
+/**
+ * Whether path 6. beats path 1.: when 3·m needs one more 64-bit word than m, 1. runs about twice as slow as the
+ * exact size, and the difference (about 0.21 µs per exponent bit at 1024 bits, growing with the square of the
+ * size) exceeds 6.'s fixed 0.75 ms from exponent·(bits/1024)² ≈ 3600 on (bench/ecdsa2p.bench.ts).
+ */
+function prefersExact(exp: bigint, m: bigint): boolean {
+  const bits = bitLength(m);
+  if (Math.ceil(bitLength(3n * m) / 64) === Math.ceil(bits / 64)) return false;
+  return bitLength(exp) * (bits / 1024) ** 2 >= 3600;
+}
+
+/** Constant-time in the exponent on OpenSSL's faster path for this size; base in [2, m), exp >= 1. */
+function modPowConstTime(base: bigint, exp: bigint, m: bigint): bigint {
+  if (!dhEligible(m)) return modPowBigInt(base, exp, m);
+  return prefersExact(exp, m) ? modPowOpenSslExact(base, exp, m) : modPowOpenSslConstTime(base, exp, m);
+}
+
 /**
  * base^exp mod m, constant-time in the exponent whenever OpenSSL accepts the modulus (every modulus the
  * protocols use: odd, 1024 to 8192 bits). Negative exponents invert the base first.
@@ -133,7 +172,7 @@ export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
 export function modPow(base: bigint, exp: bigint, m: bigint): bigint {
   const n = normalise(base, exp, m);
   if (typeof n === "bigint") return n;
-  return dhEligible(m) ? modPowOpenSslConstTime(n[0], n[1], m) : modPowBigInt(n[0], n[1], m);
+  return modPowConstTime(n[0], n[1], m);
 }
 
 /** base^exp mod m for a public exponent: the fastest path, variable-time. */
@@ -141,7 +180,7 @@ export function modPowPublic(base: bigint, exp: bigint, m: bigint): bigint {
   const n = normalise(base, exp, m);
   if (typeof n === "bigint") return n;
   if (rsaEligible(m) && n[1] < m) return modPowOpenSslPublic(n[0], n[1], m);
-  return dhEligible(m) ? modPowOpenSslConstTime(n[0], n[1], m) : modPowBigInt(n[0], n[1], m);
+  return modPowConstTime(n[0], n[1], m);
 }
 
 /**
@@ -226,6 +265,29 @@ const derInt = (x: bigint): Buffer => {
   return out;
 };
 const DH_OID = Buffer.from("06092a864886f70d010301", "hex");
+
+/** One DER element at `at`: its tag and where its contents start and end. */
+function derElement(b: Buffer, at: number): { tag: number; start: number; end: number } {
+  let len = b[at + 1]!;
+  let start = at + 2;
+  if (len & 0x80) {
+    const count = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < count; i++) len = len * 256 + b[start + i]!;
+    start += count;
+  }
+  return { tag: b[at]!, start, end: start + len };
+}
+
+/** The public value y of a DH SubjectPublicKeyInfo: SEQUENCE { algorithm, BIT STRING { 0, INTEGER y } }. */
+function spkiPublicValue(spki: Buffer): bigint {
+  const outer = derElement(spki, 0);
+  const bits = derElement(spki, derElement(spki, outer.start).end);
+  const y = derElement(spki, bits.start + 1);
+  if (outer.tag !== 0x30 || bits.tag !== 0x03 || y.tag !== 0x02 || y.end > spki.length)
+    return fail("MODEXP_SPKI", "OpenSSL returned a DH public key in an unexpected form");
+  return fromBuffer(spki.subarray(y.start, y.end));
+}
 
 /**
  * base^exponent mod p for many bases, p prime (path 4.): constant-time in the exponent (OpenSSL flags a DH

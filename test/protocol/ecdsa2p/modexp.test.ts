@@ -20,6 +20,7 @@ import {
   modPow,
   modPowBigInt,
   modPowOpenSslConstTime,
+  modPowOpenSslExact,
   modPowOpenSslPublic,
   modPowPublic,
 } from "../../../protocol/ecdsa2p/modexp.ts";
@@ -64,6 +65,27 @@ test("the raw OpenSSL paths agree with BigInt where they apply", () => {
       assert.equal(modPowOpenSslConstTime(b, e, m), want);
       assert.equal(modPowOpenSslPublic(b, e, m), want);
     }
+  }
+});
+
+test("the exact-size path (a PKCS#8 DH key) agrees with BigInt, edge results and over-long exponents included", () => {
+  const p = generatePrimeSync(1024, { bigint: true });
+  for (const m of [oddModulus(2048), oddModulus(4096), p * p, oddModulus(600)]) {
+    const cases: [bigint, bigint][] = [
+      [rnd(bitLength(m)) % m, rnd(bitLength(m))],
+      [rnd(bitLength(m)) % m, rnd(2 * bitLength(m) + 77)], // exponent longer than the modulus
+      [2n, rnd(256)],
+      [m - 1n, 2n], // result 1
+      [m - 1n, 3n], // result m − 1
+      [rnd(bitLength(m)) % m, 1n],
+    ];
+    if (m === p * p) cases.push([p, 2n], [p + 1n, p]); // a base sharing a factor with m: result 0; a unit of order p
+    for (const [b, e] of cases)
+      assert.equal(
+        modPowOpenSslExact(b, e, m),
+        naive(b, e, m),
+        `${bitLength(m)} bits, exponent ${bitLength(e)}`,
+      );
   }
 });
 
