@@ -1,9 +1,9 @@
 // Request authentication by proof keys (common.v1.Auth): a BIP340 signature by the x-only form of the key over
 //   SHA-256("statechain/v1/auth" || u16(len(method)) || method || SHA-256(request encoded with an empty signature)).
 // Freshness (the clock window) is checked here with an injected time; replay (nonce reuse) is the caller's store.
-import { schnorr } from "@noble/curves/secp256k1.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Auth } from "../proto/gen/common.ts";
+import { bip340Sign, bip340Verify } from "./bip340.ts";
 import { concatBytes, parsePoint } from "./encoding.ts";
 import { check } from "./errors.ts";
 import type { Rng } from "./rng.ts";
@@ -47,7 +47,7 @@ export function signRequest<T extends Authenticated>(
     signature: Buffer.alloc(0),
   };
   const withAuth = { ...req, auth };
-  const sig = schnorr.sign(authDigest(method, unsignedBytes(codec, withAuth)), secretKey, opts.rng(32));
+  const sig = bip340Sign(authDigest(method, unsignedBytes(codec, withAuth)), secretKey, opts.rng(32));
   return { ...withAuth, auth: { ...auth, signature: Buffer.from(sig) } };
 }
 
@@ -77,15 +77,10 @@ export function verifyRequest<T extends Authenticated>(
     "unauthenticated",
   );
   const key = parsePoint(proofKey, "proof key");
-  let ok = false;
-  try {
-    ok = schnorr.verify(
-      auth.signature,
-      authDigest(method, unsignedBytes(codec, req)),
-      key.toBytes(true).subarray(1),
-    );
-  } catch {
-    ok = false;
-  }
+  const ok = bip340Verify(
+    auth.signature,
+    authDigest(method, unsignedBytes(codec, req)),
+    key.toBytes(true).subarray(1),
+  );
   check(ok, "AUTH_SIGNATURE", "auth signature does not verify under the proof key", "unauthenticated");
 }

@@ -2,17 +2,31 @@
 // other implementations interoperate; a test checks both directions against eciesjs):
 //   ciphertext = R (65-byte uncompressed ephemeral key) ‖ nonce (16) ‖ tag (16) ‖ AES-256-GCM(key, plaintext)
 //   key        = HKDF-SHA256(ikm = R ‖ r·K uncompressed, no salt, no info, 32 bytes)
-// The curve arithmetic is @noble/curves; HKDF and AES-GCM are OpenSSL through node:crypto. Decryption failures
-// surface as one typed error that reveals nothing about why.
+// The curve arithmetic is libsecp256k1 (libsecp.ts; @noble/curves should its self-test fail); HKDF and AES-GCM
+// are OpenSSL through node:crypto. Decryption failures surface as one typed error that reveals nothing about why.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
-import { concatBytes, parsePoint } from "./encoding.ts";
+import { bytesToBigInt, concatBytes, type Point, parsePoint } from "./encoding.ts";
 import { check, ProtocolError } from "./errors.ts";
+import * as libsecp from "./libsecp.ts";
 
 /** Bytes ECIES adds to a plaintext: 65-byte ephemeral key, 16-byte nonce, 16-byte tag. */
 export const ECIES_OVERHEAD = 65 + 16 + 16;
 const NONCE = 16;
 const TAG = 16;
+
+/** k·P, uncompressed, for a secret scalar k given as 32 bytes in [1, n). */
+function sharedPoint(P: Point, k: Uint8Array): Uint8Array {
+  if (!libsecp.secretsSafe) return P.multiply(secp256k1.Point.Fn.fromBytes(k)).toBytes(false);
+  const scalar = bytesToBigInt(k);
+  if (scalar <= 0n || scalar >= secp256k1.Point.Fn.ORDER) throw new Error("ECIES: secret key out of range");
+  return libsecp.mul(P.toBytes(false), scalar);
+}
+
+/** k·G, uncompressed. */
+function publicPoint(k: Uint8Array): Uint8Array {
+  return libsecp.secretsSafe ? libsecp.mulBase(bytesToBigInt(k)) : secp256k1.getPublicKey(k, false);
+}
 
 function deriveKey(ephemeral: Uint8Array, shared: Uint8Array): Buffer {
   const ikm = concatBytes(ephemeral, shared);
@@ -24,8 +38,8 @@ function deriveKey(ephemeral: Uint8Array, shared: Uint8Array): Buffer {
 export function encrypt(publicKey: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const K = parsePoint(publicKey, "ECIES recipient key");
   const r = secp256k1.utils.randomSecretKey();
-  const R = secp256k1.getPublicKey(r, false);
-  const shared = K.multiply(secp256k1.Point.Fn.fromBytes(r)).toBytes(false);
+  const R = publicPoint(r);
+  const shared = sharedPoint(K, r);
   r.fill(0);
   const key = deriveKey(R, shared);
   shared.fill(0);
@@ -45,7 +59,7 @@ export function decrypt(secretKey: Uint8Array, ciphertext: Uint8Array, what = "c
   let key: Buffer | undefined;
   try {
     const R = secp256k1.Point.fromBytes(ciphertext.subarray(0, 65));
-    const shared = R.multiply(secp256k1.Point.Fn.fromBytes(secretKey)).toBytes(false);
+    const shared = sharedPoint(R, secretKey);
     key = deriveKey(ciphertext.subarray(0, 65), shared);
     shared.fill(0);
     const decipher = createDecipheriv("aes-256-gcm", key, ciphertext.subarray(65, 65 + NONCE), {

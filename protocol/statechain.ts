@@ -3,9 +3,9 @@
 //   TRANSFER: sig_{C_k} over SHA-256("statechain/v1/transfer" || s_k || C_{k+1});  s_{k+1} = SHA-256(s_k || C_{k+1} || sig)
 //   WITHDRAW: sig_{C_k} over SHA-256("statechain/v1/withdraw" || s_k || script);  closing = SHA-256(s_k || "WITHDRAW" || script || sig)
 // Signatures are BIP340 Schnorr by the x-only form of the 33-byte proof key.
-import { schnorr } from "@noble/curves/secp256k1.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { type StatechainTx, StatechainTxKind } from "../proto/gen/common.ts";
+import { bip340Sign, bip340Verify } from "./bip340.ts";
 import { concatBytes, equalCT, parsePoint, parseScalar, pointBytes } from "./encoding.ts";
 import { check, fail, ProtocolError } from "./errors.ts";
 import type { Rng } from "./rng.ts";
@@ -82,7 +82,7 @@ export function signTransfer(
   parseScalar(proofSecret, "proof secret key");
   checkState(state, "current state");
   parsePoint(nextProofKey, "next proof key");
-  const signature = schnorr.sign(transferDigest(state, nextProofKey), proofSecret, rng(32));
+  const signature = bip340Sign(transferDigest(state, nextProofKey), proofSecret, rng(32));
   return {
     kind: StatechainTxKind.STATECHAIN_TX_KIND_TRANSFER,
     previousState: Buffer.from(state),
@@ -102,7 +102,7 @@ export function signWithdraw(
   parseScalar(proofSecret, "proof secret key");
   checkState(state, "current state");
   checkScript(withdrawScript);
-  const signature = schnorr.sign(withdrawDigest(state, withdrawScript), proofSecret, rng(32));
+  const signature = bip340Sign(withdrawDigest(state, withdrawScript), proofSecret, rng(32));
   return {
     kind: StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,
     previousState: Buffer.from(state),
@@ -162,12 +162,7 @@ export function verifyStatechainTx(tx: StatechainTx, currentKey: Uint8Array, sta
     tx.kind === StatechainTxKind.STATECHAIN_TX_KIND_TRANSFER
       ? transferDigest(state, tx.nextProofKey)
       : withdrawDigest(state, tx.withdrawScript);
-  let ok = false;
-  try {
-    ok = schnorr.verify(tx.signature, digest, pointBytes(key).subarray(1));
-  } catch {
-    ok = false;
-  }
+  const ok = bip340Verify(tx.signature, digest, pointBytes(key).subarray(1));
   check(
     ok,
     "STATECHAIN_SIGNATURE",

@@ -17,7 +17,7 @@ import { check, fail, ProtocolError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { readPoint, readPositiveBelow, readScalar, writeNat, writePoint, writeScalar } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
-import { mulG, Q, randomScalar, xOfMul } from "./ec.ts";
+import { mulG, mulSecret, Q, randomScalar, xOfMul } from "./ec.ts";
 import {
   decrypt,
   encrypt,
@@ -211,7 +211,18 @@ export async function p1KeyGenFixed(opts: {
   const paillier = opts.paillier ?? (await generatePaillierKey({ rng: opts.rng }));
   const share = secretScalar(s);
   try {
-    return seShare({ sessionId, share, S, proof, blind: new Uint8Array(0), O, rp, paillier, rng: opts.rng });
+    return seShare({
+      sessionId,
+      share,
+      S,
+      proof,
+      blind: new Uint8Array(0),
+      O,
+      P,
+      rp,
+      paillier,
+      rng: opts.rng,
+    });
   } finally {
     wipe(share);
   }
@@ -224,6 +235,8 @@ function seShare(c: {
   proof: DlogProof;
   blind: Uint8Array;
   O: Point;
+  /** The shared key when already known (a key update has checked s·O = P), else computed as s·O. */
+  P?: Point;
   rp: VerifiedRingPedersen;
   paillier: PaillierKey;
   rng: Rng;
@@ -264,7 +277,7 @@ function seShare(c: {
     share: secretScalar(s),
     sePublicShare: c.S,
     ownerPublicShare: c.O,
-    sharedPublicKey: c.O.multiply(s),
+    sharedPublicKey: c.P ?? mulSecret(c.O, s),
     paillier,
     encryptedShare: cKey,
     usedSignSessions: new Set(),

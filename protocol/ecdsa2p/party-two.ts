@@ -16,7 +16,7 @@ import type { Rng } from "../rng.ts";
 import { bitLength, randomBelow, smallFactor, TRIAL_DIVISION_LIMIT } from "./arith.ts";
 import { readNat, readPoint, readPositiveBelow, readScalar, writeNat, writePoint } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
-import { mulG, Q, randomScalar, xOfMul } from "./ec.ts";
+import { mulG, mulSecret, Q, randomScalar, xOfMul } from "./ec.ts";
 import { type FixedExponent, modPow } from "./modexp.ts";
 import { type EncryptionNonce, encrypt, encryptionNonce, nonceEngine } from "./paillier.ts";
 import { PAILLIER_MAX_BITS, PAILLIER_MIN_BITS, PARTIAL_PLAINTEXT_MAX, RHO_MIN, RHO_SPAN } from "./params.ts";
@@ -40,7 +40,10 @@ export interface PartyTwoKey {
   readonly paillierModulus: bigint;
   /** c_key = Enc(s) under the SE's Paillier key. */
   readonly encryptedShare: bigint;
-  /** Cache (public values only, not to be stored): x ↦ x^N mod N², for the partial signature's randomness. */
+  /**
+   * Cache (public values only, not to be stored): x ↦ x^N mod N², made by the first p2EncryptionNonce. Its
+   * creation costs about two exponentiations, so it pays only for several nonces made ahead.
+   */
   nonceEngine?: FixedExponent;
   wiped: boolean;
 }
@@ -169,10 +172,9 @@ export function p2KeyGenFinish(
   verifyModulus(n, seShare.modulusProof);
   const ops = verifierOps(readRingPedersen(state.ringPedersen.params), state.ringPedersen.secret);
   verifyFactors(sessionId, n, seShare.factorProof, ops);
-  const engine = nonceEngine(n);
-  verifyLogStar({ sessionId, n0: n, c: cKey, X: S }, seShare.shareProof, ops, engine);
+  verifyLogStar({ sessionId, n0: n, c: cKey, X: S }, seShare.shareProof, ops);
   const o = reveal(state.share, "owner share");
-  const P = S.multiply(o);
+  const P = mulSecret(S, o);
   check(
     !expected || P.equals(expected),
     "SHARED_KEY_MISMATCH",
@@ -186,12 +188,11 @@ export function p2KeyGenFinish(
     sharedPublicKey: P,
     paillierModulus: n,
     encryptedShare: cKey,
-    nonceEngine: engine,
     wiped: false,
   };
 }
 
-/** Encryption randomness for this key's partial signatures, made ahead (e.g. while the wallet is idle). */
+/** Encryption randomness for this key's partial signatures, made ahead (e.g. while the wallet is idle) in numbers. */
 export function p2EncryptionNonce(key: PartyTwoKey, rng: Rng): EncryptionNonce {
   key.nonceEngine ??= nonceEngine(key.paillierModulus);
   return encryptionNonce(key.paillierModulus, rng, key.nonceEngine);
@@ -291,7 +292,7 @@ export function p2SignPartial(
     const rho = RHO_MIN + randomBelow(opts.rng, RHO_SPAN);
     const n2 = n * n;
     const c3 =
-      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? p2EncryptionNonce(key, opts.rng)) *
+      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? encryptionNonce(n, opts.rng, key.nonceEngine)) *
         modPow(key.encryptedShare, v, n2)) %
       n2;
     return {

@@ -3,7 +3,7 @@
 // and P stays the same; it must check s2·O2 = P before erasing s1 and x1.
 import { Point as CurvePoint, type Point, parsePoint, parseScalar, scalarBytes } from "../encoding.ts";
 import { check } from "../errors.ts";
-import { Q } from "./ec.ts";
+import { mulSecret, Q } from "./ec.ts";
 
 /** s2 = t2·x1⁻¹·s1 mod q, all 32-byte scalars in [1, q). */
 export function rotateShare(s1: Uint8Array, x1: Uint8Array, t2: Uint8Array): Uint8Array {
@@ -23,7 +23,7 @@ export function checkRotatedShare(
   const O2 = ownerPublicShare instanceof CurvePoint ? ownerPublicShare : parsePoint(ownerPublicShare, "O2");
   const P = sharedKey instanceof CurvePoint ? sharedKey : parsePoint(sharedKey, "shared public key P");
   check(
-    O2.multiply(s).equals(P),
+    mulSecret(O2, s).equals(P),
     "ROTATION_MISMATCH",
     "s2·O2 ≠ P: the receiver's t2 or O2 does not belong to this key",
     "precondition",

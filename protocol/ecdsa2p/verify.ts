@@ -1,8 +1,8 @@
 // The project's ECDSA verifier for secp256k1: strict DER (BIP66) or 64-byte compact signatures, r and s in
 // [1, n), Bitcoin's low-S rule by default (BIP146: s <= n/2), and the standard check x(u1·G + u2·P) mod n = r.
-import { bytesToBigInt, G, Point } from "../encoding.ts";
+import { bytesToBigInt, Point } from "../encoding.ts";
 import { check, fail } from "../errors.ts";
-import { Q } from "./ec.ts";
+import { mulAddPublic, Q } from "./ec.ts";
 
 const HALF_Q = Q >> 1n;
 
@@ -70,7 +70,7 @@ export function ecdsaVerifyPoint(
   const w = Point.Fn.inv(s);
   const u1 = (digestToInt(digest) * w) % Q;
   const u2 = (r * w) % Q;
-  const R = u1 === 0n ? P.multiplyUnsafe(u2) : G.mulAddUnsafe(u1, P, u2);
+  const R = mulAddPublic(u1, u2, P);
   if (R.equals(Point.ZERO)) return undefined;
   return R.toAffine().x % Q === r ? R : undefined;
 }
