@@ -32,7 +32,8 @@ const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--data-d
   --insecure-test-rng-seed <hex>
                       simulator tests only: draw the enclave's randomness from a seeded stream so a test can
                       recompute a share and search the process memory for it after erasure; refused on Nitro,
-                      and recorded in the attested policy (insecureTestRng)
+                      and recorded in the attested policy (insecureTestRng); the memory scrubs that follow
+                      answers then wait 20 s, so that test sees memory as an erasure's answer left it
 `;
 
 function log(level: number, msg: string, extra: Record<string, unknown> = {}): void {
@@ -100,6 +101,9 @@ async function main(): Promise<void> {
     simulatorRootPem,
     ringPedersenCache: new RingPedersenCache(),
     version: VERSION,
+    // With the test stream, the scrubs that follow answers wait, so the erasure test can check that an erasure
+    // does not depend on them (the memory it scans is as the key update's answer left it).
+    scrubDelayMs: seed ? 20_000 : 0,
   });
   // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
   const server = await serveUnix(

@@ -3,7 +3,6 @@
 // arrive as the exact bytes the owner signed; the enclave verifies those signatures itself and trusts the host
 // only for what it names (the chain tip, a withdrawal's confirmation).
 import { createHash, randomBytes } from "node:crypto";
-import { secp256k1 } from "@noble/curves/secp256k1.js";
 import type { AttestationProvider } from "../attestation/providers/provider.ts";
 import { encodeReceipt, erasedShareCommitment, receiptHash, ZERO_HASH } from "../attestation/receipt.ts";
 import {
@@ -39,11 +38,12 @@ import {
   p1SignFinish,
   p1SignStart,
   type RingPedersenCache,
+  randomSecretBytes,
   rotateShare,
   wipeKey,
 } from "../protocol/ecdsa2p/index.ts";
-import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
-import { parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
+import { decrypt as eciesDecrypt, encrypt as eciesEncrypt, eciesPublicKey } from "../protocol/ecies.ts";
+import { parsePoint, pointBytes } from "../protocol/encoding.ts";
 import { check, fail, ProtocolError } from "../protocol/errors.ts";
 import type { Rng } from "../protocol/rng.ts";
 import { initialState, nextState, statechainIdBytes, verifyStatechainTx } from "../protocol/statechain.ts";
@@ -79,12 +79,11 @@ function compactKey(key: PartyOneKey): PartyOneKey {
   return key;
 }
 
-/** After an erasure and before answering: a full collection, so the transient copies the operation made (BigInt
- * digits, strings) are freed and, with --clear-free-memory (set by bin/enclave.js), zeroed when their pages are
- * swept. Sweeping runs after the collection, lazily or on a background thread that lags on a loaded machine (a
- * dead copy of s1 was still there 1 time in 30); a second collection first completes the sweeping of the first,
- * so by the answer every page is swept. (A young-generation collection alone is not enough, and deferring the
- * work past the answer leaves a window: the erasure test catches both.) */
+/** A full collection, so the transient copies of secrets an operation made (BigInt digits, strings) are freed
+ * and, with --clear-free-memory (set by bin/enclave.js), zeroed when their pages are swept. Sweeping runs after
+ * the collection, lazily or on a background thread that lags on a loaded machine (a dead copy of s1 was still
+ * there 1 time in 30); a second collection first completes the sweeping of the first, so afterwards every page is
+ * swept. (A young-generation collection alone is not enough.) Costs ~20 ms per collection here. */
 function scrubFreedMemory(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) return;
@@ -104,6 +103,11 @@ export interface EnclaveDeps {
   simulatorRootPem: string;
   ringPedersenCache: RingPedersenCache;
   version: string;
+  /**
+   * Tests only (with the seeded test randomness): how long a scrub that follows an answer waits, so the erasure
+   * test sees memory as an erasure's answer left it, before that scrub. 0 (the default): right after the answer.
+   */
+  scrubDelayMs?: number;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -158,6 +162,13 @@ function coinStatus(c: Coin): StatechainStatus {
 export class Enclave {
   readonly coins = new CoinRegistry();
   private readonly mutex = new KeyedMutex();
+  /**
+   * Whether an operation left transient copies of secrets in freed memory since the last scrub. Operations that
+   * make such copies (keygen, signing, transfer keys, the new share of a key update) scrub after they answer; an
+   * erasure (key update, close) first runs a scrub still due, and makes no copy of what it erases itself (s1, x1
+   * and t2 never become BigInts: ecdsa2p/scalar-ct.ts), so when it answers no copy of them is left anywhere.
+   */
+  private scrubDue = false;
   private maxTip = 0;
   private lastReceipt: Uint8Array = ZERO_HASH;
   /** DepositInit answers by request hash, for a retried request; kept for as long as its signature is fresh. */
@@ -169,6 +180,21 @@ export class Enclave {
   }
 
   /** Runs a step on one coin: one request at a time per coin, and the same answer for a retried request. */
+  /** Scrubs once the current answer is on its way (a scrub already due is not scheduled twice). */
+  private scrubLater(): void {
+    if (this.scrubDue) return;
+    this.scrubDue = true;
+    const delay = this.d.scrubDelayMs ?? 0;
+    if (delay > 0) setTimeout(() => this.scrubNow(), delay).unref();
+    else setImmediate(() => this.scrubNow());
+  }
+
+  private scrubNow(): void {
+    if (!this.scrubDue) return;
+    this.scrubDue = false;
+    scrubFreedMemory();
+  }
+
   private step<T>(coin: Coin, method: string, hash: string, fn: () => Promise<T>): Promise<T> {
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const again = remembered<T>(coin, method, hash);
@@ -318,6 +344,7 @@ export class Enclave {
       coin.sharedPublicKey = keep(pointBytes(key.sharedPublicKey));
       coin.stage = "keyed";
       this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
+      this.scrubLater(); // BigInt copies of the new share s and of the Paillier factors
       return { seShare: msg, sharedPublicKey: coin.sharedPublicKey };
     });
   }
@@ -547,6 +574,7 @@ export class Enclave {
       check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
       coin.signSessions.delete(hex(req.sessionId));
       let signature: E.SignSecondResponse["signature"];
+      this.scrubLater(); // the decryption's BigInt copies of the Paillier factors, answer or not
       try {
         signature = p1SignFinish(coin.key!, entry.session, req.ownerPartial);
       } catch (err) {
@@ -633,7 +661,7 @@ export class Enclave {
       }
       const newOwnerIndex = coin.ownerIndex + 1;
       const lock = backupLock(this.context(coin), newOwnerIndex);
-      const x1 = scalarBytes(parseScalar(secp256k1.utils.randomSecretKey(this.d.rng(48)), "x1"));
+      const x1 = randomSecretBytes(this.d.rng); // as bytes only: no BigInt copy of x1 to outlive its erasure
       const encryptedX1 = Buffer.from(eciesEncrypt(coin.proofKey, x1));
       coin.pending = {
         newOwnerIndex,
@@ -673,8 +701,9 @@ export class Enclave {
         "ATTESTATION_NONCE",
         "attestation nonce must be 16 to 64 bytes",
       );
-      const sk = secp256k1.utils.randomSecretKey(this.d.rng(48));
-      const publicKey = Buffer.from(secp256k1.getPublicKey(sk, true));
+      // Bytes only, never a BigInt: with this key and the encrypted t2 the host keeps, t2 would be recoverable.
+      const sk = randomSecretBytes(this.d.rng);
+      const publicKey = Buffer.from(eciesPublicKey(sk));
       const context = encodeTransferKeyStatement({
         statechain: statechainIdBytes(coin.outpoint!),
         epoch: p.newOwnerIndex,
@@ -702,6 +731,7 @@ export class Enclave {
     );
     const coin = this.fundedCoin(req.statechainId);
     return this.step(coin, "keyUpdate", hash, async () => {
+      this.scrubNow(); // copies an earlier step left (the old Paillier factors, from signing) go before the erasure
       const p = coin.pending;
       const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
       check(
@@ -767,7 +797,7 @@ export class Enclave {
       );
       check(t2.length === 32, "T2_INVALID", "t2 must be a 32-byte scalar");
       const oldKey = coin.key;
-      const s2 = coin.key.share && p.x1.use((x1) => rotateShare(oldKey.share, x1, t2!));
+      const s2 = coin.key.share && p.x1.use((x1) => rotateShare(oldKey.share, x1, t2!, this.d.rng));
       t2.fill(0);
       // Fixed-share keygen for the receiver; checks s2·O2 = P first. Nothing is erased if it fails.
       let fresh: Awaited<ReturnType<typeof p1KeyGenFixed>>;
@@ -831,7 +861,7 @@ export class Enclave {
         attestationDocument: Buffer.from(doc),
         attestationNonce: req.nonce,
       };
-      scrubFreedMemory();
+      this.scrubLater(); // BigInt copies of the new share s2 and of the new Paillier factors
       return { seShare: fresh.msg, keyUpdate, stateHash: newState };
     });
   }
@@ -935,7 +965,8 @@ export class Enclave {
         },
       };
       this.coins.closed.set(idHex, res);
-      scrubFreedMemory();
+      this.scrubDue = true; // a full scrub before this answer, due or not (closing is rare)
+      this.scrubNow();
       return res;
     });
   }

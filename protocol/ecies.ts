@@ -6,26 +6,31 @@
 // are OpenSSL through node:crypto. Decryption failures surface as one typed error that reveals nothing about why.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
-import { bytesToBigInt, concatBytes, type Point, parsePoint } from "./encoding.ts";
+import { randomSecretBytes } from "./ecdsa2p/scalar-ct.ts";
+import { concatBytes, type Point, parsePoint } from "./encoding.ts";
 import { check, ProtocolError } from "./errors.ts";
 import * as libsecp from "./libsecp.ts";
+import { systemRng } from "./rng.ts";
 
 /** Bytes ECIES adds to a plaintext: 65-byte ephemeral key, 16-byte nonce, 16-byte tag. */
 export const ECIES_OVERHEAD = 65 + 16 + 16;
 const NONCE = 16;
 const TAG = 16;
 
-/** k·P, uncompressed, for a secret scalar k given as 32 bytes in [1, n). */
+/** k·P, uncompressed, for a secret scalar k given as 32 bytes in [1, n) (libsecp256k1 refuses others). */
 function sharedPoint(P: Point, k: Uint8Array): Uint8Array {
   if (!libsecp.secretsSafe) return P.multiply(secp256k1.Point.Fn.fromBytes(k)).toBytes(false);
-  const scalar = bytesToBigInt(k);
-  if (scalar <= 0n || scalar >= secp256k1.Point.Fn.ORDER) throw new Error("ECIES: secret key out of range");
-  return libsecp.mul(P.toBytes(false), scalar);
+  return libsecp.mul(P.toBytes(false), k);
 }
 
 /** k·G, uncompressed. */
 function publicPoint(k: Uint8Array): Uint8Array {
-  return libsecp.secretsSafe ? libsecp.mulBase(bytesToBigInt(k)) : secp256k1.getPublicKey(k, false);
+  return libsecp.secretsSafe ? libsecp.mulBase(k) : secp256k1.getPublicKey(k, false);
+}
+
+/** The compressed public key of an ECIES secret key (32 bytes in [1, n)), with no BigInt made of the secret. */
+export function eciesPublicKey(secretKey: Uint8Array): Uint8Array {
+  return secp256k1.Point.fromBytes(publicPoint(secretKey)).toBytes(true);
 }
 
 function deriveKey(ephemeral: Uint8Array, shared: Uint8Array): Buffer {
@@ -37,7 +42,8 @@ function deriveKey(ephemeral: Uint8Array, shared: Uint8Array): Buffer {
 
 export function encrypt(publicKey: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const K = parsePoint(publicKey, "ECIES recipient key");
-  const r = secp256k1.utils.randomSecretKey();
+  // Drawn as bytes only: the ephemeral r with the ciphertext (which the host sees) would reveal the plaintext.
+  const r = randomSecretBytes(systemRng);
   const R = publicPoint(r);
   const shared = sharedPoint(K, r);
   r.fill(0);
@@ -68,7 +74,9 @@ export function decrypt(secretKey: Uint8Array, ciphertext: Uint8Array, what = "c
     decipher.setAuthTag(ciphertext.subarray(65 + NONCE, ECIES_OVERHEAD));
     const a = decipher.update(ciphertext.subarray(ECIES_OVERHEAD));
     const b = decipher.final();
-    const out = new Uint8Array(a.length + b.length);
+    // Memory of its own, outside the V8 heap: the plaintext may be a secret (x1, t2) that the caller wipes, and a
+    // small typed array made by length lives on the heap, where a collection can move it and leave a copy behind.
+    const out = new Uint8Array(new ArrayBuffer(a.length + b.length));
     out.set(a);
     out.set(b, a.length);
     a.fill(0);

@@ -113,9 +113,14 @@ const SIGNATURE = slot(lib.SIGNATURE_INPUT, 64);
 const XONLY = slot(lib.X_ONLY_PUBLIC_KEY_INPUT, 32);
 const memory = () => new Uint8Array(lib.memory.buffer);
 
-/** Writes a scalar in [1, q) big-endian into a slot straight from the BigInt: no JavaScript copy of it. */
-function putScalar(s: { at: number }, k: bigint): void {
+/** Writes a scalar in [1, q) big-endian into a slot, from its bytes or straight from the BigInt (no copy). */
+function putScalar(s: { at: number }, k: bigint | Uint8Array): void {
   const m = memory();
+  if (k instanceof Uint8Array) {
+    if (k.length !== 32) throw new Error("libsecp256k1: a scalar is 32 bytes");
+    m.set(k, s.at);
+    return;
+  }
   for (let i = 31; i >= 0; i--) {
     m[s.at + i] = Number(k & 0xffn);
     k >>= 8n;
@@ -142,7 +147,7 @@ function output(ok: number): Uint8Array | undefined {
 }
 
 /** k·G, uncompressed; k in [1, q) (may be secret). */
-export function mulBase(k: bigint): Uint8Array {
+export function mulBase(k: bigint | Uint8Array): Uint8Array {
   try {
     putScalar(PRIVATE, k);
     const out = output(lib.pointFromScalar(UNCOMPRESSED));
@@ -154,7 +159,7 @@ export function mulBase(k: bigint): Uint8Array {
 }
 
 /** k·P, uncompressed; P a valid SEC1 point (33 or 65 bytes), k in [1, q) (may be secret). */
-export function mul(P: Uint8Array, k: bigint): Uint8Array {
+export function mul(P: Uint8Array, k: bigint | Uint8Array): Uint8Array {
   try {
     putPoint(PUBLIC, P);
     putScalar(TWEAK, k);

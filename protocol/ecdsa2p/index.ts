@@ -61,5 +61,6 @@ export {
   wipeRingPedersen,
 } from "./ring-pedersen.ts";
 export { checkRotatedShare, rotateShare } from "./rotation.ts";
+export { randomSecretBytes } from "./scalar-ct.ts";
 export { SESSION_ID_MAX_BYTES, SESSION_ID_MIN_BYTES } from "./session.ts";
 export { decodeDer, type EcdsaSignature, encodeDer, verifyEcdsa } from "./verify.ts";

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { TransferSenderInitRequest } from "../../proto/gen/statechain.ts";
 import { signRequest, verifyRequest } from "../../protocol/auth.ts";
-import { decrypt, ECIES_OVERHEAD, encrypt } from "../../protocol/ecies.ts";
+import { decrypt, ECIES_OVERHEAD, eciesPublicKey, encrypt } from "../../protocol/ecies.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { systemRng } from "../../protocol/rng.ts";
 
@@ -109,4 +109,20 @@ test("ECIES interoperates with eciesjs in both directions (same wire format)", a
     assert.deepEqual(new Uint8Array(ecies.decrypt(sk, encrypt(pk, msg))), msg, "ours → eciesjs");
     assert.deepEqual(decrypt(sk, ecies.encrypt(pk, msg)), msg, "eciesjs → ours");
   }
+});
+
+test("eciesPublicKey is the key's compressed public key; a plaintext is not a view into shared memory", () => {
+  for (let i = 0; i < 8; i++) {
+    const sk = secp256k1.utils.randomSecretKey();
+    const pk = eciesPublicKey(sk);
+    assert.deepEqual(Buffer.from(pk), Buffer.from(secp256k1.getPublicKey(sk, true)));
+    const plain = decrypt(sk, encrypt(pk, systemRng(32)));
+    assert.equal(plain.byteOffset, 0);
+    assert.equal(
+      plain.buffer.byteLength,
+      32,
+      "not a slice of Buffer's shared pool, which the caller could not wipe alone",
+    );
+  }
+  assert.throws(() => eciesPublicKey(new Uint8Array(32)));
 });

@@ -99,7 +99,7 @@ test("key update: s2 = t2·x1⁻¹·s1 under a new Paillier key keeps P; the rec
   const x1 = randomScalar(rng);
   const o2 = randomScalar(rng);
   const t2 = (((o1 * x1) % Q) * Point.Fn.inv(o2)) % Q;
-  const s2 = rotateShare(p1.share, scalarBytes(x1), scalarBytes(t2));
+  const s2 = rotateShare(p1.share, scalarBytes(x1), scalarBytes(t2), rng);
   assert.equal(bytesToBigInt(s2), (share(p1) * o1 * Point.Fn.inv(o2)) % Q);
   const sessionId = sid();
   const two = p2KeyGenShare({ sessionId, ringPedersen: ringPedersen(), rng, share: scalarBytes(o2) });
@@ -118,7 +118,7 @@ test("key update: s2 = t2·x1⁻¹·s1 under a new Paillier key keeps P; the rec
   assert.ok(receiver.sharedPublicKey.equals(p1.sharedPublicKey));
   assert.ok(key.sharedPublicKey.equals(p1.sharedPublicKey));
   // The wrong t2 (or O2) is caught by the enclave before anything is erased.
-  const wrong = rotateShare(p1.share, scalarBytes(x1), scalarBytes((t2 + 1n) % Q));
+  const wrong = rotateShare(p1.share, scalarBytes(x1), scalarBytes((t2 + 1n) % Q), rng);
   assert.throws(() => checkRotatedShare(wrong, two.state.O, p1.sharedPublicKey), code("ROTATION_MISMATCH"));
   const againId = sid();
   const again = p2KeyGenShare({

@@ -292,7 +292,7 @@ test("after a key update the old owner share and the new SE share cannot produce
   const two = p2KeyGenShare({ sessionId, ringPedersen: ringPedersen(), rng, share: scalarBytes(o2) });
   const { key: newSe, msg } = await p1KeyGenFixed({
     sessionId,
-    share: rotateShare(d.p1.share, scalarBytes(x1), scalarBytes(t2)),
+    share: rotateShare(d.p1.share, scalarBytes(x1), scalarBytes(t2), rng),
     ownerShare: two.msg,
     sharedPublicKey: d.p1.sharedPublicKey,
     rng,
