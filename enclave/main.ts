@@ -103,7 +103,7 @@ async function main(): Promise<void> {
     version: VERSION,
     // With the test stream, the scrubs that follow answers wait, so the erasure test can check that an erasure
     // does not depend on them (the memory it scans is as the key update's answer left it).
-    scrubDelayMs: seed ? 20_000 : 0,
+    scrubDelayMs: seed ? 20_000 : undefined,
   });
   // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
   const server = await serveUnix(

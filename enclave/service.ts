@@ -105,12 +105,14 @@ export interface EnclaveDeps {
   version: string;
   /**
    * Tests only (with the seeded test randomness): how long a scrub that follows an answer waits, so the erasure
-   * test sees memory as an erasure's answer left it, before that scrub. 0 (the default): right after the answer.
+   * test sees memory as an erasure's answer left it, before that scrub. Default: ANSWER_WRITE_MS.
    */
   scrubDelayMs?: number;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+/** How long after an answer's handler returns gRPC has written it, here with room to spare. */
+const ANSWER_WRITE_MS = 10;
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 const idHexOf = (o: { txid: Uint8Array; vout: number }) => hex(statechainIdBytes(o));
 
@@ -163,12 +165,15 @@ export class Enclave {
   readonly coins = new CoinRegistry();
   private readonly mutex = new KeyedMutex();
   /**
-   * Whether an operation left transient copies of secrets in freed memory since the last scrub. Operations that
-   * make such copies (keygen, signing, transfer keys, the new share of a key update) scrub after they answer; an
-   * erasure (key update, close) first runs a scrub still due, and makes no copy of what it erases itself (s1, x1
-   * and t2 never become BigInts: ecdsa2p/scalar-ct.ts), so when it answers no copy of them is left anywhere.
+   * Whether an operation left transient copies of secrets in freed memory since the last scrub (scrubFreedMemory,
+   * ~35 ms). Keygen, a key update's new share and signing leave such copies (BigInt digits of a share, a nonce,
+   * the Paillier factors). One scrub per transfer runs after the answer to the receiver's backup co-signature,
+   * while host and wallets carry on; an erasure (key update, close) first runs a scrub still due, and makes no
+   * copy of what it erases (s1, x1 and t2 never become BigInts: ecdsa2p/scalar-ct.ts), so when it answers no
+   * copy of them is left anywhere. (A copy of a live share may stay until then: it is no erased secret yet.)
    */
   private scrubDue = false;
+  private scrubScheduled = false;
   private maxTip = 0;
   private lastReceipt: Uint8Array = ZERO_HASH;
   /** DepositInit answers by request hash, for a retried request; kept for as long as its signature is fresh. */
@@ -179,14 +184,23 @@ export class Enclave {
     this.startedAt = d.now();
   }
 
-  /** Runs a step on one coin: one request at a time per coin, and the same answer for a retried request. */
-  /** Scrubs once the current answer is on its way (a scrub already due is not scheduled twice). */
-  private scrubLater(): void {
-    if (this.scrubDue) return;
+  /** Records copies left in freed memory, for the next scrub. */
+  private scrubOwed(): void {
     this.scrubDue = true;
-    const delay = this.d.scrubDelayMs ?? 0;
-    if (delay > 0) setTimeout(() => this.scrubNow(), delay).unref();
-    else setImmediate(() => this.scrubNow());
+  }
+
+  /**
+   * Scrubs once the current answer is on its way. gRPC writes an answer a few event-loop turns after the handler
+   * returns: a scrub at the next turn (setImmediate) held every co-signature back by its ~35 ms.
+   */
+  private scrubLater(): void {
+    this.scrubDue = true;
+    if (this.scrubScheduled) return;
+    this.scrubScheduled = true;
+    setTimeout(() => {
+      this.scrubScheduled = false;
+      this.scrubNow();
+    }, this.d.scrubDelayMs ?? ANSWER_WRITE_MS).unref();
   }
 
   private scrubNow(): void {
@@ -195,6 +209,7 @@ export class Enclave {
     scrubFreedMemory();
   }
 
+  /** Runs a step on one coin: one request at a time per coin, and the same answer for a retried request. */
   private step<T>(coin: Coin, method: string, hash: string, fn: () => Promise<T>): Promise<T> {
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const again = remembered<T>(coin, method, hash);
@@ -344,7 +359,7 @@ export class Enclave {
       coin.sharedPublicKey = keep(pointBytes(key.sharedPublicKey));
       coin.stage = "keyed";
       this.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: this.d.now() });
-      this.scrubLater(); // BigInt copies of the new share s and of the Paillier factors
+      this.scrubOwed(); // BigInt copies of the new share s and of the Paillier factors
       return { seShare: msg, sharedPublicKey: coin.sharedPublicKey };
     });
   }
@@ -534,6 +549,7 @@ export class Enclave {
         ownerCommit: req.ownerCommit,
         rng: this.d.rng,
       });
+      this.scrubOwed(); // BigInt copies of the nonce k1 (with a signature, k1 and the owner's k2 give the key)
       coin.signSessions.set(hex(req.sessionId), {
         session,
         purpose: req.purpose,
@@ -574,7 +590,6 @@ export class Enclave {
       check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
       coin.signSessions.delete(hex(req.sessionId));
       let signature: E.SignSecondResponse["signature"];
-      this.scrubLater(); // the decryption's BigInt copies of the Paillier factors, answer or not
       try {
         signature = p1SignFinish(coin.key!, entry.session, req.ownerPartial);
       } catch (err) {
@@ -587,6 +602,8 @@ export class Enclave {
           );
         }
         throw err;
+      } finally {
+        this.scrubLater(); // copies of the nonce k1 and of the Paillier factors (decryption), answer or not
       }
       if (entry.purpose === SignPurpose.SIGN_PURPOSE_KICKOFF) {
         coin.kickoff = { txid: entry.txid, amountSat: entry.kickoffAmountSat! };
@@ -861,7 +878,7 @@ export class Enclave {
         attestationDocument: Buffer.from(doc),
         attestationNonce: req.nonce,
       };
-      this.scrubLater(); // BigInt copies of the new share s2 and of the new Paillier factors
+      this.scrubOwed(); // BigInt copies of the new share s2 and of the new Paillier factors
       return { seShare: fresh.msg, keyUpdate, stateHash: newState };
     });
   }

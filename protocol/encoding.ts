@@ -3,6 +3,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { check, fail } from "./errors.ts";
+import * as libsecp from "./libsecp.ts";
 
 export const Point = secp256k1.Point;
 export type Point = InstanceType<typeof secp256k1.Point>;
@@ -55,12 +56,10 @@ export function parsePoint(b: Uint8Array | undefined, what: string): Point {
     () => `${what} must be a 33-byte compressed point, got ${b?.length ?? 0} bytes`,
   );
   check(b[0] === 2 || b[0] === 3, "INVALID_POINT", `${what} is not a compressed point (prefix ${b[0]})`);
-  let p: Point;
-  try {
-    p = Point.fromBytes(b);
-  } catch {
-    return fail("INVALID_POINT", `${what} is not on secp256k1`);
-  }
+  // Decompressed by libsecp256k1 (its square root is ~3x faster than the JavaScript one), then taken as is.
+  const full = libsecp.uncompressed(b);
+  if (!full) return fail("INVALID_POINT", `${what} is not on secp256k1`);
+  const p = Point.fromBytes(full);
   check(!p.equals(Point.ZERO), "INVALID_POINT", `${what} is the point at infinity`);
   return p;
 }

@@ -12,7 +12,7 @@ import { randomBytes, randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { bytesToBigInt, G, N } from "./encoding.ts";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
 
 // The WebAssembly global, typed here: the project's TypeScript libraries (ES2022 without DOM) do not declare it.
 interface WasmGlobal {
@@ -31,6 +31,8 @@ interface Exports {
   pointMultiply(inputLength: number, outputLength: number): number;
   pointAdd(lengthA: number, lengthB: number, outputLength: number): number;
   isPoint(length: number): number;
+  pointCompress(inputLength: number, outputLength: number): void;
+  verify(keyLength: number, strict: number): number;
   signSchnorr(withExtraData: number): void;
   verifySchnorr(): number;
   PRIVATE_INPUT: WasmGlobal;
@@ -44,6 +46,9 @@ interface Exports {
 }
 
 const UNCOMPRESSED = 65;
+// Not from encoding.ts, which builds on this module.
+const G = secp256k1.Point.BASE;
+const N = secp256k1.Point.Fn.ORDER;
 
 function readLeb(b: Uint8Array, at: number): [value: number, next: number] {
   let value = 0;
@@ -127,6 +132,10 @@ function putScalar(s: { at: number }, k: bigint | Uint8Array): void {
   }
 }
 
+/** SEC1 compressed (02/03 + x) or uncompressed (04 + x + y) only: libsecp256k1 would also take the hybrid 06/07. */
+const sec1 = (P: Uint8Array): boolean =>
+  (P.length === 33 && (P[0] === 2 || P[0] === 3)) || (P.length === UNCOMPRESSED && P[0] === 4);
+
 function putPoint(s: { at: number }, P: Uint8Array): void {
   memory().set(P, s.at);
 }
@@ -168,6 +177,43 @@ export function mul(P: Uint8Array, k: bigint | Uint8Array): Uint8Array {
     return out;
   } finally {
     scrub();
+  }
+}
+
+/** The 65-byte form of a SEC1 point (33 or 65 bytes); undefined when it is not a point of the curve. */
+export function uncompressed(P: Uint8Array): Uint8Array | undefined {
+  if (!sec1(P)) return undefined;
+  try {
+    putPoint(PUBLIC, P);
+    if (lib.isPoint(P.length) !== 1) return output(0);
+    putPoint(PUBLIC, P);
+    lib.pointCompress(P.length, UNCOMPRESSED);
+    return output(1);
+  } catch {
+    return output(0);
+  }
+}
+
+/**
+ * ECDSA verification of a 64-byte r‖s signature on a 32-byte digest under a SEC1 key: valid only with low S
+ * (Bitcoin's rule) and r, s in [1, n); false for anything malformed.
+ */
+export function verifyEcdsa(signature: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== 64 || digest.length !== 32) return false;
+  if (!sec1(publicKey)) return false;
+  try {
+    const m = memory();
+    m.set(signature, SIGNATURE.at);
+    m.set(digest, HASH.at);
+    m.set(publicKey, PUBLIC.at);
+    return lib.verify(publicKey.length, 1) === 1;
+  } catch {
+    return false;
+  } finally {
+    output(0);
+    const m = memory();
+    m.fill(0, SIGNATURE.at, SIGNATURE.at + SIGNATURE.length);
+    m.fill(0, HASH.at, HASH.at + HASH.length);
   }
 }
 
@@ -226,7 +272,7 @@ export function traces(k: bigint): boolean {
 export const secretsSafe: boolean = (() => {
   if (stackTop <= 0 || stackTop > PRIVATE.at) return false;
   try {
-    const k = (bytesToBigInt(randomBytes(32)) % (N - 1n)) + 1n;
+    const k = (BigInt(`0x${randomBytes(32).toString("hex")}`) % (N - 1n)) + 1n;
     const want = Buffer.from(G.multiply(k).toBytes(false));
     const same = want.equals(mulBase(k)) && want.equals(mul(G.toBytes(true), k));
     return same && !traces(k);

@@ -1,7 +1,8 @@
 // The project's ECDSA verifier for secp256k1: strict DER (BIP66) or 64-byte compact signatures, r and s in
 // [1, n), Bitcoin's low-S rule by default (BIP146: s <= n/2), and the standard check x(u1·G + u2·P) mod n = r.
-import { bytesToBigInt, Point } from "../encoding.ts";
+import { bytesToBigInt, concatBytes, Point, scalarBytes } from "../encoding.ts";
 import { check, fail } from "../errors.ts";
+import * as libsecp from "../libsecp.ts";
 import { mulAddPublic, Q } from "./ec.ts";
 
 const HALF_Q = Q >> 1n;
@@ -88,6 +89,12 @@ export function verifyEcdsa(
   try {
     const format = opts.format ?? (sig.length === 64 ? "compact" : "der");
     const rs = format === "der" ? decodeDer(sig) : decodeCompact(sig);
+    if ((opts.lowS ?? true) && digest.length === 32) {
+      // libsecp256k1's check (low S required, as here): r and s must fit its 64-byte form.
+      if (rs.r < 1n || rs.r >= Q || rs.s < 1n || rs.s > HALF_Q) return false;
+      const key = publicKey instanceof Point ? publicKey.toBytes(true) : publicKey;
+      return libsecp.verifyEcdsa(concatBytes(scalarBytes(rs.r), scalarBytes(rs.s)), digest, key);
+    }
     const P = publicKey instanceof Point ? publicKey : Point.fromBytes(publicKey);
     if (P.equals(Point.ZERO)) return false;
     return ecdsaVerifyPoint(rs, digest, P, opts) !== undefined;

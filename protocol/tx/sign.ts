@@ -6,6 +6,7 @@ import { script as btcScript, Transaction } from "bitcoinjs-lib";
 import { decodeDer, type EcdsaSignature } from "../ecdsa2p/verify.ts";
 import { bytesToBigInt, concatBytes, N, parsePoint, parseScalar, scalarBytes } from "../encoding.ts";
 import { check, fail } from "../errors.ts";
+import * as libsecp from "../libsecp.ts";
 import { parseTx } from "./parse.ts";
 import { ANCHOR_WITNESS_SCRIPT, p2wpkhScript, p2wpkhScriptCode, sameBytes } from "./script.ts";
 
@@ -130,11 +131,7 @@ export function verifyDerSignature(der: Uint8Array, digest: Uint8Array, publicKe
     return false;
   }
   if (!isLowS(sig)) return false;
-  try {
-    return secp256k1.verify(sig, digest, publicKey, { prehash: false, lowS: true });
-  } catch {
-    return false;
-  }
+  return libsecp.verifyEcdsa(sig, digest, publicKey);
 }
 
 /**

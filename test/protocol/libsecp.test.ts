@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { schnorr } from "@noble/curves/secp256k1.js";
+import { schnorr, secp256k1 } from "@noble/curves/secp256k1.js";
 import { bip340Sign, bip340Verify } from "../../protocol/bip340.ts";
 import { mulAddPublic, mulG, mulSecret, Q, schnorrPoint, xOfMul } from "../../protocol/ecdsa2p/ec.ts";
 import { bytesToBigInt, G, Point } from "../../protocol/encoding.ts";
@@ -94,4 +94,32 @@ test("BIP340: malformed keys and signatures are false, not errors; other message
   assert.equal(bip340Verify(sigLong, long, pk), true);
   assert.equal(schnorr.verify(sigLong, long, pk), true);
   assert.equal(bip340Verify(sigLong, randomBytes(45), pk), false);
+});
+
+test("ECDSA verification and decompression: same verdicts as noble, SEC1 forms only (no hybrid 06/07 keys)", () => {
+  for (let i = 0; i < 64; i++) {
+    const sk = secp256k1.utils.randomSecretKey();
+    const pk = secp256k1.getPublicKey(sk, i % 2 === 0);
+    const digest = randomBytes(32);
+    const sig = secp256k1.sign(digest, sk, { prehash: false, lowS: i % 3 !== 0 });
+    if (i % 4 === 0) sig[i % 64]! ^= 1;
+    assert.equal(
+      libsecp.verifyEcdsa(sig, digest, pk),
+      secp256k1.verify(sig, digest, pk, { prehash: false, lowS: true }),
+      `case ${i}`,
+    );
+    const full = secp256k1.getPublicKey(sk, false);
+    assert.deepEqual(Buffer.from(libsecp.uncompressed(pk)!), Buffer.from(full));
+    const hybrid = Uint8Array.from(full);
+    hybrid[0] = 6 + (full[64]! & 1);
+    assert.equal(libsecp.uncompressed(hybrid), undefined, "hybrid key refused");
+    const good = secp256k1.sign(digest, sk, { prehash: false, lowS: true });
+    assert.equal(libsecp.verifyEcdsa(good, digest, hybrid), false, "hybrid key refused");
+  }
+  assert.equal(
+    libsecp.uncompressed(Uint8Array.from([2, ...new Uint8Array(32).fill(0xff)])),
+    undefined,
+    "x ≥ p",
+  );
+  assert.equal(libsecp.uncompressed(new Uint8Array(33)), undefined);
 });
