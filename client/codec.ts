@@ -2,15 +2,9 @@
 // sealed apart) and the ring-Pedersen key (public parameters with Π^prm in the clear, p, q, λ sealed).
 // Fields are length-prefixed (u32 big-endian); the cached nonce engine of a key is never stored.
 import { RingPedersenParams } from "../proto/gen/ecdsa2p.ts";
+import { mulG, mulSecret } from "../protocol/ecdsa2p/ec.ts";
 import type { PartyTwoKey, RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
-import {
-  bigIntToBytes,
-  bytesToBigInt,
-  G,
-  parsePoint,
-  parseScalar,
-  pointBytes,
-} from "../protocol/encoding.ts";
+import { bigIntToBytes, bytesToBigInt, parsePoint, parseScalar, pointBytes } from "../protocol/encoding.ts";
 import { check } from "../protocol/errors.ts";
 
 export function packFields(fields: readonly Uint8Array[]): Buffer {
@@ -66,7 +60,7 @@ export function decodeKey(publicBlob: Uint8Array, share: Uint8Array): PartyTwoKe
   const sePublicShare = parsePoint(S, "stored S");
   const sharedPublicKey = parsePoint(P, "stored P");
   check(
-    G.multiply(o).equals(ownerPublicShare) && sePublicShare.multiply(o).equals(sharedPublicKey),
+    mulG(o).equals(ownerPublicShare) && mulSecret(sePublicShare, o).equals(sharedPublicKey),
     "WALLET_CORRUPT",
     "the stored share does not belong to the stored key",
   );

@@ -9,10 +9,10 @@ import { type ChainBackend, ChainError } from "../chain/backend.ts";
 import { BackupMode, type Outpoint, SignPurpose, StatechainStatus } from "../proto/gen/common.ts";
 import { type GetInfoResponse, TransferMessage } from "../proto/gen/statechain.ts";
 import {
-  encryptionNonce,
   type PartyTwoKey,
   p2KeyGenFinish,
   p2KeyGenShare,
+  p2PartialNonce,
   p2SignCommit,
   p2SignFinish,
   p2SignPartial,
@@ -131,7 +131,7 @@ export async function coSign(
   // While the SE answers: the randomness r^N of the partial signature, its costliest part (~8 ms). The request
   // goes out first (one turn of the event loop), so both sides work at once.
   await new Promise((resolve) => setImmediate(resolve));
-  const nonce = encryptionNonce(coin.key.paillierModulus, ctx.rng, coin.key.nonceEngine);
+  const nonce = p2PartialNonce(coin.key, ctx.rng);
   const first = await firstCall;
   refuse(
     Buffer.from(first.digest).equals(Buffer.from(digest)),

@@ -7,27 +7,34 @@ import { bytesToBigInt, G, N, Point, scalarBytes } from "../encoding.ts";
 import * as libsecp from "../libsecp.ts";
 import type { Rng } from "../rng.ts";
 import { randomBelow } from "./arith.ts";
+import { isScalarInRange } from "./scalar-ct.ts";
 
 export const Q = N;
 
 /** Uniform in [1, q). */
 export const randomScalar = (rng: Rng): bigint => randomBelow(rng, Q - 1n) + 1n;
 
-const inRange = (k: bigint): boolean => k > 0n && k < Q;
+/** A scalar as a BigInt, or as 32 big-endian bytes when no BigInt of it should exist (ECIES keys). */
+export type Scalar = bigint | Uint8Array;
+
+const inRange = (k: Scalar): boolean => (typeof k === "bigint" ? k > 0n && k < Q : isScalarInRange(k));
+/** The JavaScript fallback's form (it refuses what is out of range). */
+const big = (k: Scalar): bigint => (typeof k === "bigint" ? k : Point.Fn.fromBytes(k));
 
 /** k·G for k in [1, q), secret or not. */
-export const mulG = (k: bigint): Point =>
-  libsecp.secretsSafe && inRange(k) ? Point.fromBytes(libsecp.mulBase(k)) : G.multiply(k);
+export const mulG = (k: Scalar): Point =>
+  libsecp.secretsSafe && inRange(k) ? Point.fromBytes(libsecp.mulBase(k)) : G.multiply(big(k));
 
 /** k·P for a secret k in [1, q) and a valid point P. */
-export const mulSecret = (P: Point, k: bigint): Point =>
+export const mulSecret = (P: Point, k: Scalar): Point =>
   libsecp.secretsSafe && inRange(k) && !P.equals(Point.ZERO)
     ? Point.fromBytes(libsecp.mul(P.toBytes(true), k))
-    : P.multiply(k);
+    : P.multiply(big(k));
 
 /** x(k·P) for a secret k in [1, q) and a valid point P. */
 export function xOfMul(k: bigint, P: Point): bigint {
-  if (libsecp.secretsSafe) return bytesToBigInt(libsecp.mul(P.toBytes(true), k).subarray(1, 33));
+  if (libsecp.secretsSafe && inRange(k))
+    return bytesToBigInt(libsecp.mul(P.toBytes(true), k).subarray(1, 33));
   const ecdh = createECDH("secp256k1");
   ecdh.setPrivateKey(scalarBytes(k));
   return bytesToBigInt(ecdh.computeSecret(P.toBytes(true)));

@@ -48,6 +48,7 @@ export {
   p2EncryptionNonce,
   p2KeyGenFinish,
   p2KeyGenShare,
+  p2PartialNonce,
   p2SignCommit,
   p2SignFinish,
   p2SignPartial,

@@ -133,18 +133,7 @@ export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
 
 /** OpenSSL constant-time path at the exact modulus size (6.); base in [2, m), exp >= 1, m eligible. */
 export function modPowOpenSslExact(base: bigint, exp: bigint, m: bigint): bigint {
-  const algorithm = der(0x30, Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(m), derInt(base)]))]));
-  const integer = derInt(exp);
-  const secret = der(0x04, integer);
-  const pkcs8 = der(0x30, Buffer.concat([derInt(0n), algorithm, secret]));
-  integer.fill(0);
-  secret.fill(0);
-  let key: KeyObject;
-  try {
-    key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
-  } finally {
-    pkcs8.fill(0);
-  }
+  const { key } = dhPrivateKey(m, base, exp);
   return spkiPublicValue(createPublicKey(key).export({ format: "der", type: "spki" }));
 }
 
@@ -266,6 +255,25 @@ const derInt = (x: bigint): Buffer => {
 };
 const DH_OID = Buffer.from("06092a864886f70d010301", "hex");
 
+/**
+ * A PKCS#8 DH private key (prime p, generator g, private key x), imported without any check, and its DER
+ * AlgorithmIdentifier. Every buffer that held x is zeroed once OpenSSL has its own copy. Throws what OpenSSL
+ * throws for a key it will not take.
+ */
+function dhPrivateKey(p: bigint, g: bigint, x: bigint): { key: KeyObject; algorithm: Buffer } {
+  const algorithm = der(0x30, Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(p), derInt(g)]))]));
+  const integer = derInt(x);
+  const secret = der(0x04, integer);
+  const pkcs8 = der(0x30, Buffer.concat([derInt(0n), algorithm, secret]));
+  integer.fill(0);
+  secret.fill(0);
+  try {
+    return { key: createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" }), algorithm };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
 /** One DER element at `at`: its tag and where its contents start and end. */
 function derElement(b: Buffer, at: number): { tag: number; start: number; end: number } {
   let len = b[at + 1]!;
@@ -312,22 +320,10 @@ export class FixedExponentModPrime {
       exponent >= prime
     )
       return;
-    this.algorithm = der(
-      0x30,
-      Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(prime), derInt(2n)]))]),
-    );
-    // Every buffer that holds the exponent is zeroed once OpenSSL has its own copy.
-    const integer = derInt(exponent);
-    const secret = der(0x04, integer);
-    const pkcs8 = der(0x30, Buffer.concat([derInt(0n), this.algorithm, secret]));
-    integer.fill(0);
     try {
-      this.key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+      ({ key: this.key, algorithm: this.algorithm } = dhPrivateKey(prime, 2n, exponent));
     } catch {
       // An exponent OpenSSL will not take as a DH private key: every base goes the direct way.
-    } finally {
-      secret.fill(0);
-      pkcs8.fill(0);
     }
   }
 

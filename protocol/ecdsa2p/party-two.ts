@@ -195,8 +195,15 @@ export function p2KeyGenFinish(
 /** Encryption randomness for this key's partial signatures, made ahead (e.g. while the wallet is idle) in numbers. */
 export function p2EncryptionNonce(key: PartyTwoKey, rng: Rng): EncryptionNonce {
   key.nonceEngine ??= nonceEngine(key.paillierModulus);
-  return encryptionNonce(key.paillierModulus, rng, key.nonceEngine);
+  return p2PartialNonce(key, rng);
 }
+
+/**
+ * Encryption randomness for one partial signature (through the key's engine if p2EncryptionNonce made one): what
+ * p2SignPartial draws when given none. A wallet draws it while the SE answers the first signing round.
+ */
+export const p2PartialNonce = (key: PartyTwoKey, rng: Rng): EncryptionNonce =>
+  encryptionNonce(key.paillierModulus, rng, key.nonceEngine);
 
 // ---------------------------------------------------------------------------------------------------------
 // signing
@@ -292,7 +299,7 @@ export function p2SignPartial(
     const rho = RHO_MIN + randomBelow(opts.rng, RHO_SPAN);
     const n2 = n * n;
     const c3 =
-      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? encryptionNonce(n, opts.rng, key.nonceEngine)) *
+      (encrypt(n, a + rho * Q, opts.encryptionNonce ?? p2PartialNonce(key, opts.rng)) *
         modPow(key.encryptedShare, v, n2)) %
       n2;
     return {

@@ -6,6 +6,7 @@ import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { mulSecret } from "./ec.ts";
 import { invModN, isScalarInRange, mulModN } from "./scalar-ct.ts";
+import { secretBytes } from "./secret.ts";
 
 /**
  * s2 = t2·x1⁻¹·s1 mod q, all 32-byte scalars in [1, q), computed on their bytes (scalar-ct.ts): no BigInt of s1,
@@ -15,8 +16,8 @@ export function rotateShare(s1: Uint8Array, x1: Uint8Array, t2: Uint8Array, rng:
   checkScalarBytes(s1, "current SE share s1");
   checkScalarBytes(x1, "transfer secret x1");
   checkScalarBytes(t2, "receiver's t2");
-  const x1Inverse = new Uint8Array(new ArrayBuffer(32));
-  const s2 = new Uint8Array(new ArrayBuffer(32));
+  const x1Inverse = secretBytes(32);
+  const s2 = secretBytes(32);
   try {
     invModN(x1, rng, x1Inverse);
     mulModN(t2, x1Inverse, s2);

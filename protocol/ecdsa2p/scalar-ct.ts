@@ -2,13 +2,14 @@
 // (or any other V8 heap object) of them: the key update turns s1, x1, t2 into s2 this way, so erasing their bytes
 // erases them, with no copy left for the garbage collector to free (and maybe not clear) later.
 //
-// Limbs are 16 bits, in typed arrays over ArrayBuffers of their own (outside the V8 heap, never moved), zeroed
-// before they are dropped; products of limbs fit a double exactly. The reduction and the final subtraction run the
-// same steps whatever the values. The one inversion is blinded: x⁻¹ = β·(x·β)⁻¹ with β random, so the BigInt
-// inversion only ever sees x·β, uniform and independent of x.
+// Limbs are 16 bits, in typed arrays over ArrayBuffers of their own (outside the V8 heap, never moved: see
+// secretBytes), zeroed before they are dropped; products of limbs fit a double exactly. The reduction and the
+// final subtraction run the same steps whatever the values. The one inversion is blinded: x⁻¹ = β·(x·β)⁻¹ with β
+// random, so the BigInt inversion only ever sees x·β, uniform and independent of x.
 import { bigIntToBytes, bytesToBigInt, N } from "../encoding.ts";
 import type { Rng } from "../rng.ts";
 import { modInverse } from "./arith.ts";
+import { secretBytes } from "./secret.ts";
 
 const LIMBS = 16; // 16 × 16 bits = 256
 const RADIX = 65536;
@@ -96,7 +97,7 @@ export function mulModN(a: Uint8Array, b: Uint8Array, out: Uint8Array): void {
 
 /** A fresh secret scalar in [1, n) drawn as bytes into memory of its own (no BigInt of it is ever made). */
 export function randomSecretBytes(rng: Rng): Uint8Array {
-  const out = new Uint8Array(new ArrayBuffer(32));
+  const out = secretBytes(32);
   for (;;) {
     const draw = rng(32);
     out.set(draw);
@@ -127,7 +128,7 @@ function below(a: Uint8Array, b: Uint8Array): boolean {
 /** x⁻¹ mod n for a secret x in [1, n), blinded: only x·β (uniform, independent of x) meets BigInt. */
 export function invModN(x: Uint8Array, rng: Rng, out: Uint8Array): void {
   const beta = randomSecretBytes(rng);
-  const blinded = new Uint8Array(new ArrayBuffer(32));
+  const blinded = secretBytes(32);
   try {
     mulModN(x, beta, blinded);
     const inverse = bigIntToBytes(modInverse(bytesToBigInt(blinded), N), 32);

@@ -5,13 +5,16 @@ import { bytesToBigInt } from "../encoding.ts";
 import { check } from "../errors.ts";
 
 /**
- * A long-lived secret scalar as 32 big-endian bytes in an ArrayBuffer of its own. V8 keeps ArrayBuffer storage
- * outside its heap, where no collection moves it: a small typed array made by length lives on the heap, and each
- * time the collector moves it the old copy stays behind in freed memory, out of reach of `wipe`. Written byte by
- * byte because scalarBytes would build an on-heap copy first.
+ * Zeroed bytes for a secret, in an ArrayBuffer of their own. V8 keeps ArrayBuffer storage outside its heap, where no
+ * collection moves it: a small typed array made by length lives on the heap, and each time the collector moves it
+ * the old copy stays behind in freed memory, out of reach of `wipe`.
  */
+export const secretBytes = (length: number): Uint8Array => new Uint8Array(new ArrayBuffer(length));
+
+/** A long-lived secret scalar as 32 big-endian bytes (secretBytes), written byte by byte because scalarBytes would
+ * build an on-heap copy first. */
 export function secretScalar(x: bigint): Uint8Array {
-  const out = new Uint8Array(new ArrayBuffer(32));
+  const out = secretBytes(32);
   for (let i = 31; i >= 0; i--) {
     out[i] = Number(x & 0xffn);
     x >>= 8n;

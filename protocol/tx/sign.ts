@@ -3,10 +3,9 @@
 // signature never reaches the network. Wallet-owned single-key inputs are signed here too.
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { script as btcScript, Transaction } from "bitcoinjs-lib";
-import { decodeDer, type EcdsaSignature } from "../ecdsa2p/verify.ts";
+import { decodeDer, type EcdsaSignature, verifyEcdsa } from "../ecdsa2p/verify.ts";
 import { bytesToBigInt, concatBytes, N, parsePoint, parseScalar, scalarBytes } from "../encoding.ts";
 import { check, fail } from "../errors.ts";
-import * as libsecp from "../libsecp.ts";
 import { parseTx } from "./parse.ts";
 import { ANCHOR_WITNESS_SCRIPT, p2wpkhScript, p2wpkhScriptCode, sameBytes } from "./script.ts";
 
@@ -73,7 +72,7 @@ export function finalizeP2wpkhInput(
   const digest = bip143Digest(tx, inputIndex, publicKey, amountSat);
   const der = encodeWitnessSignature(signature);
   check(
-    secp256k1.verify(signature, digest, publicKey, { prehash: false, lowS: true }),
+    verifyEcdsa(signature, digest, publicKey, { format: "compact", lowS: true }),
     "TX_SIGNATURE",
     `signature for input ${inputIndex} does not verify under the given public key`,
   );
@@ -124,14 +123,7 @@ export function decodeDerSignature(der: Uint8Array): Uint8Array {
 
 /** True when `der` is a strict-DER, low-S signature by `publicKey` over `digest` (the rules Bitcoin relays). */
 export function verifyDerSignature(der: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): boolean {
-  let sig: Uint8Array;
-  try {
-    sig = decodeDerSignature(der);
-  } catch {
-    return false;
-  }
-  if (!isLowS(sig)) return false;
-  return libsecp.verifyEcdsa(sig, digest, publicKey);
+  return verifyEcdsa(der, digest, publicKey, { format: "der", lowS: true });
 }
 
 /**
