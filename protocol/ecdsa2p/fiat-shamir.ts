@@ -1,7 +1,8 @@
 // Fiat-Shamir transcripts: SHA-512 over length-prefixed, labelled fields, starting with a domain tag. Every proof
 // appends its session id (or, for proofs that outlive a session, the id it is bound to) and all public values of
 // its statement before its first message, so a challenge is never reused across sessions or statements.
-import { sha512 } from "@noble/hashes/sha2.js";
+// SHA-512 is OpenSSL's (node:crypto): statements hold 2048-bit moduli and proofs of several KB.
+import { createHash } from "node:crypto";
 import { bigIntToBytes, bytesToBigInt, type Point } from "../encoding.ts";
 import { bitLength } from "./arith.ts";
 import { Q } from "./ec.ts";
@@ -15,7 +16,7 @@ function u32(n: number): Uint8Array {
 }
 
 export class Transcript {
-  private readonly hash = sha512.create();
+  private readonly hash = createHash("sha512");
 
   constructor(domain: string) {
     this.bytes("domain", utf8(`ecdsa2p/v1/${domain}`));
@@ -37,7 +38,7 @@ export class Transcript {
 
   /** Finishes the transcript: its 64-byte digest. */
   digest(): Uint8Array {
-    return this.hash.digest();
+    return new Uint8Array(this.hash.digest());
   }
 }
 
@@ -48,7 +49,7 @@ export const challengeScalar = (digest: Uint8Array): bigint => bytesToBigInt(dig
 export function expand(digest: Uint8Array, label: string, count: number): Uint8Array {
   const out = new Uint8Array(count);
   for (let i = 0, off = 0; off < count; i++, off += 64) {
-    const block = sha512.create().update(digest).update(utf8(label)).update(u32(i)).digest();
+    const block = createHash("sha512").update(digest).update(utf8(label)).update(u32(i)).digest();
     out.set(block.subarray(0, Math.min(64, count - off)), off);
   }
   return out;
