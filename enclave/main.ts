@@ -108,12 +108,15 @@ async function main(): Promise<void> {
   // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
   const server = await serveUnix(
     values.socket,
-    serve(enclave.handlers(), (method, err) =>
-      log(50, "unexpected error", {
-        method,
-        error: (err as Error)?.name,
-        at: (err as Error)?.stack?.split("\n")[1]?.trim(),
-      }),
+    serve(
+      enclave.handlers(),
+      (method, err) =>
+        log(50, "unexpected error", {
+          method,
+          error: (err as Error)?.name,
+          at: (err as Error)?.stack?.split("\n")[1]?.trim(),
+        }),
+      pool,
     ),
   );
   const sweep = setInterval(() => enclave.sweepDeposits(), 60_000);

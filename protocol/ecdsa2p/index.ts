@@ -24,6 +24,7 @@ export {
   encrypt as paillierEncrypt,
   encryptionNonce,
   generatePaillierKey,
+  generatePaillierKeySync,
   type PaillierKey,
   wipePaillierKey,
 } from "./paillier.ts";

@@ -1,7 +1,7 @@
 // Paillier encryption with g = 1 + N: Enc(m; r) = (1 + m·N)·r^N mod N². Primes come from OpenSSL
 // (crypto.generatePrime, Blum primes p ≡ q ≡ 3 mod 4, so that N is a Paillier-Blum modulus); decryption uses CRT
 // modulo p² and q²; the randomness r^N can be computed ahead of time (encryptionNonce).
-import { generatePrime } from "node:crypto";
+import { generatePrime, generatePrimeSync } from "node:crypto";
 import type { PaillierBlumProof } from "../../proto/gen/ecdsa2p.ts";
 import { bigIntToBytes, bytesToBigInt } from "../encoding.ts";
 import { check } from "../errors.ts";
@@ -51,40 +51,72 @@ export function paillierFactors(sk: PaillierSecretKey): PaillierFactors {
   };
 }
 
+const BLUM = { bigint: true, add: 4n, rem: 3n } as const;
+
 const blumPrime = (bits: number): Promise<bigint> =>
   new Promise((resolve, reject) =>
-    generatePrime(bits, { bigint: true, add: 4n, rem: 3n }, (err, p) =>
-      err ? reject(err) : resolve(p as bigint),
-    ),
+    generatePrime(bits, BLUM, (err, p) => (err ? reject(err) : resolve(p as bigint))),
   );
 
-/**
- * A fresh Paillier key with an exactly `bits`-bit modulus (two `bits/2`-bit Blum primes, generated in parallel on
- * libuv's thread pool). By default Π^mod and the two encryption nonces a keygen needs are computed too, so that
- * a pool holds keys ready to send.
- */
-export async function generatePaillierKey(
-  opts: { rng?: Rng; bits?: number; modulusProof?: boolean; nonces?: number } = {},
-): Promise<PaillierKey> {
+const blumPrimeSync = (bits: number): bigint => generatePrimeSync(bits, BLUM) as bigint;
+
+type KeyGenOptions = { rng?: Rng; bits?: number; modulusProof?: boolean; nonces?: number };
+type SyncKeyGenOptions = KeyGenOptions & {
+  /** Called between steps (each prime, each round of Π^mod, each nonce): where a background generator waits. */
+  between?: () => void;
+};
+
+function keyBits(opts: KeyGenOptions): number {
   const bits = opts.bits ?? PAILLIER_BITS;
   check(
     bits >= PAILLIER_MIN_BITS && bits % 2 === 0,
     "PAILLIER_BITS",
     `Paillier modulus size ${bits} not allowed`,
   );
-  let [p, q] = await Promise.all([blumPrime(bits / 2), blumPrime(bits / 2)]);
-  // OpenSSL sets only the top bit of each prime: about 39% of pairs give a (bits−1)-bit product. Replace the
-  // smaller prime until the modulus has its full size (a 2048-bit N stays 32 words: OpenSSL's fastest code).
-  while (p === q || bitLength(p * q) !== bits) {
-    const fresh = await blumPrime(bits / 2);
-    if (p < q) p = fresh;
-    else q = fresh;
-  }
-  return paillierKeyFromPrimes(p, q, {
-    rng: opts.rng ?? systemRng,
-    modulusProof: opts.modulusProof ?? true,
-    nonces: opts.nonces ?? KEYGEN_NONCES,
-  });
+  return bits;
+}
+
+/**
+ * Which of two primes to replace so that their product has exactly `bits` bits, or undefined when it has.
+ * OpenSSL sets only the top bit of each prime: about 39% of pairs give a (bits−1)-bit product. Replacing the
+ * smaller prime keeps a 2048-bit N at 32 words (OpenSSL's fastest code).
+ */
+function primeToReplace(pq: [bigint, bigint], bits: number): 0 | 1 | undefined {
+  if (pq[0] !== pq[1] && bitLength(pq[0] * pq[1]) === bits) return undefined;
+  return pq[0] < pq[1] ? 0 : 1;
+}
+
+const fromPrimeOptions = (opts: SyncKeyGenOptions) => ({
+  rng: opts.rng ?? systemRng,
+  modulusProof: opts.modulusProof ?? true,
+  nonces: opts.nonces ?? KEYGEN_NONCES,
+  between: opts.between,
+});
+
+/**
+ * A fresh Paillier key with an exactly `bits`-bit modulus (two `bits/2`-bit Blum primes, generated in parallel on
+ * libuv's thread pool). By default Π^mod and the two encryption nonces a keygen needs are computed too, so that
+ * a pool holds keys ready to send.
+ */
+export async function generatePaillierKey(opts: KeyGenOptions = {}): Promise<PaillierKey> {
+  const bits = keyBits(opts);
+  const pq: [bigint, bigint] = await Promise.all([blumPrime(bits / 2), blumPrime(bits / 2)]);
+  for (let i = primeToReplace(pq, bits); i !== undefined; i = primeToReplace(pq, bits))
+    pq[i] = await blumPrime(bits / 2);
+  return paillierKeyFromPrimes(pq[0], pq[1], fromPrimeOptions(opts));
+}
+
+/** generatePaillierKey on the calling thread alone (the enclave's key pool runs it in a worker thread). */
+export function generatePaillierKeySync(opts: SyncKeyGenOptions = {}): PaillierKey {
+  const bits = keyBits(opts);
+  const between = opts.between ?? (() => {});
+  const prime = () => {
+    between();
+    return blumPrimeSync(bits / 2);
+  };
+  const pq: [bigint, bigint] = [prime(), prime()];
+  for (let i = primeToReplace(pq, bits); i !== undefined; i = primeToReplace(pq, bits)) pq[i] = prime();
+  return paillierKeyFromPrimes(pq[0], pq[1], fromPrimeOptions(opts));
 }
 
 /** Encryptions a keygen makes: c_key, and the commitment A of Π^log*. */
@@ -94,7 +126,7 @@ export const KEYGEN_NONCES = 2;
 export function paillierKeyFromPrimes(
   p: bigint,
   q: bigint,
-  opts: { rng: Rng; modulusProof?: boolean; nonces?: number },
+  opts: { rng: Rng; modulusProof?: boolean; nonces?: number; between?: (() => void) | undefined },
 ): PaillierKey {
   const n = p * q;
   const len = (bitLength(p) + 7) >> 3;
@@ -112,7 +144,7 @@ export function paillierKeyFromPrimes(
     nonces: [],
     used: false,
   };
-  if (opts.modulusProof) key.modulusProof = proveModulus(key.id, n, p, q, opts.rng);
+  if (opts.modulusProof) key.modulusProof = proveModulus(key.id, n, p, q, opts.rng, opts.between);
   const n2len = (bitLength(n * n) + 7) >> 3;
   const count = opts.nonces ?? 0;
   if (count > 0) {
@@ -124,6 +156,7 @@ export function paillierKeyFromPrimes(
     const eq = new FixedExponent(n % (q * (q - 1n)), q2);
     const q2InvP2 = modInverse(q2, p2);
     for (let i = 0; i < count; i++) {
+      opts.between?.();
       const r = randomNonZeroBelow(opts.rng, n);
       const rn = crt(ep.pow(r % p2), p2, eq.pow(r % q2), q2, q2InvP2);
       key.nonces.push({ r: bigIntToBytes(r, n2len), rn: bigIntToBytes(rn, n2len) });

@@ -44,6 +44,8 @@ export function proveModulus(
   p: bigint,
   q: bigint,
   rng: Rng,
+  /** Called between rounds: a background generator may wait there while its thread should keep quiet. */
+  between: () => void = () => {},
 ): PaillierBlumProof {
   const P = fourthRootMap(p);
   const Qm = fourthRootMap(q);
@@ -62,6 +64,7 @@ export function proveModulus(
   const ys = challenges(keyId, n, w);
   const proof: PaillierBlumProof = { w: writeNat(w), x: [], a: [], b: [], z: [], keyId: Buffer.from(keyId) };
   for (const y of ys) {
+    between();
     const fy = [P.f(y), Qm.f(y)];
     const chiY = [P.chi(y, fy[0]!), Qm.chi(y, fy[1]!)];
     // (−1)^a·w^b·y must be a square modulo p and q; both moduli are 3 mod 4, so χ(−1) = −1.
@@ -85,6 +88,7 @@ export function proveModulus(
   const dp = modInverse(n, p - 1n);
   const dq = modInverse(n, q - 1n);
   for (const y of ys.slice(0, MOD_NTH_ROOT_ROUNDS)) {
+    between();
     proof.z.push(writeNat(crt(modPow(y % p, dp, p), p, modPow(y % q, dq, q), q, qInvP)));
   }
   return proof;

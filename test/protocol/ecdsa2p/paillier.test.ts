@@ -9,12 +9,15 @@ import {
   encrypt,
   encryptionNonce,
   generatePaillierKey,
+  generatePaillierKeySync,
   KEYGEN_NONCES,
   type PaillierKey,
   paillierFactors,
   takeNonce,
   wipePaillierKey,
 } from "../../../protocol/ecdsa2p/paillier.ts";
+import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS } from "../../../protocol/ecdsa2p/params.ts";
+import { verifyModulus } from "../../../protocol/ecdsa2p/proofs/mod.ts";
 import { code, rng } from "./helpers.ts";
 
 let key: PaillierKey;
@@ -30,6 +33,25 @@ test("generatePaillierKey: 2048-bit modulus of two Blum primes, Π^mod and keyge
   assert.ok(key.modulusProof);
   assert.equal(key.nonces.length, KEYGEN_NONCES);
   await assert.rejects(generatePaillierKey({ rng, bits: 1024 }), code("PAILLIER_BITS"));
+});
+
+test("generatePaillierKeySync: the same key shape on the calling thread, pausing between every step", () => {
+  let pauses = 0;
+  const k = generatePaillierKeySync({ rng, between: () => void pauses++ });
+  const { p, q } = paillierFactors(k.secret);
+  assert.equal(bitLength(k.n), 2048);
+  assert.equal(p * q, k.n);
+  assert.notEqual(p, q);
+  assert.equal(p % 4n, 3n);
+  assert.equal(q % 4n, 3n);
+  verifyModulus(k.n, k.modulusProof);
+  for (const { r, rn } of k.nonces) {
+    const rv = BigInt(`0x${Buffer.from(r).toString("hex")}`);
+    assert.equal(BigInt(`0x${Buffer.from(rn).toString("hex")}`), modPowBigInt(rv, k.n, k.n * k.n));
+  }
+  // At least: two primes, every round of Π^mod (fourth roots and N-th roots), each nonce.
+  assert.ok(pauses >= 2 + MOD_ROUNDS + MOD_NTH_ROOT_ROUNDS + KEYGEN_NONCES, `${pauses} pauses`);
+  assert.throws(() => generatePaillierKeySync({ rng, bits: 1024 }), code("PAILLIER_BITS"));
 });
 
 test("decrypt(encrypt(m)) = m for edge and random plaintexts; precomputed nonces encrypt the same way", () => {
