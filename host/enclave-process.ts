@@ -7,6 +7,14 @@ import { EnclaveServiceClient, type GetStatusResponse } from "../proto/gen/encla
 import { unary } from "../proto/unary.ts";
 import type { Logger } from "./log.ts";
 
+/**
+ * Node flags of the enclave process (deploy/nitro/enclave-entry.sh gives the same). A full collection after a
+ * co-signature zeroes the copies of secrets it leaves (enclave scrubFreedMemory); with V8's parallel collector
+ * it took both cores and held the host's next requests back ~15 ms, single-threaded it takes one. Only valid
+ * on the command line: set at run time, V8 aborts.
+ */
+export const ENCLAVE_NODE_FLAGS = ["--single-threaded-gc"];
+
 export interface EnclaveHandle {
   client: EnclaveServiceClient;
   status(deadlineMs?: number): Promise<GetStatusResponse>;
@@ -38,6 +46,7 @@ export async function startEnclave(opts: {
     child = spawn(
       process.execPath,
       [
+        ...ENCLAVE_NODE_FLAGS,
         path.join(opts.projectRoot, "bin/enclave.js"),
         "--socket",
         opts.socketPath,

@@ -4,4 +4,4 @@
 set -eu
 SOCK=/run/se-enclave.sock
 socat VSOCK-LISTEN:5000,fork,reuseaddr UNIX-CONNECT:"$SOCK" &
-exec node /se/bin/enclave.js --socket "$SOCK" --mode nitro --policy /se/policy.json --pool 4
+exec node --single-threaded-gc /se/bin/enclave.js --socket "$SOCK" --mode nitro --policy /se/policy.json --pool 4

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { ENCLAVE_NODE_FLAGS } from "../../host/enclave-process.ts";
 
 export const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -134,6 +135,7 @@ export async function startEnclaveProcess(opts: {
   const proc = spawn(
     process.execPath,
     [
+      ...ENCLAVE_NODE_FLAGS,
       path.join(ROOT, "bin/enclave.js"),
       "--socket",
       socketPath,
