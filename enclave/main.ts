@@ -85,8 +85,12 @@ async function main(): Promise<void> {
   } else {
     provider = new NitroProvider();
   }
-  const pool = new PaillierPool(poolSize, (err) =>
-    log(50, "paillier pool refill failed", { err: err.message }),
+  const pool = new PaillierPool(
+    poolSize,
+    (err) => log(50, "paillier pool refill failed", { err: err.message }),
+    {
+      onWarning: (message) => log(40, message),
+    },
   );
   pool.start();
   const enclave = new Enclave({

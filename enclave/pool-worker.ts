@@ -1,5 +1,5 @@
-// The Paillier pool's worker thread: generates keys (primes, Π^mod, encryption nonces; ~200 ms of CPU each) in
-// the enclave's quiet time and at the lowest CPU priority (see pool.ts). The main thread asks for a number of keys; each goes back with its secret buffers transferred (moved, not copied, so the
+// The Paillier pool's worker thread: generates keys (primes, Π^mod, encryption nonces; ~200 ms of CPU each) at
+// the lowest CPU priority, in the enclave's quiet time unless the pool runs low (see pool.ts). The main thread asks for a number of keys; each goes back with its secret buffers transferred (moved, not copied, so the
 // main thread's wipe erases the only copy), and the worker's heap is collected before the next one, so its
 // transient BigInt copies of the factors are zeroed (--clear-free-memory) rather than left behind.
 import { readlinkSync } from "node:fs";
@@ -26,12 +26,12 @@ function lowerPriority(nice: number): { tid: number; nice: number } | { error: s
 const opts = workerData as { nice: number; quietMs: number; activity: SharedArrayBuffer };
 const activity = poolActivity(opts.activity);
 
-/** Returns once no request is in progress and the last one ended at least quietMs ago. */
+/** Returns once the pool runs low, or no request is in progress and the last one ended at least quietMs ago. */
 function waitForQuiet(): void {
   for (;;) {
     const calls = Atomics.load(activity.calls, 0);
     const quietFor = Date.now() - Number(Atomics.load(activity.lastEnd, 0));
-    if (calls === 0 && quietFor >= opts.quietMs) return;
+    if (Atomics.load(activity.low, 0) === 1 || (calls === 0 && quietFor >= opts.quietMs)) return;
     Atomics.wait(activity.calls, 0, calls, calls > 0 ? opts.quietMs : opts.quietMs - quietFor);
   }
 }

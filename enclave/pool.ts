@@ -1,10 +1,11 @@
 // Paillier keys generated ahead of need (primes, Π^mod and encryption nonces), so a deposit or key update
-// does not wait for prime generation. A worker thread makes them (pool-worker.ts) in the enclave's quiet time:
-// between its steps (a prime, a round of Π^mod) it waits while a request is in progress or was answered less
-// than POOL_QUIET_MS ago, and it runs at the lowest CPU priority. The refill used to run Π^mod on the event
-// loop and its primes on two threads right after a key update took a key, and slowed the end of that transfer
-// by ~50 ms (even a niced thread slows the other core here). Under constant load the pool drains and keygens
-// generate their keys inline, as before. Keys never leave the enclave and each is used for exactly one share.
+// does not wait for prime generation. A worker thread makes them (pool-worker.ts) at the lowest CPU priority and,
+// while the pool is at least half full, only in the enclave's quiet time: between its steps (a prime, a round of
+// Π^mod) it waits while a request is in progress or was answered less than POOL_QUIET_MS ago. The refill used
+// to run Π^mod on the event loop and its primes on two threads right after a key update took a key, and slowed
+// the end of that transfer by ~50 ms; even a niced thread slows the other core here (~25 ms per transfer). Below
+// half, the next keygens would soon generate keys inline (~130 ms more each), so the worker no longer waits.
+// Keys never leave the enclave and each is used for exactly one share.
 import { Worker } from "node:worker_threads";
 import { PaillierBlumProof } from "../proto/gen/ecdsa2p.ts";
 import { type PaillierKey, wipePaillierKey } from "../protocol/ecdsa2p/index.ts";
@@ -33,14 +34,19 @@ export const POOL_NICE = 19;
  */
 export const POOL_QUIET_MS = 100;
 
-/** Shared with the worker: requests in progress (Int32 0), and Date.now() when the last one ended (BigInt64 1). */
+/**
+ * Shared with the worker: requests in progress, whether the pool runs low (1: the worker does not wait), and
+ * Date.now() when the last request ended. The worker sleeps on `calls`, so a change of either is notified there.
+ */
 export interface PoolActivity {
   calls: Int32Array;
+  low: Int32Array;
   lastEnd: BigInt64Array;
 }
 
 export const poolActivity = (buf: SharedArrayBuffer): PoolActivity => ({
   calls: new Int32Array(buf, 0, 1),
+  low: new Int32Array(buf, 4, 1),
   lastEnd: new BigInt64Array(buf, 8, 1),
 });
 
@@ -58,8 +64,12 @@ export class PaillierPool {
   constructor(
     private readonly target: number,
     private readonly onError: (err: Error) => void,
-    private readonly nice = POOL_NICE,
-    private readonly quietMs = POOL_QUIET_MS,
+    private readonly opts: {
+      nice?: number;
+      quietMs?: number;
+      /** Where its priority cannot be lowered (no /proc/thread-self: not Linux); the worker runs anyway. */
+      onWarning?: (message: string) => void;
+    } = {},
   ) {}
 
   get size(): number {
@@ -89,6 +99,8 @@ export class PaillierPool {
   }
 
   private refill(): void {
+    const low = this.ready.length < Math.ceil(this.target / 2) ? 1 : 0;
+    if (Atomics.exchange(this.activity.low, 0, low) !== low) Atomics.notify(this.activity.calls, 0);
     const missing = this.target - this.ready.length - this.requested;
     if (this.stopped || missing <= 0) return;
     this.worker ??= this.spawn();
@@ -98,13 +110,17 @@ export class PaillierPool {
 
   private spawn(): Worker {
     const worker = new Worker(new URL("./pool-worker.js", import.meta.url), {
-      workerData: { nice: this.nice, quietMs: this.quietMs, activity: this.shared },
+      workerData: {
+        nice: this.opts.nice ?? POOL_NICE,
+        quietMs: this.opts.quietMs ?? POOL_QUIET_MS,
+        activity: this.shared,
+      },
     });
     worker.unref();
     worker.on("message", (msg: PoolWorkerMessage) => {
       if (msg.type === "ready") {
         this.workerInfo = "error" in msg ? { error: msg.error } : { tid: msg.tid, nice: msg.nice };
-        if ("error" in msg) this.onError(new Error(`pool worker runs at normal priority: ${msg.error}`));
+        if ("error" in msg) this.opts.onWarning?.(`pool worker runs at normal priority: ${msg.error}`);
         return;
       }
       this.requested--;
@@ -117,7 +133,10 @@ export class PaillierPool {
         used: false,
       };
       if (this.stopped) wipePaillierKey(key);
-      else this.ready.push(key);
+      else {
+        this.ready.push(key);
+        this.refill();
+      }
     });
     // A failed worker is replaced at the next take(); until then keygens generate their keys inline.
     worker.on("error", (err) => this.onError(err));

@@ -1,6 +1,6 @@
 // The enclave's Paillier key pool: keys made by its worker thread are complete and valid (secrets moved across,
-// Π^mod and nonces intact), the worker runs at the lowest priority and keeps quiet while a request is in progress,
-// and stopping wipes what was not handed out.
+// Π^mod and nonces intact), the worker runs at the lowest priority and, unless the pool runs low, keeps quiet
+// while requests are answered; stopping wipes what was not handed out.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -34,7 +34,10 @@ function checkKey(key: PaillierKey): void {
 
 test("the pool fills from its worker thread with valid keys, at the lowest CPU priority", async () => {
   const errors: Error[] = [];
-  const pool = new PaillierPool(2, (e) => errors.push(e), POOL_NICE, 0);
+  const pool = new PaillierPool(2, (e) => errors.push(e), {
+    quietMs: 0,
+    onWarning: (m) => errors.push(new Error(m)),
+  });
   try {
     pool.start();
     await waitUntil(() => pool.size === 2, 60_000, "two pool keys");
@@ -58,18 +61,24 @@ test("the pool fills from its worker thread with valid keys, at the lowest CPU p
   assert.equal(pool.size, 0, "stop() drops (and wipes) the keys not handed out");
 });
 
-test("the worker makes no key while a request is in progress, nor in the quiet period after it", async () => {
-  const pool = new PaillierPool(1, (e) => assert.fail(e), POOL_NICE, 300);
+test("at least half full, the pool refills only after requests and a quiet period; below half, at once", async () => {
+  const pool = new PaillierPool(2, (e) => assert.fail(e), { quietMs: 300 });
   try {
+    pool.start(); // empty: filled without waiting
+    await waitUntil(() => pool.size === 2, 60_000, "two pool keys");
     pool.begin();
-    pool.start();
-    await new Promise((r) => setTimeout(r, 2500)); // a key takes ~0.3 s, the worker's start ~1 s
-    assert.equal(pool.size, 0, "no key while a request is in progress");
+    checkKey(pool.take()!); // one of two left: half full, so the replacement waits
+    await new Promise((r) => setTimeout(r, 1500)); // a key takes ~0.3 s
+    assert.equal(pool.size, 1, "no key made while a request is in progress");
     pool.end();
     const ended = Date.now();
-    await waitUntil(() => pool.size === 1, 60_000, "a pool key");
+    await waitUntil(() => pool.size === 2, 60_000, "the replacement key");
     assert.ok(Date.now() - ended >= 300, "the worker waited for the quiet period");
-    checkKey(pool.take()!);
+    pool.begin();
+    pool.take();
+    pool.take(); // empty: refilled even though a request is in progress
+    await waitUntil(() => pool.size >= 1, 60_000, "a key made during a request");
+    pool.end();
   } finally {
     pool.stop();
   }
