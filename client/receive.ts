@@ -16,8 +16,14 @@ import { decodeReceipt } from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
+import type { PaillierBlumProof } from "../proto/gen/ecdsa2p.ts";
 import { TransferMessage } from "../proto/gen/statechain.ts";
-import { type PartyTwoKey, p2KeyGenFinish, p2KeyGenShare } from "../protocol/ecdsa2p/index.ts";
+import {
+  type PartyTwoKey,
+  p2CheckPaillierModulus,
+  p2KeyGenFinish,
+  p2KeyGenShare,
+} from "../protocol/ecdsa2p/index.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parseScalar, scalarBytes } from "../protocol/encoding.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -455,7 +461,7 @@ export async function attestedTransferKey(
   ctx: OwnerContext,
   id: ReceiverIdentity,
   checked: CheckedTransfer,
-): Promise<{ transferKey: Buffer; verdict: VerificationResult }> {
+): Promise<{ transferKey: Buffer; verdict: VerificationResult; paillier?: AnnouncedPaillier }> {
   const C2 = pub(id.proofSecret);
   const sid = checked.statechainId;
   const nonce = Buffer.from(ctx.rng(32));
@@ -486,7 +492,15 @@ export async function attestedTransferKey(
   );
   const transferKey = verdict.document?.publicKey;
   refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
-  return { transferKey: Buffer.from(transferKey), verdict };
+  const paillier =
+    tk.paillierModulus.length > 0 ? { modulus: tk.paillierModulus, proof: tk.modulusProof } : undefined;
+  return { transferKey: Buffer.from(transferKey), verdict, paillier };
+}
+
+/** The Paillier modulus the SE set aside for the key update, and its Π^mod, shown with the transfer key. */
+export interface AnnouncedPaillier {
+  modulus: Uint8Array;
+  proof: PaillierBlumProof | undefined;
 }
 
 /** A signed key-update request, ready to send (and to re-send unchanged if the answer is lost). */
@@ -497,6 +511,8 @@ export interface PreparedKeyUpdate {
   keygenSessionId: Buffer;
   nonce: Buffer;
   transferKeyVerdict: VerificationResult | undefined;
+  /** Checked while the key update runs (not kept when the request is stored to be resumed). */
+  announcedPaillier?: AnnouncedPaillier | undefined;
 }
 
 /** Step 7, second half: o2, t2 = t1·o2⁻¹ encrypted to the attested transfer key, O2 with its proofs, signed. */
@@ -506,6 +522,7 @@ export function prepareKeyUpdate(
   checked: CheckedTransfer,
   transferKey: Uint8Array,
   transferKeyVerdict?: VerificationResult,
+  announcedPaillier?: AnnouncedPaillier,
 ): PreparedKeyUpdate {
   const t1 = parseScalar(checked.incoming.message.t1, "t1");
   const o2 = parseScalar(randomSecret(ctx.rng), "o2");
@@ -534,7 +551,7 @@ export function prepareKeyUpdate(
     },
     id.proofSecret,
   );
-  return { request, share, keygenSessionId, nonce, transferKeyVerdict };
+  return { request, share, keygenSessionId, nonce, transferKeyVerdict, announcedPaillier };
 }
 
 /**
@@ -549,8 +566,23 @@ export async function finishKeyUpdate(
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
   let upd: SeResponse<"transferReceiverKeyUpdate">;
+  const answer = ctx.se.call("transferReceiverKeyUpdate", prepared.request);
+  answer.catch(() => {}); // awaited below; no unhandled rejection while the modulus is checked
+  // While the enclave works (the request goes out first, one turn of the event loop): the Paillier modulus it
+  // announced and its Π^mod, ~15 ms. Failing here refuses nothing yet: the answer's N is then checked with the
+  // answer's proof (as when the announced N is another one), and that refuses the coin if it fails.
+  let verifiedModulus: bigint | undefined;
+  if (prepared.announcedPaillier) {
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      const { modulus, proof } = prepared.announcedPaillier;
+      verifiedModulus = p2CheckPaillierModulus(modulus, proof);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+    }
+  }
   try {
-    upd = await ctx.se.call("transferReceiverKeyUpdate", prepared.request);
+    upd = await answer;
   } catch (e) {
     if (!(e instanceof SeError)) throw e;
     if (UNANSWERED.has(e.code))
@@ -571,7 +603,10 @@ export async function finishKeyUpdate(
   let verdict: VerificationResult;
   try {
     const state = keyUpdateState(ctx, prepared);
-    key = p2KeyGenFinish(state, upd.seShare!, { expectedSharedKey: checked.sharedPublicKey });
+    key = p2KeyGenFinish(state, upd.seShare!, {
+      expectedSharedKey: checked.sharedPublicKey,
+      verifiedModulus,
+    });
     const rec = upd.keyUpdate;
     refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
     verdict = verifyAttestation(rec.attestationDocument, {
@@ -665,8 +700,8 @@ export async function receive(
   hooks: ReceiveHooks = {},
 ): Promise<OwnedCoin> {
   const checked = await checkTransfer(ctx, id, incoming);
-  const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
-  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict);
+  const { transferKey, verdict, paillier } = await attestedTransferKey(ctx, id, checked);
+  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict, paillier);
   await hooks.beforeKeyUpdate?.(checked, prepared);
   return finishKeyUpdate(ctx, id, checked, prepared);
 }

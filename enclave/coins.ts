@@ -3,10 +3,12 @@
 
 import type { SignPurpose } from "../proto/gen/common.ts";
 import {
+  type PaillierKey,
   type PartyOneKey,
   type PartyOneKeyGenState,
   type PartyOneSignSession,
   wipeKey,
+  wipePaillierKey,
 } from "../protocol/ecdsa2p/index.ts";
 import type { Secret } from "./secret.ts";
 
@@ -22,6 +24,8 @@ export interface PendingTransfer {
   backupSigned: boolean;
   /** Transfer keys handed out in attestation documents for this transfer (newest last, at most a few). */
   transferKeys: Array<{ publicKey: Buffer; secret: Secret }>;
+  /** The Paillier key set aside for the key update, its N and Π^mod shown with the transfer key. */
+  paillier?: PaillierKey;
 }
 
 export interface SignSessionEntry {
@@ -80,6 +84,8 @@ export function wipePending(p: PendingTransfer | undefined): void {
   p.x1.wipe();
   for (const k of p.transferKeys) k.secret.wipe();
   p.transferKeys.length = 0;
+  if (p.paillier) wipePaillierKey(p.paillier);
+  p.paillier = undefined;
 }
 
 /** Erases every secret the coin holds. */

@@ -31,6 +31,7 @@ import {
 } from "../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../protocol/auth.ts";
 import {
+  generatePaillierKey,
   type PartyOneKey,
   p1KeyGenCommit,
   p1KeyGenFinish,
@@ -41,9 +42,10 @@ import {
   randomSecretBytes,
   rotateShare,
   wipeKey,
+  wipePaillierKey,
 } from "../protocol/ecdsa2p/index.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt, eciesPublicKey } from "../protocol/ecies.ts";
-import { parsePoint, pointBytes } from "../protocol/encoding.ts";
+import { bigIntToBytes, parsePoint, pointBytes } from "../protocol/encoding.ts";
 import { check, fail, ProtocolError } from "../protocol/errors.ts";
 import type { Rng } from "../protocol/rng.ts";
 import { initialState, nextState, statechainIdBytes, verifyStatechainTx } from "../protocol/statechain.ts";
@@ -735,7 +737,15 @@ export class Enclave {
       p.transferKeys.push({ publicKey, secret: new Secret(sk) });
       sk.fill(0);
       while (p.transferKeys.length > MAX_TRANSFER_KEYS) p.transferKeys.shift()!.secret.wipe();
-      return { attestationDocument: Buffer.from(doc), transferContext: Buffer.from(context) };
+      // The key update's Paillier key, set aside now (one per transfer, however many transfer keys): the
+      // receiver checks its Π^mod while the key update runs.
+      p.paillier ??= this.d.pool.take() ?? (await generatePaillierKey({ rng: this.d.rng }));
+      return {
+        attestationDocument: Buffer.from(doc),
+        transferContext: Buffer.from(context),
+        paillierModulus: Buffer.from(bigIntToBytes(p.paillier.n)),
+        modulusProof: p.paillier.modulusProof,
+      };
     });
   }
 
@@ -817,6 +827,10 @@ export class Enclave {
       const s2 = coin.key.share && p.x1.use((x1) => rotateShare(oldKey.share, x1, t2!, this.d.rng));
       t2.fill(0);
       // Fixed-share keygen for the receiver; checks s2·O2 = P first. Nothing is erased if it fails.
+      // The Paillier key set aside with the transfer key (or, without one, from the pool) becomes the new key's;
+      // a refused attempt leaves it set aside, unless it got used.
+      const paillier = p.paillier ?? this.d.pool.take();
+      p.paillier = undefined;
       let fresh: Awaited<ReturnType<typeof p1KeyGenFixed>>;
       try {
         fresh = await p1KeyGenFixed({
@@ -824,10 +838,14 @@ export class Enclave {
           share: s2,
           ownerShare: req.ownerShare,
           sharedPublicKey: coin.sharedPublicKey!,
-          paillier: this.d.pool.take(),
+          paillier,
           rng: this.d.rng,
           ringPedersenCache: this.d.ringPedersenCache,
         });
+      } catch (err) {
+        if (paillier?.used) wipePaillierKey(paillier);
+        else p.paillier = paillier;
+        throw err;
       } finally {
         s2.fill(0);
       }

@@ -191,6 +191,8 @@ export function transferHandlers(deps: ApiDeps) {
       return commit(deps, ctx, auth, TransferReceiverInitResponse, {
         attestationDocument: res.attestationDocument,
         transferContext: res.transferContext,
+        paillierModulus: res.paillierModulus,
+        modulusProof: res.modulusProof,
       });
     },
 

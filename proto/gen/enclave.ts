@@ -29,7 +29,7 @@ import {
   statechainStatusToJSON,
   StatechainTx,
 } from "./common.ts";
-import { KeyGenCommit, KeyGenSeShare, Signature, SignSeNonce } from "./ecdsa2p.ts";
+import { KeyGenCommit, KeyGenSeShare, PaillierBlumProof, Signature, SignSeNonce } from "./ecdsa2p.ts";
 
 export interface GetStatusRequest {
 }
@@ -176,6 +176,12 @@ export interface TransferKeyRequest {
 export interface TransferKeyResponse {
   attestationDocument: Buffer;
   transferContext: Buffer;
+  /**
+   * The Paillier modulus the key update of this transfer will use, and its proof (see the public API's
+   * TransferReceiverInitResponse).
+   */
+  paillierModulus: Buffer;
+  modulusProof: PaillierBlumProof | undefined;
 }
 
 export interface KeyUpdateRequest {
@@ -2411,7 +2417,12 @@ export const TransferKeyRequest: MessageFns<TransferKeyRequest> = {
 };
 
 function createBaseTransferKeyResponse(): TransferKeyResponse {
-  return { attestationDocument: Buffer.alloc(0), transferContext: Buffer.alloc(0) };
+  return {
+    attestationDocument: Buffer.alloc(0),
+    transferContext: Buffer.alloc(0),
+    paillierModulus: Buffer.alloc(0),
+    modulusProof: undefined,
+  };
 }
 
 export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
@@ -2421,6 +2432,12 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     }
     if (message.transferContext.length !== 0) {
       writer.uint32(18).bytes(message.transferContext);
+    }
+    if (message.paillierModulus.length !== 0) {
+      writer.uint32(26).bytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      PaillierBlumProof.encode(message.modulusProof, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2454,6 +2471,22 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
             message.transferContext = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.paillierModulus = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.modulusProof = PaillierBlumProof.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2478,6 +2511,16 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
         : isSet(object.transfer_context)
         ? Buffer.from(bytesFromBase64(object.transfer_context))
         : Buffer.alloc(0),
+      paillierModulus: isSet(object.paillierModulus)
+        ? Buffer.from(bytesFromBase64(object.paillierModulus))
+        : isSet(object.paillier_modulus)
+        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
+        : Buffer.alloc(0),
+      modulusProof: isSet(object.modulusProof)
+        ? PaillierBlumProof.fromJSON(object.modulusProof)
+        : isSet(object.modulus_proof)
+        ? PaillierBlumProof.fromJSON(object.modulus_proof)
+        : undefined,
     };
   },
 
@@ -2489,6 +2532,12 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     if (message.transferContext.length !== 0) {
       obj.transferContext = base64FromBytes(message.transferContext);
     }
+    if (message.paillierModulus.length !== 0) {
+      obj.paillierModulus = base64FromBytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      obj.modulusProof = PaillierBlumProof.toJSON(message.modulusProof);
+    }
     return obj;
   },
 
@@ -2499,6 +2548,10 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     const message = createBaseTransferKeyResponse();
     message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
     message.transferContext = object.transferContext ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
+      ? PaillierBlumProof.fromPartial(object.modulusProof)
+      : undefined;
     return message;
   },
 };

@@ -38,6 +38,7 @@ import {
   KeyGenCommit,
   KeyGenOwnerShare,
   KeyGenSeShare,
+  PaillierBlumProof,
   Signature,
   SignOwnerCommit,
   SignOwnerPartial,
@@ -414,6 +415,13 @@ export interface TransferReceiverInitResponse {
   attestationDocument: Buffer;
   /** Canonical CBOR: statechain id, owner index, receiver proof key, enclave instance id. */
   transferContext: Buffer;
+  /**
+   * The Paillier modulus N the enclave set aside for this transfer's key update, with its Π^mod: the wallet
+   * checks the proof while the key update runs, instead of after it. The key update's KeyGenSeShare still
+   * carries N and Π^mod; a wallet that finds another N there checks that proof instead.
+   */
+  paillierModulus: Buffer;
+  modulusProof: PaillierBlumProof | undefined;
 }
 
 export interface TransferReceiverKeyUpdateRequest {
@@ -5290,7 +5298,12 @@ export const TransferReceiverInitRequest: MessageFns<TransferReceiverInitRequest
 };
 
 function createBaseTransferReceiverInitResponse(): TransferReceiverInitResponse {
-  return { attestationDocument: Buffer.alloc(0), transferContext: Buffer.alloc(0) };
+  return {
+    attestationDocument: Buffer.alloc(0),
+    transferContext: Buffer.alloc(0),
+    paillierModulus: Buffer.alloc(0),
+    modulusProof: undefined,
+  };
 }
 
 export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitResponse> = {
@@ -5300,6 +5313,12 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     }
     if (message.transferContext.length !== 0) {
       writer.uint32(18).bytes(message.transferContext);
+    }
+    if (message.paillierModulus.length !== 0) {
+      writer.uint32(26).bytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      PaillierBlumProof.encode(message.modulusProof, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -5333,6 +5352,22 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
             message.transferContext = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.paillierModulus = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.modulusProof = PaillierBlumProof.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5357,6 +5392,16 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
         : isSet(object.transfer_context)
         ? Buffer.from(bytesFromBase64(object.transfer_context))
         : Buffer.alloc(0),
+      paillierModulus: isSet(object.paillierModulus)
+        ? Buffer.from(bytesFromBase64(object.paillierModulus))
+        : isSet(object.paillier_modulus)
+        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
+        : Buffer.alloc(0),
+      modulusProof: isSet(object.modulusProof)
+        ? PaillierBlumProof.fromJSON(object.modulusProof)
+        : isSet(object.modulus_proof)
+        ? PaillierBlumProof.fromJSON(object.modulus_proof)
+        : undefined,
     };
   },
 
@@ -5368,6 +5413,12 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     if (message.transferContext.length !== 0) {
       obj.transferContext = base64FromBytes(message.transferContext);
     }
+    if (message.paillierModulus.length !== 0) {
+      obj.paillierModulus = base64FromBytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      obj.modulusProof = PaillierBlumProof.toJSON(message.modulusProof);
+    }
     return obj;
   },
 
@@ -5378,6 +5429,10 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     const message = createBaseTransferReceiverInitResponse();
     message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
     message.transferContext = object.transferContext ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
+      ? PaillierBlumProof.fromPartial(object.modulusProof)
+      : undefined;
     return message;
   },
 };

@@ -46,6 +46,7 @@ export {
   type PartyTwoKey,
   type PartyTwoKeyGenState,
   type PartyTwoSignState,
+  p2CheckPaillierModulus,
   p2EncryptionNonce,
   p2KeyGenFinish,
   p2KeyGenShare,

@@ -5,6 +5,7 @@ import type {
   KeyGenCommit,
   KeyGenOwnerShare,
   KeyGenSeShare,
+  PaillierBlumProof,
   Signature,
   SignOwnerCommit,
   SignOwnerPartial,
@@ -126,13 +127,24 @@ export function checkPaillierModulus(bytes: Uint8Array | undefined): bigint {
 }
 
 /**
+ * Checks a Paillier modulus and its Π^mod ahead of the keygen answer that will carry them (in a transfer, the
+ * SE shows them with the transfer key); give the result to p2KeyGenFinish as `verifiedModulus`.
+ */
+export function p2CheckPaillierModulus(modulus: Uint8Array, proof: PaillierBlumProof | undefined): bigint {
+  const n = checkPaillierModulus(modulus);
+  verifyModulus(n, proof);
+  return n;
+}
+
+/**
  * Checks the SE's KeyGenSeShare and returns the owner's key. A key update (no commitment) must say which shared
- * key it expects: o2·S2 = P.
+ * key it expects: o2·S2 = P. When the answer's N is `verifiedModulus` (p2CheckPaillierModulus passed on it), its
+ * Π^mod is not checked again; any other N has its proof checked here.
  */
 export function p2KeyGenFinish(
   state: PartyTwoKeyGenState,
   seShare: KeyGenSeShare,
-  opts: { expectedSharedKey?: Uint8Array | Point } = {},
+  opts: { expectedSharedKey?: Uint8Array | Point; verifiedModulus?: bigint } = {},
 ): PartyTwoKey {
   check(!state.consumed, "KEYGEN_STATE_USED", "this keygen state has already been used", "precondition");
   state.consumed = true;
@@ -169,7 +181,7 @@ export function p2KeyGenFinish(
   verifyDlog(S, seShare.proof, { sessionId, role: "se-share" }, "SE public share S");
   const n = checkPaillierModulus(seShare.paillierModulus);
   const cKey = readPositiveBelow(seShare.encryptedShare, n * n, "encrypted SE share c_key");
-  verifyModulus(n, seShare.modulusProof);
+  if (n !== opts.verifiedModulus) verifyModulus(n, seShare.modulusProof);
   const ops = verifierOps(readRingPedersen(state.ringPedersen.params), state.ringPedersen.secret);
   verifyFactors(sessionId, n, seShare.factorProof, ops);
   verifyLogStar({ sessionId, n0: n, c: cKey, X: S }, seShare.shareProof, ops);

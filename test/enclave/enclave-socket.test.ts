@@ -30,6 +30,7 @@ import { unary } from "../../proto/unary.ts";
 import { type Authenticated, type Codec, signRequest } from "../../protocol/auth.ts";
 import {
   type PartyTwoKey,
+  p2CheckPaillierModulus,
   p2KeyGenFinish,
   p2KeyGenShare,
   p2SignCommit,
@@ -397,6 +398,8 @@ describe("enclave over its socket", () => {
     const ctxStmt = decodeTransferKeyStatement(tk.transferContext);
     assert.equal(ctxStmt.epoch, 2);
     const transferKey = tkv.document!.publicKey!;
+    // The key update's Paillier key is set aside with the transfer key: its N and Π^mod can be checked ahead.
+    const announcedN = p2CheckPaillierModulus(tk.paillierModulus, tk.modulusProof);
 
     const t1 = (parseScalar(coin.key.share, "o1") * bytesToBigInt(x1)) % N;
     const keyUpdate = async (t2: bigint, o2: bigint) => {
@@ -440,6 +443,7 @@ describe("enclave over its socket", () => {
     const good = await keyUpdate(t2, o2);
     const upd = await good.res();
     const key2 = p2KeyGenFinish(good.share.state, upd.seShare, { expectedSharedKey: coin.P });
+    assert.equal(key2.paillierModulus, announcedN, "the key update uses that N, after a refused attempt too");
     const v = verifyAttestation(upd.keyUpdate.attestationDocument, {
       ...trust,
       expectedNonce: good.nonce,

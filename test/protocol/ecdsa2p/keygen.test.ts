@@ -11,6 +11,7 @@ import {
   p1KeyGenCommit,
   p1KeyGenFinish,
   p1KeyGenFixed,
+  p2CheckPaillierModulus,
   p2KeyGenFinish,
   p2KeyGenShare,
   partyOnePublicInfo,
@@ -136,6 +137,54 @@ test("key update: s2 = t2·x1⁻¹·s1 under a new Paillier key keeps P; the rec
       rng,
     }),
     code("ROTATION_MISMATCH"),
+  );
+});
+
+test("a modulus checked ahead (shown with the transfer key) skips its Π^mod in the answer; any other N is checked", async () => {
+  const { p1, p2 } = await deposit();
+  const o2 = randomScalar(rng);
+  const rotated = (x1: bigint) =>
+    rotateShare(p1.share, scalarBytes(x1), scalarBytes((((share(p2) * x1) % Q) * Point.Fn.inv(o2)) % Q), rng);
+  const update = async () => {
+    const sessionId = sid();
+    const two = p2KeyGenShare({ sessionId, ringPedersen: ringPedersen(), rng, share: scalarBytes(o2) });
+    const paillier = await generatePaillierKey({ rng });
+    const announced = p2CheckPaillierModulus(writeNat(paillier.n), paillier.modulusProof);
+    assert.equal(announced, paillier.n);
+    const { msg } = await p1KeyGenFixed({
+      sessionId,
+      share: rotated(randomScalar(rng)),
+      ownerShare: two.msg,
+      sharedPublicKey: p1.sharedPublicKey,
+      paillier,
+      rng,
+      ringPedersenCache: cache,
+    });
+    return { two, announced, noProof: { ...msg, modulusProof: undefined } };
+  };
+  const expectedSharedKey = p1.sharedPublicKey;
+  const a = await update();
+  const key = p2KeyGenFinish(a.two.state, a.noProof, { expectedSharedKey, verifiedModulus: a.announced });
+  assert.equal(key.paillierModulus, a.announced);
+  // The answer names another N than the one checked: its own proof is required.
+  const b = await update();
+  assert.throws(
+    () => p2KeyGenFinish(b.two.state, b.noProof, { expectedSharedKey, verifiedModulus: a.announced }),
+    code("PAILLIER_BLUM_PROOF_MISSING"),
+  );
+  // The check ahead refuses what the answer's check refuses.
+  let p: bigint;
+  let q: bigint;
+  do [p, q] = [generatePrimeSync(1024, { bigint: true, add: 4n, rem: 1n }), blum(1024)];
+  while ((p * q).toString(2).length !== 2048);
+  const notBlum = paillierKeyFromPrimes(p, q, { rng, modulusProof: true });
+  assert.throws(
+    () => p2CheckPaillierModulus(writeNat(notBlum.n), notBlum.modulusProof),
+    code("PAILLIER_BLUM_PROOF_INVALID"),
+  );
+  assert.throws(
+    () => p2CheckPaillierModulus(writeNat(notBlum.n * 2n), undefined),
+    code("PAILLIER_MODULUS_EVEN"),
   );
 });
 
