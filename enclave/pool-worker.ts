@@ -1,7 +1,8 @@
 // The Paillier pool's worker thread: generates keys (primes, Π^mod, encryption nonces; ~200 ms of CPU each) at
-// the lowest CPU priority, in the enclave's quiet time unless the pool runs low (see pool.ts). The main thread asks for a number of keys; each goes back with its secret buffers transferred (moved, not copied, so the
-// main thread's wipe erases the only copy), and the worker's heap is collected before the next one, so its
-// transient BigInt copies of the factors are zeroed (--clear-free-memory) rather than left behind.
+// the lowest CPU priority, in the enclave's quiet time unless the pool runs low (see pool.ts). The main thread
+// asks for a number of keys; each goes back with its secret buffers transferred (moved, not copied, so the main
+// thread's wipe erases the only copy), and the worker's heap is collected before the next one, so its transient
+// BigInt copies of the factors are zeroed (--clear-free-memory) rather than left behind.
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
