@@ -34,7 +34,7 @@ import {
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { bip143Digest, finalizeP2wpkhInput, type OwnInput, signP2wpkhInputs } from "../protocol/tx/sign.ts";
-import { refuse, type SeClient } from "./se-client.ts";
+import { refuse, type SeClient, whileAnswering } from "./se-client.ts";
 
 export interface AttestationTrust {
   /** Trust the pinned AWS Nitro root (default true). */
@@ -114,25 +114,23 @@ export async function coSign(
   const digest = bip143Digest(raw, 0, coin.sharedPublicKey, spendAmountSat);
   const sessionId = Buffer.from(ctx.rng(16));
   const { state, msg } = p2SignCommit(coin.key, { sessionId, digest, rng: ctx.rng });
-  const firstCall = ctx.se.call(
-    "signFirst",
-    {
-      statechainId: coin.statechainId,
-      purpose,
-      tx: Buffer.from(raw),
-      inputIndex: 0,
-      ownerCommit: msg,
-      auth: undefined,
-      sessionId,
-    },
-    coin.proofSecret,
+  // While the SE answers: the randomness r^N of the partial signature, its costliest part (~8 ms).
+  const [first, nonce] = await whileAnswering(
+    ctx.se.call(
+      "signFirst",
+      {
+        statechainId: coin.statechainId,
+        purpose,
+        tx: Buffer.from(raw),
+        inputIndex: 0,
+        ownerCommit: msg,
+        auth: undefined,
+        sessionId,
+      },
+      coin.proofSecret,
+    ),
+    () => p2PartialNonce(coin.key, ctx.rng),
   );
-  firstCall.catch(() => {}); // awaited below; no unhandled rejection while the nonce is computed
-  // While the SE answers: the randomness r^N of the partial signature, its costliest part (~8 ms). The request
-  // goes out first (one turn of the event loop), so both sides work at once.
-  await new Promise((resolve) => setImmediate(resolve));
-  const nonce = p2PartialNonce(coin.key, ctx.rng);
-  const first = await firstCall;
   refuse(
     Buffer.from(first.digest).equals(Buffer.from(digest)),
     "DIGEST_MISMATCH",

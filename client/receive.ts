@@ -44,7 +44,7 @@ import {
   type ReceiverIdentity,
   randomSecret,
 } from "./owner.ts";
-import { refuse, SeError, type SeRequest, type SeResponse } from "./se-client.ts";
+import { refuse, SeError, type SeRequest, type SeResponse, whileAnswering } from "./se-client.ts";
 
 /** A mailbox item this wallet could not read: refused with a reason, like a coin that fails a check. */
 export interface UnreadableTransfer {
@@ -503,6 +503,20 @@ export interface AnnouncedPaillier {
   proof: PaillierBlumProof | undefined;
 }
 
+/**
+ * N if the announced modulus and its Π^mod check out. Failing refuses nothing yet: the key update's answer then
+ * has its own N checked with its own proof (as when it names another N), and that refuses the coin if it fails.
+ */
+function checkAnnounced(announced: AnnouncedPaillier | undefined): bigint | undefined {
+  if (!announced) return undefined;
+  try {
+    return p2CheckPaillierModulus(announced.modulus, announced.proof);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    return undefined;
+  }
+}
+
 /** A signed key-update request, ready to send (and to re-send unchanged if the answer is lost). */
 export interface PreparedKeyUpdate {
   request: SeRequest<"transferReceiverKeyUpdate">;
@@ -566,23 +580,13 @@ export async function finishKeyUpdate(
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
   let upd: SeResponse<"transferReceiverKeyUpdate">;
-  const answer = ctx.se.call("transferReceiverKeyUpdate", prepared.request);
-  answer.catch(() => {}); // awaited below; no unhandled rejection while the modulus is checked
-  // While the enclave works (the request goes out first, one turn of the event loop): the Paillier modulus it
-  // announced and its Π^mod, ~15 ms. Failing here refuses nothing yet: the answer's N is then checked with the
-  // answer's proof (as when the announced N is another one), and that refuses the coin if it fails.
   let verifiedModulus: bigint | undefined;
-  if (prepared.announcedPaillier) {
-    await new Promise((resolve) => setImmediate(resolve));
-    try {
-      const { modulus, proof } = prepared.announcedPaillier;
-      verifiedModulus = p2CheckPaillierModulus(modulus, proof);
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e;
-    }
-  }
   try {
-    upd = await answer;
+    // While the enclave works: the Paillier modulus it announced and its Π^mod, ~15 ms.
+    [upd, verifiedModulus] = await whileAnswering(
+      ctx.se.call("transferReceiverKeyUpdate", prepared.request),
+      () => checkAnnounced(prepared.announcedPaillier),
+    );
   } catch (e) {
     if (!(e instanceof SeError)) throw e;
     if (UNANSWERED.has(e.code))

@@ -90,6 +90,18 @@ export class SeClient {
   }
 }
 
+/**
+ * Awaits `call` (an SE call just started) with `work` done while the SE answers: grpc-js writes the request a
+ * turn of the event loop later, so `work` starts after that turn and both sides compute at once. The call's
+ * rejection, if any, surfaces here after `work`, never as an unhandled one.
+ */
+export async function whileAnswering<T, W>(call: Promise<T>, work: () => W): Promise<[T, W]> {
+  call.catch(() => {});
+  await new Promise((resolve) => setImmediate(resolve));
+  const done = work();
+  return [await call, done];
+}
+
 /** Fails with a typed error unless `cond`: the wallet refuses a coin for a named reason. */
 export function refuse(cond: unknown, code: string, message: string): asserts cond {
   if (!cond) throw new ProtocolError(code, message, "precondition");

@@ -1,12 +1,12 @@
 // Request authentication by proof keys (common.v1.Auth): a BIP340 signature by the x-only form of the key over
 //   SHA-256("statechain/v1/auth" || u16(len(method)) || method || SHA-256(request encoded with an empty signature)).
 // Freshness (the clock window) is checked here with an injected time; replay (nonce reuse) is the caller's store.
-import { createHash } from "node:crypto";
 import type { Auth } from "../proto/gen/common.ts";
 import { bip340Sign, bip340Verify } from "./bip340.ts";
 import { concatBytes, parsePoint } from "./encoding.ts";
 import { check } from "./errors.ts";
 import type { Rng } from "./rng.ts";
+import { sha256 } from "./smt/hash.ts";
 
 export interface Codec<T> {
   encode(message: T): { finish(): Uint8Array };
@@ -21,10 +21,10 @@ export const NONCE_MAX = 64;
 /** Requests signed further than this from the verifier's clock are refused. */
 export const DEFAULT_WINDOW_MS = 5 * 60_000;
 
-// OpenSSL's SHA-256: requests carry proofs of tens of KB, hashed by the wallet, the host and the enclave alike
-// (with noble's, hashing requests took ~9 ms per transfer in the enclave's CPU profile).
-const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
-
+/**
+ * The digest a request's auth signs. SHA-256 is OpenSSL's (the tree's one-shot helper): requests carry proofs of
+ * tens of KB, hashed by the wallet, the host and the enclave alike (noble's took ~9 ms per transfer in the enclave).
+ */
 export function authDigest(method: string, unsignedRequest: Uint8Array): Uint8Array {
   const m = new TextEncoder().encode(method);
   const len = new Uint8Array([m.length >> 8, m.length & 0xff]);
@@ -80,11 +80,12 @@ export function verifyRequest<T extends Authenticated>(
     `request time is ${Math.round(skew / 1000)} s from the server's clock (limit ${window / 1000} s)`,
     "unauthenticated",
   );
-  const key = parsePoint(proofKey, "proof key");
+  parsePoint(proofKey, "proof key");
+  // BIP340 verifies under the x coordinate: the 33-byte compressed key without its parity byte.
   const ok = bip340Verify(
     auth.signature,
     authDigest(method, unsignedBytes(codec, req)),
-    key.toBytes(true).subarray(1),
+    proofKey.subarray(1),
   );
   check(ok, "AUTH_SIGNATURE", "auth signature does not verify under the proof key", "unauthenticated");
 }
