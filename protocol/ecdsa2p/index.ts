@@ -40,6 +40,7 @@ export {
   p1SignStart,
   partyOnePublicInfo,
   wipePartyOneKey,
+  wipeSignSession,
 } from "./party-one.ts";
 export {
   checkPaillierModulus,

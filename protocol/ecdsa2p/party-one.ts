@@ -296,7 +296,15 @@ export interface PartyOneSignSession {
   readonly ownerCommitment: Uint8Array;
   /** k1, 32 bytes; wiped when the session ends. */
   readonly nonce: Uint8Array;
+  /** β, 32 bytes: k1 is inverted as β·(k1·β)⁻¹, so the variable-time inversion never sees k1 (wiped with it). */
+  readonly nonceBlind: Uint8Array;
   consumed: boolean;
+}
+
+/** Zeroes a session's secrets (k1 and its blinding factor). */
+export function wipeSignSession(session: PartyOneSignSession): void {
+  session.nonce.fill(0);
+  session.nonceBlind.fill(0);
 }
 
 export const SE_NONCE = "se-nonce";
@@ -338,6 +346,7 @@ export function p1SignStart(
       digest,
       ownerCommitment: new Uint8Array(ownerCommitment),
       nonce: secretScalar(k1),
+      nonceBlind: secretScalar(randomScalar(opts.rng)),
       consumed: false,
     },
     msg: { publicNonce: writePoint(R1), proof },
@@ -378,7 +387,9 @@ export function p1SignFinish(
     check(r !== 0n, "SIGNATURE_R_ZERO", "nonce point gives r = 0");
     // From here on the Paillier secret has touched the owner's ciphertext: any failure taints the key.
     try {
-      const s0 = (CurvePoint.Fn.inv(k1) * (decrypt(key.paillier, c3) % Q)) % Q;
+      const beta = reveal(session.nonceBlind, "nonce blind");
+      const k1inv = (CurvePoint.Fn.inv((k1 * beta) % Q) * beta) % Q;
+      const s0 = (k1inv * (decrypt(key.paillier, c3) % Q)) % Q;
       const s = s0 > Q >> 1n ? Q - s0 : s0;
       const R = s === 0n ? undefined : ecdsaVerifyPoint({ r, s }, digest, key.sharedPublicKey);
       if (!R) {

@@ -27,6 +27,7 @@ import { verifyFactors } from "./proofs/fac.ts";
 import { verifyLogStar } from "./proofs/logstar.ts";
 import { verifyModulus } from "./proofs/mod.ts";
 import { type RingPedersenKey, readRingPedersen, verifierOps } from "./ring-pedersen.ts";
+import { invModN } from "./scalar-ct.ts";
 import { reveal, wipe } from "./secret.ts";
 import { checkDigest, checkSessionId } from "./session.ts";
 import { decodeCompact, digestToInt, ecdsaVerifyPoint, encodeDer, recoveryId } from "./verify.ts";
@@ -305,7 +306,11 @@ export function p2SignPartial(
       "PAILLIER_MODULUS_TOO_SMALL",
       "Paillier modulus too small for the partial signature",
     );
-    const k2inv = CurvePoint.Fn.inv(k2);
+    // Blinded (scalar-ct.ts): the variable-time inversion sees k2·β, never k2.
+    const k2invBytes = new Uint8Array(32);
+    invModN(state.nonce, opts.rng, k2invBytes);
+    const k2inv = reveal(k2invBytes, "inverse nonce");
+    k2invBytes.fill(0);
     const a = (k2inv * (digestToInt(digest) % Q)) % Q;
     const v = (((k2inv * r) % Q) * reveal(key.share, "owner share")) % Q;
     const rho = RHO_MIN + randomBelow(opts.rng, RHO_SPAN);

@@ -2,6 +2,7 @@
 // malicious owner's partial signature taints the key; replays, bad openings and proofs are refused; after a key
 // update the old owner share no longer signs.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
@@ -330,4 +331,20 @@ test("c_key = Enc(s + q) with a consistent proof passes (Π^log* has slack), and
   const digest = rng(32);
   const { compact, der } = sign(d.p1, d.p2, digest);
   verifiesEverywhere(compact, der, digest, d.p1.sharedPublicKey);
+});
+
+test("neither party inverts its secret nonce in variable time: only a blinded k·β meets the inversion (audit #18.10)", () => {
+  // noble's field object is frozen (no spying on Fn.inv): the rule is checked on the source, every inversion in
+  // the two parties' signing code taking a blinded product or going through scalar-ct's invModN.
+  for (const file of ["party-one.ts", "party-two.ts"]) {
+    const src = readFileSync(new URL(`../../../protocol/ecdsa2p/${file}`, import.meta.url), "utf8");
+    for (const m of src.matchAll(/Fn\.inv\(([^)]*)\)/g)) {
+      assert.match(m[1]!, /\*\s*beta/, `${file}: Fn.inv(${m[1]}) inverts an unblinded value`);
+    }
+    assert.doesNotMatch(src, /modInverse\(\s*k[12]?\b/, `${file}: a nonce is inverted unblinded`);
+  }
+  // And the blinded inversion still gives k⁻¹: signatures verify (the other tests here), here once more.
+  const digest = rng(32);
+  const { compact } = sign(p1, p2, digest);
+  assert.ok(verifyEcdsa(compact, digest, p1.sharedPublicKey.toBytes(true)));
 });
