@@ -1,7 +1,11 @@
 // The other canonical statements the enclave attests (same codec as deletion receipts). Each starts with
 // v and type, so one kind of statement can never be read as another:
 //   identity:     {v, type: "identity", instance (16 bytes), log (32), policy (32), time (ms)}
-//   transfer-key: {v, type: "transfer-key", statechain (36), epoch, receiver (33-byte proof key), instance (16)}
+//   transfer-key: {v, type: "transfer-key", statechain (36), epoch, receiver (33-byte proof key), instance (16),
+//                  share (33: the SE share S the key update will erase), kickoff (32 or null: the one kick-off
+//                  co-signed, internal order), backup (32: the one backup co-signed for owner `epoch`),
+//                  policy (32: SHA-256 of the policy JSON)}
+// The receiver checks its backup is that backup, spends that kick-off, and the deletion receipt erases that S.
 import { createHash } from "node:crypto";
 import { check } from "../protocol/errors.ts";
 import { decodeStatement, encodeStatement, type FieldSpec } from "./canonical.ts";
@@ -24,6 +28,10 @@ export interface TransferKeyStatement {
   epoch: number;
   receiver: Uint8Array;
   instance: Uint8Array;
+  share: Uint8Array;
+  kickoff: Uint8Array | null;
+  backup: Uint8Array;
+  policy: Uint8Array;
 }
 
 export const IDENTITY_FIELDS: readonly FieldSpec[] = [
@@ -42,6 +50,10 @@ export const TRANSFER_KEY_FIELDS: readonly FieldSpec[] = [
   { key: "epoch", kind: "uint" },
   { key: "receiver", kind: "bytes", length: 33, point: true },
   { key: "instance", kind: "bytes", length: 16 },
+  { key: "share", kind: "bytes", length: 33, point: true },
+  { key: "kickoff", kind: "bytes", length: 32, nullable: true },
+  { key: "backup", kind: "bytes", length: 32 },
+  { key: "policy", kind: "bytes", length: 32 },
 ];
 
 function version(v: number, what: string): void {

@@ -9,6 +9,7 @@ import {
   type PartyOneSignSession,
   wipeKey,
   wipePaillierKey,
+  wipeSignSession,
 } from "../protocol/ecdsa2p/index.ts";
 import type { Secret } from "./secret.ts";
 
@@ -22,6 +23,8 @@ export interface PendingTransfer {
   encryptedX1: Buffer;
   /** The receiver's backup has been co-signed: the transfer can no longer be redirected. */
   backupSigned: boolean;
+  /** Its txid (internal order): the only backup co-signed for owner n+1, named in the transfer-key statement. */
+  backupTxid?: Buffer;
   /** Transfer keys handed out in attestation documents for this transfer (newest last, at most a few). */
   transferKeys: Array<{ publicKey: Buffer; secret: Secret }>;
   /** The Paillier key set aside for the key update, its N and Π^mod shown with the transfer key. */
@@ -31,11 +34,17 @@ export interface PendingTransfer {
 export interface SignSessionEntry {
   session: PartyOneSignSession;
   purpose: SignPurpose;
+  /** The transaction as the owner sent it: checked again against the coin's state when the signature is released. */
+  tx: Buffer;
   txid: Buffer;
+  /** The coin's stateVersion when the session opened: a session never outlives a change of state. */
+  stateVersion: number;
   /** For backups: the owner index the backup is for. */
   ownerIndex: number;
   /** For kick-off: its output amount (becomes the kick-off context once signed). */
   kickoffAmountSat?: bigint;
+  /** For backups in kick-off mode: the kick-off's confirmation height the host reported at SignFirst. */
+  kickoffHeight?: number;
   createdAt: number;
 }
 
@@ -60,6 +69,8 @@ export interface Coin {
   stateHash: Buffer;
   pending?: PendingTransfer;
   signSessions: Map<string, SignSessionEntry>;
+  /** Counts changes of what co-signing depends on (pending transfer, withdrawal, kick-off, owner). */
+  stateVersion: number;
   withdraw?: { statechainTx: Buffer; withdrawScript: Buffer; closingState: Buffer; signedTxids: Set<string> };
   /** Last answer per method, keyed by the request hash: a retried request gets the same answer. */
   answers: Map<string, { requestHash: string; response: unknown; at: number }>;
@@ -88,12 +99,21 @@ export function wipePending(p: PendingTransfer | undefined): void {
   p.paillier = undefined;
 }
 
+/**
+ * Records a change of the coin's state that co-signing depends on: every open signing session is void (its
+ * nonce wiped), so nothing opened against the earlier state is ever released.
+ */
+export function stateChanged(c: Coin): void {
+  c.stateVersion++;
+  for (const s of c.signSessions.values()) wipeSignSession(s.session);
+  c.signSessions.clear();
+}
+
 /** Erases every secret the coin holds. */
 export function wipeCoin(c: Coin): void {
   if (c.key) wipeKey(c.key);
   if (c.keygen) c.keygen.share.fill(0);
-  for (const s of c.signSessions.values()) s.session.nonce.fill(0);
-  c.signSessions.clear();
+  stateChanged(c);
   wipePending(c.pending);
   c.pending = undefined;
 }

@@ -23,6 +23,15 @@ export interface EnclavePolicy {
   feeScript: string;
   /** Unfunded deposits are forgotten after this long (their keygen holds a Paillier key). */
   depositTtlMs: number;
+  /** Confirmations the SE waits for before a deposit is active / a withdrawal closes the coin. Not enforced by
+   * the enclave (the host reports the chain) but attested, so wallets take them from here, not from the host. */
+  depositConfirmations: number;
+  withdrawConfirmations: number;
+  /** Fee-rate ceiling for backups and kick-offs (lower than a withdrawal's: a backup can be sped up by CPFP). */
+  maxBackupFeeRateSatVb: number;
+  /** How far the host's chain tip may rise at once: tipSlackBlocks + tipBlocksPerHour × hours since the last rise. */
+  tipSlackBlocks: number;
+  tipBlocksPerHour: number;
   /** Set (never by a policy file) when the enclave runs on a seeded test RNG: visible in every identity. */
   insecureTestRng?: boolean;
 }
@@ -39,6 +48,22 @@ export const DEFAULT_POLICY: EnclavePolicy = {
   withdrawFeeBps: 0,
   feeScript: "",
   depositTtlMs: 60 * 60_000,
+  depositConfirmations: 1,
+  withdrawConfirmations: 1,
+  maxBackupFeeRateSatVb: 100,
+  tipSlackBlocks: 100_000,
+  tipBlocksPerHour: 1_000_000,
+};
+
+/**
+ * Tip-step defaults by network: mainnet and signet find ~6 blocks an hour (30 allows for bursts and a node
+ * catching up a day: slack), testnet has minimum-difficulty storms; regtest mines at will.
+ */
+const TIP_STEP: Record<EnclavePolicy["network"], { tipSlackBlocks: number; tipBlocksPerHour: number }> = {
+  bitcoin: { tipSlackBlocks: 144, tipBlocksPerHour: 30 },
+  signet: { tipSlackBlocks: 144, tipBlocksPerHour: 30 },
+  testnet: { tipSlackBlocks: 10_000, tipBlocksPerHour: 20_000 },
+  regtest: { tipSlackBlocks: 100_000, tipBlocksPerHour: 1_000_000 },
 };
 
 const int = (v: unknown, min: number, max: number, key: string): number => {
@@ -56,7 +81,9 @@ export function parsePolicy(json: unknown): EnclavePolicy {
     "POLICY_INVALID",
     "policy must be a JSON object",
   );
-  const o = { ...DEFAULT_POLICY, ...(json as Partial<EnclavePolicy>) };
+  const given = json as Partial<EnclavePolicy>;
+  const network = (given.network ?? DEFAULT_POLICY.network) as EnclavePolicy["network"];
+  const o = { ...DEFAULT_POLICY, ...(TIP_STEP[network] ?? {}), ...given };
   for (const k of Object.keys(json as object))
     check(k in DEFAULT_POLICY, "POLICY_INVALID", `unknown policy setting "${k}"`);
   check(
@@ -81,6 +108,11 @@ export function parsePolicy(json: unknown): EnclavePolicy {
   int(o.maxDepositSat, o.minDepositSat, 21e14, "maxDepositSat");
   int(o.withdrawFeeBps, 0, 10_000, "withdrawFeeBps");
   int(o.depositTtlMs, 1000, 7 * 24 * 3600_000, "depositTtlMs");
+  int(o.depositConfirmations, o.network === "regtest" ? 0 : 1, 1000, "depositConfirmations");
+  int(o.withdrawConfirmations, o.network === "regtest" ? 0 : 1, 1000, "withdrawConfirmations");
+  int(o.maxBackupFeeRateSatVb, Math.ceil(o.minFeeRateSatVb), 1000, "maxBackupFeeRateSatVb");
+  int(o.tipSlackBlocks, 1, 10_000_000, "tipSlackBlocks");
+  int(o.tipBlocksPerHour, 1, 100_000_000, "tipBlocksPerHour");
   check(
     typeof o.feeScript === "string" && /^([0-9a-f]{2})*$/.test(o.feeScript),
     "POLICY_INVALID",
@@ -130,6 +162,7 @@ export function coinContext(
     interval: p.locktimeInterval,
     safetyMargin: p.lockSafetyMargin,
     minFeeRateSatVb: p.minFeeRateSatVb,
+    maxBackupFeeRateSatVb: p.maxBackupFeeRateSatVb,
     kickoff: coin.kickoff,
   };
 }

@@ -43,6 +43,7 @@ import {
   rotateShare,
   wipeKey,
   wipePaillierKey,
+  wipeSignSession,
 } from "../protocol/ecdsa2p/index.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt, eciesPublicKey } from "../protocol/ecies.ts";
 import { bigIntToBytes, parsePoint, pointBytes } from "../protocol/encoding.ts";
@@ -50,7 +51,7 @@ import { check, fail, ProtocolError } from "../protocol/errors.ts";
 import type { Rng } from "../protocol/rng.ts";
 import { initialState, nextState, statechainIdBytes, verifyStatechainTx } from "../protocol/statechain.ts";
 import { parseTx, txidOf } from "../protocol/tx/parse.ts";
-import { backupLock, checkBackupTx, checkKickoffTx, checkWithdrawalTx } from "../protocol/tx/policy.ts";
+import { backupLock } from "../protocol/tx/policy.ts";
 import { p2wpkhScript } from "../protocol/tx/script.ts";
 import {
   type Coin,
@@ -59,9 +60,11 @@ import {
   MAX_SIGN_SESSIONS_OPEN,
   MAX_TRANSFER_KEYS,
   SIGN_SESSION_TTL_MS,
+  stateChanged,
   wipeCoin,
   wipePending,
 } from "./coins.ts";
+import { type ChainView, checkCoSign, checkRelease } from "./cosign.ts";
 import type { ActionLog } from "./log.ts";
 import { KeyedMutex } from "./mutex.ts";
 import { coinContext, type EnclavePolicy, policyHash, policyJson } from "./policy.ts";
@@ -177,6 +180,8 @@ export class Enclave {
   private scrubDue = false;
   private scrubScheduled = false;
   private maxTip = 0;
+  /** When maxTip last rose (enclave clock): how far the next tip may plausibly be above it. */
+  private maxTipAt = 0;
   private lastReceipt: Uint8Array = ZERO_HASH;
   /** DepositInit answers by request hash, for a retried request; kept for as long as its signature is fresh. */
   private readonly recentInits = new Map<string, { res: E.KeyGenInitResponse; at: number }>();
@@ -318,6 +323,7 @@ export class Enclave {
       proofKey,
       stateHash: keep(initialState(req.proofKey)),
       signSessions: new Map(),
+      stateVersion: 0,
       answers: new Map(),
     };
     this.coins.add(coin);
@@ -366,7 +372,12 @@ export class Enclave {
     });
   }
 
-  /** The host's tip, never allowed to go down (a host that lies low cannot unlock old backups earlier). */
+  /**
+   * The host's tip, never allowed to go down (a host that lies low cannot unlock old backups earlier), nor up by
+   * more than the chain can have grown since the last rise (policy tipSlackBlocks + tipBlocksPerHour × hours):
+   * one bogus high tip would otherwise stop every later co-signature for good (audit #18.12). An implausible
+   * tip is refused and not recorded.
+   */
   private acceptTip(tip: number): number {
     check(Number.isInteger(tip) && tip >= 0, "CHAIN_TIP", "chain tip must be a non-negative integer");
     check(
@@ -375,7 +386,21 @@ export class Enclave {
       `chain tip ${tip} is below ${this.maxTip}, which the host reported before`,
       "precondition",
     );
+    if (tip === this.maxTip) return tip;
+    const now = this.d.now();
+    if (this.maxTipAt > 0) {
+      const p = this.d.policy;
+      const hours = Math.max(0, now - this.maxTipAt) / 3_600_000;
+      const bound = this.maxTip + p.tipSlackBlocks + Math.ceil(p.tipBlocksPerHour * hours);
+      check(
+        tip <= bound,
+        "CHAIN_TIP_IMPLAUSIBLE",
+        `chain tip ${tip} is implausibly far above ${this.maxTip} (at most ${bound} now); the enclave keeps ${this.maxTip}`,
+        "precondition",
+      );
+    }
     this.maxTip = tip;
+    this.maxTipAt = now;
     return tip;
   }
 
@@ -485,66 +510,10 @@ export class Enclave {
         `at most ${MAX_SIGN_SESSIONS_OPEN} signing sessions may be open per coin`,
         "exhausted",
       );
-      const ctx = this.context(coin);
-      let digest: Uint8Array;
-      let txid: Uint8Array;
-      let ownerIndex = coin.ownerIndex;
-      let kickoffAmountSat: bigint | undefined;
-      switch (req.purpose) {
-        case SignPurpose.SIGN_PURPOSE_BACKUP: {
-          check(
-            !coin.withdraw,
-            "WITHDRAWING",
-            "no backup is co-signed once a withdrawal has started",
-            "precondition",
-          );
-          const pending = coin.pending;
-          const payee = parseTx(req.tx, "backup").outs[0]?.script;
-          const toReceiver =
-            pending &&
-            payee &&
-            Buffer.from(payee).equals(Buffer.from(p2wpkhScript(pending.receiverBackupKey)));
-          if (pending && toReceiver) ownerIndex = pending.newOwnerIndex;
-          const backupKey = toReceiver ? pending!.receiverBackupKey : coin.backupKey!;
-          const kickoffHeight = undefined;
-          const res = checkBackupTx(req.tx, ctx, { ownerIndex, backupKey, tip, kickoffHeight });
-          digest = res.digest;
-          txid = res.txid;
-          break;
-        }
-        case SignPurpose.SIGN_PURPOSE_KICKOFF: {
-          check(
-            coin.ownerIndex === 1 && !coin.pending,
-            "KICKOFF_LATE",
-            "the kick-off transaction is co-signed at deposit only",
-            "precondition",
-          );
-          const res = checkKickoffTx(req.tx, ctx);
-          digest = res.digest;
-          txid = res.txid;
-          kickoffAmountSat = res.outputAmountSat;
-          break;
-        }
-        case SignPurpose.SIGN_PURPOSE_WITHDRAWAL: {
-          const w = coin.withdraw;
-          check(
-            w,
-            "WITHDRAW_NOT_STARTED",
-            "a withdrawal needs the owner's WITHDRAW statechain transaction first (WithdrawInit)",
-            "precondition",
-          );
-          const res = checkWithdrawalTx(req.tx, ctx, {
-            withdrawScript: w.withdrawScript,
-            feeScript: this.d.policy.feeScript ? Buffer.from(this.d.policy.feeScript, "hex") : undefined,
-            minSeFeeSat: this.seFee(coin),
-          });
-          digest = res.digest;
-          txid = res.txid;
-          break;
-        }
-        default:
-          return fail("SIGN_PURPOSE", "sign purpose must be BACKUP, KICKOFF or WITHDRAWAL");
-      }
+      // Kick-off mode: the recorded kick-off's confirmation height, if the host saw it confirm (0: not yet).
+      const chain: ChainView = { tip, kickoffHeight: r.kickoffHeight > 0 ? r.kickoffHeight : undefined };
+      const terms = checkCoSign(coin, this.d.policy, req.purpose, req.tx, chain, this.seFee(coin));
+      const { digest, txid, ownerIndex, kickoffAmountSat } = terms;
       const { session, msg } = p1SignStart(coin.key, {
         sessionId: req.sessionId,
         digest,
@@ -555,9 +524,12 @@ export class Enclave {
       coin.signSessions.set(hex(req.sessionId), {
         session,
         purpose: req.purpose,
+        tx: Buffer.from(req.tx),
         txid: Buffer.from(txid),
+        stateVersion: coin.stateVersion,
         ownerIndex,
         kickoffAmountSat,
+        kickoffHeight: chain.kickoffHeight,
         createdAt: this.d.now(),
       });
       return {
@@ -572,7 +544,7 @@ export class Enclave {
     const now = this.d.now();
     for (const [id, s] of coin.signSessions) {
       if (now - s.createdAt > SIGN_SESSION_TTL_MS) {
-        s.session.nonce.fill(0);
+        wipeSignSession(s.session);
         coin.signSessions.delete(id);
       }
     }
@@ -591,6 +563,19 @@ export class Enclave {
       check(entry, "UNKNOWN_SESSION", "no open signing session with this id", "not_found");
       check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
       coin.signSessions.delete(hex(req.sessionId));
+      // Checked again now, against the coin as it is when the signature is released (audit #18.1, #18.2).
+      try {
+        checkRelease(
+          coin,
+          this.d.policy,
+          entry,
+          { tip: this.maxTip, kickoffHeight: entry.kickoffHeight },
+          this.seFee(coin),
+        );
+      } catch (err) {
+        wipeSignSession(entry.session);
+        throw err;
+      }
       let signature: E.SignSecondResponse["signature"];
       try {
         signature = p1SignFinish(coin.key!, entry.session, req.ownerPartial);
@@ -608,13 +593,18 @@ export class Enclave {
         this.scrubLater(); // copies of the nonce k1 and of the Paillier factors (decryption), answer or not
       }
       if (entry.purpose === SignPurpose.SIGN_PURPOSE_KICKOFF) {
-        coin.kickoff = { txid: entry.txid, amountSat: entry.kickoffAmountSat! };
+        if (!coin.kickoff) {
+          coin.kickoff = { txid: entry.txid, amountSat: entry.kickoffAmountSat! };
+          stateChanged(coin); // backups opened before spend nothing the coin has
+        }
       } else if (
         entry.purpose === SignPurpose.SIGN_PURPOSE_BACKUP &&
         coin.pending &&
         entry.ownerIndex === coin.pending.newOwnerIndex
       ) {
+        // checkRelease made sure it pays this receiver's backup key at its lock.
         coin.pending.backupSigned = true;
+        coin.pending.backupTxid = entry.txid;
       } else if (entry.purpose === SignPurpose.SIGN_PURPOSE_WITHDRAWAL) {
         coin.withdraw!.signedTxids.add(hex(entry.txid));
       }
@@ -678,6 +668,7 @@ export class Enclave {
         wipePending(p);
         coin.pending = undefined;
       }
+      stateChanged(coin); // a backup session opened for an earlier receiver (or none) releases nothing now
       const newOwnerIndex = coin.ownerIndex + 1;
       const lock = backupLock(this.context(coin), newOwnerIndex);
       const x1 = randomSecretBytes(this.d.rng); // as bytes only: no BigInt copy of x1 to outlive its erasure
@@ -711,10 +702,19 @@ export class Enclave {
     );
     const coin = this.fundedCoin(req.statechainId);
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
+      // The signature first, under the key the request names: otherwise NOT_RECEIVER would tell anyone whether
+      // a given proof key is the pending receiver (audit #18.13).
+      parsePoint(req.receiverProofKey, "receiver proof key");
+      verify(req.receiverProofKey);
       const p = coin.pending;
       const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
       check(p && receiving, "NOT_RECEIVER", "no transfer to this proof key is pending", "precondition");
-      verify(p.receiverProofKey);
+      check(
+        p.backupSigned && p.backupTxid,
+        "BACKUP_MISSING",
+        "the receiver's backup transaction must be co-signed before a transfer key is handed out",
+        "precondition",
+      );
       check(
         req.nonce.length >= 16 && req.nonce.length <= 64,
         "ATTESTATION_NONCE",
@@ -728,6 +728,10 @@ export class Enclave {
         epoch: p.newOwnerIndex,
         receiver: p.receiverProofKey,
         instance: this.d.instanceId,
+        share: pointBytes(coin.key!.sePublicShare),
+        kickoff: coin.kickoff ? coin.kickoff.txid : null,
+        backup: p.backupTxid,
+        policy: policyHash(this.d.policy),
       });
       const doc = await this.d.provider.attest({
         nonce: req.nonce,
@@ -881,8 +885,7 @@ export class Enclave {
       this.lastReceipt = receiptHash(receipt);
       wipeKey(oldKey);
       wipePending(p);
-      for (const s of coin.signSessions.values()) s.session.nonce.fill(0);
-      coin.signSessions.clear();
+      stateChanged(coin);
       coin.answers.clear();
       coin.key = compactKey(fresh.key);
       coin.pending = undefined;
@@ -939,6 +942,7 @@ export class Enclave {
         // A transfer that never completed is abandoned: its x1 and transfer keys are erased.
         wipePending(coin.pending);
         coin.pending = undefined;
+        stateChanged(coin);
         coin.withdraw = {
           statechainTx: encoded,
           withdrawScript: keep(sctx.withdrawScript),

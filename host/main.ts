@@ -70,6 +70,8 @@ export function enclavePolicy(cfg: HostConfig) {
     maxDepositSat: p.maxDepositSat,
     withdrawFeeBps: p.withdrawFeeBps,
     feeScript,
+    depositConfirmations: p.depositConfirmations,
+    withdrawConfirmations: p.withdrawConfirmations,
   };
 }
 

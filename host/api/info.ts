@@ -110,7 +110,16 @@ export function infoHandlers(deps: ApiDeps) {
         { nonce: req.nonce },
         { deadlineMs: 10_000 },
       );
-      return { document: res.document, enclave: await enclaveInfo(deps) };
+      // The policy JSON is the enclave's own (GetStatus); a wallet checks its hash against the attested identity.
+      const st =
+        deps.monitor.enclaveStatus() ??
+        (await unary(deps.enclave, deps.enclave.getStatus, {}, { deadlineMs: 5000 }));
+      return {
+        document: res.document,
+        enclave: await enclaveInfo(deps),
+        identity: res.identity,
+        policyJson: st.policyJson,
+      };
     },
   };
 }

@@ -47,6 +47,21 @@ export function finalizeP2wpkh(
   return Buffer.from(tx.toBuffer());
 }
 
+/**
+ * Kick-off mode: the height at which the coin's co-signed kick-off confirmed (0 if it has not, or there is none),
+ * for the enclave's "kick-off height + relative lock > tip + margin" (DESIGN.md 3.5).
+ */
+async function kickoffConfirmedAt(deps: ApiDeps, idBytes: Buffer): Promise<number> {
+  const k = await deps.store.db.get<{ signed_tx: Buffer }>(
+    "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = ?",
+    [idBytes, SignPurpose.SIGN_PURPOSE_KICKOFF],
+  );
+  if (!k?.signed_tx) return 0;
+  const txid = bitcoin.Transaction.fromBuffer(k.signed_tx).getId();
+  const st = await deps.chain.getTxStatus(txid);
+  return st && st.confirmations > 0 && st.blockHeight ? st.blockHeight : 0;
+}
+
 export function signHandlers(deps: ApiDeps) {
   const { store, enclave } = deps;
   return {
@@ -76,7 +91,13 @@ export function signHandlers(deps: ApiDeps) {
           ownerIndex = pending.new_owner_index;
       }
       const tip = await deps.chain.tipHeight();
-      const res = await unary(enclave, enclave.signFirst, { signedRequest: ctx.requestBytes, chainTip: tip });
+      const kickoffHeight =
+        req.purpose === SignPurpose.SIGN_PURPOSE_BACKUP ? await kickoffConfirmedAt(deps, idBytes) : 0;
+      const res = await unary(enclave, enclave.signFirst, {
+        signedRequest: ctx.requestBytes,
+        chainTip: tip,
+        kickoffHeight,
+      });
       const response: SignFirstResponse = {
         sessionId: res.sessionId,
         seNonce: res.seNonce,

@@ -140,6 +140,11 @@ export interface SignFirstRequest {
   signedRequest: Buffer;
   /** Trusted from the host, never lowered: the tip for the lock safety margin. */
   chainTip: number;
+  /**
+   * Kick-off mode, backups: the confirmation height of the coin's recorded kick-off (0 while unconfirmed), for
+   * "kick-off height + relative lock > tip + margin".
+   */
+  kickoffHeight: number;
 }
 
 export interface SignFirstResponse {
@@ -1812,7 +1817,7 @@ export const BindFundingResponse: MessageFns<BindFundingResponse> = {
 };
 
 function createBaseSignFirstRequest(): SignFirstRequest {
-  return { signedRequest: Buffer.alloc(0), chainTip: 0 };
+  return { signedRequest: Buffer.alloc(0), chainTip: 0, kickoffHeight: 0 };
 }
 
 export const SignFirstRequest: MessageFns<SignFirstRequest> = {
@@ -1822,6 +1827,9 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     }
     if (message.chainTip !== 0) {
       writer.uint32(16).uint32(message.chainTip);
+    }
+    if (message.kickoffHeight !== 0) {
+      writer.uint32(24).uint32(message.kickoffHeight);
     }
     return writer;
   },
@@ -1855,6 +1863,14 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
             message.chainTip = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kickoffHeight = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1879,6 +1895,11 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
         : isSet(object.chain_tip)
         ? globalThis.Number(object.chain_tip)
         : 0,
+      kickoffHeight: isSet(object.kickoffHeight)
+        ? globalThis.Number(object.kickoffHeight)
+        : isSet(object.kickoff_height)
+        ? globalThis.Number(object.kickoff_height)
+        : 0,
     };
   },
 
@@ -1890,6 +1911,9 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     if (message.chainTip !== 0) {
       obj.chainTip = Math.round(message.chainTip);
     }
+    if (message.kickoffHeight !== 0) {
+      obj.kickoffHeight = Math.round(message.kickoffHeight);
+    }
     return obj;
   },
 
@@ -1900,6 +1924,7 @@ export const SignFirstRequest: MessageFns<SignFirstRequest> = {
     const message = createBaseSignFirstRequest();
     message.signedRequest = object.signedRequest ?? Buffer.alloc(0);
     message.chainTip = object.chainTip ?? 0;
+    message.kickoffHeight = object.kickoffHeight ?? 0;
     return message;
   },
 };

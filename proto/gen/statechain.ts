@@ -199,7 +199,13 @@ export interface GetAttestationRequest {
 
 export interface GetAttestationResponse {
   document: Buffer;
-  enclave: EnclaveInfo | undefined;
+  enclave:
+    | EnclaveInfo
+    | undefined;
+  /** The identity statement the document attests (user_data = SHA-256 of it): instance id, log head, policy hash. */
+  identity: Buffer;
+  /** The enclave's co-signing policy as canonical JSON; its SHA-256 is the identity statement's policy hash. */
+  policyJson: string;
 }
 
 export interface GetDepositChallengeRequest {
@@ -2405,7 +2411,7 @@ export const GetAttestationRequest: MessageFns<GetAttestationRequest> = {
 };
 
 function createBaseGetAttestationResponse(): GetAttestationResponse {
-  return { document: Buffer.alloc(0), enclave: undefined };
+  return { document: Buffer.alloc(0), enclave: undefined, identity: Buffer.alloc(0), policyJson: "" };
 }
 
 export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
@@ -2415,6 +2421,12 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     }
     if (message.enclave !== undefined) {
       EnclaveInfo.encode(message.enclave, writer.uint32(18).fork()).join();
+    }
+    if (message.identity.length !== 0) {
+      writer.uint32(26).bytes(message.identity);
+    }
+    if (message.policyJson !== "") {
+      writer.uint32(34).string(message.policyJson);
     }
     return writer;
   },
@@ -2448,6 +2460,22 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
             message.enclave = EnclaveInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identity = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.policyJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2464,6 +2492,12 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     return {
       document: isSet(object.document) ? Buffer.from(bytesFromBase64(object.document)) : Buffer.alloc(0),
       enclave: isSet(object.enclave) ? EnclaveInfo.fromJSON(object.enclave) : undefined,
+      identity: isSet(object.identity) ? Buffer.from(bytesFromBase64(object.identity)) : Buffer.alloc(0),
+      policyJson: isSet(object.policyJson)
+        ? globalThis.String(object.policyJson)
+        : isSet(object.policy_json)
+        ? globalThis.String(object.policy_json)
+        : "",
     };
   },
 
@@ -2474,6 +2508,12 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     }
     if (message.enclave !== undefined) {
       obj.enclave = EnclaveInfo.toJSON(message.enclave);
+    }
+    if (message.identity.length !== 0) {
+      obj.identity = base64FromBytes(message.identity);
+    }
+    if (message.policyJson !== "") {
+      obj.policyJson = message.policyJson;
     }
     return obj;
   },
@@ -2487,6 +2527,8 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     message.enclave = (object.enclave !== undefined && object.enclave !== null)
       ? EnclaveInfo.fromPartial(object.enclave)
       : undefined;
+    message.identity = object.identity ?? Buffer.alloc(0);
+    message.policyJson = object.policyJson ?? "";
     return message;
   },
 };

@@ -53,6 +53,8 @@ export interface CoinPolicyContext {
   minFeeRateSatVb: number;
   /** Upper bound on any co-signed transaction's fee (default: MAX_FEE_RATE_SAT_VB × its vsize). */
   maxFeeSat?: bigint;
+  /** Fee-rate ceiling for backups and kick-offs (a receiver's wallet sets its own; CPFP can add to them). */
+  maxBackupFeeRateSatVb?: number;
   /** Set once the kick-off transaction is co-signed (kick-off mode). */
   kickoff?: { txid: Uint8Array; amountSat: bigint };
 }
@@ -176,7 +178,13 @@ function checkSequence(tx: Transaction, expected: number, what: string): void {
 const hex32 = (n: number) => n.toString(16).padStart(8, "0");
 
 /** Miner fee = input − outputs, between the relay minimum at the context's rate and the absurd-fee bound. */
-function checkFee(tx: Transaction, ctx: CoinPolicyContext, spendAmountSat: bigint, what: string): bigint {
+function checkFee(
+  tx: Transaction,
+  ctx: CoinPolicyContext,
+  spendAmountSat: bigint,
+  what: string,
+  maxRateSatVb = MAX_FEE_RATE_SAT_VB,
+): bigint {
   const out = tx.outs.reduce((s, o) => s + o.value, 0n);
   const fee = spendAmountSat - out;
   check(
@@ -192,9 +200,20 @@ function checkFee(tx: Transaction, ctx: CoinPolicyContext, spendAmountSat: bigin
     () =>
       `${what} fee ${fee} sat is below the relay minimum ${min} sat (${vsize} vB at ${ctx.minFeeRateSatVb} sat/vB)`,
   );
-  const max = ctx.maxFeeSat ?? feeForVsize(vsize, MAX_FEE_RATE_SAT_VB);
-  check(fee <= max, "TX_FEE_HIGH", () => `${what} fee ${fee} sat is absurdly high (limit ${max} sat)`);
+  const rateMax = feeForVsize(vsize, maxRateSatVb);
+  const max = ctx.maxFeeSat !== undefined && ctx.maxFeeSat < rateMax ? ctx.maxFeeSat : rateMax;
+  check(
+    fee <= max,
+    "TX_FEE_HIGH",
+    () => `${what} fee ${fee} sat is too high (limit ${max} sat: ${maxRateSatVb} sat/vB × ${vsize} vB)`,
+  );
   return fee;
+}
+
+/** Backups and kick-offs: the context's ceiling, never above the absurd-fee bound (audit #18.4). */
+function backupFeeCeiling(ctx: CoinPolicyContext): number {
+  const r = ctx.maxBackupFeeRateSatVb;
+  return r !== undefined && r < MAX_FEE_RATE_SAT_VB ? r : MAX_FEE_RATE_SAT_VB;
 }
 
 function checkOutputNotDust(tx: Transaction, index: number, what: string): void {
@@ -298,7 +317,7 @@ export function checkBackupTx(
     `backup does not pay P2WPKH of owner ${n}'s backup key`,
   );
   checkOutputNotDust(tx, 0, "backup output");
-  const feeSat = checkFee(tx, ctx, spendAmount, "backup");
+  const feeSat = checkFee(tx, ctx, spendAmount, "backup", backupFeeCeiling(ctx));
   return { digest: bip143Digest(tx, 0, ctx.sharedPublicKey, spendAmount), txid: txidOf(tx), lock, feeSat };
 }
 
@@ -348,7 +367,7 @@ export function checkKickoffTx(
     "TX_DUST",
     () => `kick-off output of ${out} sat cannot fund a backup (needs ${floor} sat)`,
   );
-  const feeSat = checkFee(tx, ctx, ctx.amountSat, "kick-off");
+  const feeSat = checkFee(tx, ctx, ctx.amountSat, "kick-off", backupFeeCeiling(ctx));
   return {
     digest: bip143Digest(tx, 0, ctx.sharedPublicKey, ctx.amountSat),
     txid,

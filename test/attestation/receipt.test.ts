@@ -143,6 +143,10 @@ test("statements: identity and transfer-key round-trip and can never be read as 
     epoch: 4,
     receiver: P(5n),
     instance: new Uint8Array(16).fill(1),
+    share: P(6n),
+    kickoff: null,
+    backup: new Uint8Array(32).fill(7),
+    policy: new Uint8Array(32).fill(3),
   });
   assert.equal(decodeIdentityStatement(identity).type, "identity");
   assert.equal(decodeTransferKeyStatement(transfer).epoch, 4);
@@ -167,6 +171,10 @@ test("statements: identity and transfer-key round-trip and can never be read as 
         epoch: 4,
         receiver: new Uint8Array(33),
         instance: new Uint8Array(16),
+        share: P(6n),
+        kickoff: null,
+        backup: new Uint8Array(32),
+        policy: new Uint8Array(32),
       }),
     code("STATEMENT_INVALID", /receiver is not a valid secp256k1 point/),
   );

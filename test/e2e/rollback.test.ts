@@ -187,7 +187,11 @@ test("owner 1 cannot get a backup co-signed: the enclave verifies its request un
   h.client.around = (_s, sendIt) => sendIt();
   assert.deepEqual(calls, { signFirst: 1 }, "the host forwarded the request to the enclave");
   await refused(
-    unary(enclave, enclave.signFirst, { signedRequest: signed!, chainTip: await h.chain.tipHeight() }),
+    unary(enclave, enclave.signFirst, {
+      signedRequest: signed!,
+      chainTip: await h.chain.tipHeight(),
+      kickoffHeight: 0,
+    }),
     status.UNAUTHENTICATED,
     NOT_THE_OWNER,
   );
