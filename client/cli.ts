@@ -352,18 +352,22 @@ class Session {
     return stored?.mainstayKey ? parseMainstayKey(stored.mainstayKey) : undefined;
   }
 
-  async trust(wallet: Wallet, se: SeClient): Promise<AttestationTrust> {
+  async trust(wallet: Wallet, _se: SeClient): Promise<AttestationTrust> {
     const stored = await wallet.getConfig<SimulatorTrust>("trust.simulator");
     const pemFile = this.v["trust-simulator"] as string | undefined;
     const simulatorRootPem = pemFile ? readText(pemFile, this.io.cwd) : stored?.rootPem;
     if (pemFile) pemToDer(simulatorRootPem!);
     let pcrPolicy: PcrPolicy | undefined;
+    // Measurements come from the owner (--pcrs) or from what the owner pinned with `trust-simulator --confirm`,
+    // never from what the SE reports about itself at verification time (audit #18.11).
     if (this.v.pcrs) pcrPolicy = loadPcrPolicy(readText(this.v.pcrs as string, this.io.cwd));
-    else if (pemFile) {
-      // Under the explicit simulator trust only: the measurements the SE publishes.
-      const info = await se.call("getInfo", {});
-      pcrPolicy = loadPcrPolicy({ releases: releasesJson(info.enclave?.expectedPcrs ?? []) });
-    } else if (stored) pcrPolicy = loadPcrPolicy({ releases: releasesJson(stored.releases) });
+    else if (stored) pcrPolicy = loadPcrPolicy({ releases: releasesJson(stored.releases) });
+    else if (pemFile)
+      throw new WalletError(
+        "NO_PCR_POLICY",
+        "--trust-simulator <pem> trusts a root, not the code it attests: also give --pcrs <file> with the measurements you expect, or pin the simulator's once with `wallet trust-simulator --confirm`",
+        "precondition",
+      );
     return { aws: true, simulatorRootPem, pcrPolicy };
   }
 

@@ -1,6 +1,7 @@
 // The owner's side of the protocol (DESIGN.md 3.2–3.4): deposit, send and withdraw against an SE, and the
 // co-signing they share (receiving is receive.ts). Storage, key derivation and the CLI build on these flows;
 // they hold keys only in the objects they return.
+
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { PcrPolicy } from "../attestation/pcr-policy.ts";
@@ -34,6 +35,7 @@ import {
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { bip143Digest, finalizeP2wpkhInput, type OwnInput, signP2wpkhInputs } from "../protocol/tx/sign.ts";
+import { attestedPolicy } from "./attested-policy.ts";
 import { refuse, type SeClient, whileAnswering } from "./se-client.ts";
 
 export interface AttestationTrust {
@@ -57,6 +59,10 @@ export interface OwnerContext {
   feeRateSatVb: number;
   /** The Mainstay service's attestation key: with it, receivers check the attestation transaction too. */
   mainstayKey?: MainstayKeyParams;
+  /** Confirmations a coin's funding needs, whatever the SE attests (default 3 on mainnet, 1 elsewhere; 0 only on regtest). */
+  minConfirmations?: number;
+  /** Highest fee rate (sat/vB) of a backup or kick-off this wallet accepts from a sender (default 50). */
+  maxBackupFeeRateSatVb?: number;
   onProgress?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -163,6 +169,9 @@ export interface DepositOptions {
 }
 
 export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
+  // Locks and intervals as the enclave attests them (audit #18.5); checked while the deposit goes on.
+  const attested = attestedPolicy(ctx);
+  attested.catch(() => {});
   const info = await ctx.se.call("getInfo", {});
   checkNetwork(ctx, info);
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));
@@ -232,14 +241,25 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
     "the SE bound a different outpoint",
   );
   const mode = bound.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
+  const policy = await attested;
+  refuse(
+    mode === policy.backupMode,
+    "BACKUP_MODE",
+    `the SE says ${mode} backups, its enclave attests ${policy.backupMode}`,
+  );
   const tip = await ctx.chain.tipHeight();
   if (mode === "absolute") {
     refuse(
-      bound.initialLock > tip + info.lockSafetyMargin && bound.initialLock <= tip + info.initLock + 6,
+      bound.initialLock > tip + policy.lockSafetyMargin && bound.initialLock <= tip + policy.initLock + 6,
       "INITIAL_LOCK",
-      `the SE set h0 = ${bound.initialLock}, not about tip ${tip} + ${info.initLock}`,
+      `the SE set h0 = ${bound.initialLock}, not about tip ${tip} + ${policy.initLock}`,
     );
-  }
+  } else
+    refuse(
+      bound.initialLock === policy.initLock,
+      "INITIAL_LOCK",
+      `the SE set the relative lock ${bound.initialLock}, its enclave attests ${policy.initLock}`,
+    );
   const coin: OwnedCoin = {
     statechainId: id,
     amountSat: opts.amountSat,
@@ -247,7 +267,7 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
     ownerIndex: 1,
     initialLock: bound.initialLock,
     backupMode: mode,
-    interval: info.locktimeInterval,
+    interval: policy.locktimeInterval,
     proofSecret: c1,
     backupSecret: b1,
     key,
@@ -275,7 +295,7 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
     spend,
     spendAmountSat: spendAmount,
     backupKey: pub(b1),
-    lock: lockFor(bound.initialLock, info.locktimeInterval, 1),
+    lock: lockFor(bound.initialLock, policy.locktimeInterval, 1),
     feeRateSatVb: ctx.feeRateSatVb,
   });
   coin.backupTx = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, spendAmount);

@@ -12,9 +12,9 @@ export interface IncomingTransfer {
 
 import { createHash } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
-import { decodeReceipt } from "../attestation/receipt.ts";
+import { decodeReceipt, erasedShareCommitment } from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
-import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
+import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
 import type { PaillierBlumProof } from "../proto/gen/ecdsa2p.ts";
 import { TransferMessage } from "../proto/gen/statechain.ts";
@@ -34,6 +34,13 @@ import { statechainIdBytes, statechainKey, verifyChain, verifyStatechainTx } fro
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { ANCHOR_SCRIPT, p2wpkhScript } from "../protocol/tx/script.ts";
 import { checkP2wpkhWitness } from "../protocol/tx/sign.ts";
+import { estimateVsize } from "../protocol/tx/size.ts";
+import {
+  attestationOptions,
+  attestedPolicy,
+  DEFAULT_MAX_BACKUP_FEE_RATE,
+  minConfirmations,
+} from "./attested-policy.ts";
 import {
   backupInput,
   checkNetwork,
@@ -153,23 +160,15 @@ export interface CheckedTransfer {
   newIndex: number;
   myLock: number;
   kickoffTx: Buffer | undefined;
-  /** The enclave instance that holds the coin (from the SE's info). */
+  /** The enclave instance that holds the coin, from its attested identity (never the host's word). */
   enclaveInstance: Buffer;
+  /** SHA-256 of the attested policy the checks above used. */
+  policyHash: Buffer;
+  /** From the attested transfer-key statement (step 7): what the key update's evidence must match. */
+  attested?: { transferKey: Buffer; erasedShare: Buffer };
 }
 
-/** Parsed (public) certificates shared by every verification: a chain's CA certificates are parsed once. */
-export const certificateCache = new CertCache();
-
-function attestationOptions(ctx: OwnerContext) {
-  const t = ctx.trust;
-  return {
-    certCache: certificateCache,
-    roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
-    pcrPolicy: t.pcrPolicy,
-    allowDebug: t.allowDebug,
-    at: ctx.now(),
-  };
-}
+export { certificateCache } from "./attested-policy.ts";
 
 /**
  * DESIGN.md 3.3 step 6: every check a receiver makes before it says anything to the SE about the coin. Only
@@ -192,13 +191,9 @@ export async function checkTransfer(
     "MESSAGE_STATECHAIN",
     "the transfer message names another statechain",
   );
-  refuse(
-    ctx.trust.pcrPolicy || ctx.trust.allowDebug,
-    "NO_PCR_POLICY",
-    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
-  );
-  // The reads are independent: issued together (one round trip of waiting instead of five), checked in order.
+  // The reads are independent: issued together (one round trip of waiting instead of six), checked in order.
   const reads = {
+    policy: attestedPolicy(ctx),
     info: ctx.se.call("getInfo", {}),
     statechain: ctx.se.call("getStatechain", { statechainId: sid }),
     utxo: ctx.chain.getUtxo(txidToHex(sid.txid), sid.vout),
@@ -208,6 +203,8 @@ export async function checkTransfer(
   for (const r of Object.values(reads)) r.catch(() => {}); // a refusal below leaves the later reads unawaited
   const info = await reads.info;
   checkNetwork(ctx, info);
+  // Confirmations, locks and fee ceilings as the enclave attests them (audit #18.5), not as GetInfo says.
+  const policy = await reads.policy;
   const sc = await reads.statechain;
   refuse(
     sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
@@ -233,10 +230,11 @@ export async function checkTransfer(
   );
   const utxo = await reads.utxo;
   refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
+  const needed = Math.max(policy.depositConfirmations, minConfirmations(ctx));
   refuse(
-    utxo.confirmations >= info.depositConfirmations,
+    utxo.confirmations >= needed,
     "FUNDING_UNCONFIRMED",
-    `the funding has ${utxo.confirmations} confirmations, ${info.depositConfirmations} required`,
+    `the funding has ${utxo.confirmations} confirmations, ${needed} required`,
   );
 
   // The statechain: a valid chain from the deposit to the sender, extended by the sender's SCTx to us.
@@ -272,12 +270,17 @@ export async function checkTransfer(
 
   // Backups: mine pays B2 with the next lock, is signed under P; every earlier one unlocks later than mine.
   const mode = sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
+  refuse(
+    mode === policy.backupMode,
+    "BACKUP_MODE",
+    `the SE says ${mode} backups, its enclave attests ${policy.backupMode}`,
+  );
   const kickoffTx = m.kickoffTx.length > 0 ? Buffer.from(m.kickoffTx) : undefined;
   if (mode === "kickoff") {
     refuse(kickoffTx, "KICKOFF_MISSING", "a kick-off mode coin came without its kick-off transaction");
     checkKickoff(kickoffTx, sid, P, amount);
   } else refuse(!kickoffTx, "KICKOFF_UNEXPECTED", "an absolute-mode coin came with a kick-off transaction");
-  const interval = info.locktimeInterval;
+  const interval = policy.locktimeInterval;
   const history = [...m.backupHistory, m.backupTx];
   refuse(
     m.backupHistory.length === sc.ownerIndex,
@@ -298,10 +301,30 @@ export async function checkTransfer(
   const tip = await reads.tip;
   if (mode === "absolute")
     refuse(
-      myLock > tip + info.lockSafetyMargin,
+      myLock > tip + policy.lockSafetyMargin,
       "BACKUP_TOO_SOON",
       `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
     );
+  else {
+    // A kick-off already on chain started every relative lock: mine must still mature after the tip + margin.
+    const k = await ctx.chain.getTxStatus(txidToHex(txidOf(parseTx(kickoffTx!))));
+    if (k && k.confirmations > 0) {
+      const height = tip - k.confirmations + 1;
+      refuse(
+        height + myLock > tip + policy.lockSafetyMargin,
+        "BACKUP_TOO_SOON",
+        `the kick-off confirmed at ${height}: my backup matures at ${height + myLock}, too close to the tip ${tip}`,
+      );
+    }
+  }
+  // Fees the sender chose for me (audit #18.4): never above my ceiling or the enclave's.
+  const maxRate = Math.min(
+    ctx.maxBackupFeeRateSatVb ?? DEFAULT_MAX_BACKUP_FEE_RATE,
+    policy.maxBackupFeeRateSatVb,
+  );
+  const spent = backupInput({ backupMode: mode, kickoffTx, statechainId: sid, amountSat: amount });
+  checkHandedFee(m.backupTx, spent.amount, maxRate, "my backup");
+  if (kickoffTx) checkHandedFee(kickoffTx, amount, maxRate, "the kick-off");
   parseScalar(m.t1, "t1");
   return {
     incoming,
@@ -314,8 +337,22 @@ export async function checkTransfer(
     newIndex,
     myLock,
     kickoffTx,
-    enclaveInstance: Buffer.from(info.enclave?.instanceId ?? []),
+    enclaveInstance: policy.instance,
+    policyHash: policy.policyHash,
   };
+}
+
+/** A transaction handed to this wallet pays at most `maxRate` sat/vB (its output is what the wallet gets). */
+function checkHandedFee(raw: Uint8Array, spendAmountSat: bigint, maxRate: number, what: string): void {
+  const tx = parseTx(raw, what);
+  const fee = spendAmountSat - tx.outs.reduce((a, o) => a + o.value, 0n);
+  const vsize = estimateVsize(tx, ["p2wpkh"]);
+  refuse(fee >= 0n, "FEE_INVALID", `${what} pays out more than it spends`);
+  refuse(
+    fee <= BigInt(Math.ceil(maxRate * vsize)),
+    "FEE_TOO_HIGH",
+    `${what} pays ${fee} sat in fees (${(Number(fee) / vsize).toFixed(1)} sat/vB), above this wallet's ceiling of ${maxRate} sat/vB: the sender would leave you less than the coin's value`,
+  );
 }
 
 /**
@@ -486,14 +523,35 @@ export async function attestedTransferKey(
     "the attested transfer key is bound to another coin, owner or receiver",
   );
   refuse(
-    checked.enclaveInstance.length === 0 || Buffer.from(context.instance).equals(checked.enclaveInstance),
+    checked.enclaveInstance.length === 16 && Buffer.from(context.instance).equals(checked.enclaveInstance),
     "TRANSFER_KEY_INSTANCE",
-    "the transfer key comes from another enclave instance than the SE reports",
+    "the transfer key comes from another enclave instance than the one whose identity was attested",
+  );
+  refuse(
+    Buffer.from(context.policy).equals(checked.policyHash),
+    "TRANSFER_KEY_POLICY",
+    "the transfer key was attested under another policy than the one the checks used",
+  );
+  // The one backup the enclave co-signed for me is mine, and it spends the one kick-off it recorded (#18.1, #18.2).
+  const m = checked.incoming.message;
+  refuse(
+    Buffer.from(context.backup).equals(Buffer.from(txidOf(parseTx(m.backupTx, "my backup")))),
+    "TRANSFER_KEY_BACKUP",
+    "the enclave co-signed another backup for this transfer than the one the sender handed over",
+  );
+  const kickoffTxid = checked.kickoffTx ? Buffer.from(txidOf(parseTx(checked.kickoffTx))) : null;
+  refuse(
+    kickoffTxid === null
+      ? context.kickoff === null
+      : context.kickoff !== null && kickoffTxid.equals(Buffer.from(context.kickoff)),
+    "TRANSFER_KEY_KICKOFF",
+    "the enclave recorded another kick-off for this coin than the one the sender handed over",
   );
   const transferKey = verdict.document?.publicKey;
   refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
   const paillier =
     tk.paillierModulus.length > 0 ? { modulus: tk.paillierModulus, proof: tk.modulusProof } : undefined;
+  checked.attested = { transferKey: Buffer.from(transferKey), erasedShare: Buffer.from(context.share) };
   return { transferKey: Buffer.from(transferKey), verdict, paillier };
 }
 
@@ -621,6 +679,19 @@ export async function finishKeyUpdate(
     if (!verdict.valid)
       throw new AttestationRefusedError("DELETION_ATTESTATION", "the deletion attestation", verdict);
     const receipt = decodeReceipt(rec.receipt);
+    // The deletion is attested under the transfer key t2 was encrypted to, and erases the S attested then (#18.13).
+    const a = checked.attested;
+    refuse(a, "TRANSFER_KEY_STATEMENT", "the attested transfer-key statement of this transfer is missing");
+    refuse(
+      verdict.document?.publicKey && Buffer.from(verdict.document.publicKey).equals(a.transferKey),
+      "DELETION_KEY",
+      "the deletion attestation names another public key than the transfer key t2 was encrypted to",
+    );
+    refuse(
+      Buffer.from(receipt.erased).equals(Buffer.from(erasedShareCommitment(a.erasedShare))),
+      "RECEIPT_ERASED",
+      "the deletion receipt erases another SE share than the one attested with the transfer key",
+    );
     refuse(
       receipt.type === "key-update" &&
         Buffer.from(receipt.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&

@@ -7,6 +7,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { type CliIo, main } from "../../client/cli.ts";
+import { SeClient } from "../../client/se-client.ts";
+import { systemRng } from "../../protocol/rng.ts";
 import { PASSPHRASE, testWallet, tmpWalletFile } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
@@ -215,7 +217,7 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   );
 
   // Without the stored trust the simulator's documents chain to no trusted root; --trust-simulator restores it
-  // for one command, with the SE's published measurements as the PCR policy.
+  // for one command, with measurements the owner gives (never the ones the SE reports: audit #18.11).
   assert.equal((await wallet(["trust-simulator", "--forget", ...B])).code, 0);
   const untrusted = json(await wallet(["verify", "1", ...B, "--json"]));
   assert.equal(untrusted.ok, false);
@@ -224,7 +226,20 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
     /chain\.root_pinned/,
   );
   const pem = path.join(se.dataDir, "sim-ca", "sim-ca-root.pem");
-  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem]);
+  const rootOnly = await wallet(["verify", "1", ...B, "--trust-simulator", pem]);
+  assert.notEqual(rootOnly.code, 0, "a root alone pins no measurements");
+  assert.match(rootOnly.stderr, /NO_PCR_POLICY/);
+  const mine = path.join(se.dataDir, "my-pcrs.json");
+  const seClient = new SeClient(`127.0.0.1:${se.port}`, { rng: systemRng });
+  const published = (await seClient.call("getInfo", {})).enclave!.expectedPcrs;
+  seClient.close();
+  writeFileSync(
+    mine,
+    JSON.stringify({
+      releases: published.map((r) => ({ name: r.name, pcr0: r.pcr0, pcr1: r.pcr1, pcr2: r.pcr2 })),
+    }),
+  );
+  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem, "--pcrs", mine]);
   assert.equal(flagged.code, 0, flagged.stdout);
   assert.match(flagged.stdout, /SIMULATOR/);
 

@@ -1,0 +1,113 @@
+// The SE's protocol parameters as its enclave attests them (audit #18.5): a fresh attestation of the enclave's
+// identity statement, whose policy hash must be the SHA-256 of the policy JSON served with it. Wallets take
+// confirmations, locks and fee ceilings from here, never from the host's GetInfo, and add floors of their own.
+import { createHash } from "node:crypto";
+import { decodeIdentityStatement } from "../attestation/statements.ts";
+import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import type { OwnerContext } from "./owner.ts";
+import { refuse } from "./se-client.ts";
+
+export interface AttestedPolicy {
+  /** The enclave instance the identity statement names. */
+  instance: Buffer;
+  policyHash: Buffer;
+  network: string;
+  backupMode: "absolute" | "kickoff";
+  initLock: number;
+  locktimeInterval: number;
+  lockSafetyMargin: number;
+  depositConfirmations: number;
+  withdrawConfirmations: number;
+  minFeeRateSatVb: number;
+  maxBackupFeeRateSatVb: number;
+  verdict: VerificationResult;
+}
+
+/** Parsed (public) certificates shared by every verification: a chain's CA certificates are parsed once. */
+export const certificateCache = new CertCache();
+
+export function attestationOptions(ctx: OwnerContext) {
+  const t = ctx.trust;
+  return {
+    certCache: certificateCache,
+    roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
+    pcrPolicy: t.pcrPolicy,
+    allowDebug: t.allowDebug,
+    at: ctx.now(),
+  };
+}
+
+/** Wallet floors whatever the SE attests: a coin counts as there only once buried this deep (0 only on regtest). */
+export function minConfirmations(ctx: OwnerContext): number {
+  const regtest = ctx.network.bech32 === "bcrt";
+  const floor = ctx.minConfirmations ?? (ctx.network.bech32 === "bc" ? 3 : 1);
+  return regtest ? Math.max(0, floor) : Math.max(1, floor);
+}
+
+/** The wallet's own ceiling for the fee rate of a backup or kick-off it is handed (sat/vB). */
+export const DEFAULT_MAX_BACKUP_FEE_RATE = 50;
+
+const nat = (o: Record<string, unknown>, k: string): number => {
+  const v = o[k];
+  refuse(
+    typeof v === "number" && Number.isFinite(v) && v >= 0,
+    "POLICY_ATTESTED",
+    `the attested policy has no valid ${k}`,
+  );
+  return v;
+};
+
+export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy> {
+  refuse(
+    ctx.trust.pcrPolicy,
+    "NO_PCR_POLICY",
+    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
+  );
+  const nonce = Buffer.from(ctx.rng(32));
+  const res = await ctx.se.call("getAttestation", { nonce });
+  refuse(res.identity.length > 0, "IDENTITY_MISSING", "the SE served no attested identity statement");
+  const verdict = verifyAttestation(res.document, {
+    ...attestationOptions(ctx),
+    expectedNonce: nonce,
+    expectedUserData: createHash("sha256").update(res.identity).digest(),
+  });
+  if (!verdict.valid)
+    throw new ProtocolError(
+      "IDENTITY_ATTESTATION",
+      `the enclave's identity attestation fails: ${verdict.failures.map((f) => `${f.check} (${f.message})`).join(", ") || verdict.notChecked.join(", ")}`,
+      "precondition",
+    );
+  const identity = decodeIdentityStatement(res.identity);
+  const policyHash = createHash("sha256").update(res.policyJson).digest();
+  refuse(
+    policyHash.equals(Buffer.from(identity.policy)),
+    "POLICY_HASH",
+    "the policy the SE serves is not the one its enclave attests",
+  );
+  let p: Record<string, unknown>;
+  try {
+    p = JSON.parse(res.policyJson);
+  } catch {
+    throw new ProtocolError("POLICY_ATTESTED", "the attested policy is not JSON", "precondition");
+  }
+  refuse(
+    p.backupMode === "absolute" || p.backupMode === "kickoff",
+    "POLICY_ATTESTED",
+    "the attested policy has no valid backupMode",
+  );
+  return {
+    instance: Buffer.from(identity.instance),
+    policyHash,
+    network: String(p.network),
+    backupMode: p.backupMode,
+    initLock: nat(p, "initLock"),
+    locktimeInterval: nat(p, "locktimeInterval"),
+    lockSafetyMargin: nat(p, "lockSafetyMargin"),
+    depositConfirmations: nat(p, "depositConfirmations"),
+    withdrawConfirmations: nat(p, "withdrawConfirmations"),
+    minFeeRateSatVb: nat(p, "minFeeRateSatVb"),
+    maxBackupFeeRateSatVb: nat(p, "maxBackupFeeRateSatVb"),
+    verdict,
+  };
+}
