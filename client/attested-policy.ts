@@ -24,6 +24,29 @@ export interface AttestedPolicy {
   verdict: VerificationResult;
 }
 
+/** An attestation document failed verification: `failures` names every check that failed. */
+export class AttestationRefusedError extends ProtocolError {
+  override name = "AttestationRefusedError";
+  constructor(
+    code: string,
+    what: string,
+    readonly verdict: VerificationResult,
+  ) {
+    super(
+      code,
+      `${what} fails: ${[
+        ...verdict.failures.map((f) => `${f.check} (${f.message})`),
+        ...verdict.notChecked.map((c) => `${c} (not checked)`),
+      ].join(", ")}`,
+      "precondition",
+    );
+  }
+
+  get failedChecks(): string[] {
+    return this.verdict.failures.map((f) => f.check);
+  }
+}
+
 /** Parsed (public) certificates shared by every verification: a chain's CA certificates are parsed once. */
 export const certificateCache = new CertCache();
 
@@ -73,11 +96,7 @@ export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy>
     expectedUserData: createHash("sha256").update(res.identity).digest(),
   });
   if (!verdict.valid)
-    throw new ProtocolError(
-      "IDENTITY_ATTESTATION",
-      `the enclave's identity attestation fails: ${verdict.failures.map((f) => `${f.check} (${f.message})`).join(", ") || verdict.notChecked.join(", ")}`,
-      "precondition",
-    );
+    throw new AttestationRefusedError("IDENTITY_ATTESTATION", "the enclave's identity attestation", verdict);
   const identity = decodeIdentityStatement(res.identity);
   const policyHash = createHash("sha256").update(res.policyJson).digest();
   refuse(

@@ -524,7 +524,8 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const { chain, why } = s.chainFor(wallet.network);
     const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify"].includes(command);
     if (!chain && needsChain) throw new WalletError("NO_CHAIN", why!, "precondition");
-    const trustNeeded = ["receive", "verify", "info"].includes(command);
+    // Deposits too: the depositor takes locks and intervals from the enclave's attested policy.
+    const trustNeeded = ["receive", "verify", "info", "deposit"].includes(command);
     const trust: AttestationTrust = trustNeeded ? await s.trust(wallet, se) : { aws: true };
     wallet.connect({
       se,

@@ -36,6 +36,7 @@ import { ANCHOR_SCRIPT, p2wpkhScript } from "../protocol/tx/script.ts";
 import { checkP2wpkhWitness } from "../protocol/tx/sign.ts";
 import { estimateVsize } from "../protocol/tx/size.ts";
 import {
+  AttestationRefusedError,
   attestationOptions,
   attestedPolicy,
   DEFAULT_MAX_BACKUP_FEE_RATE,
@@ -125,29 +126,6 @@ export function openTransfer(
   };
 }
 
-/** An attestation document failed verification: `failures` names every check that failed. */
-export class AttestationRefusedError extends ProtocolError {
-  override name = "AttestationRefusedError";
-  constructor(
-    code: string,
-    what: string,
-    readonly verdict: VerificationResult,
-  ) {
-    super(
-      code,
-      `${what} fails: ${[
-        ...verdict.failures.map((f) => `${f.check} (${f.message})`),
-        ...verdict.notChecked.map((c) => `${c} (not checked)`),
-      ].join(", ")}`,
-      "precondition",
-    );
-  }
-
-  get failedChecks(): string[] {
-    return this.verdict.failures.map((f) => f.check);
-  }
-}
-
 /** What step 6 established about an incoming coin; everything later steps and storage need. */
 export interface CheckedTransfer {
   incoming: IncomingTransfer;
@@ -168,7 +146,7 @@ export interface CheckedTransfer {
   attested?: { transferKey: Buffer; erasedShare: Buffer };
 }
 
-export { certificateCache } from "./attested-policy.ts";
+export { AttestationRefusedError, certificateCache } from "./attested-policy.ts";
 
 /**
  * DESIGN.md 3.3 step 6: every check a receiver makes before it says anything to the SE about the coin. Only

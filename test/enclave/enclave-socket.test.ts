@@ -12,7 +12,7 @@ import * as bitcoin from "bitcoinjs-lib";
 import { decodeReceipt, verifyReceiptChain } from "../../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../../attestation/statements.ts";
 import { verifyAttestation } from "../../attestation/verify.ts";
-import { connectEnclave } from "../../host/enclave-process.ts";
+import { connectEnclave, ENCLAVE_NODE_FLAGS } from "../../host/enclave-process.ts";
 import { type Outpoint, SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import type { EnclaveServiceClient } from "../../proto/gen/enclave.ts";
 import {
@@ -206,6 +206,7 @@ async function cosign(
       signer,
     ),
     chainTip: opts.tip ?? TIP,
+    kickoffHeight: 0,
   });
   assert.deepEqual(Buffer.from(first.digest), Buffer.from(digest), "the enclave computed the same digest");
   const partial = p2SignPartial(coin.key, state, first.seNonce, { rng });
@@ -238,6 +239,8 @@ before(async () => {
   proc = spawn(
     process.execPath,
     [
+      // As the host runs it in production (host/enclave-process.ts), Paillier pool included (audit #18.19).
+      ...ENCLAVE_NODE_FLAGS,
       "--heapsnapshot-signal=SIGUSR2",
       path.join(ROOT, "bin/enclave.js"),
       "--socket",
@@ -247,7 +250,7 @@ before(async () => {
       "--policy",
       policy,
       "--pool",
-      "0",
+      "2",
       "--insecure-test-rng-seed",
       SEED.toString("hex"),
     ],

@@ -97,7 +97,7 @@ async function refused(
   });
 }
 
-const READ_ONLY = new Set(["getInfo", "getStatechain", "getSmtProof"]);
+const READ_ONLY = new Set(["getInfo", "getStatechain", "getSmtProof", "getAttestation"]);
 
 test("tampered messages, wrong backups and a forged statechain signature are refused before any SE request", async () => {
   const coin = await newCoin();
@@ -238,14 +238,12 @@ test("attestations from an unknown release, a debug enclave, or for an earlier n
     releases: [{ name: "v9", pcr0: "11".repeat(48), pcr1: "22".repeat(48), pcr2: "33".repeat(48) }],
   });
   let earlier: unknown;
-  const unknownRelease = spied({ ...h.ctx, trust: { ...h.ctx.trust, pcrPolicy: foreign } }, (m, res) => {
-    if (m === "transferReceiverInit") earlier = res;
-    return res;
-  });
-  await refused(receive(unknownRelease.ctx, bob, incoming), "TRANSFER_KEY_ATTESTATION", (e) =>
+  // Refused at the enclave's identity (step 6), before anything is said to the SE about the coin.
+  const unknownRelease = spied({ ...h.ctx, trust: { ...h.ctx.trust, pcrPolicy: foreign } }, (_m, res) => res);
+  await refused(receive(unknownRelease.ctx, bob, incoming), "IDENTITY_ATTESTATION", (e) =>
     assert.deepEqual(e.failedChecks, ["pcrs.policy"]),
   );
-  assert.ok(unknownRelease.calls.includes("transferReceiverInit"));
+  assert.ok(!unknownRelease.calls.includes("transferReceiverInit"));
   assert.ok(!unknownRelease.calls.includes("transferReceiverKeyUpdate"));
 
   // The policy loader refuses the all-zero measurements of a debug enclave outright…
@@ -262,6 +260,7 @@ test("attestations from an unknown release, a debug enclave, or for an earlier n
   const debugEnclave = new SimulatorProvider({ ca, pcrs: { pcr0: zero, pcr1: zero, pcr2: zero } });
   const debug = spied(h.ctx, async (m, res) => {
     if (m !== "transferReceiverInit") return res;
+    earlier = res;
     const r = res as { attestationDocument: Buffer; transferContext: Buffer };
     const d = decodeDocument(r.attestationDocument);
     const doc = await debugEnclave.attest({
@@ -357,7 +356,7 @@ test("the wallet reports each refused transfer with its reason and keeps nothing
   assert.deepEqual(r.received, []);
   assert.deepEqual(
     r.refused.map((x) => [x.code, x.failedChecks]),
-    [["TRANSFER_KEY_ATTESTATION", ["pcrs.policy"]]],
+    [["IDENTITY_ATTESTATION", ["pcrs.policy"]]],
   );
   assert.deepEqual(await bob.coins(), []);
 
