@@ -613,6 +613,8 @@ export async function finishKeyUpdate(
   id: ReceiverIdentity,
   checked: CheckedTransfer,
   prepared: PreparedKeyUpdate,
+  /** The SE's answer fetched afterwards (GetKeyUpdateResult) instead of sending the request again. */
+  answered?: SeResponse<"transferReceiverKeyUpdate">,
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
   let upd: SeResponse<"transferReceiverKeyUpdate">;
@@ -620,7 +622,7 @@ export async function finishKeyUpdate(
   try {
     // While the enclave works: the Paillier modulus it announced and its Π^mod, ~15 ms.
     [upd, verifiedModulus] = await whileAnswering(
-      ctx.se.call("transferReceiverKeyUpdate", prepared.request),
+      answered ? Promise.resolve(answered) : ctx.se.call("transferReceiverKeyUpdate", prepared.request),
       () => checkAnnounced(prepared.announcedPaillier),
     );
   } catch (e) {
@@ -701,6 +703,24 @@ export async function finishKeyUpdate(
     kickoffTx: checked.kickoffTx,
     attestations: [...(prepared.transferKeyVerdict ? [prepared.transferKeyVerdict] : []), verdict],
   };
+}
+
+/**
+ * The answer to a key update that made `id` the owner, fetched from the SE after the request's own window
+ * closed (#19.1). It is checked exactly as a first answer: our nonce in the deletion attestation, o2·S2 = P.
+ */
+export async function fetchKeyUpdateAnswer(
+  ctx: OwnerContext,
+  id: ReceiverIdentity,
+  statechainId: Outpoint,
+): Promise<SeResponse<"transferReceiverKeyUpdate">> {
+  const r = await ctx.se.call(
+    "getKeyUpdateResult",
+    { statechainId, proofKey: pub(id.proofSecret), auth: undefined },
+    id.proofSecret,
+  );
+  refuse(r.result, "KEY_UPDATE_RECORD", "the SE returned no key update answer");
+  return r.result;
 }
 
 /** gRPC statuses that leave it unknown whether the SE did the key update: CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */

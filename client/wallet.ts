@@ -40,6 +40,7 @@ import {
 } from "./owner.ts";
 import {
   type CheckedTransfer,
+  fetchKeyUpdateAnswer,
   fetchMailbox,
   finishKeyUpdate,
   type IncomingTransfer,
@@ -905,9 +906,19 @@ export class Wallet {
           const ours =
             Buffer.from(sc.currentProofKey).equals(pub(id.proofSecret)) && sc.ownerIndex === checked.newIndex;
           if (ours) {
-            refusal.code = "KEY_UPDATE_LOST";
-            refusal.reason = `the SE did the key update but its answer is lost (${e.message}): without the SE's new key share the coin cannot be co-signed; its backup takes it out`;
-            refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+            // Done, its answer lost: fetch it (the SE keeps it for the new owner) and check it as a first answer.
+            try {
+              const answer = await fetchKeyUpdateAnswer(this.context(), id, sid);
+              const coin = await finishKeyUpdate(this.context(), id, checked, prepared, answer);
+              result.received.push(await this.storeReceived(coin, row.key_idx));
+              continue;
+            } catch (again) {
+              if (!(again instanceof ProtocolError || again instanceof SeError)) throw again;
+              refusal.code = "KEY_UPDATE_LOST";
+              refusal.reason = `the SE did the key update but its answer is lost (${e.message}; fetching it again: ${(again as Error).message}): without the SE's new key share the coin cannot be co-signed; its backup takes it out`;
+              if (again instanceof RefusedAfterKeyUpdateError) refusal.failedChecks = again.failedChecks;
+              refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+            }
           } else {
             // Not done (the mailbox still holds the transfer for a fresh attempt), or the coin went elsewhere.
             await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [

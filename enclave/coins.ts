@@ -2,6 +2,7 @@
 // PartyOneKey, x1, transfer keys) are byte arrays that are zeroed on erasure; everything else is public.
 
 import type { SignPurpose } from "../proto/gen/common.ts";
+import type { KeyUpdateResponse } from "../proto/gen/enclave.ts";
 import {
   type PaillierKey,
   type PartyOneKey,
@@ -71,6 +72,9 @@ export interface Coin {
   signSessions: Map<string, SignSessionEntry>;
   /** Counts changes of what co-signing depends on (pending transfer, withdrawal, kick-off, owner). */
   stateVersion: number;
+  /** The answer of the key update that made the current owner (public), until the coin's next change of state:
+   * a host that crashed before writing it learns it here (GetKeyUpdate). */
+  lastKeyUpdate?: { ownerIndex: number; response: KeyUpdateResponse };
   withdraw?: { statechainTx: Buffer; withdrawScript: Buffer; closingState: Buffer; signedTxids: Set<string> };
   /** Last answer per method, keyed by the request hash: a retried request gets the same answer. */
   answers: Map<string, { requestHash: string; response: unknown; at: number }>;
@@ -105,6 +109,7 @@ export function wipePending(p: PendingTransfer | undefined): void {
  */
 export function stateChanged(c: Coin): void {
   c.stateVersion++;
+  c.lastKeyUpdate = undefined;
   for (const s of c.signSessions.values()) wipeSignSession(s.session);
   c.signSessions.clear();
 }

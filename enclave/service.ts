@@ -900,8 +900,18 @@ export class Enclave {
         attestationNonce: req.nonce,
       };
       this.scrubOwed(); // BigInt copies of the new share s2 and of the new Paillier factors
-      return { seShare: fresh.msg, keyUpdate, stateHash: newState };
+      const response = { seShare: fresh.msg, keyUpdate, stateHash: newState };
+      coin.lastKeyUpdate = { ownerIndex: newIndex, response };
+      return response;
     });
+  }
+
+  /** The last key update's answer (public), for a host that lost it in a crash (DESIGN.md 3.3: never neither). */
+  async getKeyUpdate(r: E.GetKeyUpdateRequest): Promise<E.GetKeyUpdateResponse> {
+    const coin = this.fundedCoin(r.statechainId);
+    const last = coin.lastKeyUpdate;
+    check(last, "NO_KEY_UPDATE", "the enclave keeps no key update answer for this coin now", "not_found");
+    return { ownerIndex: last.ownerIndex, result: last.response };
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1038,6 +1048,7 @@ export class Enclave {
       "transferInit",
       "transferKey",
       "keyUpdate",
+      "getKeyUpdate",
       "withdrawInit",
       "closeStatechain",
     ] as const;

@@ -4,9 +4,10 @@
 // the disk. Such a coin is not served from the stale record: it is marked exit-by-backup, because its newest
 // owner holds a backup that unlocks before every backup the stale database knows.
 import { StatechainStatus } from "../proto/gen/common.ts";
-import type { EnclaveServiceClient, EnclaveStatechain } from "../proto/gen/enclave.ts";
+import type { EnclaveServiceClient, EnclaveStatechain, GetKeyUpdateResponse } from "../proto/gen/enclave.ts";
 import { unary } from "../proto/unary.ts";
 import { outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
+import { writeKeyUpdate } from "./api/transfer.ts";
 import type { Logger } from "./log.ts";
 import type { Store } from "./store.ts";
 
@@ -104,7 +105,8 @@ export async function checkEnclaveAgreement(
   const held = await enclaveCoins(enclave);
   const found: Divergence[] = [];
   for (const r of rows) {
-    const reason = disagreement(
+    const inEnclave = held.get(r.deposit_id.toString("hex"));
+    let reason = disagreement(
       {
         depositId: r.deposit_id,
         status: r.status,
@@ -112,8 +114,13 @@ export async function checkEnclaveAgreement(
         proofKey: r.proof_key,
         pendingReceiver: r.pending_receiver ?? undefined,
       },
-      held.get(r.deposit_id.toString("hex")),
+      inEnclave,
     );
+    if (!reason && inEnclave && inEnclave.ownerIndex === r.owner_index + 1) {
+      // The enclave made a key update this host never wrote (killed in between): write it from the enclave's
+      // own answer, so the receiver who paid finds the coin its own (#19.1). Failing that, exit by backup.
+      reason = await recoverKeyUpdate(store, enclave, r.statechain_id, r.owner_index, log);
+    }
     if (!reason) continue;
     found.push({ depositId: r.deposit_id, reason });
     await store.db.run(
@@ -126,4 +133,39 @@ export async function checkEnclaveAgreement(
     );
   }
   return found;
+}
+
+/** Writes the key update the enclave made and the database lacks; the reason it could not, if it could not. */
+async function recoverKeyUpdate(
+  store: Store,
+  enclave: EnclaveServiceClient,
+  idBytes: Buffer,
+  ownerIndex: number,
+  log: Logger,
+): Promise<string | undefined> {
+  const pending = await store.pendingTransfer(idBytes);
+  let got: GetKeyUpdateResponse;
+  try {
+    got = await unary(enclave, enclave.getKeyUpdate, { statechainId: outpointFromBytes(idBytes) });
+  } catch (err) {
+    return `the enclave made a key update the database lacks and no longer has its answer (${(err as Error).message})`;
+  }
+  const result = got.result;
+  if (
+    !pending ||
+    got.ownerIndex !== ownerIndex + 1 ||
+    pending.new_owner_index !== got.ownerIndex ||
+    !result?.seShare ||
+    !result.keyUpdate ||
+    result.stateHash.length !== 32
+  )
+    return "the enclave's last key update does not match the transfer the database holds as pending";
+  await store.db.transaction((q) =>
+    writeKeyUpdate(q, { idBytes, oldOwnerIndex: ownerIndex, pending, result, now: Date.now() }),
+  );
+  log.warn(
+    { statechain: outpointString(outpointFromBytes(idBytes)), owner: got.ownerIndex },
+    "wrote a key update the enclave made before this host was stopped: the receiver owns the coin",
+  );
+  return undefined;
 }

@@ -14,6 +14,12 @@ import type { Logger } from "./log.ts";
  * on the command line: set at run time, V8 aborts.
  */
 export const ENCLAVE_NODE_FLAGS = ["--single-threaded-gc"];
+/**
+ * glibc's M_PERTURB with a low byte of 0: every block free() returns is zeroed. OpenSSL's BIGNUMs (the Paillier
+ * primes inside a KeyObject, freed without clearing) and Node buffers live in malloc'd memory, which
+ * --clear-free-memory (V8's heap only) does not reach (audit #18.3). Read by glibc at process start.
+ */
+export const ENCLAVE_ENV = { MALLOC_PERTURB_: "256" };
 
 export interface EnclaveHandle {
   client: EnclaveServiceClient;
@@ -53,7 +59,11 @@ export async function startEnclave(opts: {
         "--exit-with-stdin",
         ...(opts.args ?? []),
       ],
-      { stdio: ["pipe", "inherit", "inherit"], cwd: opts.projectRoot },
+      {
+        stdio: ["pipe", "inherit", "inherit"],
+        cwd: opts.projectRoot,
+        env: { ...process.env, ...ENCLAVE_ENV },
+      },
     );
     exited = new Promise((resolve) => child!.once("exit", () => resolve()));
     child.once("exit", (code, signal) => {

@@ -175,6 +175,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     if (!(cfg.mode === "simulator" && process.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT === "1")) {
       const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
       await checkEnclaveAgreement(store, enclave.client, instance, log);
+      await sync.sync(); // a key update recovered from the enclave changes a state
     }
     // Set once the watchtower runs: after a restart it takes each exit-only coin's newest co-signed backup.
     let reregister: (() => Promise<void>) | undefined;

@@ -126,6 +126,12 @@ export const HOST_MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    // The enclave's answer to a key update (S2, c_key, proofs: public), so the new owner can fetch it again
+    // after the request's window (GetKeyUpdateResult) and a host that crashed before writing it can recover it.
+    id: "host-003-key-update-share",
+    sql: "ALTER TABLE key_updates ADD COLUMN se_share BLOB;",
+  },
 ];
 
 export interface StatechainRow {

@@ -8,7 +8,10 @@ import {
   StatechainTx,
   StatechainTxKind,
 } from "../../proto/gen/common.ts";
+import { KeyGenSeShare } from "../../proto/gen/ecdsa2p.ts";
 import {
+  GetKeyUpdateResultRequest,
+  type GetKeyUpdateResultResponse,
   MailboxGetRequest,
   type MailboxGetResponse,
   TransferReceiverInitRequest,
@@ -25,6 +28,7 @@ import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { outpointFromBytes } from "../../protocol/outpoint.ts";
 import { verifyStatechainTx } from "../../protocol/statechain.ts";
+import type { Queryable } from "../db.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
@@ -201,6 +205,18 @@ export function transferHandlers(deps: ApiDeps) {
       ctx: CallContext,
     ): Promise<TransferReceiverKeyUpdateResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      if (
+        row.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE &&
+        Buffer.from(req.receiverProofKey).equals(row.proof_key)
+      ) {
+        // The receiver's retry of a key update this host wrote at start-up from the enclave's answer (it was
+        // killed before answering): the same answer, as for any committed step.
+        const auth = await authorize(deps, TransferReceiverKeyUpdateRequest, req, row.proof_key, ctx);
+        const stored = await storedKeyUpdate(deps, idBytes, row.owner_index);
+        check(stored, "KEY_UPDATE_DONE", "this key update is already complete", "precondition");
+        await consumeNonce(deps, ctx, auth);
+        return stored;
+      }
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "update the key");
       const pending = await store.pendingTransfer(idBytes);
       check(
@@ -241,58 +257,127 @@ export function transferHandlers(deps: ApiDeps) {
         "enclave returned an incomplete key update",
         "internal",
       );
-      const record = res.keyUpdate;
-      const response: TransferReceiverKeyUpdateResponse = { seShare: res.seShare, keyUpdate: record };
-      const backup = await store.db.get<{ signed_tx: Buffer }>(
-        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = ? AND purpose = 1",
-        [idBytes, pending.new_owner_index],
+      const response: TransferReceiverKeyUpdateResponse = { seShare: res.seShare, keyUpdate: res.keyUpdate };
+      const done: CompletedKeyUpdate = {
+        idBytes,
+        oldOwnerIndex: row.owner_index,
+        pending,
+        result: res,
+        now: ctx.now,
+      };
+      const out = await commit(deps, ctx, auth, TransferReceiverKeyUpdateResponse, response, (q) =>
+        writeKeyUpdate(q, done),
       );
-      const kickoff = await store.db.get<{ signed_tx: Buffer }>(
-        "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = 2",
-        [idBytes],
-      );
-      const out = await commit(deps, ctx, auth, TransferReceiverKeyUpdateResponse, response, async (q) => {
-        await q.run(
-          "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
-          [idBytes, row.owner_index, pending.statechain_tx, res.stateHash],
-        );
-        await q.run(
-          "INSERT OR REPLACE INTO key_updates (statechain_id, owner_index, record) VALUES (?, ?, ?)",
-          [idBytes, pending.new_owner_index, Buffer.from(KeyUpdateRecord.encode(record).finish())],
-        );
-        await q.run("UPDATE transfers SET completed_at = ? WHERE statechain_id = ? AND new_owner_index = ?", [
-          ctx.now,
-          idBytes,
-          pending.new_owner_index,
-        ]);
-        await q.run(
-          "UPDATE statechains SET owner_index = ?, proof_key = ?, state_hash = ?, status = ?, updated_at = ? WHERE statechain_id = ?",
-          [
-            pending.new_owner_index,
-            pending.receiver_proof_key,
-            res.stateHash,
-            StatechainStatus.STATECHAIN_STATUS_ACTIVE,
-            ctx.now,
-            idBytes,
-          ],
-        );
-        await q.run("DELETE FROM mailbox WHERE statechain_id = ? AND receiver_proof_key = ?", [
-          idBytes,
-          pending.receiver_proof_key,
-        ]);
-      });
-      afterCommit(deps, "key update", async () => {
-        await deps.tree.sync();
-        if (backup) {
-          await deps.watcher.register({
-            statechainId: idBytes,
-            ownerIndex: pending.new_owner_index,
-            backupTx: backup.signed_tx,
-            kickoffTx: kickoff?.signed_tx,
-          });
-        }
-      });
+      afterCommit(deps, "key update", () => followKeyUpdate(deps, done));
       return out;
     },
+
+    async getKeyUpdateResult(
+      req: GetKeyUpdateResultRequest,
+      ctx: CallContext,
+    ): Promise<GetKeyUpdateResultResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      check(
+        Buffer.from(req.proofKey).equals(row.proof_key),
+        "NOT_OWNER",
+        "only the coin's current owner may fetch the key update that made it the owner",
+        "unauthenticated",
+      );
+      const auth = await authorize(deps, GetKeyUpdateResultRequest, req, row.proof_key, ctx);
+      const result = await storedKeyUpdate(deps, idBytes, row.owner_index);
+      check(
+        result,
+        "NO_KEY_UPDATE",
+        "the SE keeps no key update answer for this owner (the coin was deposited by it, or the record predates them)",
+        "not_found",
+      );
+      await consumeNonce(deps, ctx, auth);
+      return { result };
+    },
   };
+}
+
+/** The answer the key update that made owner `ownerIndex` gave, as written with it. */
+async function storedKeyUpdate(
+  deps: Pick<ApiDeps, "store">,
+  idBytes: Buffer,
+  ownerIndex: number,
+): Promise<TransferReceiverKeyUpdateResponse | undefined> {
+  const k = await deps.store.db.get<{ record: Buffer; se_share: Buffer | null }>(
+    "SELECT record, se_share FROM key_updates WHERE statechain_id = ? AND owner_index = ?",
+    [idBytes, ownerIndex],
+  );
+  if (!k?.se_share) return undefined;
+  return { seShare: KeyGenSeShare.decode(k.se_share), keyUpdate: KeyUpdateRecord.decode(k.record) };
+}
+
+/** A key update the enclave made: what the host writes for it, from the handler or from start-up recovery. */
+export interface CompletedKeyUpdate {
+  idBytes: Buffer;
+  oldOwnerIndex: number;
+  pending: { new_owner_index: number; receiver_proof_key: Buffer; statechain_tx: Buffer | null };
+  result: { seShare?: KeyGenSeShare; keyUpdate?: KeyUpdateRecord; stateHash: Uint8Array };
+  now: number;
+}
+
+/** The rows of a completed key update, in the caller's transaction. */
+export async function writeKeyUpdate(q: Queryable, k: CompletedKeyUpdate): Promise<void> {
+  const { idBytes, pending } = k;
+  await q.run(
+    "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
+    [idBytes, k.oldOwnerIndex, pending.statechain_tx, k.result.stateHash],
+  );
+  await q.run(
+    "INSERT OR REPLACE INTO key_updates (statechain_id, owner_index, record, se_share) VALUES (?, ?, ?, ?)",
+    [
+      idBytes,
+      pending.new_owner_index,
+      Buffer.from(KeyUpdateRecord.encode(k.result.keyUpdate!).finish()),
+      Buffer.from(KeyGenSeShare.encode(k.result.seShare!).finish()),
+    ],
+  );
+  await q.run("UPDATE transfers SET completed_at = ? WHERE statechain_id = ? AND new_owner_index = ?", [
+    k.now,
+    idBytes,
+    pending.new_owner_index,
+  ]);
+  await q.run(
+    "UPDATE statechains SET owner_index = ?, proof_key = ?, state_hash = ?, status = ?, updated_at = ? WHERE statechain_id = ?",
+    [
+      pending.new_owner_index,
+      pending.receiver_proof_key,
+      k.result.stateHash,
+      StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+      k.now,
+      idBytes,
+    ],
+  );
+  await q.run("DELETE FROM mailbox WHERE statechain_id = ? AND receiver_proof_key = ?", [
+    idBytes,
+    pending.receiver_proof_key,
+  ]);
+}
+
+/** After the commit: the SMT gets the new state, the watchtower the new owner's backup. */
+export async function followKeyUpdate(
+  deps: Pick<ApiDeps, "store" | "tree" | "watcher">,
+  k: CompletedKeyUpdate,
+) {
+  const backup = await deps.store.db.get<{ signed_tx: Buffer }>(
+    "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = ? AND purpose = 1",
+    [k.idBytes, k.pending.new_owner_index],
+  );
+  const kickoff = await deps.store.db.get<{ signed_tx: Buffer }>(
+    "SELECT signed_tx FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = 2",
+    [k.idBytes],
+  );
+  await deps.tree.sync();
+  if (backup) {
+    await deps.watcher.register({
+      statechainId: k.idBytes,
+      ownerIndex: k.pending.new_owner_index,
+      backupTx: backup.signed_tx,
+      kickoffTx: kickoff?.signed_tx,
+    });
+  }
 }

@@ -208,6 +208,16 @@ export interface KeyUpdateResponse {
   stateHash: Buffer;
 }
 
+export interface GetKeyUpdateRequest {
+  statechainId: Outpoint | undefined;
+}
+
+export interface GetKeyUpdateResponse {
+  /** The new owner's index the key update made. */
+  ownerIndex: number;
+  result: KeyUpdateResponse | undefined;
+}
+
 export interface WithdrawInitRequest {
   /** The owner's statechain.v1.WithdrawInitRequest, exactly as received. */
   signedRequest: Buffer;
@@ -2793,6 +2803,172 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
   },
 };
 
+function createBaseGetKeyUpdateRequest(): GetKeyUpdateRequest {
+  return { statechainId: undefined };
+}
+
+export const GetKeyUpdateRequest: MessageFns<GetKeyUpdateRequest> = {
+  encode(message: GetKeyUpdateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statechainId !== undefined) {
+      Outpoint.encode(message.statechainId, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetKeyUpdateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetKeyUpdateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statechainId = Outpoint.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetKeyUpdateRequest {
+    return {
+      statechainId: isSet(object.statechainId)
+        ? Outpoint.fromJSON(object.statechainId)
+        : isSet(object.statechain_id)
+        ? Outpoint.fromJSON(object.statechain_id)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetKeyUpdateRequest): unknown {
+    const obj: any = {};
+    if (message.statechainId !== undefined) {
+      obj.statechainId = Outpoint.toJSON(message.statechainId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetKeyUpdateRequest>, I>>(base?: I): GetKeyUpdateRequest {
+    return GetKeyUpdateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetKeyUpdateRequest>, I>>(object: I): GetKeyUpdateRequest {
+    const message = createBaseGetKeyUpdateRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetKeyUpdateResponse(): GetKeyUpdateResponse {
+  return { ownerIndex: 0, result: undefined };
+}
+
+export const GetKeyUpdateResponse: MessageFns<GetKeyUpdateResponse> = {
+  encode(message: GetKeyUpdateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ownerIndex !== 0) {
+      writer.uint32(8).uint32(message.ownerIndex);
+    }
+    if (message.result !== undefined) {
+      KeyUpdateResponse.encode(message.result, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetKeyUpdateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetKeyUpdateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ownerIndex = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = KeyUpdateResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetKeyUpdateResponse {
+    return {
+      ownerIndex: isSet(object.ownerIndex)
+        ? globalThis.Number(object.ownerIndex)
+        : isSet(object.owner_index)
+        ? globalThis.Number(object.owner_index)
+        : 0,
+      result: isSet(object.result) ? KeyUpdateResponse.fromJSON(object.result) : undefined,
+    };
+  },
+
+  toJSON(message: GetKeyUpdateResponse): unknown {
+    const obj: any = {};
+    if (message.ownerIndex !== 0) {
+      obj.ownerIndex = Math.round(message.ownerIndex);
+    }
+    if (message.result !== undefined) {
+      obj.result = KeyUpdateResponse.toJSON(message.result);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetKeyUpdateResponse>, I>>(base?: I): GetKeyUpdateResponse {
+    return GetKeyUpdateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetKeyUpdateResponse>, I>>(object: I): GetKeyUpdateResponse {
+    const message = createBaseGetKeyUpdateResponse();
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.result = (object.result !== undefined && object.result !== null)
+      ? KeyUpdateResponse.fromPartial(object.result)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseWithdrawInitRequest(): WithdrawInitRequest {
   return { signedRequest: Buffer.alloc(0) };
 }
@@ -3258,6 +3434,20 @@ export const EnclaveServiceService = {
     responseSerialize: (value: KeyUpdateResponse): Buffer => Buffer.from(KeyUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): KeyUpdateResponse => KeyUpdateResponse.decode(value),
   },
+  /**
+   * The last key update's answer for a coin (public: S2, c_key, proofs, the deletion record), kept until the
+   * coin's next step: a host that crashed before writing a key update learns its outcome here.
+   */
+  getKeyUpdate: {
+    path: "/enclave.v1.EnclaveService/GetKeyUpdate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetKeyUpdateRequest): Buffer => Buffer.from(GetKeyUpdateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetKeyUpdateRequest => GetKeyUpdateRequest.decode(value),
+    responseSerialize: (value: GetKeyUpdateResponse): Buffer =>
+      Buffer.from(GetKeyUpdateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetKeyUpdateResponse => GetKeyUpdateResponse.decode(value),
+  },
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit: {
     path: "/enclave.v1.EnclaveService/WithdrawInit" as const,
@@ -3303,6 +3493,11 @@ export interface EnclaveServiceServer extends UntypedServiceImplementation {
   transferInit: handleUnaryCall<TransferInitRequest, TransferInitResponse>;
   transferKey: handleUnaryCall<TransferKeyRequest, TransferKeyResponse>;
   keyUpdate: handleUnaryCall<KeyUpdateRequest, KeyUpdateResponse>;
+  /**
+   * The last key update's answer for a coin (public: S2, c_key, proofs, the deletion record), kept until the
+   * coin's next step: a host that crashed before writing a key update learns its outcome here.
+   */
+  getKeyUpdate: handleUnaryCall<GetKeyUpdateRequest, GetKeyUpdateResponse>;
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit: handleUnaryCall<WithdrawInitRequest, WithdrawInitResponse>;
   closeStatechain: handleUnaryCall<CloseStatechainRequest, CloseStatechainResponse>;
@@ -3482,6 +3677,25 @@ export interface EnclaveServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: KeyUpdateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The last key update's answer for a coin (public: S2, c_key, proofs, the deletion record), kept until the
+   * coin's next step: a host that crashed before writing a key update learns its outcome here.
+   */
+  getKeyUpdate(
+    request: GetKeyUpdateRequest,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResponse) => void,
+  ): ClientUnaryCall;
+  getKeyUpdate(
+    request: GetKeyUpdateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResponse) => void,
+  ): ClientUnaryCall;
+  getKeyUpdate(
+    request: GetKeyUpdateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResponse) => void,
   ): ClientUnaryCall;
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit(

@@ -458,6 +458,20 @@ export interface TransferReceiverKeyUpdateResponse {
   keyUpdate: KeyUpdateRecord | undefined;
 }
 
+export interface GetKeyUpdateResultRequest {
+  statechainId:
+    | Outpoint
+    | undefined;
+  /** The current owner's proof key (it signs the request). */
+  proofKey: Buffer;
+  auth: Auth | undefined;
+}
+
+export interface GetKeyUpdateResultResponse {
+  /** Exactly what TransferReceiverKeyUpdate answered. */
+  result: TransferReceiverKeyUpdateResponse | undefined;
+}
+
 export interface WithdrawInitRequest {
   statechainId:
     | Outpoint
@@ -5781,6 +5795,186 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
   },
 };
 
+function createBaseGetKeyUpdateResultRequest(): GetKeyUpdateResultRequest {
+  return { statechainId: undefined, proofKey: Buffer.alloc(0), auth: undefined };
+}
+
+export const GetKeyUpdateResultRequest: MessageFns<GetKeyUpdateResultRequest> = {
+  encode(message: GetKeyUpdateResultRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statechainId !== undefined) {
+      Outpoint.encode(message.statechainId, writer.uint32(10).fork()).join();
+    }
+    if (message.proofKey.length !== 0) {
+      writer.uint32(18).bytes(message.proofKey);
+    }
+    if (message.auth !== undefined) {
+      Auth.encode(message.auth, writer.uint32(122).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetKeyUpdateResultRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetKeyUpdateResultRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statechainId = Outpoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.proofKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.auth = Auth.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetKeyUpdateResultRequest {
+    return {
+      statechainId: isSet(object.statechainId)
+        ? Outpoint.fromJSON(object.statechainId)
+        : isSet(object.statechain_id)
+        ? Outpoint.fromJSON(object.statechain_id)
+        : undefined,
+      proofKey: isSet(object.proofKey)
+        ? Buffer.from(bytesFromBase64(object.proofKey))
+        : isSet(object.proof_key)
+        ? Buffer.from(bytesFromBase64(object.proof_key))
+        : Buffer.alloc(0),
+      auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+    };
+  },
+
+  toJSON(message: GetKeyUpdateResultRequest): unknown {
+    const obj: any = {};
+    if (message.statechainId !== undefined) {
+      obj.statechainId = Outpoint.toJSON(message.statechainId);
+    }
+    if (message.proofKey.length !== 0) {
+      obj.proofKey = base64FromBytes(message.proofKey);
+    }
+    if (message.auth !== undefined) {
+      obj.auth = Auth.toJSON(message.auth);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetKeyUpdateResultRequest>, I>>(base?: I): GetKeyUpdateResultRequest {
+    return GetKeyUpdateResultRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetKeyUpdateResultRequest>, I>>(object: I): GetKeyUpdateResultRequest {
+    const message = createBaseGetKeyUpdateResultRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.proofKey = object.proofKey ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
+};
+
+function createBaseGetKeyUpdateResultResponse(): GetKeyUpdateResultResponse {
+  return { result: undefined };
+}
+
+export const GetKeyUpdateResultResponse: MessageFns<GetKeyUpdateResultResponse> = {
+  encode(message: GetKeyUpdateResultResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.result !== undefined) {
+      TransferReceiverKeyUpdateResponse.encode(message.result, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetKeyUpdateResultResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetKeyUpdateResultResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = TransferReceiverKeyUpdateResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetKeyUpdateResultResponse {
+    return { result: isSet(object.result) ? TransferReceiverKeyUpdateResponse.fromJSON(object.result) : undefined };
+  },
+
+  toJSON(message: GetKeyUpdateResultResponse): unknown {
+    const obj: any = {};
+    if (message.result !== undefined) {
+      obj.result = TransferReceiverKeyUpdateResponse.toJSON(message.result);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetKeyUpdateResultResponse>, I>>(base?: I): GetKeyUpdateResultResponse {
+    return GetKeyUpdateResultResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetKeyUpdateResultResponse>, I>>(object: I): GetKeyUpdateResultResponse {
+    const message = createBaseGetKeyUpdateResultResponse();
+    message.result = (object.result !== undefined && object.result !== null)
+      ? TransferReceiverKeyUpdateResponse.fromPartial(object.result)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseWithdrawInitRequest(): WithdrawInitRequest {
   return { statechainId: undefined, statechainTx: undefined, auth: undefined };
 }
@@ -6388,6 +6582,21 @@ export const StatechainServiceService = {
     responseDeserialize: (value: Buffer): TransferReceiverKeyUpdateResponse =>
       TransferReceiverKeyUpdateResponse.decode(value),
   },
+  /**
+   * The current owner fetches the answer to the key update that made it the owner (signed by its proof key):
+   * the way to finish a key update whose answer was lost after the request's window closed.
+   */
+  getKeyUpdateResult: {
+    path: "/statechain.v1.StatechainService/GetKeyUpdateResult" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetKeyUpdateResultRequest): Buffer =>
+      Buffer.from(GetKeyUpdateResultRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetKeyUpdateResultRequest => GetKeyUpdateResultRequest.decode(value),
+    responseSerialize: (value: GetKeyUpdateResultResponse): Buffer =>
+      Buffer.from(GetKeyUpdateResultResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetKeyUpdateResultResponse => GetKeyUpdateResultResponse.decode(value),
+  },
   /** The owner's WITHDRAW statechain transaction; after it, SignFirst/SignSecond co-sign the withdrawal. */
   withdrawInit: {
     path: "/statechain.v1.StatechainService/WithdrawInit" as const,
@@ -6452,6 +6661,11 @@ export interface StatechainServiceServer extends UntypedServiceImplementation {
   transferReceiverInit: handleUnaryCall<TransferReceiverInitRequest, TransferReceiverInitResponse>;
   /** Receiver: the key update. The enclave computes s2, erases s1 and x1, and proves it. */
   transferReceiverKeyUpdate: handleUnaryCall<TransferReceiverKeyUpdateRequest, TransferReceiverKeyUpdateResponse>;
+  /**
+   * The current owner fetches the answer to the key update that made it the owner (signed by its proof key):
+   * the way to finish a key update whose answer was lost after the request's window closed.
+   */
+  getKeyUpdateResult: handleUnaryCall<GetKeyUpdateResultRequest, GetKeyUpdateResultResponse>;
   /** The owner's WITHDRAW statechain transaction; after it, SignFirst/SignSecond co-sign the withdrawal. */
   withdrawInit: handleUnaryCall<WithdrawInitRequest, WithdrawInitResponse>;
   /** Reports the withdrawal's confirmations; at the required depth the statechain is closed. */
@@ -6720,6 +6934,25 @@ export interface StatechainServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferReceiverKeyUpdateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The current owner fetches the answer to the key update that made it the owner (signed by its proof key):
+   * the way to finish a key update whose answer was lost after the request's window closed.
+   */
+  getKeyUpdateResult(
+    request: GetKeyUpdateResultRequest,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResultResponse) => void,
+  ): ClientUnaryCall;
+  getKeyUpdateResult(
+    request: GetKeyUpdateResultRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResultResponse) => void,
+  ): ClientUnaryCall;
+  getKeyUpdateResult(
+    request: GetKeyUpdateResultRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetKeyUpdateResultResponse) => void,
   ): ClientUnaryCall;
   /** The owner's WITHDRAW statechain transaction; after it, SignFirst/SignSecond co-sign the withdrawal. */
   withdrawInit(

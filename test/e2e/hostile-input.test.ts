@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, type TestContext, test } from "node:test";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { confirmDeposit, deposit, type OwnedCoin, send } from "../../client/owner.ts";
+import { confirmDeposit, deposit, type OwnedCoin, pub, send } from "../../client/owner.ts";
 import { fetchIncoming, receive } from "../../client/receive.ts";
 import type { MethodName } from "../../client/se-client.ts";
 import { loadConfig } from "../../host/config.ts";
@@ -140,6 +140,16 @@ async function plausibleRequests(): Promise<void> {
         signAs(
           "withdrawConfirm",
           { statechainId, withdrawalTx: coin2.backupTx, auth: undefined },
+          coin2.proofSecret,
+          { nowMs: hourAgo },
+        ),
+      ),
+    getKeyUpdateResult: () =>
+      encodeRequest(
+        "getKeyUpdateResult",
+        signAs(
+          "getKeyUpdateResult",
+          { statechainId, proofKey: Buffer.from(pub(coin2.proofSecret)), auth: undefined },
           coin2.proofSecret,
           { nowMs: hourAgo },
         ),

@@ -12,7 +12,7 @@ import * as bitcoin from "bitcoinjs-lib";
 import { decodeReceipt, verifyReceiptChain } from "../../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../../attestation/statements.ts";
 import { verifyAttestation } from "../../attestation/verify.ts";
-import { connectEnclave, ENCLAVE_NODE_FLAGS } from "../../host/enclave-process.ts";
+import { connectEnclave, ENCLAVE_ENV, ENCLAVE_NODE_FLAGS } from "../../host/enclave-process.ts";
 import { type Outpoint, SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import type { EnclaveServiceClient } from "../../proto/gen/enclave.ts";
 import {
@@ -44,7 +44,7 @@ import { initialState, nextState, signTransfer, signWithdraw } from "../../proto
 import { buildBackupTx, buildWithdrawalTx } from "../../protocol/tx/build.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { bip143Digest } from "../../protocol/tx/sign.ts";
-import { scalarForms, scanProcessMemory } from "../helpers/memory.ts";
+import { bigForms, findFactorInMemory, scalarForms, scanProcessMemory } from "../helpers/memory.ts";
 import { testRingPedersen } from "../helpers/owners.ts";
 import { ROOT, waitUntil } from "../helpers/se-process.ts";
 
@@ -254,7 +254,7 @@ before(async () => {
       "--insecure-test-rng-seed",
       SEED.toString("hex"),
     ],
-    { cwd: dir, stdio: ["ignore", "ignore", "inherit"] },
+    { cwd: dir, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...ENCLAVE_ENV } },
   );
   client = connectEnclave(socket);
   await waitUntil(
@@ -364,6 +364,17 @@ describe("enclave over its socket", () => {
       scanProcessMemory(proc.pid!, { s1be: s1Forms.be }).length > 0,
       "control: before the update the share is in the enclave's memory, so the scan can see it",
     );
+    // The coin's Paillier primes, read out of the live enclave (they decrypt c_key = Enc(s1)): they must go too.
+    const paillierN = coin.key.paillierModulus;
+    const p = findFactorInMemory(proc.pid!, paillierN, 128);
+    assert.ok(p, "control: before the update the Paillier primes are in the enclave's memory");
+    const q = paillierN / p;
+    const primeForms = {
+      p: bigForms(p, 128),
+      q: bigForms(q, 128),
+      p2: bigForms(p * p, 256),
+      q2: bigForms(q * q, 256),
+    };
 
     const c2 = secret();
     const b2 = secret();
@@ -467,6 +478,12 @@ describe("enclave over its socket", () => {
       x1: Buffer.from(x1),
       t2be: t2Forms.be,
       t2le: t2Forms.le,
+      ...Object.fromEntries(
+        Object.entries(primeForms).flatMap(([k, f]) => [
+          [`${k}be`, f.be],
+          [`${k}le`, f.le],
+        ]),
+      ),
     });
     assert.deepEqual(hits, [], "no copy of an erased secret remains in the enclave's memory");
     // The V8 heap snapshot (strings and numbers) holds no hex or decimal form of them either.
