@@ -68,7 +68,11 @@ export interface WalletServices {
   trust: AttestationTrust;
   /** Fee rate of every transaction the wallet makes (sat/vB); default 2. */
   feeRateSatVb?: number;
+  /** The trusted Mainstay service key and slot of the SE (the wallet's trust store). */
   mainstayKey?: MainstayKeyParams;
+  mainstaySlot?: number;
+  /** Accept (and mark) coins without a proof of publication: only for an SE that runs without Mainstay. */
+  allowUnpublished?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -117,6 +121,8 @@ export interface CoinSummary {
   depositAddress: string;
   seEndpoint: string;
   attestations: AttestationSummary[];
+  /** In a receive's result: "unpublished" when it was accepted without a proof of publication (allowUnpublished). */
+  publication?: "published" | "unpublished";
   exit?: ExitState;
   withdrawalTxid?: string;
 }
@@ -343,6 +349,8 @@ export class Wallet {
       trust: s.trust,
       feeRateSatVb: s.feeRateSatVb ?? 2,
       mainstayKey: s.mainstayKey,
+      mainstaySlot: s.mainstaySlot,
+      allowUnpublished: s.allowUnpublished,
       onProgress: s.onProgress,
     };
   }
@@ -834,7 +842,8 @@ export class Wallet {
       await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
       await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
     });
-    return this.coin(outpointString(coin.statechainId));
+    const summary = await this.coin(outpointString(coin.statechainId));
+    return coin.publication ? { ...summary, publication: coin.publication } : summary;
   }
 
   private async savePending(
@@ -892,7 +901,9 @@ export class Wallet {
       };
       try {
         const coin = await finishKeyUpdate(this.context(), id, checked, prepared);
-        result.received.push(await this.storeReceived(coin, row.key_idx));
+        result.received.push(
+          await this.storeReceived({ ...coin, publication: checked.publication }, row.key_idx),
+        );
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         const refusal: Refusal = { statechainId: outpointString(sid), code: e.code, reason: e.message };
