@@ -188,14 +188,22 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   const sent = await wallet(["send", String(coin.number), bobAddress, ...A]);
   assert.equal(sent.code, 0, sent.stderr);
 
-  const got = await wallet(["receive", ...B]);
+  // This SE runs without Mainstay: the coin has no proof of publication, refused by default (and left in the
+  // mailbox), taken and marked only when the wallet accepts that explicitly.
+  const unpublished = await wallet(["receive", ...B]);
+  assert.equal(unpublished.code, 1, unpublished.stdout);
+  assert.match(unpublished.stdout, /REFUSED .*not provably published.*--allow-unpublished.*\[UNPUBLISHED\]/);
+  const got = await wallet(["receive", ...B, "--allow-unpublished"]);
   assert.equal(got.code, 0, got.stderr);
-  assert.match(got.stdout, /received #1 .* owner 2, attestations verified \(SIMULATOR/);
+  assert.match(got.stdout, /received #1 .* owner 2, attestations verified \(SIMULATOR.*UNPUBLISHED/);
   const coins = json(await wallet(["coins", ...B, "--json"]));
   assert.equal(coins.length, 1);
   assert.equal(coins[0].status, "active");
 
-  const verified = await wallet(["verify", "1", ...B]);
+  const strict = await wallet(["verify", "1", ...B]);
+  assert.equal(strict.code, 1, strict.stdout);
+  assert.match(strict.stdout, /✘ mainstay\.slot_proof .*UNPUBLISHED/);
+  const verified = await wallet(["verify", "1", ...B, "--allow-unpublished"]);
   assert.equal(verified.code, 0, verified.stdout);
   assert.match(verified.stdout, /✔ attestation\.owner_2 +SIMULATOR attestation/);
   assert.match(verified.stdout, /verified — SIMULATOR attestations/);
@@ -217,14 +225,14 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   // Without the stored trust the simulator's documents chain to no trusted root; --trust-simulator restores it
   // for one command, with the SE's published measurements as the PCR policy.
   assert.equal((await wallet(["trust-simulator", "--forget", ...B])).code, 0);
-  const untrusted = json(await wallet(["verify", "1", ...B, "--json"]));
+  const untrusted = json(await wallet(["verify", "1", ...B, "--json", "--allow-unpublished"]));
   assert.equal(untrusted.ok, false);
   assert.match(
     untrusted.checks.find((x: { name: string }) => x.name === "attestation.owner_2").detail,
     /chain\.root_pinned/,
   );
   const pem = path.join(se.dataDir, "sim-ca", "sim-ca-root.pem");
-  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem]);
+  const flagged = await wallet(["verify", "1", ...B, "--trust-simulator", pem, "--allow-unpublished"]);
   assert.equal(flagged.code, 0, flagged.stdout);
   assert.match(flagged.stdout, /SIMULATOR/);
 
