@@ -383,15 +383,17 @@ export async function checkPublication(
   );
   const m = proof.mainstay;
   if (!m) return unpublished("the SE's published root carries no Mainstay proof (not attested yet)");
-  if (!ctx.mainstayKey || ctx.mainstaySlot === undefined)
-    return unpublished(
-      "this wallet trusts no Mainstay slot and service key for this SE (recorded when it is trusted, or --mainstay-slot with --mainstay-key)",
-    );
   refuse(
-    m.position === ctx.mainstaySlot,
+    ctx.mainstaySlot === undefined || m.position === ctx.mainstaySlot,
     "MAINSTAY_SLOT",
     `the SE's Mainstay proof is for slot ${m.position}, but this wallet trusts slot ${ctx.mainstaySlot} for this SE: refused (if the operator really moved to another slot, trust the SE again)`,
   );
+  if (!ctx.mainstayKey || ctx.mainstaySlot === undefined) {
+    verifyMainstayProof(m, proof.root); // what can be checked without them: the slot proof leads to its root
+    return unpublished(
+      "this wallet trusts no Mainstay slot and service key for this SE (recorded when it is trusted, or --mainstay-slot with --mainstay-key)",
+    );
+  }
   const attestationTx = (await ctx.chain.getTx(toDisplayHex(m.txid)))?.raw;
   refuse(
     attestationTx,

@@ -238,7 +238,12 @@ test("the Mainstay proof must be in the trusted slot, with its attestation trans
   // A slot proof that does not lead to its merkle root.
   const badOps = copy(response);
   badOps.mainstay!.ops[0]!.commitment[0]! ^= 1;
-  await assert.rejects(checkPublication(strict(chain), sid, badOps, s2, states), /MAINSTAY|slot/);
+  await refused(checkPublication(strict(chain), sid, badOps, s2, states), "MAINSTAY_SLOT_PROOF");
+  // …also when the wallet has no Mainstay parameters and accepts unpublished coins: a bad proof is no absent one.
+  await refused(
+    checkPublication({ chain, allowUnpublished: true }, sid, badOps, s2, states),
+    "MAINSTAY_SLOT_PROOF",
+  );
   // A Mainstay proof of another root than the published one.
   const otherRoot = copy(response);
   otherRoot.mainstay!.commitment = randomBytes(32);
