@@ -746,9 +746,19 @@ export class Wallet {
           });
         for (const incoming of box.incoming) await this.takeIncoming(slot.idx, id, incoming, result);
       }
-      if (!opts.wait || result.received.length > 0 || result.refused.length > 0) return result;
+      // A coin refused only because its state is not published yet (the SE's next Mainstay commitment) is
+      // worth waiting for: with `wait`, polling goes on until it is, or until the timeout.
+      const unpublished =
+        result.received.length === 0 &&
+        result.refused.length > 0 &&
+        result.refused.every((r) => r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined);
+      if (!opts.wait || result.received.length > 0 || (result.refused.length > 0 && !unpublished))
+        return result;
       if (this.now() >= deadline) return result;
-      if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
+      if (unpublished) {
+        this.progress("waiting", { for: "the SE's next Mainstay commitment" });
+        result.refused.length = 0;
+      } else if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
       if (opts.onWait) await opts.onWait();
       else await sleep(opts.pollMs ?? 5000);
     }
