@@ -54,6 +54,9 @@ Options:
   --trust-simulator <pem>   also trust this simulator root (verdicts then say SIMULATOR)
   --pcrs <file>             PCR policy JSON: {"releases": [{"name", "pcr0", "pcr1", "pcr2", "pcr8"?}]}
   --mainstay-key <key>      Mainstay service key "<pubkey hex>:<chain code hex>", or "public"
+  --mainstay-slot <n>       the SE's Mainstay slot (with --mainstay-key; else the ones recorded by trust-simulator)
+  --allow-unpublished       receive/verify: accept coins without a proof of publication (only for an SE that
+                            runs without Mainstay); they are marked UNPUBLISHED
   --fee-rate <sat/vB>       fee rate of the wallet's transactions (default 2)
   --poll-ms <ms>            how often waits poll (default 5000)
   --timeout <s>             how long waits last (default 1800)
@@ -92,16 +95,19 @@ const COMMAND_HELP: Record<string, string> = {
   coins:
     "wallet coins\n  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode).",
   send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
-  receive: `wallet receive [--wait] [--timeout s]
+  receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
-  policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1).`,
+  policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1). The Mainstay
+  proof is checked in the slot and under the service key the wallet trusts for the SE; a coin the SE shows no
+  publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.`,
   withdraw:
     "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
   exit: `wallet exit <coin> [--no-wait]
   Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
   then the backup after its relative lock). Resumable: run it again to continue.`,
-  verify: "wallet verify <coin>\n  Every check of the coin by name; exit status 1 if any fails.",
+  verify:
+    "wallet verify <coin> [--allow-unpublished]\n  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless --allow-unpublished).",
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
   Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
   as trusted. A simulator gives no hardware guarantee: every verdict then says SIMULATOR.`,
@@ -117,10 +123,10 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   deposit: ["no-wait", "token"],
   coins: [],
   send: [],
-  receive: ["wait"],
+  receive: ["wait", "allow-unpublished"],
   withdraw: ["no-wait"],
   exit: ["no-wait"],
-  verify: [],
+  verify: ["allow-unpublished"],
   "trust-simulator": ["confirm", "forget"],
 };
 
@@ -144,6 +150,7 @@ const GLOBAL_OPTIONS = [
   "trust-simulator",
   "pcrs",
   "mainstay-key",
+  "mainstay-slot",
   "fee-rate",
   "poll-ms",
   "timeout",
@@ -237,6 +244,8 @@ interface SimulatorTrust {
   trustedAt: number;
   /** The local Mainstay service's key ("<pubkey hex>:<chain code hex>"), as the simulator published it. */
   mainstayKey?: string;
+  /** The SE's Mainstay slot, as it announced it when trusted (trust on first use: later changes are refused). */
+  mainstaySlot?: number;
 }
 
 class Session {
@@ -352,6 +361,19 @@ class Session {
     return stored?.mainstayKey ? parseMainstayKey(stored.mainstayKey) : undefined;
   }
 
+  /** --mainstay-slot, else the slot recorded with the simulator trust (with its key, never without). */
+  async mainstaySlot(wallet: Wallet): Promise<number | undefined> {
+    const flag = this.v["mainstay-slot"] as string | undefined;
+    if (flag !== undefined) {
+      if (!/^\d{1,10}$/.test(flag) || Number(flag) > 0xffffffff)
+        throw new UsageError("--mainstay-slot takes a slot number (0 to 4294967295)");
+      return Number(flag);
+    }
+    if (this.v["mainstay-key"]) return undefined;
+    const stored = await wallet.getConfig<SimulatorTrust>("trust.simulator");
+    return stored?.mainstayKey ? stored.mainstaySlot : undefined;
+  }
+
   async trust(wallet: Wallet, _se: SeClient): Promise<AttestationTrust> {
     const stored = await wallet.getConfig<SimulatorTrust>("trust.simulator");
     const pemFile = this.v["trust-simulator"] as string | undefined;
@@ -437,7 +459,7 @@ function receiveText(r: ReceiveResult): string {
   const lines: string[] = [];
   for (const c of r.received)
     lines.push(
-      `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}`,
+      `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}${c.publication === "unpublished" ? ", UNPUBLISHED (accepted with --allow-unpublished: no proof of publication)" : ""}`,
     );
   for (const x of r.refused)
     lines.push(
@@ -533,6 +555,8 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       trust,
       feeRateSatVb: positiveNumber(v["fee-rate"], "--fee-rate", 2),
       mainstayKey: await s.mainstayKey(wallet),
+      mainstaySlot: await s.mainstaySlot(wallet),
+      allowUnpublished: Boolean(v["allow-unpublished"]),
       onProgress: s.progress.onProgress,
     });
     const wait = {
@@ -673,7 +697,19 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           m?.servicePublicKey.length === 33 && m.serviceChainCode.length === 32
             ? `${Buffer.from(m.servicePublicKey).toString("hex")}:${Buffer.from(m.serviceChainCode).toString("hex")}`
             : undefined;
-        if (mainstayKey) described.push(`local Mainstay service key ${mainstayKey.slice(0, 16)}…`);
+        const mainstaySlot = mainstayKey && m?.enabled ? m.slot : undefined;
+        if (mainstayKey)
+          described.push(`local Mainstay service key ${mainstayKey.slice(0, 16)}…, slot ${mainstaySlot}`);
+        // Trust on first use: the Mainstay key and slot recorded then are the ones every check uses; an SE that
+        // later announces others is not followed silently.
+        const before = await wallet.getConfig<SimulatorTrust>("trust.simulator");
+        const slotChanged = before?.mainstaySlot !== undefined && before.mainstaySlot !== mainstaySlot;
+        if (before?.mainstayKey && (before.mainstayKey !== mainstayKey || slotChanged))
+          throw new WalletError(
+            "MAINSTAY_CHANGED",
+            `the SE now announces ${mainstayKey ? `Mainstay key ${mainstayKey.slice(0, 16)}…, slot ${mainstaySlot}` : "no Mainstay service"}, but this wallet trusted key ${before.mainstayKey.slice(0, 16)}…, slot ${before.mainstaySlot} on ${new Date(before.trustedAt).toISOString()}: refused. If the operator really moved, run \`wallet trust-simulator --forget\`, then trust it again`,
+            "precondition",
+          );
         if (!v.confirm) {
           s.io.stderr(
             `${described.join("\n")}\nA simulator proves nothing about hardware: anyone with its files can sign as it. Run again with --confirm to trust it for this wallet.\n`,
@@ -686,6 +722,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           releases: e.expectedPcrs,
           trustedAt: Date.now(),
           mainstayKey,
+          mainstaySlot,
         };
         await wallet.setConfig("trust.simulator", trust);
         if (!(await wallet.getConfig<string>("se"))) await wallet.setConfig("se", endpoint);
@@ -694,6 +731,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           rootSha256: fingerprint,
           releases: e.expectedPcrs,
           mainstayKey,
+          mainstaySlot,
         });
         return 0;
       }
@@ -708,7 +746,17 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
 /** Runs the CLI with `argv` (without node and script); resolves with the exit status. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
-  const booleans = new Set(["json", "help", "new", "onchain", "wait", "no-wait", "confirm", "forget"]);
+  const booleans = new Set([
+    "json",
+    "help",
+    "new",
+    "onchain",
+    "wait",
+    "no-wait",
+    "confirm",
+    "forget",
+    "allow-unpublished",
+  ]);
   for (const name of [...GLOBAL_OPTIONS, ...Object.values(COMMAND_OPTIONS).flat()])
     options[name] = { type: booleans.has(name) ? "boolean" : "string" };
   options.help = { type: "boolean", short: "h" };

@@ -57,12 +57,19 @@ export interface OwnerContext {
   ringPedersen: RingPedersenKey;
   trust: AttestationTrust;
   feeRateSatVb: number;
-  /** The Mainstay service's attestation key: with it, receivers check the attestation transaction too. */
+  /** The Mainstay service's attestation key, from the wallet's trust store (never the SE's GetInfo). */
   mainstayKey?: MainstayKeyParams;
   /** Confirmations a coin's funding needs, whatever the SE attests (default 3 on mainnet, 1 elsewhere; 0 only on regtest). */
   minConfirmations?: number;
   /** Highest fee rate (sat/vB) of a backup or kick-off this wallet accepts from a sender (default 50). */
   maxBackupFeeRateSatVb?: number;
+  /** The Mainstay slot the SE publishes to, from the wallet's trust store (recorded when it trusted the SE). */
+  mainstaySlot?: number;
+  /**
+   * Accept coins whose state the SE shows no proof of publication for (an SE running without Mainstay): they
+   * are marked "unpublished". Off by default: such coins are refused.
+   */
+  allowUnpublished?: boolean;
   onProgress?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -84,6 +91,8 @@ export interface OwnedCoin {
   /** The earlier owners' backups, oldest first. */
   backupHistory: Buffer[];
   kickoffTx?: Buffer;
+  /** Set by a receive: whether the coin's state was provably published when it was received. */
+  publication?: "published" | "unpublished";
   /** Attestation verdicts of the key updates this wallet checked. */
   attestations: VerificationResult[];
 }

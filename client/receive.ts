@@ -144,6 +144,8 @@ export interface CheckedTransfer {
   policyHash: Buffer;
   /** From the attested transfer-key statement (step 7): what the key update's evidence must match. */
   attested?: { transferKey: Buffer; erasedShare: Buffer };
+  /** Whether its state is provably published (DESIGN.md 3.7); "unpublished" only with allowUnpublished. */
+  publication: Publication;
 }
 
 export { AttestationRefusedError, certificateCache } from "./attested-policy.ts";
@@ -244,7 +246,7 @@ export async function checkTransfer(
   );
 
   // Publication: the SMT holds the current state; a published root's proof and Mainstay proof verify.
-  await checkPublication(ctx, sid, await reads.smtProof, sc.stateHash, chain.states);
+  const publication = await checkPublication(ctx, sid, await reads.smtProof, sc.stateHash, chain.states);
 
   // Backups: mine pays B2 with the next lock, is signed under P; every earlier one unlocks later than mine.
   const mode = sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF ? "kickoff" : "absolute";
@@ -317,6 +319,7 @@ export async function checkTransfer(
     kickoffTx,
     enclaveInstance: policy.instance,
     policyHash: policy.policyHash,
+    publication,
   };
 }
 
@@ -334,39 +337,95 @@ function checkHandedFee(raw: Uint8Array, spendAmountSat: bigint, maxRate: number
 }
 
 /**
- * The SMT proof of the current state and, once published, the proof under the published root, its leaf being
- * a state of this statechain, and the Mainstay proof of that root (with the attestation transaction from the
- * chain when the Mainstay service's key is known).
+ * Whether a coin's state is provably published: "published" when the SE's published SMT root holds a state of
+ * the statechain and that root is attested in the trusted Mainstay slot by a transaction on chain under the
+ * trusted service key; "unpublished" when the SE shows no such publication (accepted only with allowUnpublished).
  */
-async function checkPublication(
-  ctx: OwnerContext,
+export type Publication = "published" | "unpublished";
+
+/**
+ * The SMT proof of the current state and the proof of publication: the proof under the published root, its leaf
+ * being a state of this statechain, and the Mainstay proof of that root in the wallet's trusted slot, with the
+ * attestation transaction from the chain under the trusted service key (both from the wallet's trust store, never
+ * from the SE's GetInfo). A wrong proof is refused; a missing publication is refused too unless the wallet
+ * accepts unpublished coins (`allowUnpublished`, for an SE that runs without Mainstay), which marks it.
+ */
+export async function checkPublication(
+  ctx: Pick<OwnerContext, "chain" | "mainstayKey" | "mainstaySlot" | "allowUnpublished">,
   sid: Outpoint,
   proof: SeResponse<"getSmtProof">,
   stateHash: Uint8Array,
   states: readonly Uint8Array[],
-): Promise<void> {
+): Promise<Publication> {
   const smtKey = statechainKey(sid);
+  refuse(
+    proof.currentProof && proof.currentRoot.length > 0,
+    "SMT_PROOF_MISSING",
+    "the SE sent no SMT proof of the coin's current state (a correct SE always does): the coin cannot be checked",
+  );
   refuse(
     Buffer.from(proof.currentLeaf).equals(Buffer.from(stateHash)),
     "SMT_LEAF",
-    "the SE's tree does not hold the statechain's current state",
+    proof.currentLeaf.length === 0
+      ? "the SE's tree does not hold the statechain at all"
+      : "the SE's tree does not hold the statechain's current state (a proof of an earlier state?)",
   );
-  verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!);
-  if (proof.leaf.length > 0) {
-    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!);
+  smtProof("the SMT proof of the current state", () =>
+    verifySmtProof(proof.currentRoot, smtKey, proof.currentLeaf, proof.currentProof!),
+  );
+  const unpublished = (why: string): Publication => {
     refuse(
-      states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
-      "SMT_PUBLISHED_LEAF",
-      "the published leaf is not a state of this statechain",
+      ctx.allowUnpublished,
+      "UNPUBLISHED",
+      `the coin's state is not provably published: ${why}. Wait for the SE's next Mainstay commitment and receive again; only for an SE that runs without Mainstay, accept unpublished coins explicitly (--allow-unpublished)`,
     );
-    if (proof.mainstay) {
-      const attestationTx = ctx.mainstayKey
-        ? (await ctx.chain.getTx(toDisplayHex(proof.mainstay.txid)))?.raw
-        : undefined;
-      if (ctx.mainstayKey)
-        refuse(attestationTx, "MAINSTAY_TX_MISSING", "the Mainstay attestation transaction is not on chain");
-      verifyMainstayProof(proof.mainstay, proof.root, { attestationTx, params: ctx.mainstayKey });
-    }
+    return "unpublished";
+  };
+  if (proof.leaf.length === 0)
+    return unpublished("no published root of the SE's tree holds this statechain yet");
+  refuse(
+    proof.proof && proof.root.length > 0,
+    "SMT_PROOF_MISSING",
+    "the SE sent a published leaf without its SMT proof",
+  );
+  smtProof("the SMT proof under the published root", () =>
+    verifySmtProof(proof.root, smtKey, proof.leaf, proof.proof!),
+  );
+  refuse(
+    states.some((s) => Buffer.from(s).equals(Buffer.from(proof.leaf))),
+    "SMT_PUBLISHED_LEAF",
+    "the published leaf is not a state of this statechain",
+  );
+  const m = proof.mainstay;
+  if (!m) return unpublished("the SE's published root carries no Mainstay proof (not attested yet)");
+  refuse(
+    ctx.mainstaySlot === undefined || m.position === ctx.mainstaySlot,
+    "MAINSTAY_SLOT",
+    `the SE's Mainstay proof is for slot ${m.position}, but this wallet trusts slot ${ctx.mainstaySlot} for this SE: refused (if the operator really moved to another slot, trust the SE again)`,
+  );
+  if (!ctx.mainstayKey || ctx.mainstaySlot === undefined) {
+    verifyMainstayProof(m, proof.root); // what can be checked without them: the slot proof leads to its root
+    return unpublished(
+      "this wallet trusts no Mainstay slot and service key for this SE (recorded when it is trusted, or --mainstay-slot with --mainstay-key)",
+    );
+  }
+  const attestationTx = (await ctx.chain.getTx(toDisplayHex(m.txid)))?.raw;
+  refuse(
+    attestationTx,
+    "MAINSTAY_TX_MISSING",
+    `the Mainstay attestation transaction ${toDisplayHex(m.txid)} is not on chain`,
+  );
+  verifyMainstayProof(m, proof.root, { attestationTx, params: ctx.mainstayKey });
+  return "published";
+}
+
+/** Runs an SMT proof check, naming which proof failed. */
+function smtProof(what: string, verify: () => void): void {
+  try {
+    verify();
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    throw new ProtocolError(e.code, `${what} does not verify: ${e.message}`, "precondition");
   }
 }
 
@@ -776,7 +835,8 @@ export async function receive(
   const { transferKey, verdict, paillier } = await attestedTransferKey(ctx, id, checked);
   const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict, paillier);
   await hooks.beforeKeyUpdate?.(checked, prepared);
-  return finishKeyUpdate(ctx, id, checked, prepared);
+  const coin = await finishKeyUpdate(ctx, id, checked, prepared);
+  return { ...coin, publication: checked.publication };
 }
 
 function invert(x: bigint): bigint {

@@ -54,7 +54,10 @@ export interface VerifiableCoin {
   kickoffTx?: Uint8Array;
 }
 
-type Ctx = Pick<OwnerContext, "se" | "chain" | "trust" | "now" | "mainstayKey">;
+type Ctx = Pick<
+  OwnerContext,
+  "se" | "chain" | "trust" | "now" | "mainstayKey" | "mainstaySlot" | "allowUnpublished"
+>;
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
@@ -171,8 +174,18 @@ async function publicationChecks(
     verifySmtProof(proof.currentRoot, key, proof.currentLeaf, proof.currentProof!);
     return `the current state is in the tree under root ${toDisplayHex(proof.currentRoot).slice(0, 16)}…`;
   });
+  // A publication the SE does not show fails the check, unless the wallet accepts unpublished coins (an SE
+  // without Mainstay): then it is skipped and says so.
+  const unpublished = (name: string, why: string) =>
+    ctx.allowUnpublished
+      ? c.add(name, "skip", `unpublished (accepted: --allow-unpublished): ${why}`)
+      : c.add(
+          name,
+          "fail",
+          `${why}: the coin's state is not provably published (wait for the SE's next Mainstay commitment; --allow-unpublished accepts this for an SE without Mainstay) [UNPUBLISHED]`,
+        );
   if (proof.leaf.length === 0) {
-    c.add("smt.published", "skip", "no published root holds this statechain yet");
+    unpublished("smt.published", "no published root holds this statechain yet");
     c.add("mainstay.slot_proof", "skip", "nothing published yet");
     return;
   }
@@ -188,11 +201,17 @@ async function publicationChecks(
   });
   const m = proof.mainstay;
   if (!m) {
-    c.add("mainstay.slot_proof", "skip", "the published root is not committed to Mainstay yet");
+    unpublished("mainstay.slot_proof", "the published root is not committed to Mainstay yet");
     return;
   }
   await c.run("mainstay.slot_proof", () => {
     verifyMainstayProof(m, proof.root);
+    if (ctx.mainstaySlot !== undefined)
+      need(
+        m.position === ctx.mainstaySlot,
+        "MAINSTAY_SLOT",
+        `the proof is for slot ${m.position}, but this wallet trusts slot ${ctx.mainstaySlot} for this SE`,
+      );
     return `the root is the commitment of slot ${m.position} under slot-tree root ${toDisplayHex(m.merkleRoot).slice(0, 16)}…`;
   });
   const txid = toDisplayHex(m.txid);
@@ -204,11 +223,10 @@ async function publicationChecks(
     need(parsed.outs.length === 1, "MAINSTAY_STAYCHAIN", "an attestation transaction has exactly one output");
     return `attestation ${txid.slice(0, 16)}… confirmed ${tx.status.confirmations} time(s)`;
   });
-  if (!ctx.mainstayKey) {
-    c.add(
+  if (!ctx.mainstayKey || ctx.mainstaySlot === undefined) {
+    unpublished(
       "mainstay.commitment",
-      "skip",
-      "the Mainstay service's key is not known to the wallet (--mainstay-key), so the transaction's commitment to the slot-tree root cannot be checked",
+      "the wallet trusts no Mainstay slot and service key for this SE (recorded when it is trusted, or --mainstay-slot with --mainstay-key), so the transaction's commitment to the slot-tree root cannot be checked",
     );
   } else if (tx) {
     const params = ctx.mainstayKey;

@@ -69,7 +69,11 @@ export interface WalletServices {
   trust: AttestationTrust;
   /** Fee rate of every transaction the wallet makes (sat/vB); default 2. */
   feeRateSatVb?: number;
+  /** The trusted Mainstay service key and slot of the SE (the wallet's trust store). */
   mainstayKey?: MainstayKeyParams;
+  mainstaySlot?: number;
+  /** Accept (and mark) coins without a proof of publication: only for an SE that runs without Mainstay. */
+  allowUnpublished?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -118,6 +122,8 @@ export interface CoinSummary {
   depositAddress: string;
   seEndpoint: string;
   attestations: AttestationSummary[];
+  /** In a receive's result: "unpublished" when it was accepted without a proof of publication (allowUnpublished). */
+  publication?: "published" | "unpublished";
   exit?: ExitState;
   withdrawalTxid?: string;
 }
@@ -344,6 +350,8 @@ export class Wallet {
       trust: s.trust,
       feeRateSatVb: s.feeRateSatVb ?? 2,
       mainstayKey: s.mainstayKey,
+      mainstaySlot: s.mainstaySlot,
+      allowUnpublished: s.allowUnpublished,
       onProgress: s.onProgress,
     };
   }
@@ -739,9 +747,19 @@ export class Wallet {
           });
         for (const incoming of box.incoming) await this.takeIncoming(slot.idx, id, incoming, result);
       }
-      if (!opts.wait || result.received.length > 0 || result.refused.length > 0) return result;
+      // A coin refused only because its state is not published yet (the SE's next Mainstay commitment) is
+      // worth waiting for: with `wait`, polling goes on until it is, or until the timeout.
+      const unpublished =
+        result.received.length === 0 &&
+        result.refused.length > 0 &&
+        result.refused.every((r) => r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined);
+      if (!opts.wait || result.received.length > 0 || (result.refused.length > 0 && !unpublished))
+        return result;
       if (this.now() >= deadline) return result;
-      if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
+      if (unpublished) {
+        this.progress("waiting", { for: "the SE's next Mainstay commitment" });
+        result.refused.length = 0;
+      } else if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
       if (opts.onWait) await opts.onWait();
       else await sleep(opts.pollMs ?? 5000);
     }
@@ -835,7 +853,8 @@ export class Wallet {
       await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
       await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
     });
-    return this.coin(outpointString(coin.statechainId));
+    const summary = await this.coin(outpointString(coin.statechainId));
+    return coin.publication ? { ...summary, publication: coin.publication } : summary;
   }
 
   private async savePending(
@@ -893,7 +912,9 @@ export class Wallet {
       };
       try {
         const coin = await finishKeyUpdate(this.context(), id, checked, prepared);
-        result.received.push(await this.storeReceived(coin, row.key_idx));
+        result.received.push(
+          await this.storeReceived({ ...coin, publication: checked.publication }, row.key_idx),
+        );
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         const refusal: Refusal = { statechainId: outpointString(sid), code: e.code, reason: e.message };

@@ -46,8 +46,12 @@ export interface HostConfig {
     perConnectionBurst: number;
     perKeyRate: number;
     perKeyBurst: number;
+    /** Total bytes of the transfer messages waiting for one receiver (its mailbox). */
     mailboxMaxBytes: number;
+    /** Transfer messages waiting for one receiver. */
     mailboxMaxItems: number;
+    /** Bytes of one transfer message. */
+    mailboxMaxMessageBytes: number;
   };
   mainstay: {
     enabled: boolean;
@@ -104,8 +108,9 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       perConnectionBurst: 200,
       perKeyRate: 20,
       perKeyBurst: 60,
-      mailboxMaxBytes: 64 * 1024,
+      mailboxMaxBytes: 256 * 1024,
       mailboxMaxItems: 16,
+      mailboxMaxMessageBytes: 64 * 1024,
     },
     mainstay: { enabled: true, url: "", slot: 1, token: "", commitIntervalS: 10, local: true },
     metrics: { host: "127.0.0.1", port: 0 },
@@ -147,6 +152,7 @@ const ENV_KEYS: Record<string, string> = {
   SE_RATE_PER_KEY_BURST: "limits.perKeyBurst",
   SE_MAILBOX_MAX_BYTES: "limits.mailboxMaxBytes",
   SE_MAILBOX_MAX_ITEMS: "limits.mailboxMaxItems",
+  SE_MAILBOX_MAX_MESSAGE_BYTES: "limits.mailboxMaxMessageBytes",
   SE_ENCLAVE_START_TIMEOUT_MS: "enclave.startTimeoutMs",
   SE_MAINSTAY_URL: "mainstay.url",
   SE_MAINSTAY_TOKEN: "mainstay.token",
@@ -274,13 +280,14 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.enclave.startTimeoutMs, 100, 600_000, "enclave.startTimeoutMs");
   intIn(cfg.limits.mailboxMaxBytes, 1024, 16 << 20, "limits.mailboxMaxBytes");
   intIn(cfg.limits.mailboxMaxItems, 1, 10_000, "limits.mailboxMaxItems");
+  intIn(cfg.limits.mailboxMaxMessageBytes, 1024, 16 << 20, "limits.mailboxMaxMessageBytes");
   intIn(cfg.grpc.port, 0, 65535, "grpc.port");
   intIn(cfg.metrics.port, 0, 65535, "metrics.port");
   intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");
   intIn(cfg.grpc.maxMessageBytes, 1024, 64 << 20, "grpc.maxMessageBytes");
-  if (cfg.limits.mailboxMaxBytes >= cfg.grpc.maxMessageBytes) {
+  if (cfg.limits.mailboxMaxMessageBytes >= cfg.grpc.maxMessageBytes) {
     throw new ConfigError(
-      `limits.mailboxMaxBytes (${cfg.limits.mailboxMaxBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,
+      `limits.mailboxMaxMessageBytes (${cfg.limits.mailboxMaxMessageBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,
     );
   }
   intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");

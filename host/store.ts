@@ -250,13 +250,15 @@ export class Store {
     );
   }
 
+  /** Messages and bytes waiting for `receiver`, leaving out the message about `except` (one it replaces). */
   async mailboxUsage(
     receiver: Uint8Array,
+    except: Uint8Array = Buffer.alloc(0),
     q: Queryable = this.db,
   ): Promise<{ count: number; bytes: number }> {
     const row = await q.get<{ count: number; bytes: number | null }>(
-      "SELECT COUNT(*) AS count, SUM(LENGTH(ciphertext)) AS bytes FROM mailbox WHERE receiver_proof_key = ?",
-      [receiver],
+      "SELECT COUNT(*) AS count, SUM(LENGTH(ciphertext)) AS bytes FROM mailbox WHERE receiver_proof_key = ? AND statechain_id != ?",
+      [receiver, except],
     );
     return { count: row?.count ?? 0, bytes: row?.bytes ?? 0 };
   }

@@ -39,6 +39,25 @@ const MAILBOX_PAGE = 32;
 
 export function transferHandlers(deps: ApiDeps) {
   const { store, enclave, cfg } = deps;
+  /**
+   * The receiver's mailbox has room for one more message of `size` bytes: at most mailboxMaxItems messages and
+   * mailboxMaxBytes bytes in all, per receiver (`usage` leaves out the message this one replaces).
+   */
+  const checkMailboxRoom = (usage: { count: number; bytes: number }, size: number) => {
+    const { mailboxMaxItems: items, mailboxMaxBytes: bytes } = cfg.limits;
+    check(
+      usage.count < items,
+      "MAILBOX_FULL",
+      `the receiver's mailbox is full (${usage.count} of ${items} messages waiting): the receiver must collect its transfers (wallet receive) before it can be sent more`,
+      "exhausted",
+    );
+    check(
+      usage.bytes + size <= bytes,
+      "MAILBOX_FULL",
+      `the receiver's mailbox has no room for this message (${usage.bytes} of ${bytes} bytes used, the message has ${size}): the receiver must collect its transfers (wallet receive) before it can be sent more`,
+      "exhausted",
+    );
+  };
   return {
     async transferSenderInit(
       req: TransferSenderInitRequest,
@@ -125,19 +144,15 @@ export function transferHandlers(deps: ApiDeps) {
         "precondition",
       );
       const ct = req.encryptedMessage;
+      const maxMessage = Math.min(cfg.limits.mailboxMaxMessageBytes, cfg.limits.mailboxMaxBytes);
       check(
-        ct.length > 0 && ct.length <= cfg.limits.mailboxMaxBytes,
+        ct.length > 0 && ct.length <= maxMessage,
         "MAILBOX_SIZE",
-        `transfer message must be 1 to ${cfg.limits.mailboxMaxBytes} bytes`,
+        `transfer message must be 1 to ${maxMessage} bytes`,
         ct.length > 0 ? "exhausted" : "invalid",
       );
-      const usage = await store.mailboxUsage(pending.receiver_proof_key);
-      check(
-        usage.count < cfg.limits.mailboxMaxItems,
-        "MAILBOX_FULL",
-        "the receiver's mailbox is full",
-        "exhausted",
-      );
+      const receiver = pending.receiver_proof_key;
+      checkMailboxRoom(await store.mailboxUsage(receiver, idBytes), ct.length);
       const auth = await authorizeOwner(deps, TransferSendRequest, req, row, ctx);
       const messageId = randomBytes(16);
       return commit(deps, ctx, auth, TransferSendResponse, { messageId }, async (q) => {
@@ -149,6 +164,8 @@ export function transferHandlers(deps: ApiDeps) {
           idBytes,
           pending.receiver_proof_key,
         ]);
+        // Again inside the transaction: two senders racing to one receiver cannot both take its last room.
+        checkMailboxRoom(await store.mailboxUsage(receiver, idBytes, q), ct.length);
         await q.run(
           "INSERT INTO mailbox (message_id, receiver_proof_key, statechain_id, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)",
           [messageId, pending.receiver_proof_key, idBytes, ct, ctx.now],

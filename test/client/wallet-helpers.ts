@@ -17,7 +17,15 @@ export function tmpWalletFile(name = "wallet"): string {
 }
 
 export function servicesOf(h: Harness): WalletServices {
-  return { se: h.ctx.se, chain: h.chain, trust: h.ctx.trust, feeRateSatVb: 2 };
+  return {
+    se: h.ctx.se,
+    chain: h.chain,
+    trust: h.ctx.trust,
+    feeRateSatVb: 2,
+    mainstayKey: h.ctx.mainstayKey,
+    mainstaySlot: h.ctx.mainstaySlot,
+    allowUnpublished: h.ctx.allowUnpublished,
+  };
 }
 
 export async function testWallet(h?: Harness, opts: { file?: string; mnemonic?: string } = {}) {

@@ -34,7 +34,7 @@ export interface Harness {
  * published (simulator) root and measurements — trusted explicitly, as a developer does in simulator mode. */
 export async function ownerHarness(
   se: SeProcess,
-  opts: { onProgress?: OwnerContext["onProgress"] } = {},
+  opts: { onProgress?: OwnerContext["onProgress"]; allowUnpublished?: boolean } = {},
 ): Promise<Harness> {
   const rpc = JSON.parse(readFileSync(path.join(se.dataDir, "bitcoin-rpc.json"), "utf8"));
   const chain = new BitcoindChain({
@@ -65,6 +65,9 @@ export async function ownerHarness(
       }),
     },
     feeRateSatVb: 2,
+    // Most tests run an SE without Mainstay, or receive before its next commitment: they accept unpublished
+    // coins explicitly. The tests of the proof of publication itself turn this off (the wallet's default).
+    allowUnpublished: opts.allowUnpublished ?? true,
     onProgress: opts.onProgress,
   };
   return { ctx, chain, close: () => client.close() };

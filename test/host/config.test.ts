@@ -110,7 +110,21 @@ test("limits and enclave settings: file, then environment, then flags; each vali
   );
   assert.throws(() => loadConfig({ env: { SE_ENCLAVE_START_TIMEOUT_MS: "5" } }), /enclave.startTimeoutMs/);
   assert.throws(
-    () => loadConfig({ env: { SE_MAILBOX_MAX_BYTES: "2000000" } }),
-    /limits.mailboxMaxBytes \(2000000\) must be below grpc.maxMessageBytes \(1048576\)/,
+    () => loadConfig({ env: { SE_MAILBOX_MAX_MESSAGE_BYTES: "2000000" } }),
+    /limits.mailboxMaxMessageBytes \(2000000\) must be below grpc.maxMessageBytes \(1048576\)/,
+  );
+  // The mailbox limits are per receiver (bytes and messages waiting), beside the size of one message.
+  assert.deepEqual(
+    [
+      defaults.limits.mailboxMaxBytes,
+      defaults.limits.mailboxMaxItems,
+      defaults.limits.mailboxMaxMessageBytes,
+    ],
+    [256 * 1024, 16, 64 * 1024],
+  );
+  assert.equal(loadConfig({ env: { SE_MAILBOX_MAX_BYTES: "2000000" } }).limits.mailboxMaxBytes, 2_000_000);
+  assert.equal(
+    loadConfig({ env: { SE_MAILBOX_MAX_MESSAGE_BYTES: "4096" } }).limits.mailboxMaxMessageBytes,
+    4096,
   );
 });

@@ -120,13 +120,28 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
   const { mainstay } = await h.ctx.se.call("getInfo", {});
   assert.equal(mainstay?.servicePublicKey.length, 33);
   const mainstayKey = { basePubkey: mainstay!.servicePublicKey, chainCode: mainstay!.serviceChainCode };
-  bob.connect({ ...servicesOf(h), mainstayKey });
+  const mainstaySlot = mainstay!.slot;
+  bob.connect({ ...servicesOf(h), mainstayKey, mainstaySlot, allowUnpublished: false });
   const keyed = await bob.verify(bobCoin.number);
   const commitment = keyed.checks.find((c) => c.name === "mainstay.commitment");
   assert.equal(commitment?.status, "pass", commitment?.detail);
-  bob.connect({ ...servicesOf(h), mainstayKey: { ...mainstayKey, chainCode: Buffer.alloc(32, 7) } });
+  assert.ok(keyed.ok, "fully published: every check passes without --allow-unpublished");
+  bob.connect({
+    ...servicesOf(h),
+    mainstayKey: { ...mainstayKey, chainCode: Buffer.alloc(32, 7) },
+    mainstaySlot,
+  });
   const wrong = await bob.verify(bobCoin.number);
   assert.equal(wrong.checks.find((c) => c.name === "mainstay.commitment")?.status, "fail");
+  // A slot the wallet does not trust for this SE fails the slot proof by name.
+  bob.connect({ ...servicesOf(h), mainstayKey, mainstaySlot: mainstaySlot + 1 });
+  const otherSlot = await bob.verify(bobCoin.number);
+  assert.match(otherSlot.checks.find((c) => c.name === "mainstay.slot_proof")!.detail, /MAINSTAY_SLOT/);
+  // Without trusted Mainstay parameters the publication cannot be checked: a failure unless accepted.
+  bob.connect({ ...servicesOf(h), allowUnpublished: false });
+  const untrusted = await bob.verify(bobCoin.number);
+  assert.equal(untrusted.ok, false);
+  assert.match(untrusted.checks.find((c) => c.name === "mainstay.commitment")!.detail, /UNPUBLISHED/);
   bob.connect(servicesOf(h));
   assert.match(byName.get("attestation.owner_2")!.detail, /SIMULATOR/);
   const aliceView = await alice.verify(coin.number);
