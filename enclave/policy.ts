@@ -23,6 +23,8 @@ export interface EnclavePolicy {
   feeScript: string;
   /** Unfunded deposits are forgotten after this long (their keygen holds a Paillier key). */
   depositTtlMs: number;
+  /** At most this many deposits held unfunded at once (each holds keygen state and a Paillier key: #19.2). */
+  maxUnfundedDeposits: number;
   /** Confirmations the SE waits for before a deposit is active / a withdrawal closes the coin. Not enforced by
    * the enclave (the host reports the chain) but attested, so wallets take them from here, not from the host. */
   depositConfirmations: number;
@@ -47,7 +49,8 @@ export const DEFAULT_POLICY: EnclavePolicy = {
   maxDepositSat: 100_000_000,
   withdrawFeeBps: 0,
   feeScript: "",
-  depositTtlMs: 60 * 60_000,
+  depositTtlMs: 10 * 60_000,
+  maxUnfundedDeposits: 256,
   depositConfirmations: 1,
   withdrawConfirmations: 1,
   maxBackupFeeRateSatVb: 100,
@@ -108,6 +111,7 @@ export function parsePolicy(json: unknown): EnclavePolicy {
   int(o.maxDepositSat, o.minDepositSat, 21e14, "maxDepositSat");
   int(o.withdrawFeeBps, 0, 10_000, "withdrawFeeBps");
   int(o.depositTtlMs, 1000, 7 * 24 * 3600_000, "depositTtlMs");
+  int(o.maxUnfundedDeposits, 1, 1_000_000, "maxUnfundedDeposits");
   int(o.depositConfirmations, o.network === "regtest" ? 0 : 1, 1000, "depositConfirmations");
   int(o.withdrawConfirmations, o.network === "regtest" ? 0 : 1, 1000, "withdrawConfirmations");
   int(o.maxBackupFeeRateSatVb, Math.ceil(o.minFeeRateSatVb), 1000, "maxBackupFeeRateSatVb");

@@ -306,6 +306,20 @@ export class Enclave {
     parsePoint(req.proofKey, "proof key");
     verify(req.proofKey);
     this.sweepDeposits();
+    // The enclave's memory is fixed: unfunded deposits are capped here, whatever the host lets through (#19.2).
+    const unfunded = this.coins.all().filter((c) => c.stage === "keygen" || c.stage === "keyed");
+    check(
+      unfunded.length < this.d.policy.maxUnfundedDeposits,
+      "DEPOSITS_BUSY",
+      "the enclave holds the most deposits that may wait for their funding; try again in a few minutes",
+      "exhausted",
+    );
+    check(
+      unfunded.filter((c) => c.depositProofKey.equals(Buffer.from(req.proofKey))).length < 2,
+      "DEPOSITS_PER_KEY",
+      "this proof key has two deposits waiting for their funding already",
+      "exhausted",
+    );
     const depositId = keep(this.d.rng(16));
     const { state, msg } = p1KeyGenCommit({
       sessionId: depositId,

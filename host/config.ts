@@ -38,7 +38,16 @@ export interface HostConfig {
     feeAddress: string;
     minFeeRateSatVb: number;
   };
-  deposit: { guard: "pow" | "token"; powBits: number; tokensFile: string };
+  deposit: {
+    guard: "pow" | "token";
+    /** Base proof-of-work difficulty; it rises with the number of deposits being set up (adaptive). */
+    powBits: number;
+    tokensFile: string;
+    /** Deposits set up but not bound to a funding output: how long they live, how many at once. */
+    unfundedTtlMs: number;
+    maxUnfunded: number;
+    maxUnfundedPerPeer: number;
+  };
   limits: {
     perPeerRate: number;
     perPeerBurst: number;
@@ -100,7 +109,14 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       feeAddress: "",
       minFeeRateSatVb: 1,
     },
-    deposit: { guard: "pow", powBits: 12, tokensFile: "" },
+    deposit: {
+      guard: "pow",
+      powBits: 12,
+      tokensFile: "",
+      unfundedTtlMs: 10 * 60_000,
+      maxUnfunded: 256,
+      maxUnfundedPerPeer: 8,
+    },
     limits: {
       perPeerRate: 200,
       perPeerBurst: 400,
@@ -144,6 +160,9 @@ const ENV_KEYS: Record<string, string> = {
   SE_DEPOSIT_GUARD: "deposit.guard",
   SE_POW_BITS: "deposit.powBits",
   SE_DEPOSIT_TOKENS_FILE: "deposit.tokensFile",
+  SE_DEPOSIT_UNFUNDED_TTL_MS: "deposit.unfundedTtlMs",
+  SE_DEPOSIT_MAX_UNFUNDED: "deposit.maxUnfunded",
+  SE_DEPOSIT_MAX_UNFUNDED_PER_PEER: "deposit.maxUnfundedPerPeer",
   SE_RATE_PER_PEER: "limits.perPeerRate",
   SE_RATE_PER_PEER_BURST: "limits.perPeerBurst",
   SE_RATE_PER_CONNECTION: "limits.perConnectionRate",
@@ -265,6 +284,9 @@ export function validate(cfg: HostConfig): HostConfig {
   oneOf(cfg.log.level, ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "log.level");
   oneOf(cfg.deposit.guard, ["pow", "token"] as const, "deposit.guard");
   intIn(cfg.deposit.powBits, 0, 32, "deposit.powBits");
+  intIn(cfg.deposit.unfundedTtlMs, 10_000, 24 * 3600_000, "deposit.unfundedTtlMs");
+  intIn(cfg.deposit.maxUnfunded, 1, 1_000_000, "deposit.maxUnfunded");
+  intIn(cfg.deposit.maxUnfundedPerPeer, 1, 1_000_000, "deposit.maxUnfundedPerPeer");
   if (cfg.deposit.guard === "token" && !cfg.deposit.tokensFile) {
     throw new ConfigError(
       'deposit.guard "token" needs deposit.tokensFile (one SHA-256 hex of a token per line)',

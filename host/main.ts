@@ -70,6 +70,8 @@ export function enclavePolicy(cfg: HostConfig) {
     maxDepositSat: p.maxDepositSat,
     withdrawFeeBps: p.withdrawFeeBps,
     feeScript,
+    depositTtlMs: cfg.deposit.unfundedTtlMs,
+    maxUnfundedDeposits: cfg.deposit.maxUnfunded,
     depositConfirmations: p.depositConfirmations,
     withdrawConfirmations: p.withdrawConfirmations,
   };
@@ -294,7 +296,10 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     });
     const { server, port } = await startPublicServer(cfg, service, monitor);
     cleanups.push(() => shutdown(server));
-    const prune = setInterval(() => void store.pruneExpired(Date.now()).catch(() => {}), 60_000);
+    const prune = setInterval(
+      () => void store.pruneExpired(Date.now(), cfg.deposit.unfundedTtlMs).catch(() => {}),
+      60_000,
+    );
     prune.unref();
     cleanups.push(async () => clearInterval(prune));
     log.info(

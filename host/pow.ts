@@ -1,6 +1,7 @@
-// Stateless proof-of-work challenges guarding DepositInit: challenge = expiry ‖ random ‖ HMAC(key, expiry ‖
-// random). A solution is valid when SHA-256(challenge ‖ proof_key ‖ solution) has `bits` leading zero bits;
-// each challenge is accepted once (the store records used ones until they expire).
+// Stateless proof-of-work challenges guarding DepositInit: challenge = expiry ‖ bits ‖ random ‖ HMAC(key, expiry ‖
+// bits ‖ random). A solution is valid when SHA-256(challenge ‖ proof_key ‖ solution) has the challenge's `bits`
+// leading zero bits; each challenge is accepted once (the store records used ones until they expire). The
+// difficulty is chosen at issue, so it can rise with the load (adaptive: audit #19.2).
 import { createHmac, randomBytes } from "node:crypto";
 import { equalCT } from "../protocol/encoding.ts";
 import { check } from "../protocol/errors.ts";
@@ -15,13 +16,14 @@ export class PowGuard {
     readonly ttlMs = 10 * 60_000,
   ) {}
 
-  issue(now: number): { challenge: Buffer; expiresAt: number } {
+  issue(now: number, bits = this.bits): { challenge: Buffer; expiresAt: number; bits: number } {
     const expiresAt = now + this.ttlMs;
     const body = Buffer.alloc(8 + 16);
     body.writeBigUInt64BE(BigInt(expiresAt));
-    randomBytes(16).copy(body, 8);
+    body[8] = Math.max(this.bits, Math.min(bits, 32));
+    randomBytes(15).copy(body, 9);
     const mac = createHmac("sha256", this.key).update(body).digest().subarray(0, MAC_LEN);
-    return { challenge: Buffer.concat([body, mac]), expiresAt };
+    return { challenge: Buffer.concat([body, mac]), expiresAt, bits: body[8]! };
   }
 
   /** Checks authenticity, expiry and the work; returns the expiry (for the replay record). */
@@ -47,11 +49,12 @@ export class PowGuard {
       "proof-of-work challenge has expired; ask for a new one",
       "precondition",
     );
+    const bits = Math.max(this.bits, body[8]!);
     const zeros = leadingZeroBits(powDigest(challenge, proofKey, solution));
     check(
-      zeros >= this.bits,
+      zeros >= bits,
       "POW_INSUFFICIENT",
-      `proof of work has ${zeros} leading zero bits, ${this.bits} required`,
+      `proof of work has ${zeros} leading zero bits, ${bits} required`,
     );
     return expiresAt;
   }

@@ -132,6 +132,14 @@ export const HOST_MIGRATIONS: Migration[] = [
     id: "host-003-key-update-share",
     sql: "ALTER TABLE key_updates ADD COLUMN se_share BLOB;",
   },
+  {
+    // Who set a deposit up (address, no port): unfunded deposits are capped per peer (audit #19.2).
+    id: "host-004-deposit-peer",
+    sql: `
+      ALTER TABLE deposits ADD COLUMN peer TEXT;
+      CREATE INDEX deposits_unfunded ON deposits (created_at) WHERE statechain_id IS NULL;
+    `,
+  },
 ];
 
 export interface StatechainRow {
@@ -286,11 +294,26 @@ export class Store {
     return r.changes === 1;
   }
 
-  async pruneExpired(now: number): Promise<void> {
+  async pruneExpired(now: number, unfundedTtlMs?: number): Promise<void> {
     await this.db.transaction(async (q) => {
       await q.run("DELETE FROM auth_nonces WHERE expires_at < ?", [now]);
       await q.run("DELETE FROM pow_used WHERE expires_at < ?", [now]);
+      // The enclave forgets an unfunded deposit after the same time: its row can never be used again.
+      if (unfundedTtlMs !== undefined)
+        await q.run("DELETE FROM deposits WHERE statechain_id IS NULL AND created_at < ?", [
+          now - unfundedTtlMs,
+        ]);
     });
+  }
+
+  /** Deposits set up within `ttlMs` and not bound to a funding output: overall, and from `peer`. */
+  async unfundedDeposits(now: number, ttlMs: number, peer: string): Promise<{ all: number; peer: number }> {
+    const r = await this.db.get<{ all_n: number; peer_n: number }>(
+      `SELECT COUNT(*) AS all_n, COALESCE(SUM(peer = ?), 0) AS peer_n FROM deposits
+        WHERE statechain_id IS NULL AND created_at >= ?`,
+      [peer, now - ttlMs],
+    );
+    return { all: r?.all_n ?? 0, peer: r?.peer_n ?? 0 };
   }
 
   async countByStatus(): Promise<Map<number, number>> {

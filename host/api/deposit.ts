@@ -36,12 +36,29 @@ export function depositHandlers(deps: ApiDeps) {
         "this SE guards deposits with prepaid tokens, not proof of work",
         "precondition",
       );
-      const { challenge, expiresAt } = deps.pow.issue(ctx.now);
-      return { challenge, difficultyBits: deps.pow.bits, expiresAtMs: BigInt(expiresAt) };
+      // One more bit of work for each doubling of the deposits being set up beyond 8: a flood pays for the
+      // enclave's key generation it causes, an honest depositor on a quiet SE pays the base (audit #19.2).
+      const open = await store.unfundedDeposits(ctx.now, cfg.deposit.unfundedTtlMs, ctx.peer);
+      const extra = Math.max(0, Math.ceil(Math.log2((open.all + 1) / 8)));
+      const { challenge, expiresAt, bits } = deps.pow.issue(ctx.now, deps.pow.bits + extra);
+      return { challenge, difficultyBits: bits, expiresAtMs: BigInt(expiresAt) };
     },
 
     async depositInit(req: DepositInitRequest, ctx: CallContext): Promise<DepositInitResponse> {
       parsePoint(req.proofKey, "proof key");
+      const open = await store.unfundedDeposits(ctx.now, cfg.deposit.unfundedTtlMs, ctx.peer);
+      check(
+        open.peer < cfg.deposit.maxUnfundedPerPeer,
+        "DEPOSITS_PER_PEER",
+        `this address has ${open.peer} deposits set up and not yet funded (at most ${cfg.deposit.maxUnfundedPerPeer}): fund or abandon them, or wait ${Math.round(cfg.deposit.unfundedTtlMs / 60_000)} minutes`,
+        "exhausted",
+      );
+      check(
+        open.all < cfg.deposit.maxUnfunded,
+        "DEPOSITS_BUSY",
+        "the SE has too many deposits being set up right now; try again in a few minutes",
+        "exhausted",
+      );
       let powUsed: { challenge: Buffer; expiresAt: number } | undefined;
       let tokenUsed: Buffer | undefined;
       if (cfg.deposit.guard === "pow") {
@@ -119,8 +136,8 @@ export function depositHandlers(deps: ApiDeps) {
             );
           }
           await q.run(
-            "INSERT INTO deposits (deposit_id, proof_key, enclave_instance, created_at) VALUES (?, ?, ?, ?)",
-            [res.depositId, req.proofKey, instance, ctx.now],
+            "INSERT INTO deposits (deposit_id, proof_key, enclave_instance, created_at, peer) VALUES (?, ?, ?, ?, ?)",
+            [res.depositId, req.proofKey, instance, ctx.now, ctx.peer],
           );
         },
       );

@@ -119,7 +119,7 @@ test("proof of work: issued challenges verify once solved; forged, expired and w
 test("enclave policy: the host refuses an enclave that enforces anything else than its configuration", () => {
   const cfg = loadConfig({ env: { SE_INIT_LOCK: "200" } });
   const expected = enclavePolicy(cfg);
-  const enclaveSide = { ...expected, depositTtlMs: 3_600_000 };
+  const enclaveSide = { ...expected, tipSlackBlocks: 12 }; // a setting only the enclave has
   checkEnclavePolicy(expected, JSON.stringify(enclaveSide));
   assert.throws(
     () =>
@@ -160,4 +160,30 @@ test("metrics: Prometheus text with escaped labels, histograms and gauges", asyn
   assert.match(text, /^se_request_seconds_bucket\{method="GetInfo",le="0.025"\} 1$/m);
   assert.match(text, /^se_request_seconds_count\{method="GetInfo"\} 1$/m);
   assert.match(text, /^# TYPE se_statechains gauge\nse_statechains\{state="ACTIVE"\} 3$/m);
+});
+
+test("proof of work: the difficulty is chosen at issue and carried by the challenge, never below the base (audit #19.2)", () => {
+  const guard = new PowGuard(randomBytes(32), 4, 1000);
+  const key = Buffer.alloc(33, 2);
+  const hard = guard.issue(10_000, 10);
+  assert.equal(hard.bits, 10);
+  // A solution good for the base difficulty only is refused for the harder challenge.
+  let weak: Uint8Array | undefined;
+  for (let i = 0; !weak; i++) {
+    const s = Buffer.alloc(4);
+    s.writeUInt32BE(i);
+    try {
+      guard.verify(hard.challenge, key, s, 10_500);
+    } catch (err) {
+      if ((err as ProtocolError).code !== "POW_INSUFFICIENT") throw err;
+      if (/has ([4-9]) leading/.test((err as Error).message)) weak = s;
+    }
+  }
+  assert.throws(() => guard.verify(hard.challenge, key, weak!, 10_500), /10 required/);
+  assert.ok(guard.verify(hard.challenge, key, solvePow(hard.challenge, key, 10), 10_500) > 0, "solved");
+  // Its difficulty cannot be lowered: it is under the MAC; nor issued below the base.
+  const lowered = Buffer.from(hard.challenge);
+  lowered[8] = 4;
+  assert.throws(() => guard.verify(lowered, key, weak!, 10_500), /not issued by this SE/);
+  assert.equal(guard.issue(10_000, 1).bits, 4);
 });
