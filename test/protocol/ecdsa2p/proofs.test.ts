@@ -14,7 +14,12 @@ import {
   type PaillierKey,
   paillierFactors,
 } from "../../../protocol/ecdsa2p/paillier.ts";
-import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS, PRM_ROUNDS } from "../../../protocol/ecdsa2p/params.ts";
+import {
+  LOGSTAR_X_BITS,
+  MOD_NTH_ROOT_ROUNDS,
+  MOD_ROUNDS,
+  PRM_ROUNDS,
+} from "../../../protocol/ecdsa2p/params.ts";
 import { proveDlog, verifyDlog } from "../../../protocol/ecdsa2p/proofs/dlog.ts";
 import { proveFactors, verifyFactors } from "../../../protocol/ecdsa2p/proofs/fac.ts";
 import { proveLogStar, verifyLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
@@ -257,4 +262,57 @@ test("Π^log*: verifies; refuses c_key of s + q under a proof for s, s + 2^600·
   const nonUnitProof = proveLogStar({ ...st, c: cNonUnit }, { x: s, rho: rho.r }, prover, rng, bad(p * 5n));
   assert.throws(() => verifyLogStar({ ...st, c: cNonUnit }, nonUnitProof, verifier), /z2 is not a unit/);
   assert.throws(() => verifyLogStar(st, undefined, verifier), code("ENCRYPTED_SHARE_PROOF_MISSING"));
+});
+
+test("Π^log*: z1 is refused from exactly 2^(ℓ+ε+1) on, by the range check", async () => {
+  const k = await key();
+  const rp = ringPedersen();
+  const prover = proverOps(verifyRingPedersen(rp.params));
+  const verifier = verifierOps(readRingPedersen(rp.params), rp.secret);
+  const bound = 1n << BigInt(LOGSTAR_X_BITS);
+  const s = 0xc0ffeen;
+  const nonce = encryptionNonce(k.n, rng);
+  const st = { sessionId: sid(), n0: k.n, c: encrypt(k.n, s, nonce), X: mulG(s) };
+  const proof = proveLogStar(st, { x: s, rho: nonce.r }, prover, rng);
+  verifyLogStar(st, proof, verifier);
+  // A valid proof with z1 replaced: the bound and above are refused by the range check (its code, before any
+  // equation is tried); one below is read and then fails the equations, so the bound is exactly 2^(ℓ+ε+1).
+  for (const z1 of [bound, bound + 1n])
+    assert.throws(
+      () => verifyLogStar(st, { ...proof, z1: writeNat(z1) }, verifier),
+      code("ENCRYPTED_SHARE_PROOF_RANGE"),
+    );
+  assert.throws(
+    () => verifyLogStar(st, { ...proof, z1: writeNat(bound - 1n) }, verifier),
+    code("ENCRYPTED_SHARE_PROOF_INVALID"),
+  );
+});
+
+test("Π^log*: an honest proof for a too-large x is refused by the range check alone", async () => {
+  const k = await key();
+  const rp = ringPedersen();
+  const prover = proverOps(verifyRingPedersen(rp.params));
+  const verifiers = [
+    verifierOps(readRingPedersen(rp.params), rp.secret),
+    verifierOps(readRingPedersen(rp.params)),
+  ];
+  const bound = 1n << BigInt(LOGSTAR_X_BITS);
+  const range = code("ENCRYPTED_SHARE_PROOF_RANGE");
+  const proveFor = (x: bigint) => {
+    const nonce = encryptionNonce(k.n, rng);
+    const st = { sessionId: sid(), n0: k.n, c: encrypt(k.n, x, nonce), X: mulG(x % Q) };
+    return { st, proof: proveLogStar(st, { x, rho: nonce.r }, prover, rng) };
+  };
+  // x = 2^530, far above any share: z1 = α + e·x lands just above the bound, below 2^64 times it (e ≥ 2^239
+  // except with probability 2^-17; e·x < 2^786), and every equation holds. Only z1 < 2^(ℓ+ε+1) refuses it.
+  let slack: ReturnType<typeof proveFor>;
+  do slack = proveFor(1n << 530n);
+  while (bytesToBigInt(slack.proof.z1) < bound);
+  assert.ok(bytesToBigInt(slack.proof.z1) < bound << 64n);
+  for (const v of verifiers) assert.throws(() => verifyLogStar(slack.st, slack.proof, v), range);
+  // x just outside what Π^log* proves (|x| < 2^(ℓ+ε+1)): z1 ≥ e·x is out of range for every e ≥ 1.
+  for (const x of [bound, bound + 1n]) {
+    const { st, proof } = proveFor(x);
+    for (const v of verifiers) assert.throws(() => verifyLogStar(st, proof, v), range);
+  }
 });
