@@ -4,9 +4,10 @@ import assert from "node:assert/strict";
 import { generatePrimeSync } from "node:crypto";
 import { test } from "node:test";
 import type { RingPedersenParams } from "../../../proto/gen/ecdsa2p.ts";
+import { jacobi } from "../../../protocol/ecdsa2p/arith.ts";
 import { writeNat, writeScalar } from "../../../protocol/ecdsa2p/codec.ts";
 import { mulG, Q } from "../../../protocol/ecdsa2p/ec.ts";
-import { FixedBase, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
+import { FixedBase, modPow, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
 import {
   encrypt,
   encryptionNonce,
@@ -23,7 +24,7 @@ import {
 import { proveDlog, verifyDlog } from "../../../protocol/ecdsa2p/proofs/dlog.ts";
 import { proveFactors, verifyFactors } from "../../../protocol/ecdsa2p/proofs/fac.ts";
 import { proveLogStar, verifyLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
-import { proveModulus, verifyModulus } from "../../../protocol/ecdsa2p/proofs/mod.ts";
+import { modulusChallenges, proveModulus, verifyModulus } from "../../../protocol/ecdsa2p/proofs/mod.ts";
 import { provePrm, verifyPrm } from "../../../protocol/ecdsa2p/proofs/prm.ts";
 import {
   generateRingPedersen,
@@ -157,6 +158,58 @@ test("Π^mod: verifies; refuses a non-Blum modulus, tampered roots or bits, anot
   assert.throws(() => verifyModulus(k.n, { ...proof, x: [...proof.x, proof.x[0]!] }), code("PROOF_SHAPE"));
   assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat(k.n) }), code("NUMBER_OUT_OF_RANGE"));
   assert.throws(() => verifyModulus(k.n, undefined), code("PAILLIER_BLUM_PROOF_MISSING"));
+});
+
+test("jacobi agrees with Euler's criterion modulo primes and is multiplicative in the modulus", () => {
+  const primes = [3n, 7n, 11n, 13n, 10007n, blum(64)];
+  for (const p of primes)
+    for (const a of [0n, 1n, 2n, 5n, p - 1n, p + 2n, -3n, 123456789n]) {
+      const e = modPowBigInt(((a % p) + p) % p, (p - 1n) / 2n, p);
+      assert.equal(jacobi(a, p), e === 0n ? 0 : e === 1n ? 1 : -1, `(${a}/${p})`);
+    }
+  const [p, q] = [primes[4]!, primes[5]!];
+  for (const a of [2n, 3n, 99991n, p * 2n]) assert.equal(jacobi(a, p * q), jacobi(a, p) * jacobi(a, q));
+});
+
+test("Π^mod: refuses a prime N with an otherwise valid proof, an even N, w of Jacobi symbol +1, non-unit roots", async () => {
+  // A 2048-bit prime P ≡ 3 (mod 4) answers every round: −1 is a non-square, so ±y is a square and
+  // y^(((P+1)/4)²) is a fourth root of it; gcd(P, P − 1) = 1, so N-th roots exist too.
+  const P = blum(2048);
+  const keyId = rng(16);
+  let w: bigint;
+  do w = bytesToBigInt(rng(256)) % P;
+  while (jacobi(w, P) !== -1);
+  const fourth = ((P + 1n) / 4n) ** 2n % (P - 1n);
+  const nthRoot = modPowBigInt(P, -1n, P - 1n);
+  const ys = modulusChallenges(keyId, P, w);
+  const a = ys.map((y) => jacobi(y, P) === -1);
+  const primeProof = {
+    keyId: Buffer.from(keyId),
+    w: writeNat(w),
+    a,
+    b: ys.map(() => false),
+    x: ys.map((y, i) => writeNat(modPow(a[i] ? P - y : y, fourth, P))),
+    z: ys.slice(0, MOD_NTH_ROOT_ROUNDS).map((y) => writeNat(modPow(y, nthRoot, P))),
+  };
+  assert.throws(() => verifyModulus(P, primeProof), code("PAILLIER_MODULUS_PRIME"));
+
+  const k = await key();
+  const proof = k.modulusProof!;
+  const { p, q } = paillierFactors(k.secret);
+  assert.throws(() => verifyModulus(k.n + 1n, proof), code("PAILLIER_MODULUS_EVEN"));
+  const notMinusOne = /Jacobi symbol −1/;
+  const w0 = bytesToBigInt(proof.w);
+  assert.equal(jacobi(w0, k.n), -1);
+  assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat((w0 * w0) % k.n) }), notMinusOne);
+  assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat(p) }), notMinusOne);
+  const notUnit = /x_i or z_i is not a unit/;
+  const at = (list: Buffer[], i: number, v: bigint) => list.map((u, j) => (j === i ? writeNat(v) : u));
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, 3, p) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, MOD_ROUNDS - 1, 2n * q) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: at(proof.z, 1, q) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, 0, 0n) }), code("NUMBER_OUT_OF_RANGE"));
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: at(proof.z, 0, k.n) }), code("NUMBER_OUT_OF_RANGE"));
+  verifyModulus(k.n, proof);
 });
 
 test("Π^fac: verifies (with and without the trapdoor); refuses a modulus with a 264-bit factor, tampering", async () => {
