@@ -1,11 +1,11 @@
 // Π^mod (CGGMP21, eprint 2021/060, Fig. 16): N is a Paillier-Blum modulus, N = p·q with p ≡ q ≡ 3 (mod 4) and
 // gcd(N, φ(N)) = 1. For hash-derived y_i the prover gives a fourth root x_i of (−1)^a_i·w^b_i·y_i (MOD_ROUNDS
-// rounds) and an N-th root z_i of y_i (the first MOD_NTH_ROOT_ROUNDS, see params.ts for why 5 suffice after trial
+// rounds) and an N-th root z_i of y_i (the first MOD_NTH_ROOT_ROUNDS, see params.ts for why 8 suffice after trial
 // division to 2^16).
 //
 // The challenge binds the Paillier key's random id, N and w, not a session id: the statement concerns N alone,
 // so a proof made when the key was generated (in the enclave's key pool) proves the same fact in whichever
-// session later sends it; forging one for a bad N still takes about 2^80 hash evaluations. Each key is used for
+// session later sends it; forging one for a bad N still takes about 2^128 hash evaluations. Each key is used for
 // exactly one keygen (PaillierKey.used).
 import { checkPrimeSync } from "node:crypto";
 import type { PaillierBlumProof } from "../../../proto/gen/ecdsa2p.ts";

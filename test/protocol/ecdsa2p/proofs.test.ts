@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { generatePrimeSync } from "node:crypto";
 import { test } from "node:test";
 import type { RingPedersenParams } from "../../../proto/gen/ecdsa2p.ts";
-import { jacobi } from "../../../protocol/ecdsa2p/arith.ts";
+import { jacobi, modInverse } from "../../../protocol/ecdsa2p/arith.ts";
 import { writeNat, writeScalar } from "../../../protocol/ecdsa2p/codec.ts";
 import { mulG, Q } from "../../../protocol/ecdsa2p/ec.ts";
 import { FixedBase, modPow, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
@@ -126,6 +126,19 @@ test("ring-Pedersen parameters: size, parity, units, missing proof", () => {
     code("RING_PEDERSEN_PROOF_MISSING"),
   );
   assert.throws(() => verifyRingPedersen(undefined), code("RING_PEDERSEN_MISSING"));
+});
+
+test("Π^prm and verifyRingPedersen: an honest proof of 80 rounds is refused", () => {
+  assert.ok(PRM_ROUNDS >= 128);
+  const rp = ringPedersen();
+  const pub = readRingPedersen(rp.params);
+  const { p, q } = safePrimes;
+  const lambda = bytesToBigInt(rp.secret.lambda);
+  const short = provePrm(pub, { p, q, qInvP: modInverse(q, p), lambda }, rng, 80);
+  assert.equal(short.commitments.length, 80);
+  const shape = code("PROOF_SHAPE");
+  assert.throws(() => verifyPrm(pub, short, new FixedBase(pub.t, pub.n)), shape);
+  assert.throws(() => verifyRingPedersen({ ...rp.params, proof: short }), shape);
 });
 
 test("Π^mod: verifies; refuses a non-Blum modulus, tampered roots or bits, another key id, wrong shape", async () => {
@@ -368,4 +381,15 @@ test("Π^log*: an honest proof for a too-large x is refused by the range check a
     const { st, proof } = proveFor(x);
     for (const v of verifiers) assert.throws(() => verifyLogStar(st, proof, v), range);
   }
+});
+
+test("Π^mod: the first 80 rounds of an honest proof (what an 80-round prover sends) are refused", async () => {
+  assert.ok(MOD_ROUNDS >= 128 && MOD_NTH_ROOT_ROUNDS >= 8);
+  const k = await key();
+  const proof = k.modulusProof!;
+  // The y_i are expanded in counter mode, so an 80-round prover's challenges are these proof's first 80.
+  const old = { ...proof, x: proof.x.slice(0, 80), a: proof.a.slice(0, 80), b: proof.b.slice(0, 80) };
+  assert.throws(() => verifyModulus(k.n, { ...old, z: proof.z.slice(0, 5) }), code("PROOF_SHAPE"));
+  assert.throws(() => verifyModulus(k.n, old), code("PROOF_SHAPE"));
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: proof.z.slice(0, 5) }), code("PROOF_SHAPE"));
 });
