@@ -29,6 +29,7 @@ import { provePrm, verifyPrm } from "../../../protocol/ecdsa2p/proofs/prm.ts";
 import {
   generateRingPedersen,
   proverOps,
+  RingPedersenCache,
   readRingPedersen,
   verifierOps,
   verifyRingPedersen,
@@ -139,6 +140,60 @@ test("Π^prm and verifyRingPedersen: an honest proof of 80 rounds is refused", (
   const shape = code("PROOF_SHAPE");
   assert.throws(() => verifyPrm(pub, short, new FixedBase(pub.t, pub.n)), shape);
   assert.throws(() => verifyRingPedersen({ ...rp.params, proof: short }), shape);
+});
+
+test("ring-Pedersen parameters: t or s in {0, 1, N^ − 1, ≥ N^}, s = t, non-units are refused before Π^prm", () => {
+  const rp = ringPedersen();
+  const pub = readRingPedersen(rp.params);
+  const { n } = pub;
+  const { p, q } = safePrimes;
+  const qInvP = modInverse(q, p);
+  const degenerate = code("RING_PEDERSEN_DEGENERATE");
+  // Each with the honest prover's Π^prm for its λ, which the rounds accept: only the parameter check refuses.
+  const withProof = (s: bigint, t: bigint, lambda: bigint): RingPedersenParams => ({
+    modulus: writeNat(n),
+    s: writeNat(s),
+    t: writeNat(t),
+    proof: provePrm({ n, s, t }, { p, q, qInvP, lambda }, rng),
+  });
+  for (const [what, s, t, lambda] of [
+    ["s = t", pub.t, pub.t, 1n],
+    ["s = 1", 1n, pub.t, 0n],
+    ["t = 1", 1n, 1n, 5n],
+    ["t = N^ − 1", 1n, n - 1n, 0n],
+    ["s = t = N^ − 1", n - 1n, n - 1n, 1n],
+  ] as const) {
+    const params = withProof(s, t, lambda);
+    assert.throws(() => verifyRingPedersen(params), degenerate, what);
+    assert.throws(() => verifyRingPedersen(params, new RingPedersenCache()), degenerate, what);
+  }
+  // The cheapest forgery of all for t = s = 1: A_i = 1, z_i = 0.
+  const trivial = {
+    modulus: writeNat(n),
+    s: writeNat(1n),
+    t: writeNat(1n),
+    proof: {
+      commitments: Array.from({ length: PRM_ROUNDS }, () => writeNat(1n)),
+      responses: Array.from({ length: PRM_ROUNDS }, () => writeNat(0n)),
+    },
+  };
+  assert.throws(() => verifyRingPedersen(trivial), degenerate);
+  // s = N^ − 1 (not a square, so not in ⟨t⟩), with the real t and proof.
+  assert.throws(() => verifyRingPedersen({ ...rp.params, s: writeNat(n - 1n) }), degenerate);
+  // Out of [1, N^) and non-units were refused before as well; they still are, and before Π^prm is looked at.
+  const range = code("NUMBER_OUT_OF_RANGE");
+  for (const field of ["s", "t"] as const) {
+    for (const v of [0n, n, n + 1n])
+      assert.throws(
+        () => verifyRingPedersen({ ...rp.params, [field]: writeNat(v), proof: undefined }),
+        range,
+      );
+    assert.throws(
+      () => verifyRingPedersen({ ...rp.params, [field]: writeNat(q * 7n), proof: undefined }),
+      code("RING_PEDERSEN_NOT_UNIT"),
+    );
+  }
+  verifyRingPedersen(rp.params);
 });
 
 test("Π^mod: verifies; refuses a non-Blum modulus, tampered roots or bits, another key id, wrong shape", async () => {
