@@ -29,7 +29,9 @@ export function modulusChallenges(keyId: Uint8Array, n: bigint, w: bigint): bigi
  * f(y) = y^(((p+1)/4)² mod (p−1)) mod p, for p ≡ 3 (mod 4). It is multiplicative and f(y)^4 = χ(y)·y, χ the
  * Legendre symbol: one exponentiation gives both whether y is a square mod p and a fourth root of ±y.
  */
-function fourthRootMap(p: bigint): { f: (y: bigint) => bigint; chi: (y: bigint, fy: bigint) => 1n | -1n } {
+type FourthRootMap = { f: (y: bigint) => bigint; chi: (y: bigint, fy: bigint) => 1n | -1n; wipe: () => void };
+
+function fourthRootMap(p: bigint): FourthRootMap {
   const root = new FixedExponentModPrime(((p + 1n) / 4n) ** 2n % (p - 1n), p);
   return {
     f: (y) => root.pow(y),
@@ -37,6 +39,7 @@ function fourthRootMap(p: bigint): { f: (y: bigint) => bigint; chi: (y: bigint, 
       const f2 = (fy * fy) % p;
       return (f2 * f2) % p === y % p ? 1n : -1n;
     },
+    wipe: () => root.wipe(),
   };
 }
 
@@ -51,6 +54,25 @@ export function proveModulus(
 ): PaillierBlumProof {
   const P = fourthRootMap(p);
   const Qm = fourthRootMap(q);
+  try {
+    return proveWithRoots(keyId, n, p, q, rng, between, P, Qm);
+  } finally {
+    // The engines keep DER encodings of p and q (modexp.ts, FixedExponentModPrime).
+    P.wipe();
+    Qm.wipe();
+  }
+}
+
+function proveWithRoots(
+  keyId: Uint8Array,
+  n: bigint,
+  p: bigint,
+  q: bigint,
+  rng: Rng,
+  between: () => void,
+  P: FourthRootMap,
+  Qm: FourthRootMap,
+): PaillierBlumProof {
   const qInvP = modInverse(q, p);
   // w with Jacobi symbol −1: a square modulo exactly one of p, q.
   let w: bigint;
