@@ -27,15 +27,15 @@ export interface RingPedersenParams {
   proof: RingPedersenProof | undefined;
 }
 
-/** Pi^prm with 80 binary challenges: commitments A_i = t^a_i, responses z_i = a_i + e_i*lambda mod phi(N^). */
+/** Pi^prm with 128 binary challenges: commitments A_i = t^a_i, responses z_i = a_i + e_i*lambda mod phi(N^). */
 export interface RingPedersenProof {
   commitments: Buffer[];
   responses: Buffer[];
 }
 
 /**
- * Proof that N is a Paillier-Blum modulus with gcd(N, phi(N)) = 1 (CGGMP21 Pi^mod): 80 fourth roots x_i of
- * (-1)^a_i * w^b_i * y_i, and N-th roots z_i of the first 5 y_i (enough once N has no prime factor below 2^16).
+ * Proof that N is a Paillier-Blum modulus with gcd(N, phi(N)) = 1 (CGGMP21 Pi^mod): 128 fourth roots x_i of
+ * (-1)^a_i * w^b_i * y_i, and N-th roots z_i of the first 8 y_i (enough once N has no prime factor below 2^16).
  */
 export interface PaillierBlumProof {
   w: Buffer;

@@ -39,6 +39,28 @@ export function modInverse(a: bigint, m: bigint): bigint {
   return mod(s0, m);
 }
 
+/**
+ * The Jacobi symbol (a/n) for odd n > 0 (binary algorithm: (2/n) = −1 iff n ≡ ±3 mod 8, and quadratic
+ * reciprocity flips the sign iff both are 3 mod 4). 0 when gcd(a, n) ≠ 1. Variable-time: for public values.
+ */
+export function jacobi(a: bigint, n: bigint): -1 | 0 | 1 {
+  if (n <= 0n || (n & 1n) === 0n)
+    return fail("INVALID_MODULUS", "the Jacobi symbol needs an odd positive modulus");
+  a = mod(a, n);
+  let t: -1 | 1 = 1;
+  while (a !== 0n) {
+    while ((a & 1n) === 0n) {
+      a >>= 1n;
+      const r = n & 7n;
+      if (r === 3n || r === 5n) t = t === 1 ? -1 : 1;
+    }
+    [a, n] = [n, a];
+    if ((a & 3n) === 3n && (n & 3n) === 3n) t = t === 1 ? -1 : 1;
+    a %= n;
+  }
+  return n === 1n ? t : 0;
+}
+
 /** Floor of the square root (Newton's method). */
 export function isqrt(n: bigint): bigint {
   if (n < 0n) return fail("NEGATIVE_INTEGER", "square root of a negative integer");

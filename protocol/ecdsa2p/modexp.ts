@@ -35,7 +35,7 @@ import {
   type KeyObject,
   publicEncrypt,
 } from "node:crypto";
-import { fail } from "../errors.ts";
+import { check, fail } from "../errors.ts";
 import { bitLength, byteLength, mod, modInverse } from "./arith.ts";
 
 const DH_MIN_BITS = 512;
@@ -43,6 +43,7 @@ const DH_MAX_BITS = 10_000;
 const RSA_MIN_BITS = 512;
 const RSA_MAX_BITS = 3072;
 
+/** A public value as bytes (the variable-time RSA path only: secrets go through withScratch). */
 function toBuffer(x: bigint, len?: number): Buffer {
   let hex = x.toString(16);
   if (hex.length % 2) hex = `0${hex}`;
@@ -50,18 +51,63 @@ function toBuffer(x: bigint, len?: number): Buffer {
   return Buffer.from(hex, "hex");
 }
 
-/** Hands OpenSSL an exponent (often a secret: a share, a nonce, a Paillier λ) and zeroes the JavaScript copy
- * at once; OpenSSL keeps its own in a constant-time BIGNUM that it clears when replaced or freed. */
-function setSecretExponent(dh: DiffieHellman, exp: bigint): void {
-  const bytes = toBuffer(exp);
+/**
+ * Runs `use` with an allocator of scratch buffers, and zeroes every buffer it handed out once `use` returns or
+ * throws. Every encoding of a secret handed to OpenSSL here (exponents, primes, p², residues, DER keys) and every
+ * result read back is built in such a buffer, in place, so no copy (a Buffer.concat or toBuffer intermediate)
+ * outlives the call unzeroed. Each buffer has an ArrayBuffer of its own, outside the V8 heap (secret.ts).
+ */
+export function withScratch<T>(use: (alloc: (length: number) => Buffer) => T): T {
+  const handedOut: Buffer[] = [];
   try {
-    dh.setPrivateKey(bytes);
+    return use((length) => {
+      const b = Buffer.from(new ArrayBuffer(length));
+      handedOut.push(b);
+      return b;
+    });
   } finally {
-    bytes.fill(0);
+    for (const b of handedOut) b.fill(0);
   }
 }
 
+type Alloc = (length: number) => Buffer;
+const ownBuffer: Alloc = (length) => Buffer.from(new ArrayBuffer(length));
+
+/** Writes x >= 0 big-endian into out[at, at + len), left-padded with zero bytes. */
+function putNat(out: Buffer, at: number, x: bigint, len: number): void {
+  let hex = x.toString(16);
+  if (hex.length > 2 * len) fail("INTEGER_TOO_LARGE", `integer does not fit in ${len} bytes`);
+  if (hex.length < 2 * len) hex = hex.padStart(2 * len, "0");
+  out.write(hex, at, len, "hex");
+}
+
+/** x >= 1 in a buffer from `alloc`, minimal length. */
+function natIn(alloc: Alloc, x: bigint): Buffer {
+  const out = alloc(byteLength(x));
+  putNat(out, 0, x, out.length);
+  return out;
+}
+
+/** Hands OpenSSL an exponent (often a secret: a share, a nonce, a Paillier λ) from a buffer zeroed at once;
+ * OpenSSL keeps its own in a constant-time BIGNUM that it clears when replaced or freed. */
+function setSecretExponent(dh: DiffieHellman, exp: bigint): void {
+  withScratch((alloc) => dh.setPrivateKey(natIn(alloc, exp)));
+}
+
+/** Replaces a DH object's private key (the last secret exponent) by 1, which makes OpenSSL clear the old one. */
+const ONE = Buffer.from([1]);
+const clearExponent = (dh: DiffieHellman): void => dh.setPrivateKey(ONE);
+
 const fromBuffer = (b: Buffer): bigint => (b.length === 0 ? 0n : BigInt(`0x${b.toString("hex")}`));
+
+/** fromBuffer for a result that may be secret: the buffer is zeroed once read. */
+function readAndZero(b: Buffer): bigint {
+  try {
+    return fromBuffer(b);
+  } finally {
+    b.fill(0);
+  }
+}
 
 /** Reduces the trivial cases; returns the answer, or the normalised [base, exp] (base in [2, m), exp >= 1). */
 function normalise(base: bigint, exp: bigint, m: bigint): bigint | [bigint, bigint] {
@@ -89,9 +135,13 @@ const rsaEligible = (m: bigint): boolean => {
 
 /** OpenSSL constant-time path (1.); base in [2, m), exp >= 1, m eligible. */
 export function modPowOpenSslConstTime(base: bigint, exp: bigint, m: bigint): bigint {
-  const dh = createDiffieHellman(toBuffer(3n * m), toBuffer(base));
-  setSecretExponent(dh, exp);
-  return fromBuffer(dh.generateKeys()) % m;
+  return withScratch((alloc) => {
+    const dh = createDiffieHellman(natIn(alloc, 3n * m), natIn(alloc, base));
+    dh.setPrivateKey(natIn(alloc, exp));
+    const y = readAndZero(dh.generateKeys()) % m;
+    clearExponent(dh);
+    return y;
+  });
 }
 
 /** OpenSSL variable-time path (2.); base in [0, m), 1 <= exp < m, m eligible. */
@@ -133,8 +183,15 @@ export function modPowBigInt(base: bigint, exp: bigint, m: bigint): bigint {
 
 /** OpenSSL constant-time path at the exact modulus size (6.); base in [2, m), exp >= 1, m eligible. */
 export function modPowOpenSslExact(base: bigint, exp: bigint, m: bigint): bigint {
-  const { key } = dhPrivateKey(m, base, exp);
-  return spkiPublicValue(createPublicKey(key).export({ format: "der", type: "spki" }));
+  const key = withScratch((alloc) =>
+    createPrivateKey({ key: dhPkcs8(alloc, m, base, exp), format: "der", type: "pkcs8" }),
+  );
+  const spki = createPublicKey(key).export({ format: "der", type: "spki" }); // holds m (maybe p²) and the result
+  try {
+    return spkiPublicValue(spki);
+  } finally {
+    spki.fill(0);
+  }
 }
 
 /**
@@ -188,16 +245,22 @@ export class FixedBase {
     const bits = bitLength(modulus);
     const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS;
     this.dh =
-      eligible && this.base >= 2n ? createDiffieHellman(toBuffer(modulus), toBuffer(this.base)) : undefined;
+      eligible && this.base >= 2n
+        ? withScratch((alloc) => createDiffieHellman(natIn(alloc, modulus), natIn(alloc, this.base)))
+        : undefined;
   }
 
-  /** base^exp mod modulus, exp >= 0. */
+  /** base^exp mod modulus, exp >= 0. The exponent (a share, a nonce) does not stay in the long-lived object. */
   pow(exp: bigint): bigint {
     if (exp < 0n) return fail("NEGATIVE_EXPONENT", "fixed-base exponentiation needs a non-negative exponent");
     if (exp === 0n) return 1n % this.modulus;
     if (!this.dh) return modPow(this.base, exp, this.modulus);
     setSecretExponent(this.dh, exp);
-    return fromBuffer(this.dh.generateKeys());
+    try {
+      return readAndZero(this.dh.generateKeys());
+    } finally {
+      clearExponent(this.dh);
+    }
   }
 }
 
@@ -207,7 +270,8 @@ export class FixedBase {
  * BN_FLG_CONSTTIME on the private key). Worth it from the second use: its DH_check costs about one exponentiation.
  */
 export class FixedExponent {
-  private readonly dh: DiffieHellman | undefined;
+  private dh: DiffieHellman | undefined;
+  private wiped = false;
 
   constructor(
     readonly exponent: bigint,
@@ -216,62 +280,120 @@ export class FixedExponent {
     const bits = bitLength(modulus);
     const eligible = (modulus & 1n) === 1n && bits >= DH_MIN_BITS && bits <= DH_MAX_BITS && exponent > 0n;
     if (eligible) {
-      this.dh = createDiffieHellman(toBuffer(modulus), 2);
-      setSecretExponent(this.dh, exponent);
+      this.dh = withScratch((alloc) => {
+        const dh = createDiffieHellman(natIn(alloc, modulus), 2); // the modulus may be a secret p²
+        dh.setPrivateKey(natIn(alloc, exponent));
+        return dh;
+      });
     }
   }
 
   /** base^exponent mod modulus. */
   pow(base: bigint): bigint {
+    check(!this.wiped, "SECRET_WIPED", "this fixed-exponent engine has been wiped", "precondition");
     const b = mod(base, this.modulus);
     if (!this.dh || b < 2n || b === this.modulus - 1n) return modPow(b, this.exponent, this.modulus);
     try {
-      return fromBuffer(this.dh.computeSecret(toBuffer(b)));
+      const dh = this.dh;
+      return withScratch((alloc) => readAndZero(dh.computeSecret(natIn(alloc, b))));
     } catch {
       // OpenSSL refuses a result of 1 or modulus − 1 (a DH safety check); those are computed directly.
       return modPow(b, this.exponent, this.modulus);
     }
   }
+
+  /** Makes OpenSSL clear its copy of the exponent (it may be secret, e.g. N mod φ(p²)); pow refuses afterwards.
+   * (The bigint fields cannot be cleared: drop the object.) */
+  wipe(): void {
+    if (this.dh) clearExponent(this.dh);
+    this.dh = undefined;
+    this.wiped = true;
+  }
 }
 
-// DER for PKCS#3 Diffie-Hellman keys (dhKeyAgreement, 1.2.840.113549.1.3.1), just what path 4. needs.
-const derLength = (n: number): Buffer => {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-};
-const der = (tag: number, body: Buffer): Buffer =>
-  Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
-/** A DER INTEGER (non-negative); its intermediate copy of x is zeroed, since x may be a secret exponent. */
-const derInt = (x: bigint): Buffer => {
-  const b = toBuffer(x);
-  const body = Buffer.alloc(b.length > 0 && b[0]! < 0x80 ? b.length : b.length + 1);
-  b.copy(body, body.length - b.length);
-  const out = der(0x02, body);
-  b.fill(0);
-  body.fill(0);
-  return out;
-};
+// DER for PKCS#3 Diffie-Hellman keys (dhKeyAgreement, 1.2.840.113549.1.3.1), just what paths 4. and 6. need.
+// Sizes are computed first and each key is written into one buffer from the caller's allocator (withScratch),
+// so a secret prime, p² or exponent is never copied into intermediate buffers.
 const DH_OID = Buffer.from("06092a864886f70d010301", "hex");
 
-/**
- * A PKCS#8 DH private key (prime p, generator g, private key x), imported without any check, and its DER
- * AlgorithmIdentifier. Every buffer that held x is zeroed once OpenSSL has its own copy. Throws what OpenSSL
- * throws for a key it will not take.
- */
-function dhPrivateKey(p: bigint, g: bigint, x: bigint): { key: KeyObject; algorithm: Buffer } {
-  const algorithm = der(0x30, Buffer.concat([DH_OID, der(0x30, Buffer.concat([derInt(p), derInt(g)]))]));
-  const integer = derInt(x);
-  const secret = der(0x04, integer);
-  const pkcs8 = der(0x30, Buffer.concat([derInt(0n), algorithm, secret]));
-  integer.fill(0);
-  secret.fill(0);
-  try {
-    return { key: createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" }), algorithm };
-  } finally {
-    pkcs8.fill(0);
+const lengthSize = (len: number): number => (len < 0x80 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 4);
+const tlvSize = (bodyLength: number): number => 1 + lengthSize(bodyLength) + bodyLength;
+/** Contents length of a DER INTEGER x >= 0 (a leading zero byte when the top bit is set). */
+const intSize = (x: bigint): number => (x === 0n ? 1 : byteLength(x) + (bitLength(x) % 8 === 0 ? 1 : 0));
+
+class DerWriter {
+  at = 0;
+  constructor(readonly out: Buffer) {}
+
+  header(tag: number, bodyLength: number): this {
+    this.out[this.at++] = tag;
+    const size = lengthSize(bodyLength);
+    if (size === 1) this.out[this.at++] = bodyLength;
+    else {
+      this.out[this.at++] = 0x80 | (size - 1);
+      for (let i = size - 2; i >= 0; i--) this.out[this.at++] = (bodyLength >> (8 * i)) & 0xff;
+    }
+    return this;
   }
+
+  bytes(b: Uint8Array): this {
+    this.out.set(b, this.at);
+    this.at += b.length;
+    return this;
+  }
+
+  int(x: bigint): this {
+    const len = intSize(x);
+    this.header(0x02, len);
+    putNat(this.out, this.at, x, len);
+    this.at += len;
+    return this;
+  }
+}
+
+/** AlgorithmIdentifier { dhKeyAgreement, DHParameter { p, g } }: its size, and a writer for it. */
+function dhAlgorithm(p: bigint, g: bigint): { size: number; write: (w: DerWriter) => void } {
+  const params = tlvSize(intSize(p)) + tlvSize(intSize(g));
+  const body = DH_OID.length + tlvSize(params);
+  return {
+    size: tlvSize(body),
+    write: (w) => w.header(0x30, body).bytes(DH_OID).header(0x30, params).int(p).int(g),
+  };
+}
+
+/** PrivateKeyInfo { 0, AlgorithmIdentifier(p, g), OCTET STRING { INTEGER x } } in one buffer from `alloc`. */
+export function dhPkcs8(alloc: Alloc, p: bigint, g: bigint, x: bigint): Buffer {
+  const algorithm = dhAlgorithm(p, g);
+  const secret = tlvSize(intSize(x));
+  const body = tlvSize(1) + algorithm.size + tlvSize(secret);
+  const w = new DerWriter(alloc(tlvSize(body)));
+  w.header(0x30, body).int(0n);
+  algorithm.write(w);
+  w.header(0x04, secret).int(x);
+  return w.out;
+}
+
+/**
+ * SubjectPublicKeyInfo { AlgorithmIdentifier(p, g), BIT STRING { 0, INTEGER y } } in one buffer from `alloc`,
+ * with the contents of y (`yLength` bytes, see intSize) left zero at its very end for putNat to fill.
+ */
+function dhSpkiTemplate(alloc: Alloc, p: bigint, g: bigint, yLength: number): Buffer {
+  const algorithm = dhAlgorithm(p, g);
+  const bits = 1 + tlvSize(yLength);
+  const body = algorithm.size + tlvSize(bits);
+  const w = new DerWriter(alloc(tlvSize(body)));
+  w.header(0x30, body);
+  algorithm.write(w);
+  w.header(0x03, bits).bytes(Uint8Array.of(0)).header(0x02, yLength);
+  return w.out;
+}
+
+/** dhSpkiTemplate with y filled in. */
+export function dhSpki(alloc: Alloc, p: bigint, g: bigint, y: bigint): Buffer {
+  const len = intSize(y);
+  const out = dhSpkiTemplate(alloc, p, g, len);
+  putNat(out, out.length - len, y, len);
+  return out;
 }
 
 /** One DER element at `at`: its tag and where its contents start and end. */
@@ -302,10 +424,15 @@ function spkiPublicValue(spki: Buffer): bigint {
  * private key BN_FLG_CONSTTIME), at the exact modulus' word size, and without the primality test a DH object
  * runs. The caller vouches that p is prime: the key agreement itself does not care, but OpenSSL refuses some
  * results (1, p − 1) and bases, which are then computed directly.
+ *
+ * p is secret (a Paillier prime). Each base travels as a DH public key whose DER names p; one such SPKI is kept
+ * per size of the base's INTEGER (two or three in practice) and only its last bytes are rewritten per call, so
+ * pow() makes no copy of p. wipe() zeroes them (the caller's erasure path: proveModulus wipes its engines).
  */
 export class FixedExponentModPrime {
-  private readonly algorithm: Buffer | undefined;
-  private readonly key: KeyObject | undefined;
+  private key: KeyObject | undefined;
+  private readonly spki = new Map<number, Buffer>();
+  private wiped = false;
 
   constructor(
     readonly exponent: bigint,
@@ -321,7 +448,9 @@ export class FixedExponentModPrime {
     )
       return;
     try {
-      ({ key: this.key, algorithm: this.algorithm } = dhPrivateKey(prime, 2n, exponent));
+      this.key = withScratch((alloc) =>
+        createPrivateKey({ key: dhPkcs8(alloc, prime, 2n, exponent), format: "der", type: "pkcs8" }),
+      );
     } catch {
       // An exponent OpenSSL will not take as a DH private key: every base goes the direct way.
     }
@@ -329,21 +458,37 @@ export class FixedExponentModPrime {
 
   /** base^exponent mod prime. */
   pow(base: bigint): bigint {
+    check(!this.wiped, "SECRET_WIPED", "this fixed-exponent engine has been wiped", "precondition");
     const b = mod(base, this.prime);
     if (!this.key || b < 2n || b === this.prime - 1n) return modPow(b, this.exponent, this.prime);
-    const spki = der(
-      0x30,
-      Buffer.concat([this.algorithm!, der(0x03, Buffer.concat([Buffer.from([0]), derInt(b)]))]),
-    );
+    const len = intSize(b);
+    let spki = this.spki.get(len);
+    if (!spki) {
+      spki = dhSpkiTemplate(ownBuffer, this.prime, 2n, len);
+      this.spki.set(len, spki);
+    }
+    const at = spki.length - len;
+    putNat(spki, at, b, len);
     try {
-      return fromBuffer(
-        diffieHellman({
-          privateKey: this.key,
-          publicKey: createPublicKey({ key: spki, format: "der", type: "spki" }),
-        }),
-      );
+      const publicKey = createPublicKey({ key: spki, format: "der", type: "spki" });
+      return readAndZero(diffieHellman({ privateKey: this.key, publicKey }));
     } catch {
       return modPow(b, this.exponent, this.prime);
+    } finally {
+      spki.fill(0, at);
     }
+  }
+
+  /** The buffers it keeps that hold the prime (for tests of wipe()). */
+  retainedBuffers(): readonly Buffer[] {
+    return [...this.spki.values()];
+  }
+
+  /** Zeroes every kept encoding of the prime and drops the key object (OpenSSL frees it); pow refuses afterwards. */
+  wipe(): void {
+    for (const b of this.spki.values()) b.fill(0);
+    this.spki.clear();
+    this.key = undefined;
+    this.wiped = true;
   }
 }

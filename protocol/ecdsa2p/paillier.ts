@@ -155,11 +155,17 @@ export function paillierKeyFromPrimes(
     const ep = new FixedExponent(n % (p * (p - 1n)), p2);
     const eq = new FixedExponent(n % (q * (q - 1n)), q2);
     const q2InvP2 = modInverse(q2, p2);
-    for (let i = 0; i < count; i++) {
-      opts.between?.();
-      const r = randomNonZeroBelow(opts.rng, n);
-      const rn = crt(ep.pow(r % p2), p2, eq.pow(r % q2), q2, q2InvP2);
-      key.nonces.push({ r: bigIntToBytes(r, n2len), rn: bigIntToBytes(rn, n2len) });
+    try {
+      for (let i = 0; i < count; i++) {
+        opts.between?.();
+        const r = randomNonZeroBelow(opts.rng, n);
+        const rn = crt(ep.pow(r % p2), p2, eq.pow(r % q2), q2, q2InvP2);
+        key.nonces.push({ r: bigIntToBytes(r, n2len), rn: bigIntToBytes(rn, n2len) });
+      }
+    } finally {
+      // Their exponents N mod φ(p²), N mod φ(q²) give away p and q.
+      ep.wipe();
+      eq.wipe();
     }
   }
   return key;

@@ -21,18 +21,22 @@ export const RING_PEDERSEN_MAX_BITS = 4096;
 
 /**
  * Π^mod fourth-root rounds: a modulus that is not a Paillier-Blum modulus answers one with probability at most
- * 1/2 (CGGMP21, Π^mod), so 80 rounds give 2^-80.
+ * 1/2 (CGGMP21, Π^mod), so 128 rounds give 2^-128. Non-interactive: forging takes about 2^128 hash trials, not
+ * 2^80 (a proof is bound to the key, not to a session, so one forgery could be replayed).
  */
-export const MOD_ROUNDS = 80;
+export const MOD_ROUNDS = 128;
 /**
  * Π^mod N-th-root rounds. N is trial-divided by every prime below 2^16 first; then if gcd(N, φ(N)) ≠ 1 some prime
  * r ≥ 2^16 divides both, the N-th powers have index at least r in Z*_N, and a random y has an N-th root with
  * probability at most 2^-16 (Goldberg, Reyzin, Sagga, Baldimtsi, "Efficient noninteractive certification of RSA
- * moduli and beyond", 2019). ⌈80 / 16⌉ = 5 rounds give 2^-80, instead of 80 full-size exponentiations.
+ * moduli and beyond", 2019). ⌈128 / 16⌉ = 8 rounds give 2^-128, instead of 128 full-size exponentiations.
  */
-export const MOD_NTH_ROOT_ROUNDS = 5;
-/** Π^prm rounds (binary challenges): 2^-80. */
-export const PRM_ROUNDS = 80;
+export const MOD_NTH_ROOT_ROUNDS = 8;
+/**
+ * Π^prm rounds (binary challenges): 2^-128. The SE caches a verified Π^prm for good (RingPedersenCache), so a
+ * forgery must cost 2^128 hash trials, not 2^80.
+ */
+export const PRM_ROUNDS = 128;
 
 /**
  * What Π^log* proves about the plaintext x of c_key: |x| < 2^(ℓ+ε+1). The verifier accepts z1 < 2^(ℓ+ε+1);
@@ -65,3 +69,8 @@ assertParams(Q > 1n << BigInt(ELL - 1) && Q < 1n << BigInt(ELL), "q has ℓ bits
 assertParams(RHO_MIN * Q > 1n << BigInt(VX_BITS), "ρ_min·q exceeds every |v·x|, so T > 0");
 assertParams(RHO_SPAN * Q >= 1n << BigInt(VX_BITS + STAT), "ρ·q hides v·x within 2^-128");
 assertParams(PARTIAL_PLAINTEXT_MAX < 1n << BigInt(PAILLIER_MIN_BITS - 1), "T < N: no wrap-around");
+assertParams(MOD_ROUNDS >= 128 && PRM_ROUNDS >= 128, "binary-challenge proofs have at least 128 rounds");
+assertParams(
+  MOD_NTH_ROOT_ROUNDS * 16 >= MOD_ROUNDS,
+  "N-th-root rounds (2^-16 each) match the fourth-root rounds",
+);

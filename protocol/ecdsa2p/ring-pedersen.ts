@@ -78,7 +78,7 @@ export interface RingPedersenPublic {
   id: string;
 }
 
-/** Size and range checks (before any BigInt conversion of oversized input). */
+/** Size, range and degeneracy checks (before any BigInt conversion of oversized input, and any exponentiation). */
 export function readRingPedersen(params: RingPedersenParams | undefined): RingPedersenPublic {
   check(params, "RING_PEDERSEN_MISSING", "the owner's ring-Pedersen parameters are missing");
   const n = readNat(params.modulus, RING_PEDERSEN_MAX_BITS, "ring-Pedersen modulus N^");
@@ -90,6 +90,19 @@ export function readRingPedersen(params: RingPedersenParams | undefined): RingPe
   check((n & 1n) === 1n, "RING_PEDERSEN_MODULUS_EVEN", "ring-Pedersen modulus N^ is even");
   const s = readPositiveBelow(params.s, n, "ring-Pedersen s");
   const t = readPositiveBelow(params.t, n, "ring-Pedersen t");
+  // Degenerate parameters, refused before any exponentiation (CGGMP21 takes t = τ² and λ random mod φ(N^)):
+  // t = ±1 generates at most {±1}; s = 1 makes s^a·t^b blind to a, s = t lets a and b swap. Each has a trivial
+  // Π^prm, and commitments against it would bind nothing. (s = N^ − 1 is not even a square.)
+  for (const [v, name] of [
+    [t, "t"],
+    [s, "s"],
+  ] as const)
+    check(
+      v !== 1n && v !== n - 1n,
+      "RING_PEDERSEN_DEGENERATE",
+      `ring-Pedersen ${name} is ${v === 1n ? "1" : "N^ − 1"}`,
+    );
+  check(s !== t, "RING_PEDERSEN_DEGENERATE", "ring-Pedersen s equals t");
   const id = toHex(new Transcript("ring-pedersen-id").int("N", n).int("s", s).int("t", t).digest());
   return { n, s, t, id };
 }

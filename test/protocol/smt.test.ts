@@ -165,6 +165,40 @@ test("a changed leaf, sibling, bitmap, depth or other leaf makes the proof fail"
   );
 });
 
+test("a non-inclusion proof through another leaf whose key leaves the path above the claimed depth is refused", () => {
+  // A hostile SE publishes a root with leaf L placed on K's path at `depth` although L's key leaves that path
+  // one level higher (it shares only depth − 1 bits with K). Every hash checks out; only the prefix rule
+  // (the other leaf's key must share the path down to the proven position) tells this apart from a real one.
+  const r = stream("off-path");
+  const depth = 5;
+  const key = r.bytes(32);
+  const siblings = Array.from({ length: depth }, () => r.bytes(32));
+  const value = r.bytes(32);
+  const withBitFlipped = (bit: number) => {
+    const k = Uint8Array.from(key);
+    k[bit >> 3]! ^= 0x80 >> (bit & 7);
+    return k;
+  };
+  /** The root a proof with `other` at `depth` on key's path implies (the verifier's walk, redone here). */
+  const rootThrough = (other: Uint8Array) => {
+    let h = leafHash(other, value);
+    for (let i = 0; i < depth; i++)
+      h = keyBit(key, depth - 1 - i) ? internalHash(siblings[i]!, h) : internalHash(h, siblings[i]!);
+    return h;
+  };
+  const proofThrough = (other: Uint8Array) => encodeSmtProof({ siblings, other: { key: other, value } });
+  // Control: a leaf sharing exactly `depth` bits (it differs from K at bit `depth`) may end the path there.
+  const onPath = withBitFlipped(depth);
+  verifySmtProof(rootThrough(onPath), key, null, proofThrough(onPath));
+  for (const bit of [depth - 1, 0]) {
+    const offPath = withBitFlipped(bit);
+    assert.throws(
+      () => verifySmtProof(rootThrough(offPath), key, null, proofThrough(offPath)),
+      (e) => code("SMT_PROOF_MALFORMED")(e) && /leaves the path above depth 5/.test(`${e}`),
+    );
+  }
+});
+
 test("decoding refuses malformed and non-canonical proofs from a hostile host", () => {
   const s = Buffer.alloc(32, 9);
   const ok = {

@@ -1,16 +1,17 @@
 // Π^mod (CGGMP21, eprint 2021/060, Fig. 16): N is a Paillier-Blum modulus, N = p·q with p ≡ q ≡ 3 (mod 4) and
 // gcd(N, φ(N)) = 1. For hash-derived y_i the prover gives a fourth root x_i of (−1)^a_i·w^b_i·y_i (MOD_ROUNDS
-// rounds) and an N-th root z_i of y_i (the first MOD_NTH_ROOT_ROUNDS, see params.ts for why 5 suffice after trial
+// rounds) and an N-th root z_i of y_i (the first MOD_NTH_ROOT_ROUNDS, see params.ts for why 8 suffice after trial
 // division to 2^16).
 //
 // The challenge binds the Paillier key's random id, N and w, not a session id: the statement concerns N alone,
 // so a proof made when the key was generated (in the enclave's key pool) proves the same fact in whichever
-// session later sends it; forging one for a bad N still takes about 2^80 hash evaluations. Each key is used for
+// session later sends it; forging one for a bad N still takes about 2^128 hash evaluations. Each key is used for
 // exactly one keygen (PaillierKey.used).
+import { checkPrimeSync } from "node:crypto";
 import type { PaillierBlumProof } from "../../../proto/gen/ecdsa2p.ts";
 import { check } from "../../errors.ts";
 import type { Rng } from "../../rng.ts";
-import { crt, modInverse, randomNonZeroBelow } from "../arith.ts";
+import { crt, gcd, jacobi, modInverse, randomNonZeroBelow } from "../arith.ts";
 import { checkCount, readPositiveBelow, writeNat } from "../codec.ts";
 import { challengesModN, Transcript } from "../fiat-shamir.ts";
 import { FixedExponentModPrime, modPow, modPowPublic } from "../modexp.ts";
@@ -18,7 +19,8 @@ import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS } from "../params.ts";
 
 export const KEY_ID_BYTES = 16;
 
-function challenges(keyId: Uint8Array, n: bigint, w: bigint): bigint[] {
+/** The y_i (exported so tests can answer them for a modulus the prover refuses, e.g. a prime). */
+export function modulusChallenges(keyId: Uint8Array, n: bigint, w: bigint): bigint[] {
   const digest = new Transcript("paillier-blum").bytes("key_id", keyId).int("N", n).int("w", w).digest();
   return challengesModN(digest, "y", n, MOD_ROUNDS);
 }
@@ -27,7 +29,9 @@ function challenges(keyId: Uint8Array, n: bigint, w: bigint): bigint[] {
  * f(y) = y^(((p+1)/4)² mod (p−1)) mod p, for p ≡ 3 (mod 4). It is multiplicative and f(y)^4 = χ(y)·y, χ the
  * Legendre symbol: one exponentiation gives both whether y is a square mod p and a fourth root of ±y.
  */
-function fourthRootMap(p: bigint): { f: (y: bigint) => bigint; chi: (y: bigint, fy: bigint) => 1n | -1n } {
+type FourthRootMap = { f: (y: bigint) => bigint; chi: (y: bigint, fy: bigint) => 1n | -1n; wipe: () => void };
+
+function fourthRootMap(p: bigint): FourthRootMap {
   const root = new FixedExponentModPrime(((p + 1n) / 4n) ** 2n % (p - 1n), p);
   return {
     f: (y) => root.pow(y),
@@ -35,6 +39,7 @@ function fourthRootMap(p: bigint): { f: (y: bigint) => bigint; chi: (y: bigint, 
       const f2 = (fy * fy) % p;
       return (f2 * f2) % p === y % p ? 1n : -1n;
     },
+    wipe: () => root.wipe(),
   };
 }
 
@@ -49,6 +54,25 @@ export function proveModulus(
 ): PaillierBlumProof {
   const P = fourthRootMap(p);
   const Qm = fourthRootMap(q);
+  try {
+    return proveWithRoots(keyId, n, p, q, rng, between, P, Qm);
+  } finally {
+    // The engines keep DER encodings of p and q (modexp.ts, FixedExponentModPrime).
+    P.wipe();
+    Qm.wipe();
+  }
+}
+
+function proveWithRoots(
+  keyId: Uint8Array,
+  n: bigint,
+  p: bigint,
+  q: bigint,
+  rng: Rng,
+  between: () => void,
+  P: FourthRootMap,
+  Qm: FourthRootMap,
+): PaillierBlumProof {
   const qInvP = modInverse(q, p);
   // w with Jacobi symbol −1: a square modulo exactly one of p, q.
   let w: bigint;
@@ -61,7 +85,7 @@ export function proveModulus(
     if (chiW[0] !== chiW[1]) break;
   }
   const fMinusOne = [P.f(p - 1n), Qm.f(q - 1n)];
-  const ys = challenges(keyId, n, w);
+  const ys = modulusChallenges(keyId, n, w);
   const proof: PaillierBlumProof = { w: writeNat(w), x: [], a: [], b: [], z: [], keyId: Buffer.from(keyId) };
   for (const y of ys) {
     between();
@@ -94,7 +118,11 @@ export function proveModulus(
   return proof;
 }
 
-/** Checks Π^mod for N (whose size, parity and small factors the caller has checked). */
+/**
+ * Checks Π^mod for N. Its size and small factors are the caller's (checkPaillierModulus); what the proof itself
+ * rests on is checked here, the cheap checks first (CGGMP21 Fig. 16, verification): N odd and composite, w of
+ * Jacobi symbol −1, every root a unit, then the rounds.
+ */
 export function verifyModulus(n: bigint, proof: PaillierBlumProof | undefined): void {
   check(proof, "PAILLIER_BLUM_PROOF_MISSING", "Paillier-Blum modulus proof (Π^mod) is missing");
   check(
@@ -106,11 +134,27 @@ export function verifyModulus(n: bigint, proof: PaillierBlumProof | undefined): 
   checkCount(proof.a, MOD_ROUNDS, "Π^mod sign bits");
   checkCount(proof.b, MOD_ROUNDS, "Π^mod w bits");
   checkCount(proof.z, MOD_NTH_ROOT_ROUNDS, "Π^mod N-th roots");
+  check((n & 1n) === 1n, "PAILLIER_MODULUS_EVEN", "Paillier modulus N is even");
   const w = readPositiveBelow(proof.w, n, "Π^mod w");
-  const ys = challenges(proof.keyId, n, w);
+  // w is a square modulo exactly one of p, q; (w/N) = 0 would also mean w is not a unit.
+  check(
+    jacobi(w, n) === -1,
+    "PAILLIER_BLUM_PROOF_INVALID",
+    "Π^mod w does not have Jacobi symbol −1 modulo N",
+  );
+  const xs = proof.x.map((x, i) => readPositiveBelow(x, n, `Π^mod x_${i}`));
+  const zs = proof.z.map((z, i) => readPositiveBelow(z, n, `Π^mod z_${i}`));
+  // Every x_i, z_i in Z*_N. A prime factor of N divides a product mod N iff it divides a factor: one gcd.
+  let product = 1n;
+  for (const v of [...xs, ...zs]) product = (product * v) % n;
+  check(gcd(product, n) === 1n, "PAILLIER_BLUM_PROOF_INVALID", "Π^mod: an x_i or z_i is not a unit modulo N");
+  // A prime N ≡ 3 (mod 4) answers every round (fourth roots of ±y and N-th roots all exist), so the rounds alone
+  // would pass it. OpenSSL's Miller-Rabin stops at the first failed round (about one exponentiation for a
+  // composite N); only a prime pays its full count.
+  check(!checkPrimeSync(n), "PAILLIER_MODULUS_PRIME", "Paillier modulus N is prime");
+  const ys = modulusChallenges(proof.keyId, n, w);
   for (let i = 0; i < MOD_ROUNDS; i++) {
-    const x = readPositiveBelow(proof.x[i], n, `Π^mod x_${i}`);
-    const x2 = (x * x) % n;
+    const x2 = (xs[i]! * xs[i]!) % n;
     let rhs = proof.b[i] ? (ys[i]! * w) % n : ys[i]!;
     if (proof.a[i] && rhs !== 0n) rhs = n - rhs;
     check(
@@ -120,7 +164,7 @@ export function verifyModulus(n: bigint, proof: PaillierBlumProof | undefined): 
     );
   }
   for (let i = 0; i < MOD_NTH_ROOT_ROUNDS; i++) {
-    const z = readPositiveBelow(proof.z[i], n, `Π^mod z_${i}`);
+    const z = zs[i]!;
     check(
       (modPowPublic(z, n - 1n, n) * z) % n === ys[i], // z^(N−1)·z: an exponent below N keeps the fastest path
       "PAILLIER_BLUM_PROOF_INVALID",

@@ -1,7 +1,14 @@
 // Modular exponentiation: every path (OpenSSL constant-time, OpenSSL public, fixed base, BigInt) against a
 // naive square-and-multiply, on random and edge inputs; the integer helpers.
 import assert from "node:assert/strict";
-import { generatePrimeSync, randomBytes } from "node:crypto";
+import {
+  createPrivateKey,
+  createPublicKey,
+  type DiffieHellman,
+  diffieHellman,
+  generatePrimeSync,
+  randomBytes,
+} from "node:crypto";
 import { test } from "node:test";
 import {
   bitLength,
@@ -14,6 +21,8 @@ import {
 } from "../../../protocol/ecdsa2p/arith.ts";
 import { readInRange, readNat, readPositiveBelow, writeNat } from "../../../protocol/ecdsa2p/codec.ts";
 import {
+  dhPkcs8,
+  dhSpki,
   FixedBase,
   FixedExponent,
   FixedExponentModPrime,
@@ -23,6 +32,7 @@ import {
   modPowOpenSslExact,
   modPowOpenSslPublic,
   modPowPublic,
+  withScratch,
 } from "../../../protocol/ecdsa2p/modexp.ts";
 import { code } from "./helpers.ts";
 
@@ -210,4 +220,93 @@ test("FixedExponentModPrime falls back to the direct path where OpenSSL's key ag
       assert.equal(fixed.pow(b), modPowBigInt(b, e, m), `modulus ${bitLength(m)} bits, exponent ${e}`);
     }
   }
+});
+
+const allZero = (b: Uint8Array): boolean => b.every((v) => v === 0);
+/** Whether `haystack` contains the big-endian bytes of x. */
+const holds = (haystack: Uint8Array, x: bigint): boolean =>
+  Buffer.from(haystack).includes(
+    Buffer.from(x.toString(16).padStart(Math.ceil(x.toString(16).length / 2) * 2, "0"), "hex"),
+  );
+
+test("withScratch zeroes every buffer it handed out, when the callback returns and when it throws", () => {
+  const kept: Buffer[] = [];
+  const got = withScratch((alloc) => {
+    for (const n of [1, 64, 65, 600]) kept.push(alloc(n).fill(0xa5));
+    return kept.map((b) => b.length);
+  });
+  assert.deepEqual(got, [1, 64, 65, 600]);
+  assert.ok(kept.every(allZero));
+  const thrown: Buffer[] = [];
+  assert.throws(() =>
+    withScratch((alloc) => {
+      thrown.push(alloc(300).fill(7));
+      throw new Error("OpenSSL refused");
+    }),
+  );
+  assert.ok(thrown.every(allZero));
+});
+
+test("DH PKCS#8 and SPKI encodings of a secret prime: one buffer each, accepted by OpenSSL, zeroed after use", () => {
+  const p = generatePrimeSync(1024, { bigint: true });
+  const x = rnd(1000) | (1n << 1015n); // a top bit set needs INTEGER's leading zero byte
+  const y = (1n << 1016n) + 12345n;
+  const allocated: Buffer[] = [];
+  const secret = withScratch((alloc) => {
+    const counted = (n: number) => {
+      const b = alloc(n);
+      allocated.push(b);
+      return b;
+    };
+    const pkcs8 = dhPkcs8(counted, p, 2n, x);
+    const spki = dhSpki(counted, p, 2n, y);
+    assert.equal(allocated.length, 2, "each key is written into a single buffer");
+    assert.ok(holds(pkcs8, p) && holds(pkcs8, x) && holds(spki, p));
+    const privateKey = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+    // OpenSSL re-encodes the key it parsed: the same DER, so ours is canonical.
+    assert.deepEqual(privateKey.export({ format: "der", type: "pkcs8" }), pkcs8);
+    const publicKey = createPublicKey({ key: spki, format: "der", type: "spki" });
+    assert.deepEqual(publicKey.export({ format: "der", type: "spki" }), spki);
+    return diffieHellman({ privateKey, publicKey });
+  });
+  assert.equal(BigInt(`0x${secret.toString("hex")}`), modPowBigInt(y, x, p));
+  assert.ok(allocated.every(allZero), "every buffer that held p or x is zero");
+});
+
+test("FixedExponentModPrime: pow leaves only the prime's encodings behind, and wipe() zeroes those", () => {
+  const p = generatePrimeSync(1024, { bigint: true, add: 4n, rem: 3n });
+  const e = ((p + 1n) / 4n) ** 2n % (p - 1n);
+  const fixed = new FixedExponentModPrime(e, p);
+  for (const b of [rnd(1100), (1n << 1000n) + 5n, 1n << 1015n, rnd(1100)])
+    assert.equal(fixed.pow(b), modPowBigInt(b, e, p));
+  const kept = fixed.retainedBuffers();
+  assert.ok(kept.length >= 2, "one SPKI per INTEGER size of the base");
+  assert.ok(kept.length <= 3);
+  for (const b of kept) {
+    assert.ok(holds(b, p), "the SPKI names p");
+    assert.ok(allZero(b.subarray(b.length - 8)), "the last base is zeroed after its call");
+  }
+  fixed.wipe();
+  assert.ok(kept.every(allZero), "wipe() zeroes every kept encoding of p");
+  assert.equal(fixed.retainedBuffers().length, 0);
+  assert.throws(() => fixed.pow(5n), code("SECRET_WIPED"));
+});
+
+test("FixedExponent.wipe() makes OpenSSL drop the exponent; FixedBase keeps no exponent after pow", () => {
+  const p = generatePrimeSync(1024, { bigint: true });
+  const p2 = p * p;
+  const e = p * (p - 1n) - 12345n;
+  const fixed = new FixedExponent(e, p2);
+  assert.equal(fixed.pow(7n), modPowBigInt(7n, e, p2));
+  const dh = (fixed as unknown as { dh: DiffieHellman }).dh;
+  assert.equal(BigInt(`0x${dh.getPrivateKey().toString("hex")}`), e);
+  fixed.wipe();
+  assert.deepEqual([...dh.getPrivateKey()], [1]);
+  assert.throws(() => fixed.pow(7n), code("SECRET_WIPED"));
+  // A cached FixedBase (ring-Pedersen s, t) sees the SE's share as exponent: it must not stay in the object.
+  const m = oddModulus(2048);
+  const base = new FixedBase(3n, m);
+  const share = rnd(256);
+  assert.equal(base.pow(share), modPowBigInt(3n, share, m));
+  assert.deepEqual([...(base as unknown as { dh: DiffieHellman }).dh.getPrivateKey()], [1]);
 });

@@ -4,9 +4,10 @@ import assert from "node:assert/strict";
 import { generatePrimeSync } from "node:crypto";
 import { test } from "node:test";
 import type { RingPedersenParams } from "../../../proto/gen/ecdsa2p.ts";
+import { jacobi, modInverse } from "../../../protocol/ecdsa2p/arith.ts";
 import { writeNat, writeScalar } from "../../../protocol/ecdsa2p/codec.ts";
 import { mulG, Q } from "../../../protocol/ecdsa2p/ec.ts";
-import { FixedBase, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
+import { FixedBase, modPow, modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
 import {
   encrypt,
   encryptionNonce,
@@ -14,15 +15,21 @@ import {
   type PaillierKey,
   paillierFactors,
 } from "../../../protocol/ecdsa2p/paillier.ts";
-import { MOD_NTH_ROOT_ROUNDS, MOD_ROUNDS, PRM_ROUNDS } from "../../../protocol/ecdsa2p/params.ts";
+import {
+  LOGSTAR_X_BITS,
+  MOD_NTH_ROOT_ROUNDS,
+  MOD_ROUNDS,
+  PRM_ROUNDS,
+} from "../../../protocol/ecdsa2p/params.ts";
 import { proveDlog, verifyDlog } from "../../../protocol/ecdsa2p/proofs/dlog.ts";
 import { proveFactors, verifyFactors } from "../../../protocol/ecdsa2p/proofs/fac.ts";
 import { proveLogStar, verifyLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
-import { proveModulus, verifyModulus } from "../../../protocol/ecdsa2p/proofs/mod.ts";
+import { modulusChallenges, proveModulus, verifyModulus } from "../../../protocol/ecdsa2p/proofs/mod.ts";
 import { provePrm, verifyPrm } from "../../../protocol/ecdsa2p/proofs/prm.ts";
 import {
   generateRingPedersen,
   proverOps,
+  RingPedersenCache,
   readRingPedersen,
   verifierOps,
   verifyRingPedersen,
@@ -122,6 +129,73 @@ test("ring-Pedersen parameters: size, parity, units, missing proof", () => {
   assert.throws(() => verifyRingPedersen(undefined), code("RING_PEDERSEN_MISSING"));
 });
 
+test("Π^prm and verifyRingPedersen: an honest proof of 80 rounds is refused", () => {
+  assert.ok(PRM_ROUNDS >= 128);
+  const rp = ringPedersen();
+  const pub = readRingPedersen(rp.params);
+  const { p, q } = safePrimes;
+  const lambda = bytesToBigInt(rp.secret.lambda);
+  const short = provePrm(pub, { p, q, qInvP: modInverse(q, p), lambda }, rng, 80);
+  assert.equal(short.commitments.length, 80);
+  const shape = code("PROOF_SHAPE");
+  assert.throws(() => verifyPrm(pub, short, new FixedBase(pub.t, pub.n)), shape);
+  assert.throws(() => verifyRingPedersen({ ...rp.params, proof: short }), shape);
+});
+
+test("ring-Pedersen parameters: t or s in {0, 1, N^ − 1, ≥ N^}, s = t, non-units are refused before Π^prm", () => {
+  const rp = ringPedersen();
+  const pub = readRingPedersen(rp.params);
+  const { n } = pub;
+  const { p, q } = safePrimes;
+  const qInvP = modInverse(q, p);
+  const degenerate = code("RING_PEDERSEN_DEGENERATE");
+  // Each with the honest prover's Π^prm for its λ, which the rounds accept: only the parameter check refuses.
+  const withProof = (s: bigint, t: bigint, lambda: bigint): RingPedersenParams => ({
+    modulus: writeNat(n),
+    s: writeNat(s),
+    t: writeNat(t),
+    proof: provePrm({ n, s, t }, { p, q, qInvP, lambda }, rng),
+  });
+  for (const [what, s, t, lambda] of [
+    ["s = t", pub.t, pub.t, 1n],
+    ["s = 1", 1n, pub.t, 0n],
+    ["t = 1", 1n, 1n, 5n],
+    ["t = N^ − 1", 1n, n - 1n, 0n],
+    ["s = t = N^ − 1", n - 1n, n - 1n, 1n],
+  ] as const) {
+    const params = withProof(s, t, lambda);
+    assert.throws(() => verifyRingPedersen(params), degenerate, what);
+    assert.throws(() => verifyRingPedersen(params, new RingPedersenCache()), degenerate, what);
+  }
+  // The cheapest forgery of all for t = s = 1: A_i = 1, z_i = 0.
+  const trivial = {
+    modulus: writeNat(n),
+    s: writeNat(1n),
+    t: writeNat(1n),
+    proof: {
+      commitments: Array.from({ length: PRM_ROUNDS }, () => writeNat(1n)),
+      responses: Array.from({ length: PRM_ROUNDS }, () => writeNat(0n)),
+    },
+  };
+  assert.throws(() => verifyRingPedersen(trivial), degenerate);
+  // s = N^ − 1 (not a square, so not in ⟨t⟩), with the real t and proof.
+  assert.throws(() => verifyRingPedersen({ ...rp.params, s: writeNat(n - 1n) }), degenerate);
+  // Out of [1, N^) and non-units were refused before as well; they still are, and before Π^prm is looked at.
+  const range = code("NUMBER_OUT_OF_RANGE");
+  for (const field of ["s", "t"] as const) {
+    for (const v of [0n, n, n + 1n])
+      assert.throws(
+        () => verifyRingPedersen({ ...rp.params, [field]: writeNat(v), proof: undefined }),
+        range,
+      );
+    assert.throws(
+      () => verifyRingPedersen({ ...rp.params, [field]: writeNat(q * 7n), proof: undefined }),
+      code("RING_PEDERSEN_NOT_UNIT"),
+    );
+  }
+  verifyRingPedersen(rp.params);
+});
+
 test("Π^mod: verifies; refuses a non-Blum modulus, tampered roots or bits, another key id, wrong shape", async () => {
   const k = await key();
   const proof = k.modulusProof!;
@@ -152,6 +226,58 @@ test("Π^mod: verifies; refuses a non-Blum modulus, tampered roots or bits, anot
   assert.throws(() => verifyModulus(k.n, { ...proof, x: [...proof.x, proof.x[0]!] }), code("PROOF_SHAPE"));
   assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat(k.n) }), code("NUMBER_OUT_OF_RANGE"));
   assert.throws(() => verifyModulus(k.n, undefined), code("PAILLIER_BLUM_PROOF_MISSING"));
+});
+
+test("jacobi agrees with Euler's criterion modulo primes and is multiplicative in the modulus", () => {
+  const primes = [3n, 7n, 11n, 13n, 10007n, blum(64)];
+  for (const p of primes)
+    for (const a of [0n, 1n, 2n, 5n, p - 1n, p + 2n, -3n, 123456789n]) {
+      const e = modPowBigInt(((a % p) + p) % p, (p - 1n) / 2n, p);
+      assert.equal(jacobi(a, p), e === 0n ? 0 : e === 1n ? 1 : -1, `(${a}/${p})`);
+    }
+  const [p, q] = [primes[4]!, primes[5]!];
+  for (const a of [2n, 3n, 99991n, p * 2n]) assert.equal(jacobi(a, p * q), jacobi(a, p) * jacobi(a, q));
+});
+
+test("Π^mod: refuses a prime N with an otherwise valid proof, an even N, w of Jacobi symbol +1, non-unit roots", async () => {
+  // A 2048-bit prime P ≡ 3 (mod 4) answers every round: −1 is a non-square, so ±y is a square and
+  // y^(((P+1)/4)²) is a fourth root of it; gcd(P, P − 1) = 1, so N-th roots exist too.
+  const P = blum(2048);
+  const keyId = rng(16);
+  let w: bigint;
+  do w = bytesToBigInt(rng(256)) % P;
+  while (jacobi(w, P) !== -1);
+  const fourth = ((P + 1n) / 4n) ** 2n % (P - 1n);
+  const nthRoot = modPowBigInt(P, -1n, P - 1n);
+  const ys = modulusChallenges(keyId, P, w);
+  const a = ys.map((y) => jacobi(y, P) === -1);
+  const primeProof = {
+    keyId: Buffer.from(keyId),
+    w: writeNat(w),
+    a,
+    b: ys.map(() => false),
+    x: ys.map((y, i) => writeNat(modPow(a[i] ? P - y : y, fourth, P))),
+    z: ys.slice(0, MOD_NTH_ROOT_ROUNDS).map((y) => writeNat(modPow(y, nthRoot, P))),
+  };
+  assert.throws(() => verifyModulus(P, primeProof), code("PAILLIER_MODULUS_PRIME"));
+
+  const k = await key();
+  const proof = k.modulusProof!;
+  const { p, q } = paillierFactors(k.secret);
+  assert.throws(() => verifyModulus(k.n + 1n, proof), code("PAILLIER_MODULUS_EVEN"));
+  const notMinusOne = /Jacobi symbol −1/;
+  const w0 = bytesToBigInt(proof.w);
+  assert.equal(jacobi(w0, k.n), -1);
+  assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat((w0 * w0) % k.n) }), notMinusOne);
+  assert.throws(() => verifyModulus(k.n, { ...proof, w: writeNat(p) }), notMinusOne);
+  const notUnit = /x_i or z_i is not a unit/;
+  const at = (list: Buffer[], i: number, v: bigint) => list.map((u, j) => (j === i ? writeNat(v) : u));
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, 3, p) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, MOD_ROUNDS - 1, 2n * q) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: at(proof.z, 1, q) }), notUnit);
+  assert.throws(() => verifyModulus(k.n, { ...proof, x: at(proof.x, 0, 0n) }), code("NUMBER_OUT_OF_RANGE"));
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: at(proof.z, 0, k.n) }), code("NUMBER_OUT_OF_RANGE"));
+  verifyModulus(k.n, proof);
 });
 
 test("Π^fac: verifies (with and without the trapdoor); refuses a modulus with a 264-bit factor, tampering", async () => {
@@ -257,4 +383,68 @@ test("Π^log*: verifies; refuses c_key of s + q under a proof for s, s + 2^600·
   const nonUnitProof = proveLogStar({ ...st, c: cNonUnit }, { x: s, rho: rho.r }, prover, rng, bad(p * 5n));
   assert.throws(() => verifyLogStar({ ...st, c: cNonUnit }, nonUnitProof, verifier), /z2 is not a unit/);
   assert.throws(() => verifyLogStar(st, undefined, verifier), code("ENCRYPTED_SHARE_PROOF_MISSING"));
+});
+
+test("Π^log*: z1 is refused from exactly 2^(ℓ+ε+1) on, by the range check", async () => {
+  const k = await key();
+  const rp = ringPedersen();
+  const prover = proverOps(verifyRingPedersen(rp.params));
+  const verifier = verifierOps(readRingPedersen(rp.params), rp.secret);
+  const bound = 1n << BigInt(LOGSTAR_X_BITS);
+  const s = 0xc0ffeen;
+  const nonce = encryptionNonce(k.n, rng);
+  const st = { sessionId: sid(), n0: k.n, c: encrypt(k.n, s, nonce), X: mulG(s) };
+  const proof = proveLogStar(st, { x: s, rho: nonce.r }, prover, rng);
+  verifyLogStar(st, proof, verifier);
+  // A valid proof with z1 replaced: the bound and above are refused by the range check (its code, before any
+  // equation is tried); one below is read and then fails the equations, so the bound is exactly 2^(ℓ+ε+1).
+  for (const z1 of [bound, bound + 1n])
+    assert.throws(
+      () => verifyLogStar(st, { ...proof, z1: writeNat(z1) }, verifier),
+      code("ENCRYPTED_SHARE_PROOF_RANGE"),
+    );
+  assert.throws(
+    () => verifyLogStar(st, { ...proof, z1: writeNat(bound - 1n) }, verifier),
+    code("ENCRYPTED_SHARE_PROOF_INVALID"),
+  );
+});
+
+test("Π^log*: an honest proof for a too-large x is refused by the range check alone", async () => {
+  const k = await key();
+  const rp = ringPedersen();
+  const prover = proverOps(verifyRingPedersen(rp.params));
+  const verifiers = [
+    verifierOps(readRingPedersen(rp.params), rp.secret),
+    verifierOps(readRingPedersen(rp.params)),
+  ];
+  const bound = 1n << BigInt(LOGSTAR_X_BITS);
+  const range = code("ENCRYPTED_SHARE_PROOF_RANGE");
+  const proveFor = (x: bigint) => {
+    const nonce = encryptionNonce(k.n, rng);
+    const st = { sessionId: sid(), n0: k.n, c: encrypt(k.n, x, nonce), X: mulG(x % Q) };
+    return { st, proof: proveLogStar(st, { x, rho: nonce.r }, prover, rng) };
+  };
+  // x = 2^530, far above any share: z1 = α + e·x lands just above the bound, below 2^64 times it (e ≥ 2^239
+  // except with probability 2^-17; e·x < 2^786), and every equation holds. Only z1 < 2^(ℓ+ε+1) refuses it.
+  let slack: ReturnType<typeof proveFor>;
+  do slack = proveFor(1n << 530n);
+  while (bytesToBigInt(slack.proof.z1) < bound);
+  assert.ok(bytesToBigInt(slack.proof.z1) < bound << 64n);
+  for (const v of verifiers) assert.throws(() => verifyLogStar(slack.st, slack.proof, v), range);
+  // x just outside what Π^log* proves (|x| < 2^(ℓ+ε+1)): z1 ≥ e·x is out of range for every e ≥ 1.
+  for (const x of [bound, bound + 1n]) {
+    const { st, proof } = proveFor(x);
+    for (const v of verifiers) assert.throws(() => verifyLogStar(st, proof, v), range);
+  }
+});
+
+test("Π^mod: the first 80 rounds of an honest proof (what an 80-round prover sends) are refused", async () => {
+  assert.ok(MOD_ROUNDS >= 128 && MOD_NTH_ROOT_ROUNDS >= 8);
+  const k = await key();
+  const proof = k.modulusProof!;
+  // The y_i are expanded in counter mode, so an 80-round prover's challenges are these proof's first 80.
+  const old = { ...proof, x: proof.x.slice(0, 80), a: proof.a.slice(0, 80), b: proof.b.slice(0, 80) };
+  assert.throws(() => verifyModulus(k.n, { ...old, z: proof.z.slice(0, 5) }), code("PROOF_SHAPE"));
+  assert.throws(() => verifyModulus(k.n, old), code("PROOF_SHAPE"));
+  assert.throws(() => verifyModulus(k.n, { ...proof, z: proof.z.slice(0, 5) }), code("PROOF_SHAPE"));
 });
