@@ -7,7 +7,13 @@ import * as bitcoin from "bitcoinjs-lib";
 import type { PcrPolicy } from "../attestation/pcr-policy.ts";
 import type { VerificationResult } from "../attestation/verify.ts";
 import { type ChainBackend, ChainError } from "../chain/backend.ts";
-import { BackupMode, type Outpoint, SignPurpose, StatechainStatus } from "../proto/gen/common.ts";
+import {
+  BackupMode,
+  type Outpoint,
+  SignPurpose,
+  StatechainStatus,
+  type StatechainTx,
+} from "../proto/gen/common.ts";
 import { type GetInfoResponse, TransferMessage } from "../proto/gen/statechain.ts";
 import {
   type PartyTwoKey,
@@ -456,7 +462,13 @@ export async function withdraw(
   ctx: OwnerContext,
   coin: OwnedCoin,
   destination: Uint8Array,
-  hooks: { onSigned?: (tx: Buffer, txid: string) => Promise<void> } = {},
+  hooks: {
+    onSigned?: (tx: Buffer, txid: string) => Promise<void>;
+    /** The WITHDRAW statement signed before (a retry sends the same one: the SE accepts it again, #19.3). */
+    statement?: StatechainTx;
+    /** Runs with the signed WITHDRAW statement before it is sent: the place to persist it. */
+    onStatement?: (sctx: StatechainTx) => Promise<void>;
+  } = {},
 ): Promise<{ txid: string; tx: Buffer }> {
   const sc = await ctx.se.call("getStatechain", { statechainId: coin.statechainId });
   const chain = verifyChain(sc.depositProofKey, sc.chain);
@@ -465,7 +477,14 @@ export async function withdraw(
     "NOT_OWNER",
     "the SE's statechain says this wallet is not the current owner",
   );
-  const sctx = signWithdraw(coin.proofSecret, chain.currentState, destination, ctx.rng);
+  const reuse =
+    hooks.statement &&
+    Buffer.from(hooks.statement.withdrawScript).equals(Buffer.from(destination)) &&
+    Buffer.from(hooks.statement.previousState).equals(Buffer.from(chain.currentState));
+  const sctx = reuse
+    ? hooks.statement!
+    : signWithdraw(coin.proofSecret, chain.currentState, destination, ctx.rng);
+  if (!reuse) await hooks.onStatement?.(sctx);
   const w = await ctx.se.call(
     "withdrawInit",
     { statechainId: coin.statechainId, statechainTx: sctx, auth: undefined },

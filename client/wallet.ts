@@ -5,7 +5,7 @@
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
-import { type Outpoint, StatechainStatus } from "../proto/gen/common.ts";
+import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import { generateRingPedersen, type PartyTwoKey, type RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -987,9 +987,21 @@ export class Wallet {
         coin.proofSecret,
       );
     } else {
+      // An interrupted withdrawal is resumed with the statement already sent: the SE accepts that one again and
+      // no other (#19.3). It is kept until the withdrawal is signed.
+      const key = `withdraw.statement.${row.id}`;
+      const kept = await this.store.getConfig<{ script: string; statement: string }>(key);
+      const same = kept?.script === Buffer.from(destination).toString("hex");
       const w = await withdraw(ctx, coin, destination, {
+        statement: kept && same ? StatechainTx.decode(Buffer.from(kept.statement, "hex")) : undefined,
+        onStatement: (sctx) =>
+          this.store.setConfig(key, {
+            script: Buffer.from(destination).toString("hex"),
+            statement: Buffer.from(StatechainTx.encode(sctx).finish()).toString("hex"),
+          }),
         onSigned: (tx) => this.setStatus(row, "withdrawing", { withdrawalTx: tx }),
       });
+      await this.store.setConfig(key, undefined);
       txid = w.txid;
     }
     if (opts.wait !== false) {
