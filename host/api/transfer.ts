@@ -77,6 +77,15 @@ export function transferHandlers(deps: ApiDeps) {
         "the receiver proof key is the current owner's",
       );
       const auth = await authorizeOwner(deps, TransferSenderInitRequest, req, row, ctx);
+      // Room for the hand-over is checked before the coin is committed to this receiver (#19.5): its waiting
+      // messages and the transfers to it not yet handed over each hold a place.
+      const usage = await store.mailboxUsage(req.receiverProofKey, idBytes);
+      const reserved = await store.db.get<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM transfers WHERE receiver_proof_key = ? AND statechain_id != ?
+           AND completed_at IS NULL AND statechain_tx IS NULL`,
+        [req.receiverProofKey, idBytes],
+      );
+      checkMailboxRoom({ count: usage.count + (reserved?.n ?? 0), bytes: usage.bytes }, 1);
       const res = await unary(enclave, enclave.transferInit, { signedRequest: ctx.requestBytes });
       const response: TransferSenderInitResponse = {
         encryptedX1: res.encryptedX1,

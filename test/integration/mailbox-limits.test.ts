@@ -8,6 +8,7 @@ import { status } from "@grpc/grpc-js";
 import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../../client/owner.ts";
 import { fetchIncoming } from "../../client/receive.ts";
 import { type SeClient, SeError } from "../../client/se-client.ts";
+import { StatechainStatus } from "../../proto/gen/common.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
 import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 
@@ -74,6 +75,9 @@ test("the (max+1)-th message to one receiver is refused; another receiver still 
   const extra = await newCoin();
   await full(send(h.ctx, extra, alice.address), new RegExp(`${MAX_ITEMS} of ${MAX_ITEMS} messages`));
   assert.equal((await fetchIncoming(h.ctx, alice)).length, MAX_ITEMS, "nothing was added");
+  // Refused before the coin was committed to alice (#19.5): its owner still holds it, free to send it elsewhere.
+  const sc = await h.ctx.se.call("getStatechain", { statechainId: extra.statechainId });
+  assert.equal(sc.status, StatechainStatus.STATECHAIN_STATUS_ACTIVE, "the refused coin is not left pending");
 
   // Alice's full mailbox does not affect carol's.
   const carol = newIdentity();
