@@ -769,6 +769,23 @@ describe("a coin's life with every step's failures probed in its state", () => {
         );
     });
     before_.set("transferReceiverKeyUpdate", async (s) => {
+      // The answer of a key update, for the owner it made: not for anyone else, and none for a depositor.
+      const result = (signer: Uint8Array, statechainId = sc()) =>
+        signAs("getKeyUpdateResult", { statechainId, proofKey: pub(signer), auth: undefined }, signer);
+      await expectRefusal("asked by a stranger", "getKeyUpdateResult", result(stranger), C.UNAUTHENTICATED);
+      await expectRefusal(
+        "an unknown statechain",
+        "getKeyUpdateResult",
+        result(coin1.proofSecret, unknownId),
+        C.NOT_FOUND,
+      );
+      await expectRefusal(
+        "asked by the depositor, whom no key update made the owner",
+        "getKeyUpdateResult",
+        result(coin1.proofSecret),
+        C.NOT_FOUND,
+        /no key update answer/,
+      );
       await expectRefusal(
         "an encrypted t2 of 257 bytes",
         "transferReceiverKeyUpdate",

@@ -98,7 +98,7 @@ const smtProof = (edit: (p: GetSmtProofResponse) => void): Intercept => {
   };
 };
 
-const READ_ONLY = new Set(["getInfo", "getStatechain", "getSmtProof"]);
+const READ_ONLY = new Set(["getInfo", "getStatechain", "getSmtProof", "getAttestation"]);
 
 async function refusedBeforeAnyRequest(
   what: string,
