@@ -1,9 +1,8 @@
 // The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
 // the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { loadPcrPolicy, type PcrPolicy } from "../attestation/pcr-policy.ts";
 import { pemToDer, sha256Hex } from "../attestation/roots.ts";
@@ -17,7 +16,9 @@ import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
 import type { AttestationTrust } from "./owner.ts";
 import { progressPrinter } from "./progress.ts";
+import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
 import { SeClient, SeError } from "./se-client.ts";
+import { WalletFileError } from "./store.ts";
 import type { VerifyReport } from "./verify.ts";
 import { type CoinSummary, type ReceiveResult, Wallet, WalletError } from "./wallet.ts";
 
@@ -27,7 +28,7 @@ Usage: wallet <command> [arguments] [options]
 
 Commands:
   create                    make a new wallet (prints its 24-word mnemonic once: write it down)
-  restore                   rebuild a wallet from its mnemonic (read from --mnemonic-file or stdin)
+  restore                   rebuild a wallet from its mnemonic (--mnemonic-file, a prompt, or stdin)
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
@@ -45,7 +46,8 @@ A <coin> is its number in \`wallet coins\`, its statechain id (txid:vout) or a t
 
 Options:
   --wallet <file>           wallet file (default $WALLET_FILE or ~/.statechain/wallet.sqlite)
-  --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else the first line of stdin)
+  --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else a prompt on a terminal
+                            with the echo off, else the first line of stdin)
   --se <host:port>          the SE (default $WALLET_SE, the wallet's setting, or 127.0.0.1:50051)
   --network <name>          create/restore: bitcoin, testnet, signet or regtest (default regtest)
   --se-data-dir <dir>       simulator data dir for chain access (default $SE_DATA_DIR or .data/simulator)
@@ -77,8 +79,8 @@ const COMMAND_HELP: Record<string, string> = {
   (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and unclaimed transfers, but not
   coins already received (their two-party shares are random and live only in the wallet file).`,
   restore: `wallet restore [--mnemonic-file <file>] [--network regtest]
-  Rebuilds a wallet from its mnemonic (from the file, or stdin after the passphrase line). \`wallet receive\`
-  then collects transfers sent to its first ${20} addresses.`,
+  Rebuilds a wallet from its mnemonic (from the file, typed at a prompt with the echo off, or stdin after the
+  passphrase line). \`wallet receive\` then collects transfers sent to its first ${20} addresses.`,
   address: `wallet address [--new] [--onchain]
   A receive address (bech32m over version 0, proof key C, backup key B; "rsc1…" on regtest). The same unused
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
@@ -156,28 +158,27 @@ export interface CliIo {
   stderr: (s: string) => void;
   stderrIsTTY: boolean;
   stdinIsTTY: boolean;
-  /** Lines of stdin: all of it when piped, `count` lines typed on a terminal. */
-  stdinLines: (count: number, prompt: string) => Promise<string[]>;
+  /**
+   * One line of input: on a terminal, typed after `prompt` (not echoed when `secret`; Ctrl-D rejects with
+   * PromptEnded, Ctrl-C with PromptCancelled); otherwise the next line of stdin, undefined once it has ended.
+   */
+  readLine: (prompt: string, opts: { secret: boolean }) => Promise<string | undefined>;
   env: NodeJS.ProcessEnv;
   cwd: string;
 }
+
+let stdinReader: (() => Promise<string | undefined>) | undefined;
 
 export const processIo: CliIo = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
   stderrIsTTY: Boolean(process.stderr.isTTY),
   stdinIsTTY: Boolean(process.stdin.isTTY),
-  async stdinLines(count, prompt) {
-    if (!process.stdin.isTTY) return readFileSync(0, "utf8").split(/\r?\n/);
-    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-    const lines: string[] = [];
-    try {
-      for (let i = 0; i < count; i++)
-        lines.push(await new Promise<string>((resolve) => rl.question(i === 0 ? prompt : "", resolve)));
-    } finally {
-      rl.close();
-    }
-    return lines;
+  readLine(prompt, opts) {
+    if (process.stdin.isTTY)
+      return readTerminalLine(process.stdin, process.stderr, prompt, { echo: !opts.secret });
+    stdinReader ??= lineReader(process.stdin);
+    return stdinReader();
   },
   env: process.env,
   cwd: process.cwd(),
@@ -263,31 +264,63 @@ class Session {
     return path.resolve(this.io.cwd, f ?? path.join(homedir(), ".statechain", "wallet.sqlite"));
   }
 
-  private stdinLines: string[] | undefined;
-
-  private async stdin(count: number, prompt: string): Promise<string[]> {
-    this.stdinLines ??= await this.io.stdinLines(count, prompt);
-    return this.stdinLines;
+  /** A line typed at `prompt` (terminal) or read from stdin; PromptEnded becomes a usage error naming `what`. */
+  private async ask(prompt: string, what: string, secret = true): Promise<string | undefined> {
+    try {
+      return await this.io.readLine(prompt, { secret });
+    } catch (e) {
+      if (e instanceof PromptEnded) throw new UsageError(`no ${what} entered (input ended)`);
+      throw e;
+    }
   }
 
-  async passphrase(): Promise<string> {
+  /**
+   * The passphrase: --passphrase-file, else $WALLET_PASSPHRASE, else typed at a prompt with the echo off (twice
+   * for a new wallet, `confirm`), else the first line of a piped stdin.
+   */
+  async passphrase(opts: { confirm?: boolean } = {}): Promise<string> {
     let p: string | undefined;
     if (this.v["passphrase-file"])
       p = readText(this.v["passphrase-file"] as string, this.io.cwd).split(/\r?\n/)[0];
     else if (this.io.env.WALLET_PASSPHRASE) p = this.io.env.WALLET_PASSPHRASE;
-    else p = (await this.stdin(2, "wallet passphrase: "))[0];
+    else if (this.io.stdinIsTTY) {
+      p = await this.ask(
+        opts.confirm ? "passphrase for the new wallet (not shown): " : "wallet passphrase (not shown): ",
+        "passphrase",
+      );
+      if (p && opts.confirm) {
+        if (p.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
+        const again = await this.ask("the same passphrase again: ", "passphrase");
+        if (again !== p) throw new UsageError("the two passphrases differ; nothing was created");
+      }
+    } else p = await this.ask("", "passphrase");
     if (!p)
-      throw new UsageError("no passphrase: give --passphrase-file, WALLET_PASSPHRASE, or a line on stdin");
+      throw new UsageError(
+        this.io.stdinIsTTY
+          ? "no passphrase entered"
+          : "no passphrase: stdin is not a terminal and gave no line; give --passphrase-file <file>, set WALLET_PASSPHRASE, or pipe the passphrase as the first line of stdin",
+      );
     return p;
   }
 
+  /** restore's mnemonic: --mnemonic-file, else typed at a prompt (echo off), else the rest of stdin. */
   async mnemonicInput(): Promise<string> {
     if (this.v["mnemonic-file"]) return readText(this.v["mnemonic-file"] as string, this.io.cwd);
-    const lines = await this.stdin(2, "wallet passphrase: ");
-    // The passphrase took the first line unless it came from a file or the environment.
-    const fromStdin = !this.v["passphrase-file"] && !this.io.env.WALLET_PASSPHRASE;
-    const rest = (fromStdin ? lines.slice(1) : lines).join(" ").trim();
-    if (!rest) throw new UsageError("no mnemonic: give --mnemonic-file, or the words on stdin");
+    const words: string[] = [];
+    if (this.io.stdinIsTTY)
+      words.push((await this.ask("mnemonic (the words separated by spaces; not shown): ", "mnemonic")) ?? "");
+    else
+      for (
+        let line = await this.ask("", "mnemonic");
+        line !== undefined;
+        line = await this.ask("", "mnemonic")
+      )
+        words.push(line);
+    const rest = words.join(" ").trim();
+    if (!rest)
+      throw new UsageError(
+        "no mnemonic: give --mnemonic-file <file>, or the words on stdin (after the passphrase line unless the passphrase comes from --passphrase-file or WALLET_PASSPHRASE)",
+      );
     return rest;
   }
 
@@ -462,7 +495,13 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const network = ((v.network as string) ?? "regtest") as WalletNetwork;
     if (!["bitcoin", "testnet", "signet", "regtest"].includes(network))
       throw new UsageError(`unknown network "${network}" (bitcoin, testnet, signet or regtest)`);
-    const passphrase = await s.passphrase();
+    if (existsSync(file))
+      throw new WalletFileError(
+        "WALLET_EXISTS",
+        `${file} already exists; it is not overwritten`,
+        "precondition",
+      );
+    const passphrase = await s.passphrase({ confirm: true });
     if (passphrase.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
     const mnemonic = command === "restore" ? await s.mnemonicInput() : undefined;
     const { wallet, mnemonic: words } = await Wallet.create({
@@ -503,6 +542,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     return 0;
   }
 
+  if (!existsSync(file))
+    throw new WalletFileError(
+      "NO_WALLET",
+      `no wallet at ${file} (create one with \`wallet create\`, or pass --wallet)`,
+      "not_found",
+    );
   const wallet = await Wallet.open(file, await s.passphrase());
   try {
     if (command === "address") {
@@ -745,6 +790,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return await run(s, command, args);
   } catch (e) {
     s.progress.end();
+    if (e instanceof PromptCancelled) {
+      io.stderr("wallet: cancelled\n");
+      return 130;
+    }
     const code = e instanceof UsageError ? 2 : e instanceof ProtocolError && USAGE_CODES.has(e.code) ? 2 : 1;
     const errCode =
       e instanceof ProtocolError

@@ -5,8 +5,10 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { type CliIo, main } from "../../client/cli.ts";
+import { lineReader } from "../../client/prompt.ts";
 import { PASSPHRASE, testWallet, tmpWalletFile } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
@@ -69,7 +71,7 @@ async function inProcess(args: string[], opts: RunOptions): Promise<Run> {
     },
     stderrIsTTY: false,
     stdinIsTTY: false,
-    stdinLines: async () => (opts.input ?? "").split("\n"),
+    readLine: lineReader(Readable.from([opts.input ?? ""])),
     env: { ...process.env, ...envFor(opts) },
     cwd: ROOT,
   };
