@@ -18,7 +18,8 @@ Usage:
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
         socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
-        Ctrl-C stops all of it.
+        Ctrl-C stops all of it. One SE per data dir: a start on a dir that a running SE holds (its PID in
+        <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
 status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
         SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
 
