@@ -324,13 +324,20 @@ class Session {
     return rest;
   }
 
+  /** Where the SE's address came from, for the message when it cannot be reached. */
+  endpointSource = "the default";
+
   async endpoint(wallet?: Wallet): Promise<string> {
-    return (
-      (this.v.se as string | undefined) ??
-      this.io.env.WALLET_SE ??
-      (wallet ? await wallet.getConfig<string>("se") : undefined) ??
-      "127.0.0.1:50051"
-    );
+    const stored = wallet ? await wallet.getConfig<string>("se") : undefined;
+    const [endpoint, source] = this.v.se
+      ? [this.v.se as string, "--se"]
+      : this.io.env.WALLET_SE
+        ? [this.io.env.WALLET_SE, "WALLET_SE"]
+        : stored
+          ? [stored, "the wallet's setting"]
+          : ["127.0.0.1:50051", "the default"];
+    this.endpointSource = source;
+    return endpoint;
   }
 
   seClient(endpoint: string): SeClient {
@@ -614,7 +621,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         s.out(
           [
             `wallet   ${file} (${wallet.network})`,
-            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${(info as Error).message}`}`,
+            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${info instanceof SeError && info.unreachable ? `${info.message}\n         ${unreachableHint(endpoint).trim().replace(/\n\s*/g, "; ")}` : (info as Error).message}`}`,
             `balance  ${bal ? `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)` : "chain unavailable"}`,
             `trust    AWS Nitro root${trust.simulatorRootPem ? ` + SIMULATOR root ${data.trust.simulatorRoot!.slice(0, 16)}…` : ""}; PCR releases: ${data.trust.pcrReleases.join(", ") || "none (receiving refuses every coin)"}`,
           ].join("\n"),
@@ -745,6 +752,19 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   }
 }
 
+/** An SE that could not be reached: which one, and where its address came from. */
+function unreachableText(e: SeError, source: string): string {
+  const what = e.code === 4 ? "no answer in time from" : "cannot reach";
+  return `${what} the SE at ${e.endpoint ?? "?"} (from ${source}): ${e.message}`;
+}
+
+function unreachableHint(endpoint: string): string {
+  return [
+    `  check it: \`se status --endpoint ${endpoint}\` (or \`npm start\` to run the simulator SE)`,
+    "  another SE: --se <host:port>, or WALLET_SE=<host:port>",
+  ].join("\n");
+}
+
 /** Runs the CLI with `argv` (without node and script); resolves with the exit status. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
@@ -799,15 +819,21 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       e instanceof ProtocolError
         ? e.code
         : e instanceof SeError
-          ? `SE_${e.code}`
+          ? `SE_${e.codeName}`
           : e instanceof ChainError
             ? `CHAIN_${e.code}`
             : e instanceof UsageError
               ? "USAGE"
               : "ERROR";
-    const message = e instanceof Error ? e.message : String(e);
+    const message =
+      e instanceof SeError && e.unreachable
+        ? unreachableText(e, s.endpointSource)
+        : e instanceof Error
+          ? e.message
+          : String(e);
     if (s.json) io.stdout(`${toJson({ ok: false, error: { code: errCode, message } })}\n`);
     io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
+    if (e instanceof SeError && e.unreachable && e.endpoint) io.stderr(`${unreachableHint(e.endpoint)}\n`);
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {

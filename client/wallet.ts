@@ -762,7 +762,7 @@ export class Wallet {
       result.received.push(await this.storeReceived(coin, keyIdx));
     } catch (e) {
       if (e instanceof SeError) {
-        result.refused.push({ statechainId: sid, code: "SE_ERROR", reason: e.message });
+        result.refused.push({ statechainId: sid, code: `SE_${e.codeName}`, reason: e.message });
         return;
       }
       if (!(e instanceof ProtocolError)) throw e;

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { type AddressInfo, createServer } from "node:net";
 import { test } from "node:test";
-import { parseAmount } from "../../client/cli.ts";
+import { type CliIo, main, parseAmount } from "../../client/cli.ts";
 import { progressPrinter } from "../../client/progress.ts";
+import { grpcStatusName, SeError } from "../../client/se-client.ts";
+import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 
 test("amounts in satoshis or bitcoin", () => {
   assert.equal(parseAmount("100000"), 100_000n);
@@ -38,4 +41,66 @@ test("progress: JSON lines with --json, one line per change without a terminal, 
   assert.ok(tty[1]!.startsWith("\r\u001b[K"), "redrawn in place");
   assert.match(tty[1]!, /\[#{12}-{12}\] 5 left/);
   assert.equal(tty[2], "\n");
+});
+
+/** A port nothing listens on: bound, then closed. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** `wallet …` run here, with the passphrase in the environment and no terminal. */
+async function run(args: string[], env: Record<string, string> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    stderrIsTTY: false,
+    stdinIsTTY: false,
+    readLine: async () => undefined,
+    env: { PATH: process.env.PATH, WALLET_PASSPHRASE: PASSPHRASE, SE_DATA_DIR: "/nonexistent", ...env },
+    cwd: process.cwd(),
+  };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+test("an SE that cannot be reached: which endpoint, where it came from, how to check it and choose another", async () => {
+  const { wallet, file } = await testWallet();
+  await wallet.close();
+  const port = await closedPort();
+  const r = await run(["trust-simulator", "--wallet", file, "--se", `127.0.0.1:${port}`]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(`cannot reach the SE at 127\\.0\\.0\\.1:${port} \\(from --se\\): GetInfo: `),
+  );
+  assert.match(r.stderr, /\[SE_UNAVAILABLE\]/);
+  assert.doesNotMatch(r.stderr, /SE_14/);
+  assert.match(r.stderr, new RegExp(`se status --endpoint 127\\.0\\.0\\.1:${port}`));
+  assert.match(r.stderr, /--se <host:port>, or WALLET_SE=<host:port>/);
+
+  const j = await run(["trust-simulator", "--wallet", file, "--json"], { WALLET_SE: `127.0.0.1:${port}` });
+  const err = JSON.parse(j.stdout.trim()).error;
+  assert.equal(err.code, "SE_UNAVAILABLE");
+  assert.match(err.message, /\(from WALLET_SE\)/);
+
+  const info = await run(["info", "--wallet", file, "--se", `127.0.0.1:${port}`]);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, /unreachable: GetInfo: .*\n.*se status --endpoint/);
+});
+
+test("gRPC status codes by name", () => {
+  assert.equal(grpcStatusName(14), "UNAVAILABLE");
+  assert.equal(grpcStatusName(4), "DEADLINE_EXCEEDED");
+  assert.equal(grpcStatusName(99), "99");
+  assert.equal(new SeError("GetInfo", 7, "no").codeName, "PERMISSION_DENIED");
 });
