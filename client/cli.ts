@@ -100,9 +100,11 @@ const COMMAND_HELP: Record<string, string> = {
   policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1).`,
   withdraw:
     "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
-  exit: `wallet exit <coin> [--no-wait]
+  exit: `wallet exit <coin> [--no-wait] [--timeout s]
   Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
-  then the backup after its relative lock). Resumable: run it again to continue.`,
+  then the backup after its relative lock), showing the blocks left and an ETA at the block interval. On regtest
+  blocks come when mined: \`npx se mine <n>\` mines them on the simulator. Resumable: after --timeout (exit
+  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue.`,
   verify: "wallet verify <coin>\n  Every check of the coin by name; exit status 1 if any fails.",
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
   Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
@@ -678,7 +680,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "exit": {
-        const r = await wallet.exit(args[0]!, { pollMs: wait.pollMs, wait: !v["no-wait"] });
+        const r = await wallet.exit(args[0]!, { ...wait, wait: !v["no-wait"] });
         const st = r.state;
         s.out(
           st.stage === "confirmed"

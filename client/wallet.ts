@@ -975,7 +975,7 @@ export class Wallet {
    */
   async exit(
     ref: string | number,
-    opts: { onWait?: () => Promise<void>; pollMs?: number; wait?: boolean } = {},
+    opts: WaitOptions & { wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
     if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
@@ -1011,6 +1011,8 @@ export class Wallet {
         onWait: opts.onWait,
         pollMs: opts.pollMs,
         noWait: opts.wait === false,
+        timeoutMs: opts.timeoutMs,
+        now: this.now,
         onProgress: s.onProgress,
       },
     );

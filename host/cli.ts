@@ -1,7 +1,10 @@
 // The `se` command: `se start` runs the statechain entity, `se status` asks a running one how it is.
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import * as bitcoin from "bitcoinjs-lib";
+import { BitcoindChain } from "../chain/bitcoind.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
 import { StatechainServiceClient } from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
@@ -14,6 +17,7 @@ const HELP = `se — enclave-backed Mercury statechain entity
 Usage:
   se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
+  se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
@@ -22,6 +26,9 @@ start   Runs the SE. In simulator mode (the default) this starts the enclave as 
         <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
 status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
         SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
+mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
+        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
+        throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -34,6 +41,7 @@ Options:
   --log-level <level>    trace | debug | info | warn | error | silent
   --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
+  --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
   --json                 machine-readable output
   -h, --help             this text
 `;
@@ -206,6 +214,69 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
   }
 }
 
+async function mineCmd(values: Record<string, string | boolean | undefined>, args: string[]): Promise<void> {
+  const n = Number(args[0]);
+  if (args.length !== 1 || !Number.isInteger(n) || n < 1 || n > 10_000)
+    fail("se mine takes the number of blocks to mine, 1 to 10000: se mine <n>");
+  const overrides: Record<string, string> = {};
+  if (values["data-dir"]) overrides.dataDir = String(values["data-dir"]);
+  let cfg: HostConfig;
+  try {
+    cfg = loadConfig({ file: values.config as string | undefined, overrides });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  if (cfg.network !== "regtest") fail(`se mine is for regtest only; this SE runs on ${cfg.network}`);
+  let rpc: { url: string; user: string; password: string };
+  if (cfg.chain.backend === "embedded") {
+    const file = path.join(cfg.dataDir, "bitcoin-rpc.json");
+    try {
+      rpc = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      fail(
+        `no running simulator SE on ${cfg.dataDir} (${file} is missing): start one with \`se start\`, or give --data-dir`,
+        1,
+      );
+    }
+  } else if (cfg.chain.backend === "bitcoind")
+    rpc = { url: cfg.chain.bitcoindUrl, user: cfg.chain.bitcoindUser, password: cfg.chain.bitcoindPassword };
+  else fail("se mine needs the embedded chain or bitcoind; an Esplora backend cannot mine");
+  let script: Uint8Array | undefined;
+  if (values.address) {
+    try {
+      script = bitcoin.address.toOutputScript(
+        bcoinlessAddress(String(values.address)),
+        bitcoin.networks.regtest,
+      );
+    } catch {
+      fail(`--address ${values.address} is not a regtest address`);
+    }
+  }
+  const chain = new BitcoindChain({ ...rpc, network: "regtest" });
+  try {
+    const from = await chain.tipHeight();
+    const hashes = await chain.mine(n, script);
+    const to = await chain.tipHeight();
+    if (values.json) process.stdout.write(`${JSON.stringify({ mined: hashes.length, from, to, hashes })}\n`);
+    else process.stdout.write(`mined ${hashes.length} block(s): height ${from} → ${to}\n`);
+  } catch (err) {
+    fail(
+      `cannot mine through ${rpc.url}: ${(err as Error).message} (is the SE on ${cfg.dataDir} running? \`se status\`)`,
+      1,
+    );
+  } finally {
+    await chain.close();
+  }
+}
+
+/** bcoin's regtest spelling of a segwit address ("rb1…") in bitcoind's ("bcrt1…"): bitcoinjs knows the latter. */
+function bcoinlessAddress(a: string): string {
+  if (!/^rb1/i.test(a)) return a;
+  const { version, data } = bitcoin.address.fromBech32(a);
+  return bitcoin.address.toBech32(data, version, "bcrt");
+}
+
 async function main(): Promise<void> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -219,6 +290,7 @@ async function main(): Promise<void> {
         "log-level": { type: "string" },
         endpoint: { type: "string" },
         "tls-ca": { type: "string" },
+        address: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -234,6 +306,8 @@ async function main(): Promise<void> {
   }
   if (cmd === "start") return start(values as Record<string, string | boolean | undefined>);
   if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
+  if (cmd === "mine")
+    return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
   fail(`unknown command "${cmd}"\n\n${HELP}`);
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type AddressInfo, createServer } from "node:net";
 import { test } from "node:test";
 import { type CliIo, main, parseAmount } from "../../client/cli.ts";
-import { progressPrinter } from "../../client/progress.ts";
+import { durationText, progressPrinter } from "../../client/progress.ts";
 import { grpcStatusName, SeError } from "../../client/se-client.ts";
 import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 
@@ -103,4 +103,45 @@ test("gRPC status codes by name", () => {
   assert.equal(grpcStatusName(4), "DEADLINE_EXCEEDED");
   assert.equal(grpcStatusName(99), "99");
   assert.equal(new SeError("GetInfo", 7, "no").codeName, "PERMISSION_DENIED");
+});
+
+test("progress off a terminal: a bar's line at most every 30 s or 10 % of the way, and its last one", () => {
+  let t = 0;
+  const lines: string[] = [];
+  const p = progressPrinter({ write: (s) => lines.push(s), tty: false, json: false, now: () => t });
+  for (let left = 200; left >= 0; left--) {
+    t += 1000; // a block a second for 200 s
+    p.onProgress("wait-blocks", { tip: 1000 - left, left, network: "regtest" });
+  }
+  // The first line, then one per 20 blocks (10 %) since 30 s never pass in between, and the end.
+  assert.equal(lines.length, 11, lines.join(""));
+  assert.match(lines.at(-1)!, / 0 left/);
+  lines.length = 0;
+  const slow = progressPrinter({ write: (s) => lines.push(s), tty: false, json: false, now: () => t });
+  for (let left = 1000; left > 990; left--) {
+    t += 10_000; // a block every 10 s: 1 % each, so only the 30 s rule prints
+    slow.onProgress("wait-blocks", { tip: 5000 - left, left, network: "regtest" });
+  }
+  assert.equal(lines.length, 4, lines.join(""));
+});
+
+test("waiting for blocks: an ETA at the network's block interval, and on regtest how to mine them", () => {
+  const lines: string[] = [];
+  const p = progressPrinter({ write: (s) => lines.push(s), tty: false, json: false, now: () => 0 });
+  p.onProgress("wait-blocks", { tip: 800_000, left: 20, network: "bitcoin" });
+  assert.match(lines[0]!, /20 left \(tip 800000\), about 3 h 20 min\n$/);
+  lines.length = 0;
+  let t = 0;
+  const r = progressPrinter({ write: (s) => lines.push(s), tty: true, json: false, now: () => t });
+  r.onProgress("wait-blocks", { tip: 100, left: 50, network: "regtest" });
+  assert.match(lines[0]!, /50 left \(tip 100\) \(regtest: `npx se mine 50` mines them\)$/);
+  t = 20_000;
+  r.onProgress("wait-blocks", { tip: 102, left: 48, network: "regtest" });
+  assert.match(
+    lines[1]!,
+    /48 left \(tip 102\), about 8 min \(regtest: `npx se mine 48`/,
+    "10 s a block, as seen",
+  );
+  assert.equal(durationText(30), "under a minute");
+  assert.equal(durationText(3 * 86_400), "about 3 days");
 });
