@@ -19,8 +19,13 @@ import { progressPrinter } from "./progress.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
 import { SeClient, SeError } from "./se-client.ts";
 import { WalletFileError } from "./store.ts";
+import { didYouMean } from "./suggest.ts";
 import type { VerifyReport } from "./verify.ts";
 import { type CoinSummary, type ReceiveResult, Wallet, WalletError } from "./wallet.ts";
+
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+).version;
 
 export const HELP = `wallet — an owner's statechain wallet that verifies everything
 
@@ -67,7 +72,8 @@ Options:
   --wait                    receive: poll until a transfer arrives
   --confirm                 trust-simulator: really trust it; --forget removes the trust
   --json                    machine-readable output (progress as JSON lines on stderr)
-  -h, --help                this text, or a command's with \`wallet <command> --help\`
+  -h, --help                this text, or a command's with \`wallet <command> --help\` or \`wallet help <command>\`
+  -V, --version             the wallet's version
 
 Exit status: 0 ok, 1 refused or failed, 2 usage.
 `;
@@ -137,6 +143,7 @@ const POSITIONALS: Record<string, string[]> = {
 };
 
 const GLOBAL_OPTIONS = [
+  "version",
   "wallet",
   "passphrase-file",
   "se",
@@ -212,9 +219,23 @@ const toJson = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigin
 export function parseAmount(text: string): bigint {
   const t = text.trim().toLowerCase();
   const btc = /^(\d+)(?:\.(\d{1,8}))?\s*btc$/.exec(t);
-  if (btc) return BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? "").padEnd(8, "0") || "0");
   const sat = /^(\d+)\s*(?:sats?)?$/.exec(t);
-  if (sat) return BigInt(sat[1]!);
+  const n = btc
+    ? BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? "").padEnd(8, "0") || "0")
+    : sat
+      ? BigInt(sat[1]!)
+      : undefined;
+  if (n === 0n) throw new UsageError(`"${text}" is zero: an amount must be positive`);
+  if (n !== undefined) return n;
+  if (t.startsWith("-")) throw new UsageError(`"${text}" is negative: an amount must be positive`);
+  // A bare decimal is most likely bitcoin, but a unit guessed wrong moves a hundred million times the amount.
+  const decimal = /^(\d*)\.(\d+)$/.exec(t);
+  if (decimal && decimal[2]!.length <= 8) {
+    const sats = BigInt(decimal[1] || "0") * 100_000_000n + BigInt(decimal[2]!.padEnd(8, "0"));
+    throw new UsageError(
+      `"${text}" has no unit: write ${text}btc for bitcoin (${sats} sat), or satoshis as a whole number`,
+    );
+  }
   throw new UsageError(`"${text}" is not an amount (satoshis, like 100000, or bitcoin, like 0.001btc)`);
 }
 
@@ -500,6 +521,8 @@ function verifyText(r: VerifyReport): string {
 async function run(s: Session, command: string, args: string[]): Promise<number> {
   const v = s.v;
   const file = s.walletFile();
+  // Arguments are checked before any passphrase is asked or any file opened.
+  const amount = command === "deposit" ? parseAmount(args[0]!) : 0n;
   if (command === "create" || command === "restore") {
     const network = ((v.network as string) ?? "regtest") as WalletNetwork;
     if (!["bitcoin", "testnet", "signet", "regtest"].includes(network))
@@ -637,7 +660,6 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "deposit": {
-        const amount = parseAmount(args[0]!);
         const c = await wallet.deposit(amount, {
           ...wait,
           wait: !v["no-wait"],
@@ -774,21 +796,43 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   for (const name of [...GLOBAL_OPTIONS, ...Object.values(COMMAND_OPTIONS).flat()])
     options[name] = { type: booleans.has(name) ? "boolean" : "string" };
   options.help = { type: "boolean", short: "h" };
+  options.version = { type: "boolean", short: "V" };
   let values: Values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true }));
   } catch (e) {
-    io.stderr(`wallet: ${(e as Error).message}\n(\`wallet --help\` lists the options)\n`);
+    // parseArgs takes "-5" for an option: say what it is instead.
+    const negative = argv.find((a) => /^-\d/.test(a));
+    io.stderr(
+      negative
+        ? `wallet: ${negative} is negative: amounts, counts and times are positive\n`
+        : `wallet: ${(e as Error).message}\n(\`wallet --help\` lists the options)\n`,
+    );
     return 2;
   }
-  const [command, ...args] = positionals;
+  if (values.version) {
+    io.stdout(`wallet ${VERSION}\n`);
+    return 0;
+  }
+  let [command, ...args] = positionals;
+  if (command === "help") {
+    // `wallet help` is `wallet --help`; `wallet help <command>` is `wallet <command> --help`.
+    if (args.length === 0) {
+      io.stdout(HELP);
+      return 0;
+    }
+    [command, ...args] = args;
+    values.help = true;
+  }
   if (!command) {
     io.stdout(HELP);
     return values.help ? 0 : 2;
   }
   if (!(command in COMMAND_OPTIONS)) {
-    io.stderr(`wallet: unknown command "${command}"\n\n${HELP}`);
+    io.stderr(
+      `wallet: unknown command "${command}"${didYouMean(command, [...Object.keys(COMMAND_OPTIONS), "help"])}\n(\`wallet --help\` lists the commands)\n`,
+    );
     return 2;
   }
   if (values.help) {

@@ -13,7 +13,7 @@ import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
 import { type Rng, systemRng } from "../protocol/rng.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
-import { p2wpkhScript } from "../protocol/tx/script.ts";
+import { dustThreshold, p2wpkhScript } from "../protocol/tx/script.ts";
 import { decodeReceiveAddress, encodeReceiveAddress, type WalletNetwork } from "./address.ts";
 import {
   decodeKey,
@@ -648,6 +648,29 @@ export class Wallet {
     opts: WaitOptions & { wait?: boolean; token?: string } = {},
   ): Promise<CoinSummary> {
     const ctx = this.context();
+    // The amount first, before any proof of work, key generation or coin selection is spent on it.
+    if (amountSat <= 0n)
+      throw new WalletError("AMOUNT_ZERO", "a deposit needs a positive amount", "precondition");
+    const dust = dustThreshold(Uint8Array.from([0x51, 0x20, ...new Uint8Array(32)]));
+    if (amountSat < dust)
+      throw new WalletError(
+        "AMOUNT_DUST",
+        `${amountSat} sat is below the dust limit (${dust} sat): no backup paying it could be relayed`,
+        "precondition",
+      );
+    const info = await ctx.se.call("getInfo", {});
+    if (info.minDepositSat > 0n && amountSat < info.minDepositSat)
+      throw new WalletError(
+        "AMOUNT_RANGE",
+        `this SE takes deposits of at least ${info.minDepositSat} sat; ${amountSat} sat is less`,
+        "precondition",
+      );
+    if (info.maxDepositSat > 0n && amountSat > info.maxDepositSat)
+      throw new WalletError(
+        "AMOUNT_RANGE",
+        `this SE takes deposits of at most ${info.maxDepositSat} sat; ${amountSat} sat is more`,
+        "precondition",
+      );
     const utxos = await this.onchainUtxos();
     const total = utxos.reduce((s, u) => s + u.valueSat, 0n);
     if (total <= amountSat)

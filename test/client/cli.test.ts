@@ -4,6 +4,7 @@ import { test } from "node:test";
 import { type CliIo, main, parseAmount } from "../../client/cli.ts";
 import { durationText, progressPrinter } from "../../client/progress.ts";
 import { grpcStatusName, SeError } from "../../client/se-client.ts";
+import { closest, editDistance } from "../../client/suggest.ts";
 import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 
 test("amounts in satoshis or bitcoin", () => {
@@ -12,8 +13,40 @@ test("amounts in satoshis or bitcoin", () => {
   assert.equal(parseAmount("0.001btc"), 100_000n);
   assert.equal(parseAmount("1.5 BTC"), 150_000_000n);
   assert.equal(parseAmount("0.00000001btc"), 1n);
-  for (const bad of ["", "-5", "1.5", "0.000000001btc", "ten", "1e5"])
+  for (const bad of ["", "0.000000001btc", "ten", "1e5"])
     assert.throws(() => parseAmount(bad), /not an amount/);
+  assert.throws(() => parseAmount("-5"), /"-5" is negative/);
+  assert.throws(() => parseAmount("0"), /is zero/);
+  assert.throws(() => parseAmount("0btc"), /is zero/);
+  // A bare decimal gets the precise spelling, not a guessed unit.
+  assert.throws(() => parseAmount("0.01"), /"0\.01" has no unit: write 0\.01btc for bitcoin \(1000000 sat\)/);
+  assert.throws(() => parseAmount("1.5"), /1\.5btc .*150000000 sat/);
+});
+
+test("--version, help <command>, did you mean, and a negative number that is not an option", async () => {
+  const v = await run(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^wallet \d+\.\d+\.\d+\n$/);
+  const h = await run(["help", "deposit"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /^wallet deposit <amount>/);
+  assert.match((await run(["help"])).stdout, /Usage: wallet <command>/);
+  const typo = await run(["depost", "5"]);
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /unknown command "depost"; did you mean "deposit"\?/);
+  assert.match((await run(["trust"])).stderr, /did you mean "trust-simulator"/);
+  assert.doesNotMatch((await run(["launch"])).stderr, /did you mean/);
+  const neg = await run(["deposit", "-5"]);
+  assert.equal(neg.code, 2);
+  assert.equal(neg.stderr, "wallet: -5 is negative: amounts, counts and times are positive\n");
+});
+
+test("edit distance and the closest name", () => {
+  assert.equal(editDistance("kitten", "sitting"), 3);
+  assert.equal(editDistance("", "abc"), 3);
+  assert.equal(closest("recieve", ["receive", "restore"]), "receive");
+  assert.equal(closest("withdrwa", ["withdraw", "exit"]), "withdraw");
+  assert.equal(closest("xyz", ["receive", "restore"]), undefined);
 });
 
 test("progress: JSON lines with --json, one line per change without a terminal, a bar in place on one", () => {

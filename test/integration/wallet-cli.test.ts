@@ -114,6 +114,7 @@ test("usage errors exit with 2 and say what is wrong", async () => {
     [["deposit"], /deposit takes <amount>/],
     [["coins", "--wait"], /--wait does not apply to coins/],
     [["coins", "--frobnicate"], /Unknown option '--frobnicate'/],
+    [["deposit", "0.01"], /"0\.01" has no unit: write 0\.01btc/],
   ] as const) {
     const r = await wallet([...args]);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
@@ -169,6 +170,17 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.equal(info.trust.pcrReleases.length, 1);
 
   assert.equal((await wallet(["faucet", ...A])).code, 0);
+  // The amount is checked against the dust limit and the SE's range before any proof of work or key generation.
+  for (const [amount, message] of [
+    ["100", /below the dust limit \(330 sat\).*\[AMOUNT_DUST\]/],
+    ["5000", /at least 10000 sat; 5000 sat is less \[AMOUNT_RANGE\]/],
+    ["2btc", /at most 100000000 sat; 200000000 sat is more \[AMOUNT_RANGE\]/],
+  ] as const) {
+    const r = await wallet(["deposit", amount, ...A]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /proof of work|key generation/);
+  }
   const dep = await wallet(["deposit", "0.002btc", ...A, "--json", "--poll-ms", "200"], { mining: true });
   assert.equal(dep.code, 0, dep.stderr);
   const coin = json(dep);
