@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import { BitcoindChain } from "../chain/bitcoind.ts";
+import { didYouMean } from "../client/suggest.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
 import { StatechainServiceClient } from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
@@ -44,6 +45,7 @@ Options:
   --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
   --json                 machine-readable output
   -h, --help             this text
+  -V, --version          the version
 `;
 
 function fail(msg: string, code = 2): never {
@@ -293,6 +295,7 @@ async function main(): Promise<void> {
         address: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "V", default: false },
       },
     });
   } catch (err) {
@@ -300,6 +303,12 @@ async function main(): Promise<void> {
   }
   const { values, positionals } = parsed;
   const cmd = positionals[0];
+  if (values.version) {
+    process.stdout.write(
+      `se ${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`,
+    );
+    return;
+  }
   if (values.help || !cmd) {
     process.stdout.write(HELP);
     return;
@@ -308,7 +317,9 @@ async function main(): Promise<void> {
   if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
   if (cmd === "mine")
     return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
-  fail(`unknown command "${cmd}"\n\n${HELP}`);
+  fail(
+    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine"])}\n(\`se --help\` lists the commands)`,
+  );
 }
 
 await main();

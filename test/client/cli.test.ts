@@ -44,6 +44,7 @@ test("--version, help <command>, did you mean, and a negative number that is not
 test("edit distance and the closest name", () => {
   assert.equal(editDistance("kitten", "sitting"), 3);
   assert.equal(editDistance("", "abc"), 3);
+  assert.equal(editDistance("strat", "start"), 1);
   assert.equal(closest("recieve", ["receive", "restore"]), "receive");
   assert.equal(closest("withdrwa", ["withdraw", "exit"]), "withdraw");
   assert.equal(closest("xyz", ["receive", "restore"]), undefined);
