@@ -6,7 +6,9 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
+import { newMnemonic } from "../../client/keys.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "../../client/prompt.ts";
+import { systemRng } from "../../protocol/rng.ts";
 import { runOnPty } from "../helpers/pty.ts";
 import { ROOT } from "../helpers/se-process.ts";
 import { PASSPHRASE, testWallet, tmpWalletFile } from "./wallet-helpers.ts";
@@ -171,4 +173,27 @@ test("off a terminal: the first line of stdin, without waiting for its end; an e
     /no wallet at .*missing.*NO_WALLET/,
     "the file is checked before any passphrase",
   );
+});
+
+test("on a terminal restore asks the passphrase twice, then the mnemonic, none of it shown", async () => {
+  const file = tmpWalletFile();
+  const words = newMnemonic(systemRng);
+  const r = await runOnPty(
+    [process.execPath, WALLET, "restore", "--wallet", file, "--scrypt-n", "32768"],
+    [
+      ["passphrase for the new wallet (not shown): ", `${PASSPHRASE}\r`],
+      ["the same passphrase again: ", `${PASSPHRASE}\r`],
+      ["mnemonic (the words separated by spaces; not shown): ", `${words}\r`],
+    ],
+    { env: baseEnv(), cwd: ROOT, timeoutS: 120 },
+  );
+  assert.deepEqual(r.unanswered, []);
+  assert.equal(r.code, 0, r.output);
+  assert.match(r.output, /wallet restored: /);
+  assert.ok(
+    !r.output.includes(words.split(" ").slice(0, 3).join(" ")),
+    `the mnemonic was echoed:\n${r.output}`,
+  );
+  assert.ok(!r.output.includes(PASSPHRASE));
+  assert.equal(existsSync(file), true);
 });
