@@ -37,7 +37,7 @@ Commands:
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
-  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator)
+  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator); --amount a: until it holds a
   deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc)
   coins                     the wallet's coins with their state and backup locks
   send <coin> <address>     hand a coin to the owner of a receive address
@@ -67,6 +67,7 @@ Options:
   --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
   --mnemonic-file <file>    restore: the mnemonic
   --blocks <n>              faucet: coinbases to mine (default 1)
+  --amount <amount>         faucet: mine until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
   --new, --onchain          address: see above
   --wait                    receive: poll until a transfer arrives
@@ -92,8 +93,9 @@ const COMMAND_HELP: Record<string, string> = {
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
   that funds deposits.`,
   info: "wallet info\n  The wallet file, network, SE, chain tip, balances and the attestation trust in force.",
-  faucet:
-    "wallet faucet [--blocks n]\n  Regtest (simulator) only: mines n coinbases to the wallet and 100 blocks to mature them.",
+  faucet: `wallet faucet [--blocks n | --amount a]
+  Regtest (simulator) only: mines n coinbases to the wallet (or, with --amount, as many as it takes for the wallet
+  to hold that much on chain) and 100 blocks to mature them.`,
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
   coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
@@ -123,7 +125,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   restore: ["network", "mnemonic-file", "scrypt-n"],
   address: ["new", "onchain"],
   info: [],
-  faucet: ["blocks"],
+  faucet: ["blocks", "amount"],
   deposit: ["no-wait", "token"],
   coins: [],
   send: [],
@@ -523,6 +525,10 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   const file = s.walletFile();
   // Arguments are checked before any passphrase is asked or any file opened.
   const amount = command === "deposit" ? parseAmount(args[0]!) : 0n;
+  if (command === "faucet" && v.blocks !== undefined && v.amount !== undefined)
+    throw new UsageError("faucet takes --blocks or --amount, not both");
+  const faucetAmount =
+    command === "faucet" && v.amount !== undefined ? parseAmount(v.amount as string) : undefined;
   if (command === "create" || command === "restore") {
     const network = ((v.network as string) ?? "regtest") as WalletNetwork;
     if (!["bitcoin", "testnet", "signet", "regtest"].includes(network))
@@ -655,7 +661,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "faucet": {
-        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1));
+        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1), faucetAmount);
         s.out(`mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`, r);
         return 0;
       }

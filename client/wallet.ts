@@ -199,6 +199,11 @@ const recordOf = (c: OwnedCoin): CoinRecord => ({
 export const RESTORE_GAP = 20;
 const COINBASE_MATURITY = 100;
 
+/** Blocks between halvings of the block subsidy on regtest (bitcoind and bcoin alike). */
+const REGTEST_HALVING_INTERVAL = 150;
+/** The most coinbases one faucet run mines for an amount. */
+const FAUCET_MAX_BLOCKS = 1000;
+
 export class WalletError extends ProtocolError {
   override name = "WalletError";
 }
@@ -455,7 +460,11 @@ export class Wallet {
   }
 
   /** Regtest only (the simulator): mines `blocks` coinbases to the wallet, then matures them. */
-  async faucet(blocks = 1): Promise<{ blocks: number; onchainSat: bigint }> {
+  /**
+   * Regtest only: mines `blocks` coinbases to the wallet, or with `amountSat` as many as it takes for the wallet
+   * to hold that much on chain (regtest's subsidy halves every 150 blocks), then matures them.
+   */
+  async faucet(blocks = 1, amountSat?: bigint): Promise<{ blocks: number; onchainSat: bigint }> {
     const { chain } = this.svc();
     if (this.network !== "regtest" || typeof (chain as Partial<DevChain>).mine !== "function")
       throw new WalletError(
@@ -465,6 +474,26 @@ export class Wallet {
       );
     const dev = chain as DevChain;
     const script = p2wpkhScript(await this.fundingKey(0, "receive"));
+    if (amountSat !== undefined) {
+      const have = (await this.balance()).onchainSat;
+      let tip = await dev.tipHeight();
+      let sum = 0n;
+      blocks = 0;
+      while (have + sum < amountSat) {
+        tip++;
+        const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
+        const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
+        if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
+          throw new WalletError(
+            "FAUCET_LIMIT",
+            `${FAUCET_MAX_BLOCKS} coinbases at this height pay ${have + sum} sat at most, less than ${amountSat} sat`,
+            "precondition",
+          );
+        sum += subsidy;
+        blocks++;
+      }
+      if (blocks === 0) return { blocks, onchainSat: have };
+    }
     this.progress("mining", { blocks: blocks + COINBASE_MATURITY });
     await dev.mine(blocks, script);
     await dev.mine(COINBASE_MATURITY);

@@ -115,6 +115,7 @@ test("usage errors exit with 2 and say what is wrong", async () => {
     [["coins", "--wait"], /--wait does not apply to coins/],
     [["coins", "--frobnicate"], /Unknown option '--frobnicate'/],
     [["deposit", "0.01"], /"0\.01" has no unit: write 0\.01btc/],
+    [["faucet", "--blocks", "1", "--amount", "1btc"], /--blocks or --amount, not both/],
   ] as const) {
     const r = await wallet([...args]);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
@@ -170,6 +171,15 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.equal(info.trust.pcrReleases.length, 1);
 
   assert.equal((await wallet(["faucet", ...A])).code, 0);
+  // Until the wallet holds the amount: as many coinbases as that takes at this height's subsidy.
+  const topped = await wallet(["faucet", "--amount", "30btc", ...A, "--json"]);
+  assert.equal(topped.code, 0, topped.stderr);
+  assert.ok(BigInt(json(topped).onchainSat) >= 3_000_000_000n, topped.stdout);
+  assert.ok(json(topped).blocks > 1, topped.stdout);
+  assert.equal(
+    (await wallet(["faucet", "--amount", "1btc", ...A, "--json"])).stdout.includes('"blocks":0'),
+    true,
+  );
   // The amount is checked against the dust limit and the SE's range before any proof of work or key generation.
   for (const [amount, message] of [
     ["100", /below the dust limit \(330 sat\).*\[AMOUNT_DUST\]/],
