@@ -1,22 +1,25 @@
 // The `se` command: `se start` runs the statechain entity, `se status` asks a running one how it is.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import { BitcoindChain } from "../chain/bitcoind.ts";
+import { RegtestNode } from "../chain/regtest-node.ts";
 import { didYouMean } from "../client/suggest.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
 import { StatechainServiceClient } from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
 import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
+import { lockDataDir } from "./datadir-lock.ts";
 import { createLogger } from "./log.ts";
 import { type RunningSe, startSe } from "./main.ts";
 
 const HELP = `se — enclave-backed Mercury statechain entity
 
 Usage:
-  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>] [--json]
+  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
+            [--chain-only] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
   se --help
@@ -39,6 +42,7 @@ Options:
   --data-dir <dir>       where the SE keeps its files (default .data/simulator)
   --port <n>             public gRPC port (default 50051; 0 picks a free port)
   --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
+  --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
   --log-level <level>    trace | debug | info | warn | error | silent
   --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
@@ -89,6 +93,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
+  if (values["chain-only"]) return startChainOnly(cfg, Boolean(values.json));
   const log = createLogger(cfg.log.level, cfg.log.file);
   const started = Date.now();
   let se: RunningSe;
@@ -152,6 +157,59 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** `se start --chain-only`: the simulator's regtest chain and its RPC alone, for wallets and tools. */
+async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
+  if (cfg.chain.backend !== "embedded")
+    fail("--chain-only runs the embedded regtest chain: chain.backend is not embedded");
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  let lock: ReturnType<typeof lockDataDir>;
+  try {
+    lock = lockDataDir(cfg.dataDir);
+  } catch (err) {
+    fail(`could not start: ${(err as Error).message}`, 1);
+  }
+  let node: RegtestNode;
+  try {
+    node = await RegtestNode.start({
+      dataDir: path.join(cfg.dataDir, "regtest"),
+      rpcPort: cfg.chain.rpcPort,
+      initialBlocks: cfg.chain.initialBlocks,
+    });
+  } catch (err) {
+    lock.release();
+    fail(`could not start the chain: ${(err as Error).message}`, 1);
+  }
+  const rpcFile = path.join(cfg.dataDir, "bitcoin-rpc.json");
+  writeFileSync(rpcFile, `${JSON.stringify(node.rpc, null, 2)}\n`, { mode: 0o600 });
+  node.startIntervalMining(cfg.chain.mineIntervalMs, (err) =>
+    process.stderr.write(`se: mining failed: ${err.message}\n`),
+  );
+  if (json)
+    process.stdout.write(
+      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir })}\n`,
+    );
+  else
+    process.stdout.write(
+      [
+        "",
+        "  Regtest chain running (chain only: no enclave, no SE API)",
+        "",
+        `  regtest chain  height ${node.height()}, bitcoind-compatible RPC ${node.rpc.url} (credentials in ${rpcFile})`,
+        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n> --data-dir ${cfg.dataDir}\`)`,
+        "  Ctrl-C stops it.",
+        "",
+        "",
+      ].join("\n"),
+    );
+  const stop = async () => {
+    await node.close().catch(() => {});
+    lock.release();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
 }
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
@@ -289,6 +347,7 @@ async function main(): Promise<void> {
         "data-dir": { type: "string" },
         port: { type: "string" },
         "mine-interval": { type: "string" },
+        "chain-only": { type: "boolean", default: false },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
         "tls-ca": { type: "string" },
