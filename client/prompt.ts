@@ -2,6 +2,8 @@
 // line of a piped stdin. Never waits silently: a terminal always gets a prompt, and an ended input is an error
 // the caller can explain, not an unsettled promise.
 
+import { StringDecoder } from "node:string_decoder";
+
 /** Ctrl-C at a prompt. */
 export class PromptCancelled extends Error {
   override name = "PromptCancelled";
@@ -45,6 +47,8 @@ export function readTerminalLine(
   const echo = opts.echo ?? false;
   return new Promise<string>((resolve, reject) => {
     const chars: string[] = [];
+    // A character split across two reads is decoded whole.
+    const decoder = new StringDecoder("utf8");
     // 0: text, 1: after ESC, 2: inside a CSI/SS3 sequence (until its final byte).
     let esc = 0;
     const wasRaw = Boolean(input.isRaw);
@@ -60,7 +64,7 @@ export function readTerminalLine(
     };
     const onEnd = () => done(chars.length ? undefined : new PromptEnded());
     const onData = (chunk: Buffer | string) => {
-      for (const ch of typeof chunk === "string" ? chunk : chunk.toString("utf8")) {
+      for (const ch of typeof chunk === "string" ? chunk : decoder.write(chunk)) {
         if (esc === 1) {
           esc = ch === "[" || ch === "O" ? 2 : 0;
           continue;
@@ -125,6 +129,7 @@ export interface LineInput {
 export function lineReader(input: LineInput): () => Promise<string | undefined> {
   let buffered = "";
   let ended = false;
+  const decoder = new StringDecoder("utf8");
   let waiting: (() => void) | undefined;
   const wake = () => {
     const w = waiting;
@@ -136,7 +141,7 @@ export function lineReader(input: LineInput): () => Promise<string | undefined> 
     if (attached) return;
     attached = true;
     input.on("data", (chunk) => {
-      buffered += typeof chunk === "string" ? chunk : chunk.toString("utf8");
+      buffered += typeof chunk === "string" ? chunk : decoder.write(chunk);
       if (buffered.includes("\n")) input.pause();
       wake();
     });

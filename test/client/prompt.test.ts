@@ -197,3 +197,18 @@ test("on a terminal restore asks the passphrase twice, then the mnemonic, none o
   assert.ok(!r.output.includes(PASSPHRASE));
   assert.equal(existsSync(file), true);
 });
+
+test("a character split across two reads is read whole", async () => {
+  const euro = Buffer.from("€", "utf8");
+  const input = fakeTty();
+  const p = readTerminalLine(input, { write: () => {} }, "");
+  input.write(euro.subarray(0, 1));
+  input.write(Buffer.concat([euro.subarray(1), Buffer.from("uro\r")]));
+  assert.equal(await p, "€uro");
+  const piped = new PassThrough();
+  const next = lineReader(piped);
+  const line = next();
+  piped.write(euro.subarray(0, 2));
+  piped.write(Buffer.concat([euro.subarray(2), Buffer.from("\n")]));
+  assert.equal(await line, "€");
+});
