@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { credentials, status as grpcStatus, Metadata } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import { BitcoindChain } from "../chain/bitcoind.ts";
 import { RegtestNode } from "../chain/regtest-node.ts";
@@ -262,11 +262,15 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
     }
     process.exitCode = res.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
   } catch (err) {
+    // grpc-js says "14 UNAVAILABLE: …": the status by name only, and without its empty "Resolution note:".
+    const e = err as Error & { code?: number; details?: string };
+    const message =
+      typeof e.code === "number"
+        ? `${grpcStatus[e.code] ?? e.code}: ${(e.details || e.message).replace(/\s*Resolution note:\s*$/, "")}`
+        : e.message;
     if (values.json)
-      process.stdout.write(
-        `${JSON.stringify({ endpoint, status: "UNREACHABLE", error: (err as Error).message })}\n`,
-      );
-    else process.stderr.write(`se: no SE answering at ${endpoint}: ${(err as Error).message}\n`);
+      process.stdout.write(`${JSON.stringify({ endpoint, status: "UNREACHABLE", error: message })}\n`);
+    else process.stderr.write(`se: no SE answering at ${endpoint}: ${message}\n`);
     process.exitCode = 1;
   } finally {
     health.close();
