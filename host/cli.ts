@@ -132,7 +132,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       ...(await pcrLines(se)),
       `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.regtest?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
       `  metrics        http://${cfg.metrics.host}:${se.metricsPort}/metrics (Prometheus)`,
-      `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}`,
+      `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}${se.regtest ? `; more now: \`npx se mine <n>${cfg.dataDir === path.resolve(".data/simulator") ? "" : ` --data-dir ${cfg.dataDir}`}\`` : ""}`,
       `  data dir       ${cfg.dataDir}`,
       "",
       `  Next: \`npx se status --endpoint ${cfg.grpc.host}:${se.port}\` in another terminal, \`npm test\` for the suite,`,
