@@ -291,11 +291,24 @@ class Session {
 
   /** A line typed at `prompt` (terminal) or read from stdin; PromptEnded becomes a usage error naming `what`. */
   private async ask(prompt: string, what: string, secret = true): Promise<string | undefined> {
+    // Off a terminal there is no prompt to show: a stdin that gives nothing for a second is told what it is for.
+    const hint = this.io.stdinIsTTY
+      ? undefined
+      : setTimeout(
+          () =>
+            this.io.stderr(
+              `wallet: waiting for the ${what} on stdin (or give ${what === "mnemonic" ? "--mnemonic-file" : "--passphrase-file or WALLET_PASSPHRASE"})\n`,
+            ),
+          1000,
+        );
+    hint?.unref();
     try {
       return await this.io.readLine(prompt, { secret });
     } catch (e) {
       if (e instanceof PromptEnded) throw new UsageError(`no ${what} entered (input ended)`);
       throw e;
+    } finally {
+      clearTimeout(hint);
     }
   }
 

@@ -135,7 +135,7 @@ test("on a terminal: create asks twice and refuses a mismatch; Ctrl-D and Ctrl-C
   assert.match(cancel.output, /wallet: cancelled/);
 });
 
-function piped(args: string[], input: string | undefined, end: boolean) {
+function piped(args: string[], input: string | undefined, end: boolean, later?: string) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, [WALLET, ...args], {
       cwd: ROOT,
@@ -149,6 +149,7 @@ function piped(args: string[], input: string | undefined, end: boolean) {
     if (child.stdin) {
       child.stdin.write(input ?? "");
       if (end) child.stdin.end();
+      if (later !== undefined) child.stderr!.once("data", () => child.stdin!.write(later));
     }
     child.on("exit", (code) => {
       child.stdin?.destroy();
@@ -163,6 +164,13 @@ test("off a terminal: the first line of stdin, without waiting for its end; an e
   const open = await piped(["coins", "--wallet", file], `${PASSPHRASE}\n`, false);
   assert.equal(open.code, 0, open.stderr);
   assert.match(open.stdout, /no coins yet/);
+  // A stdin that gives nothing is told, after a second, what it is waiting for.
+  const slow = await piped(["coins", "--wallet", file], "", false, `${PASSPHRASE}\n`);
+  assert.equal(slow.code, 0, slow.stderr);
+  assert.match(
+    slow.stderr,
+    /waiting for the passphrase on stdin \(or give --passphrase-file or WALLET_PASSPHRASE\)/,
+  );
   const empty = await piped(["coins", "--wallet", file], undefined, true);
   assert.equal(empty.code, 2);
   assert.match(empty.stderr, /no passphrase: .*--passphrase-file <file>, set WALLET_PASSPHRASE/);
