@@ -624,7 +624,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       trust,
       feeRateSatVb: positiveNumber(v["fee-rate"], "--fee-rate", 2),
       mainstayKey: await s.mainstayKey(wallet),
-      onProgress: s.progress.onProgress,
+      // Waits for blocks say the network: an ETA at its block interval, on regtest how to mine them.
+      onProgress: (event, detail) =>
+        s.progress.onProgress(
+          event,
+          event === "confirmations" ? { network: wallet.network, ...detail } : detail,
+        ),
     });
     const wait = {
       pollMs: positiveNumber(v["poll-ms"], "--poll-ms", 5000),

@@ -125,7 +125,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
         // Dropped from the mempool (or never relayed): send it again.
         await broadcastIdempotent(o.chain, coin.kickoffTx!);
       }
-      progress("confirmations", { tx: "kick-off", have: 0, need: 1 });
+      progress("confirmations", { tx: "kick-off", have: 0, need: 1, network: o.chain.network });
       if (o.noWait) return state;
       await pause();
     }
@@ -166,7 +166,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
         break;
       }
       if (!st) await broadcastBackup(o.chain, coin.backupTx, state.backupTxid);
-      progress("confirmations", { tx: "backup", have: 0, need: 1 });
+      progress("confirmations", { tx: "backup", have: 0, need: 1, network: o.chain.network });
       if (o.noWait) return state;
       await pause();
     }

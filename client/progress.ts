@@ -116,10 +116,13 @@ export function progressPrinter(sink: ProgressSink): { onProgress: ProgressFn; e
     if (event === "confirmations") {
       const have = Number(detail.have ?? 0);
       const need = Number(detail.need ?? 1);
+      const left = need - have;
+      const mine =
+        detail.network === "regtest" && left > 0 ? ` (regtest: \`npx se mine ${left}\` mines them)` : "";
       barLine(
         `confirmations ${detail.tx ?? ""}`,
         need > 0 ? have / need : 1,
-        `  ${detail.tx ? `${detail.tx} ` : ""}confirmations ${bar(have, need)} ${have}/${need}`,
+        `  ${detail.tx ? `${detail.tx} ` : ""}confirmations ${bar(have, need)} ${have}/${need}${mine}`,
       );
       return;
     }

@@ -179,3 +179,14 @@ test("waiting for blocks: an ETA at the network's block interval, and on regtest
   assert.equal(durationText(30), "under a minute");
   assert.equal(durationText(3 * 86_400), "about 3 days");
 });
+
+test("waiting for confirmations on regtest says how to mine them", () => {
+  const lines: string[] = [];
+  const p = progressPrinter({ write: (s) => lines.push(s), tty: false, json: false });
+  p.onProgress("confirmations", { have: 0, need: 2, network: "regtest" });
+  p.onProgress("confirmations", { have: 2, need: 2, network: "regtest" });
+  p.onProgress("confirmations", { tx: "backup", have: 0, need: 1, network: "bitcoin" });
+  assert.match(lines[0]!, /0\/2 \(regtest: `npx se mine 2` mines them\)\n$/);
+  assert.match(lines[1]!, /2\/2\n$/);
+  assert.match(lines[2]!, /backup confirmations .* 0\/1\n$/);
+});
