@@ -73,7 +73,7 @@ Options:
   --wait                    receive: poll until a transfer arrives
   --confirm                 trust-simulator: really trust it; --forget removes the trust
   --json                    machine-readable output (progress as JSON lines on stderr)
-  -h, --help                this text, or a command's with \`wallet <command> --help\` or \`wallet help <command>\`
+  -h, --help                this text, or a command's: \`wallet <command> --help\`, \`wallet help <command>\`
   -V, --version             the wallet's version
 
 Exit status: 0 ok, 1 refused or failed, 2 usage.
