@@ -27,8 +27,10 @@ Options:
   --max-age <seconds>  maximum age of the document (default 10800)
   --json               print one JSON object: valid, simulator, checks, failures, document
   -h, --help           this text
+  -V, --version        the version
 
-Exit status: 0 valid, 1 invalid, 2 usage or read error.
+Exit status: 0 valid, 1 invalid (also an input that is no document: empty, or neither CBOR, hex nor base64),
+2 usage or read error.
 `;
 
 export interface CliIo {
@@ -46,6 +48,23 @@ export const processIo: CliIo = {
 };
 
 class UsageError extends Error {}
+
+/** The input holds no attestation document (empty, or bytes of no known form): invalid, exit 1. */
+class InvalidInputError extends Error {}
+
+const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+
+/** What an input that is no document is, in words: empty, text of no known encoding, or binary. */
+function notADocument(input: Buffer, name: string): string {
+  if (input.toString("latin1").trim() === "") return `${name} is empty: it holds no attestation document`;
+  const head = input.subarray(0, 8).toString("hex").replace(/(..)/g, "$1 ").trim();
+  const printable = input
+    .subarray(0, 256)
+    .every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
+  return printable
+    ? `${name} is not an attestation document: text that is neither hex nor base64 of a COSE_Sign1 document`
+    : `${name} is not an attestation document: binary that is not CBOR COSE_Sign1 (it starts ${head}; a document starts 84 or d2 84)`;
+}
 
 /** Raw bytes are recognised by their first byte (0x84 untagged, 0xd2 tag 18); text as hex, then base64. */
 export function decodeInput(input: Buffer, format: string): Uint8Array {
@@ -208,10 +227,15 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
         "max-age": { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "V", default: false },
       },
     });
     if (values.help) {
       io.stdout(HELP);
+      return 0;
+    }
+    if (values.version) {
+      io.stdout(`verify-attestation ${VERSION}\n`);
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError("give exactly one document file (or - for stdin)");
@@ -219,12 +243,34 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
       try {
         return p === "-" ? io.readStdin() : io.readFile(p);
       } catch (e) {
-        throw new UsageError(
-          `cannot read ${what} ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-        );
+        const code = (e as NodeJS.ErrnoException).code;
+        const why =
+          code === "ENOENT"
+            ? "ENOENT: no such file"
+            : code === "EISDIR"
+              ? "EISDIR: a directory, not a file"
+              : code === "EACCES"
+                ? "EACCES: permission denied"
+                : (code ?? (e as Error).message);
+        throw new UsageError(`cannot read ${what} ${p}: ${why}`);
       }
     };
-    const doc = decodeInput(read(positionals[0]!, "document"), values.format!);
+    const name = positionals[0] === "-" ? "stdin" : positionals[0]!;
+    const input = read(positionals[0]!, "document");
+    let doc: Uint8Array;
+    try {
+      if (input.toString("latin1").trim() === "") throw new InvalidInputError(notADocument(input, name));
+      doc = decodeInput(input, values.format!);
+    } catch (e) {
+      // An explicit --format that does not fit stays a usage error; in auto mode the input is what is wrong.
+      if (!(e instanceof InvalidInputError) && (values.format !== "auto" || !(e instanceof UsageError)))
+        throw e;
+      const message = e instanceof InvalidInputError ? e.message : notADocument(input, name);
+      if (values.json)
+        io.stdout(`${JSON.stringify({ valid: false, failures: [{ check: "input", message }] })}\n`);
+      io.stderr(`verify-attestation: ${message}\n`);
+      return 1;
+    }
     const opts: VerifyOptions = { allowDebug: values["allow-debug"] };
     if (values.at !== undefined) opts.at = parseTime(values.at);
     if (values.pcrs !== undefined) {

@@ -2,7 +2,51 @@
 // and mempool rules, mining on demand and optionally on an interval. Its bitcoind-compatible JSON-RPC server
 // listens on loopback so wallets and tools can use it like a local bitcoind.
 import { randomBytes } from "node:crypto";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bech32, bech32m, createBase58check } from "@scure/base";
 import bcoin from "bcoin";
+
+const base58check = createBase58check(sha256);
+/** bitcoind's regtest base58 version bytes → bcoin's (P2PKH 0x6f → 0x3c, P2SH 0xc4 → 0x26). */
+const BASE58_VERSIONS = new Map([
+  [0x6f, 0x3c],
+  [0xc4, 0x26],
+]);
+
+/**
+ * A bitcoind regtest address in bcoin's regtest spelling ("bcrt1…" → "rb1…", "m…"/"n…" → "R…", "2…" → bcoin's
+ * P2SH prefix); anything else unchanged. The script it stands for is the same: only the prefix differs.
+ */
+export function bcoinRegtestAddress(text: string): string {
+  if (/^bcrt1/i.test(text)) {
+    for (const coder of [bech32, bech32m]) {
+      try {
+        const { words } = coder.decode(text as `${string}1${string}`, 1023);
+        // A version 0 program is bech32, a later one bech32m (BIP350): keep the variant it decoded with.
+        if ((words[0] === 0) === (coder === bech32)) return coder.encode("rb", words, 1023);
+      } catch {}
+    }
+    return text;
+  }
+  if (/^[mn2][1-9A-HJ-NP-Za-km-z]{25,34}$/.test(text)) {
+    try {
+      const payload = base58check.decode(text);
+      const version = BASE58_VERSIONS.get(payload[0]!);
+      if (payload.length === 21 && version !== undefined)
+        return base58check.encode(Uint8Array.from([version, ...payload.subarray(1)]));
+    } catch {}
+  }
+  return text;
+}
+
+/** RPC parameters with every bitcoind regtest address (values, and object keys as in createrawtransaction) in bcoin's spelling. */
+function bcoinParams(v: unknown): unknown {
+  if (typeof v === "string") return bcoinRegtestAddress(v);
+  if (Array.isArray(v)) return v.map(bcoinParams);
+  if (v && typeof v === "object")
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [bcoinRegtestAddress(k), bcoinParams(x)]));
+  return v;
+}
 
 export interface RegtestNodeOptions {
   /** Unused by the in-memory node; kept for the callers' call shape. */
@@ -61,6 +105,11 @@ export class RegtestNode {
       apiKey,
     });
     await node.open();
+    // bitcoind-compatible means taking bitcoind's regtest addresses ("bcrt1…", what wallets print) too, not only
+    // bcoin's own ("rb1…"): the RPC server converts them before bcoin parses the call.
+    const execute = node.rpc.execute.bind(node.rpc);
+    node.rpc.execute = (json: { method: string; params?: unknown }, help?: boolean) =>
+      execute({ ...json, params: bcoinParams(json.params) }, help);
     const port: number = node.http.address().port;
     const self = new RegtestNode(node, {
       url: `http://${opts.rpcHost ?? "127.0.0.1"}:${port}/`,

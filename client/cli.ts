@@ -1,9 +1,8 @@
 // The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
 // the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { loadPcrPolicy, type PcrPolicy } from "../attestation/pcr-policy.ts";
 import { pemToDer, sha256Hex } from "../attestation/roots.ts";
@@ -17,9 +16,16 @@ import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
 import type { AttestationTrust } from "./owner.ts";
 import { progressPrinter } from "./progress.ts";
+import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
 import { SeClient, SeError } from "./se-client.ts";
+import { WalletFileError } from "./store.ts";
+import { didYouMean } from "./suggest.ts";
 import type { VerifyReport } from "./verify.ts";
 import { type CoinSummary, type ReceiveResult, Wallet, WalletError } from "./wallet.ts";
+
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+).version;
 
 export const HELP = `wallet — an owner's statechain wallet that verifies everything
 
@@ -27,11 +33,11 @@ Usage: wallet <command> [arguments] [options]
 
 Commands:
   create                    make a new wallet (prints its 24-word mnemonic once: write it down)
-  restore                   rebuild a wallet from its mnemonic (read from --mnemonic-file or stdin)
+  restore                   rebuild a wallet from its mnemonic (--mnemonic-file, a prompt, or stdin)
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
-  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator)
+  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator); --amount a: until it holds a
   deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc)
   coins                     the wallet's coins with their state and backup locks
   send <coin> <address>     hand a coin to the owner of a receive address
@@ -45,7 +51,8 @@ A <coin> is its number in \`wallet coins\`, its statechain id (txid:vout) or a t
 
 Options:
   --wallet <file>           wallet file (default $WALLET_FILE or ~/.statechain/wallet.sqlite)
-  --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else the first line of stdin)
+  --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else a prompt on a terminal
+                            with the echo off, else the first line of stdin)
   --se <host:port>          the SE (default $WALLET_SE, the wallet's setting, or 127.0.0.1:50051)
   --network <name>          create/restore: bitcoin, testnet, signet or regtest (default regtest)
   --se-data-dir <dir>       simulator data dir for chain access (default $SE_DATA_DIR or .data/simulator)
@@ -63,12 +70,14 @@ Options:
   --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
   --mnemonic-file <file>    restore: the mnemonic
   --blocks <n>              faucet: coinbases to mine (default 1)
+  --amount <amount>         faucet: mine until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
   --new, --onchain          address: see above
   --wait                    receive: poll until a transfer arrives
   --confirm                 trust-simulator: really trust it; --forget removes the trust
   --json                    machine-readable output (progress as JSON lines on stderr)
-  -h, --help                this text, or a command's with \`wallet <command> --help\`
+  -h, --help                this text, or a command's: \`wallet <command> --help\`, \`wallet help <command>\`
+  -V, --version             the wallet's version
 
 Exit status: 0 ok, 1 refused or failed, 2 usage.
 `;
@@ -80,15 +89,16 @@ const COMMAND_HELP: Record<string, string> = {
   (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and unclaimed transfers, but not
   coins already received (their two-party shares are random and live only in the wallet file).`,
   restore: `wallet restore [--mnemonic-file <file>] [--network regtest]
-  Rebuilds a wallet from its mnemonic (from the file, or stdin after the passphrase line). \`wallet receive\`
-  then collects transfers sent to its first ${20} addresses.`,
+  Rebuilds a wallet from its mnemonic (from the file, typed at a prompt with the echo off, or stdin after the
+  passphrase line). \`wallet receive\` then collects transfers sent to its first ${20} addresses.`,
   address: `wallet address [--new] [--onchain]
   A receive address (bech32m over version 0, proof key C, backup key B; "rsc1…" on regtest). The same unused
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
   that funds deposits.`,
   info: "wallet info\n  The wallet file, network, SE, chain tip, balances and the attestation trust in force.",
-  faucet:
-    "wallet faucet [--blocks n]\n  Regtest (simulator) only: mines n coinbases to the wallet and 100 blocks to mature them.",
+  faucet: `wallet faucet [--blocks n | --amount a]
+  Regtest (simulator) only: mines n coinbases to the wallet (or, with --amount, as many as it takes for the wallet
+  to hold that much on chain) and 100 blocks to mature them.`,
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
   coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
@@ -103,9 +113,11 @@ const COMMAND_HELP: Record<string, string> = {
   publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.`,
   withdraw:
     "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
-  exit: `wallet exit <coin> [--no-wait]
+  exit: `wallet exit <coin> [--no-wait] [--timeout s]
   Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
-  then the backup after its relative lock). Resumable: run it again to continue.`,
+  then the backup after its relative lock), showing the blocks left and an ETA at the block interval. On regtest
+  blocks come when mined: \`npx se mine <n>\` mines them on the simulator. Resumable: after --timeout (exit
+  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue.`,
   verify:
     "wallet verify <coin> [--allow-unpublished]\n  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless --allow-unpublished).",
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
@@ -119,7 +131,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   restore: ["network", "mnemonic-file", "scrypt-n"],
   address: ["new", "onchain"],
   info: [],
-  faucet: ["blocks"],
+  faucet: ["blocks", "amount"],
   deposit: ["no-wait", "token"],
   coins: [],
   send: [],
@@ -139,6 +151,7 @@ const POSITIONALS: Record<string, string[]> = {
 };
 
 const GLOBAL_OPTIONS = [
+  "version",
   "wallet",
   "passphrase-file",
   "se",
@@ -163,28 +176,27 @@ export interface CliIo {
   stderr: (s: string) => void;
   stderrIsTTY: boolean;
   stdinIsTTY: boolean;
-  /** Lines of stdin: all of it when piped, `count` lines typed on a terminal. */
-  stdinLines: (count: number, prompt: string) => Promise<string[]>;
+  /**
+   * One line of input: on a terminal, typed after `prompt` (not echoed when `secret`; Ctrl-D rejects with
+   * PromptEnded, Ctrl-C with PromptCancelled); otherwise the next line of stdin, undefined once it has ended.
+   */
+  readLine: (prompt: string, opts: { secret: boolean }) => Promise<string | undefined>;
   env: NodeJS.ProcessEnv;
   cwd: string;
 }
+
+let stdinReader: (() => Promise<string | undefined>) | undefined;
 
 export const processIo: CliIo = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
   stderrIsTTY: Boolean(process.stderr.isTTY),
   stdinIsTTY: Boolean(process.stdin.isTTY),
-  async stdinLines(count, prompt) {
-    if (!process.stdin.isTTY) return readFileSync(0, "utf8").split(/\r?\n/);
-    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-    const lines: string[] = [];
-    try {
-      for (let i = 0; i < count; i++)
-        lines.push(await new Promise<string>((resolve) => rl.question(i === 0 ? prompt : "", resolve)));
-    } finally {
-      rl.close();
-    }
-    return lines;
+  readLine(prompt, opts) {
+    if (process.stdin.isTTY)
+      return readTerminalLine(process.stdin, process.stderr, prompt, { echo: !opts.secret });
+    stdinReader ??= lineReader(process.stdin);
+    return stdinReader();
   },
   env: process.env,
   cwd: process.cwd(),
@@ -216,9 +228,23 @@ const toJson = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigin
 export function parseAmount(text: string): bigint {
   const t = text.trim().toLowerCase();
   const btc = /^(\d+)(?:\.(\d{1,8}))?\s*btc$/.exec(t);
-  if (btc) return BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? "").padEnd(8, "0") || "0");
   const sat = /^(\d+)\s*(?:sats?)?$/.exec(t);
-  if (sat) return BigInt(sat[1]!);
+  const n = btc
+    ? BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? "").padEnd(8, "0") || "0")
+    : sat
+      ? BigInt(sat[1]!)
+      : undefined;
+  if (n === 0n) throw new UsageError(`"${text}" is zero: an amount must be positive`);
+  if (n !== undefined) return n;
+  if (t.startsWith("-")) throw new UsageError(`"${text}" is negative: an amount must be positive`);
+  // A bare decimal is most likely bitcoin, but a unit guessed wrong moves a hundred million times the amount.
+  const decimal = /^(\d*)\.(\d+)$/.exec(t);
+  if (decimal && decimal[2]!.length <= 8) {
+    const sats = BigInt(decimal[1] || "0") * 100_000_000n + BigInt(decimal[2]!.padEnd(8, "0"));
+    throw new UsageError(
+      `"${text}" has no unit: write ${text}btc for bitcoin (${sats} sat), or satoshis as a whole number`,
+    );
+  }
   throw new UsageError(`"${text}" is not an amount (satoshis, like 100000, or bitcoin, like 0.001btc)`);
 }
 
@@ -272,41 +298,93 @@ class Session {
     return path.resolve(this.io.cwd, f ?? path.join(homedir(), ".statechain", "wallet.sqlite"));
   }
 
-  private stdinLines: string[] | undefined;
-
-  private async stdin(count: number, prompt: string): Promise<string[]> {
-    this.stdinLines ??= await this.io.stdinLines(count, prompt);
-    return this.stdinLines;
+  /** A line typed at `prompt` (terminal) or read from stdin; PromptEnded becomes a usage error naming `what`. */
+  private async ask(prompt: string, what: string, secret = true): Promise<string | undefined> {
+    // Off a terminal there is no prompt to show: a stdin that gives nothing for a second is told what it is for.
+    const hint = this.io.stdinIsTTY
+      ? undefined
+      : setTimeout(
+          () =>
+            this.io.stderr(
+              `wallet: waiting for the ${what} on stdin (or give ${what === "mnemonic" ? "--mnemonic-file" : "--passphrase-file or WALLET_PASSPHRASE"})\n`,
+            ),
+          1000,
+        );
+    hint?.unref();
+    try {
+      return await this.io.readLine(prompt, { secret });
+    } catch (e) {
+      if (e instanceof PromptEnded) throw new UsageError(`no ${what} entered (input ended)`);
+      throw e;
+    } finally {
+      clearTimeout(hint);
+    }
   }
 
-  async passphrase(): Promise<string> {
+  /**
+   * The passphrase: --passphrase-file, else $WALLET_PASSPHRASE, else typed at a prompt with the echo off (twice
+   * for a new wallet, `confirm`), else the first line of a piped stdin.
+   */
+  async passphrase(opts: { confirm?: boolean } = {}): Promise<string> {
     let p: string | undefined;
     if (this.v["passphrase-file"])
       p = readText(this.v["passphrase-file"] as string, this.io.cwd).split(/\r?\n/)[0];
     else if (this.io.env.WALLET_PASSPHRASE) p = this.io.env.WALLET_PASSPHRASE;
-    else p = (await this.stdin(2, "wallet passphrase: "))[0];
+    else if (this.io.stdinIsTTY) {
+      p = await this.ask(
+        opts.confirm ? "passphrase for the new wallet (not shown): " : "wallet passphrase (not shown): ",
+        "passphrase",
+      );
+      if (p && opts.confirm) {
+        if (p.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
+        const again = await this.ask("the same passphrase again: ", "passphrase");
+        if (again !== p) throw new UsageError("the two passphrases differ; nothing was created");
+      }
+    } else p = await this.ask("", "passphrase");
     if (!p)
-      throw new UsageError("no passphrase: give --passphrase-file, WALLET_PASSPHRASE, or a line on stdin");
+      throw new UsageError(
+        this.io.stdinIsTTY
+          ? "no passphrase entered"
+          : "no passphrase: stdin is not a terminal and gave no line; give --passphrase-file <file>, set WALLET_PASSPHRASE, or pipe the passphrase as the first line of stdin",
+      );
     return p;
   }
 
+  /** restore's mnemonic: --mnemonic-file, else typed at a prompt (echo off), else the rest of stdin. */
   async mnemonicInput(): Promise<string> {
     if (this.v["mnemonic-file"]) return readText(this.v["mnemonic-file"] as string, this.io.cwd);
-    const lines = await this.stdin(2, "wallet passphrase: ");
-    // The passphrase took the first line unless it came from a file or the environment.
-    const fromStdin = !this.v["passphrase-file"] && !this.io.env.WALLET_PASSPHRASE;
-    const rest = (fromStdin ? lines.slice(1) : lines).join(" ").trim();
-    if (!rest) throw new UsageError("no mnemonic: give --mnemonic-file, or the words on stdin");
+    const words: string[] = [];
+    if (this.io.stdinIsTTY)
+      words.push((await this.ask("mnemonic (the words separated by spaces; not shown): ", "mnemonic")) ?? "");
+    else
+      for (
+        let line = await this.ask("", "mnemonic");
+        line !== undefined;
+        line = await this.ask("", "mnemonic")
+      )
+        words.push(line);
+    const rest = words.join(" ").trim();
+    if (!rest)
+      throw new UsageError(
+        "no mnemonic: give --mnemonic-file <file>, or the words on stdin (after the passphrase line unless the passphrase comes from --passphrase-file or WALLET_PASSPHRASE)",
+      );
     return rest;
   }
 
+  /** Where the SE's address came from, for the message when it cannot be reached. */
+  endpointSource = "the default";
+
   async endpoint(wallet?: Wallet): Promise<string> {
-    return (
-      (this.v.se as string | undefined) ??
-      this.io.env.WALLET_SE ??
-      (wallet ? await wallet.getConfig<string>("se") : undefined) ??
-      "127.0.0.1:50051"
-    );
+    const stored = wallet ? await wallet.getConfig<string>("se") : undefined;
+    const [endpoint, source] = this.v.se
+      ? [this.v.se as string, "--se"]
+      : this.io.env.WALLET_SE
+        ? [this.io.env.WALLET_SE, "WALLET_SE"]
+        : stored
+          ? [stored, "the wallet's setting"]
+          : ["127.0.0.1:50051", "the default"];
+    this.endpointSource = source;
+    return endpoint;
   }
 
   seClient(endpoint: string): SeClient {
@@ -484,11 +562,23 @@ function verifyText(r: VerifyReport): string {
 async function run(s: Session, command: string, args: string[]): Promise<number> {
   const v = s.v;
   const file = s.walletFile();
+  // Arguments are checked before any passphrase is asked or any file opened.
+  const amount = command === "deposit" ? parseAmount(args[0]!) : 0n;
+  if (command === "faucet" && v.blocks !== undefined && v.amount !== undefined)
+    throw new UsageError("faucet takes --blocks or --amount, not both");
+  const faucetAmount =
+    command === "faucet" && v.amount !== undefined ? parseAmount(v.amount as string) : undefined;
   if (command === "create" || command === "restore") {
     const network = ((v.network as string) ?? "regtest") as WalletNetwork;
     if (!["bitcoin", "testnet", "signet", "regtest"].includes(network))
       throw new UsageError(`unknown network "${network}" (bitcoin, testnet, signet or regtest)`);
-    const passphrase = await s.passphrase();
+    if (existsSync(file))
+      throw new WalletFileError(
+        "WALLET_EXISTS",
+        `${file} already exists; it is not overwritten`,
+        "precondition",
+      );
+    const passphrase = await s.passphrase({ confirm: true });
     if (passphrase.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
     const mnemonic = command === "restore" ? await s.mnemonicInput() : undefined;
     const { wallet, mnemonic: words } = await Wallet.create({
@@ -529,6 +619,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     return 0;
   }
 
+  if (!existsSync(file))
+    throw new WalletFileError(
+      "NO_WALLET",
+      `no wallet at ${file} (create one with \`wallet create\`, or pass --wallet)`,
+      "not_found",
+    );
   const wallet = await Wallet.open(file, await s.passphrase());
   try {
     if (command === "address") {
@@ -557,7 +653,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       mainstayKey: await s.mainstayKey(wallet),
       mainstaySlot: await s.mainstaySlot(wallet),
       allowUnpublished: Boolean(v["allow-unpublished"]),
-      onProgress: s.progress.onProgress,
+      // Waits for blocks say the network: an ETA at its block interval, on regtest how to mine them.
+      onProgress: (event, detail) =>
+        s.progress.onProgress(
+          event,
+          event === "confirmations" ? { network: wallet.network, ...detail } : detail,
+        ),
     });
     const wait = {
       pollMs: positiveNumber(v["poll-ms"], "--poll-ms", 5000),
@@ -598,7 +699,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         s.out(
           [
             `wallet   ${file} (${wallet.network})`,
-            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${(info as Error).message}`}`,
+            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${info instanceof SeError && info.unreachable ? `${info.message}\n         ${unreachableHint(endpoint).trim().replace(/\n\s*/g, "; ")}` : (info as Error).message}`}`,
             `balance  ${bal ? `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)` : "chain unavailable"}`,
             `trust    AWS Nitro root${trust.simulatorRootPem ? ` + SIMULATOR root ${data.trust.simulatorRoot!.slice(0, 16)}…` : ""}; PCR releases: ${data.trust.pcrReleases.join(", ") || "none (receiving refuses every coin)"}`,
           ].join("\n"),
@@ -607,12 +708,11 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "faucet": {
-        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1));
+        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1), faucetAmount);
         s.out(`mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`, r);
         return 0;
       }
       case "deposit": {
-        const amount = parseAmount(args[0]!);
         const c = await wallet.deposit(amount, {
           ...wait,
           wait: !v["no-wait"],
@@ -655,7 +755,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "exit": {
-        const r = await wallet.exit(args[0]!, { pollMs: wait.pollMs, wait: !v["no-wait"] });
+        const r = await wallet.exit(args[0]!, { ...wait, wait: !v["no-wait"] });
         const st = r.state;
         s.out(
           st.stage === "confirmed"
@@ -743,6 +843,19 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   }
 }
 
+/** An SE that could not be reached: which one, and where its address came from. */
+function unreachableText(e: SeError, source: string): string {
+  const what = e.code === 4 ? "no answer in time from" : "cannot reach";
+  return `${what} the SE at ${e.endpoint ?? "?"} (from ${source}): ${e.message}`;
+}
+
+function unreachableHint(endpoint: string): string {
+  return [
+    `  check it: \`se status --endpoint ${endpoint}\` (or \`npm start\` to run the simulator SE)`,
+    "  another SE: --se <host:port>, or WALLET_SE=<host:port>",
+  ].join("\n");
+}
+
 /** Runs the CLI with `argv` (without node and script); resolves with the exit status. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
@@ -760,21 +873,43 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   for (const name of [...GLOBAL_OPTIONS, ...Object.values(COMMAND_OPTIONS).flat()])
     options[name] = { type: booleans.has(name) ? "boolean" : "string" };
   options.help = { type: "boolean", short: "h" };
+  options.version = { type: "boolean", short: "V" };
   let values: Values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true }));
   } catch (e) {
-    io.stderr(`wallet: ${(e as Error).message}\n(\`wallet --help\` lists the options)\n`);
+    // parseArgs takes "-5" for an option: say what it is instead.
+    const negative = argv.find((a) => /^-\d/.test(a));
+    io.stderr(
+      negative
+        ? `wallet: ${negative} is negative: amounts, counts and times are positive\n`
+        : `wallet: ${(e as Error).message}\n(\`wallet --help\` lists the options)\n`,
+    );
     return 2;
   }
-  const [command, ...args] = positionals;
+  if (values.version) {
+    io.stdout(`wallet ${VERSION}\n`);
+    return 0;
+  }
+  let [command, ...args] = positionals;
+  if (command === "help") {
+    // `wallet help` is `wallet --help`; `wallet help <command>` is `wallet <command> --help`.
+    if (args.length === 0) {
+      io.stdout(HELP);
+      return 0;
+    }
+    [command, ...args] = args;
+    values.help = true;
+  }
   if (!command) {
     io.stdout(HELP);
     return values.help ? 0 : 2;
   }
   if (!(command in COMMAND_OPTIONS)) {
-    io.stderr(`wallet: unknown command "${command}"\n\n${HELP}`);
+    io.stderr(
+      `wallet: unknown command "${command}"${didYouMean(command, [...Object.keys(COMMAND_OPTIONS), "help"])}\n(\`wallet --help\` lists the commands)\n`,
+    );
     return 2;
   }
   if (values.help) {
@@ -798,20 +933,30 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return await run(s, command, args);
   } catch (e) {
     s.progress.end();
+    if (e instanceof PromptCancelled) {
+      io.stderr("wallet: cancelled\n");
+      return 130;
+    }
     const code = e instanceof UsageError ? 2 : e instanceof ProtocolError && USAGE_CODES.has(e.code) ? 2 : 1;
     const errCode =
       e instanceof ProtocolError
         ? e.code
         : e instanceof SeError
-          ? `SE_${e.code}`
+          ? `SE_${e.codeName}`
           : e instanceof ChainError
             ? `CHAIN_${e.code}`
             : e instanceof UsageError
               ? "USAGE"
               : "ERROR";
-    const message = e instanceof Error ? e.message : String(e);
+    const message =
+      e instanceof SeError && e.unreachable
+        ? unreachableText(e, s.endpointSource)
+        : e instanceof Error
+          ? e.message
+          : String(e);
     if (s.json) io.stdout(`${toJson({ ok: false, error: { code: errCode, message } })}\n`);
     io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
+    if (e instanceof SeError && e.unreachable && e.endpoint) io.stderr(`${unreachableHint(e.endpoint)}\n`);
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {

@@ -52,6 +52,9 @@ export interface ExitOptions {
   pollMs?: number;
   /** Return as soon as the next stage must wait for blocks, instead of waiting. */
   noWait?: boolean;
+  /** Give up waiting (EXIT_TIMEOUT, the state saved: running the exit again resumes it) after this long. */
+  timeoutMs?: number;
+  now?: () => number;
   onProgress?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -75,7 +78,22 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
     Object.assign(state, patch, { stage });
     await o.save?.({ ...state });
   };
+  const now = o.now ?? Date.now;
+  const deadline = o.timeoutMs !== undefined ? now() + o.timeoutMs : undefined;
   const pause = async () => {
+    if (deadline !== undefined && now() >= deadline) {
+      const where =
+        state.stage === "waiting-lock"
+          ? `the backup may go out from height ${state.unlockHeight}, the tip is ${await o.chain.tipHeight()}`
+          : state.stage === "waiting-kickoff"
+            ? "the kick-off is not confirmed yet"
+            : "the backup is not confirmed yet";
+      fail(
+        "EXIT_TIMEOUT",
+        `still exiting after ${Math.round(o.timeoutMs! / 1000)} s: ${where}; run the exit again to continue`,
+        "precondition",
+      );
+    }
     if (o.onWait) await o.onWait();
     else await sleep(o.pollMs ?? 5000);
   };
@@ -107,7 +125,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
         // Dropped from the mempool (or never relayed): send it again.
         await broadcastIdempotent(o.chain, coin.kickoffTx!);
       }
-      progress("confirmations", { tx: "kick-off", have: 0, need: 1 });
+      progress("confirmations", { tx: "kick-off", have: 0, need: 1, network: o.chain.network });
       if (o.noWait) return state;
       await pause();
     }
@@ -128,7 +146,12 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
         await save("backup-broadcast", { broadcast: true });
         break;
       }
-      progress("wait-blocks", { tip, target: state.unlockHeight! - 1, left: state.unlockHeight! - 1 - tip });
+      progress("wait-blocks", {
+        tip,
+        target: state.unlockHeight! - 1,
+        left: state.unlockHeight! - 1 - tip,
+        network: o.chain.network,
+      });
       if (o.noWait) return state;
       await pause();
     }
@@ -143,7 +166,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
         break;
       }
       if (!st) await broadcastBackup(o.chain, coin.backupTx, state.backupTxid);
-      progress("confirmations", { tx: "backup", have: 0, need: 1 });
+      progress("confirmations", { tx: "backup", have: 0, need: 1, network: o.chain.network });
       if (o.noWait) return state;
       await pause();
     }

@@ -1,6 +1,6 @@
 // The wallet's connection to an SE: typed unary calls on StatechainService, signing each request with the
 // proof key it names (common.v1.Auth), with deadlines and errors that keep the SE's message.
-import { type ChannelCredentials, credentials, type ServiceError } from "@grpc/grpc-js";
+import { type ChannelCredentials, credentials, type ServiceError, status as Status } from "@grpc/grpc-js";
 import type { Auth } from "../proto/gen/common.ts";
 import { StatechainServiceClient, StatechainServiceService } from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
@@ -15,6 +15,11 @@ type Res<M extends MethodName> = ReturnType<Service[M]["responseDeserialize"]>;
 export type SeRequest<M extends MethodName> = Req<M>;
 export type SeResponse<M extends MethodName> = Res<M>;
 
+/** A gRPC status code's name: 14 is "UNAVAILABLE", 4 "DEADLINE_EXCEEDED"; an unknown one stays a number. */
+export function grpcStatusName(code: number): string {
+  return Status[code] ?? String(code);
+}
+
 /** An SE refused or failed a call: `code` is the gRPC status, `message` the SE's words. */
 export class SeError extends Error {
   override name = "SeError";
@@ -22,8 +27,20 @@ export class SeError extends Error {
     readonly method: string,
     readonly code: number,
     message: string,
+    /** The SE's address, when the call went out through an SeClient. */
+    readonly endpoint?: string,
   ) {
     super(`${method}: ${message}`);
+  }
+
+  /** The gRPC status by name ("UNAVAILABLE"), as error codes are printed. */
+  get codeName(): string {
+    return grpcStatusName(this.code);
+  }
+
+  /** The SE could not be reached (no connection, or no answer in time), as opposed to an answer refusing. */
+  get unreachable(): boolean {
+    return this.code === Status.UNAVAILABLE || this.code === Status.DEADLINE_EXCEEDED;
   }
 }
 
@@ -80,7 +97,13 @@ export class SeClient {
     } catch (err) {
       const e = err as ServiceError;
       if (typeof e.code === "number")
-        throw new SeError(def.path.split("/").pop()!, e.code, e.details || e.message);
+        throw new SeError(
+          def.path.split("/").pop()!,
+          e.code,
+          // grpc-js ends a failed connection's details with an empty "Resolution note:".
+          (e.details || e.message).replace(/\s*Resolution note:\s*$/, ""),
+          this.endpoint,
+        );
       throw err;
     }
   }

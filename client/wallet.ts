@@ -13,7 +13,7 @@ import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
 import { type Rng, systemRng } from "../protocol/rng.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
-import { p2wpkhScript } from "../protocol/tx/script.ts";
+import { dustThreshold, p2wpkhScript } from "../protocol/tx/script.ts";
 import { decodeReceiveAddress, encodeReceiveAddress, type WalletNetwork } from "./address.ts";
 import {
   decodeKey,
@@ -205,6 +205,11 @@ const recordOf = (c: OwnedCoin): CoinRecord => ({
 /** Receive addresses scanned after a restore (and kept issued ahead). */
 export const RESTORE_GAP = 20;
 const COINBASE_MATURITY = 100;
+
+/** Blocks between halvings of the block subsidy on regtest (bitcoind and bcoin alike). */
+const REGTEST_HALVING_INTERVAL = 150;
+/** The most coinbases one faucet run mines for an amount. */
+const FAUCET_MAX_BLOCKS = 1000;
 
 export class WalletError extends ProtocolError {
   override name = "WalletError";
@@ -464,7 +469,11 @@ export class Wallet {
   }
 
   /** Regtest only (the simulator): mines `blocks` coinbases to the wallet, then matures them. */
-  async faucet(blocks = 1): Promise<{ blocks: number; onchainSat: bigint }> {
+  /**
+   * Regtest only: mines `blocks` coinbases to the wallet, or with `amountSat` as many as it takes for the wallet
+   * to hold that much on chain (regtest's subsidy halves every 150 blocks), then matures them.
+   */
+  async faucet(blocks = 1, amountSat?: bigint): Promise<{ blocks: number; onchainSat: bigint }> {
     const { chain } = this.svc();
     if (this.network !== "regtest" || typeof (chain as Partial<DevChain>).mine !== "function")
       throw new WalletError(
@@ -474,6 +483,26 @@ export class Wallet {
       );
     const dev = chain as DevChain;
     const script = p2wpkhScript(await this.fundingKey(0, "receive"));
+    if (amountSat !== undefined) {
+      const have = (await this.balance()).onchainSat;
+      let tip = await dev.tipHeight();
+      let sum = 0n;
+      blocks = 0;
+      while (have + sum < amountSat) {
+        tip++;
+        const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
+        const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
+        if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
+          throw new WalletError(
+            "FAUCET_LIMIT",
+            `${FAUCET_MAX_BLOCKS} coinbases at this height pay ${have + sum} sat at most, less than ${amountSat} sat`,
+            "precondition",
+          );
+        sum += subsidy;
+        blocks++;
+      }
+      if (blocks === 0) return { blocks, onchainSat: have };
+    }
     this.progress("mining", { blocks: blocks + COINBASE_MATURITY });
     await dev.mine(blocks, script);
     await dev.mine(COINBASE_MATURITY);
@@ -657,6 +686,29 @@ export class Wallet {
     opts: WaitOptions & { wait?: boolean; token?: string } = {},
   ): Promise<CoinSummary> {
     const ctx = this.context();
+    // The amount first, before any proof of work, key generation or coin selection is spent on it.
+    if (amountSat <= 0n)
+      throw new WalletError("AMOUNT_ZERO", "a deposit needs a positive amount", "precondition");
+    const dust = dustThreshold(Uint8Array.from([0x51, 0x20, ...new Uint8Array(32)]));
+    if (amountSat < dust)
+      throw new WalletError(
+        "AMOUNT_DUST",
+        `${amountSat} sat is below the dust limit (${dust} sat): no backup paying it could be relayed`,
+        "precondition",
+      );
+    const info = await ctx.se.call("getInfo", {});
+    if (info.minDepositSat > 0n && amountSat < info.minDepositSat)
+      throw new WalletError(
+        "AMOUNT_RANGE",
+        `this SE takes deposits of at least ${info.minDepositSat} sat; ${amountSat} sat is less`,
+        "precondition",
+      );
+    if (info.maxDepositSat > 0n && amountSat > info.maxDepositSat)
+      throw new WalletError(
+        "AMOUNT_RANGE",
+        `this SE takes deposits of at most ${info.maxDepositSat} sat; ${amountSat} sat is more`,
+        "precondition",
+      );
     const utxos = await this.onchainUtxos();
     const total = utxos.reduce((s, u) => s + u.valueSat, 0n);
     if (total <= amountSat)
@@ -781,7 +833,7 @@ export class Wallet {
       result.received.push(await this.storeReceived(coin, keyIdx));
     } catch (e) {
       if (e instanceof SeError) {
-        result.refused.push({ statechainId: sid, code: "SE_ERROR", reason: e.message });
+        result.refused.push({ statechainId: sid, code: `SE_${e.codeName}`, reason: e.message });
         return;
       }
       if (!(e instanceof ProtocolError)) throw e;
@@ -1019,7 +1071,7 @@ export class Wallet {
    */
   async exit(
     ref: string | number,
-    opts: { onWait?: () => Promise<void>; pollMs?: number; wait?: boolean } = {},
+    opts: WaitOptions & { wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
     if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
@@ -1055,6 +1107,8 @@ export class Wallet {
         onWait: opts.onWait,
         pollMs: opts.pollMs,
         noWait: opts.wait === false,
+        timeoutMs: opts.timeoutMs,
+        now: this.now,
         onProgress: s.onProgress,
       },
     );

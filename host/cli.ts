@@ -1,26 +1,38 @@
 // The `se` command: `se start` runs the statechain entity, `se status` asks a running one how it is.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { credentials, status as grpcStatus, Metadata } from "@grpc/grpc-js";
+import * as bitcoin from "bitcoinjs-lib";
+import { BitcoindChain } from "../chain/bitcoind.ts";
+import { RegtestNode } from "../chain/regtest-node.ts";
+import { didYouMean } from "../client/suggest.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
 import { StatechainServiceClient } from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
 import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
+import { lockDataDir } from "./datadir-lock.ts";
 import { createLogger } from "./log.ts";
 import { type RunningSe, startSe } from "./main.ts";
 
 const HELP = `se — enclave-backed Mercury statechain entity
 
 Usage:
-  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>] [--json]
+  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
+            [--chain-only] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
+  se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
         socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
-        Ctrl-C stops all of it.
+        Ctrl-C stops all of it. One SE per data dir: a start on a dir that a running SE holds (its PID in
+        <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
 status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
         SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
+mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
+        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
+        throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -30,11 +42,14 @@ Options:
   --data-dir <dir>       where the SE keeps its files (default .data/simulator)
   --port <n>             public gRPC port (default 50051; 0 picks a free port)
   --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
+  --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
   --log-level <level>    trace | debug | info | warn | error | silent
   --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
+  --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
   --json                 machine-readable output
   -h, --help             this text
+  -V, --version          the version
 `;
 
 function fail(msg: string, code = 2): never {
@@ -78,6 +93,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
+  if (values["chain-only"]) return startChainOnly(cfg, Boolean(values.json));
   const log = createLogger(cfg.log.level, cfg.log.file);
   const started = Date.now();
   let se: RunningSe;
@@ -116,7 +132,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       ...(await pcrLines(se)),
       `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.regtest?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
       `  metrics        http://${cfg.metrics.host}:${se.metricsPort}/metrics (Prometheus)`,
-      `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}`,
+      `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}${se.regtest ? `; more now: \`npx se mine <n>${cfg.dataDir === path.resolve(".data/simulator") ? "" : ` --data-dir ${cfg.dataDir}`}\`` : ""}`,
       `  data dir       ${cfg.dataDir}`,
       "",
       `  Next: \`npx se status --endpoint ${cfg.grpc.host}:${se.port}\` in another terminal, \`npm test\` for the suite,`,
@@ -141,6 +157,59 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** `se start --chain-only`: the simulator's regtest chain and its RPC alone, for wallets and tools. */
+async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
+  if (cfg.chain.backend !== "embedded")
+    fail("--chain-only runs the embedded regtest chain: chain.backend is not embedded");
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  let lock: ReturnType<typeof lockDataDir>;
+  try {
+    lock = lockDataDir(cfg.dataDir);
+  } catch (err) {
+    fail(`could not start: ${(err as Error).message}`, 1);
+  }
+  let node: RegtestNode;
+  try {
+    node = await RegtestNode.start({
+      dataDir: path.join(cfg.dataDir, "regtest"),
+      rpcPort: cfg.chain.rpcPort,
+      initialBlocks: cfg.chain.initialBlocks,
+    });
+  } catch (err) {
+    lock.release();
+    fail(`could not start the chain: ${(err as Error).message}`, 1);
+  }
+  const rpcFile = path.join(cfg.dataDir, "bitcoin-rpc.json");
+  writeFileSync(rpcFile, `${JSON.stringify(node.rpc, null, 2)}\n`, { mode: 0o600 });
+  node.startIntervalMining(cfg.chain.mineIntervalMs, (err) =>
+    process.stderr.write(`se: mining failed: ${err.message}\n`),
+  );
+  if (json)
+    process.stdout.write(
+      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir })}\n`,
+    );
+  else
+    process.stdout.write(
+      [
+        "",
+        "  Regtest chain running (chain only: no enclave, no SE API)",
+        "",
+        `  regtest chain  height ${node.height()}, bitcoind-compatible RPC ${node.rpc.url} (credentials in ${rpcFile})`,
+        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n> --data-dir ${cfg.dataDir}\`)`,
+        "  Ctrl-C stops it.",
+        "",
+        "",
+      ].join("\n"),
+    );
+  const stop = async () => {
+    await node.close().catch(() => {});
+    lock.release();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
 }
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
@@ -193,16 +262,83 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
     }
     process.exitCode = res.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
   } catch (err) {
+    // grpc-js says "14 UNAVAILABLE: …": the status by name only, and without its empty "Resolution note:".
+    const e = err as Error & { code?: number; details?: string };
+    const message =
+      typeof e.code === "number"
+        ? `${grpcStatus[e.code] ?? e.code}: ${(e.details || e.message).replace(/\s*Resolution note:\s*$/, "")}`
+        : e.message;
     if (values.json)
-      process.stdout.write(
-        `${JSON.stringify({ endpoint, status: "UNREACHABLE", error: (err as Error).message })}\n`,
-      );
-    else process.stderr.write(`se: no SE answering at ${endpoint}: ${(err as Error).message}\n`);
+      process.stdout.write(`${JSON.stringify({ endpoint, status: "UNREACHABLE", error: message })}\n`);
+    else process.stderr.write(`se: no SE answering at ${endpoint}: ${message}\n`);
     process.exitCode = 1;
   } finally {
     health.close();
     api.close();
   }
+}
+
+async function mineCmd(values: Record<string, string | boolean | undefined>, args: string[]): Promise<void> {
+  const n = Number(args[0]);
+  if (args.length !== 1 || !Number.isInteger(n) || n < 1 || n > 10_000)
+    fail("se mine takes the number of blocks to mine, 1 to 10000: se mine <n>");
+  const overrides: Record<string, string> = {};
+  if (values["data-dir"]) overrides.dataDir = String(values["data-dir"]);
+  let cfg: HostConfig;
+  try {
+    cfg = loadConfig({ file: values.config as string | undefined, overrides });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  if (cfg.network !== "regtest") fail(`se mine is for regtest only; this SE runs on ${cfg.network}`);
+  let rpc: { url: string; user: string; password: string };
+  if (cfg.chain.backend === "embedded") {
+    const file = path.join(cfg.dataDir, "bitcoin-rpc.json");
+    try {
+      rpc = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      fail(
+        `no running simulator SE on ${cfg.dataDir} (${file} is missing): start one with \`se start\`, or give --data-dir`,
+        1,
+      );
+    }
+  } else if (cfg.chain.backend === "bitcoind")
+    rpc = { url: cfg.chain.bitcoindUrl, user: cfg.chain.bitcoindUser, password: cfg.chain.bitcoindPassword };
+  else fail("se mine needs the embedded chain or bitcoind; an Esplora backend cannot mine");
+  let script: Uint8Array | undefined;
+  if (values.address) {
+    try {
+      script = bitcoin.address.toOutputScript(
+        bcoinlessAddress(String(values.address)),
+        bitcoin.networks.regtest,
+      );
+    } catch {
+      fail(`--address ${values.address} is not a regtest address`);
+    }
+  }
+  const chain = new BitcoindChain({ ...rpc, network: "regtest" });
+  try {
+    const from = await chain.tipHeight();
+    const hashes = await chain.mine(n, script);
+    const to = await chain.tipHeight();
+    if (values.json) process.stdout.write(`${JSON.stringify({ mined: hashes.length, from, to, hashes })}\n`);
+    else process.stdout.write(`mined ${hashes.length} block(s): height ${from} → ${to}\n`);
+  } catch (err) {
+    fail(
+      `cannot mine through ${rpc.url}: ${(err as Error).message} (is the SE on ${cfg.dataDir} running? \`se status\`)`,
+      1,
+    );
+  } finally {
+    await chain.close();
+  }
+}
+
+/** bcoin's regtest spelling of a segwit address ("rb1…") in bitcoind's ("bcrt1…"): bitcoinjs knows the latter. */
+function bcoinlessAddress(a: string): string {
+  if (!/^rb1/i.test(a)) return a;
+  const { version, data } = bitcoin.address.fromBech32(a);
+  return bitcoin.address.toBech32(data, version, "bcrt");
 }
 
 async function main(): Promise<void> {
@@ -215,11 +351,14 @@ async function main(): Promise<void> {
         "data-dir": { type: "string" },
         port: { type: "string" },
         "mine-interval": { type: "string" },
+        "chain-only": { type: "boolean", default: false },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
         "tls-ca": { type: "string" },
+        address: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "V", default: false },
       },
     });
   } catch (err) {
@@ -227,13 +366,23 @@ async function main(): Promise<void> {
   }
   const { values, positionals } = parsed;
   const cmd = positionals[0];
+  if (values.version) {
+    process.stdout.write(
+      `se ${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`,
+    );
+    return;
+  }
   if (values.help || !cmd) {
     process.stdout.write(HELP);
     return;
   }
   if (cmd === "start") return start(values as Record<string, string | boolean | undefined>);
   if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
-  fail(`unknown command "${cmd}"\n\n${HELP}`);
+  if (cmd === "mine")
+    return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
+  fail(
+    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine"])}\n(\`se --help\` lists the commands)`,
+  );
 }
 
 await main();

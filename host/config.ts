@@ -135,7 +135,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
 }
 
 /** Environment variable → config path. Values are parsed with the type of the default at that path. */
-const ENV_KEYS: Record<string, string> = {
+export const ENV_KEYS: Record<string, string> = {
   SE_MODE: "mode",
   SE_NETWORK: "network",
   SE_DATA_DIR: "dataDir",
@@ -182,6 +182,9 @@ const ENV_KEYS: Record<string, string> = {
   SE_WITHDRAW_FEE_BPS: "protocol.withdrawFeeBps",
   SE_FEE_ADDRESS: "protocol.feeAddress",
   SE_LOCK_SAFETY_MARGIN: "protocol.lockSafetyMargin",
+  SE_MIN_DEPOSIT_SAT: "protocol.minDepositSat",
+  SE_MAX_DEPOSIT_SAT: "protocol.maxDepositSat",
+  SE_MIN_FEE_RATE_SAT_VB: "protocol.minFeeRateSatVb",
   SE_METRICS_HOST: "metrics.host",
   SE_METRICS_PORT: "metrics.port",
   SE_LOG_LEVEL: "log.level",

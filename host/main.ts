@@ -18,6 +18,7 @@ import type { ApiDeps, BackupWatcher, ProofSource } from "./api/deps.ts";
 import { statechainService } from "./api/index.ts";
 import type { HostConfig } from "./config.ts";
 import { crashHook } from "./crash-hook.ts";
+import { lockDataDir } from "./datadir-lock.ts";
 import { Db } from "./db.ts";
 import { checkEnclaveAgreement } from "./enclave-agreement.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
@@ -103,7 +104,9 @@ export function checkEnclavePolicy(expected: ReturnType<typeof enclavePolicy>, e
 
 export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> {
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const cleanups: Array<() => Promise<void>> = [];
+  // Before anything in the data dir is touched: a second SE there would delete the running one's files.
+  const lock = lockDataDir(cfg.dataDir);
+  const cleanups: Array<() => Promise<void>> = [async () => lock.release()];
   const closeAll = async () => {
     for (const fn of cleanups.splice(0).reverse()) {
       await fn().catch((err: Error) => log.error({ err: err.message }, "error during shutdown"));

@@ -237,3 +237,35 @@ test("the bin runs through node and npm with the documented exit codes", () => {
   assert.equal(npm.status, 0, npm.stderr);
   assert.match(npm.stdout, /verify-attestation <file\|->/);
 });
+
+test("input that is no document: empty, random binary, other text — invalid (exit 1) with its own message", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "va-"));
+  const write = (name: string, b: Buffer) => {
+    writeFileSync(path.join(dir, name), b);
+    return path.join(dir, name);
+  };
+  const empty = cli([write("empty", Buffer.alloc(0))]);
+  assert.equal(empty.code, 1);
+  assert.match(empty.err, /empty is empty: it holds no attestation document/);
+  assert.equal(cli(["-"], Buffer.from("\n")).code, 1);
+  assert.match(cli(["-"], Buffer.from(" \n")).err, /stdin is empty/);
+  const binary = cli([
+    write("random.bin", Buffer.from([0x13, 0x37, 0xff, 0x00, 0x9a, 0x01, 0x02, 0x03, 0x04])),
+  ]);
+  assert.equal(binary.code, 1);
+  assert.match(
+    binary.err,
+    /binary that is not CBOR COSE_Sign1 \(it starts 13 37 ff 00 9a 01 02 03; a document starts 84/,
+  );
+  const text = cli([write("notes.txt", Buffer.from("hello, world\n")), "--json"]);
+  assert.equal(text.code, 1);
+  assert.match(text.err, /text that is neither hex nor base64/);
+  assert.equal(JSON.parse(text.out).valid, false);
+  const missing = cli([path.join(dir, "nope.b64")]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /cannot read document .*nope\.b64: ENOENT: no such file/);
+  assert.match(cli([dir]).err, /EISDIR: a directory, not a file/);
+  const version = cli(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.out, /^verify-attestation \d+\.\d+\.\d+\n$/);
+});

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { ConfigError, loadConfig } from "../../host/config.ts";
+import { ConfigError, defaultConfig, ENV_KEYS, loadConfig } from "../../host/config.ts";
 
 test("defaults are the simulator", () => {
   const cfg = loadConfig({ env: {} });
@@ -126,5 +126,25 @@ test("limits and enclave settings: file, then environment, then flags; each vali
   assert.equal(
     loadConfig({ env: { SE_MAILBOX_MAX_MESSAGE_BYTES: "4096" } }).limits.mailboxMaxMessageBytes,
     4096,
+  );
+});
+
+test("the README's table names every environment variable, and every protocol setting has one", () => {
+  const readme = readFileSync(path.join(import.meta.dirname, "../../README.md"), "utf8");
+  const missing = Object.keys(ENV_KEYS).filter((k) => !readme.includes(`\`${k}\``));
+  assert.deepEqual(missing, [], "environment variables the README does not list");
+  const protocol = Object.keys(defaultConfig().protocol).map((k) => `protocol.${k}`);
+  const mapped = new Set(Object.values(ENV_KEYS));
+  assert.deepEqual(
+    protocol.filter((p) => !mapped.has(p)),
+    [],
+    "protocol settings without an environment variable",
+  );
+  const cfg = loadConfig({
+    env: { SE_MIN_DEPOSIT_SAT: "20000", SE_MAX_DEPOSIT_SAT: "30000", SE_MIN_FEE_RATE_SAT_VB: "3" },
+  });
+  assert.deepEqual(
+    [cfg.protocol.minDepositSat, cfg.protocol.maxDepositSat, cfg.protocol.minFeeRateSatVb],
+    [20_000, 30_000, 3],
   );
 });

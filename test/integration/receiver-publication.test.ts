@@ -298,7 +298,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
     },
     stderrIsTTY: false,
     stdinIsTTY: false,
-    stdinLines: async () => [],
+    readLine: async () => undefined,
     env: {
       ...process.env,
       WALLET_SE: `127.0.0.1:${se.port}`,

@@ -5,8 +5,10 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { type CliIo, main } from "../../client/cli.ts";
+import { lineReader } from "../../client/prompt.ts";
 import { SeClient } from "../../client/se-client.ts";
 import { systemRng } from "../../protocol/rng.ts";
 import { PASSPHRASE, testWallet, tmpWalletFile } from "../client/wallet-helpers.ts";
@@ -71,7 +73,7 @@ async function inProcess(args: string[], opts: RunOptions): Promise<Run> {
     },
     stderrIsTTY: false,
     stdinIsTTY: false,
-    stdinLines: async () => (opts.input ?? "").split("\n"),
+    readLine: lineReader(Readable.from([opts.input ?? ""])),
     env: { ...process.env, ...envFor(opts) },
     cwd: ROOT,
   };
@@ -114,6 +116,8 @@ test("usage errors exit with 2 and say what is wrong", async () => {
     [["deposit"], /deposit takes <amount>/],
     [["coins", "--wait"], /--wait does not apply to coins/],
     [["coins", "--frobnicate"], /Unknown option '--frobnicate'/],
+    [["deposit", "0.01"], /"0\.01" has no unit: write 0\.01btc/],
+    [["faucet", "--blocks", "1", "--amount", "1btc"], /--blocks or --amount, not both/],
   ] as const) {
     const r = await wallet([...args]);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
@@ -169,6 +173,26 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.equal(info.trust.pcrReleases.length, 1);
 
   assert.equal((await wallet(["faucet", ...A])).code, 0);
+  // Until the wallet holds the amount: as many coinbases as that takes at this height's subsidy.
+  const topped = await wallet(["faucet", "--amount", "30btc", ...A, "--json"]);
+  assert.equal(topped.code, 0, topped.stderr);
+  assert.ok(BigInt(json(topped).onchainSat) >= 3_000_000_000n, topped.stdout);
+  assert.ok(json(topped).blocks > 1, topped.stdout);
+  assert.equal(
+    (await wallet(["faucet", "--amount", "1btc", ...A, "--json"])).stdout.includes('"blocks":0'),
+    true,
+  );
+  // The amount is checked against the dust limit and the SE's range before any proof of work or key generation.
+  for (const [amount, message] of [
+    ["100", /below the dust limit \(330 sat\).*\[AMOUNT_DUST\]/],
+    ["5000", /at least 10000 sat; 5000 sat is less \[AMOUNT_RANGE\]/],
+    ["2btc", /at most 100000000 sat; 200000000 sat is more \[AMOUNT_RANGE\]/],
+  ] as const) {
+    const r = await wallet(["deposit", amount, ...A]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /proof of work|key generation/);
+  }
   const dep = await wallet(["deposit", "0.002btc", ...A, "--json", "--poll-ms", "200"], { mining: true });
   assert.equal(dep.code, 0, dep.stderr);
   const coin = json(dep);
