@@ -403,20 +403,36 @@ test("a key update whose answer is lost is finished by re-sending it, or, too la
     [["deletion", true]],
   );
 
-  // Once the SE no longer answers the repeat (its replay window passed), the wallet is the owner without the
-  // SE's new share: the coin is kept, exit only, and its backup takes it out.
+  // Once the SE no longer answers the repeat (its replay window passed), the wallet, the owner now, fetches the
+  // answer with a fresh request (GetKeyUpdateResult) and checks it as a first answer (#19.1).
+  const expiredSe = (alsoLost: boolean) => {
+    const expired = spied(h.ctx);
+    const callThrough = expired.ctx.se.call;
+    expired.ctx.se.call = (async (method: string, req: unknown, signer?: Uint8Array, d?: number) => {
+      if (method === "transferReceiverKeyUpdate")
+        throw new SeError("TransferReceiverKeyUpdate", 16, "this request was already used (nonce replay)");
+      if (alsoLost && method === "getKeyUpdateResult")
+        throw new SeError("GetKeyUpdateResult", 5, "the SE keeps no key update answer for this owner");
+      return callThrough(method as "getInfo", req as never, signer, d);
+    }) as SeClient["call"];
+    return expired.ctx.se;
+  };
   const second = await newCoin();
   await send(h.ctx, second, await to());
   bob.connect({ ...servicesOf(h), se: cut.ctx.se });
   assert.equal((await bob.receive()).refused[0]?.code, "KEY_UPDATE_UNANSWERED");
-  const expired = spied(h.ctx);
-  const callThrough = expired.ctx.se.call;
-  expired.ctx.se.call = (async (method: string, req: unknown, signer?: Uint8Array, d?: number) => {
-    if (method === "transferReceiverKeyUpdate")
-      throw new SeError("TransferReceiverKeyUpdate", 16, "this request was already used (nonce replay)");
-    return callThrough(method as "getInfo", req as never, signer, d);
-  }) as SeClient["call"];
-  bob.connect({ ...servicesOf(h), se: expired.ctx.se });
+  bob.connect({ ...servicesOf(h), se: expiredSe(false) });
+  r = await bob.receive();
+  assert.deepEqual(r.refused, []);
+  assert.equal(r.received[0]?.status, "active", "the lost answer was fetched and checked");
+
+  // And if even that answer cannot be had, the wallet is the owner without the SE's new share: the coin is kept,
+  // exit only, and its backup takes it out.
+  const third = await newCoin();
+  await send(h.ctx, third, await to());
+  bob.connect({ ...servicesOf(h), se: cut.ctx.se });
+  assert.equal((await bob.receive()).refused[0]?.code, "KEY_UPDATE_UNANSWERED");
+  bob.connect({ ...servicesOf(h), se: expiredSe(true) });
   r = await bob.receive();
   assert.deepEqual(
     r.refused.map((x) => x.code),
