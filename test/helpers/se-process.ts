@@ -1,7 +1,7 @@
 // Starts the real `se start` command as a child process and waits for its JSON start line; also runs the enclave
 // as a process of its own, so a host can be killed and restarted against the same enclave and chain.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -235,6 +235,12 @@ export interface DurableSe {
    * `pauseMs` waits there that long.
    */
   crashAt(method: string, point: "before-commit" | "after-commit", pauseMs?: number): void;
+  /** The "<method>:<point>" a step armed with a pause is held at right now, if one is. */
+  pausedAt(): string | undefined;
+  /** Waits (up to timeoutMs) until a paused step is held at its point; returns "<method>:<point>". */
+  untilPaused(timeoutMs?: number): Promise<string>;
+  /** Lets the paused step go on now (the host's hook ends its pause when the marker file is gone). */
+  release(): void;
   stop(): Promise<void>;
 }
 
@@ -280,6 +286,21 @@ export async function startDurableSe(opts: {
     crashAt(method, point, pauseMs) {
       const action = pauseMs === undefined ? "" : `:pause=${pauseMs}`;
       writeFileSync(env.SE_TEST_CRASH_FILE!, `${method}:${point}${action}`);
+    },
+    pausedAt() {
+      try {
+        // Empty for the instant between the hook creating the file and writing it.
+        return readFileSync(`${env.SE_TEST_CRASH_FILE!}.paused`, "utf8") || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    async untilPaused(timeoutMs = 120_000) {
+      await waitUntil(() => se.pausedAt() !== undefined, timeoutMs, "the armed step to reach its pause");
+      return se.pausedAt()!;
+    },
+    release() {
+      rmSync(`${env.SE_TEST_CRASH_FILE!}.paused`, { force: true });
     },
     async stop() {
       await se.host.stop("SIGTERM");

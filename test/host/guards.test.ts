@@ -2,7 +2,7 @@
 // proof-of-work challenges, the enclave policy comparison, the fault hook's off switch, the metrics text.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -143,6 +143,24 @@ test("fault hook: off without SE_TEST_CRASH_FILE and outside simulator mode; ign
   writeFileSync(file, "SignFirst:after-commit:pause=1");
   await hook("SignFirst", "after-commit");
   assert.ok(!existsSync(file), "a pause is spent once");
+  assert.ok(!existsSync(`${file}.paused`), "the pause marker is gone once the pause is over");
+
+  // A long pause: the marker shows the step is held there, and deleting it lets the step go on at once.
+  writeFileSync(file, "SignFirst:before-commit:pause=600000");
+  let done = false;
+  const held = hook("SignFirst", "before-commit").then(() => {
+    done = true;
+  });
+  while (!existsSync(`${file}.paused`)) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(
+    readFileSync(`${file}.paused`, "utf8"),
+    "SignFirst:before-commit",
+    "the marker names the step",
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!done, "the step is held while the marker exists");
+  rmSync(`${file}.paused`);
+  await held;
 });
 
 test("metrics: Prometheus text with escaped labels, histograms and gauges", async () => {

@@ -3,7 +3,6 @@
 // After each restart the owner retries the exact signed request it had sent: a committed step answers with its
 // stored result, an uncommitted one runs again. At the end exactly one owner can co-sign the coin.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { confirmDeposit, deposit, type OwnedCoin, send } from "../../client/owner.ts";
@@ -158,7 +157,8 @@ test("a step that reached the enclave first is written first: a sender's retry c
     if (step.method !== "transferReceiverKeyUpdate") return sendIt();
     // The sender retries its TransferSenderInit (a fresh request, same receiver); it gets its answer from the
     // enclave and is held before its commit while the receiver's key update arrives.
-    se.crashAt("TransferSenderInit", "before-commit", 1500);
+    // The pause is a ceiling only: the test releases the retry itself once the key update is done.
+    se.crashAt("TransferSenderInit", "before-commit", 300_000);
     const retry = h.client.send(
       "transferSenderInit",
       signAs(
@@ -172,9 +172,21 @@ test("a step that reached the enclave first is written first: a sender's retry c
         sender.proofSecret,
       ),
     );
-    await waitUntil(() => !existsSync(se.env.SE_TEST_CRASH_FILE!), 10_000, "the retry to reach its commit");
-    const [res] = await Promise.all([sendIt(), retry]);
-    return res;
+    assert.equal(
+      await se.untilPaused(),
+      "TransferSenderInit:before-commit",
+      "the retry is held before its commit",
+    );
+    try {
+      const res = await sendIt();
+      // The interleaving this test is about: the key update ran while the retry was still held.
+      assert.equal(se.pausedAt(), "TransferSenderInit:before-commit", "the retry was still held");
+      se.release();
+      await retry;
+      return res;
+    } finally {
+      se.release();
+    }
   };
   await send(h.ctx, sender, id4.address);
   const [incoming] = await fetchIncoming(h.ctx, id4);
@@ -204,13 +216,26 @@ test("an enclave that restarted has lost its shares: the host marks its coins ex
 });
 
 test("SIGTERM lets a step in flight finish, then the host exits 0", async () => {
-  se.crashAt("DepositConfirm", "before-commit", 1500);
+  se.crashAt("DepositConfirm", "before-commit", 300_000);
   const call = h.client.send(
     "depositConfirm",
     signAs("depositConfirm", { statechainId: latest.statechainId, auth: undefined }, latest.proofSecret),
   );
-  await waitUntil(() => !existsSync(se.env.SE_TEST_CRASH_FILE!), 10_000, "the step to reach its commit");
+  assert.equal(await se.untilPaused(), "DepositConfirm:before-commit", "the step is held before its commit");
   const exited = se.host.stop("SIGTERM");
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  // The host has taken the signal (it logs "stopping") while the step is still held, and waits for it.
+  await waitUntil(
+    () => /"msg":"stopping"/.test(se.host.output().stdout + se.host.output().stderr),
+    120_000,
+    "the host to log that it is stopping",
+  );
+  assert.equal(se.pausedAt(), "DepositConfirm:before-commit", "the step was in flight when SIGTERM came");
+  assert.ok(!gone, "the host does not exit while a step is in flight");
+  se.release();
   const res = await call;
   assert.equal(res.status, StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP);
   assert.deepEqual(await exited, { code: 0, signal: null });

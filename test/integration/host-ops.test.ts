@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { performance } from "node:perf_hooks";
 import { after, before, test } from "node:test";
 import { credentials, status } from "@grpc/grpc-js";
 import { pub, randomSecret } from "../../client/owner.ts";
@@ -24,6 +25,15 @@ const TOKENS = [randomBytes(16).toString("hex"), randomBytes(16).toString("hex")
 let se: SeProcess;
 let api: SeClient;
 const endpoint = () => `127.0.0.1:${se.port}`;
+/**
+ * The rate limits the tests configure. The refill rates are low enough that what a flood earns while it runs stays
+ * small next to the bursts even on a busy machine, and the assertions allow exactly what the token buckets
+ * (host/ratelimit.ts) can have earned over the flood's measured duration.
+ */
+const LIMITS = { peerBurst: 120, peerRate: 10, connectionBurst: 40, connectionRate: 0.5 };
+/** Waits until an address's bucket, whatever is left in it, is full again. */
+const refillPeer = () =>
+  new Promise((r) => setTimeout(r, Math.ceil((LIMITS.peerBurst / LIMITS.peerRate) * 1000)));
 
 /** Runs `se status` and returns its exit code and output. */
 function seStatus(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -77,10 +87,10 @@ before(async () => {
       limits: {
         perKeyBurst: 3,
         perKeyRate: 0.01,
-        perPeerBurst: 120,
-        perPeerRate: 40,
-        perConnectionBurst: 80,
-        perConnectionRate: 30,
+        perPeerBurst: LIMITS.peerBurst,
+        perPeerRate: LIMITS.peerRate,
+        perConnectionBurst: LIMITS.connectionBurst,
+        perConnectionRate: LIMITS.connectionRate,
       },
     }),
   );
@@ -181,12 +191,19 @@ test("per-key rate limit: the key's own requests are limited; strangers naming t
   assert.deepEqual(res.items, []);
 });
 
-/** Sends `count` junk getInfo requests at once on each of `connections` fresh connections; the answers' codes. */
-async function flood(connections: number, count: number): Promise<{ code: number; details: string }[]> {
+/**
+ * Sends `count` junk getInfo requests at once on each of `connections` fresh connections; the answers' codes, and
+ * how many seconds the flood took (an upper bound on how long the buckets refilled while it ran).
+ */
+async function flood(
+  connections: number,
+  count: number,
+): Promise<{ answers: { code: number; details: string }[]; seconds: number }> {
   const junk = Buffer.from([0x0a, 0x05, 0x01]);
   const raws = Array.from({ length: connections }, () =>
     rawClient(endpoint(), credentials.createSsl(readFileSync(certFile))),
   );
+  const t0 = performance.now();
   try {
     const answers = await Promise.all(
       raws.flatMap((raw) =>
@@ -198,7 +215,7 @@ async function flood(connections: number, count: number): Promise<{ code: number
         ),
       ),
     );
-    return answers;
+    return { answers, seconds: (performance.now() - t0) / 1000 };
   } finally {
     for (const raw of raws) raw.close();
   }
@@ -206,29 +223,43 @@ async function flood(connections: number, count: number): Promise<{ code: number
 
 test("per-peer rate limit: a flood from one address over several connections is cut off, malformed requests included", async () => {
   await assertNoDbChange(se.dataDir, "a flood", async () => {
-    // 4 × 60 requests: no connection reaches its burst of 80, the address passes its 120.
-    const answers = await flood(4, 60);
+    // 8 × 35 requests: no connection reaches its burst of 40, the address passes its 120.
+    const { answers, seconds } = await flood(8, 35);
     const cut = answers.filter((a) => a.code === C.RESOURCE_EXHAUSTED);
-    assert.ok(cut.length > 0, "some requests were cut off");
+    const mayPass = LIMITS.peerBurst + Math.ceil(LIMITS.peerRate * seconds);
+    assert.ok(
+      cut.length >= answers.length - mayPass,
+      `${answers.length - cut.length} requests got through; the address's bucket holds at most ${mayPass} over the flood's ${seconds.toFixed(1)} s`,
+    );
+    assert.ok(cut.length > 0, `some requests were cut off (the flood took ${seconds.toFixed(1)} s)`);
     assert.ok(
       cut.every((a) => /from this address/.test(a.details)),
       "by the address's budget",
     );
     assert.ok(answers.every((a) => a.code === C.RESOURCE_EXHAUSTED || a.code === C.INVALID_ARGUMENT));
   });
-  // The budget refills at 40 requests per second.
-  await new Promise((r) => setTimeout(r, 3000));
+  // The budget refills (LIMITS.peerRate requests per second).
+  await new Promise((r) => setTimeout(r, Math.ceil(2000 / LIMITS.peerRate)));
   await api.call("getInfo", {});
 });
 
 test("per-connection rate limit: one connection cannot spend its address's whole budget", async () => {
-  await new Promise((r) => setTimeout(r, 3000)); // the address's budget full again
+  await refillPeer(); // the address's budget full again
   await assertNoDbChange(se.dataDir, "a flood on one connection", async () => {
-    // 150 requests: more than the address's 120, but the connection's 80 run out first, and what the
+    // 150 requests: more than the address's 120, but the connection's 40 run out first, and what the
     // connection may not send is not charged to the address (else the address would cut off the last 30).
-    const answers = await flood(1, 150);
+    const { answers, seconds } = await flood(1, 150);
     const cut = answers.filter((a) => a.code === C.RESOURCE_EXHAUSTED);
-    assert.ok(cut.length >= 150 - 80 - 5, "the connection was cut off after its burst");
+    // The connection's bucket starts full and earns connectionRate tokens a second while the flood runs.
+    const mayPass = LIMITS.connectionBurst + Math.floor(LIMITS.connectionRate * seconds);
+    assert.ok(
+      answers.length - cut.length <= mayPass,
+      `${answers.length - cut.length} requests got through; the connection's bucket holds at most ${mayPass} over the flood's ${seconds.toFixed(1)} s`,
+    );
+    assert.ok(
+      answers.length - cut.length >= LIMITS.connectionBurst,
+      "the connection's whole burst got through",
+    );
     assert.ok(
       cut.every((a) => /on this connection/.test(a.details)),
       "by the connection's budget only",

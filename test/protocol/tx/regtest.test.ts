@@ -36,7 +36,9 @@ let coins: Utxo[] = [];
 before(async () => {
   node = await startRegtest();
   chain = new EmbeddedChain(node);
-  coins = await wallet.mineCoins(chain, 4);
+  // One coin per deposit below and one for the CPFP child's fee: each test spends only its own, so no test takes a
+  // coin a later one needs (findUtxos sorts by txid, and coinbase txids differ from run to run).
+  coins = await wallet.mineCoins(chain, 5);
 });
 after(() => node?.close());
 
@@ -220,9 +222,7 @@ describe("kick-off mode", () => {
     await rejects(chain.broadcast(owners[1]!.raw), "missing-inputs");
     // Kick-off (pays its own relay fee), then a child on its anchor plus a wallet coin, at 10 sat/vB together.
     await send(kickoffRaw, kc.feeSat);
-    const feeCoin = (await chain.findUtxos(wallet.script)).find(
-      (u) => !u.coinbase || u.confirmations >= 100,
-    )!;
+    const feeCoin = coins[4]!;
     const child = buildCpfpChild({
       parent: { txid: kc.txid, vout: 1, valueSat: 330n, kind: "anchor", script: ANCHOR_SCRIPT },
       parentVsize: k.vsize,
