@@ -141,6 +141,49 @@ export interface Signature {
   recoveryId: number;
 }
 
+/** Keygen round 1 (owner -> SE): commitment to the owner's public share O and its DLog proof. */
+export interface HolderKeyGenCommit {
+  commitment: Buffer;
+}
+
+/** Keygen reply (SE -> owner): the SE's public share S and its DLog proof (bound to the owner's commitment). */
+export interface SignerKeyGenShare {
+  publicShare: Buffer;
+  proof: DlogProof | undefined;
+}
+
+/**
+ * Keygen round 2 (owner -> SE): opening of O, the owner's per-coin Paillier modulus N with Pi^mod, Pi^fac
+ * (against the SE's ring-Pedersen parameters), and c_key = Enc_N(o) with Pi^log*.
+ */
+export interface HolderKeyGenShare {
+  publicShare: Buffer;
+  proof: DlogProof | undefined;
+  blind: Buffer;
+  paillierModulus: Buffer;
+  modulusProof: PaillierBlumProof | undefined;
+  factorProof: NoSmallFactorProof | undefined;
+  encryptedShare: Buffer;
+  shareProof: EncryptedDlogRangeProof | undefined;
+}
+
+/** Signing round 2 (owner -> SE): opening of the owner's nonce point R_o with its DLog proof. */
+export interface SignOwnerNonce {
+  publicNonce: Buffer;
+  proof: DlogProof | undefined;
+  blind: Buffer;
+}
+
+/**
+ * Signing reply (SE -> owner): c3 = Enc_N(k_se^-1*m + rho*q) (+) c_key^(k_se^-1*r*s), and the enclave's
+ * Ed25519 signature under its attested instance key over the partial-signature statement (session id, shared
+ * key P, digest, R, c3): the owner checks it before decrypting, so a relaying host cannot alter c3.
+ */
+export interface SignSePartial {
+  partialSignature: Buffer;
+  statementSignature: Buffer;
+}
+
 function createBaseDlogProof(): DlogProof {
   return { commitment: Buffer.alloc(0), response: Buffer.alloc(0) };
 }
@@ -1817,6 +1860,586 @@ export const Signature: MessageFns<Signature> = {
     message.r = object.r ?? Buffer.alloc(0);
     message.s = object.s ?? Buffer.alloc(0);
     message.recoveryId = object.recoveryId ?? 0;
+    return message;
+  },
+};
+
+function createBaseHolderKeyGenCommit(): HolderKeyGenCommit {
+  return { commitment: Buffer.alloc(0) };
+}
+
+export const HolderKeyGenCommit: MessageFns<HolderKeyGenCommit> = {
+  encode(message: HolderKeyGenCommit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commitment.length !== 0) {
+      writer.uint32(10).bytes(message.commitment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HolderKeyGenCommit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHolderKeyGenCommit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commitment = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HolderKeyGenCommit {
+    return { commitment: isSet(object.commitment) ? Buffer.from(bytesFromBase64(object.commitment)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: HolderKeyGenCommit): unknown {
+    const obj: any = {};
+    if (message.commitment.length !== 0) {
+      obj.commitment = base64FromBytes(message.commitment);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HolderKeyGenCommit>, I>>(base?: I): HolderKeyGenCommit {
+    return HolderKeyGenCommit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HolderKeyGenCommit>, I>>(object: I): HolderKeyGenCommit {
+    const message = createBaseHolderKeyGenCommit();
+    message.commitment = object.commitment ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSignerKeyGenShare(): SignerKeyGenShare {
+  return { publicShare: Buffer.alloc(0), proof: undefined };
+}
+
+export const SignerKeyGenShare: MessageFns<SignerKeyGenShare> = {
+  encode(message: SignerKeyGenShare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicShare.length !== 0) {
+      writer.uint32(10).bytes(message.publicShare);
+    }
+    if (message.proof !== undefined) {
+      DlogProof.encode(message.proof, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignerKeyGenShare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignerKeyGenShare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicShare = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.proof = DlogProof.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignerKeyGenShare {
+    return {
+      publicShare: isSet(object.publicShare)
+        ? Buffer.from(bytesFromBase64(object.publicShare))
+        : isSet(object.public_share)
+        ? Buffer.from(bytesFromBase64(object.public_share))
+        : Buffer.alloc(0),
+      proof: isSet(object.proof) ? DlogProof.fromJSON(object.proof) : undefined,
+    };
+  },
+
+  toJSON(message: SignerKeyGenShare): unknown {
+    const obj: any = {};
+    if (message.publicShare.length !== 0) {
+      obj.publicShare = base64FromBytes(message.publicShare);
+    }
+    if (message.proof !== undefined) {
+      obj.proof = DlogProof.toJSON(message.proof);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignerKeyGenShare>, I>>(base?: I): SignerKeyGenShare {
+    return SignerKeyGenShare.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignerKeyGenShare>, I>>(object: I): SignerKeyGenShare {
+    const message = createBaseSignerKeyGenShare();
+    message.publicShare = object.publicShare ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHolderKeyGenShare(): HolderKeyGenShare {
+  return {
+    publicShare: Buffer.alloc(0),
+    proof: undefined,
+    blind: Buffer.alloc(0),
+    paillierModulus: Buffer.alloc(0),
+    modulusProof: undefined,
+    factorProof: undefined,
+    encryptedShare: Buffer.alloc(0),
+    shareProof: undefined,
+  };
+}
+
+export const HolderKeyGenShare: MessageFns<HolderKeyGenShare> = {
+  encode(message: HolderKeyGenShare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicShare.length !== 0) {
+      writer.uint32(10).bytes(message.publicShare);
+    }
+    if (message.proof !== undefined) {
+      DlogProof.encode(message.proof, writer.uint32(18).fork()).join();
+    }
+    if (message.blind.length !== 0) {
+      writer.uint32(26).bytes(message.blind);
+    }
+    if (message.paillierModulus.length !== 0) {
+      writer.uint32(34).bytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      PaillierBlumProof.encode(message.modulusProof, writer.uint32(42).fork()).join();
+    }
+    if (message.factorProof !== undefined) {
+      NoSmallFactorProof.encode(message.factorProof, writer.uint32(50).fork()).join();
+    }
+    if (message.encryptedShare.length !== 0) {
+      writer.uint32(58).bytes(message.encryptedShare);
+    }
+    if (message.shareProof !== undefined) {
+      EncryptedDlogRangeProof.encode(message.shareProof, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HolderKeyGenShare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHolderKeyGenShare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicShare = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.proof = DlogProof.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.blind = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.paillierModulus = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modulusProof = PaillierBlumProof.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.factorProof = NoSmallFactorProof.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.encryptedShare = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.shareProof = EncryptedDlogRangeProof.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HolderKeyGenShare {
+    return {
+      publicShare: isSet(object.publicShare)
+        ? Buffer.from(bytesFromBase64(object.publicShare))
+        : isSet(object.public_share)
+        ? Buffer.from(bytesFromBase64(object.public_share))
+        : Buffer.alloc(0),
+      proof: isSet(object.proof) ? DlogProof.fromJSON(object.proof) : undefined,
+      blind: isSet(object.blind) ? Buffer.from(bytesFromBase64(object.blind)) : Buffer.alloc(0),
+      paillierModulus: isSet(object.paillierModulus)
+        ? Buffer.from(bytesFromBase64(object.paillierModulus))
+        : isSet(object.paillier_modulus)
+        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
+        : Buffer.alloc(0),
+      modulusProof: isSet(object.modulusProof)
+        ? PaillierBlumProof.fromJSON(object.modulusProof)
+        : isSet(object.modulus_proof)
+        ? PaillierBlumProof.fromJSON(object.modulus_proof)
+        : undefined,
+      factorProof: isSet(object.factorProof)
+        ? NoSmallFactorProof.fromJSON(object.factorProof)
+        : isSet(object.factor_proof)
+        ? NoSmallFactorProof.fromJSON(object.factor_proof)
+        : undefined,
+      encryptedShare: isSet(object.encryptedShare)
+        ? Buffer.from(bytesFromBase64(object.encryptedShare))
+        : isSet(object.encrypted_share)
+        ? Buffer.from(bytesFromBase64(object.encrypted_share))
+        : Buffer.alloc(0),
+      shareProof: isSet(object.shareProof)
+        ? EncryptedDlogRangeProof.fromJSON(object.shareProof)
+        : isSet(object.share_proof)
+        ? EncryptedDlogRangeProof.fromJSON(object.share_proof)
+        : undefined,
+    };
+  },
+
+  toJSON(message: HolderKeyGenShare): unknown {
+    const obj: any = {};
+    if (message.publicShare.length !== 0) {
+      obj.publicShare = base64FromBytes(message.publicShare);
+    }
+    if (message.proof !== undefined) {
+      obj.proof = DlogProof.toJSON(message.proof);
+    }
+    if (message.blind.length !== 0) {
+      obj.blind = base64FromBytes(message.blind);
+    }
+    if (message.paillierModulus.length !== 0) {
+      obj.paillierModulus = base64FromBytes(message.paillierModulus);
+    }
+    if (message.modulusProof !== undefined) {
+      obj.modulusProof = PaillierBlumProof.toJSON(message.modulusProof);
+    }
+    if (message.factorProof !== undefined) {
+      obj.factorProof = NoSmallFactorProof.toJSON(message.factorProof);
+    }
+    if (message.encryptedShare.length !== 0) {
+      obj.encryptedShare = base64FromBytes(message.encryptedShare);
+    }
+    if (message.shareProof !== undefined) {
+      obj.shareProof = EncryptedDlogRangeProof.toJSON(message.shareProof);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HolderKeyGenShare>, I>>(base?: I): HolderKeyGenShare {
+    return HolderKeyGenShare.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HolderKeyGenShare>, I>>(object: I): HolderKeyGenShare {
+    const message = createBaseHolderKeyGenShare();
+    message.publicShare = object.publicShare ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    message.blind = object.blind ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
+      ? PaillierBlumProof.fromPartial(object.modulusProof)
+      : undefined;
+    message.factorProof = (object.factorProof !== undefined && object.factorProof !== null)
+      ? NoSmallFactorProof.fromPartial(object.factorProof)
+      : undefined;
+    message.encryptedShare = object.encryptedShare ?? Buffer.alloc(0);
+    message.shareProof = (object.shareProof !== undefined && object.shareProof !== null)
+      ? EncryptedDlogRangeProof.fromPartial(object.shareProof)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSignOwnerNonce(): SignOwnerNonce {
+  return { publicNonce: Buffer.alloc(0), proof: undefined, blind: Buffer.alloc(0) };
+}
+
+export const SignOwnerNonce: MessageFns<SignOwnerNonce> = {
+  encode(message: SignOwnerNonce, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicNonce.length !== 0) {
+      writer.uint32(10).bytes(message.publicNonce);
+    }
+    if (message.proof !== undefined) {
+      DlogProof.encode(message.proof, writer.uint32(18).fork()).join();
+    }
+    if (message.blind.length !== 0) {
+      writer.uint32(26).bytes(message.blind);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignOwnerNonce {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignOwnerNonce();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicNonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.proof = DlogProof.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.blind = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignOwnerNonce {
+    return {
+      publicNonce: isSet(object.publicNonce)
+        ? Buffer.from(bytesFromBase64(object.publicNonce))
+        : isSet(object.public_nonce)
+        ? Buffer.from(bytesFromBase64(object.public_nonce))
+        : Buffer.alloc(0),
+      proof: isSet(object.proof) ? DlogProof.fromJSON(object.proof) : undefined,
+      blind: isSet(object.blind) ? Buffer.from(bytesFromBase64(object.blind)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SignOwnerNonce): unknown {
+    const obj: any = {};
+    if (message.publicNonce.length !== 0) {
+      obj.publicNonce = base64FromBytes(message.publicNonce);
+    }
+    if (message.proof !== undefined) {
+      obj.proof = DlogProof.toJSON(message.proof);
+    }
+    if (message.blind.length !== 0) {
+      obj.blind = base64FromBytes(message.blind);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignOwnerNonce>, I>>(base?: I): SignOwnerNonce {
+    return SignOwnerNonce.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignOwnerNonce>, I>>(object: I): SignOwnerNonce {
+    const message = createBaseSignOwnerNonce();
+    message.publicNonce = object.publicNonce ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? DlogProof.fromPartial(object.proof)
+      : undefined;
+    message.blind = object.blind ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSignSePartial(): SignSePartial {
+  return { partialSignature: Buffer.alloc(0), statementSignature: Buffer.alloc(0) };
+}
+
+export const SignSePartial: MessageFns<SignSePartial> = {
+  encode(message: SignSePartial, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partialSignature.length !== 0) {
+      writer.uint32(10).bytes(message.partialSignature);
+    }
+    if (message.statementSignature.length !== 0) {
+      writer.uint32(18).bytes(message.statementSignature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSePartial {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSePartial();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.partialSignature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.statementSignature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSePartial {
+    return {
+      partialSignature: isSet(object.partialSignature)
+        ? Buffer.from(bytesFromBase64(object.partialSignature))
+        : isSet(object.partial_signature)
+        ? Buffer.from(bytesFromBase64(object.partial_signature))
+        : Buffer.alloc(0),
+      statementSignature: isSet(object.statementSignature)
+        ? Buffer.from(bytesFromBase64(object.statementSignature))
+        : isSet(object.statement_signature)
+        ? Buffer.from(bytesFromBase64(object.statement_signature))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SignSePartial): unknown {
+    const obj: any = {};
+    if (message.partialSignature.length !== 0) {
+      obj.partialSignature = base64FromBytes(message.partialSignature);
+    }
+    if (message.statementSignature.length !== 0) {
+      obj.statementSignature = base64FromBytes(message.statementSignature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSePartial>, I>>(base?: I): SignSePartial {
+    return SignSePartial.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSePartial>, I>>(object: I): SignSePartial {
+    const message = createBaseSignSePartial();
+    message.partialSignature = object.partialSignature ?? Buffer.alloc(0);
+    message.statementSignature = object.statementSignature ?? Buffer.alloc(0);
     return message;
   },
 };
