@@ -1,0 +1,75 @@
+// Identity: the enclave's status, its attested identity statement, and the public state of its coins.
+import { encodeIdentityStatement, statementHash } from "../../attestation/statements.ts";
+import type * as E from "../../proto/gen/enclave.ts";
+import { check } from "../../protocol/errors.ts";
+import { coinStatus, type EnclaveCore, hex } from "../core.ts";
+import { policyHash, policyJson } from "../policy.ts";
+
+export async function getStatus(e: EnclaveCore): Promise<E.GetStatusResponse> {
+  const d = e.d;
+  return {
+    instanceId: d.instanceId,
+    startedAtMs: BigInt(e.startedAt),
+    logHead: d.log.head,
+    logLength: d.log.length,
+    lastReceiptHash: Buffer.from(e.lastReceipt),
+    attestationMode: d.provider.mode,
+    pcr0: d.pcrs.pcr0.toString("hex"),
+    pcr1: d.pcrs.pcr1.toString("hex"),
+    pcr2: d.pcrs.pcr2.toString("hex"),
+    statechainCount: e.coins.size,
+    paillierPoolSize: d.pool.size,
+    maxChainTip: e.maxTip,
+    policyHash: policyHash(d.policy),
+    version: d.version,
+    simulatorRootPem: d.simulatorRootPem,
+    policyJson: policyJson(d.policy),
+  };
+}
+
+export async function getAttestation(
+  e: EnclaveCore,
+  req: E.GetAttestationRequest,
+): Promise<E.GetAttestationResponse> {
+  check(
+    req.nonce.length >= 16 && req.nonce.length <= 64,
+    "ATTESTATION_NONCE",
+    "attestation nonce must be 16 to 64 bytes",
+  );
+  const identity = encodeIdentityStatement({
+    instance: e.d.instanceId,
+    log: e.d.log.head,
+    policy: policyHash(e.d.policy),
+    time: e.d.now(),
+  });
+  const document = await e.d.provider.attest({ nonce: req.nonce, userData: statementHash(identity) });
+  return { document: Buffer.from(document), identity: Buffer.from(identity) };
+}
+
+export async function listStatechains(
+  e: EnclaveCore,
+  req: E.ListStatechainsRequest,
+): Promise<E.ListStatechainsResponse> {
+  const size = Math.min(Math.max(req.pageSize || 100, 1), 1000);
+  const after = hex(req.pageAfter);
+  const all = e.coins
+    .all()
+    .map((c) => ({ c, k: c.depositId.toString("hex") }))
+    .sort((a, b) => a.k.localeCompare(b.k))
+    .filter((x) => x.k > after);
+  const page = all.slice(0, size);
+  return {
+    statechains: page.map(({ c }) => ({
+      depositId: c.depositId,
+      statechainId: c.outpoint,
+      sharedPublicKey: c.sharedPublicKey ?? Buffer.alloc(0),
+      ownerIndex: c.ownerIndex,
+      proofKey: c.proofKey,
+      stateHash: c.stateHash,
+      status: coinStatus(c),
+      initialLock: c.initialLock ?? 0,
+      amountSat: c.amountSat ?? 0n,
+    })),
+    nextPageAfter: all.length > size ? page[page.length - 1]!.c.depositId : Buffer.alloc(0),
+  };
+}
