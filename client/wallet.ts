@@ -2,6 +2,7 @@
 // protocol flows of owner.ts wired to storage so every step survives a crash: a deposit's coin is stored before
 // its funding goes out, a receive's signed key-update request and o2 before they are sent, a withdrawal's
 // signed transaction before the SE is asked to broadcast it, an exit's every stage.
+import { status as Status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
@@ -59,6 +60,9 @@ import {
   WalletStore,
 } from "./store.ts";
 import { type VerifyReport, verifyCoin } from "./verify.ts";
+
+/** How the SE answers for a coin it can no longer co-sign (host/api/lookup.ts, host/api/index.ts). */
+const EXIT_ONLY_ANSWER = /the enclave restarted and lost|exit by backup only/;
 
 export type ProgressFn = (event: string, detail?: Record<string, unknown>) => void;
 
@@ -767,7 +771,25 @@ export class Wallet {
         `coin ${row.id} is ${row.status}; only an active coin can be sent`,
         "precondition",
       );
-    await send(this.context(), this.loadCoin(row), to);
+    try {
+      await send(this.context(), this.loadCoin(row), to);
+    } catch (err) {
+      // The SE says the coin can no longer be co-signed (its enclave lost the share): the wallet shows that, and
+      // the coin's way out, instead of an active coin that cannot move.
+      if (
+        err instanceof SeError &&
+        err.code === Status.FAILED_PRECONDITION &&
+        EXIT_ONLY_ANSWER.test(err.message)
+      ) {
+        await this.setStatus(row, "exit-only");
+        throw new WalletError(
+          "EXIT_ONLY",
+          `the SE can no longer co-sign coin ${row.id} (${err.message.replace(/^\S+: /, "")}); it can only leave by its backup transaction: \`wallet exit ${row.id}\``,
+          "precondition",
+        );
+      }
+      throw err;
+    }
     await this.setStatus(row, "sent");
     return this.coin(row.id);
   }

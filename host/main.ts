@@ -289,6 +289,13 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       mainstayUrl: cfg.mainstay.enabled ? mainstayUrl : "",
       mainstayKey: keyParams,
       crash: crashHook(cfg),
+      async recheckEnclave() {
+        await monitor.refresh();
+        const current = monitor.snapshot().enclave.instanceId;
+        await reconcileEnclave(store, current, log);
+        await reregister?.();
+        return Buffer.from(current, "hex");
+      },
     };
     const service = statechainService(deps, {
       log,

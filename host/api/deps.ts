@@ -54,6 +54,11 @@ export interface ApiDeps {
   mainstayUrl: string;
   /** The local Mainstay service's attestation key, published in simulator mode. */
   mainstayKey?: MainstayKeyParams;
+  /**
+   * Asks the enclave now whether it is still the instance the host knows (the monitor otherwise polls every few
+   * seconds), marks the coins of an instance that is gone exit-by-backup, and returns the current instance id.
+   */
+  recheckEnclave(): Promise<Buffer>;
   /** Test-only fault injection (host/crash-hook.ts). */
   crash?: CrashHook;
 }
