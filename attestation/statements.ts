@@ -1,6 +1,8 @@
 // The other canonical statements the enclave attests (same codec as deletion receipts). Each starts with
 // v and type, so one kind of statement can never be read as another:
-//   identity:     {v, type: "identity", instance (16 bytes), log (32), policy (32), time (ms)}
+//   identity:     {v, type: "identity", instance (16 bytes), log (32), policy (32), key (32: the Ed25519
+//                  instance key that signs each partial signature c3), rp (64: the id of the instance's
+//                  ring-Pedersen parameters, ring-pedersen.ts), time (ms)}
 //   transfer-key: {v, type: "transfer-key", statechain (36), epoch, receiver (33-byte proof key), instance (16),
 //                  share (33: the SE share S the key update will erase), kickoff (32 or null: the one kick-off
 //                  co-signed, internal order), backup (32: the one backup co-signed for owner `epoch`),
@@ -18,6 +20,8 @@ export interface IdentityStatement {
   instance: Uint8Array;
   log: Uint8Array;
   policy: Uint8Array;
+  key: Uint8Array;
+  rp: Uint8Array;
   time: number;
 }
 
@@ -40,6 +44,8 @@ export const IDENTITY_FIELDS: readonly FieldSpec[] = [
   { key: "instance", kind: "bytes", length: 16 },
   { key: "log", kind: "bytes", length: 32 },
   { key: "policy", kind: "bytes", length: 32 },
+  { key: "key", kind: "bytes", length: 32 },
+  { key: "rp", kind: "bytes", length: 64 },
   { key: "time", kind: "uint" },
 ];
 

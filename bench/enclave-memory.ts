@@ -1,5 +1,5 @@
 // Enclave memory per live statechain, measured where it can be measured exactly: the enclave's own code
-// (enclave/service.ts) in this process, coins created through its handlers with owner-signed requests, then
+// (enclave/service.ts and enclave/steps/) in this process, coins created through its handlers with owner-signed requests, then
 // the heap after a full collection, before and after. Run as a child (`node --expose-gc`) by transfer.bench.ts;
 // prints one JSON object. `SNAP=<file>` also writes heap snapshots (`<file>.0` before, `<file>` after) to compare.
 import { mkdtempSync } from "node:fs";
@@ -13,15 +13,15 @@ import { SimulatorCa } from "../attestation/sim-ca.ts";
 import { ActionLog } from "../enclave/log.ts";
 import { measure } from "../enclave/measure.ts";
 import { DEFAULT_POLICY } from "../enclave/policy.ts";
-import { PaillierPool } from "../enclave/pool.ts";
 import { ANSWER_TTL_MS, Enclave } from "../enclave/service.ts";
 import { DepositFundRequest, DepositInitRequest, DepositKeyGenRequest } from "../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, signRequest } from "../protocol/auth.ts";
-import { p2KeyGenFinish, p2KeyGenShare, RingPedersenCache } from "../protocol/ecdsa2p/index.ts";
+import { holderKeyGenCommit, holderKeyGenFinish } from "../protocol/ecdsa2p/holder.ts";
+import { generatePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { pointBytes } from "../protocol/encoding.ts";
 import { systemRng as rng } from "../protocol/rng.ts";
 import { p2wpkhScript } from "../protocol/tx/script.ts";
-import { testRingPedersen } from "../test/helpers/owners.ts";
+import { ownerViewOf, testInstanceKeys } from "../test/helpers/owners.ts";
 
 const COINS = Number(process.argv[2] ?? 200);
 const gc = (globalThis as { gc?: () => void }).gc!;
@@ -36,39 +36,43 @@ const signed = <T extends Authenticated>(codec: Codec<T>, method: string, req: T
       .finish(),
   );
 
+const instance = testInstanceKeys();
+const view = ownerViewOf(instance);
 const ca = SimulatorCa.open(path.join(mkdtempSync(path.join(tmpdir(), "encmem-")), "sim-ca"));
 const enclave = new Enclave({
   policy: DEFAULT_POLICY,
   provider: new SimulatorProvider({ ca, pcrs: measure() }),
-  pool: new PaillierPool(0, () => {}),
+  instance,
   log: new ActionLog(),
   rng,
   now: () => clock,
   instanceId: Buffer.from(rng(16)),
   pcrs: measure(),
   simulatorRootPem: ca.rootPem(),
-  ringPedersenCache: new RingPedersenCache(),
   version: "bench",
 });
 
 async function depositOne(): Promise<void> {
   const c = secp256k1.utils.randomSecretKey();
   const C = Buffer.from(secp256k1.getPublicKey(c, true));
+  // The owner's Paillier key (each coin its own) is the owner's cost, made before the measured heap is read.
+  const keygenSessionId = Buffer.from(rng(16));
+  const h1 = holderKeyGenCommit({
+    sessionId: keygenSessionId,
+    paillier: await generatePaillierKey({ rng }),
+    ringPedersen: view.ringPedersen,
+    rng,
+  });
   const init = await enclave.keyGenInit({
     signedRequest: signed(
       DepositInitRequest,
       "DepositInit",
-      { proofKey: C, guard: undefined, auth: undefined },
+      { proofKey: C, guard: undefined, auth: undefined, holderCommit: h1.msg, keygenSessionId },
       c,
     ),
   });
-  const two = p2KeyGenShare({
-    sessionId: init.depositId,
-    commit: init.keygenCommit,
-    ringPedersen: testRingPedersen,
-    rng,
-  });
-  const fin = await enclave.keyGenFinish({
+  const two = holderKeyGenFinish(h1.state, init.seShare!, { rng });
+  await enclave.keyGenFinish({
     signedRequest: signed(
       DepositKeyGenRequest,
       "DepositKeyGen",
@@ -76,7 +80,7 @@ async function depositOne(): Promise<void> {
       c,
     ),
   });
-  const P = pointBytes(p2KeyGenFinish(two.state, fin.seShare!).sharedPublicKey);
+  const P = pointBytes(two.key.sharedPublicKey);
   const funding = new bitcoin.Transaction();
   funding.version = 2;
   funding.addInput(Buffer.from(rng(32)), 0);

@@ -1,6 +1,6 @@
 // The cryptographic floor of one transfer: every operation the protocol cannot avoid, each measured alone in
-// this process (no gRPC, no SQLite, no waiting): the receiver's fixed-share keygen on both sides with a
-// precomputed Paillier key, one two-party signature (the receiver's backup), the three ECIES round trips (x1,
+// this process (no gRPC, no SQLite, no waiting): the receiver's fixed-share keygen on both sides with the
+// receiver's Paillier key made ahead, one two-party signature (the receiver's backup), the three ECIES round trips (x1,
 // the transfer message, t2), the sender's statechain signature and the receiver's check of it, two attestation
 // documents made and verified, and the backup signature checks.
 import { mkdtempSync } from "node:fs";
@@ -11,66 +11,79 @@ import { SimulatorProvider } from "../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../attestation/sim-ca.ts";
 import { CertCache, verifyAttestation } from "../attestation/verify.ts";
 import { measure } from "../enclave/measure.ts";
+import { writeNat } from "../protocol/ecdsa2p/codec.ts";
 import {
-  generatePaillierKey,
-  p1KeyGenCommit,
-  p1KeyGenFinish,
-  p1KeyGenFixed,
-  p1SignFinish,
-  p1SignStart,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-  RingPedersenCache,
-} from "../protocol/ecdsa2p/index.ts";
+  holderKeyGenCommit,
+  holderKeyGenFinish,
+  holderKeyUpdate,
+  holderKeyUpdateFinish,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+} from "../protocol/ecdsa2p/holder.ts";
+import { generatePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
+import {
+  signerKeyGenFinish,
+  signerKeyGenShare,
+  signerKeyUpdate,
+  signerSignPartial,
+  signerSignStart,
+} from "../protocol/ecdsa2p/signer.ts";
 import { decrypt, encrypt } from "../protocol/ecies.ts";
 import { N, pointBytes, scalarBytes } from "../protocol/encoding.ts";
 import { systemRng as rng } from "../protocol/rng.ts";
 import { initialState, signTransfer, verifyStatechainTx } from "../protocol/statechain.ts";
-import { testRingPedersen } from "../test/helpers/owners.ts";
+import { ownerViewOf, testInstanceKeys } from "../test/helpers/owners.ts";
 import { time } from "./harness.ts";
 
 const RUNS = 20;
 
 export async function cryptoFloor(): Promise<{ total: number; runs: number; parts: Record<string, number> }> {
-  const cache = new RingPedersenCache();
+  const instance = testInstanceKeys();
+  const view = ownerViewOf(instance);
   const sid = () => rng(16);
+  // The owners' Paillier keys are made ahead (a wallet prepares one per address it hands out).
+  const pool = await Promise.all(Array.from({ length: RUNS + 4 }, () => generatePaillierKey()));
   // A deposit's keys, to sign with and to rotate.
   const s0 = sid();
-  const c1 = p1KeyGenCommit({ sessionId: s0, rng });
-  const o1 = p2KeyGenShare({ sessionId: s0, commit: c1.msg, ringPedersen: testRingPedersen, rng });
-  const f1 = await p1KeyGenFinish(c1.state, o1.msg, { rng, ringPedersenCache: cache });
-  const owner = p2KeyGenFinish(o1.state, f1.msg);
+  const h1 = holderKeyGenCommit({
+    sessionId: s0,
+    paillier: pool.pop()!,
+    ringPedersen: view.ringPedersen,
+    rng,
+  });
+  const e1 = signerKeyGenShare({ sessionId: s0, commit: h1.msg, rng });
+  const h2 = holderKeyGenFinish(h1.state, e1.msg, { rng });
+  const se = signerKeyGenFinish(e1.state, h2.msg, { ringPedersen: instance.ringPedersenPublic });
+  const owner = h2.key;
   const P = pointBytes(owner.sharedPublicKey);
-  const pool = await Promise.all(Array.from({ length: RUNS + 2 }, () => generatePaillierKey()));
 
   const parts: Record<string, number> = {};
   parts.keygen_fixed_ms = (
     await time(
-      async () => {
+      () => {
         const o2 = (BigInt(`0x${Buffer.from(rng(32)).toString("hex")}`) % (N - 1n)) + 1n;
         const ks = sid();
-        const share = p2KeyGenShare({
+        const share = holderKeyUpdate({
           sessionId: ks,
-          ringPedersen: testRingPedersen,
-          rng,
           share: scalarBytes(o2),
+          sharedPublicKey: P,
+          paillier: pool.pop()!,
+          ringPedersen: view.ringPedersen,
+          rng,
         });
         // s2 = s1·o1·o2⁻¹ keeps P = s2·O2 (the rotation arithmetic itself is negligible).
         const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString("hex")}`);
-        const s2 = (((big(f1.key.share) * big(owner.share)) % N) * secp256k1.Point.Fn.inv(o2)) % N;
-        const { msg } = await p1KeyGenFixed({
+        const s2 = (((big(se.share) * big(owner.share)) % N) * secp256k1.Point.Fn.inv(o2)) % N;
+        const { msg } = signerKeyUpdate({
           sessionId: ks,
           share: scalarBytes(s2),
-          ownerShare: share.msg,
+          holderShare: share.msg,
           sharedPublicKey: P,
-          paillier: pool.pop(),
+          ringPedersen: instance.ringPedersenPublic,
           rng,
-          ringPedersenCache: cache,
         });
-        p2KeyGenFinish(share.state, msg, { expectedSharedKey: P });
+        holderKeyUpdateFinish(share.state, msg);
       },
       { runs: RUNS, warmup: 2 },
     )
@@ -81,10 +94,16 @@ export async function cryptoFloor(): Promise<{ total: number; runs: number; part
     await time(
       () => {
         const id = sid();
-        const a = p2SignCommit(owner, { sessionId: id, digest, rng });
-        const b = p1SignStart(f1.key, { sessionId: id, digest, ownerCommit: a.msg, rng });
-        const partial = p2SignPartial(owner, a.state, b.msg, { rng });
-        p2SignFinish(owner, a.state, p1SignFinish(f1.key, b.session, partial));
+        const a = holderSignCommit(owner, { sessionId: id, digest, rng });
+        const b = signerSignStart(se, { sessionId: id, digest, ownerCommit: a.msg, rng });
+        const opening = holderSignNonce(owner, a.state, b.msg, { rng });
+        const { c3, statement } = signerSignPartial(se, b.session, opening, { rng });
+        const partial = {
+          partialSignature: writeNat(c3),
+          statementSignature: instance.signPartial(statement),
+        };
+        if (!holderSignFinish(owner, a.state, partial, { instanceKey: view.instanceKey }).ok)
+          throw new Error("floor: signature");
       },
       { runs: RUNS },
     )

@@ -1,9 +1,16 @@
 // The SE's protocol parameters as its enclave attests them (audit #18.5): a fresh attestation of the enclave's
 // identity statement, whose policy hash must be the SHA-256 of the policy JSON served with it. Wallets take
 // confirmations, locks and fee ceilings from here, never from the host's GetInfo, and add floors of their own.
-import { createHash } from "node:crypto";
+import { createHash, type KeyObject } from "node:crypto";
 import { decodeIdentityStatement } from "../attestation/statements.ts";
 import { CertCache, type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
+import { instancePublicKey } from "../protocol/ecdsa2p/partial-statement.ts";
+import {
+  RingPedersenCache,
+  readRingPedersen,
+  type VerifiedRingPedersen,
+  verifyRingPedersen,
+} from "../protocol/ecdsa2p/ring-pedersen.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { OwnerContext } from "./owner.ts";
 import { refuse } from "./se-client.ts";
@@ -21,8 +28,15 @@ export interface AttestedPolicy {
   withdrawConfirmations: number;
   minFeeRateSatVb: number;
   maxBackupFeeRateSatVb: number;
+  /** The enclave instance's Ed25519 key, which signs every partial signature c3 it releases. */
+  instanceKey: KeyObject;
+  /** The instance's ring-Pedersen parameters, Π^prm checked: the owner proves its Paillier keys against them. */
+  ringPedersen: VerifiedRingPedersen;
   verdict: VerificationResult;
 }
+
+/** Verified ring-Pedersen parameters by id: Π^prm (~0.3 s) is checked once per enclave instance. */
+export const ringPedersenCache = new RingPedersenCache(16);
 
 /** An attestation document failed verification: `failures` names every check that failed. */
 export class AttestationRefusedError extends ProtocolError {
@@ -115,6 +129,13 @@ export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy>
     "POLICY_ATTESTED",
     "the attested policy has no valid backupMode",
   );
+  // The parameters served beside the statement must be the ones it names (the host cannot swap in its own).
+  const rpPublic = readRingPedersen(res.ringPedersen);
+  refuse(
+    Buffer.from(rpPublic.id, "hex").equals(Buffer.from(identity.rp)),
+    "RING_PEDERSEN_ATTESTED",
+    "the ring-Pedersen parameters the SE serves are not the ones its enclave attests",
+  );
   return {
     instance: Buffer.from(identity.instance),
     policyHash,
@@ -127,6 +148,25 @@ export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy>
     withdrawConfirmations: nat(p, "withdrawConfirmations"),
     minFeeRateSatVb: nat(p, "minFeeRateSatVb"),
     maxBackupFeeRateSatVb: nat(p, "maxBackupFeeRateSatVb"),
+    instanceKey: instancePublicKey(identity.key),
+    ringPedersen: verifyRingPedersen(res.ringPedersen, ringPedersenCache),
     verdict,
   };
+}
+
+const identities = new WeakMap<object, Promise<AttestedPolicy>>();
+
+/**
+ * The attested identity of the enclave behind `ctx.se`, verified once per client and kept: its instance key and
+ * ring-Pedersen parameters are what signing and key generation need. `fresh` verifies again (a restarted enclave
+ * is a new instance).
+ */
+export function enclaveIdentity(ctx: OwnerContext, opts: { fresh?: boolean } = {}): Promise<AttestedPolicy> {
+  let p = opts.fresh ? undefined : identities.get(ctx.se);
+  if (!p) {
+    p = attestedPolicy(ctx);
+    identities.set(ctx.se, p);
+    p.catch(() => identities.delete(ctx.se));
+  }
+  return p;
 }

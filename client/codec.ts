@@ -1,11 +1,12 @@
-// Byte layouts for what the wallet stores: the owner's two-party key (public part in the clear, the share o
-// sealed apart) and the ring-Pedersen key (public parameters with Π^prm in the clear, p, q, λ sealed).
+// Byte layouts for what the wallet stores: the owner's two-party key (public part in the clear; the share o and
+// the coin's Paillier primes sealed apart).
 // Fields are length-prefixed (u32 big-endian); the cached nonce engine of a key is never stored.
-import { RingPedersenParams } from "../proto/gen/ecdsa2p.ts";
 import { mulG, mulSecret } from "../protocol/ecdsa2p/ec.ts";
-import type { PartyTwoKey, RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
+import type { HolderKey } from "../protocol/ecdsa2p/holder.ts";
+import { type PaillierKey, paillierKeyFromPrimes } from "../protocol/ecdsa2p/paillier.ts";
 import { bigIntToBytes, bytesToBigInt, parsePoint, parseScalar, pointBytes } from "../protocol/encoding.ts";
 import { check } from "../protocol/errors.ts";
+import type { Rng } from "../protocol/rng.ts";
 
 export function packFields(fields: readonly Uint8Array[]): Buffer {
   const parts: Buffer[] = [];
@@ -33,20 +34,50 @@ export function unpackFields(blob: Uint8Array, count: number, what: string): Buf
   return out;
 }
 
-/** The public part of the owner's key: session id, O, S, P, the SE's Paillier N and c_key. */
-export function encodeKeyPublic(key: PartyTwoKey): Buffer {
+/** The public part of the owner's key: session id, O, S, P, the owner's Paillier N and c_key = Enc_N(o). */
+export function encodeKeyPublic(key: HolderKey): Buffer {
   return packFields([
     key.sessionId,
     pointBytes(key.ownerPublicShare),
     pointBytes(key.sePublicShare),
     pointBytes(key.sharedPublicKey),
-    bigIntToBytes(key.paillierModulus),
+    bigIntToBytes(key.paillier.n),
     bigIntToBytes(key.encryptedShare),
   ]);
 }
 
-/** Rebuilds the key from its stored parts, checking o·G = O and o·S = P so a mixed-up row cannot sign. */
-export function decodeKey(publicBlob: Uint8Array, share: Uint8Array): PartyTwoKey {
+/** The key's secret part, sealed apart: the share o and the coin's Paillier primes p, q. */
+export function encodeKeySecret(key: HolderKey): Buffer {
+  return packFields([key.share, key.paillier.secret.p, key.paillier.secret.q]);
+}
+
+/** The secret part of a key whose public part is not made yet (a receive before its key update). */
+export function encodeShareAndPaillier(share: Uint8Array, paillier: PaillierKey): Buffer {
+  return packFields([share, paillier.secret.p, paillier.secret.q]);
+}
+
+/** The share and Paillier key of a sealed secret part (encodeKeySecret), p·q checked against `n` if given. */
+export function decodeKeySecret(
+  secret: Uint8Array,
+  rng: Rng,
+  n?: bigint,
+): { share: Uint8Array; paillier: PaillierKey } {
+  const [o, p, q] = unpackFields(secret, 3, "stored key secret") as [Buffer, Buffer, Buffer];
+  const pp = bytesToBigInt(p);
+  const qq = bytesToBigInt(q);
+  check(
+    n === undefined || pp * qq === n,
+    "WALLET_CORRUPT",
+    "the stored Paillier primes do not match the key",
+  );
+  const paillier = paillierKeyFromPrimes(pp, qq, { rng, modulusProof: false, nonces: 0 });
+  // Restored for decryption only: a Paillier key encrypts one share, the one it was made for.
+  paillier.used = true;
+  return { share: new Uint8Array(o), paillier };
+}
+
+/** Rebuilds the key from its stored parts, checking o·G = O, o·S = P and p·q = N so a mixed-up row cannot sign. */
+export function decodeKey(publicBlob: Uint8Array, secret: Uint8Array, rng: Rng): HolderKey {
   const [sessionId, O, S, P, n, c] = unpackFields(publicBlob, 6, "stored key") as [
     Buffer,
     Buffer,
@@ -55,6 +86,7 @@ export function decodeKey(publicBlob: Uint8Array, share: Uint8Array): PartyTwoKe
     Buffer,
     Buffer,
   ];
+  const { share, paillier } = decodeKeySecret(secret, rng, bytesToBigInt(n));
   const o = parseScalar(share, "stored owner share");
   const ownerPublicShare = parsePoint(O, "stored O");
   const sePublicShare = parsePoint(S, "stored S");
@@ -66,34 +98,13 @@ export function decodeKey(publicBlob: Uint8Array, share: Uint8Array): PartyTwoKe
   );
   return {
     sessionId: new Uint8Array(sessionId),
-    share: new Uint8Array(share),
+    share,
     ownerPublicShare,
     sePublicShare,
     sharedPublicKey,
-    paillierModulus: bytesToBigInt(n),
+    paillier,
     encryptedShare: bytesToBigInt(c),
+    tainted: false,
     wiped: false,
-  };
-}
-
-export function encodeRingPedersenParams(key: RingPedersenKey): Buffer {
-  return Buffer.from(RingPedersenParams.encode(key.params).finish());
-}
-
-export function encodeRingPedersenSecret(key: RingPedersenKey): Buffer {
-  return packFields([key.secret.p, key.secret.q, key.secret.lambda]);
-}
-
-export function decodeRingPedersen(params: Uint8Array, secret: Uint8Array): RingPedersenKey {
-  const [p, q, lambda] = unpackFields(secret, 3, "stored ring-Pedersen secret") as [Buffer, Buffer, Buffer];
-  const decoded = RingPedersenParams.decode(params);
-  check(
-    bytesToBigInt(p) * bytesToBigInt(q) === bytesToBigInt(decoded.modulus),
-    "WALLET_CORRUPT",
-    "the stored ring-Pedersen primes do not match its modulus",
-  );
-  return {
-    params: decoded,
-    secret: { p: new Uint8Array(p), q: new Uint8Array(q), lambda: new Uint8Array(lambda) },
   };
 }

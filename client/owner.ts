@@ -16,18 +16,17 @@ import {
 } from "../proto/gen/common.ts";
 import { type GetInfoResponse, TransferMessage } from "../proto/gen/statechain.ts";
 import {
-  type PartyTwoKey,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2PartialNonce,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-  type RingPedersenKey,
-} from "../protocol/ecdsa2p/index.ts";
+  type HolderKey,
+  holderKeyGenCommit,
+  holderKeyGenFinish,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+} from "../protocol/ecdsa2p/holder.ts";
+import { generatePaillierKey, type PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
-import { check } from "../protocol/errors.ts";
+import { check, ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { Rng } from "../protocol/rng.ts";
@@ -41,8 +40,8 @@ import {
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
 import { bip143Digest, finalizeP2wpkhInput, type OwnInput, signP2wpkhInputs } from "../protocol/tx/sign.ts";
-import { attestedPolicy } from "./attested-policy.ts";
-import { refuse, type SeClient, whileAnswering } from "./se-client.ts";
+import { enclaveIdentity } from "./attested-policy.ts";
+import { refuse, type SeClient } from "./se-client.ts";
 
 export interface AttestationTrust {
   /** Trust the pinned AWS Nitro root (default true). */
@@ -59,8 +58,16 @@ export interface OwnerContext {
   network: bitcoin.Network;
   rng: Rng;
   now: () => number;
-  /** The owner's ring-Pedersen parameters (generated once per wallet). */
-  ringPedersen: RingPedersenKey;
+  /**
+   * A fresh Paillier key for a new coin (deposit or receive): the owner is the Paillier holder (DESIGN.md 3.1),
+   * with one key per coin. A wallet hands out keys it prepared ahead; without one a key is made on the spot.
+   */
+  paillierKey?: () => Promise<PaillierKey>;
+  /**
+   * Called when a signature failed its final verification, before anything else happens: the caller records
+   * the coin as tainted durably (its share and Paillier key never sign again; it leaves by its backup).
+   */
+  onTaint?: (statechainId: Outpoint, reason: string) => Promise<void>;
   trust: AttestationTrust;
   feeRateSatVb: number;
   /** The Mainstay service's attestation key, from the wallet's trust store (never the SE's GetInfo). */
@@ -90,7 +97,7 @@ export interface OwnedCoin {
   interval: number;
   proofSecret: Buffer;
   backupSecret: Buffer;
-  key: PartyTwoKey;
+  key: HolderKey;
   fundingTx: Buffer;
   /** This owner's backup, fully signed. */
   backupTx: Buffer;
@@ -124,7 +131,16 @@ export const lockFor = (initialLock: number, interval: number, ownerIndex: numbe
 // -------------------------------------------------------------------------------------------------------------
 // co-signing
 
-/** Runs the two signing rounds for `raw` and returns it with the co-signed input finalised. */
+/** A fresh Paillier key for a new coin: the context's (prepared ahead) or one made now. */
+export const newPaillierKey = (ctx: OwnerContext): Promise<PaillierKey> =>
+  ctx.paillierKey ? ctx.paillierKey() : generatePaillierKey({ rng: ctx.rng });
+
+/**
+ * Runs the signing rounds for `raw` (DESIGN.md 3.1): commitment, the enclave's nonce, the opening; the enclave
+ * releases c3 signed under its attested instance key, which is checked before c3 is decrypted; the owner
+ * finishes and verifies the signature and hands it to the SE (SignComplete). Returns `raw` with the co-signed
+ * input finalised. A signature that fails its final verification taints the coin (ctx.onTaint) and throws.
+ */
 export async function coSign(
   ctx: OwnerContext,
   coin: Pick<OwnedCoin, "statechainId" | "sharedPublicKey" | "key" | "proofSecret">,
@@ -134,9 +150,8 @@ export async function coSign(
 ): Promise<Buffer> {
   const digest = bip143Digest(raw, 0, coin.sharedPublicKey, spendAmountSat);
   const sessionId = Buffer.from(ctx.rng(16));
-  const { state, msg } = p2SignCommit(coin.key, { sessionId, digest, rng: ctx.rng });
-  // While the SE answers: the randomness r^N of the partial signature, its costliest part (~8 ms).
-  const [first, nonce] = await whileAnswering(
+  const { state, msg } = holderSignCommit(coin.key, { sessionId, digest, rng: ctx.rng });
+  const [first, identity] = await Promise.all([
     ctx.se.call(
       "signFirst",
       {
@@ -150,21 +165,33 @@ export async function coSign(
       },
       coin.proofSecret,
     ),
-    () => p2PartialNonce(coin.key, ctx.rng),
-  );
+    enclaveIdentity(ctx),
+  ]);
   refuse(
     Buffer.from(first.digest).equals(Buffer.from(digest)),
     "DIGEST_MISMATCH",
     "the SE computed a different digest for this transaction",
   );
-  const partial = p2SignPartial(coin.key, state, first.seNonce!, { rng: ctx.rng, encryptionNonce: nonce });
+  const opening = holderSignNonce(coin.key, state, first.seNonce!, { rng: ctx.rng });
   const second = await ctx.se.call(
     "signSecond",
-    { statechainId: coin.statechainId, sessionId, ownerPartial: partial, auth: undefined },
+    { statechainId: coin.statechainId, sessionId, ownerNonce: opening, auth: undefined },
     coin.proofSecret,
   );
-  const sig = p2SignFinish(coin.key, state, second.signature!);
-  return Buffer.from(finalizeP2wpkhInput(raw, 0, sig.compact, coin.sharedPublicKey, spendAmountSat));
+  const out = holderSignFinish(coin.key, state, second.sePartial!, { instanceKey: identity.instanceKey });
+  if (!out.ok) {
+    // Written down before anything else (CVE-2023-33242): this share and Paillier key never sign again.
+    await ctx.onTaint?.(coin.statechainId, out.reason);
+    throw new ProtocolError("KEY_TAINTED", out.reason, "precondition");
+  }
+  await ctx.se.call("signComplete", {
+    statechainId: coin.statechainId,
+    sessionId,
+    signature: Buffer.from(out.signature.compact),
+  });
+  return Buffer.from(
+    finalizeP2wpkhInput(raw, 0, out.signature.compact, coin.sharedPublicKey, spendAmountSat),
+  );
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -184,9 +211,12 @@ export interface DepositOptions {
 }
 
 export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
-  // Locks and intervals as the enclave attests them (audit #18.5); checked while the deposit goes on.
-  const attested = attestedPolicy(ctx);
+  // Locks and intervals as the enclave attests them (audit #18.5), with its ring-Pedersen parameters and
+  // instance key; checked while the deposit goes on. The coin's own Paillier key meanwhile (made ahead, or now).
+  const attested = enclaveIdentity(ctx, { fresh: true });
   attested.catch(() => {});
+  const paillier = newPaillierKey(ctx);
+  paillier.catch(() => {});
   const info = await ctx.se.call("getInfo", {});
   checkNetwork(ctx, info);
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));
@@ -210,20 +240,25 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
       },
     };
   }
-  const init = await ctx.se.call("depositInit", { proofKey: C1, guard, auth: undefined }, c1);
   progress(ctx, "keygen");
-  const { state, msg } = p2KeyGenShare({
-    sessionId: init.depositId,
-    commit: init.keygenCommit,
-    ringPedersen: ctx.ringPedersen,
+  const keygenSessionId = Buffer.from(ctx.rng(16));
+  const h1 = holderKeyGenCommit({
+    sessionId: keygenSessionId,
+    paillier: await paillier,
+    ringPedersen: (await attested).ringPedersen,
     rng: ctx.rng,
   });
+  const init = await ctx.se.call(
+    "depositInit",
+    { proofKey: C1, guard, auth: undefined, holderCommit: h1.msg, keygenSessionId },
+    c1,
+  );
+  const { key, msg } = holderKeyGenFinish(h1.state, init.seShare!, { rng: ctx.rng });
   const kg = await ctx.se.call(
     "depositKeyGen",
     { depositId: init.depositId, ownerShare: msg, auth: undefined },
     c1,
   );
-  const key = p2KeyGenFinish(state, kg.seShare!);
   const P = Buffer.from(pointBytes(key.sharedPublicKey));
   refuse(
     P.equals(kg.sharedPublicKey),

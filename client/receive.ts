@@ -16,14 +16,15 @@ import { decodeReceipt, erasedShareCommitment } from "../attestation/receipt.ts"
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
-import type { PaillierBlumProof } from "../proto/gen/ecdsa2p.ts";
 import { TransferMessage } from "../proto/gen/statechain.ts";
 import {
-  type PartyTwoKey,
-  p2CheckPaillierModulus,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-} from "../protocol/ecdsa2p/index.ts";
+  type HolderKey,
+  holderKeyUpdate,
+  holderKeyUpdateFinish,
+  holderKeyUpdateResume,
+} from "../protocol/ecdsa2p/holder.ts";
+import type { PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
+import type { VerifiedRingPedersen } from "../protocol/ecdsa2p/ring-pedersen.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parseScalar, scalarBytes } from "../protocol/encoding.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -38,21 +39,22 @@ import { estimateVsize } from "../protocol/tx/size.ts";
 import {
   AttestationRefusedError,
   attestationOptions,
-  attestedPolicy,
   DEFAULT_MAX_BACKUP_FEE_RATE,
+  enclaveIdentity,
   minConfirmations,
 } from "./attested-policy.ts";
 import {
   backupInput,
   checkNetwork,
   lockFor,
+  newPaillierKey,
   type OwnedCoin,
   type OwnerContext,
   pub,
   type ReceiverIdentity,
   randomSecret,
 } from "./owner.ts";
-import { refuse, SeError, type SeRequest, type SeResponse, whileAnswering } from "./se-client.ts";
+import { refuse, SeError, type SeRequest, type SeResponse } from "./se-client.ts";
 
 /** A mailbox item this wallet could not read: refused with a reason, like a coin that fails a check. */
 export interface UnreadableTransfer {
@@ -173,7 +175,8 @@ export async function checkTransfer(
   );
   // The reads are independent: issued together (one round trip of waiting instead of six), checked in order.
   const reads = {
-    policy: attestedPolicy(ctx),
+    // Fresh (a restarted enclave is a new instance), and kept for the key update: its ring-Pedersen parameters.
+    policy: enclaveIdentity(ctx, { fresh: true }),
     info: ctx.se.call("getInfo", {}),
     statechain: ctx.se.call("getStatechain", { statechainId: sid }),
     utxo: ctx.chain.getUtxo(txidToHex(sid.txid), sid.vout),
@@ -535,7 +538,7 @@ export async function attestedTransferKey(
   ctx: OwnerContext,
   id: ReceiverIdentity,
   checked: CheckedTransfer,
-): Promise<{ transferKey: Buffer; verdict: VerificationResult; paillier?: AnnouncedPaillier }> {
+): Promise<{ transferKey: Buffer; verdict: VerificationResult }> {
   const C2 = pub(id.proofSecret);
   const sid = checked.statechainId;
   const nonce = Buffer.from(ctx.rng(32));
@@ -586,30 +589,8 @@ export async function attestedTransferKey(
   );
   const transferKey = verdict.document?.publicKey;
   refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
-  const paillier =
-    tk.paillierModulus.length > 0 ? { modulus: tk.paillierModulus, proof: tk.modulusProof } : undefined;
   checked.attested = { transferKey: Buffer.from(transferKey), erasedShare: Buffer.from(context.share) };
-  return { transferKey: Buffer.from(transferKey), verdict, paillier };
-}
-
-/** The Paillier modulus the SE set aside for the key update, and its Π^mod, shown with the transfer key. */
-export interface AnnouncedPaillier {
-  modulus: Uint8Array;
-  proof: PaillierBlumProof | undefined;
-}
-
-/**
- * N if the announced modulus and its Π^mod check out. Failing refuses nothing yet: the key update's answer then
- * has its own N checked with its own proof (as when it names another N), and that refuses the coin if it fails.
- */
-function checkAnnounced(announced: AnnouncedPaillier | undefined): bigint | undefined {
-  if (!announced) return undefined;
-  try {
-    return p2CheckPaillierModulus(announced.modulus, announced.proof);
-  } catch (e) {
-    if (!(e instanceof ProtocolError)) throw e;
-    return undefined;
-  }
+  return { transferKey: Buffer.from(transferKey), verdict };
 }
 
 /** A signed key-update request, ready to send (and to re-send unchanged if the answer is lost). */
@@ -617,21 +598,25 @@ export interface PreparedKeyUpdate {
   request: SeRequest<"transferReceiverKeyUpdate">;
   /** o2, the receiver's new share (secret). */
   share: Buffer;
+  /** The coin's Paillier key (the receiver's own, fresh): c_key2 = Enc(o2) in the request is under it. */
+  paillier: PaillierKey;
   keygenSessionId: Buffer;
   nonce: Buffer;
   transferKeyVerdict: VerificationResult | undefined;
-  /** Checked while the key update runs (not kept when the request is stored to be resumed). */
-  announcedPaillier?: AnnouncedPaillier | undefined;
 }
 
-/** Step 7, second half: o2, t2 = t1·o2⁻¹ encrypted to the attested transfer key, O2 with its proofs, signed. */
+/**
+ * Step 7, second half: o2, t2 = t1·o2⁻¹ encrypted to the attested transfer key, O2 with its proof, the
+ * receiver's fresh Paillier key with Π^mod, Π^fac and c_key2 = Enc(o2) with Π^log* (against the enclave's
+ * attested ring-Pedersen parameters), signed.
+ */
 export function prepareKeyUpdate(
   ctx: OwnerContext,
   id: ReceiverIdentity,
   checked: CheckedTransfer,
   transferKey: Uint8Array,
+  keys: { paillier: PaillierKey; ringPedersen: VerifiedRingPedersen },
   transferKeyVerdict?: VerificationResult,
-  announcedPaillier?: AnnouncedPaillier,
 ): PreparedKeyUpdate {
   const t1 = parseScalar(checked.incoming.message.t1, "t1");
   const o2 = parseScalar(randomSecret(ctx.rng), "o2");
@@ -640,11 +625,13 @@ export function prepareKeyUpdate(
   t2.fill(0);
   const share = Buffer.from(scalarBytes(o2));
   const keygenSessionId = Buffer.from(ctx.rng(16));
-  const { msg } = p2KeyGenShare({
+  const { msg } = holderKeyUpdate({
     sessionId: keygenSessionId,
-    ringPedersen: ctx.ringPedersen,
-    rng: ctx.rng,
     share,
+    sharedPublicKey: checked.sharedPublicKey,
+    paillier: keys.paillier,
+    ringPedersen: keys.ringPedersen,
+    rng: ctx.rng,
   });
   const nonce = Buffer.from(ctx.rng(32));
   const request = ctx.se.sign(
@@ -660,7 +647,7 @@ export function prepareKeyUpdate(
     },
     id.proofSecret,
   );
-  return { request, share, keygenSessionId, nonce, transferKeyVerdict, announcedPaillier };
+  return { request, share, paillier: keys.paillier, keygenSessionId, nonce, transferKeyVerdict };
 }
 
 /**
@@ -677,13 +664,8 @@ export async function finishKeyUpdate(
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
   let upd: SeResponse<"transferReceiverKeyUpdate">;
-  let verifiedModulus: bigint | undefined;
   try {
-    // While the enclave works: the Paillier modulus it announced and its Π^mod, ~15 ms.
-    [upd, verifiedModulus] = await whileAnswering(
-      answered ? Promise.resolve(answered) : ctx.se.call("transferReceiverKeyUpdate", prepared.request),
-      () => checkAnnounced(prepared.announcedPaillier),
-    );
+    upd = answered ?? (await ctx.se.call("transferReceiverKeyUpdate", prepared.request));
   } catch (e) {
     if (!(e instanceof SeError)) throw e;
     if (UNANSWERED.has(e.code))
@@ -700,14 +682,11 @@ export async function finishKeyUpdate(
   }
   // From here the SE has moved the coin to us: a failed check refuses the coin for use with this SE, but the
   // coin is ours to exit by its backup (the caller keeps o2 and the backup for that).
-  let key: PartyTwoKey;
+  let key: HolderKey;
   let verdict: VerificationResult;
   try {
-    const state = keyUpdateState(ctx, prepared);
-    key = p2KeyGenFinish(state, upd.seShare!, {
-      expectedSharedKey: checked.sharedPublicKey,
-      verifiedModulus,
-    });
+    const state = keyUpdateState(checked, prepared);
+    key = holderKeyUpdateFinish(state, upd.seShare!);
     const rec = upd.keyUpdate;
     refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
     verdict = verifyAttestation(rec.attestationDocument, {
@@ -804,15 +783,17 @@ export class RefusedAfterKeyUpdateError extends ProtocolError {
   }
 }
 
-/** The owner's keygen state for a prepared key update (rebuilt from o2, so a resumed update can finish). */
-function keyUpdateState(ctx: OwnerContext, prepared: PreparedKeyUpdate) {
-  const { state } = p2KeyGenShare({
+/** The owner's keygen state for a sent key update (rebuilt from o2 and the request, so a resumed update can finish). */
+function keyUpdateState(checked: CheckedTransfer, prepared: PreparedKeyUpdate) {
+  const sent = prepared.request.ownerShare;
+  refuse(sent, "KEY_UPDATE_REQUEST", "the stored key update request carries no key share");
+  return holderKeyUpdateResume({
     sessionId: prepared.keygenSessionId,
-    ringPedersen: ctx.ringPedersen,
-    rng: ctx.rng,
     share: prepared.share,
+    sharedPublicKey: checked.sharedPublicKey,
+    paillier: prepared.paillier,
+    sent,
   });
-  return state;
 }
 
 export interface ReceiveHooks {
@@ -831,9 +812,14 @@ export async function receive(
   incoming: IncomingTransfer,
   hooks: ReceiveHooks = {},
 ): Promise<OwnedCoin> {
+  // The coin's own Paillier key (made ahead by a wallet, or now) while the transfer is checked.
+  const paillier = newPaillierKey(ctx);
+  paillier.catch(() => {});
   const checked = await checkTransfer(ctx, id, incoming);
-  const { transferKey, verdict, paillier } = await attestedTransferKey(ctx, id, checked);
-  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, verdict, paillier);
+  const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
+  // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
+  const keys = { paillier: await paillier, ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
+  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
   await hooks.beforeKeyUpdate?.(checked, prepared);
   const coin = await finishKeyUpdate(ctx, id, checked, prepared);
   return { ...coin, publication: checked.publication };

@@ -8,7 +8,6 @@ import type { VerificationResult } from "../attestation/verify.ts";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
 import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
-import { generateRingPedersen, type PartyTwoKey, type RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
@@ -18,10 +17,10 @@ import { dustThreshold, p2wpkhScript } from "../protocol/tx/script.ts";
 import { decodeReceiveAddress, encodeReceiveAddress, type WalletNetwork } from "./address.ts";
 import {
   decodeKey,
-  decodeRingPedersen,
+  decodeKeySecret,
   encodeKeyPublic,
-  encodeRingPedersenParams,
-  encodeRingPedersenSecret,
+  encodeKeySecret,
+  encodeShareAndPaillier,
   packFields,
   unpackFields,
 } from "./codec.ts";
@@ -90,7 +89,9 @@ export type CoinStatus =
   | "exiting"
   | "exited"
   /** The SE moved the coin to this wallet but a check failed (or its answer was lost): backup exit only. */
-  | "exit-only";
+  | "exit-only"
+  /** A signature with this coin's key failed its final verification: its key never signs again; backup exit only. */
+  | "tainted";
 
 /** Statuses in which the wallet holds the coin (it is the current owner, or exiting with its backup). */
 const HELD: readonly CoinStatus[] = [
@@ -99,6 +100,7 @@ const HELD: readonly CoinStatus[] = [
   "withdrawing",
   "exiting",
   "exit-only",
+  "tainted",
 ];
 
 export interface AttestationSummary {
@@ -162,8 +164,6 @@ export interface CreateWalletOptions {
   network: WalletNetwork;
   /** Restore from this mnemonic instead of drawing a new one. */
   mnemonic?: string;
-  /** Ring-Pedersen parameters to use instead of generating them (a few seconds of CPU). */
-  ringPedersen?: RingPedersenKey;
   scryptN?: number;
   rng?: Rng;
   now?: () => number;
@@ -203,7 +203,7 @@ interface CoinRecord {
 const recordOf = (c: OwnedCoin): CoinRecord => ({
   ...c,
   keyPublic: encodeKeyPublic(c.key),
-  share: c.key.share,
+  share: encodeKeySecret(c.key),
 });
 
 /** Receive addresses scanned after a restore (and kept issued ahead). */
@@ -240,7 +240,6 @@ export class Wallet {
     private readonly store: WalletStore,
     readonly network: WalletNetwork,
     private readonly keys: KeyTree,
-    private readonly ringPedersen: RingPedersenKey,
     private readonly rng: Rng,
     private readonly now: () => number,
   ) {}
@@ -260,25 +259,14 @@ export class Wallet {
     const restoring = opts.mnemonic !== undefined;
     const mnemonic = restoring ? normalizeMnemonic(opts.mnemonic!) : newMnemonic(rng);
     const seed = mnemonicToSeed(mnemonic);
-    let ringPedersen = opts.ringPedersen;
-    if (!ringPedersen) {
-      opts.onProgress?.("ring-pedersen", { note: "generating the wallet's ring-Pedersen parameters (once)" });
-      ringPedersen = await generateRingPedersen(rng);
-    }
     const store = await WalletStore.create(opts.file, opts.passphrase, { scryptN: opts.scryptN });
     const keys = new KeyTree(seed, opts.network);
     seed.fill(0);
-    const wallet = new Wallet(store, opts.network, keys, ringPedersen, rng, opts.now ?? Date.now);
+    const wallet = new Wallet(store, opts.network, keys, rng, opts.now ?? Date.now);
     await store.db.transaction(async (q) => {
       await store.setMeta("network", opts.network, q);
       await store.setMeta("account", "0", q);
-      await store.setMeta(
-        "ring_pedersen_params",
-        encodeRingPedersenParams(ringPedersen).toString("base64"),
-        q,
-      );
       await store.putSealed("mnemonic", Buffer.from(mnemonic, "utf8"), q);
-      await store.putSealed("ring-pedersen", encodeRingPedersenSecret(ringPedersen), q);
     });
     if (restoring) {
       // Transfers sent to this seed's addresses while the old file was lost are still in the SE's mailboxes.
@@ -293,17 +281,12 @@ export class Wallet {
     try {
       const network = (await store.getMeta("network")) as WalletNetwork;
       const mnemonic = await store.getSealed("mnemonic");
-      const rpSecret = await store.getSealed("ring-pedersen");
-      const rpParams = await store.getMeta("ring_pedersen_params");
-      if (!mnemonic || !rpSecret || !rpParams)
-        throw new WalletError("WALLET_CORRUPT", `${file} lacks its seed or ring-Pedersen key`, "internal");
+      if (!mnemonic) throw new WalletError("WALLET_CORRUPT", `${file} lacks its seed`, "internal");
       const seed = mnemonicToSeed(mnemonic.toString("utf8"));
       mnemonic.fill(0);
       const keys = new KeyTree(seed, network, Number((await store.getMeta("account")) ?? 0));
       seed.fill(0);
-      const rp = decodeRingPedersen(Buffer.from(rpParams, "base64"), rpSecret);
-      rpSecret.fill(0);
-      return new Wallet(store, network, keys, rp, opts.rng ?? systemRng, opts.now ?? Date.now);
+      return new Wallet(store, network, keys, opts.rng ?? systemRng, opts.now ?? Date.now);
     } catch (e) {
       await store.close();
       throw e;
@@ -355,8 +338,14 @@ export class Wallet {
       network: this.bitcoinNetwork,
       rng: this.rng,
       now: this.now,
-      ringPedersen: this.ringPedersen,
       trust: s.trust,
+      // Written before anything else, whatever the caller does next (DESIGN.md 3.1, CVE-2023-33242).
+      onTaint: async (statechainId, reason) => {
+        // A deposit taints before its coin is saved (its funding is not broadcast then): nothing to keep.
+        const row = await this.coinRow(outpointString(statechainId)).catch(() => undefined);
+        if (row) await this.setStatus(row, "tainted");
+        this.progress("tainted", { statechainId: outpointString(statechainId), reason });
+      },
       feeRateSatVb: s.feeRateSatVb ?? 2,
       mainstayKey: s.mainstayKey,
       mainstaySlot: s.mainstaySlot,
@@ -540,9 +529,10 @@ export class Wallet {
 
   private loadCoin(row: CoinRow): OwnedCoin {
     const sid = outpointFromBytes(row.statechain_id);
-    const share = this.store.open(row.share_sealed, shareLabel(hex(row.statechain_id), row.key_idx));
-    const key: PartyTwoKey = decodeKey(row.key_public, share);
-    share.fill(0);
+    const secret = this.store.open(row.share_sealed, shareLabel(hex(row.statechain_id), row.key_idx));
+    const key = decodeKey(row.key_public, secret, this.rng);
+    secret.fill(0);
+    if (row.status === "tainted") key.tainted = true;
     const id = this.identity(row.key_idx);
     return {
       statechainId: sid,
@@ -954,7 +944,10 @@ export class Wallet {
               : v,
         ),
         Buffer.from(TransferReceiverKeyUpdateRequest.encode(prepared.request).finish()),
-        this.store.seal(prepared.share, pendingLabel(hex(idBytes), keyIdx)),
+        this.store.seal(
+          encodeShareAndPaillier(prepared.share, prepared.paillier),
+          pendingLabel(hex(idBytes), keyIdx),
+        ),
         prepared.keygenSessionId,
         prepared.nonce,
         prepared.transferKeyVerdict
@@ -976,10 +969,13 @@ export class Wallet {
       const id = this.identity(row.key_idx);
       const incoming = openTransfer(id, row.message_id, sid, row.ciphertext);
       const checked = { ...reviveChecked(row.checked), incoming } as CheckedTransfer;
-      const share = this.store.open(row.share_sealed, pendingLabel(hex(row.statechain_id), row.key_idx));
+      const secret = this.store.open(row.share_sealed, pendingLabel(hex(row.statechain_id), row.key_idx));
+      const { share, paillier } = decodeKeySecret(secret, this.rng);
+      secret.fill(0);
       const prepared: PreparedKeyUpdate = {
         request: TransferReceiverKeyUpdateRequest.decode(row.request),
-        share,
+        share: Buffer.from(share),
+        paillier,
         keygenSessionId: row.keygen_session,
         nonce: row.nonce,
         transferKeyVerdict: undefined,
@@ -1096,7 +1092,7 @@ export class Wallet {
     opts: WaitOptions & { wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
-    if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
+    if (!["active", "exiting", "exit-only", "tainted", "awaiting-confirmation"].includes(row.status))
       throw new WalletError(
         "COIN_STATE",
         `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,

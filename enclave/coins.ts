@@ -1,17 +1,16 @@
-// What the enclave holds per coin, in memory only. Secrets (the SE share and Paillier secret inside
-// PartyOneKey, x1, transfer keys) are byte arrays that are zeroed on erasure; everything else is public.
+// What the enclave holds per coin, in memory only. Secrets (the SE share s inside SignerKey, x1, transfer keys)
+// are byte arrays that are zeroed on erasure; everything else is public (the owner's Paillier modulus and c_key
+// among it: the enclave holds no Paillier secret, DESIGN.md 3.1).
 
 import type { SignPurpose } from "../proto/gen/common.ts";
 import type { KeyUpdateResponse } from "../proto/gen/enclave.ts";
 import {
-  type PaillierKey,
-  type PartyOneKey,
-  type PartyOneKeyGenState,
-  type PartyOneSignSession,
-  wipeKey,
-  wipePaillierKey,
-  wipeSignSession,
-} from "../protocol/ecdsa2p/index.ts";
+  type SignerKey,
+  type SignerKeyGenState,
+  type SignerSignSession,
+  wipeSignerKey,
+  wipeSignerSession,
+} from "../protocol/ecdsa2p/signer.ts";
 import type { Secret } from "./secret.ts";
 
 export type CoinStage = "keygen" | "keyed" | "funded" | "closed";
@@ -28,12 +27,10 @@ export interface PendingTransfer {
   backupTxid?: Buffer;
   /** Transfer keys handed out in attestation documents for this transfer (newest last, at most a few). */
   transferKeys: Array<{ publicKey: Buffer; secret: Secret }>;
-  /** The Paillier key set aside for the key update, its N and Π^mod shown with the transfer key. */
-  paillier?: PaillierKey;
 }
 
 export interface SignSessionEntry {
-  session: PartyOneSignSession;
+  session: SignerSignSession;
   purpose: SignPurpose;
   /** The transaction as the owner sent it: checked again against the coin's state when the signature is released. */
   tx: Buffer;
@@ -54,8 +51,8 @@ export interface Coin {
   depositProofKey: Buffer;
   stage: CoinStage;
   createdAt: number;
-  keygen?: PartyOneKeyGenState;
-  key?: PartyOneKey;
+  keygen?: SignerKeyGenState;
+  key?: SignerKey;
   sharedPublicKey?: Buffer;
   /** Set by BindFunding. */
   outpoint?: { txid: Buffer; vout: number };
@@ -99,8 +96,6 @@ export function wipePending(p: PendingTransfer | undefined): void {
   p.x1.wipe();
   for (const k of p.transferKeys) k.secret.wipe();
   p.transferKeys.length = 0;
-  if (p.paillier) wipePaillierKey(p.paillier);
-  p.paillier = undefined;
 }
 
 /**
@@ -110,13 +105,13 @@ export function wipePending(p: PendingTransfer | undefined): void {
 export function stateChanged(c: Coin): void {
   c.stateVersion++;
   c.lastKeyUpdate = undefined;
-  for (const s of c.signSessions.values()) wipeSignSession(s.session);
+  for (const s of c.signSessions.values()) wipeSignerSession(s.session);
   c.signSessions.clear();
 }
 
 /** Erases every secret the coin holds. */
 export function wipeCoin(c: Coin): void {
-  if (c.key) wipeKey(c.key);
+  if (c.key) wipeSignerKey(c.key);
   if (c.keygen) c.keygen.share.fill(0);
   stateChanged(c);
   wipePending(c.pending);

@@ -6,28 +6,17 @@ import { ZERO_HASH } from "../attestation/receipt.ts";
 import { StatechainStatus } from "../proto/gen/common.ts";
 import type * as E from "../proto/gen/enclave.ts";
 import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../protocol/auth.ts";
-import { type PartyOneKey, type RingPedersenCache, wipeSignSession } from "../protocol/ecdsa2p/index.ts";
+import { wipeSignerSession } from "../protocol/ecdsa2p/signer.ts";
 import { check, fail } from "../protocol/errors.ts";
 import type { Rng } from "../protocol/rng.ts";
 import { statechainIdBytes } from "../protocol/statechain.ts";
 import { type Coin, CoinRegistry, SIGN_SESSION_TTL_MS, wipeCoin } from "./coins.ts";
+import type { InstanceKeys } from "./instance.ts";
 import type { ActionLog } from "./log.ts";
 import { KeyedMutex } from "./mutex.ts";
 import { coinContext, type EnclavePolicy } from "./policy.ts";
-import type { PaillierPool } from "./pool.ts";
 
 export const SVC = "/statechain.v1.StatechainService/";
-
-/** A key as long-lived coin state: the proof of the Paillier modulus was sent already and unused encryption
- * nonces are wiped, so a live coin holds little more than s, p, q and c_key. */
-export function compactKey(key: PartyOneKey): PartyOneKey {
-  key.paillier.modulusProof = undefined;
-  for (const { r, rn } of key.paillier.nonces.splice(0)) {
-    r.fill(0);
-    rn.fill(0);
-  }
-  return key;
-}
 
 /** A full collection, so the transient copies of secrets an operation made (BigInt digits, strings) are freed
  * and, with --clear-free-memory (set by bin/enclave.js), zeroed when their pages are swept. Sweeping runs after
@@ -44,14 +33,14 @@ export function scrubFreedMemory(): void {
 export interface EnclaveDeps {
   policy: EnclavePolicy;
   provider: AttestationProvider;
-  pool: PaillierPool;
+  /** Made at boot: ring-Pedersen parameters (trapdoor wiped) and the Ed25519 instance key. */
+  instance: InstanceKeys;
   log: ActionLog;
   rng: Rng;
   now: () => number;
   instanceId: Buffer;
   pcrs: { pcr0: Buffer; pcr1: Buffer; pcr2: Buffer };
   simulatorRootPem: string;
-  ringPedersenCache: RingPedersenCache;
   version: string;
   /**
    * Tests only (with the seeded test randomness): how long a scrub that follows an answer waits, so the erasure
@@ -104,7 +93,6 @@ export function remember<T>(coin: Coin, method: string, hash: string, response: 
 
 export function coinStatus(c: Coin): StatechainStatus {
   if (c.stage === "closed") return StatechainStatus.STATECHAIN_STATUS_CLOSED;
-  if (c.key?.tainted) return StatechainStatus.STATECHAIN_STATUS_TAINTED;
   if (c.stage !== "funded") return StatechainStatus.STATECHAIN_STATUS_KEYGEN;
   if (c.withdraw) return StatechainStatus.STATECHAIN_STATUS_WITHDRAWING;
   if (c.pending) return StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING;
@@ -116,8 +104,8 @@ export class EnclaveCore {
   readonly mutex = new KeyedMutex();
   /**
    * Whether an operation left transient copies of secrets in freed memory since the last scrub (scrubFreedMemory,
-   * ~35 ms). Keygen, a key update's new share and signing leave such copies (BigInt digits of a share, a nonce,
-   * the Paillier factors). One scrub per transfer runs after the answer to the receiver's backup co-signature,
+   * ~35 ms). Keygen, a key update's new share and signing leave such copies (BigInt digits of a share, a nonce).
+   * One scrub per transfer runs after the answer to the receiver's backup co-signature,
    * while host and wallets carry on; an erasure (key update, close) first runs a scrub still due, and makes no
    * copy of what it erases (s1, x1 and t2 never become BigInts: ecdsa2p/scalar-ct.ts), so when it answers no
    * copy of them is left anywhere. (A copy of a live share may stay until then: it is no erased secret yet.)
@@ -231,7 +219,7 @@ export class EnclaveCore {
     const now = this.d.now();
     for (const [id, s] of coin.signSessions) {
       if (now - s.createdAt > SIGN_SESSION_TTL_MS) {
-        wipeSignSession(s.session);
+        wipeSignerSession(s.session);
         coin.signSessions.delete(id);
       }
     }
@@ -242,6 +230,18 @@ export class EnclaveCore {
   }
 
   /** Forgets deposits that never got funded (each holds keygen state and possibly a Paillier key). */
+  /**
+   * Refuses an owner's Paillier modulus that another coin here already uses: a fresh N per coin is the wallet's
+   * rule (a reused N links an owner's coins), and a copied N is someone else's (DESIGN.md 3.1).
+   */
+  refuseReusedModulus(n: bigint): void {
+    check(
+      !this.coins.all().some((c) => c.key?.paillierModulus === n),
+      "PAILLIER_MODULUS_REUSED",
+      "this Paillier modulus is already used by another coin; every coin needs a fresh key",
+    );
+  }
+
   sweepDeposits(): void {
     const now = this.d.now();
     const cutoff = now - this.d.policy.depositTtlMs;

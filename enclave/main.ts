@@ -8,12 +8,11 @@ import { NitroProvider } from "../attestation/providers/nitro.ts";
 import type { AttestationProvider } from "../attestation/providers/provider.ts";
 import { SimulatorProvider } from "../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../attestation/sim-ca.ts";
-import { RingPedersenCache } from "../protocol/ecdsa2p/index.ts";
 import { seededTestRng, systemRng } from "../protocol/rng.ts";
+import { createInstanceKeys } from "./instance.ts";
 import { ActionLog } from "./log.ts";
 import { measure } from "./measure.ts";
 import { loadPolicy } from "./policy.ts";
-import { PaillierPool } from "./pool.ts";
 import { serve } from "./rpc.ts";
 import { serveUnix } from "./server.ts";
 import { Enclave } from "./service.ts";
@@ -21,13 +20,12 @@ import { Enclave } from "./service.ts";
 export const VERSION = "0.1.0";
 
 const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--data-dir <dir>] [--policy <file>]
-               [--pool <n>] [--exit-with-stdin]
+               [--exit-with-stdin]
 
   --socket <path>     Unix socket to serve enclave.proto on (vsock is bridged to it on Nitro)
   --mode <mode>       attestation provider: simulator (default) or nitro (/dev/nsm through nsm-helper)
   --data-dir <dir>    simulator only: where the simulator CA lives (default: the socket's directory)
   --policy <file>     co-signing policy JSON (enclave/policy.ts); defaults when absent
-  --pool <n>          Paillier keys to keep ready (default 4)
   --exit-with-stdin   exit when stdin closes (the host's way to never leave an orphan)
   --insecure-test-rng-seed <hex>
                       simulator tests only: draw the enclave's randomness from a seeded stream so a test can
@@ -47,7 +45,6 @@ async function main(): Promise<void> {
       mode: { type: "string", default: "simulator" },
       "data-dir": { type: "string" },
       policy: { type: "string" },
-      pool: { type: "string", default: "4" },
       "insecure-test-rng-seed": { type: "string" },
       "exit-with-stdin": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -57,13 +54,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const poolSize = Number(values.pool);
-  if (
-    !values.socket ||
-    (values.mode !== "simulator" && values.mode !== "nitro") ||
-    !Number.isInteger(poolSize) ||
-    poolSize < 0
-  ) {
+  if (!values.socket || (values.mode !== "simulator" && values.mode !== "nitro")) {
     process.stderr.write(USAGE);
     process.exit(2);
   }
@@ -85,25 +76,19 @@ async function main(): Promise<void> {
   } else {
     provider = new NitroProvider();
   }
-  const pool = new PaillierPool(
-    poolSize,
-    (err) => log(50, "paillier pool refill failed", { err: err.message }),
-    {
-      onWarning: (message) => log(40, message),
-    },
-  );
-  pool.start();
+  // Once per instance: ring-Pedersen parameters (trapdoor wiped once proven) and the Ed25519 instance key. From
+  // the system's randomness even in a seeded test run: the seeded stream is kept for the coins' shares.
+  const instance = await createInstanceKeys(systemRng);
   const enclave = new Enclave({
     policy,
     provider,
-    pool,
+    instance,
     log: new ActionLog(),
     rng,
     now: Date.now,
     instanceId: randomBytes(16),
     pcrs,
     simulatorRootPem,
-    ringPedersenCache: new RingPedersenCache(),
     version: VERSION,
     // With the test stream, the scrubs that follow answers wait, so the erasure test can check that an erasure
     // does not depend on them (the memory it scans is as the key update's answer left it).
@@ -112,15 +97,12 @@ async function main(): Promise<void> {
   // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
   const server = await serveUnix(
     values.socket,
-    serve(
-      enclave.handlers(),
-      (method, err) =>
-        log(50, "unexpected error", {
-          method,
-          error: (err as Error)?.name,
-          at: (err as Error)?.stack?.split("\n")[1]?.trim(),
-        }),
-      pool,
+    serve(enclave.handlers(), (method, err) =>
+      log(50, "unexpected error", {
+        method,
+        error: (err as Error)?.name,
+        at: (err as Error)?.stack?.split("\n")[1]?.trim(),
+      }),
     ),
   );
   const sweep = setInterval(() => enclave.sweepDeposits(), 60_000);
@@ -130,7 +112,6 @@ async function main(): Promise<void> {
   const stop = (code: number) => {
     if (stopping) return;
     stopping = true;
-    pool.stop();
     server.tryShutdown(() => process.exit(code));
     setTimeout(() => process.exit(code), 2000).unref();
   };
@@ -141,7 +122,7 @@ async function main(): Promise<void> {
     process.stdin.on("error", () => stop(0));
     process.stdin.resume();
   }
-  log(30, "serving", { socket: values.socket, mode: values.mode, pool: poolSize });
+  log(30, "serving", { socket: values.socket, mode: values.mode });
 }
 
 main().catch((err: Error) => {

@@ -1,6 +1,6 @@
 // Wraps the enclave's handlers for grpc-js: typed errors become status codes with "[CODE] message" details
-// (the host mirrors some codes, e.g. KEY_TAINTED); anything unexpected is INTERNAL with no detail, because an
-// unexpected error's text could carry secret material.
+// (the host reads some codes, e.g. UNKNOWN_STATECHAIN); anything unexpected is INTERNAL with no detail, because
+// an unexpected error's text could carry secret material.
 import {
   type ServerUnaryCall,
   type sendUnaryData,
@@ -20,34 +20,24 @@ const KIND_STATUS: Record<ErrorKind, status> = {
 
 export type EnclaveHandler = (request: never) => Promise<unknown>;
 
-/** Told when a request starts and when it has been answered (the key pool's worker keeps quiet meanwhile). */
-export interface Activity {
-  begin(): void;
-  end(): void;
-}
-
 export function serve(
   handlers: Record<string, EnclaveHandler>,
   onUnexpected: (method: string, err: unknown) => void,
-  activity: Activity = { begin() {}, end() {} },
 ) {
   const impl: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
     impl[name] = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
-      activity.begin();
-      handler(call.request as never)
-        .finally(() => activity.end())
-        .then(
-          (res) => cb(null, res),
-          (err: unknown) => {
-            if (err instanceof ProtocolError) {
-              cb({ code: KIND_STATUS[err.kind], details: `[${err.code}] ${err.message}` });
-            } else {
-              onUnexpected(name, err);
-              cb({ code: status.INTERNAL, details: "[INTERNAL] the enclave failed to process the request" });
-            }
-          },
-        );
+      handler(call.request as never).then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          if (err instanceof ProtocolError) {
+            cb({ code: KIND_STATUS[err.kind], details: `[${err.code}] ${err.message}` });
+          } else {
+            onUnexpected(name, err);
+            cb({ code: status.INTERNAL, details: "[INTERNAL] the enclave failed to process the request" });
+          }
+        },
+      );
     };
   }
   return impl;

@@ -140,6 +140,15 @@ export const HOST_MIGRATIONS: Migration[] = [
       CREATE INDEX deposits_unfunded ON deposits (created_at) WHERE statechain_id IS NULL;
     `,
   },
+  {
+    // The owner finishes each signature (DESIGN.md 3.1): the host keeps the digest the enclave computed, to
+    // check the signature handed over (SignComplete) under P, and when the enclave released c3.
+    id: "host-005-sign-complete",
+    sql: `
+      ALTER TABLE sign_sessions ADD COLUMN digest BLOB;
+      ALTER TABLE sign_sessions ADD COLUMN released_at INTEGER;
+    `,
+  },
 ];
 
 export interface StatechainRow {
@@ -192,6 +201,8 @@ export interface SignSessionRow {
   owner_index: number;
   signature: Buffer | null;
   created_at: number;
+  digest: Buffer | null;
+  released_at: number | null;
 }
 
 export interface WithdrawalRow {

@@ -1,14 +1,19 @@
 // Deposit (DESIGN.md 3.2): key generation with the depositor, then binding the funding output.
 import type * as E from "../../proto/gen/enclave.ts";
 import { DepositFundRequest, DepositInitRequest, DepositKeyGenRequest } from "../../proto/gen/statechain.ts";
-import { p1KeyGenCommit, p1KeyGenFinish } from "../../protocol/ecdsa2p/index.ts";
+import {
+  type SignerKey,
+  signerKeyGenFinish,
+  signerKeyGenShare,
+  wipeSignerKey,
+} from "../../protocol/ecdsa2p/signer.ts";
 import { parsePoint, pointBytes } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { initialState } from "../../protocol/statechain.ts";
 import { parseTx, txidOf } from "../../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { type Coin, keep } from "../coins.ts";
-import { compactKey, type EnclaveCore, hex, idHexOf, readSigned } from "../core.ts";
+import { type EnclaveCore, hex, idHexOf, readSigned } from "../core.ts";
 
 export async function keyGenInit(e: EnclaveCore, r: E.KeyGenInitRequest): Promise<E.KeyGenInitResponse> {
   const { req, verify, hash } = readSigned(DepositInitRequest, "DepositInit", r.signedRequest, e.d.now());
@@ -31,11 +36,13 @@ export async function keyGenInit(e: EnclaveCore, r: E.KeyGenInitRequest): Promis
     "this proof key has two deposits waiting for their funding already",
     "exhausted",
   );
+  check(req.holderCommit, "MISSING_OWNER_COMMIT", "the owner's keygen commitment is missing");
   const depositId = keep(e.d.rng(16));
-  const { state, msg } = p1KeyGenCommit({
-    sessionId: depositId,
+  // The owner committed to O1 first (DESIGN.md 3.1); s1 is drawn now, S1's proof bound to that commitment.
+  const { state, msg } = signerKeyGenShare({
+    sessionId: req.keygenSessionId,
+    commit: req.holderCommit,
     rng: e.d.rng,
-    paillier: e.d.pool.take(),
   });
   const proofKey = keep(req.proofKey);
   const coin: Coin = {
@@ -53,7 +60,7 @@ export async function keyGenInit(e: EnclaveCore, r: E.KeyGenInitRequest): Promis
   };
   e.coins.add(coin);
   e.d.log.append({ type: "deposit-init", subject: hex(depositId), at: e.d.now() });
-  const res = { depositId, keygenCommit: { commitment: keep(msg.commitment) } };
+  const res = { depositId, seShare: msg };
   e.recentInits.set(hash, { res, at: e.d.now() });
   if (e.recentInits.size > 1000) e.recentInits.delete(e.recentInits.keys().next().value!);
   return res;
@@ -74,17 +81,24 @@ export async function keyGenFinish(
       "precondition",
     );
     check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
-    const { key, msg } = await p1KeyGenFinish(coin.keygen, req.ownerShare, {
-      rng: e.d.rng,
-      ringPedersenCache: e.d.ringPedersenCache,
-    });
+    // Whatever the outcome the keygen state is spent: a refused owner starts a new deposit.
+    const state = coin.keygen;
     coin.keygen = undefined;
-    coin.key = compactKey(key);
+    let key: SignerKey | undefined;
+    try {
+      key = signerKeyGenFinish(state, req.ownerShare, { ringPedersen: e.d.instance.ringPedersenPublic });
+      e.refuseReusedModulus(key.paillierModulus);
+    } catch (err) {
+      if (key) wipeSignerKey(key);
+      e.coins.remove(coin);
+      throw err;
+    }
+    coin.key = key;
     coin.sharedPublicKey = keep(pointBytes(key.sharedPublicKey));
     coin.stage = "keyed";
     e.d.log.append({ type: "keygen", subject: hex(coin.depositId), at: e.d.now() });
-    e.scrubOwed(); // BigInt copies of the new share s and of the Paillier factors
-    return { seShare: msg, sharedPublicKey: coin.sharedPublicKey };
+    e.scrubOwed(); // BigInt copies of the new share s
+    return { sharedPublicKey: coin.sharedPublicKey };
   });
 }
 

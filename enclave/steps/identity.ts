@@ -18,7 +18,6 @@ export async function getStatus(e: EnclaveCore): Promise<E.GetStatusResponse> {
     pcr1: d.pcrs.pcr1.toString("hex"),
     pcr2: d.pcrs.pcr2.toString("hex"),
     statechainCount: e.coins.size,
-    paillierPoolSize: d.pool.size,
     maxChainTip: e.maxTip,
     policyHash: policyHash(d.policy),
     version: d.version,
@@ -40,10 +39,16 @@ export async function getAttestation(
     instance: e.d.instanceId,
     log: e.d.log.head,
     policy: policyHash(e.d.policy),
+    key: e.d.instance.publicKey,
+    rp: Buffer.from(e.d.instance.ringPedersenPublic.id, "hex"),
     time: e.d.now(),
   });
   const document = await e.d.provider.attest({ nonce: req.nonce, userData: statementHash(identity) });
-  return { document: Buffer.from(document), identity: Buffer.from(identity) };
+  return {
+    document: Buffer.from(document),
+    identity: Buffer.from(identity),
+    ringPedersen: e.d.instance.ringPedersen,
+  };
 }
 
 export async function listStatechains(

@@ -3,13 +3,14 @@ import { encodeReceipt, erasedShareCommitment, receiptHash } from "../../attesta
 import { type KeyUpdateRecord, type StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
 import type * as E from "../../proto/gen/enclave.ts";
 import { TransferReceiverKeyUpdateRequest } from "../../proto/gen/statechain.ts";
-import { p1KeyGenFixed, rotateShare, wipeKey, wipePaillierKey } from "../../protocol/ecdsa2p/index.ts";
+import { rotateShare } from "../../protocol/ecdsa2p/rotation.ts";
+import { signerKeyUpdate, wipeSignerKey } from "../../protocol/ecdsa2p/signer.ts";
 import { decrypt as eciesDecrypt } from "../../protocol/ecies.ts";
 import { pointBytes } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, statechainIdBytes, verifyStatechainTx } from "../../protocol/statechain.ts";
 import { keep, stateChanged, wipePending } from "../coins.ts";
-import { compactKey, type EnclaveCore, readSigned } from "../core.ts";
+import { type EnclaveCore, readSigned } from "../core.ts";
 
 export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<E.KeyUpdateResponse> {
   const { req, verify, hash } = readSigned(
@@ -20,7 +21,7 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
   );
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "keyUpdate", hash, async () => {
-    e.scrubNow(); // copies an earlier step left (the old Paillier factors, from signing) go before the erasure
+    e.scrubNow(); // copies an earlier step left (BigInt digits of s1, from signing) go before the erasure
     const p = coin.pending;
     const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
     check(
@@ -30,12 +31,7 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
       "precondition",
     );
     verify(p.receiverProofKey);
-    check(
-      coin.key && !coin.key.tainted,
-      "KEY_TAINTED",
-      "this key is tainted; the coin can only exit by its backup",
-      "precondition",
-    );
+    check(coin.key, "KEY_WIPED", "the enclave holds no key share for this coin", "precondition");
     check(
       p.backupSigned,
       "BACKUP_MISSING",
@@ -88,28 +84,26 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
     const oldKey = coin.key;
     const s2 = coin.key.share && p.x1.use((x1) => rotateShare(oldKey.share, x1, t2!, e.d.rng));
     t2.fill(0);
-    // Fixed-share keygen for the receiver; checks s2·O2 = P first. Nothing is erased if it fails.
-    // The Paillier key set aside with the transfer key (or, without one, from the pool) becomes the new key's;
-    // a refused attempt leaves it set aside, unless it got used.
-    const paillier = p.paillier ?? e.d.pool.take();
-    p.paillier = undefined;
-    let fresh: Awaited<ReturnType<typeof p1KeyGenFixed>>;
+    // The receiver's keygen with the fixed share s2: s2·O2 = P and the receiver's Paillier proofs are checked
+    // first (signer.ts). Nothing is erased if it fails.
+    let fresh: ReturnType<typeof signerKeyUpdate>;
     try {
-      fresh = await p1KeyGenFixed({
+      fresh = signerKeyUpdate({
         sessionId: req.keygenSessionId,
         share: s2,
-        ownerShare: req.ownerShare,
+        holderShare: req.ownerShare,
         sharedPublicKey: coin.sharedPublicKey!,
-        paillier,
+        ringPedersen: e.d.instance.ringPedersenPublic,
         rng: e.d.rng,
-        ringPedersenCache: e.d.ringPedersenCache,
       });
-    } catch (err) {
-      if (paillier?.used) wipePaillierKey(paillier);
-      else p.paillier = paillier;
-      throw err;
     } finally {
       s2.fill(0);
+    }
+    try {
+      e.refuseReusedModulus(fresh.key.paillierModulus);
+    } catch (err) {
+      wipeSignerKey(fresh.key);
+      throw err;
     }
     const newIndex = p.newOwnerIndex;
     const newState = keep(nextState(sctx));
@@ -135,17 +129,17 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
         publicKey: usedKey,
       });
     } catch (err) {
-      wipeKey(fresh.key);
+      wipeSignerKey(fresh.key);
       throw err;
     }
     // Commit: from here on nothing awaits, so the erasure and the new state happen together.
     e.d.log.append(logEntry);
     e.lastReceipt = receiptHash(receipt);
-    wipeKey(oldKey);
+    wipeSignerKey(oldKey);
     wipePending(p);
     stateChanged(coin);
     coin.answers.clear();
-    coin.key = compactKey(fresh.key);
+    coin.key = fresh.key;
     coin.pending = undefined;
     coin.ownerIndex = newIndex;
     coin.proofKey = p.receiverProofKey;
@@ -157,7 +151,7 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
       attestationDocument: Buffer.from(doc),
       attestationNonce: req.nonce,
     };
-    e.scrubOwed(); // BigInt copies of the new share s2 and of the new Paillier factors
+    e.scrubOwed(); // BigInt copies of the new share s2
     const response = { seShare: fresh.msg, keyUpdate, stateHash: newState };
     coin.lastKeyUpdate = { ownerIndex: newIndex, response };
     return response;

@@ -2,8 +2,9 @@
 import { SignPurpose } from "../../proto/gen/common.ts";
 import type * as E from "../../proto/gen/enclave.ts";
 import { SignFirstRequest, SignSecondRequest } from "../../proto/gen/statechain.ts";
-import { p1SignFinish, p1SignStart, wipeSignSession } from "../../protocol/ecdsa2p/index.ts";
-import { check, ProtocolError } from "../../protocol/errors.ts";
+import { writeNat } from "../../protocol/ecdsa2p/codec.ts";
+import { signerSignPartial, signerSignStart, wipeSignerSession } from "../../protocol/ecdsa2p/signer.ts";
+import { check } from "../../protocol/errors.ts";
 import { MAX_SIGN_SESSIONS_OPEN, stateChanged } from "../coins.ts";
 import { type EnclaveCore, hex, readSigned } from "../core.ts";
 import { type ChainView, checkCoSign, checkRelease } from "../cosign.ts";
@@ -13,12 +14,7 @@ export async function signFirst(e: EnclaveCore, r: E.SignFirstRequest): Promise<
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "signFirst", hash, async () => {
     verify(coin.proofKey);
-    check(
-      coin.key && !coin.key.tainted,
-      "KEY_TAINTED",
-      "this key is tainted and co-signs nothing more; exit by the backup transaction",
-      "precondition",
-    );
+    check(coin.key, "KEY_WIPED", "the enclave holds no key share for this coin", "precondition");
     const tip = e.acceptTip(r.chainTip);
     check(req.ownerCommit, "MISSING_OWNER_COMMIT", "owner nonce commitment is missing");
     check(req.inputIndex === 0, "INPUT_INDEX", "the co-signed input must be input 0");
@@ -33,13 +29,13 @@ export async function signFirst(e: EnclaveCore, r: E.SignFirstRequest): Promise<
     const chain: ChainView = { tip, kickoffHeight: r.kickoffHeight > 0 ? r.kickoffHeight : undefined };
     const terms = checkCoSign(coin, e.d.policy, req.purpose, req.tx, chain, e.seFee(coin));
     const { digest, txid, ownerIndex, kickoffAmountSat } = terms;
-    const { session, msg } = p1SignStart(coin.key, {
+    const { session, msg } = signerSignStart(coin.key, {
       sessionId: req.sessionId,
       digest,
       ownerCommit: req.ownerCommit,
       rng: e.d.rng,
     });
-    e.scrubOwed(); // BigInt copies of the nonce k1 (with a signature, k1 and the owner's k2 give the key)
+    e.scrubOwed(); // BigInt copies of the nonce k_se (with a signature, it and the owner's k_o give the key)
     coin.signSessions.set(hex(req.sessionId), {
       session,
       purpose: req.purpose,
@@ -66,9 +62,9 @@ export async function signSecond(e: EnclaveCore, r: E.SignSecondRequest): Promis
     verify(coin.proofKey);
     const entry = coin.signSessions.get(hex(req.sessionId));
     check(entry, "UNKNOWN_SESSION", "no open signing session with this id", "not_found");
-    check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
+    check(req.ownerNonce, "MISSING_OWNER_NONCE", "the owner's nonce opening is missing");
     coin.signSessions.delete(hex(req.sessionId));
-    // Checked again now, against the coin as it is when the signature is released (audit #18.1, #18.2).
+    // Checked again now, against the coin as it is when c3 is released (audit #18.1, #18.2; DESIGN.md 3.1).
     try {
       checkRelease(
         coin,
@@ -78,24 +74,16 @@ export async function signSecond(e: EnclaveCore, r: E.SignSecondRequest): Promis
         e.seFee(coin),
       );
     } catch (err) {
-      wipeSignSession(entry.session);
+      wipeSignerSession(entry.session);
       throw err;
     }
-    let signature: E.SignSecondResponse["signature"];
+    let sePartial: E.SignSecondResponse["sePartial"];
     try {
-      signature = p1SignFinish(coin.key!, entry.session, req.ownerPartial);
-    } catch (err) {
-      if (coin.key?.tainted) {
-        e.d.log.append({ type: "tainted", subject: coin.idHex!, at: e.d.now() });
-        throw new ProtocolError(
-          "KEY_TAINTED",
-          "the two-party signature failed its final verification; the key is now tainted and co-signs nothing more (exit by the backup transaction)",
-          "precondition",
-        );
-      }
-      throw err;
+      const { c3, statement } = signerSignPartial(coin.key!, entry.session, req.ownerNonce, { rng: e.d.rng });
+      // The owner checks this signature before it decrypts: a host that alters c3 is caught (DESIGN.md 3.1).
+      sePartial = { partialSignature: writeNat(c3), statementSignature: e.d.instance.signPartial(statement) };
     } finally {
-      e.scrubLater(); // copies of the nonce k1 and of the Paillier factors (decryption), answer or not
+      e.scrubLater(); // copies of the nonce k_se and of s, answer or not
     }
     if (entry.purpose === SignPurpose.SIGN_PURPOSE_KICKOFF) {
       if (!coin.kickoff) {
@@ -123,6 +111,6 @@ export async function signSecond(e: EnclaveCore, r: E.SignSecondRequest): Promis
       },
       at: e.d.now(),
     });
-    return { signature };
+    return { sePartial };
   });
 }

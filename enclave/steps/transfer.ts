@@ -2,9 +2,9 @@
 import { encodeTransferKeyStatement, statementHash } from "../../attestation/statements.ts";
 import type * as E from "../../proto/gen/enclave.ts";
 import { TransferReceiverInitRequest, TransferSenderInitRequest } from "../../proto/gen/statechain.ts";
-import { generatePaillierKey, randomSecretBytes } from "../../protocol/ecdsa2p/index.ts";
+import { randomSecretBytes } from "../../protocol/ecdsa2p/scalar-ct.ts";
 import { encrypt as eciesEncrypt, eciesPublicKey } from "../../protocol/ecies.ts";
-import { bigIntToBytes, parsePoint, pointBytes } from "../../protocol/encoding.ts";
+import { parsePoint, pointBytes } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { statechainIdBytes } from "../../protocol/statechain.ts";
 import { backupLock } from "../../protocol/tx/policy.ts";
@@ -26,12 +26,7 @@ export async function transferInit(
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "transferInit", hash, async () => {
     verify(coin.proofKey);
-    check(
-      coin.key && !coin.key.tainted,
-      "KEY_TAINTED",
-      "this key is tainted; the coin can only exit by its backup",
-      "precondition",
-    );
+    check(coin.key, "KEY_WIPED", "the enclave holds no key share for this coin", "precondition");
     check(
       !coin.withdraw,
       "WITHDRAWING",
@@ -132,14 +127,6 @@ export async function transferKey(e: EnclaveCore, r: E.TransferKeyRequest): Prom
     p.transferKeys.push({ publicKey, secret: new Secret(sk) });
     sk.fill(0);
     while (p.transferKeys.length > MAX_TRANSFER_KEYS) p.transferKeys.shift()!.secret.wipe();
-    // The key update's Paillier key, set aside now (one per transfer, however many transfer keys): the
-    // receiver checks its Π^mod while the key update runs.
-    p.paillier ??= e.d.pool.take() ?? (await generatePaillierKey({ rng: e.d.rng }));
-    return {
-      attestationDocument: Buffer.from(doc),
-      transferContext: Buffer.from(context),
-      paillierModulus: Buffer.from(bigIntToBytes(p.paillier.n)),
-      modulusProof: p.paillier.modulusProof,
-    };
+    return { attestationDocument: Buffer.from(doc), transferContext: Buffer.from(context) };
   });
 }

@@ -18,12 +18,7 @@ export async function withdrawInit(
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "withdrawInit", hash, async () => {
     verify(coin.proofKey);
-    check(
-      coin.key && !coin.key.tainted,
-      "KEY_TAINTED",
-      "this key is tainted; a withdrawal needs a fresh key after operator review",
-      "precondition",
-    );
+    check(coin.key, "KEY_WIPED", "the enclave holds no key share for this coin", "precondition");
     const sctx = req.statechainTx;
     check(
       sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,

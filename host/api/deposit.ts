@@ -109,7 +109,7 @@ export function depositHandlers(deps: ApiDeps) {
         ctx,
         auth,
         DepositInitResponse,
-        { depositId: res.depositId, keygenCommit: res.keygenCommit },
+        { depositId: res.depositId, seShare: res.seShare },
         async (q) => {
           if (powUsed) {
             const r = await q.run("INSERT OR IGNORE INTO pow_used (challenge, expires_at) VALUES (?, ?)", [
@@ -161,7 +161,7 @@ export function depositHandlers(deps: ApiDeps) {
         { signedRequest: ctx.requestBytes },
         { deadlineMs: ENCLAVE_DEADLINE_MS },
       );
-      const out: DepositKeyGenResponse = { seShare: res.seShare, sharedPublicKey: res.sharedPublicKey };
+      const out: DepositKeyGenResponse = { sharedPublicKey: res.sharedPublicKey };
       return commit(deps, ctx, auth, DepositKeyGenResponse, out, async (q) => {
         await q.run("UPDATE deposits SET shared_public_key = ? WHERE deposit_id = ?", [
           res.sharedPublicKey,

@@ -34,6 +34,7 @@ const SERIALIZED = new Set([
   "depositConfirm",
   "signFirst",
   "signSecond",
+  "signComplete",
   "transferSenderInit",
   "transferSend",
   "transferReceiverInit",

@@ -119,6 +119,7 @@ export function infoHandlers(deps: ApiDeps) {
         enclave: await enclaveInfo(deps),
         identity: res.identity,
         policyJson: st.policyJson,
+        ringPedersen: res.ringPedersen,
       };
     },
   };

@@ -1,17 +1,19 @@
 // Co-signing rounds (backup, kick-off, withdrawal). The enclave parses the transaction, applies its policy and
-// computes the digest; the host keeps the session, assembles the signed transaction from the released signature
-// and keeps backups for the watchtower.
+// computes the digest; it releases c3, the owner finishes the signature (DESIGN.md 3.1) and hands it over; the
+// host checks it under P, assembles the signed transaction and keeps backups for the watchtower.
 import * as bitcoin from "bitcoinjs-lib";
 import { SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import {
+  type SignCompleteRequest,
+  type SignCompleteResponse,
   SignFirstRequest,
   SignFirstResponse,
   SignSecondRequest,
   SignSecondResponse,
 } from "../../proto/gen/statechain.ts";
 import { unary } from "../../proto/unary.ts";
+import { verifyEcdsa } from "../../protocol/ecdsa2p/verify.ts";
 import { check } from "../../protocol/errors.ts";
-import { isServiceError } from "../errors.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain, requireStatus } from "./lookup.ts";
@@ -105,9 +107,9 @@ export function signHandlers(deps: ApiDeps) {
       };
       return commit(deps, ctx, auth, SignFirstResponse, response, async (q) => {
         await q.run(
-          `INSERT INTO sign_sessions (session_id, statechain_id, purpose, tx, input_index, owner_index, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
-          [res.sessionId, idBytes, req.purpose, req.tx, req.inputIndex, ownerIndex, ctx.now],
+          `INSERT INTO sign_sessions (session_id, statechain_id, purpose, tx, input_index, owner_index, created_at, digest)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          [res.sessionId, idBytes, req.purpose, req.tx, req.inputIndex, ownerIndex, ctx.now, res.digest],
         );
       });
     },
@@ -122,46 +124,71 @@ export function signHandlers(deps: ApiDeps) {
         "no signing session with this id for this statechain",
         "not_found",
       );
-      check(!session.signature, "SESSION_DONE", "this signing session is already complete", "precondition");
-      requireStatus(row, SIGNABLE, "co-sign");
-      check(req.ownerPartial, "MISSING_OWNER_PARTIAL", "owner partial signature is missing");
-      const auth = await authorizeOwner(deps, SignSecondRequest, req, row, ctx);
-      let res: Awaited<ReturnType<typeof enclaveSignSecond>>;
-      try {
-        res = await enclaveSignSecond(deps, ctx.requestBytes);
-      } catch (err) {
-        // The enclave taints a key whose signature failed its final verification (CVE-2023-33242): mirror it.
-        if (isServiceError(err) && err.details.startsWith("[KEY_TAINTED]")) {
-          await store.db.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
-            StatechainStatus.STATECHAIN_STATUS_TAINTED,
-            ctx.now,
-            idBytes,
-          ]);
-          deps.log.warn(
-            { statechain: idBytes.toString("hex") },
-            "key tainted after a failed signature verification",
-          );
-        }
-        throw err;
-      }
-      const sig = res.signature;
       check(
-        sig && sig.r.length === 32 && sig.s.length === 32,
-        "ENCLAVE_SIGNATURE",
-        "enclave returned a malformed signature",
+        !session.released_at,
+        "SESSION_DONE",
+        "the enclave's part of this session was released already",
+        "precondition",
+      );
+      requireStatus(row, SIGNABLE, "co-sign");
+      check(req.ownerNonce, "MISSING_OWNER_NONCE", "the owner's nonce opening is missing");
+      const auth = await authorizeOwner(deps, SignSecondRequest, req, row, ctx);
+      const res = await unary(enclave, enclave.signSecond, { signedRequest: ctx.requestBytes });
+      const partial = res.sePartial;
+      check(
+        partial && partial.partialSignature.length > 0 && partial.statementSignature.length === 64,
+        "ENCLAVE_PARTIAL",
+        "enclave returned a malformed partial signature",
         "internal",
       );
-      const signed = finalizeP2wpkh(
-        session.tx,
-        session.input_index,
-        Buffer.concat([sig.r, sig.s]),
-        row.shared_public_key,
-      );
-      return commit(deps, ctx, auth, SignSecondResponse, { signature: sig }, async (q) => {
-        await q.run("UPDATE sign_sessions SET signature = ? WHERE session_id = ?", [
-          Buffer.concat([sig.r, sig.s]),
+      return commit(deps, ctx, auth, SignSecondResponse, { sePartial: partial }, async (q) => {
+        await q.run("UPDATE sign_sessions SET released_at = ? WHERE session_id = ?", [
+          ctx.now,
           req.sessionId,
         ]);
+      });
+    },
+
+    /**
+     * The owner's finished signature (DESIGN.md 3.1: the owner decrypts c3 and finishes). The host checks it
+     * under P against the digest the enclave computed, then keeps the signed transaction: the backup for the
+     * watchtower, the kick-off, the withdrawal. Needs no owner signature: only the holder of a valid
+     * signature can send one, and anyone may (a receiver hands in its own backup's, from the sender's message).
+     */
+    async signComplete(req: SignCompleteRequest, _ctx: CallContext): Promise<SignCompleteResponse> {
+      const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      check(req.sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
+      const session = await store.signSession(req.sessionId);
+      check(
+        session && Buffer.from(session.statechain_id).equals(idBytes),
+        "UNKNOWN_SESSION",
+        "no signing session with this id for this statechain",
+        "not_found",
+      );
+      check(
+        session.released_at && session.digest,
+        "SESSION_NOT_RELEASED",
+        "the enclave has not released its part of this session yet (SignSecond)",
+        "precondition",
+      );
+      check(req.signature.length === 64, "SIGNATURE_LENGTH", "the signature must be 64 bytes (r || s)");
+      const sig = Buffer.from(req.signature);
+      const ok = (() => {
+        try {
+          return verifyEcdsa(sig, session.digest, row.shared_public_key);
+        } catch {
+          return false;
+        }
+      })();
+      check(
+        ok,
+        "SIGNATURE_INVALID",
+        "the signature does not verify under the coin's key for this session's digest (or is not low-S)",
+      );
+      const signed = finalizeP2wpkh(session.tx, session.input_index, sig, row.shared_public_key);
+      if (session.signature) return { signedTx: signed };
+      await store.db.transaction(async (q) => {
+        await q.run("UPDATE sign_sessions SET signature = ? WHERE session_id = ?", [sig, req.sessionId]);
         if (session.purpose === SignPurpose.SIGN_PURPOSE_WITHDRAWAL) {
           const txid = bitcoin.Transaction.fromBuffer(signed).getId();
           await q.run("UPDATE withdrawals SET signed_tx = ?, txid = ? WHERE statechain_id = ?", [
@@ -173,14 +200,11 @@ export function signHandlers(deps: ApiDeps) {
           await q.run(
             `INSERT INTO backups (statechain_id, owner_index, purpose, signed_tx, created_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (statechain_id, owner_index, purpose) DO UPDATE SET signed_tx = excluded.signed_tx, created_at = excluded.created_at`,
-            [idBytes, session.owner_index, session.purpose, signed, ctx.now],
+            [idBytes, session.owner_index, session.purpose, signed, Date.now()],
           );
         }
       });
+      return { signedTx: signed };
     },
   };
-}
-
-function enclaveSignSecond(deps: ApiDeps, signedRequest: Buffer) {
-  return unary(deps.enclave, deps.enclave.signSecond, { signedRequest });
 }

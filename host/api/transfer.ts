@@ -8,7 +8,7 @@ import {
   StatechainTx,
   StatechainTxKind,
 } from "../../proto/gen/common.ts";
-import { KeyGenSeShare } from "../../proto/gen/ecdsa2p.ts";
+import { SignerKeyGenShare } from "../../proto/gen/ecdsa2p.ts";
 import {
   GetKeyUpdateResultRequest,
   type GetKeyUpdateResultResponse,
@@ -149,7 +149,7 @@ export function transferHandlers(deps: ApiDeps) {
       check(
         backup,
         "BACKUP_MISSING",
-        "co-sign the receiver's backup transaction (SignFirst, SignSecond) before handing the coin over",
+        "co-sign the receiver's backup transaction (SignFirst, SignSecond, SignComplete) before handing the coin over",
         "precondition",
       );
       const ct = req.encryptedMessage;
@@ -221,8 +221,6 @@ export function transferHandlers(deps: ApiDeps) {
       return commit(deps, ctx, auth, TransferReceiverInitResponse, {
         attestationDocument: res.attestationDocument,
         transferContext: res.transferContext,
-        paillierModulus: res.paillierModulus,
-        modulusProof: res.modulusProof,
       });
     },
 
@@ -334,7 +332,7 @@ async function storedKeyUpdate(
     [idBytes, ownerIndex],
   );
   if (!k?.se_share) return undefined;
-  return { seShare: KeyGenSeShare.decode(k.se_share), keyUpdate: KeyUpdateRecord.decode(k.record) };
+  return { seShare: SignerKeyGenShare.decode(k.se_share), keyUpdate: KeyUpdateRecord.decode(k.record) };
 }
 
 /** A key update the enclave made: what the host writes for it, from the handler or from start-up recovery. */
@@ -342,7 +340,7 @@ export interface CompletedKeyUpdate {
   idBytes: Buffer;
   oldOwnerIndex: number;
   pending: { new_owner_index: number; receiver_proof_key: Buffer; statechain_tx: Buffer | null };
-  result: { seShare?: KeyGenSeShare; keyUpdate?: KeyUpdateRecord; stateHash: Uint8Array };
+  result: { seShare?: SignerKeyGenShare; keyUpdate?: KeyUpdateRecord; stateHash: Uint8Array };
   now: number;
 }
 
@@ -359,7 +357,7 @@ export async function writeKeyUpdate(q: Queryable, k: CompletedKeyUpdate): Promi
       idBytes,
       pending.new_owner_index,
       Buffer.from(KeyUpdateRecord.encode(k.result.keyUpdate!).finish()),
-      Buffer.from(KeyGenSeShare.encode(k.result.seShare!).finish()),
+      Buffer.from(SignerKeyGenShare.encode(k.result.seShare!).finish()),
     ],
   );
   await q.run("UPDATE transfers SET completed_at = ? WHERE statechain_id = ? AND new_owner_index = ?", [

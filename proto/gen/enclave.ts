@@ -29,7 +29,7 @@ import {
   statechainStatusToJSON,
   StatechainTx,
 } from "./common.ts";
-import { KeyGenCommit, KeyGenSeShare, PaillierBlumProof, Signature, SignSeNonce } from "./ecdsa2p.ts";
+import { RingPedersenParams, SignerKeyGenShare, SignSeNonce, SignSePartial } from "./ecdsa2p.ts";
 
 export interface GetStatusRequest {
 }
@@ -50,8 +50,6 @@ export interface GetStatusResponse {
   pcr1: string;
   pcr2: string;
   statechainCount: number;
-  /** Paillier keys ready in the precomputed pool. */
-  paillierPoolSize: number;
   /** Highest chain tip the host has reported (the enclave never lets it go down). */
   maxChainTip: number;
   /** SHA-256 of the canonical policy parameters the enclave enforces. */
@@ -69,6 +67,10 @@ export interface GetAttestationRequest {
 
 export interface GetAttestationResponse {
   document: Buffer;
+  /** The enclave's ring-Pedersen parameters with their proof; their hash is in the identity statement. */
+  ringPedersen:
+    | RingPedersenParams
+    | undefined;
   /** Canonical CBOR identity statement (instance id, log head, policy hash, time); user_data = SHA-256 of it. */
   identity: Buffer;
 }
@@ -105,7 +107,7 @@ export interface KeyGenInitRequest {
 
 export interface KeyGenInitResponse {
   depositId: Buffer;
-  keygenCommit: KeyGenCommit | undefined;
+  seShare: SignerKeyGenShare | undefined;
 }
 
 export interface KeyGenFinishRequest {
@@ -114,7 +116,6 @@ export interface KeyGenFinishRequest {
 }
 
 export interface KeyGenFinishResponse {
-  seShare: KeyGenSeShare | undefined;
   sharedPublicKey: Buffer;
 }
 
@@ -159,7 +160,7 @@ export interface SignSecondRequest {
 }
 
 export interface SignSecondResponse {
-  signature: Signature | undefined;
+  sePartial: SignSePartial | undefined;
 }
 
 export interface TransferInitRequest {
@@ -181,12 +182,6 @@ export interface TransferKeyRequest {
 export interface TransferKeyResponse {
   attestationDocument: Buffer;
   transferContext: Buffer;
-  /**
-   * The Paillier modulus the key update of this transfer will use, and its proof (see the public API's
-   * TransferReceiverInitResponse).
-   */
-  paillierModulus: Buffer;
-  modulusProof: PaillierBlumProof | undefined;
 }
 
 export interface KeyUpdateRequest {
@@ -200,7 +195,7 @@ export interface KeyUpdateRequest {
 }
 
 export interface KeyUpdateResponse {
-  seShare: KeyGenSeShare | undefined;
+  seShare: SignerKeyGenShare | undefined;
   keyUpdate:
     | KeyUpdateRecord
     | undefined;
@@ -309,7 +304,6 @@ function createBaseGetStatusResponse(): GetStatusResponse {
     pcr1: "",
     pcr2: "",
     statechainCount: 0,
-    paillierPoolSize: 0,
     maxChainTip: 0,
     policyHash: Buffer.alloc(0),
     version: "",
@@ -355,9 +349,6 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     if (message.statechainCount !== 0) {
       writer.uint32(80).uint32(message.statechainCount);
-    }
-    if (message.paillierPoolSize !== 0) {
-      writer.uint32(88).uint32(message.paillierPoolSize);
     }
     if (message.maxChainTip !== 0) {
       writer.uint32(96).uint32(message.maxChainTip);
@@ -470,14 +461,6 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
             message.statechainCount = reader.uint32();
             continue;
           }
-          case 11: {
-            if (tag !== 88) {
-              break;
-            }
-
-            message.paillierPoolSize = reader.uint32();
-            continue;
-          }
           case 12: {
             if (tag !== 96) {
               break;
@@ -570,11 +553,6 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
         : isSet(object.statechain_count)
         ? globalThis.Number(object.statechain_count)
         : 0,
-      paillierPoolSize: isSet(object.paillierPoolSize)
-        ? globalThis.Number(object.paillierPoolSize)
-        : isSet(object.paillier_pool_size)
-        ? globalThis.Number(object.paillier_pool_size)
-        : 0,
       maxChainTip: isSet(object.maxChainTip)
         ? globalThis.Number(object.maxChainTip)
         : isSet(object.max_chain_tip)
@@ -631,9 +609,6 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     if (message.statechainCount !== 0) {
       obj.statechainCount = Math.round(message.statechainCount);
     }
-    if (message.paillierPoolSize !== 0) {
-      obj.paillierPoolSize = Math.round(message.paillierPoolSize);
-    }
     if (message.maxChainTip !== 0) {
       obj.maxChainTip = Math.round(message.maxChainTip);
     }
@@ -669,7 +644,6 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     message.pcr1 = object.pcr1 ?? "";
     message.pcr2 = object.pcr2 ?? "";
     message.statechainCount = object.statechainCount ?? 0;
-    message.paillierPoolSize = object.paillierPoolSize ?? 0;
     message.maxChainTip = object.maxChainTip ?? 0;
     message.policyHash = object.policyHash ?? Buffer.alloc(0);
     message.version = object.version ?? "";
@@ -747,13 +721,16 @@ export const GetAttestationRequest: MessageFns<GetAttestationRequest> = {
 };
 
 function createBaseGetAttestationResponse(): GetAttestationResponse {
-  return { document: Buffer.alloc(0), identity: Buffer.alloc(0) };
+  return { document: Buffer.alloc(0), ringPedersen: undefined, identity: Buffer.alloc(0) };
 }
 
 export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
   encode(message: GetAttestationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.document.length !== 0) {
       writer.uint32(10).bytes(message.document);
+    }
+    if (message.ringPedersen !== undefined) {
+      RingPedersenParams.encode(message.ringPedersen, writer.uint32(26).fork()).join();
     }
     if (message.identity.length !== 0) {
       writer.uint32(18).bytes(message.identity);
@@ -782,6 +759,14 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
             message.document = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ringPedersen = RingPedersenParams.decode(reader, reader.uint32());
+            continue;
+          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -805,6 +790,11 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
   fromJSON(object: any): GetAttestationResponse {
     return {
       document: isSet(object.document) ? Buffer.from(bytesFromBase64(object.document)) : Buffer.alloc(0),
+      ringPedersen: isSet(object.ringPedersen)
+        ? RingPedersenParams.fromJSON(object.ringPedersen)
+        : isSet(object.ring_pedersen)
+        ? RingPedersenParams.fromJSON(object.ring_pedersen)
+        : undefined,
       identity: isSet(object.identity) ? Buffer.from(bytesFromBase64(object.identity)) : Buffer.alloc(0),
     };
   },
@@ -813,6 +803,9 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     const obj: any = {};
     if (message.document.length !== 0) {
       obj.document = base64FromBytes(message.document);
+    }
+    if (message.ringPedersen !== undefined) {
+      obj.ringPedersen = RingPedersenParams.toJSON(message.ringPedersen);
     }
     if (message.identity.length !== 0) {
       obj.identity = base64FromBytes(message.identity);
@@ -826,6 +819,9 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
   fromPartial<I extends Exact<DeepPartial<GetAttestationResponse>, I>>(object: I): GetAttestationResponse {
     const message = createBaseGetAttestationResponse();
     message.document = object.document ?? Buffer.alloc(0);
+    message.ringPedersen = (object.ringPedersen !== undefined && object.ringPedersen !== null)
+      ? RingPedersenParams.fromPartial(object.ringPedersen)
+      : undefined;
     message.identity = object.identity ?? Buffer.alloc(0);
     return message;
   },
@@ -1333,7 +1329,7 @@ export const KeyGenInitRequest: MessageFns<KeyGenInitRequest> = {
 };
 
 function createBaseKeyGenInitResponse(): KeyGenInitResponse {
-  return { depositId: Buffer.alloc(0), keygenCommit: undefined };
+  return { depositId: Buffer.alloc(0), seShare: undefined };
 }
 
 export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
@@ -1341,8 +1337,8 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
     if (message.depositId.length !== 0) {
       writer.uint32(10).bytes(message.depositId);
     }
-    if (message.keygenCommit !== undefined) {
-      KeyGenCommit.encode(message.keygenCommit, writer.uint32(18).fork()).join();
+    if (message.seShare !== undefined) {
+      SignerKeyGenShare.encode(message.seShare, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1373,7 +1369,7 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
               break;
             }
 
-            message.keygenCommit = KeyGenCommit.decode(reader, reader.uint32());
+            message.seShare = SignerKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1395,10 +1391,10 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
         : isSet(object.deposit_id)
         ? Buffer.from(bytesFromBase64(object.deposit_id))
         : Buffer.alloc(0),
-      keygenCommit: isSet(object.keygenCommit)
-        ? KeyGenCommit.fromJSON(object.keygenCommit)
-        : isSet(object.keygen_commit)
-        ? KeyGenCommit.fromJSON(object.keygen_commit)
+      seShare: isSet(object.seShare)
+        ? SignerKeyGenShare.fromJSON(object.seShare)
+        : isSet(object.se_share)
+        ? SignerKeyGenShare.fromJSON(object.se_share)
         : undefined,
     };
   },
@@ -1408,8 +1404,8 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
     if (message.depositId.length !== 0) {
       obj.depositId = base64FromBytes(message.depositId);
     }
-    if (message.keygenCommit !== undefined) {
-      obj.keygenCommit = KeyGenCommit.toJSON(message.keygenCommit);
+    if (message.seShare !== undefined) {
+      obj.seShare = SignerKeyGenShare.toJSON(message.seShare);
     }
     return obj;
   },
@@ -1420,8 +1416,8 @@ export const KeyGenInitResponse: MessageFns<KeyGenInitResponse> = {
   fromPartial<I extends Exact<DeepPartial<KeyGenInitResponse>, I>>(object: I): KeyGenInitResponse {
     const message = createBaseKeyGenInitResponse();
     message.depositId = object.depositId ?? Buffer.alloc(0);
-    message.keygenCommit = (object.keygenCommit !== undefined && object.keygenCommit !== null)
-      ? KeyGenCommit.fromPartial(object.keygenCommit)
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? SignerKeyGenShare.fromPartial(object.seShare)
       : undefined;
     return message;
   },
@@ -1501,14 +1497,11 @@ export const KeyGenFinishRequest: MessageFns<KeyGenFinishRequest> = {
 };
 
 function createBaseKeyGenFinishResponse(): KeyGenFinishResponse {
-  return { seShare: undefined, sharedPublicKey: Buffer.alloc(0) };
+  return { sharedPublicKey: Buffer.alloc(0) };
 }
 
 export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
   encode(message: KeyGenFinishResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.seShare !== undefined) {
-      KeyGenSeShare.encode(message.seShare, writer.uint32(10).fork()).join();
-    }
     if (message.sharedPublicKey.length !== 0) {
       writer.uint32(18).bytes(message.sharedPublicKey);
     }
@@ -1528,14 +1521,6 @@ export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.seShare = KeyGenSeShare.decode(reader, reader.uint32());
-            continue;
-          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -1558,11 +1543,6 @@ export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
 
   fromJSON(object: any): KeyGenFinishResponse {
     return {
-      seShare: isSet(object.seShare)
-        ? KeyGenSeShare.fromJSON(object.seShare)
-        : isSet(object.se_share)
-        ? KeyGenSeShare.fromJSON(object.se_share)
-        : undefined,
       sharedPublicKey: isSet(object.sharedPublicKey)
         ? Buffer.from(bytesFromBase64(object.sharedPublicKey))
         : isSet(object.shared_public_key)
@@ -1573,9 +1553,6 @@ export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
 
   toJSON(message: KeyGenFinishResponse): unknown {
     const obj: any = {};
-    if (message.seShare !== undefined) {
-      obj.seShare = KeyGenSeShare.toJSON(message.seShare);
-    }
     if (message.sharedPublicKey.length !== 0) {
       obj.sharedPublicKey = base64FromBytes(message.sharedPublicKey);
     }
@@ -1587,9 +1564,6 @@ export const KeyGenFinishResponse: MessageFns<KeyGenFinishResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<KeyGenFinishResponse>, I>>(object: I): KeyGenFinishResponse {
     const message = createBaseKeyGenFinishResponse();
-    message.seShare = (object.seShare !== undefined && object.seShare !== null)
-      ? KeyGenSeShare.fromPartial(object.seShare)
-      : undefined;
     message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
     return message;
   },
@@ -2124,13 +2098,13 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
 };
 
 function createBaseSignSecondResponse(): SignSecondResponse {
-  return { signature: undefined };
+  return { sePartial: undefined };
 }
 
 export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   encode(message: SignSecondResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.signature !== undefined) {
-      Signature.encode(message.signature, writer.uint32(10).fork()).join();
+    if (message.sePartial !== undefined) {
+      SignSePartial.encode(message.sePartial, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2153,7 +2127,7 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
               break;
             }
 
-            message.signature = Signature.decode(reader, reader.uint32());
+            message.sePartial = SignSePartial.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2169,13 +2143,19 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   },
 
   fromJSON(object: any): SignSecondResponse {
-    return { signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined };
+    return {
+      sePartial: isSet(object.sePartial)
+        ? SignSePartial.fromJSON(object.sePartial)
+        : isSet(object.se_partial)
+        ? SignSePartial.fromJSON(object.se_partial)
+        : undefined,
+    };
   },
 
   toJSON(message: SignSecondResponse): unknown {
     const obj: any = {};
-    if (message.signature !== undefined) {
-      obj.signature = Signature.toJSON(message.signature);
+    if (message.sePartial !== undefined) {
+      obj.sePartial = SignSePartial.toJSON(message.sePartial);
     }
     return obj;
   },
@@ -2185,8 +2165,8 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<SignSecondResponse>, I>>(object: I): SignSecondResponse {
     const message = createBaseSignSecondResponse();
-    message.signature = (object.signature !== undefined && object.signature !== null)
-      ? Signature.fromPartial(object.signature)
+    message.sePartial = (object.sePartial !== undefined && object.sePartial !== null)
+      ? SignSePartial.fromPartial(object.sePartial)
       : undefined;
     return message;
   },
@@ -2452,12 +2432,7 @@ export const TransferKeyRequest: MessageFns<TransferKeyRequest> = {
 };
 
 function createBaseTransferKeyResponse(): TransferKeyResponse {
-  return {
-    attestationDocument: Buffer.alloc(0),
-    transferContext: Buffer.alloc(0),
-    paillierModulus: Buffer.alloc(0),
-    modulusProof: undefined,
-  };
+  return { attestationDocument: Buffer.alloc(0), transferContext: Buffer.alloc(0) };
 }
 
 export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
@@ -2467,12 +2442,6 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     }
     if (message.transferContext.length !== 0) {
       writer.uint32(18).bytes(message.transferContext);
-    }
-    if (message.paillierModulus.length !== 0) {
-      writer.uint32(26).bytes(message.paillierModulus);
-    }
-    if (message.modulusProof !== undefined) {
-      PaillierBlumProof.encode(message.modulusProof, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2506,22 +2475,6 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
             message.transferContext = Buffer.from(reader.bytes());
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.paillierModulus = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.modulusProof = PaillierBlumProof.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2546,16 +2499,6 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
         : isSet(object.transfer_context)
         ? Buffer.from(bytesFromBase64(object.transfer_context))
         : Buffer.alloc(0),
-      paillierModulus: isSet(object.paillierModulus)
-        ? Buffer.from(bytesFromBase64(object.paillierModulus))
-        : isSet(object.paillier_modulus)
-        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
-        : Buffer.alloc(0),
-      modulusProof: isSet(object.modulusProof)
-        ? PaillierBlumProof.fromJSON(object.modulusProof)
-        : isSet(object.modulus_proof)
-        ? PaillierBlumProof.fromJSON(object.modulus_proof)
-        : undefined,
     };
   },
 
@@ -2567,12 +2510,6 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     if (message.transferContext.length !== 0) {
       obj.transferContext = base64FromBytes(message.transferContext);
     }
-    if (message.paillierModulus.length !== 0) {
-      obj.paillierModulus = base64FromBytes(message.paillierModulus);
-    }
-    if (message.modulusProof !== undefined) {
-      obj.modulusProof = PaillierBlumProof.toJSON(message.modulusProof);
-    }
     return obj;
   },
 
@@ -2583,10 +2520,6 @@ export const TransferKeyResponse: MessageFns<TransferKeyResponse> = {
     const message = createBaseTransferKeyResponse();
     message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
     message.transferContext = object.transferContext ?? Buffer.alloc(0);
-    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
-    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
-      ? PaillierBlumProof.fromPartial(object.modulusProof)
-      : undefined;
     return message;
   },
 };
@@ -2693,7 +2626,7 @@ function createBaseKeyUpdateResponse(): KeyUpdateResponse {
 export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
   encode(message: KeyUpdateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.seShare !== undefined) {
-      KeyGenSeShare.encode(message.seShare, writer.uint32(10).fork()).join();
+      SignerKeyGenShare.encode(message.seShare, writer.uint32(10).fork()).join();
     }
     if (message.keyUpdate !== undefined) {
       KeyUpdateRecord.encode(message.keyUpdate, writer.uint32(18).fork()).join();
@@ -2722,7 +2655,7 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
               break;
             }
 
-            message.seShare = KeyGenSeShare.decode(reader, reader.uint32());
+            message.seShare = SignerKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
           case 2: {
@@ -2756,9 +2689,9 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
   fromJSON(object: any): KeyUpdateResponse {
     return {
       seShare: isSet(object.seShare)
-        ? KeyGenSeShare.fromJSON(object.seShare)
+        ? SignerKeyGenShare.fromJSON(object.seShare)
         : isSet(object.se_share)
-        ? KeyGenSeShare.fromJSON(object.se_share)
+        ? SignerKeyGenShare.fromJSON(object.se_share)
         : undefined,
       keyUpdate: isSet(object.keyUpdate)
         ? KeyUpdateRecord.fromJSON(object.keyUpdate)
@@ -2776,7 +2709,7 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
   toJSON(message: KeyUpdateResponse): unknown {
     const obj: any = {};
     if (message.seShare !== undefined) {
-      obj.seShare = KeyGenSeShare.toJSON(message.seShare);
+      obj.seShare = SignerKeyGenShare.toJSON(message.seShare);
     }
     if (message.keyUpdate !== undefined) {
       obj.keyUpdate = KeyUpdateRecord.toJSON(message.keyUpdate);
@@ -2793,7 +2726,7 @@ export const KeyUpdateResponse: MessageFns<KeyUpdateResponse> = {
   fromPartial<I extends Exact<DeepPartial<KeyUpdateResponse>, I>>(object: I): KeyUpdateResponse {
     const message = createBaseKeyUpdateResponse();
     message.seShare = (object.seShare !== undefined && object.seShare !== null)
-      ? KeyGenSeShare.fromPartial(object.seShare)
+      ? SignerKeyGenShare.fromPartial(object.seShare)
       : undefined;
     message.keyUpdate = (object.keyUpdate !== undefined && object.keyUpdate !== null)
       ? KeyUpdateRecord.fromPartial(object.keyUpdate)

@@ -35,14 +35,14 @@ import {
   StatechainTx,
 } from "./common.ts";
 import {
-  KeyGenCommit,
-  KeyGenOwnerShare,
-  KeyGenSeShare,
-  PaillierBlumProof,
-  Signature,
+  HolderKeyGenCommit,
+  HolderKeyGenShare,
+  RingPedersenParams,
+  SignerKeyGenShare,
   SignOwnerCommit,
-  SignOwnerPartial,
+  SignOwnerNonce,
   SignSeNonce,
+  SignSePartial,
 } from "./ecdsa2p.ts";
 
 export interface GetInfoRequest {
@@ -206,6 +206,11 @@ export interface GetAttestationResponse {
   identity: Buffer;
   /** The enclave's co-signing policy as canonical JSON; its SHA-256 is the identity statement's policy hash. */
   policyJson: string;
+  /**
+   * The enclave's ring-Pedersen parameters with their proof (made once per instance); the identity statement
+   * names their hash. Owners prove their Paillier keys against them.
+   */
+  ringPedersen: RingPedersenParams | undefined;
 }
 
 export interface GetDepositChallengeRequest {
@@ -223,7 +228,15 @@ export interface DepositInitRequest {
   /** C1 (33 bytes); also authenticates every later request of this deposit. */
   proofKey: Buffer;
   guard: { $case: "pow"; value: ProofOfWork } | { $case: "token"; value: string } | undefined;
-  auth: Auth | undefined;
+  auth:
+    | Auth
+    | undefined;
+  /** The owner's commitment to its share O1 (DESIGN.md 3.1: the owner, as Paillier holder, commits first). */
+  holderCommit:
+    | HolderKeyGenCommit
+    | undefined;
+  /** 16 fresh random bytes chosen by the owner: the keygen's session id, bound by its commitment and proofs. */
+  keygenSessionId: Buffer;
 }
 
 export interface ProofOfWork {
@@ -234,19 +247,18 @@ export interface ProofOfWork {
 export interface DepositInitResponse {
   /** 16 bytes, names the deposit until the funding outpoint is known. */
   depositId: Buffer;
-  keygenCommit: KeyGenCommit | undefined;
+  /** The enclave's share S1 with its DLog proof, bound to the owner's commitment. */
+  seShare: SignerKeyGenShare | undefined;
 }
 
 export interface DepositKeyGenRequest {
   depositId: Buffer;
-  ownerShare: KeyGenOwnerShare | undefined;
+  /** The opening of O1, the owner's per-coin Paillier modulus with its proofs, c_key = Enc(o1) with its proof. */
+  ownerShare: HolderKeyGenShare | undefined;
   auth: Auth | undefined;
 }
 
 export interface DepositKeyGenResponse {
-  seShare:
-    | KeyGenSeShare
-    | undefined;
   /** P = o1*S1, for the owner's cross-check (33 bytes). */
   sharedPublicKey: Buffer;
 }
@@ -315,12 +327,32 @@ export interface SignFirstResponse {
 export interface SignSecondRequest {
   statechainId: Outpoint | undefined;
   sessionId: Buffer;
-  ownerPartial: SignOwnerPartial | undefined;
+  /** The opening of the owner's nonce R_o with its DLog proof. */
+  ownerNonce: SignOwnerNonce | undefined;
   auth: Auth | undefined;
 }
 
 export interface SignSecondResponse {
-  signature: Signature | undefined;
+  /**
+   * c3 and the enclave's signature over it under its attested instance key: the owner checks that signature,
+   * decrypts, finishes the ECDSA signature and hands it over with SignComplete.
+   */
+  sePartial: SignSePartial | undefined;
+}
+
+export interface SignCompleteRequest {
+  statechainId: Outpoint | undefined;
+  sessionId: Buffer;
+  /**
+   * The finished signature (r || s, 64 bytes, low-S); the host checks it under P against the session's digest.
+   * Unsigned: only a valid signature is accepted, and whoever holds one may hand it in.
+   */
+  signature: Buffer;
+}
+
+export interface SignCompleteResponse {
+  /** The signed transaction. */
+  signedTx: Buffer;
 }
 
 export interface TransferSenderInitRequest {
@@ -421,21 +453,14 @@ export interface TransferReceiverInitResponse {
   attestationDocument: Buffer;
   /** Canonical CBOR: statechain id, owner index, receiver proof key, enclave instance id. */
   transferContext: Buffer;
-  /**
-   * The Paillier modulus N the enclave set aside for this transfer's key update, with its Π^mod: the wallet
-   * checks the proof while the key update runs, instead of after it. The key update's KeyGenSeShare still
-   * carries N and Π^mod; a wallet that finds another N there checks that proof instead.
-   */
-  paillierModulus: Buffer;
-  modulusProof: PaillierBlumProof | undefined;
 }
 
 export interface TransferReceiverKeyUpdateRequest {
   statechainId: Outpoint | undefined;
   receiverProofKey: Buffer;
-  /** O2 with its DLog proof and ring-Pedersen parameters for the fixed-share keygen. */
+  /** O2 with its DLog proof, the receiver's per-coin Paillier modulus and c_key2 = Enc(o2) with their proofs. */
   ownerShare:
-    | KeyGenOwnerShare
+    | HolderKeyGenShare
     | undefined;
   /** ECIES(t2, transfer key) where t2 = t1*o2^-1 mod q. */
   encryptedT2: Buffer;
@@ -450,9 +475,9 @@ export interface TransferReceiverKeyUpdateRequest {
 }
 
 export interface TransferReceiverKeyUpdateResponse {
-  /** S2 with the new Paillier key, c_key = Enc(s2) and their proofs. */
+  /** S2 with its DLog proof. */
   seShare:
-    | KeyGenSeShare
+    | SignerKeyGenShare
     | undefined;
   /** The deletion receipt and the attestation document committing to it. */
   keyUpdate: KeyUpdateRecord | undefined;
@@ -2425,7 +2450,13 @@ export const GetAttestationRequest: MessageFns<GetAttestationRequest> = {
 };
 
 function createBaseGetAttestationResponse(): GetAttestationResponse {
-  return { document: Buffer.alloc(0), enclave: undefined, identity: Buffer.alloc(0), policyJson: "" };
+  return {
+    document: Buffer.alloc(0),
+    enclave: undefined,
+    identity: Buffer.alloc(0),
+    policyJson: "",
+    ringPedersen: undefined,
+  };
 }
 
 export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
@@ -2441,6 +2472,9 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     }
     if (message.policyJson !== "") {
       writer.uint32(34).string(message.policyJson);
+    }
+    if (message.ringPedersen !== undefined) {
+      RingPedersenParams.encode(message.ringPedersen, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2490,6 +2524,14 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
             message.policyJson = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.ringPedersen = RingPedersenParams.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2512,6 +2554,11 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
         : isSet(object.policy_json)
         ? globalThis.String(object.policy_json)
         : "",
+      ringPedersen: isSet(object.ringPedersen)
+        ? RingPedersenParams.fromJSON(object.ringPedersen)
+        : isSet(object.ring_pedersen)
+        ? RingPedersenParams.fromJSON(object.ring_pedersen)
+        : undefined,
     };
   },
 
@@ -2529,6 +2576,9 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
     if (message.policyJson !== "") {
       obj.policyJson = message.policyJson;
     }
+    if (message.ringPedersen !== undefined) {
+      obj.ringPedersen = RingPedersenParams.toJSON(message.ringPedersen);
+    }
     return obj;
   },
 
@@ -2543,6 +2593,9 @@ export const GetAttestationResponse: MessageFns<GetAttestationResponse> = {
       : undefined;
     message.identity = object.identity ?? Buffer.alloc(0);
     message.policyJson = object.policyJson ?? "";
+    message.ringPedersen = (object.ringPedersen !== undefined && object.ringPedersen !== null)
+      ? RingPedersenParams.fromPartial(object.ringPedersen)
+      : undefined;
     return message;
   },
 };
@@ -2714,7 +2767,13 @@ export const GetDepositChallengeResponse: MessageFns<GetDepositChallengeResponse
 };
 
 function createBaseDepositInitRequest(): DepositInitRequest {
-  return { proofKey: Buffer.alloc(0), guard: undefined, auth: undefined };
+  return {
+    proofKey: Buffer.alloc(0),
+    guard: undefined,
+    auth: undefined,
+    holderCommit: undefined,
+    keygenSessionId: Buffer.alloc(0),
+  };
 }
 
 export const DepositInitRequest: MessageFns<DepositInitRequest> = {
@@ -2732,6 +2791,12 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(34).fork()).join();
+    }
+    if (message.holderCommit !== undefined) {
+      HolderKeyGenCommit.encode(message.holderCommit, writer.uint32(42).fork()).join();
+    }
+    if (message.keygenSessionId.length !== 0) {
+      writer.uint32(50).bytes(message.keygenSessionId);
     }
     return writer;
   },
@@ -2781,6 +2846,22 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
             message.auth = Auth.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holderCommit = HolderKeyGenCommit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keygenSessionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2806,6 +2887,16 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
         ? { $case: "token", value: globalThis.String(object.token) }
         : undefined,
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+      holderCommit: isSet(object.holderCommit)
+        ? HolderKeyGenCommit.fromJSON(object.holderCommit)
+        : isSet(object.holder_commit)
+        ? HolderKeyGenCommit.fromJSON(object.holder_commit)
+        : undefined,
+      keygenSessionId: isSet(object.keygenSessionId)
+        ? Buffer.from(bytesFromBase64(object.keygenSessionId))
+        : isSet(object.keygen_session_id)
+        ? Buffer.from(bytesFromBase64(object.keygen_session_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -2821,6 +2912,12 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
     }
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
+    }
+    if (message.holderCommit !== undefined) {
+      obj.holderCommit = HolderKeyGenCommit.toJSON(message.holderCommit);
+    }
+    if (message.keygenSessionId.length !== 0) {
+      obj.keygenSessionId = base64FromBytes(message.keygenSessionId);
     }
     return obj;
   },
@@ -2846,6 +2943,10 @@ export const DepositInitRequest: MessageFns<DepositInitRequest> = {
       }
     }
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    message.holderCommit = (object.holderCommit !== undefined && object.holderCommit !== null)
+      ? HolderKeyGenCommit.fromPartial(object.holderCommit)
+      : undefined;
+    message.keygenSessionId = object.keygenSessionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2936,7 +3037,7 @@ export const ProofOfWork: MessageFns<ProofOfWork> = {
 };
 
 function createBaseDepositInitResponse(): DepositInitResponse {
-  return { depositId: Buffer.alloc(0), keygenCommit: undefined };
+  return { depositId: Buffer.alloc(0), seShare: undefined };
 }
 
 export const DepositInitResponse: MessageFns<DepositInitResponse> = {
@@ -2944,8 +3045,8 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
     if (message.depositId.length !== 0) {
       writer.uint32(10).bytes(message.depositId);
     }
-    if (message.keygenCommit !== undefined) {
-      KeyGenCommit.encode(message.keygenCommit, writer.uint32(18).fork()).join();
+    if (message.seShare !== undefined) {
+      SignerKeyGenShare.encode(message.seShare, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2976,7 +3077,7 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
               break;
             }
 
-            message.keygenCommit = KeyGenCommit.decode(reader, reader.uint32());
+            message.seShare = SignerKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2998,10 +3099,10 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
         : isSet(object.deposit_id)
         ? Buffer.from(bytesFromBase64(object.deposit_id))
         : Buffer.alloc(0),
-      keygenCommit: isSet(object.keygenCommit)
-        ? KeyGenCommit.fromJSON(object.keygenCommit)
-        : isSet(object.keygen_commit)
-        ? KeyGenCommit.fromJSON(object.keygen_commit)
+      seShare: isSet(object.seShare)
+        ? SignerKeyGenShare.fromJSON(object.seShare)
+        : isSet(object.se_share)
+        ? SignerKeyGenShare.fromJSON(object.se_share)
         : undefined,
     };
   },
@@ -3011,8 +3112,8 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
     if (message.depositId.length !== 0) {
       obj.depositId = base64FromBytes(message.depositId);
     }
-    if (message.keygenCommit !== undefined) {
-      obj.keygenCommit = KeyGenCommit.toJSON(message.keygenCommit);
+    if (message.seShare !== undefined) {
+      obj.seShare = SignerKeyGenShare.toJSON(message.seShare);
     }
     return obj;
   },
@@ -3023,8 +3124,8 @@ export const DepositInitResponse: MessageFns<DepositInitResponse> = {
   fromPartial<I extends Exact<DeepPartial<DepositInitResponse>, I>>(object: I): DepositInitResponse {
     const message = createBaseDepositInitResponse();
     message.depositId = object.depositId ?? Buffer.alloc(0);
-    message.keygenCommit = (object.keygenCommit !== undefined && object.keygenCommit !== null)
-      ? KeyGenCommit.fromPartial(object.keygenCommit)
+    message.seShare = (object.seShare !== undefined && object.seShare !== null)
+      ? SignerKeyGenShare.fromPartial(object.seShare)
       : undefined;
     return message;
   },
@@ -3040,7 +3141,7 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
       writer.uint32(10).bytes(message.depositId);
     }
     if (message.ownerShare !== undefined) {
-      KeyGenOwnerShare.encode(message.ownerShare, writer.uint32(18).fork()).join();
+      HolderKeyGenShare.encode(message.ownerShare, writer.uint32(18).fork()).join();
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(26).fork()).join();
@@ -3074,7 +3175,7 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
               break;
             }
 
-            message.ownerShare = KeyGenOwnerShare.decode(reader, reader.uint32());
+            message.ownerShare = HolderKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -3105,9 +3206,9 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
         ? Buffer.from(bytesFromBase64(object.deposit_id))
         : Buffer.alloc(0),
       ownerShare: isSet(object.ownerShare)
-        ? KeyGenOwnerShare.fromJSON(object.ownerShare)
+        ? HolderKeyGenShare.fromJSON(object.ownerShare)
         : isSet(object.owner_share)
-        ? KeyGenOwnerShare.fromJSON(object.owner_share)
+        ? HolderKeyGenShare.fromJSON(object.owner_share)
         : undefined,
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
     };
@@ -3119,7 +3220,7 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
       obj.depositId = base64FromBytes(message.depositId);
     }
     if (message.ownerShare !== undefined) {
-      obj.ownerShare = KeyGenOwnerShare.toJSON(message.ownerShare);
+      obj.ownerShare = HolderKeyGenShare.toJSON(message.ownerShare);
     }
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
@@ -3134,7 +3235,7 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
     const message = createBaseDepositKeyGenRequest();
     message.depositId = object.depositId ?? Buffer.alloc(0);
     message.ownerShare = (object.ownerShare !== undefined && object.ownerShare !== null)
-      ? KeyGenOwnerShare.fromPartial(object.ownerShare)
+      ? HolderKeyGenShare.fromPartial(object.ownerShare)
       : undefined;
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
     return message;
@@ -3142,14 +3243,11 @@ export const DepositKeyGenRequest: MessageFns<DepositKeyGenRequest> = {
 };
 
 function createBaseDepositKeyGenResponse(): DepositKeyGenResponse {
-  return { seShare: undefined, sharedPublicKey: Buffer.alloc(0) };
+  return { sharedPublicKey: Buffer.alloc(0) };
 }
 
 export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
   encode(message: DepositKeyGenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.seShare !== undefined) {
-      KeyGenSeShare.encode(message.seShare, writer.uint32(10).fork()).join();
-    }
     if (message.sharedPublicKey.length !== 0) {
       writer.uint32(18).bytes(message.sharedPublicKey);
     }
@@ -3169,14 +3267,6 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.seShare = KeyGenSeShare.decode(reader, reader.uint32());
-            continue;
-          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -3199,11 +3289,6 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
 
   fromJSON(object: any): DepositKeyGenResponse {
     return {
-      seShare: isSet(object.seShare)
-        ? KeyGenSeShare.fromJSON(object.seShare)
-        : isSet(object.se_share)
-        ? KeyGenSeShare.fromJSON(object.se_share)
-        : undefined,
       sharedPublicKey: isSet(object.sharedPublicKey)
         ? Buffer.from(bytesFromBase64(object.sharedPublicKey))
         : isSet(object.shared_public_key)
@@ -3214,9 +3299,6 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
 
   toJSON(message: DepositKeyGenResponse): unknown {
     const obj: any = {};
-    if (message.seShare !== undefined) {
-      obj.seShare = KeyGenSeShare.toJSON(message.seShare);
-    }
     if (message.sharedPublicKey.length !== 0) {
       obj.sharedPublicKey = base64FromBytes(message.sharedPublicKey);
     }
@@ -3228,9 +3310,6 @@ export const DepositKeyGenResponse: MessageFns<DepositKeyGenResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<DepositKeyGenResponse>, I>>(object: I): DepositKeyGenResponse {
     const message = createBaseDepositKeyGenResponse();
-    message.seShare = (object.seShare !== undefined && object.seShare !== null)
-      ? KeyGenSeShare.fromPartial(object.seShare)
-      : undefined;
     message.sharedPublicKey = object.sharedPublicKey ?? Buffer.alloc(0);
     return message;
   },
@@ -4026,7 +4105,7 @@ export const SignFirstResponse: MessageFns<SignFirstResponse> = {
 };
 
 function createBaseSignSecondRequest(): SignSecondRequest {
-  return { statechainId: undefined, sessionId: Buffer.alloc(0), ownerPartial: undefined, auth: undefined };
+  return { statechainId: undefined, sessionId: Buffer.alloc(0), ownerNonce: undefined, auth: undefined };
 }
 
 export const SignSecondRequest: MessageFns<SignSecondRequest> = {
@@ -4037,8 +4116,8 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
     if (message.sessionId.length !== 0) {
       writer.uint32(18).bytes(message.sessionId);
     }
-    if (message.ownerPartial !== undefined) {
-      SignOwnerPartial.encode(message.ownerPartial, writer.uint32(26).fork()).join();
+    if (message.ownerNonce !== undefined) {
+      SignOwnerNonce.encode(message.ownerNonce, writer.uint32(26).fork()).join();
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(34).fork()).join();
@@ -4080,7 +4159,7 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
               break;
             }
 
-            message.ownerPartial = SignOwnerPartial.decode(reader, reader.uint32());
+            message.ownerNonce = SignOwnerNonce.decode(reader, reader.uint32());
             continue;
           }
           case 4: {
@@ -4115,10 +4194,10 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
         : isSet(object.session_id)
         ? Buffer.from(bytesFromBase64(object.session_id))
         : Buffer.alloc(0),
-      ownerPartial: isSet(object.ownerPartial)
-        ? SignOwnerPartial.fromJSON(object.ownerPartial)
-        : isSet(object.owner_partial)
-        ? SignOwnerPartial.fromJSON(object.owner_partial)
+      ownerNonce: isSet(object.ownerNonce)
+        ? SignOwnerNonce.fromJSON(object.ownerNonce)
+        : isSet(object.owner_nonce)
+        ? SignOwnerNonce.fromJSON(object.owner_nonce)
         : undefined,
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
     };
@@ -4132,8 +4211,8 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
     if (message.sessionId.length !== 0) {
       obj.sessionId = base64FromBytes(message.sessionId);
     }
-    if (message.ownerPartial !== undefined) {
-      obj.ownerPartial = SignOwnerPartial.toJSON(message.ownerPartial);
+    if (message.ownerNonce !== undefined) {
+      obj.ownerNonce = SignOwnerNonce.toJSON(message.ownerNonce);
     }
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
@@ -4150,8 +4229,8 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
       ? Outpoint.fromPartial(object.statechainId)
       : undefined;
     message.sessionId = object.sessionId ?? Buffer.alloc(0);
-    message.ownerPartial = (object.ownerPartial !== undefined && object.ownerPartial !== null)
-      ? SignOwnerPartial.fromPartial(object.ownerPartial)
+    message.ownerNonce = (object.ownerNonce !== undefined && object.ownerNonce !== null)
+      ? SignOwnerNonce.fromPartial(object.ownerNonce)
       : undefined;
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
     return message;
@@ -4159,13 +4238,13 @@ export const SignSecondRequest: MessageFns<SignSecondRequest> = {
 };
 
 function createBaseSignSecondResponse(): SignSecondResponse {
-  return { signature: undefined };
+  return { sePartial: undefined };
 }
 
 export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   encode(message: SignSecondResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.signature !== undefined) {
-      Signature.encode(message.signature, writer.uint32(10).fork()).join();
+    if (message.sePartial !== undefined) {
+      SignSePartial.encode(message.sePartial, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -4188,7 +4267,7 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
               break;
             }
 
-            message.signature = Signature.decode(reader, reader.uint32());
+            message.sePartial = SignSePartial.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -4204,13 +4283,19 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   },
 
   fromJSON(object: any): SignSecondResponse {
-    return { signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined };
+    return {
+      sePartial: isSet(object.sePartial)
+        ? SignSePartial.fromJSON(object.sePartial)
+        : isSet(object.se_partial)
+        ? SignSePartial.fromJSON(object.se_partial)
+        : undefined,
+    };
   },
 
   toJSON(message: SignSecondResponse): unknown {
     const obj: any = {};
-    if (message.signature !== undefined) {
-      obj.signature = Signature.toJSON(message.signature);
+    if (message.sePartial !== undefined) {
+      obj.sePartial = SignSePartial.toJSON(message.sePartial);
     }
     return obj;
   },
@@ -4220,9 +4305,193 @@ export const SignSecondResponse: MessageFns<SignSecondResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<SignSecondResponse>, I>>(object: I): SignSecondResponse {
     const message = createBaseSignSecondResponse();
-    message.signature = (object.signature !== undefined && object.signature !== null)
-      ? Signature.fromPartial(object.signature)
+    message.sePartial = (object.sePartial !== undefined && object.sePartial !== null)
+      ? SignSePartial.fromPartial(object.sePartial)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseSignCompleteRequest(): SignCompleteRequest {
+  return { statechainId: undefined, sessionId: Buffer.alloc(0), signature: Buffer.alloc(0) };
+}
+
+export const SignCompleteRequest: MessageFns<SignCompleteRequest> = {
+  encode(message: SignCompleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statechainId !== undefined) {
+      Outpoint.encode(message.statechainId, writer.uint32(10).fork()).join();
+    }
+    if (message.sessionId.length !== 0) {
+      writer.uint32(18).bytes(message.sessionId);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(26).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignCompleteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignCompleteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statechainId = Outpoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sessionId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignCompleteRequest {
+    return {
+      statechainId: isSet(object.statechainId)
+        ? Outpoint.fromJSON(object.statechainId)
+        : isSet(object.statechain_id)
+        ? Outpoint.fromJSON(object.statechain_id)
+        : undefined,
+      sessionId: isSet(object.sessionId)
+        ? Buffer.from(bytesFromBase64(object.sessionId))
+        : isSet(object.session_id)
+        ? Buffer.from(bytesFromBase64(object.session_id))
+        : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SignCompleteRequest): unknown {
+    const obj: any = {};
+    if (message.statechainId !== undefined) {
+      obj.statechainId = Outpoint.toJSON(message.statechainId);
+    }
+    if (message.sessionId.length !== 0) {
+      obj.sessionId = base64FromBytes(message.sessionId);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignCompleteRequest>, I>>(base?: I): SignCompleteRequest {
+    return SignCompleteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignCompleteRequest>, I>>(object: I): SignCompleteRequest {
+    const message = createBaseSignCompleteRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.sessionId = object.sessionId ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSignCompleteResponse(): SignCompleteResponse {
+  return { signedTx: Buffer.alloc(0) };
+}
+
+export const SignCompleteResponse: MessageFns<SignCompleteResponse> = {
+  encode(message: SignCompleteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.signedTx.length !== 0) {
+      writer.uint32(10).bytes(message.signedTx);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignCompleteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignCompleteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.signedTx = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignCompleteResponse {
+    return {
+      signedTx: isSet(object.signedTx)
+        ? Buffer.from(bytesFromBase64(object.signedTx))
+        : isSet(object.signed_tx)
+        ? Buffer.from(bytesFromBase64(object.signed_tx))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SignCompleteResponse): unknown {
+    const obj: any = {};
+    if (message.signedTx.length !== 0) {
+      obj.signedTx = base64FromBytes(message.signedTx);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignCompleteResponse>, I>>(base?: I): SignCompleteResponse {
+    return SignCompleteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignCompleteResponse>, I>>(object: I): SignCompleteResponse {
+    const message = createBaseSignCompleteResponse();
+    message.signedTx = object.signedTx ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -5354,12 +5623,7 @@ export const TransferReceiverInitRequest: MessageFns<TransferReceiverInitRequest
 };
 
 function createBaseTransferReceiverInitResponse(): TransferReceiverInitResponse {
-  return {
-    attestationDocument: Buffer.alloc(0),
-    transferContext: Buffer.alloc(0),
-    paillierModulus: Buffer.alloc(0),
-    modulusProof: undefined,
-  };
+  return { attestationDocument: Buffer.alloc(0), transferContext: Buffer.alloc(0) };
 }
 
 export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitResponse> = {
@@ -5369,12 +5633,6 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     }
     if (message.transferContext.length !== 0) {
       writer.uint32(18).bytes(message.transferContext);
-    }
-    if (message.paillierModulus.length !== 0) {
-      writer.uint32(26).bytes(message.paillierModulus);
-    }
-    if (message.modulusProof !== undefined) {
-      PaillierBlumProof.encode(message.modulusProof, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -5408,22 +5666,6 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
             message.transferContext = Buffer.from(reader.bytes());
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.paillierModulus = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.modulusProof = PaillierBlumProof.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5448,16 +5690,6 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
         : isSet(object.transfer_context)
         ? Buffer.from(bytesFromBase64(object.transfer_context))
         : Buffer.alloc(0),
-      paillierModulus: isSet(object.paillierModulus)
-        ? Buffer.from(bytesFromBase64(object.paillierModulus))
-        : isSet(object.paillier_modulus)
-        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
-        : Buffer.alloc(0),
-      modulusProof: isSet(object.modulusProof)
-        ? PaillierBlumProof.fromJSON(object.modulusProof)
-        : isSet(object.modulus_proof)
-        ? PaillierBlumProof.fromJSON(object.modulus_proof)
-        : undefined,
     };
   },
 
@@ -5469,12 +5701,6 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     if (message.transferContext.length !== 0) {
       obj.transferContext = base64FromBytes(message.transferContext);
     }
-    if (message.paillierModulus.length !== 0) {
-      obj.paillierModulus = base64FromBytes(message.paillierModulus);
-    }
-    if (message.modulusProof !== undefined) {
-      obj.modulusProof = PaillierBlumProof.toJSON(message.modulusProof);
-    }
     return obj;
   },
 
@@ -5485,10 +5711,6 @@ export const TransferReceiverInitResponse: MessageFns<TransferReceiverInitRespon
     const message = createBaseTransferReceiverInitResponse();
     message.attestationDocument = object.attestationDocument ?? Buffer.alloc(0);
     message.transferContext = object.transferContext ?? Buffer.alloc(0);
-    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
-    message.modulusProof = (object.modulusProof !== undefined && object.modulusProof !== null)
-      ? PaillierBlumProof.fromPartial(object.modulusProof)
-      : undefined;
     return message;
   },
 };
@@ -5514,7 +5736,7 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
       writer.uint32(18).bytes(message.receiverProofKey);
     }
     if (message.ownerShare !== undefined) {
-      KeyGenOwnerShare.encode(message.ownerShare, writer.uint32(26).fork()).join();
+      HolderKeyGenShare.encode(message.ownerShare, writer.uint32(26).fork()).join();
     }
     if (message.encryptedT2.length !== 0) {
       writer.uint32(34).bytes(message.encryptedT2);
@@ -5565,7 +5787,7 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
               break;
             }
 
-            message.ownerShare = KeyGenOwnerShare.decode(reader, reader.uint32());
+            message.ownerShare = HolderKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
           case 4: {
@@ -5625,9 +5847,9 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
         ? Buffer.from(bytesFromBase64(object.receiver_proof_key))
         : Buffer.alloc(0),
       ownerShare: isSet(object.ownerShare)
-        ? KeyGenOwnerShare.fromJSON(object.ownerShare)
+        ? HolderKeyGenShare.fromJSON(object.ownerShare)
         : isSet(object.owner_share)
-        ? KeyGenOwnerShare.fromJSON(object.owner_share)
+        ? HolderKeyGenShare.fromJSON(object.owner_share)
         : undefined,
       encryptedT2: isSet(object.encryptedT2)
         ? Buffer.from(bytesFromBase64(object.encryptedT2))
@@ -5653,7 +5875,7 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
       obj.receiverProofKey = base64FromBytes(message.receiverProofKey);
     }
     if (message.ownerShare !== undefined) {
-      obj.ownerShare = KeyGenOwnerShare.toJSON(message.ownerShare);
+      obj.ownerShare = HolderKeyGenShare.toJSON(message.ownerShare);
     }
     if (message.encryptedT2.length !== 0) {
       obj.encryptedT2 = base64FromBytes(message.encryptedT2);
@@ -5684,7 +5906,7 @@ export const TransferReceiverKeyUpdateRequest: MessageFns<TransferReceiverKeyUpd
       : undefined;
     message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
     message.ownerShare = (object.ownerShare !== undefined && object.ownerShare !== null)
-      ? KeyGenOwnerShare.fromPartial(object.ownerShare)
+      ? HolderKeyGenShare.fromPartial(object.ownerShare)
       : undefined;
     message.encryptedT2 = object.encryptedT2 ?? Buffer.alloc(0);
     message.nonce = object.nonce ?? Buffer.alloc(0);
@@ -5701,7 +5923,7 @@ function createBaseTransferReceiverKeyUpdateResponse(): TransferReceiverKeyUpdat
 export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUpdateResponse> = {
   encode(message: TransferReceiverKeyUpdateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.seShare !== undefined) {
-      KeyGenSeShare.encode(message.seShare, writer.uint32(10).fork()).join();
+      SignerKeyGenShare.encode(message.seShare, writer.uint32(10).fork()).join();
     }
     if (message.keyUpdate !== undefined) {
       KeyUpdateRecord.encode(message.keyUpdate, writer.uint32(18).fork()).join();
@@ -5727,7 +5949,7 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
               break;
             }
 
-            message.seShare = KeyGenSeShare.decode(reader, reader.uint32());
+            message.seShare = SignerKeyGenShare.decode(reader, reader.uint32());
             continue;
           }
           case 2: {
@@ -5753,9 +5975,9 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
   fromJSON(object: any): TransferReceiverKeyUpdateResponse {
     return {
       seShare: isSet(object.seShare)
-        ? KeyGenSeShare.fromJSON(object.seShare)
+        ? SignerKeyGenShare.fromJSON(object.seShare)
         : isSet(object.se_share)
-        ? KeyGenSeShare.fromJSON(object.se_share)
+        ? SignerKeyGenShare.fromJSON(object.se_share)
         : undefined,
       keyUpdate: isSet(object.keyUpdate)
         ? KeyUpdateRecord.fromJSON(object.keyUpdate)
@@ -5768,7 +5990,7 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
   toJSON(message: TransferReceiverKeyUpdateResponse): unknown {
     const obj: any = {};
     if (message.seShare !== undefined) {
-      obj.seShare = KeyGenSeShare.toJSON(message.seShare);
+      obj.seShare = SignerKeyGenShare.toJSON(message.seShare);
     }
     if (message.keyUpdate !== undefined) {
       obj.keyUpdate = KeyUpdateRecord.toJSON(message.keyUpdate);
@@ -5786,7 +6008,7 @@ export const TransferReceiverKeyUpdateResponse: MessageFns<TransferReceiverKeyUp
   ): TransferReceiverKeyUpdateResponse {
     const message = createBaseTransferReceiverKeyUpdateResponse();
     message.seShare = (object.seShare !== undefined && object.seShare !== null)
-      ? KeyGenSeShare.fromPartial(object.seShare)
+      ? SignerKeyGenShare.fromPartial(object.seShare)
       : undefined;
     message.keyUpdate = (object.keyUpdate !== undefined && object.keyUpdate !== null)
       ? KeyUpdateRecord.fromPartial(object.keyUpdate)
@@ -6513,7 +6735,7 @@ export const StatechainServiceService = {
     responseSerialize: (value: SignFirstResponse): Buffer => Buffer.from(SignFirstResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SignFirstResponse => SignFirstResponse.decode(value),
   },
-  /** Signing round 2: the owner's partial signature in, the finished, verified signature out. */
+  /** Signing round 2: the owner's nonce opening in, the enclave's signed partial signature c3 out. */
   signSecond: {
     path: "/statechain.v1.StatechainService/SignSecond" as const,
     requestStream: false as const,
@@ -6522,6 +6744,20 @@ export const StatechainServiceService = {
     requestDeserialize: (value: Buffer): SignSecondRequest => SignSecondRequest.decode(value),
     responseSerialize: (value: SignSecondResponse): Buffer => Buffer.from(SignSecondResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SignSecondResponse => SignSecondResponse.decode(value),
+  },
+  /**
+   * Signing round 3: the owner hands over the finished signature; the host checks it under P and keeps the
+   * signed transaction (the watchtower's backup, the withdrawal).
+   */
+  signComplete: {
+    path: "/statechain.v1.StatechainService/SignComplete" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignCompleteRequest): Buffer => Buffer.from(SignCompleteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignCompleteRequest => SignCompleteRequest.decode(value),
+    responseSerialize: (value: SignCompleteResponse): Buffer =>
+      Buffer.from(SignCompleteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignCompleteResponse => SignCompleteResponse.decode(value),
   },
   /** Sender: starts a transfer to the receiver address B2|C2; returns Enc(x1, C1). */
   transferSenderInit: {
@@ -6649,8 +6885,13 @@ export interface StatechainServiceServer extends UntypedServiceImplementation {
    * transaction against its policy and computes the digest itself.
    */
   signFirst: handleUnaryCall<SignFirstRequest, SignFirstResponse>;
-  /** Signing round 2: the owner's partial signature in, the finished, verified signature out. */
+  /** Signing round 2: the owner's nonce opening in, the enclave's signed partial signature c3 out. */
   signSecond: handleUnaryCall<SignSecondRequest, SignSecondResponse>;
+  /**
+   * Signing round 3: the owner hands over the finished signature; the host checks it under P and keeps the
+   * signed transaction (the watchtower's backup, the withdrawal).
+   */
+  signComplete: handleUnaryCall<SignCompleteRequest, SignCompleteResponse>;
   /** Sender: starts a transfer to the receiver address B2|C2; returns Enc(x1, C1). */
   transferSenderInit: handleUnaryCall<TransferSenderInitRequest, TransferSenderInitResponse>;
   /** Sender: hands over the signed statechain transaction and the receiver's encrypted transfer message. */
@@ -6839,7 +7080,7 @@ export interface StatechainServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SignFirstResponse) => void,
   ): ClientUnaryCall;
-  /** Signing round 2: the owner's partial signature in, the finished, verified signature out. */
+  /** Signing round 2: the owner's nonce opening in, the enclave's signed partial signature c3 out. */
   signSecond(
     request: SignSecondRequest,
     callback: (error: ServiceError | null, response: SignSecondResponse) => void,
@@ -6854,6 +7095,25 @@ export interface StatechainServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SignSecondResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Signing round 3: the owner hands over the finished signature; the host checks it under P and keeps the
+   * signed transaction (the watchtower's backup, the withdrawal).
+   */
+  signComplete(
+    request: SignCompleteRequest,
+    callback: (error: ServiceError | null, response: SignCompleteResponse) => void,
+  ): ClientUnaryCall;
+  signComplete(
+    request: SignCompleteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignCompleteResponse) => void,
+  ): ClientUnaryCall;
+  signComplete(
+    request: SignCompleteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignCompleteResponse) => void,
   ): ClientUnaryCall;
   /** Sender: starts a transfer to the receiver address B2|C2; returns Enc(x1, C1). */
   transferSenderInit(

@@ -105,7 +105,8 @@ export interface HolderKeyGenState {
   /** Key update: the coin's shared key, which o·S must give. */
   readonly expectedSharedKey: Point | undefined;
   readonly paillier: PaillierKey;
-  readonly ringPedersen: VerifiedRingPedersen;
+  /** The enclave's parameters the proofs are made against; none in a resumed key update (its message is sent). */
+  readonly ringPedersen: VerifiedRingPedersen | undefined;
   /** c_key, once the message carrying it is made. */
   encryptedShare: bigint | undefined;
   consumed: boolean;
@@ -182,6 +183,51 @@ export function holderKeyUpdate(opts: {
   return { state, msg: holderShareMessage(state, opts.rng) };
 }
 
+/**
+ * The state of a key update whose message was sent already (a receive resumed after a crash): rebuilt from o2,
+ * the coin's Paillier key and the message itself, so the answer is checked against the c_key the enclave holds.
+ */
+export function holderKeyUpdateResume(opts: {
+  sessionId: Uint8Array;
+  share: Uint8Array;
+  sharedPublicKey: Uint8Array | Point;
+  paillier: PaillierKey;
+  sent: HolderKeyGenShare;
+}): HolderKeyGenState {
+  const sessionId = checkSessionId(opts.sessionId);
+  const P =
+    opts.sharedPublicKey instanceof CurvePoint
+      ? opts.sharedPublicKey
+      : parsePoint(opts.sharedPublicKey, "shared public key P");
+  const O = mulG(readScalar(opts.share, "owner share o2"));
+  check(
+    O.equals(readPoint(opts.sent.publicShare, "sent O2")) && opts.sent.proof !== undefined,
+    "KEYGEN_RESUME_MISMATCH",
+    "the stored key update was made with another share",
+    "precondition",
+  );
+  const n = readPositiveBelow(opts.sent.paillierModulus, 1n << 4096n, "sent Paillier modulus");
+  check(
+    n === opts.paillier.n,
+    "KEYGEN_RESUME_MISMATCH",
+    "the stored key update names another Paillier key",
+    "precondition",
+  );
+  return {
+    sessionId,
+    share: secretScalar(readScalar(opts.share, "owner share o2")),
+    O,
+    proof: opts.sent.proof,
+    commitment: undefined,
+    blind: new Uint8Array(0),
+    expectedSharedKey: P,
+    paillier: opts.paillier,
+    ringPedersen: undefined,
+    encryptedShare: readPositiveBelow(opts.sent.encryptedShare, n * n, "sent c_key"),
+    consumed: false,
+  };
+}
+
 /** What the owner proves about N and c_key (Π^mod, Π^fac, Π^log*), against the enclave's parameters. */
 function holderShareMessage(state: HolderKeyGenState, rng: Rng): HolderKeyGenShare {
   const { sessionId, paillier } = state;
@@ -192,6 +238,7 @@ function holderShareMessage(state: HolderKeyGenState, rng: Rng): HolderKeyGenSha
   const o = reveal(state.share, "owner share");
   const nonce = takeNonce(paillier, rng);
   const cKey = encrypt(n, o, nonce);
+  check(state.ringPedersen, "KEYGEN_STATE_KIND", "a resumed key update makes no new message", "precondition");
   const ops = proverOps(state.ringPedersen);
   paillier.modulusProof ??= proveModulus(paillier.id, n, p, q, rng);
   state.encryptedShare = cKey;

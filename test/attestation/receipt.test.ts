@@ -136,6 +136,8 @@ test("statements: identity and transfer-key round-trip and can never be read as 
     instance: new Uint8Array(16).fill(1),
     log: new Uint8Array(32).fill(2),
     policy: new Uint8Array(32).fill(3),
+    key: new Uint8Array(32).fill(4),
+    rp: new Uint8Array(64).fill(5),
     time: 42,
   });
   const transfer = encodeTransferKeyStatement({
@@ -180,8 +182,27 @@ test("statements: identity and transfer-key round-trip and can never be read as 
   );
   assert.throws(
     () =>
-      encodeIdentityStatement({ instance: new Uint8Array(15), log: ZERO_HASH, policy: ZERO_HASH, time: 1 }),
+      encodeIdentityStatement({
+        instance: new Uint8Array(15),
+        log: ZERO_HASH,
+        policy: ZERO_HASH,
+        key: ZERO_HASH,
+        rp: new Uint8Array(64),
+        time: 1,
+      }),
     code("STATEMENT_INVALID", /instance must be 16 bytes/),
+  );
+  assert.throws(
+    () =>
+      encodeIdentityStatement({
+        instance: new Uint8Array(16),
+        log: ZERO_HASH,
+        policy: ZERO_HASH,
+        key: new Uint8Array(31),
+        rp: new Uint8Array(64),
+        time: 1,
+      }),
+    code("STATEMENT_INVALID", /key must be 32 bytes/),
   );
 });
 

@@ -1,14 +1,13 @@
-// Wallets for tests: a temporary file, the cheapest allowed scrypt cost, and the checked-in ring-Pedersen
-// parameters (generating fresh ones costs seconds of CPU per wallet).
+// Wallets for tests: a temporary file and the cheapest allowed scrypt cost.
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { unpackFields } from "../../client/codec.ts";
 import { KeyTree, mnemonicToSeed } from "../../client/keys.ts";
 import { MIN_SCRYPT_N } from "../../client/secret-box.ts";
 import { shareLabel, WalletStore } from "../../client/store.ts";
 import { Wallet, type WalletServices } from "../../client/wallet.ts";
 import type { Harness } from "../helpers/owners.ts";
-import { testRingPedersen } from "../helpers/owners.ts";
 
 export const PASSPHRASE = "correct horse battery staple";
 
@@ -35,7 +34,6 @@ export async function testWallet(h?: Harness, opts: { file?: string; mnemonic?: 
     passphrase: PASSPHRASE,
     network: "regtest",
     mnemonic: opts.mnemonic,
-    ringPedersen: testRingPedersen,
     scryptN: MIN_SCRYPT_N,
   });
   if (h) wallet.connect(servicesOf(h));
@@ -51,14 +49,6 @@ export async function walletSecrets(file: string, passphrase = PASSPHRASE): Prom
     secrets.set("mnemonic", mnemonic);
     const seed = mnemonicToSeed(mnemonic.toString("utf8"));
     secrets.set("seed", Buffer.from(seed));
-    const rp = (await store.getSealed("ring-pedersen"))!;
-    secrets.set("ring-pedersen secret", rp);
-    for (const [name, b] of [
-      ["ring-pedersen p", testRingPedersen.secret.p],
-      ["ring-pedersen q", testRingPedersen.secret.q],
-      ["ring-pedersen lambda", testRingPedersen.secret.lambda],
-    ] as const)
-      secrets.set(name, Buffer.from(b));
     const keys = new KeyTree(seed, "regtest");
     const slots = await store.db.all<{ idx: number }>("SELECT idx FROM key_slots");
     for (const { idx } of slots) {
@@ -71,11 +61,16 @@ export async function walletSecrets(file: string, passphrase = PASSPHRASE): Prom
     const coins = await store.db.all<{ statechain_id: Buffer; key_idx: number; share_sealed: Buffer }>(
       "SELECT statechain_id, key_idx, share_sealed FROM coins",
     );
-    for (const c of coins)
-      secrets.set(
-        `share of coin ${c.statechain_id.toString("hex").slice(0, 8)}`,
-        store.open(c.share_sealed, shareLabel(c.statechain_id.toString("hex"), c.key_idx)),
-      );
+    for (const c of coins) {
+      const name = c.statechain_id.toString("hex").slice(0, 8);
+      const sealed = store.open(c.share_sealed, shareLabel(c.statechain_id.toString("hex"), c.key_idx));
+      secrets.set(`key secret of coin ${name}`, sealed);
+      // An exit-only coin kept from a cut receive holds the same layout: o, then the Paillier primes p, q.
+      const [o, p, q] = unpackFields(sealed, 3, "stored key secret");
+      secrets.set(`share of coin ${name}`, o!);
+      secrets.set(`Paillier p of coin ${name}`, p!);
+      secrets.set(`Paillier q of coin ${name}`, q!);
+    }
   } finally {
     await store.close();
   }

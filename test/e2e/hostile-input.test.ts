@@ -62,6 +62,12 @@ const READ_ONLY = new Set<MethodName>([
   "getAttestation",
   "getDepositChallenge",
 ]);
+/**
+ * Unsigned and idempotent: SignComplete takes only a signature that verifies under the coin's key, and for a
+ * session already complete answers the stored result, writing nothing (the database comparison checks that).
+ * A mutation that still decodes to that request may be accepted.
+ */
+const IDEMPOTENT_UNSIGNED = new Set<MethodName>(["signComplete"]);
 /** Codes that say "your request was refused" (never UNKNOWN, INTERNAL, UNAVAILABLE, ...). */
 const PROPER = new Set<number>([
   status.INVALID_ARGUMENT,
@@ -785,7 +791,8 @@ async function judge(
   // A success is fine for a read, or for the exact replay of a request already answered (the stored answer);
   // the database comparison after the barrage shows that none of them wrote anything.
   const replay = p.bytes.equals(valid.get(method)!);
-  if (!mayAccept && !READ_ONLY.has(method) && !replay) return "a mutating method accepted a hostile request";
+  if (!mayAccept && !READ_ONLY.has(method) && !IDEMPOTENT_UNSIGNED.has(method) && !replay)
+    return "a mutating method accepted a hostile request";
   try {
     StatechainServiceService[method].responseDeserialize(res);
   } catch {

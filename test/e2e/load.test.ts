@@ -27,7 +27,13 @@ let h: Harness;
 
 before(async () => {
   se = await startSeProcess({
-    env: { SE_MAINSTAY_ENABLED: "false", SE_INIT_LOCK: "5000", SE_LOCKTIME_INTERVAL: "1" },
+    // Every wallet of this test runs on one address: the per-peer cap on unfunded deposits is raised for it.
+    env: {
+      SE_MAINSTAY_ENABLED: "false",
+      SE_INIT_LOCK: "5000",
+      SE_LOCKTIME_INTERVAL: "1",
+      SE_DEPOSIT_MAX_UNFUNDED_PER_PEER: "64",
+    },
   });
   h = await ownerHarness(se);
 });

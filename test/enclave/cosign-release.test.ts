@@ -17,7 +17,6 @@ import { decodeTransferKeyStatement } from "../../attestation/statements.ts";
 import { ActionLog } from "../../enclave/log.ts";
 import { measure } from "../../enclave/measure.ts";
 import { type EnclavePolicy, parsePolicy, policyHash } from "../../enclave/policy.ts";
-import { PaillierPool } from "../../enclave/pool.ts";
 import { Enclave } from "../../enclave/service.ts";
 import { type Outpoint, SignPurpose } from "../../proto/gen/common.ts";
 import {
@@ -31,14 +30,14 @@ import {
 } from "../../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, signRequest } from "../../protocol/auth.ts";
 import {
-  type PartyTwoKey,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-  RingPedersenCache,
-} from "../../protocol/ecdsa2p/index.ts";
+  type HolderKey,
+  holderKeyGenCommit,
+  holderKeyGenFinish,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+} from "../../protocol/ecdsa2p/holder.ts";
+import { generatePaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
 import { pointBytes } from "../../protocol/encoding.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { systemRng } from "../../protocol/rng.ts";
@@ -46,7 +45,7 @@ import { buildBackupTx, buildKickoffTx } from "../../protocol/tx/build.ts";
 import { parseTx, txidOf } from "../../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { bip143Digest } from "../../protocol/tx/sign.ts";
-import { testRingPedersen } from "../helpers/owners.ts";
+import { ownerViewOf, testInstanceKeys } from "../helpers/owners.ts";
 
 const SVC = "/statechain.v1.StatechainService/";
 const rng = systemRng;
@@ -57,6 +56,8 @@ const pub = (sk: Uint8Array) => Buffer.from(secp256k1.getPublicKey(sk, true));
 const caDir = mkdtempSync(path.join(tmpdir(), "cosign-"));
 const ca = SimulatorCa.open(caDir);
 const pcrs = measure();
+const instance = testInstanceKeys();
+const view = ownerViewOf(instance);
 
 /** The owners' clock, moved with the enclave's when a test lets time pass. */
 let ownerSkewMs = 0;
@@ -76,14 +77,13 @@ function enclave(policy: Partial<EnclavePolicy> = {}) {
   const e = new Enclave({
     policy: p,
     provider: new SimulatorProvider({ ca, pcrs }),
-    pool: new PaillierPool(0, () => {}),
+    instance,
     log: new ActionLog(),
     rng,
     now: () => clock.now,
     instanceId: Buffer.from(rng(16)),
     pcrs,
     simulatorRootPem: ca.rootPem(),
-    ringPedersenCache: new RingPedersenCache(),
     version: "test",
   });
   return { e, clock, policy: p };
@@ -94,7 +94,7 @@ interface Coin {
   P: Buffer;
   c: Buffer;
   b: Buffer;
-  key: PartyTwoKey;
+  key: HolderKey;
   initialLock: number;
   mode: "absolute" | "kickoff";
 }
@@ -102,21 +102,23 @@ interface Coin {
 async function deposit(e: Enclave, mode: "absolute" | "kickoff" = "absolute"): Promise<Coin> {
   const c = secret();
   const b = secret();
+  const keygenSessionId = Buffer.from(rng(16));
+  const h1 = holderKeyGenCommit({
+    sessionId: keygenSessionId,
+    paillier: await generatePaillierKey({ rng }),
+    ringPedersen: view.ringPedersen,
+    rng,
+  });
   const init = await e.keyGenInit({
     signedRequest: signed(
       DepositInitRequest,
       "DepositInit",
-      { proofKey: pub(c), guard: undefined, auth: undefined },
+      { proofKey: pub(c), guard: undefined, auth: undefined, holderCommit: h1.msg, keygenSessionId },
       c,
     ),
   });
-  const { state, msg } = p2KeyGenShare({
-    sessionId: init.depositId,
-    commit: init.keygenCommit,
-    ringPedersen: testRingPedersen,
-    rng,
-  });
-  const fin = await e.keyGenFinish({
+  const { key, msg } = holderKeyGenFinish(h1.state, init.seShare!, { rng });
+  await e.keyGenFinish({
     signedRequest: signed(
       DepositKeyGenRequest,
       "DepositKeyGen",
@@ -124,7 +126,6 @@ async function deposit(e: Enclave, mode: "absolute" | "kickoff" = "absolute"): P
       c,
     ),
   });
-  const key = p2KeyGenFinish(state, fin.seShare!);
   const P = Buffer.from(pointBytes(key.sharedPublicKey));
   const funding = new bitcoin.Transaction();
   funding.version = 2;
@@ -159,7 +160,7 @@ async function open(
 ) {
   const digest = bip143Digest(raw, 0, coin.P, spendAmount);
   const sessionId = Buffer.from(rng(16));
-  const { state, msg } = p2SignCommit(coin.key, { sessionId, digest, rng });
+  const { state, msg } = holderSignCommit(coin.key, { sessionId, digest, rng });
   const first = await e.signFirst({
     signedRequest: signed(
       SignFirstRequest,
@@ -180,16 +181,18 @@ async function open(
   });
   return {
     finish: async () => {
-      const partial = p2SignPartial(coin.key, state, first.seNonce!, { rng });
+      const opening = holderSignNonce(coin.key, state, first.seNonce!, { rng });
       const second = await e.signSecond({
         signedRequest: signed(
           SignSecondRequest,
           "SignSecond",
-          { statechainId: coin.id, sessionId, ownerPartial: partial, auth: undefined },
+          { statechainId: coin.id, sessionId, ownerNonce: opening, auth: undefined },
           coin.c,
         ),
       });
-      return p2SignFinish(coin.key, state, second.signature!);
+      const out = holderSignFinish(coin.key, state, second.sePartial!, { instanceKey: view.instanceKey });
+      if (!out.ok) throw new Error(out.reason);
+      return out.signature;
     },
   };
 }

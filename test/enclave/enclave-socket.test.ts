@@ -1,6 +1,7 @@
 // The enclave through its real gRPC Unix socket, as a (possibly compromised) host sees it: keygen, co-signing
-// under the policy, transfer and key update, erasure checked in the process's memory, replays, taint,
-// withdrawal and closing.
+// under the policy, transfer and key update, erasure checked in the process's memory, replays, a c3 altered in
+// transit, withdrawal and closing. The owner is the Paillier holder (DESIGN.md 3.1): the enclave's memory holds
+// no Paillier secret at any time.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -10,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
 import { decodeReceipt, verifyReceiptChain } from "../../attestation/receipt.ts";
-import { decodeTransferKeyStatement } from "../../attestation/statements.ts";
+import { decodeIdentityStatement, decodeTransferKeyStatement } from "../../attestation/statements.ts";
 import { verifyAttestation } from "../../attestation/verify.ts";
 import { connectEnclave, ENCLAVE_ENV, ENCLAVE_NODE_FLAGS } from "../../host/enclave-process.ts";
 import { type Outpoint, SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
@@ -29,14 +30,18 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { type Authenticated, type Codec, signRequest } from "../../protocol/auth.ts";
 import {
-  type PartyTwoKey,
-  p2CheckPaillierModulus,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-} from "../../protocol/ecdsa2p/index.ts";
+  type HolderKey,
+  holderKeyGenCommit,
+  holderKeyGenFinish,
+  holderKeyUpdate,
+  holderKeyUpdateFinish,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+} from "../../protocol/ecdsa2p/holder.ts";
+import { generatePaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
+import { instancePublicKey } from "../../protocol/ecdsa2p/partial-statement.ts";
+import { verifyRingPedersen } from "../../protocol/ecdsa2p/ring-pedersen.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../../protocol/ecies.ts";
 import { bytesToBigInt, G, N, parseScalar, pointBytes, scalarBytes } from "../../protocol/encoding.ts";
 import { seededTestRng, systemRng } from "../../protocol/rng.ts";
@@ -44,8 +49,7 @@ import { initialState, nextState, signTransfer, signWithdraw } from "../../proto
 import { buildBackupTx, buildWithdrawalTx } from "../../protocol/tx/build.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { bip143Digest } from "../../protocol/tx/sign.ts";
-import { bigForms, findFactorInMemory, scalarForms, scanProcessMemory } from "../helpers/memory.ts";
-import { testRingPedersen } from "../helpers/owners.ts";
+import { bigForms, scalarForms, scanProcessMemory } from "../helpers/memory.ts";
 import { ROOT, waitUntil } from "../helpers/se-process.ts";
 
 const SVC = "/statechain.v1.StatechainService/";
@@ -61,8 +65,13 @@ let proc: ChildProcess;
 let client: EnclaveServiceClient;
 let dir: string;
 let coinAfter: TestCoin | undefined;
-/** Copies of the erased coin's Paillier primes (p, q, p², q² in both byte orders) the erasure left behind. */
+/** Copies of the owners' Paillier primes found in the enclave's memory after the key update (there must be none). */
 let primeHits: ReturnType<typeof scanProcessMemory> | undefined;
+/** What owners take from the enclave's attested identity: its ring-Pedersen parameters and instance key. */
+let view: {
+  ringPedersen: ReturnType<typeof verifyRingPedersen>;
+  instanceKey: ReturnType<typeof instancePublicKey>;
+};
 let lastReceipt: Buffer | undefined;
 /** The enclave's first deposit: its s1 is drawn near the start of the seeded stream. */
 let coin0: TestCoin;
@@ -100,7 +109,7 @@ interface TestCoin {
   S: Buffer;
   c: Buffer;
   b: Buffer;
-  key: PartyTwoKey;
+  key: HolderKey;
   ownerIndex: number;
   state: Buffer;
   initialLock: number;
@@ -109,21 +118,23 @@ interface TestCoin {
 async function depositCoin(tip = TIP): Promise<TestCoin> {
   const c = secret();
   const b = secret();
+  const keygenSessionId = Buffer.from(rng(16));
+  const h1 = holderKeyGenCommit({
+    sessionId: keygenSessionId,
+    paillier: await generatePaillierKey({ rng }),
+    ringPedersen: view.ringPedersen,
+    rng,
+  });
   const init = await call("keyGenInit", {
     signedRequest: signed(
       DepositInitRequest,
       "DepositInit",
-      { proofKey: pub(c), guard: undefined, auth: undefined },
+      { proofKey: pub(c), guard: undefined, auth: undefined, holderCommit: h1.msg, keygenSessionId },
       c,
     ),
   });
-  const { state, msg } = p2KeyGenShare({
-    sessionId: init.depositId,
-    commit: init.keygenCommit,
-    ringPedersen: testRingPedersen,
-    rng,
-  });
-  const fin = await call("keyGenFinish", {
+  const { key, msg } = holderKeyGenFinish(h1.state, init.seShare, { rng });
+  await call("keyGenFinish", {
     signedRequest: signed(
       DepositKeyGenRequest,
       "DepositKeyGen",
@@ -131,7 +142,6 @@ async function depositCoin(tip = TIP): Promise<TestCoin> {
       c,
     ),
   });
-  const key = p2KeyGenFinish(state, fin.seShare);
   const P = Buffer.from(pointBytes(key.sharedPublicKey));
   const funding = new bitcoin.Transaction();
   funding.version = 2;
@@ -156,7 +166,7 @@ async function depositCoin(tip = TIP): Promise<TestCoin> {
   return {
     id: bound.statechainId,
     P,
-    S: Buffer.from(fin.seShare.publicShare),
+    S: Buffer.from(init.seShare.publicShare),
     c,
     b,
     key,
@@ -191,7 +201,7 @@ async function cosign(
 ) {
   const digest = bip143Digest(raw, 0, coin.P, AMOUNT);
   const sessionId = Buffer.from(rng(16));
-  const { state, msg } = p2SignCommit(coin.key, { sessionId, digest, rng });
+  const { state, msg } = holderSignCommit(coin.key, { sessionId, digest, rng });
   const first = await call("signFirst", {
     signedRequest: signed(
       SignFirstRequest,
@@ -211,16 +221,20 @@ async function cosign(
     kickoffHeight: 0,
   });
   assert.deepEqual(Buffer.from(first.digest), Buffer.from(digest), "the enclave computed the same digest");
-  const partial = p2SignPartial(coin.key, state, first.seNonce, { rng });
-  opts.tamper?.(partial);
+  const opening = holderSignNonce(coin.key, state, first.seNonce, { rng });
   const secondBytes = signed(
     SignSecondRequest,
     "SignSecond",
-    { statechainId: coin.id, sessionId, ownerPartial: partial, auth: undefined },
+    { statechainId: coin.id, sessionId, ownerNonce: opening, auth: undefined },
     signer,
   );
   const second = await call("signSecond", { signedRequest: secondBytes });
-  const sig = p2SignFinish(coin.key, state, second.signature);
+  // What the host relays; a test may alter it in transit.
+  const partial = { ...second.sePartial, partialSignature: Buffer.from(second.sePartial.partialSignature) };
+  opts.tamper?.(partial);
+  const out = holderSignFinish(coin.key, state, partial, { instanceKey: view.instanceKey });
+  assert.ok(out.ok, "the owner finishes the signature");
+  const sig = out.signature;
   assert.ok(secp256k1.verify(sig.compact, digest, coin.P, { prehash: false, lowS: true }));
   return { sig, secondBytes };
 }
@@ -241,7 +255,7 @@ before(async () => {
   proc = spawn(
     process.execPath,
     [
-      // As the host runs it in production (host/enclave-process.ts), Paillier pool included (audit #18.19).
+      // As the host runs it in production (host/enclave-process.ts).
       ...ENCLAVE_NODE_FLAGS,
       "--heapsnapshot-signal=SIGUSR2",
       path.join(ROOT, "bin/enclave.js"),
@@ -251,8 +265,6 @@ before(async () => {
       dir,
       "--policy",
       policy,
-      "--pool",
-      "2",
       "--insecure-test-rng-seed",
       SEED.toString("hex"),
     ],
@@ -271,6 +283,12 @@ before(async () => {
     "enclave socket",
   );
   await call("getStatus", {});
+  const att = await call("getAttestation", { nonce: Buffer.from(rng(32)) });
+  const identity = decodeIdentityStatement(att.identity);
+  view = {
+    ringPedersen: verifyRingPedersen(att.ringPedersen),
+    instanceKey: instancePublicKey(identity.key),
+  };
   coin0 = await depositCoin();
 });
 
@@ -366,17 +384,12 @@ describe("enclave over its socket", () => {
       scanProcessMemory(proc.pid!, { s1be: s1Forms.be }).length > 0,
       "control: before the update the share is in the enclave's memory, so the scan can see it",
     );
-    // The coin's Paillier primes, read out of the live enclave (they decrypt c_key = Enc(s1)): they must go too.
-    const paillierN = coin.key.paillierModulus;
-    const p = findFactorInMemory(proc.pid!, paillierN, 128);
-    assert.ok(p, "control: before the update the Paillier primes are in the enclave's memory");
-    const q = paillierN / p;
-    const primeForms = {
-      p: bigForms(p, 128),
-      q: bigForms(q, 128),
-      p2: bigForms(p * p, 256),
-      q2: bigForms(q * q, 256),
+    // The owner's Paillier primes (its key decrypts c_key = Enc(o1)): the enclave never had them.
+    const { p, q } = {
+      p: bytesToBigInt(coin.key.paillier.secret.p),
+      q: bytesToBigInt(coin.key.paillier.secret.q),
     };
+    const primeForms = { p: bigForms(p, 128), q: bigForms(q, 128) };
 
     const c2 = secret();
     const b2 = secret();
@@ -414,17 +427,18 @@ describe("enclave over its socket", () => {
     const ctxStmt = decodeTransferKeyStatement(tk.transferContext);
     assert.equal(ctxStmt.epoch, 2);
     const transferKey = tkv.document!.publicKey!;
-    // The key update's Paillier key is set aside with the transfer key: its N and Π^mod can be checked ahead.
-    const announcedN = p2CheckPaillierModulus(tk.paillierModulus, tk.modulusProof);
 
     const t1 = (parseScalar(coin.key.share, "o1") * bytesToBigInt(x1)) % N;
     const keyUpdate = async (t2: bigint, o2: bigint) => {
       const ks = Buffer.from(rng(16));
-      const share = p2KeyGenShare({
+      // The receiver's own fresh Paillier key, with its proofs against the enclave's parameters.
+      const share = holderKeyUpdate({
         sessionId: ks,
-        ringPedersen: testRingPedersen,
-        rng,
         share: scalarBytes(o2),
+        sharedPublicKey: coin.P,
+        paillier: await generatePaillierKey({ rng }),
+        ringPedersen: view.ringPedersen,
+        rng,
       });
       const nonce = Buffer.from(rng(32));
       const bytes = signed(
@@ -458,8 +472,11 @@ describe("enclave over its socket", () => {
     const t2 = (t1 * secp256k1.Point.Fn.inv(o2)) % N;
     const good = await keyUpdate(t2, o2);
     const upd = await good.res();
-    const key2 = p2KeyGenFinish(good.share.state, upd.seShare, { expectedSharedKey: coin.P });
-    assert.equal(key2.paillierModulus, announcedN, "the key update uses that N, after a refused attempt too");
+    const key2 = holderKeyUpdateFinish(good.share.state, upd.seShare);
+    assert.ok(
+      key2.sharedPublicKey.equals(secp256k1.Point.fromBytes(coin.P)),
+      "the coin keeps its shared key",
+    );
     const v = verifyAttestation(upd.keyUpdate.attestationDocument, {
       ...trust,
       expectedNonce: good.nonce,
@@ -552,9 +569,9 @@ describe("enclave over its socket", () => {
     lastReceipt = upd.keyUpdate.receipt;
   });
 
-  test("a failed final verification taints the key: nothing more is co-signed", async () => {
+  test("a c3 altered in transit is refused by the owner before it decrypts; the enclave co-signs on (it holds no taint)", async () => {
     const coin = await depositCoin();
-    await refused(
+    await assert.rejects(
       cosign(coin, coin.c, SignPurpose.SIGN_PURPOSE_BACKUP, backupTx(coin, 1, pub(coin.b)), {
         tamper: (p) => {
           const c3 = Buffer.from(p.partialSignature);
@@ -562,30 +579,23 @@ describe("enclave over its socket", () => {
           p.partialSignature = c3;
         },
       }),
-      9,
-      "KEY_TAINTED",
+      (e: Error & { code?: string }) => e.code === "PARTIAL_STATEMENT_INVALID",
     );
-    await refused(
-      cosign(coin, coin.c, SignPurpose.SIGN_PURPOSE_BACKUP, backupTx(coin, 1, pub(coin.b))),
-      9,
-      "KEY_TAINTED",
-    );
+    assert.equal(coin.key.tainted, false, "nothing was decrypted: the owner's key is not tainted");
+    await cosign(coin, coin.c, SignPurpose.SIGN_PURPOSE_BACKUP, backupTx(coin, 1, pub(coin.b)));
     const list = await call("listStatechains", { pageAfter: Buffer.alloc(0), pageSize: 100 });
     const entry = list.statechains.find(
       (s: { statechainId?: Outpoint }) =>
         s.statechainId && Buffer.from(s.statechainId.txid).equals(Buffer.from(coin.id.txid)),
     );
-    assert.equal(entry.status, StatechainStatus.STATECHAIN_STATUS_TAINTED);
+    assert.equal(entry.status, StatechainStatus.STATECHAIN_STATUS_ACTIVE);
   });
 
-  // Known gap (audit #18.3): OpenSSL's DH key objects and their parsed SPKI copies of a Paillier prime outlive the
-  // erasure until the garbage collector finalises them, and glibc does not zero what it hands back. The role swap
-  // (#21) takes the Paillier secret out of the enclave; until then this records the copies instead of failing.
-  test("after the key update no copy of the old Paillier primes p, q, p², q² remains", {
-    todo: "issue #21: the enclave holds no Paillier secret once the owner is the Paillier holder",
-  }, () => {
+  // The owner holds the Paillier key (DESIGN.md 3.1): no prime of it ever reaches the enclave, before or after a
+  // key update (audit #18.3 found 10–22 copies of the enclave's own primes when the enclave was the holder).
+  test("the enclave's memory holds no copy of the owners' Paillier primes", () => {
     assert.ok(primeHits, "the key update test ran and scanned for the primes");
-    assert.deepEqual(primeHits, [], "copies of the erased coin's Paillier primes remain");
+    assert.deepEqual(primeHits, [], "a copy of an owner's Paillier prime is in the enclave's memory");
   });
 
   test("withdrawal needs the current owner's WITHDRAW; the share is erased once it is confirmed", async () => {

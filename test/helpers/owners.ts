@@ -1,13 +1,17 @@
 // Owners for integration tests: an OwnerContext against a running `se start` process, regtest funds for
-// wallets, and receiver identities. Ring-Pedersen parameters come from checked-in safe primes (test data).
+// wallets, and receiver identities; for enclaves driven in process, instance keys whose ring-Pedersen
+// parameters come from checked-in safe primes (test data: fresh ones cost seconds of CPU).
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import * as bitcoin from "bitcoinjs-lib";
 import { loadPcrPolicy } from "../../attestation/pcr-policy.ts";
 import { BitcoindChain } from "../../chain/bitcoind.ts";
+import { ringPedersenCache } from "../../client/attested-policy.ts";
 import { type OwnerContext, pub, type ReceiverIdentity, randomSecret } from "../../client/owner.ts";
 import { SeClient } from "../../client/se-client.ts";
-import { ringPedersenFromPrimes } from "../../protocol/ecdsa2p/ring-pedersen.ts";
+import { type InstanceKeys, instanceKeysFrom } from "../../enclave/instance.ts";
+import { instancePublicKey } from "../../protocol/ecdsa2p/partial-statement.ts";
+import { ringPedersenFromPrimes, verifyRingPedersen } from "../../protocol/ecdsa2p/ring-pedersen.ts";
 import { systemRng } from "../../protocol/rng.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import type { SeProcess } from "./se-process.ts";
@@ -18,11 +22,22 @@ const primes = JSON.parse(
     "utf8",
   ),
 );
-export const testRingPedersen = ringPedersenFromPrimes(
-  BigInt(`0x${primes.p}`),
-  BigInt(`0x${primes.q}`),
-  systemRng,
-);
+let instance: InstanceKeys | undefined;
+/** Instance keys for an enclave built in a test (one set per test process; the trapdoor is wiped). */
+export function testInstanceKeys(): InstanceKeys {
+  instance ??= instanceKeysFrom(
+    ringPedersenFromPrimes(BigInt(`0x${primes.p}`), BigInt(`0x${primes.q}`), systemRng),
+  );
+  return instance;
+}
+
+/** What an owner takes from such an enclave's attested identity: its verified parameters and instance key. */
+export function ownerViewOf(keys: InstanceKeys) {
+  return {
+    ringPedersen: verifyRingPedersen(keys.ringPedersen, ringPedersenCache),
+    instanceKey: instancePublicKey(keys.publicKey),
+  };
+}
 
 export interface Harness {
   ctx: OwnerContext;
@@ -51,7 +66,6 @@ export async function ownerHarness(
     network: bitcoin.networks.regtest,
     rng: systemRng,
     now: Date.now,
-    ringPedersen: testRingPedersen,
     trust: {
       aws: false,
       simulatorRootPem: info.enclave!.simulatorRootPem,

@@ -45,7 +45,17 @@ async function init(secret = randomSecret(systemRng)) {
       solution: Buffer.from(solvePow(ch.challenge, proofKey, ch.difficultyBits)),
     },
   };
-  await client.call("depositInit", { proofKey, guard, auth: undefined }, secret);
+  await client.call(
+    "depositInit",
+    {
+      proofKey,
+      guard,
+      auth: undefined,
+      holderCommit: { commitment: Buffer.from(systemRng(32)) },
+      keygenSessionId: Buffer.from(systemRng(16)),
+    },
+    secret,
+  );
   return ch.difficultyBits;
 }
 

@@ -156,6 +156,8 @@ test("prepaid deposit tokens: required, checked, and spent by the deposit that u
           proofKey: pub(secret),
           guard: token === undefined ? undefined : { $case: "token", value: token },
           auth: undefined,
+          holderCommit: { commitment: Buffer.from(systemRng(32)) },
+          keygenSessionId: Buffer.from(systemRng(16)),
         },
         secret,
       ),

@@ -142,6 +142,8 @@ async function openDeposit(): Promise<{ secret: Buffer; depositId: Buffer }> {
         proofKey: pub(secret),
         guard: { $case: "pow", value: { challenge: ch.challenge, solution } },
         auth: undefined,
+        holderCommit: { commitment: Buffer.from(systemRng(32)) },
+        keygenSessionId: Buffer.from(systemRng(16)),
       },
       secret,
     ),
@@ -521,11 +523,11 @@ describe("a coin's life with every step's failures probed in its state", () => {
         /16 bytes/,
       );
       await expectRefusal(
-        "no partial signature",
+        "no nonce opening",
         "signSecond",
-        variant("signSecond", s, { ownerPartial: undefined }),
+        variant("signSecond", s, { ownerNonce: undefined }),
         C.INVALID_ARGUMENT,
-        /partial/,
+        /nonce opening/,
       );
       await expectRefusal(
         "signed by another key",

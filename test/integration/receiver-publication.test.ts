@@ -14,6 +14,7 @@ import { decodeDocument } from "../../attestation/document.ts";
 import { SimulatorProvider } from "../../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
 import { decodeReceiveAddress } from "../../client/address.ts";
+import { enclaveIdentity } from "../../client/attested-policy.ts";
 import { type CliIo, main } from "../../client/cli.ts";
 import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../../client/owner.ts";
 import {
@@ -29,6 +30,7 @@ import type { SeClient } from "../../client/se-client.ts";
 import { Wallet } from "../../client/wallet.ts";
 import type { Outpoint } from "../../proto/gen/common.ts";
 import { GetInfoResponse, GetSmtProofResponse } from "../../proto/gen/statechain.ts";
+import { generatePaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
@@ -227,8 +229,12 @@ test("a stale SMT proof is refused; a deletion attestation with an earlier key u
   // Steps 6 and 7 pass; the key update is sent once, and its stored answer comes back on every re-send.
   const checked = await checkTransfer(trusted, carol, incoming);
   assert.equal(checked.publication, "published");
-  const { transferKey, verdict, paillier } = await attestedTransferKey(trusted, carol, checked);
-  const prepared = prepareKeyUpdate(trusted, carol, checked, transferKey, verdict, paillier);
+  const { transferKey, verdict } = await attestedTransferKey(trusted, carol, checked);
+  const keys = {
+    paillier: await generatePaillierKey({ rng: trusted.rng }),
+    ringPedersen: (await enclaveIdentity(trusted)).ringPedersen,
+  };
+  const prepared = prepareKeyUpdate(trusted, carol, checked, transferKey, keys, verdict);
 
   // The deletion attestation of bob's key update, as the host keeps it: another nonce, another receipt.
   const sc = await h.ctx.se.call("getStatechain", { statechainId: sid });
