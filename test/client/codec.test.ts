@@ -30,8 +30,11 @@ function key(o: bigint, s: bigint): PartyTwoKey {
 test("the owner's key splits into a public blob and the share, and comes back whole", () => {
   const k = key(11n, 13n);
   const back = decodeKey(encodeKeyPublic(k), k.share);
-  assert.ok(back.sharedPublicKey.equals(k.sharedPublicKey));
-  assert.ok(back.sePublicShare.equals(k.sePublicShare));
+  assert.ok(
+    back.sharedPublicKey.equals(k.sharedPublicKey),
+    "the decoded key has the original shared public key",
+  );
+  assert.ok(back.sePublicShare.equals(k.sePublicShare), "the decoded key has the original SE public share");
   assert.equal(back.paillierModulus, k.paillierModulus);
   assert.equal(back.encryptedShare, k.encryptedShare);
   assert.deepEqual(back.sessionId, k.sessionId);

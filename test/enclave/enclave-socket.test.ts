@@ -221,7 +221,10 @@ async function cosign(
   );
   const second = await call("signSecond", { signedRequest: secondBytes });
   const sig = p2SignFinish(coin.key, state, second.signature);
-  assert.ok(secp256k1.verify(sig.compact, digest, coin.P, { prehash: false, lowS: true }));
+  assert.ok(
+    secp256k1.verify(sig.compact, digest, coin.P, { prehash: false, lowS: true }),
+    "the co-signed signature verifies (low s) under the coin's shared key",
+  );
   return { sig, secondBytes };
 }
 

@@ -26,7 +26,10 @@ function checkKey(key: PaillierKey): void {
   assert.equal(key.used, false);
   assert.equal(key.id.length, 16);
   // The proof came through its protobuf encoding intact (Buffers again, and it verifies).
-  assert.ok(Buffer.isBuffer(key.modulusProof?.w));
+  assert.ok(
+    Buffer.isBuffer(key.modulusProof?.w),
+    "the modulus proof's w came through the protobuf encoding as a Buffer",
+  );
   verifyModulus(key.n, key.modulusProof);
   assert.equal(key.nonces.length, 2);
   for (const { r, rn } of key.nonces) assert.equal(big(rn), modPowBigInt(big(r), key.n, key.n * key.n));

@@ -11,7 +11,7 @@ test("defaults are the simulator", () => {
   assert.equal(cfg.network, "regtest");
   assert.equal(cfg.chain.backend, "embedded");
   assert.equal(cfg.grpc.host, "127.0.0.1");
-  assert.ok(path.isAbsolute(cfg.dataDir));
+  assert.ok(path.isAbsolute(cfg.dataDir), `the data dir is an absolute path (${cfg.dataDir})`);
   assert.equal(cfg.enclave.socketPath, path.join(cfg.dataDir, "enclave.sock"));
 });
 

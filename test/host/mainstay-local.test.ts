@@ -63,14 +63,14 @@ test("commit, attest, mine: the proof verifies against the regtest chain, and th
   await ours.send(r1);
   await neighbour.send(root());
   const t1 = await ms.attest();
-  assert.ok(t1);
+  assert.ok(t1, "the first attestation transaction is made");
   assert.equal(ms.staychainBase, t1, "the first attestation is the staychain base");
   const pending = await ours.commitmentProof(r1);
   assert.equal(pending?.confirmed, false, "attested but not yet mined");
   await chain.mine(1);
 
   const p1 = await ours.commitmentProof(r1);
-  assert.ok(p1?.confirmed);
+  assert.ok(p1?.confirmed, "our first root has a confirmed proof");
   assert.equal(hex(p1.proof.commitment), hex(r1), "the commitment's internal bytes are our root");
   assert.equal(p1.proof.position, 2);
   verifySlotProof(p1.proof, { position: 2 });
@@ -86,13 +86,13 @@ test("commit, attest, mine: the proof verifies against the regtest chain, and th
   const r2 = root();
   await ours.send(r2);
   const t2 = await ms.attest();
-  assert.ok(t2);
+  assert.ok(t2, "the second attestation transaction is made");
   // While t2 is unconfirmed, a new commitment waits: the staychain extends from confirmed tips only.
   await neighbour.send(root());
   assert.equal(await ms.attest(), undefined);
   await chain.mine(1);
   const latest = await ours.latestProof();
-  assert.ok(latest);
+  assert.ok(latest, "our slot has a latest proof");
   assert.equal(toDisplayHex(latest.txid), t2);
   assert.equal(hex(latest.proof.commitment), hex(r2));
   verifySlotProof(latest.proof, { position: 2 });
@@ -109,7 +109,7 @@ test("commit, attest, mine: the proof verifies against the regtest chain, and th
   assert.equal(toDisplayHex((await ours.commitmentProof(r1))!.txid), t1);
   // The waiting commitment goes in once t2 has confirmed.
   const t3 = await ms.attest();
-  assert.ok(t3);
+  assert.ok(t3, "the third attestation transaction is made once the second has confirmed");
   assert.notEqual(t3, t2);
 });
 
