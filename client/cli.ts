@@ -102,8 +102,11 @@ const COMMAND_HELP: Record<string, string> = {
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
   coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
-  coins:
-    "wallet coins\n  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode).",
+  coins: `wallet coins
+  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode). The SE is asked
+  about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
+  exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
+  left out of the balance.`,
   send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
   receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
@@ -530,7 +533,25 @@ function attestationText(c: CoinSummary): string {
 }
 
 function coinLine(c: CoinSummary): string {
-  return `#${c.number}  ${c.status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
+  const status = c.seStatus === "UNKNOWN" && !c.inBalance ? "unknown-to-the-SE" : c.status;
+  const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  return c.hint ? `${line}\n    ${c.hint}` : line;
+}
+
+function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
+  const parts = [
+    `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)`,
+  ];
+  if (bal.exitOnlyCoins > 0)
+    parts.push(
+      `of which ${sat(bal.exitOnlySat)} in ${bal.exitOnlyCoins} exit-only coin(s) (\`wallet exit <coin>\`)`,
+    );
+  if (bal.unknownCoins > 0)
+    parts.push(
+      `not counted: ${sat(bal.unknownSat)} in ${bal.unknownCoins} coin(s) unknown to the SE (\`wallet coins\`)`,
+    );
+  return parts.join("; ");
 }
 
 function receiveText(r: ReceiveResult): string {
@@ -667,8 +688,9 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     switch (command) {
       case "info": {
         const info = await se.call("getInfo", {}).catch((e: Error) => e);
-        const bal = chain ? await wallet.balance().catch(() => undefined) : undefined;
+        // Coins first: asking the SE about each coin decides which count in the balance.
         const coins = await wallet.coins();
+        const bal = chain ? await wallet.balance().catch(() => undefined) : undefined;
         const reachable = !(info instanceof Error);
         const data = {
           file,
@@ -700,7 +722,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           [
             `wallet   ${file} (${wallet.network})`,
             `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${info instanceof SeError && info.unreachable ? `${info.message}\n         ${unreachableHint(endpoint).trim().replace(/\n\s*/g, "; ")}` : (info as Error).message}`}`,
-            `balance  ${bal ? `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)` : "chain unavailable"}`,
+            `balance  ${bal ? balanceText(bal) : "chain unavailable"}`,
             `trust    AWS Nitro root${trust.simulatorRootPem ? ` + SIMULATOR root ${data.trust.simulatorRoot!.slice(0, 16)}…` : ""}; PCR releases: ${data.trust.pcrReleases.join(", ") || "none (receiving refuses every coin)"}`,
           ].join("\n"),
           data,
