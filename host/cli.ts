@@ -2,18 +2,16 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { credentials, status as grpcStatus, Metadata } from "@grpc/grpc-js";
-import * as bitcoin from "bitcoinjs-lib";
-import { BitcoindChain } from "../chain/bitcoind.ts";
-import { RegtestNode } from "../chain/regtest-node.ts";
+// What only one command needs (gRPC, bitcoinjs, bcoin, the whole host) is imported by that command: `se --help`,
+// `se --version` and usage errors answer without loading it.
+import type { RegtestNode } from "../chain/regtest-node.ts";
 import { didYouMean } from "../client/suggest.ts";
-import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
-import { StatechainServiceClient } from "../proto/gen/statechain.ts";
-import { unary } from "../proto/unary.ts";
+import type { HealthCheckResponse_ServingStatus } from "../proto/gen/grpc/health/v1/health.ts";
 import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
 import { lockDataDir } from "./datadir-lock.ts";
 import { createLogger } from "./log.ts";
-import { prepareSimulatorDataDir, type RunningSe, type SimulatorStart, startSe } from "./main.ts";
+import type { RunningSe, SimulatorStart } from "./main.ts";
+import { packageVersion } from "./package-root.ts";
 
 const HELP = `se — enclave-backed Mercury statechain entity
 
@@ -101,6 +99,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   if (values["chain-only"]) return startChainOnly(cfg, Boolean(values.json));
   const log = createLogger(cfg.log.level, cfg.log.file);
   const started = Date.now();
+  const { startSe } = await import("./main.ts");
   let se: RunningSe;
   try {
     se = await startSe(cfg, log);
@@ -223,6 +222,10 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
   }
   let node: RegtestNode;
   let wiped: string[] | undefined;
+  const [{ RegtestNode }, { prepareSimulatorDataDir }] = await Promise.all([
+    import("../chain/regtest-node.ts"),
+    import("./main.ts"),
+  ]);
   try {
     wiped = prepareSimulatorDataDir(cfg.dataDir, cfg.fresh).wiped;
     node = await RegtestNode.start({
@@ -271,6 +274,12 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
   const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const [{ credentials, status: grpcStatus, Metadata }, { HealthCheckResponse_ServingStatus, HealthClient }] =
+    await Promise.all([import("@grpc/grpc-js"), import("../proto/gen/grpc/health/v1/health.ts")]);
+  const [{ StatechainServiceClient }, { unary }] = await Promise.all([
+    import("../proto/gen/statechain.ts"),
+    import("../proto/unary.ts"),
+  ]);
   let creds = credentials.createInsecure();
   if (values["tls-ca"]) {
     try {
@@ -349,6 +358,10 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
     throw err;
   }
   if (cfg.network !== "regtest") fail(`se mine is for regtest only; this SE runs on ${cfg.network}`);
+  const [bitcoin, { BitcoindChain }] = await Promise.all([
+    import("bitcoinjs-lib"),
+    import("../chain/bitcoind.ts"),
+  ]);
   let rpc: { url: string; user: string; password: string };
   if (cfg.chain.backend === "embedded") {
     const file = path.join(cfg.dataDir, "bitcoin-rpc.json");
@@ -367,7 +380,7 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
   if (values.address) {
     try {
       script = bitcoin.address.toOutputScript(
-        bcoinlessAddress(String(values.address)),
+        bcoinlessAddress(bitcoin, String(values.address)),
         bitcoin.networks.regtest,
       );
     } catch {
@@ -392,7 +405,7 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
 }
 
 /** bcoin's regtest spelling of a segwit address ("rb1…") in bitcoind's ("bcrt1…"): bitcoinjs knows the latter. */
-function bcoinlessAddress(a: string): string {
+function bcoinlessAddress(bitcoin: typeof import("bitcoinjs-lib"), a: string): string {
   if (!/^rb1/i.test(a)) return a;
   const { version, data } = bitcoin.address.fromBech32(a);
   return bitcoin.address.toBech32(data, version, "bcrt");
@@ -425,9 +438,7 @@ async function main(): Promise<void> {
   const { values, positionals } = parsed;
   const cmd = positionals[0];
   if (values.version) {
-    process.stdout.write(
-      `se ${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`,
-    );
+    process.stdout.write(`se ${packageVersion(import.meta.url)}\n`);
     return;
   }
   if (values.help || !cmd) {

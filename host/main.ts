@@ -3,7 +3,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as bitcoin from "bitcoinjs-lib";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
 import { BitcoindChain } from "../chain/bitcoind.ts";
@@ -30,6 +29,7 @@ import { MainstayPublisher } from "./mainstay/publisher.ts";
 import { Metrics } from "./metrics.ts";
 import { Monitor } from "./monitor.ts";
 import { networkOf } from "./network.ts";
+import { packageRoot } from "./package-root.ts";
 import { PowGuard } from "./pow.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { shutdown, startPublicServer } from "./server.ts";
@@ -38,7 +38,8 @@ import { HOST_MIGRATIONS, Store } from "./store.ts";
 import { treeSync } from "./tree-sync.ts";
 import { Watchtower } from "./watchtower.ts";
 
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** Where bin/enclave.js is, whether this module runs from host/ or from the compiled dist/host/. */
+export const PROJECT_ROOT = packageRoot(import.meta.url);
 
 export interface RunningSe {
   cfg: HostConfig;
