@@ -72,6 +72,24 @@ function bcoinParams(v: unknown): unknown {
   return v;
 }
 
+/**
+ * bcoin 1.0.2 keeps a persistent mempool's transactions on disk with the chain tip they were valid at, and drops
+ * them all at open when that tip is not the chain's. It writes additions at most every 10 s (lastFlush, seconds)
+ * and records the tip only for blocks that find a non-empty mempool, so after a block on an empty mempool
+ * everything sent later was lost at the next start. Here every accepted transaction is written at once, and
+ * every block records the tip, both inside bcoin's mempool lock.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+function persistMempoolEagerly(mempool: any): void {
+  Object.defineProperty(mempool, "lastFlush", { get: () => 0, set: () => {} });
+  const addBlock = mempool._addBlock.bind(mempool);
+  mempool._addBlock = async (block: { hash: string }, txs: unknown[]) => {
+    await addBlock(block, txs);
+    mempool.cache.sync(block.hash);
+    await mempool.cache.flush();
+  };
+}
+
 export interface RegtestNodeOptions {
   /**
    * With `persistent`, the directory whose `regtest/` subdirectory holds the chain (`regtest/chain`, blocks and
@@ -103,6 +121,7 @@ export class RegtestNode {
   private mining: NodeJS.Timeout | undefined;
   private readonly coinbase: unknown;
   private closed = false;
+  private persistent = false;
   /** The height the chain had on disk when this start opened it (undefined: a new chain). */
   readonly resumedHeight: number | undefined;
 
@@ -140,6 +159,7 @@ export class RegtestNode {
     });
     if (persistent) await node.ensure();
     await node.open();
+    if (persistent) persistMempoolEagerly(node.mempool);
     const resumedHeight = existed ? (node.chain.height as number) : undefined;
     // bitcoind-compatible means taking bitcoind's regtest addresses ("bcrt1…", what wallets print) too, not only
     // bcoin's own ("rb1…"): the RPC server converts them before bcoin parses the call.
@@ -156,6 +176,7 @@ export class RegtestNode {
       },
       resumedHeight,
     );
+    self.persistent = persistent;
     if (node.chain.height < opts.initialBlocks) await self.mine(opts.initialBlocks - node.chain.height);
     return self;
   }
@@ -214,6 +235,11 @@ export class RegtestNode {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // bcoin's mempool does not write its pending changes (or the tip they belong to) at close.
+    if (this.persistent) {
+      this.node.mempool.cache.sync(this.node.chain.tip.hash);
+      await this.node.mempool.cache.flush();
+    }
     this.closed = true;
     this.stopIntervalMining();
     // Transactions sent through the RPC server are "broadcast" to peers that never come (listen: false, no
