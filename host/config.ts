@@ -330,6 +330,11 @@ export function validate(cfg: HostConfig): HostConfig {
   if (cfg.chain.backend === "embedded" && cfg.network !== "regtest") {
     throw new ConfigError("the embedded chain backend runs regtest only");
   }
+  if (cfg.fresh && cfg.chain.backend !== "embedded") {
+    throw new ConfigError(
+      `fresh (--fresh, SE_FRESH) starts a clean simulator: it needs the embedded chain, not ${cfg.chain.backend} (an SE's database on a real chain is never deleted)`,
+    );
+  }
   if (cfg.mode === "nitro" && cfg.chain.backend === "embedded") {
     throw new ConfigError("nitro mode needs a bitcoind or esplora chain backend");
   }
