@@ -148,3 +148,12 @@ test("the README's table names every environment variable, and every protocol se
     [20_000, 30_000, 3],
   );
 });
+
+test("fresh (--fresh, SE_FRESH) is for the embedded simulator chain only", () => {
+  assert.equal(loadConfig({ env: {} }).fresh, false);
+  assert.equal(loadConfig({ env: { SE_FRESH: "1" } }).fresh, true);
+  assert.throws(
+    () => loadConfig({ env: { SE_FRESH: "1", SE_CHAIN_BACKEND: "bitcoind" } }),
+    /fresh .* needs the embedded chain, not bitcoind/,
+  );
+});

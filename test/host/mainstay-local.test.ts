@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import { EmbeddedChain } from "../../chain/embedded.ts";
 import { RegtestNode } from "../../chain/regtest-node.ts";
 import { MainstayClient, MainstayError } from "../../host/mainstay/client.ts";
-import { LocalMainstay } from "../../host/mainstay/local-service.ts";
+import { LocalMainstay, loadOrCreateMainstayKey } from "../../host/mainstay/local-service.ts";
 import {
   fromDisplayHex,
   toDisplayHex,
@@ -132,4 +132,55 @@ test("the service refuses a wrong token or an unknown position, in the API's own
   assert.equal(typeof index.allowance.cost, "number");
   const bad = (await (await fetch(`${ms.url}/api/v1/commitment/commitment?commitment=abc`)).json()) as Reply;
   assert.match(bad.error!, /must contain 64 characters/);
+});
+
+test("with a state file, a restarted service resumes its staychain on the same chain and refuses another chain's", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ms-state-"));
+  const stateFile = path.join(dir, "state.json");
+  const key = loadOrCreateMainstayKey(path.join(dir, "key.json"));
+  assert.deepEqual(loadOrCreateMainstayKey(path.join(dir, "key.json")), key, "the key file is read back");
+  const open = () => LocalMainstay.start({ chain, slots: [{ position: 1, token: "t" }], key, stateFile });
+  const first = await open();
+  const c = new MainstayClient({ url: first.url, position: 1, token: "t", retries: 0, timeoutMs: 5_000 });
+  const r = root();
+  await c.send(r);
+  const t1 = await first.attest();
+  assert.ok(t1);
+  await first.close();
+  // Restarted before the attestation was mined: it is still in this node's mempool, then mined.
+  const second = await open();
+  assert.equal(second.staychainBase, t1);
+  assert.equal(second.attestationCount, 1);
+  await chain.mine(1);
+  const c2 = new MainstayClient({ url: second.url, position: 1, token: "t", retries: 0, timeoutMs: 5_000 });
+  const p = await c2.commitmentProof(r);
+  assert.equal(p && toDisplayHex(p.txid), t1);
+  assert.equal(p?.confirmed, true);
+  // The staychain goes on from the resumed tip.
+  await c2.send(root());
+  const t2 = await second.attest();
+  assert.ok(t2);
+  await chain.mine(1);
+  verifyAttestationTx(
+    await rawTx(fromDisplayHex(t2, "t2")),
+    (await c2.latestProof())!.proof.merkleRoot,
+    second.params,
+  );
+  await second.close();
+
+  // The same state on a chain that never saw its attestations: refused, naming --fresh.
+  const other = await RegtestNode.start({ dataDir: "", rpcPort: 0, initialBlocks: 0 });
+  try {
+    await assert.rejects(
+      LocalMainstay.start({
+        chain: new EmbeddedChain(other),
+        slots: [{ position: 1, token: "t" }],
+        key,
+        stateFile,
+      }),
+      /names attestation .* this chain does not have .*--fresh/,
+    );
+  } finally {
+    await other.close();
+  }
 });
