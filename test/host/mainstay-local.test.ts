@@ -145,7 +145,7 @@ test("with a state file, a restarted service resumes its staychain on the same c
   const r = root();
   await c.send(r);
   const t1 = await first.attest();
-  assert.ok(t1);
+  assert.ok(t1, "the local service attests the root");
   await first.close();
   // Restarted before the attestation was mined: it is still in this node's mempool, then mined.
   const second = await open();
@@ -159,7 +159,7 @@ test("with a state file, a restarted service resumes its staychain on the same c
   // The staychain goes on from the resumed tip.
   await c2.send(root());
   const t2 = await second.attest();
-  assert.ok(t2);
+  assert.ok(t2, "the resumed service attests the next root");
   await chain.mine(1);
   verifyAttestationTx(
     await rawTx(fromDisplayHex(t2, "t2")),
