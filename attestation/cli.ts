@@ -1,6 +1,6 @@
 // `verify-attestation`: checks an attestation document for an owner and says why it is or is not valid.
 // Exit status 0 valid, 1 invalid, 2 usage or read error.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadPcrPolicy, type PcrPolicy } from "./pcr-policy.ts";
 import { AWS_NITRO_ROOT_G1_SHA256, pemToDer, sha256Hex } from "./roots.ts";
@@ -52,7 +52,16 @@ class UsageError extends Error {}
 /** The input holds no attestation document (empty, or bytes of no known form): invalid, exit 1. */
 class InvalidInputError extends Error {}
 
-const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+/** package.json: one directory up from the sources (attestation/), two from the compiled dist/attestation/. */
+const VERSION: string = JSON.parse(
+  readFileSync(
+    new URL(
+      existsSync(new URL("../package.json", import.meta.url)) ? "../package.json" : "../../package.json",
+      import.meta.url,
+    ),
+    "utf8",
+  ),
+).version;
 
 /** What an input that is no document is, in words: empty, text of no known encoding, or binary. */
 function notADocument(input: Buffer, name: string): string {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `se` command: runs the TypeScript sources through tsx, so a fresh `npm ci` needs no build step.
-import { register } from "tsx/esm/api";
+// The `se` command: the compiled host when it is up to date, the TypeScript sources through tsx otherwise
+// (bin/launch.js), so a fresh `npm ci` starts fast and an edited source is what runs.
+import { load } from "./launch.js";
 
-register();
-await import("../host/cli.ts");
+await load("host/cli");

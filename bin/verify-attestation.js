@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// The `verify-attestation` command: runs the TypeScript sources through tsx, so a fresh `npm ci` needs no build.
-import { register } from "tsx/esm/api";
+// The `verify-attestation` command: the compiled verifier when it is up to date, the TypeScript sources through
+// tsx otherwise (bin/launch.js).
+import { load } from "./launch.js";
 
-register();
-const { runCli } = await import("../attestation/cli.ts");
+const { runCli } = await load("attestation/cli");
 try {
   process.exitCode = runCli(process.argv.slice(2));
 } catch (e) {

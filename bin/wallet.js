@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// The `wallet` command: runs the TypeScript sources through tsx, so a fresh `npm ci` needs no build step.
-import { register } from "tsx/esm/api";
+// The `wallet` command: the compiled wallet when it is up to date, the TypeScript sources through tsx otherwise
+// (bin/launch.js), so a fresh `npm ci` starts fast and an edited source is what runs.
+import { load } from "./launch.js";
 
-register();
-const { main } = await import("../client/cli.ts");
+const { main } = await load("client/cli");
 const code = await main(process.argv.slice(2));
 process.exitCode = code;
 // Nothing should keep the process alive after the command; if a connection lingers, do not hang on it.

@@ -2,11 +2,35 @@
 // and mempool rules, mining on demand and optionally on an interval. Its bitcoind-compatible JSON-RPC server
 // listens on loopback so wallets and tools can use it like a local bitcoind.
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bech32, bech32m, createBase58check } from "@scure/base";
 import bcoin from "bcoin";
 
 const base58check = createBase58check(sha256);
+
+/**
+ * bcoin 1.0.2's database layer (bdb 0.2, written for leveldown 4) passes unset range options as null; leveldown 6
+ * (what package.json pins, with prebuilt N-API bindings for Node 20) serializes a null bound as the string "null",
+ * so every ranged iteration (the address index, the mempool cache) found nothing. Unset bounds are dropped before
+ * leveldown sees them; set ones are untouched. Only bcoin uses leveldown in this process.
+ */
+let leveldownPatched = false;
+function patchLeveldown(): void {
+  if (leveldownPatched) return;
+  leveldownPatched = true;
+  const leveldown = createRequire(import.meta.url)("leveldown") as {
+    prototype: { iterator(options?: Record<string, unknown>): unknown };
+  };
+  const iterator = leveldown.prototype.iterator;
+  leveldown.prototype.iterator = function (this: unknown, options?: Record<string, unknown>) {
+    const clean = { ...options };
+    for (const k of ["gt", "gte", "lt", "lte"]) if (clean[k] == null) delete clean[k];
+    return iterator.call(this, clean);
+  };
+}
 /** bitcoind's regtest base58 version bytes → bcoin's (P2PKH 0x6f → 0x3c, P2SH 0xc4 → 0x26). */
 const BASE58_VERSIONS = new Map([
   [0x6f, 0x3c],
@@ -48,9 +72,32 @@ function bcoinParams(v: unknown): unknown {
   return v;
 }
 
+/**
+ * bcoin 1.0.2 keeps a persistent mempool's transactions on disk with the chain tip they were valid at, and drops
+ * them all at open when that tip is not the chain's. It writes additions at most every 10 s (lastFlush, seconds)
+ * and records the tip only for blocks that find a non-empty mempool, so after a block on an empty mempool
+ * everything sent later was lost at the next start. Here every accepted transaction is written at once, and
+ * every block records the tip, both inside bcoin's mempool lock.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+function persistMempoolEagerly(mempool: any): void {
+  Object.defineProperty(mempool, "lastFlush", { get: () => 0, set: () => {} });
+  const addBlock = mempool._addBlock.bind(mempool);
+  mempool._addBlock = async (block: { hash: string }, txs: unknown[]) => {
+    await addBlock(block, txs);
+    mempool.cache.sync(block.hash);
+    await mempool.cache.flush();
+  };
+}
+
 export interface RegtestNodeOptions {
-  /** Unused by the in-memory node; kept for the callers' call shape. */
+  /**
+   * With `persistent`, the directory whose `regtest/` subdirectory holds the chain (`regtest/chain`, blocks and
+   * indexes in LevelDB) and the mempool (`regtest/mempool`), as bitcoind keeps its regtest files; otherwise unused.
+   */
   dataDir: string;
+  /** Keep the chain and mempool on disk in `dataDir` and resume them at the next start (default: in memory). */
+  persistent?: boolean;
   rpcHost?: string;
   /** 0 picks a free port. */
   rpcPort: number;
@@ -74,25 +121,31 @@ export class RegtestNode {
   private mining: NodeJS.Timeout | undefined;
   private readonly coinbase: unknown;
   private closed = false;
+  private persistent = false;
+  /** The height the chain had on disk when this start opened it (undefined: a new chain). */
+  readonly resumedHeight: number | undefined;
 
   private constructor(
     // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
     private readonly node: any,
     rpc: RpcEndpoint,
+    resumedHeight: number | undefined,
   ) {
     this.rpc = rpc;
+    this.resumedHeight = resumedHeight;
     // Interval-mined rewards go to a throwaway key: they only move the chain forward.
     this.coinbase = bcoin.KeyRing.generate().getAddress();
   }
 
   static async start(opts: RegtestNodeOptions): Promise<RegtestNode> {
     const apiKey = randomBytes(24).toString("hex");
+    const persistent = opts.persistent === true;
+    if (persistent) patchLeveldown();
+    const existed = persistent && existsSync(RegtestNode.chainDir(opts.dataDir));
     const node = new bcoin.FullNode({
       network: "regtest",
-      // In memory only: bcoin 1.0.2's database layer (bdb 0.2, written for leveldown 4) iterates nothing on
-      // the leveldown 6 that Node 20 needs, so an on-disk chain would have an empty address index. A chain
-      // that must outlive the host runs as its own process (or is a real bitcoind).
-      memory: true,
+      memory: !persistent,
+      ...(persistent ? { prefix: path.resolve(opts.dataDir), persistentMempool: true } : {}),
       workers: false,
       listen: false,
       selfish: true,
@@ -104,20 +157,33 @@ export class RegtestNode {
       httpPort: opts.rpcPort,
       apiKey,
     });
+    if (persistent) await node.ensure();
     await node.open();
+    if (persistent) persistMempoolEagerly(node.mempool);
+    const resumedHeight = existed ? (node.chain.height as number) : undefined;
     // bitcoind-compatible means taking bitcoind's regtest addresses ("bcrt1…", what wallets print) too, not only
     // bcoin's own ("rb1…"): the RPC server converts them before bcoin parses the call.
     const execute = node.rpc.execute.bind(node.rpc);
     node.rpc.execute = (json: { method: string; params?: unknown }, help?: boolean) =>
       execute({ ...json, params: bcoinParams(json.params) }, help);
     const port: number = node.http.address().port;
-    const self = new RegtestNode(node, {
-      url: `http://${opts.rpcHost ?? "127.0.0.1"}:${port}/`,
-      user: "x",
-      password: apiKey,
-    });
+    const self = new RegtestNode(
+      node,
+      {
+        url: `http://${opts.rpcHost ?? "127.0.0.1"}:${port}/`,
+        user: "x",
+        password: apiKey,
+      },
+      resumedHeight,
+    );
+    self.persistent = persistent;
     if (node.chain.height < opts.initialBlocks) await self.mine(opts.initialBlocks - node.chain.height);
     return self;
+  }
+
+  /** Where a persistent node under `dataDir` keeps its chain database. */
+  static chainDir(dataDir: string): string {
+    return path.join(dataDir, "regtest", "chain");
   }
 
   /** The underlying bcoin FullNode, for the chain backend that wraps it. */
@@ -169,6 +235,11 @@ export class RegtestNode {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // bcoin's mempool does not write its pending changes (or the tip they belong to) at close.
+    if (this.persistent) {
+      this.node.mempool.cache.sync(this.node.chain.tip.hash);
+      await this.node.mempool.cache.flush();
+    }
     this.closed = true;
     this.stopIntervalMining();
     // Transactions sent through the RPC server are "broadcast" to peers that never come (listen: false, no

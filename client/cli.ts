@@ -7,25 +7,46 @@ import { parseArgs } from "node:util";
 import { loadPcrPolicy, type PcrPolicy } from "../attestation/pcr-policy.ts";
 import { pemToDer, sha256Hex } from "../attestation/roots.ts";
 import { type ChainBackend, ChainError, type ChainNetwork } from "../chain/backend.ts";
-import { BitcoindChain } from "../chain/bitcoind.ts";
-import { EsploraChain } from "../chain/esplora.ts";
+import { packageVersion } from "../host/package-root.ts";
 import type { PcrRelease } from "../proto/gen/common.ts";
 import { ProtocolError } from "../protocol/errors.ts";
-import { MAINSTAY_PUBLIC_KEY_PARAMS, type MainstayKeyParams } from "../protocol/mainstay.ts";
+import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
 import type { AttestationTrust } from "./owner.ts";
 import { progressPrinter } from "./progress.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
-import { SeClient, SeError } from "./se-client.ts";
+import type { SeClient, SeError } from "./se-client.ts";
 import { WalletFileError } from "./store.ts";
 import { didYouMean } from "./suggest.ts";
 import type { VerifyReport } from "./verify.ts";
-import { type CoinSummary, type ReceiveResult, Wallet, WalletError } from "./wallet.ts";
+import type { CoinSummary, ReceiveResult, Wallet } from "./wallet.ts";
 
-export const VERSION: string = JSON.parse(
-  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
-).version;
+/**
+ * The modules a command needs beyond argument checking (gRPC, bitcoinjs, libsecp256k1, the wallet): imported
+ * once the arguments passed, so `wallet --help`, `--version` and usage errors answer without loading them.
+ */
+async function loadLib() {
+  const [wallet, se, bitcoind, esplora, mainstay] = await Promise.all([
+    import("./wallet.ts"),
+    import("./se-client.ts"),
+    import("../chain/bitcoind.ts"),
+    import("../chain/esplora.ts"),
+    import("../protocol/mainstay.ts"),
+  ]);
+  return {
+    Wallet: wallet.Wallet,
+    WalletError: wallet.WalletError,
+    SeClient: se.SeClient,
+    SeError: se.SeError,
+    BitcoindChain: bitcoind.BitcoindChain,
+    EsploraChain: esplora.EsploraChain,
+    MAINSTAY_PUBLIC_KEY_PARAMS: mainstay.MAINSTAY_PUBLIC_KEY_PARAMS,
+  };
+}
+let lib: Awaited<ReturnType<typeof loadLib>>;
+
+export const VERSION: string = packageVersion(import.meta.url);
 
 export const HELP = `wallet — an owner's statechain wallet that verifies everything
 
@@ -102,8 +123,11 @@ const COMMAND_HELP: Record<string, string> = {
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
   coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
-  coins:
-    "wallet coins\n  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode).",
+  coins: `wallet coins
+  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode). The SE is asked
+  about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
+  exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
+  left out of the balance.`,
   send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
   receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
@@ -249,7 +273,7 @@ export function parseAmount(text: string): bigint {
 }
 
 function parseMainstayKey(text: string): MainstayKeyParams {
-  if (text === "public") return MAINSTAY_PUBLIC_KEY_PARAMS;
+  if (text === "public") return lib.MAINSTAY_PUBLIC_KEY_PARAMS;
   const m = /^([0-9a-fA-F]{66}):([0-9a-fA-F]{64})$/.exec(text);
   if (!m)
     throw new UsageError('--mainstay-key takes "public" or "<33-byte pubkey hex>:<32-byte chain code hex>"');
@@ -388,7 +412,7 @@ class Session {
   }
 
   seClient(endpoint: string): SeClient {
-    this.se ??= new SeClient(endpoint, { rng: systemRng, deadlineMs: 120_000 });
+    this.se ??= new lib.SeClient(endpoint, { rng: systemRng, deadlineMs: 120_000 });
     return this.se;
   }
 
@@ -397,12 +421,12 @@ class Session {
     const net = network as ChainNetwork;
     const esplora = (this.v.esplora as string) ?? this.io.env.WALLET_ESPLORA;
     if (esplora) {
-      this.chain = new EsploraChain({ url: esplora, network: net });
+      this.chain = new lib.EsploraChain({ url: esplora, network: net });
       return { chain: this.chain };
     }
     const rpc = (this.v["bitcoind-rpc"] as string) ?? this.io.env.WALLET_BITCOIND_RPC;
     if (rpc) {
-      this.chain = new BitcoindChain({
+      this.chain = new lib.BitcoindChain({
         url: rpc,
         user: (this.v["rpc-user"] as string) ?? this.io.env.WALLET_RPC_USER ?? "",
         password: (this.v["rpc-password"] as string) ?? this.io.env.WALLET_RPC_PASSWORD ?? "",
@@ -423,7 +447,7 @@ class Session {
         why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`) so that ${file} exists`,
       };
     }
-    this.chain = new BitcoindChain({
+    this.chain = new lib.BitcoindChain({
       url: creds.url,
       user: creds.user,
       password: creds.password,
@@ -463,7 +487,7 @@ class Session {
     if (this.v.pcrs) pcrPolicy = loadPcrPolicy(readText(this.v.pcrs as string, this.io.cwd));
     else if (stored) pcrPolicy = loadPcrPolicy({ releases: releasesJson(stored.releases) });
     else if (pemFile)
-      throw new WalletError(
+      throw new lib.WalletError(
         "NO_PCR_POLICY",
         "--trust-simulator <pem> trusts a root, not the code it attests: also give --pcrs <file> with the measurements you expect, or pin the simulator's once with `wallet trust-simulator --confirm`",
         "precondition",
@@ -498,7 +522,7 @@ function readText(file: string, cwd: string): string {
 /** A chain that is not there: every use says how to configure one. */
 function missingChain(why: string, network: ChainNetwork): ChainBackend {
   const no = async (): Promise<never> => {
-    throw new WalletError("NO_CHAIN", why, "precondition");
+    throw new lib.WalletError("NO_CHAIN", why, "precondition");
   };
   return {
     network,
@@ -530,7 +554,25 @@ function attestationText(c: CoinSummary): string {
 }
 
 function coinLine(c: CoinSummary): string {
-  return `#${c.number}  ${c.status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
+  const status = c.seStatus === "UNKNOWN" && !c.inBalance ? "unknown-to-the-SE" : c.status;
+  const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  return c.hint ? `${line}\n    ${c.hint}` : line;
+}
+
+function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
+  const parts = [
+    `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)`,
+  ];
+  if (bal.exitOnlyCoins > 0)
+    parts.push(
+      `of which ${sat(bal.exitOnlySat)} in ${bal.exitOnlyCoins} exit-only coin(s) (\`wallet exit <coin>\`)`,
+    );
+  if (bal.unknownCoins > 0)
+    parts.push(
+      `not counted: ${sat(bal.unknownSat)} in ${bal.unknownCoins} coin(s) unknown to the SE (\`wallet coins\`)`,
+    );
+  return parts.join("; ");
 }
 
 function receiveText(r: ReceiveResult): string {
@@ -581,7 +623,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const passphrase = await s.passphrase({ confirm: true });
     if (passphrase.length < 8) throw new UsageError("the passphrase must have at least 8 characters");
     const mnemonic = command === "restore" ? await s.mnemonicInput() : undefined;
-    const { wallet, mnemonic: words } = await Wallet.create({
+    const { wallet, mnemonic: words } = await lib.Wallet.create({
       file,
       passphrase,
       network,
@@ -625,7 +667,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       `no wallet at ${file} (create one with \`wallet create\`, or pass --wallet)`,
       "not_found",
     );
-  const wallet = await Wallet.open(file, await s.passphrase());
+  const wallet = await lib.Wallet.open(file, await s.passphrase());
   try {
     if (command === "address") {
       if (v.onchain) {
@@ -641,7 +683,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const se = s.seClient(endpoint);
     const { chain, why } = s.chainFor(wallet.network);
     const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify"].includes(command);
-    if (!chain && needsChain) throw new WalletError("NO_CHAIN", why!, "precondition");
+    if (!chain && needsChain) throw new lib.WalletError("NO_CHAIN", why!, "precondition");
     // Deposits too: the depositor takes locks and intervals from the enclave's attested policy.
     const trustNeeded = ["receive", "verify", "info", "deposit"].includes(command);
     const trust: AttestationTrust = trustNeeded ? await s.trust(wallet, se) : { aws: true };
@@ -667,8 +709,9 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     switch (command) {
       case "info": {
         const info = await se.call("getInfo", {}).catch((e: Error) => e);
-        const bal = chain ? await wallet.balance().catch(() => undefined) : undefined;
+        // Coins first: asking the SE about each coin decides which count in the balance.
         const coins = await wallet.coins();
+        const bal = chain ? await wallet.balance().catch(() => undefined) : undefined;
         const reachable = !(info instanceof Error);
         const data = {
           file,
@@ -699,8 +742,8 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         s.out(
           [
             `wallet   ${file} (${wallet.network})`,
-            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${info instanceof SeError && info.unreachable ? `${info.message}\n         ${unreachableHint(endpoint).trim().replace(/\n\s*/g, "; ")}` : (info as Error).message}`}`,
-            `balance  ${bal ? `${sat(bal.onchainSat)} on chain (${bal.utxos} outputs), ${sat(bal.coinsSat)} in ${bal.coins} coin(s)` : "chain unavailable"}`,
+            `SE       ${endpoint} ${reachable ? `— ${info.network}, ${info.enclave?.attestationMode} enclave, tip ${info.chainTip}, ${data.se.reachable && "backupMode" in data.se ? data.se.backupMode : ""} backups` : `unreachable: ${info instanceof lib.SeError && info.unreachable ? `${info.message}\n         ${unreachableHint(endpoint).trim().replace(/\n\s*/g, "; ")}` : (info as Error).message}`}`,
+            `balance  ${bal ? balanceText(bal) : "chain unavailable"}`,
             `trust    AWS Nitro root${trust.simulatorRootPem ? ` + SIMULATOR root ${data.trust.simulatorRoot!.slice(0, 16)}…` : ""}; PCR releases: ${data.trust.pcrReleases.join(", ") || "none (receiving refuses every coin)"}`,
           ].join("\n"),
           data,
@@ -779,7 +822,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         const info = await se.call("getInfo", {});
         const e = info.enclave;
         if (e?.attestationMode !== "simulator" || !e.simulatorRootPem)
-          throw new WalletError(
+          throw new lib.WalletError(
             "NOT_A_SIMULATOR",
             `the SE at ${endpoint} runs a ${e?.attestationMode ?? "unknown"} enclave, not the simulator`,
             "precondition",
@@ -805,7 +848,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         const before = await wallet.getConfig<SimulatorTrust>("trust.simulator");
         const slotChanged = before?.mainstaySlot !== undefined && before.mainstaySlot !== mainstaySlot;
         if (before?.mainstayKey && (before.mainstayKey !== mainstayKey || slotChanged))
-          throw new WalletError(
+          throw new lib.WalletError(
             "MAINSTAY_CHANGED",
             `the SE now announces ${mainstayKey ? `Mainstay key ${mainstayKey.slice(0, 16)}…, slot ${mainstaySlot}` : "no Mainstay service"}, but this wallet trusted key ${before.mainstayKey.slice(0, 16)}…, slot ${before.mainstaySlot} on ${new Date(before.trustedAt).toISOString()}: refused. If the operator really moved, run \`wallet trust-simulator --forget\`, then trust it again`,
             "precondition",
@@ -928,6 +971,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.stderr(`wallet: ${problem}\n\n${COMMAND_HELP[command]}\n`);
     return 2;
   }
+  lib ??= await loadLib();
   const s = new Session(io, values);
   try {
     return await run(s, command, args);
@@ -941,7 +985,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     const errCode =
       e instanceof ProtocolError
         ? e.code
-        : e instanceof SeError
+        : e instanceof lib.SeError
           ? `SE_${e.codeName}`
           : e instanceof ChainError
             ? `CHAIN_${e.code}`
@@ -949,14 +993,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
               ? "USAGE"
               : "ERROR";
     const message =
-      e instanceof SeError && e.unreachable
+      e instanceof lib.SeError && e.unreachable
         ? unreachableText(e, s.endpointSource)
         : e instanceof Error
           ? e.message
           : String(e);
     if (s.json) io.stdout(`${toJson({ ok: false, error: { code: errCode, message } })}\n`);
     io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
-    if (e instanceof SeError && e.unreachable && e.endpoint) io.stderr(`${unreachableHint(e.endpoint)}\n`);
+    if (e instanceof lib.SeError && e.unreachable && e.endpoint)
+      io.stderr(`${unreachableHint(e.endpoint)}\n`);
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {

@@ -72,6 +72,16 @@ const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  // What the SE said about each coin the last time the wallet asked (`wallet coins`, `wallet info`): its status
+  // by name ("ACTIVE", "EXIT_BY_BACKUP", …) or "UNKNOWN" when it has no such coin (e.g. a simulator restarted
+  // with --fresh). A coin unknown to its SE is shown as such and left out of the balance.
+  {
+    id: "wallet-002-se-view",
+    sql: `
+      ALTER TABLE coins ADD COLUMN se_view TEXT;
+      ALTER TABLE coins ADD COLUMN se_view_at INTEGER;
+    `,
+  },
 ];
 
 const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
@@ -98,6 +108,9 @@ export interface CoinRow {
   attestations: string;
   withdrawal_tx: Buffer | null;
   exit_state: string | null;
+  /** The SE's status name the last time the wallet asked, or "UNKNOWN"; null before it first asked. */
+  se_view: string | null;
+  se_view_at: number | null;
   created_at: number;
   updated_at: number;
 }

@@ -132,6 +132,28 @@ export interface CoinSummary {
   publication?: "published" | "unpublished";
   exit?: ExitState;
   withdrawalTxid?: string;
+  /**
+   * What the coin's SE said about it the last time the wallet asked (`wallet coins`, `wallet info`): its status
+   * by name ("ACTIVE", "EXIT_BY_BACKUP", …), or "UNKNOWN" when the SE has no such coin (a simulator restarted
+   * with --fresh, another SE at the same address). Absent until the wallet first asked.
+   */
+  seStatus?: string;
+  /** When the wallet last asked (ms since the epoch). */
+  seCheckedAt?: number;
+  /** Whether the coin counts in the balance: the wallet holds it, and its SE does not say it has no such coin. */
+  inBalance: boolean;
+  /** What to do with the coin, when it is not an ordinary active one (exit-only: `wallet exit <n>`). */
+  hint?: string;
+}
+
+/** The SE's status by name, without the enum's prefix ("EXIT_BY_BACKUP"). */
+function seStatusName(s: StatechainStatus): string {
+  return (StatechainStatus[s] ?? String(s)).replace(/^STATECHAIN_STATUS_/, "");
+}
+
+/** Held by the wallet and not unknown to its SE: what the balance counts. */
+function inBalance(row: CoinRow): boolean {
+  return HELD.includes(row.status as CoinStatus) && row.se_view !== "UNKNOWN";
 }
 
 export interface Refusal {
@@ -449,15 +471,36 @@ export class Wallet {
     return out;
   }
 
-  async balance(): Promise<{ onchainSat: bigint; utxos: number; coinsSat: bigint; coins: number }> {
+  /**
+   * On-chain funds and the coins the wallet holds. `coinsSat` counts held coins except those their SE said it
+   * does not know (`unknownSat`, outside the balance); exit-only coins count (they are the wallet's, leaving by
+   * their backup transactions) and are also summed on their own (`exitOnlySat`).
+   */
+  async balance(): Promise<{
+    onchainSat: bigint;
+    utxos: number;
+    coinsSat: bigint;
+    coins: number;
+    exitOnlySat: bigint;
+    exitOnlyCoins: number;
+    unknownSat: bigint;
+    unknownCoins: number;
+  }> {
     const utxos = await this.onchainUtxos();
     const rows = await this.rows();
-    const held = rows.filter((r) => HELD.includes(r.status as CoinStatus));
+    const counted = rows.filter(inBalance);
+    const exitOnly = counted.filter((r) => r.status === "exit-only");
+    const unknown = rows.filter((r) => HELD.includes(r.status as CoinStatus) && !inBalance(r));
+    const sum = (rs: CoinRow[]) => rs.reduce((s, r) => s + BigInt(r.amount_sat), 0n);
     return {
       onchainSat: utxos.reduce((s, u) => s + u.valueSat, 0n),
       utxos: utxos.length,
-      coinsSat: held.reduce((s, r) => s + BigInt(r.amount_sat), 0n),
-      coins: held.length,
+      coinsSat: sum(counted),
+      coins: counted.length,
+      exitOnlySat: sum(exitOnly),
+      exitOnlyCoins: exitOnly.length,
+      unknownSat: sum(unknown),
+      unknownCoins: unknown.length,
     };
   }
 
@@ -641,14 +684,62 @@ export class Wallet {
           ? (JSON.parse(row.exit_state) as ExitState)
           : undefined,
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
+      seStatus: row.se_view ?? undefined,
+      seCheckedAt: row.se_view_at ?? undefined,
+      inBalance: inBalance(row),
+      hint: coinHint(row),
     };
   }
 
-  /** Every coin the wallet has held, with its state and lock (blocks left when a chain is connected). */
+  /**
+   * Every coin the wallet has held, with its state and lock (blocks left when a chain is connected). Connected,
+   * it first asks the SE about each coin it holds there (refreshSeView).
+   */
   async coins(): Promise<CoinSummary[]> {
     const tip = this.services ? await this.services.chain.tipHeight().catch(() => undefined) : undefined;
-    if (this.services) await this.refreshDeposits();
+    if (this.services) {
+      await this.refreshDeposits();
+      await this.refreshSeView();
+    }
     return (await this.rows()).map((r) => this.summary(r, tip));
+  }
+
+  /**
+   * Asks the SE (GetStatechain) about each coin the wallet holds from it, and records the answer: its status, or
+   * UNKNOWN when it has no such coin (NOT_FOUND). A coin the SE can no longer co-sign (EXIT_BY_BACKUP: its
+   * enclave lost the key shares, e.g. a restart; TAINTED) becomes exit-only: it leaves by its backup. An SE that
+   * does not answer changes nothing.
+   */
+  async refreshSeView(): Promise<void> {
+    const se = this.svc().se;
+    const rows = (await this.rows()).filter(
+      (r) => HELD.includes(r.status as CoinStatus) && r.status !== "exiting" && r.se_endpoint === se.endpoint,
+    );
+    for (const row of rows) {
+      let view: string;
+      let status: StatechainStatus | undefined;
+      try {
+        status = (await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) }))
+          .status;
+        view = seStatusName(status);
+      } catch (e) {
+        if (!(e instanceof SeError) || e.code !== GRPC_NOT_FOUND) continue;
+        view = "UNKNOWN";
+      }
+      await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
+        view,
+        this.now(),
+        row.id,
+      ]);
+      const lost =
+        status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
+        status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
+      const cosignable =
+        row.status === "active" ||
+        row.status === "awaiting-confirmation" ||
+        (row.status === "withdrawing" && !row.withdrawal_tx);
+      if (lost && cosignable) await this.setStatus(row, "exit-only");
+    }
   }
 
   /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
@@ -1155,6 +1246,19 @@ export class Wallet {
       kickoffTx: row.kickoff_tx ?? undefined,
     });
   }
+}
+
+/** gRPC's NOT_FOUND: the SE has no such coin. */
+const GRPC_NOT_FOUND = 5;
+
+/** What to do with a coin that is not simply active, in a few words naming the command. */
+function coinHint(row: CoinRow): string | undefined {
+  const held = HELD.includes(row.status as CoinStatus);
+  if (held && row.se_view === "UNKNOWN")
+    return `unknown to the SE at ${row.se_endpoint} (restarted with --fresh, or another SE): not counted in the balance; if its funding output is still on chain, \`wallet exit ${row.id}\` takes it out by its backup`;
+  if (row.status === "exit-only")
+    return `exit only: the SE can no longer co-sign it${row.se_view === "EXIT_BY_BACKUP" ? " (its enclave lost the key shares, e.g. it restarted)" : ""}; \`wallet exit ${row.id}\` takes it out by its backup once the lock allows`;
+  return undefined;
 }
 
 function unpackHistory(blob: Buffer): Buffer[] {

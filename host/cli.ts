@@ -2,31 +2,31 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { credentials, status as grpcStatus, Metadata } from "@grpc/grpc-js";
-import * as bitcoin from "bitcoinjs-lib";
-import { BitcoindChain } from "../chain/bitcoind.ts";
-import { RegtestNode } from "../chain/regtest-node.ts";
+// What only one command needs (gRPC, bitcoinjs, bcoin, the whole host) is imported by that command: `se --help`,
+// `se --version` and usage errors answer without loading it.
+import type { RegtestNode } from "../chain/regtest-node.ts";
 import { didYouMean } from "../client/suggest.ts";
-import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.ts";
-import { StatechainServiceClient } from "../proto/gen/statechain.ts";
-import { unary } from "../proto/unary.ts";
+import type { HealthCheckResponse_ServingStatus } from "../proto/gen/grpc/health/v1/health.ts";
 import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
 import { lockDataDir } from "./datadir-lock.ts";
 import { createLogger } from "./log.ts";
-import { type RunningSe, startSe } from "./main.ts";
+import type { RunningSe, SimulatorStart } from "./main.ts";
+import { packageVersion } from "./package-root.ts";
 
 const HELP = `se — enclave-backed Mercury statechain entity
 
 Usage:
   se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
-            [--chain-only] [--json]
+            [--fresh] [--chain-only] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
         socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
-        Ctrl-C stops all of it. One SE per data dir: a start on a dir that a running SE holds (its PID in
+        Ctrl-C stops all of it. The regtest chain, the SE's database and the local Mainstay state persist in the
+        data dir: a restart resumes them (coins live before it can then only exit by backup: the enclave keeps
+        its key shares in memory only), and --fresh deletes them for a clean start. One SE per data dir: a start on a dir that a running SE holds (its PID in
         <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
 status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
         SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
@@ -42,6 +42,8 @@ Options:
   --data-dir <dir>       where the SE keeps its files (default .data/simulator)
   --port <n>             public gRPC port (default 50051; 0 picks a free port)
   --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
+  --fresh                start (simulator): delete the data dir's chain, database and Mainstay state first
+                         (the simulator CA and Mainstay key stay, so wallets keep trusting it; also SE_FRESH=1)
   --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
   --log-level <level>    trace | debug | info | warn | error | silent
   --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
@@ -86,6 +88,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   if (values["mine-interval"] !== undefined)
     overrides["chain.mineIntervalMs"] = String(values["mine-interval"]);
   if (values["log-level"]) overrides["log.level"] = String(values["log-level"]);
+  if (values.fresh) overrides.fresh = true;
   let cfg: HostConfig;
   try {
     cfg = loadConfig({ file: values.config as string | undefined, overrides });
@@ -96,6 +99,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   if (values["chain-only"]) return startChainOnly(cfg, Boolean(values.json));
   const log = createLogger(cfg.log.level, cfg.log.file);
   const started = Date.now();
+  const { startSe } = await import("./main.ts");
   let se: RunningSe;
   try {
     se = await startSe(cfg, log);
@@ -123,6 +127,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
         chainHeight: snap.chain.height,
         bitcoinRpc: se.regtest?.rpc.url,
         dataDir: cfg.dataDir,
+        ...(se.simulator ? simulatorJson(se.simulator) : {}),
         startMs: Date.now() - started,
       })}\n`,
     );
@@ -130,6 +135,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
     const lines = [
       banner(se),
       ...(await pcrLines(se)),
+      ...(se.simulator ? simulatorLines(se.simulator, snap.chain.height) : []),
       `  regtest chain  height ${snap.chain.height}, bitcoind-compatible RPC ${se.regtest?.rpc.url} (credentials in ${cfg.dataDir}/bitcoin-rpc.json)`,
       `  metrics        http://${cfg.metrics.host}:${se.metricsPort}/metrics (Prometheus)`,
       `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}${se.regtest ? `; more now: \`npx se mine <n>${cfg.dataDir === path.resolve(".data/simulator") ? "" : ` --data-dir ${cfg.dataDir}`}\`` : ""}`,
@@ -159,6 +165,50 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   process.on("SIGTERM", () => void stop("SIGTERM"));
 }
 
+function simulatorJson(s: SimulatorStart): Record<string, unknown> {
+  return {
+    fresh: s.wiped !== undefined,
+    ...(s.wiped ? { wiped: s.wiped } : {}),
+    resumed: s.resumed !== undefined,
+    ...(s.resumed
+      ? {
+          resumedHeight: s.resumed.height,
+          coins: s.resumed.coins,
+          markedExitByBackup: s.resumed.markedExitByBackup,
+          exitByBackup: s.resumed.exitByBackup,
+        }
+      : {}),
+  };
+}
+
+/** What a simulator start did with its data dir, first thing in the banner. */
+function simulatorLines(s: SimulatorStart, height: number): string[] {
+  if (s.resumed) {
+    const r = s.resumed;
+    const lines = [
+      `  resumed        the existing chain at height ${r.height} with ${r.coins} coin(s) from the data dir`,
+    ];
+    if (r.markedExitByBackup > 0)
+      lines.push(
+        `                 ${r.markedExitByBackup} coin(s) live before the restart can now only leave by their backup`,
+        "                 transactions (the enclave keeps key shares in memory only; a restart loses them):",
+        "                 their owners run `wallet exit <coin>`",
+      );
+    else if (r.exitByBackup > 0)
+      lines.push(
+        `                 ${r.exitByBackup} coin(s) can only leave by their backup (\`wallet exit <coin>\`)`,
+      );
+    lines.push("                 (`se start --fresh` starts a clean chain and database instead)");
+    return lines;
+  }
+  const what = s.wiped
+    ? `--fresh: deleted ${s.wiped.length ? s.wiped.join(", ") : "nothing (there was nothing to delete)"}; a new chain`
+    : "a new chain";
+  return [
+    `  fresh start    ${what} (height ${height}) and an empty database, kept in the data dir across restarts`,
+  ];
+}
+
 /** `se start --chain-only`: the simulator's regtest chain and its RPC alone, for wallets and tools. */
 async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
   if (cfg.chain.backend !== "embedded")
@@ -171,9 +221,16 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
     fail(`could not start: ${(err as Error).message}`, 1);
   }
   let node: RegtestNode;
+  let wiped: string[] | undefined;
+  const [{ RegtestNode }, { prepareSimulatorDataDir }] = await Promise.all([
+    import("../chain/regtest-node.ts"),
+    import("./main.ts"),
+  ]);
   try {
+    wiped = prepareSimulatorDataDir(cfg.dataDir, cfg.fresh).wiped;
     node = await RegtestNode.start({
-      dataDir: path.join(cfg.dataDir, "regtest"),
+      dataDir: cfg.dataDir,
+      persistent: true,
       rpcPort: cfg.chain.rpcPort,
       initialBlocks: cfg.chain.initialBlocks,
     });
@@ -188,7 +245,7 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
   );
   if (json)
     process.stdout.write(
-      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir })}\n`,
+      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir, fresh: wiped !== undefined, resumed: node.resumedHeight !== undefined })}\n`,
     );
   else
     process.stdout.write(
@@ -196,6 +253,9 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
         "",
         "  Regtest chain running (chain only: no enclave, no SE API)",
         "",
+        node.resumedHeight !== undefined
+          ? `  resumed        the existing chain at height ${node.resumedHeight} (\`--fresh\` starts a new one)`
+          : `  fresh start    ${wiped ? `--fresh: deleted ${wiped.join(", ") || "nothing"}; ` : ""}a new chain, kept in the data dir across restarts`,
         `  regtest chain  height ${node.height()}, bitcoind-compatible RPC ${node.rpc.url} (credentials in ${rpcFile})`,
         `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n> --data-dir ${cfg.dataDir}\`)`,
         "  Ctrl-C stops it.",
@@ -214,6 +274,12 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
   const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const [{ credentials, status: grpcStatus, Metadata }, { HealthCheckResponse_ServingStatus, HealthClient }] =
+    await Promise.all([import("@grpc/grpc-js"), import("../proto/gen/grpc/health/v1/health.ts")]);
+  const [{ StatechainServiceClient }, { unary }] = await Promise.all([
+    import("../proto/gen/statechain.ts"),
+    import("../proto/unary.ts"),
+  ]);
   let creds = credentials.createInsecure();
   if (values["tls-ca"]) {
     try {
@@ -292,6 +358,10 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
     throw err;
   }
   if (cfg.network !== "regtest") fail(`se mine is for regtest only; this SE runs on ${cfg.network}`);
+  const [bitcoin, { BitcoindChain }] = await Promise.all([
+    import("bitcoinjs-lib"),
+    import("../chain/bitcoind.ts"),
+  ]);
   let rpc: { url: string; user: string; password: string };
   if (cfg.chain.backend === "embedded") {
     const file = path.join(cfg.dataDir, "bitcoin-rpc.json");
@@ -310,7 +380,7 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
   if (values.address) {
     try {
       script = bitcoin.address.toOutputScript(
-        bcoinlessAddress(String(values.address)),
+        bcoinlessAddress(bitcoin, String(values.address)),
         bitcoin.networks.regtest,
       );
     } catch {
@@ -335,7 +405,7 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
 }
 
 /** bcoin's regtest spelling of a segwit address ("rb1…") in bitcoind's ("bcrt1…"): bitcoinjs knows the latter. */
-function bcoinlessAddress(a: string): string {
+function bcoinlessAddress(bitcoin: typeof import("bitcoinjs-lib"), a: string): string {
   if (!/^rb1/i.test(a)) return a;
   const { version, data } = bitcoin.address.fromBech32(a);
   return bitcoin.address.toBech32(data, version, "bcrt");
@@ -352,6 +422,7 @@ async function main(): Promise<void> {
         port: { type: "string" },
         "mine-interval": { type: "string" },
         "chain-only": { type: "boolean", default: false },
+        fresh: { type: "boolean", default: false },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
         "tls-ca": { type: "string" },
@@ -367,9 +438,7 @@ async function main(): Promise<void> {
   const { values, positionals } = parsed;
   const cmd = positionals[0];
   if (values.version) {
-    process.stdout.write(
-      `se ${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`,
-    );
+    process.stdout.write(`se ${packageVersion(import.meta.url)}\n`);
     return;
   }
   if (values.help || !cmd) {

@@ -12,6 +12,8 @@ export interface HostConfig {
   mode: Mode;
   network: Network;
   dataDir: string;
+  /** Simulator: delete the data dir's chain, database and local Mainstay state at start (a clean simulator). */
+  fresh: boolean;
   grpc: { host: string; port: number; maxMessageBytes: number; tlsCertFile: string; tlsKeyFile: string };
   enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number };
   chain: {
@@ -83,6 +85,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
     mode: "simulator",
     network: "regtest",
     dataDir,
+    fresh: false,
     grpc: { host: "127.0.0.1", port: 50051, maxMessageBytes: 1 << 20, tlsCertFile: "", tlsKeyFile: "" },
     enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000 },
     chain: {
@@ -139,6 +142,7 @@ export const ENV_KEYS: Record<string, string> = {
   SE_MODE: "mode",
   SE_NETWORK: "network",
   SE_DATA_DIR: "dataDir",
+  SE_FRESH: "fresh",
   SE_GRPC_HOST: "grpc.host",
   SE_GRPC_PORT: "grpc.port",
   SE_GRPC_MAX_MESSAGE_BYTES: "grpc.maxMessageBytes",
@@ -325,6 +329,11 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.protocol.withdrawFeeBps, 0, 10_000, "protocol.withdrawFeeBps");
   if (cfg.chain.backend === "embedded" && cfg.network !== "regtest") {
     throw new ConfigError("the embedded chain backend runs regtest only");
+  }
+  if (cfg.fresh && cfg.chain.backend !== "embedded") {
+    throw new ConfigError(
+      `fresh (--fresh, SE_FRESH) starts a clean simulator: it needs the embedded chain, not ${cfg.chain.backend} (an SE's database on a real chain is never deleted)`,
+    );
   }
   if (cfg.mode === "nitro" && cfg.chain.backend === "embedded") {
     throw new ConfigError("nitro mode needs a bitcoind or esplora chain backend");

@@ -1,9 +1,8 @@
 // Starts the whole SE: enclave process, chain backend, SQLite store, SMT + Mainstay publisher, watchtower,
 // public gRPC and metrics; stops them in reverse order.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as bitcoin from "bitcoinjs-lib";
 import type { ChainBackend, DevChain } from "../chain/backend.ts";
 import { BitcoindChain } from "../chain/bitcoind.ts";
@@ -25,11 +24,12 @@ import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import { timedEnclave } from "./enclave-timing.ts";
 import type { Logger } from "./log.ts";
 import { MainstayClient } from "./mainstay/client.ts";
-import { LocalMainstay } from "./mainstay/local-service.ts";
+import { LocalMainstay, loadOrCreateMainstayKey } from "./mainstay/local-service.ts";
 import { MainstayPublisher } from "./mainstay/publisher.ts";
 import { Metrics } from "./metrics.ts";
 import { Monitor } from "./monitor.ts";
 import { networkOf } from "./network.ts";
+import { packageRoot } from "./package-root.ts";
 import { PowGuard } from "./pow.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { shutdown, startPublicServer } from "./server.ts";
@@ -38,7 +38,8 @@ import { HOST_MIGRATIONS, Store } from "./store.ts";
 import { treeSync } from "./tree-sync.ts";
 import { Watchtower } from "./watchtower.ts";
 
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** Where bin/enclave.js is, whether this module runs from host/ or from the compiled dist/host/. */
+export const PROJECT_ROOT = packageRoot(import.meta.url);
 
 export interface RunningSe {
   cfg: HostConfig;
@@ -51,7 +52,60 @@ export interface RunningSe {
   mainstayUrl: string;
   monitor: Monitor;
   store: Store;
+  /** Simulator with the embedded chain: what this start found in the data dir. */
+  simulator?: SimulatorStart;
   close(): Promise<void>;
+}
+
+/** What a simulator start did with the data dir's chain, database and local Mainstay state. */
+export interface SimulatorStart {
+  /** `--fresh`: the files it deleted (relative to the data dir); empty when there was nothing to delete. */
+  wiped?: string[];
+  /** The chain was on disk already: its height then, and the coins the database held. */
+  resumed?: {
+    height: number;
+    coins: number;
+    /** Coins that were live: the restarted enclave lost their shares, so they can only leave by backup now. */
+    markedExitByBackup: number;
+    /** Coins exit-by-backup now, these included. */
+    exitByBackup: number;
+  };
+}
+
+/** Where the simulator keeps the local Mainstay service's key (kept by --fresh) and its state (wiped). */
+export function localMainstayFiles(dataDir: string): { key: string; state: string } {
+  const dir = path.join(dataDir, "mainstay-local");
+  return { key: path.join(dir, "key.json"), state: path.join(dir, "state.json") };
+}
+
+/** The files of a simulator data dir that describe one chain: wiped together by --fresh. */
+function chainBoundFiles(dataDir: string): string[] {
+  const db = path.join(dataDir, "host.sqlite");
+  const ms = localMainstayFiles(dataDir).state;
+  return [path.join(dataDir, "regtest"), db, `${db}-wal`, `${db}-shm`, ms, `${ms}.tmp`];
+}
+
+/**
+ * Before the embedded chain opens (simulator mode): with `fresh`, deletes the chain, the host database and the
+ * local Mainstay state (the simulator CA and the Mainstay service key stay, so wallets keep trusting this
+ * simulator). Without it, refuses a data dir whose database or Mainstay state outlived its chain: they would
+ * name coins and attestations that exist nowhere.
+ */
+export function prepareSimulatorDataDir(dataDir: string, fresh: boolean): { wiped?: string[] } {
+  if (fresh) {
+    const wiped = chainBoundFiles(dataDir).filter((f) => existsSync(f));
+    for (const f of wiped) rmSync(f, { recursive: true, force: true });
+    return { wiped: wiped.map((f) => path.relative(dataDir, f)) };
+  }
+  if (existsSync(RegtestNode.chainDir(dataDir))) return {};
+  const orphans = chainBoundFiles(dataDir)
+    .slice(1)
+    .filter((f) => existsSync(f) && !f.endsWith("-shm") && !f.endsWith("-wal") && !f.endsWith(".tmp"));
+  if (orphans.length > 0)
+    throw new Error(
+      `${orphans.map((f) => path.relative(dataDir, f)).join(" and ")} in ${dataDir} belong to a chain that is not there (no ${path.relative(dataDir, RegtestNode.chainDir(dataDir))}; data dirs from before the simulator kept its chain have none): start with --fresh (or SE_FRESH=1) to delete them and begin a new chain`,
+    );
+  return {};
 }
 
 /** The policy the enclave enforces, derived from the host's configuration (simulator: passed at start). */
@@ -114,10 +168,12 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
   };
   try {
     const dbFile = path.join(cfg.dataDir, "host.sqlite");
-    if (cfg.mode === "simulator" && cfg.chain.backend === "embedded") {
-      // An in-memory chain starts from genesis: the previous run's coins no longer exist anywhere.
-      for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) rmSync(f, { force: true });
-    }
+    // The embedded chain, the database and the local Mainstay state persist together in the data dir (a
+    // restart resumes them); --fresh deletes all three.
+    const simulator: SimulatorStart | undefined =
+      cfg.chain.backend === "embedded" ? prepareSimulatorDataDir(cfg.dataDir, cfg.fresh) : undefined;
+    if (simulator?.wiped)
+      log.warn({ wiped: simulator.wiped }, "--fresh: deleted the chain, database and Mainstay state");
     const policyFile = path.join(cfg.dataDir, "enclave-policy.json");
     writeFileSync(policyFile, `${JSON.stringify(enclavePolicy(cfg), null, 2)}\n`);
     const enclave = await startEnclave({
@@ -135,7 +191,8 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     let chain: ChainBackend;
     if (cfg.chain.backend === "embedded") {
       regtest = await RegtestNode.start({
-        dataDir: path.join(cfg.dataDir, "regtest"),
+        dataDir: cfg.dataDir,
+        persistent: true,
         rpcPort: cfg.chain.rpcPort,
         initialBlocks: cfg.chain.initialBlocks,
       });
@@ -175,7 +232,17 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       unsubscribe();
       monitor.stop();
     });
-    await reconcileEnclave(store, monitor.snapshot().enclave.instanceId, log);
+    const marked = await reconcileEnclave(store, monitor.snapshot().enclave.instanceId, log);
+    if (simulator && regtest?.resumedHeight !== undefined) {
+      const counts = await store.countByStatus();
+      simulator.resumed = {
+        height: regtest.resumedHeight,
+        coins: [...counts.values()].reduce((a, b) => a + b, 0),
+        markedExitByBackup: marked,
+        exitByBackup: counts.get(StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP) ?? 0,
+      };
+      log.info({ ...simulator.resumed }, "resumed the simulator's chain and database");
+    }
     // A test stands in for a host that skips this check (as a compromised one would), simulator mode only.
     if (!(cfg.mode === "simulator" && process.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT === "1")) {
       const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
@@ -201,8 +268,13 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
         if (chain.kind !== "embedded")
           throw new Error("the local Mainstay service needs the embedded regtest chain");
         const token = cfg.mainstay.token || randomBytes(16).toString("hex");
+        // Key and state in the data dir: wallets pin the service key, and the host's publications name the
+        // attestations, so both must outlive a restart on the same chain.
+        const files = localMainstayFiles(cfg.dataDir);
         const local = await LocalMainstay.start({
           chain: chain as DevChain,
+          key: loadOrCreateMainstayKey(files.key),
+          stateFile: files.state,
           slots: [{ position: cfg.mainstay.slot, token }],
           attestIntervalMs: cfg.mainstay.commitIntervalS * 1000,
         });
@@ -326,6 +398,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       mainstayUrl,
       monitor,
       store,
+      simulator,
       close: closeAll,
     };
   } catch (err) {
@@ -341,8 +414,8 @@ function loadTokenHashes(cfg: HostConfig): Set<string> {
 }
 
 /** Coins held by an enclave instance other than the running one can no longer be co-signed. */
-async function reconcileEnclave(store: Store, instanceHex: string, log: Logger): Promise<void> {
-  if (!instanceHex) return;
+async function reconcileEnclave(store: Store, instanceHex: string, log: Logger): Promise<number> {
+  if (!instanceHex) return 0;
   const instance = Buffer.from(instanceHex, "hex");
   const live = [
     StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
@@ -356,6 +429,7 @@ async function reconcileEnclave(store: Store, instanceHex: string, log: Logger):
   );
   if (r.changes > 0)
     log.warn({ coins: r.changes }, "coins of a previous enclave instance marked exit-by-backup");
+  return r.changes;
 }
 
 /** Registration failures are logged, not thrown: the step they follow is committed already, and start-up

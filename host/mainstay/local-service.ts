@@ -8,9 +8,12 @@
 //     staychain base.
 // A new attestation is made (by attest(), or on a timer) only when the slot-tree root changed and the previous
 // attestation has confirmed, as the real service waits for confirmation before extending the staychain.
-// State lives in memory: the simulator's chain is itself ephemeral by default.
+// State lives in memory and, given a state file, also on disk (rewritten after every commitment and attestation),
+// so a simulator restarted on its persistent chain serves the staychain and proofs it served before.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { script as bscript, Transaction } from "bitcoinjs-lib";
 import type { DevChain } from "../../chain/backend.ts";
@@ -45,10 +48,56 @@ export interface LocalMainstayOptions {
   attestIntervalMs?: number;
   now?: () => number;
   onError?: (err: Error) => void;
+  /**
+   * Keep the commitments, attestations and staychain tip in this JSON file, and resume from it at start. The
+   * attestation transactions it names must be on `chain` (one missing from the mempool is broadcast again);
+   * otherwise start refuses: the file belongs to another chain.
+   */
+  stateFile?: string;
+}
+
+/** The service key of a local Mainstay in `file` (0600), made from `rng` the first time. */
+export function loadOrCreateMainstayKey(
+  file: string,
+  rng: Rng = systemRng,
+): { privateKey: Uint8Array; chainCode: Uint8Array } {
+  try {
+    const j = JSON.parse(readFileSync(file, "utf8")) as { privateKey: string; chainCode: string };
+    const key = { privateKey: Buffer.from(j.privateKey, "hex"), chainCode: Buffer.from(j.chainCode, "hex") };
+    if (key.privateKey.length !== 32 || key.chainCode.length !== 32) throw new Error("wrong key lengths");
+    return { privateKey: new Uint8Array(key.privateKey), chainCode: new Uint8Array(key.chainCode) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+      throw new Error(`cannot read the local Mainstay key ${file}: ${(err as Error).message}`);
+  }
+  const key = { privateKey: secp256k1.utils.randomSecretKey(rng(48)), chainCode: rng(32) };
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(
+    file,
+    `${JSON.stringify({ privateKey: Buffer.from(key.privateKey).toString("hex"), chainCode: Buffer.from(key.chainCode).toString("hex") })}\n`,
+    { mode: 0o600, flag: "wx" },
+  );
+  return key;
+}
+
+interface StateJson {
+  version: 1;
+  commitments: Array<[number, string]>;
+  attestations: Array<{
+    txid: string;
+    raw: string;
+    merkleRoot: string;
+    leaves: string[];
+    filled: boolean[];
+    insertedAt: number;
+  }>;
+  tip?: { txid: string; vout: number; value: string };
 }
 
 interface Attestation {
   txid: Uint8Array; // internal order
+  /** The signed attestation transaction (to broadcast it again when a restarted chain lost its mempool). */
+  raw: Uint8Array;
   merkleRoot: Uint8Array;
   leaves: Uint8Array[];
   /** Positions that held a commitment (the others are zero padding). */
@@ -101,6 +150,14 @@ export class LocalMainstay {
     });
     const port = (server.address() as AddressInfo).port;
     self = new LocalMainstay(opts, server, `http://${host}:${port}`, key);
+    if (opts.stateFile) {
+      try {
+        await self.resume(opts.stateFile);
+      } catch (err) {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        throw err;
+      }
+    }
     const every = opts.attestIntervalMs ?? 0;
     if (every > 0) {
       self.timer = setInterval(() => {
@@ -109,6 +166,79 @@ export class LocalMainstay {
       self.timer.unref();
     }
     return self;
+  }
+
+  /** Attestations made so far (this run and, with a state file, before). */
+  get attestationCount(): number {
+    return this.attestations.length;
+  }
+
+  private async resume(file: string): Promise<void> {
+    let j: StateJson;
+    try {
+      j = JSON.parse(readFileSync(file, "utf8")) as StateJson;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw new Error(`cannot read the local Mainstay state ${file}: ${(err as Error).message}`);
+    }
+    if (j.version !== 1) throw new Error(`${file}: unknown local Mainstay state version ${j.version}`);
+    const b = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
+    for (const [position, c] of j.commitments) this.commitments.set(position, b(c));
+    for (const a of j.attestations) {
+      const txid = b(a.txid);
+      if (!(await this.opts.chain.getTx(toDisplayHex(txid)))) {
+        // Made just before the last stop and never mined: the restarted node's mempool may not have kept it.
+        try {
+          await this.opts.chain.broadcast(b(a.raw));
+        } catch (err) {
+          throw new Error(
+            `the local Mainstay state ${file} names attestation ${toDisplayHex(txid)}, which this chain does not have and refuses (${(err as Error).message}): the state belongs to another chain (start with --fresh for a clean simulator)`,
+          );
+        }
+      }
+      this.attestations.push({
+        txid,
+        raw: b(a.raw),
+        merkleRoot: b(a.merkleRoot),
+        leaves: a.leaves.map(b),
+        filled: a.filled,
+        insertedAt: a.insertedAt,
+      });
+    }
+    const last = this.attestations[this.attestations.length - 1];
+    if (j.tip && last)
+      this.tip = {
+        txid: b(j.tip.txid),
+        vout: j.tip.vout,
+        value: BigInt(j.tip.value),
+        privateKey: attestationPrivkey(last.merkleRoot, this.key.privateKey, this.key.chainCode),
+      };
+    this.baseTxid = this.attestations[0]?.txid;
+  }
+
+  /** Rewrites the state file (write, then rename: a crash leaves the old state or the new one). */
+  private save(): void {
+    const file = this.opts.stateFile;
+    if (!file) return;
+    const h = (x: Uint8Array) => Buffer.from(x).toString("hex");
+    const j: StateJson = {
+      version: 1,
+      commitments: [...this.commitments].map(([p, c]) => [p, h(c)]),
+      attestations: this.attestations.map((a) => ({
+        txid: h(a.txid),
+        raw: h(a.raw),
+        merkleRoot: h(a.merkleRoot),
+        leaves: a.leaves.map(h),
+        filled: a.filled,
+        insertedAt: a.insertedAt,
+      })),
+      ...(this.tip
+        ? { tip: { txid: h(this.tip.txid), vout: this.tip.vout, value: String(this.tip.value) } }
+        : {}),
+    };
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(`${file}.tmp`, `${JSON.stringify(j)}\n`, { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
   }
 
   /** The staychain's first attestation (display hex), once there is one. */
@@ -160,7 +290,8 @@ export class LocalMainstay {
     const digest = tx.hashForWitnessV0(0, scriptCode, tip.value, Transaction.SIGHASH_ALL);
     const sig = secp256k1.sign(digest, tip.privateKey, { prehash: false, lowS: true });
     tx.setWitness(0, [bscript.signature.encode(sig, Transaction.SIGHASH_ALL), pub]);
-    const txidHex = await this.opts.chain.broadcast(tx.toBuffer());
+    const raw = new Uint8Array(tx.toBuffer());
+    const txidHex = await this.opts.chain.broadcast(raw);
     const txid = fromDisplayHex(txidHex, "attestation txid");
     this.tip = {
       txid,
@@ -172,11 +303,13 @@ export class LocalMainstay {
     const filled = leaves.map((_, i) => this.commitments.has(i));
     this.attestations.push({
       txid,
+      raw,
       merkleRoot: root,
       leaves,
       filled,
       insertedAt: (this.opts.now ?? Date.now)(),
     });
+    this.save();
     return txidHex;
   }
 
@@ -322,6 +455,7 @@ export class LocalMainstay {
     if (!slot) throw new ApiError("your position is unknown to us");
     if (slot.token !== b.token) throw new ApiError("your token is wrong");
     this.commitments.set(position, fromDisplayHex(b.commitment, "commitment"));
+    this.save();
     return "Commitment added";
   }
 

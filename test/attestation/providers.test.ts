@@ -41,7 +41,10 @@ test("the NSM attestation request is serde's externally tagged enum, fields in n
       `${Buffer.from(cbor2Encode("public_key")).toString("hex")}f6`,
   );
   // Three 1024-byte fields fit in the NSM's 4 KiB request limit; more than 1024 in one is refused.
-  assert.ok(encodeNsmAttestationRequest({ userData: ones, nonce: ones, publicKey: ones }).length <= 0x1000);
+  assert.ok(
+    encodeNsmAttestationRequest({ userData: ones, nonce: ones, publicKey: ones }).length <= 0x1000,
+    "three 1024-byte fields make a request within the NSM's 4 KiB limit",
+  );
   assert.throws(
     () => encodeNsmAttestationRequest({ nonce: new Uint8Array(1025) }),
     (e: unknown) => e instanceof AttestationError && e.code === "ATTESTATION_INPUT_TOO_LARGE",

@@ -114,8 +114,14 @@ test("simulator documents verify with the simulator root, say SIMULATOR, and fai
   assert.match(d.moduleId, /^i-sim[0-9a-f]{16}-enc[0-9a-f]{16}$/);
   assert.equal(d.digest, "SHA384");
   assert.deepEqual([...d.pcrs.keys()], [...Array(16).keys()]);
-  assert.ok([...d.pcrs].every(([i, v]) => v.length === 48 && (i < 3 || v.every((x) => x === 0))));
-  assert.ok(Math.abs(d.timestamp - Date.now()) < 60_000);
+  assert.ok(
+    [...d.pcrs].every(([i, v]) => v.length === 48 && (i < 3 || v.every((x) => x === 0))),
+    "every PCR is 48 bytes and PCR 3 onwards are zero",
+  );
+  assert.ok(
+    Math.abs(d.timestamp - Date.now()) < 60_000,
+    "the document's timestamp is within a minute of now",
+  );
   assert.deepEqual(d.nonce, nonce);
   assert.deepEqual(d.publicKey, publicKey);
 
@@ -330,7 +336,10 @@ test("structure: an unknown critical extension or a non-P-384 key is refused as 
     [],
   );
   const p256 = verifyChain([{ ca: true }, { ca: true, curve: "prime256v1" }, { ca: false }]);
-  assert.ok(failed(p256).includes("chain.structure"));
+  assert.ok(
+    failed(p256).includes("chain.structure"),
+    `a P-256 certificate in the chain fails chain.structure (failed: ${failed(p256)})`,
+  );
   assert.match(p256.failures.find((f) => f.check === "chain.structure")!.message, /P-384/);
 });
 

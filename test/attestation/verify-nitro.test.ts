@@ -63,24 +63,33 @@ for (const name of Object.keys(NITRO) as NitroName[]) {
       assert.equal(r.valid, true);
       assert.equal(r.simulator, false);
       assert.deepEqual(Object.keys(r.checks).sort(), [...ALL_CHECKS].sort());
-      assert.ok(Object.values(r.checks).every(Boolean));
+      assert.ok(Object.values(r.checks).every(Boolean), `every check passes (${JSON.stringify(r.checks)})`);
     }
   });
 
   test(`${name}: invalid (expired / not yet valid) outside its window`, () => {
     const after = verifyAttestation(doc(name), { at: (f.to + 1) * 1000, allowDebug: f.debug });
     assert.equal(after.valid, false);
-    assert.ok(failed(after).includes("chain.validity"));
+    assert.ok(
+      failed(after).includes("chain.validity"),
+      `after the chain's validity ends, chain.validity fails (failed: ${failed(after)})`,
+    );
     assert.match(
       after.failures.find((x) => x.check === "chain.validity")!.message,
       /leaf certificate expired at/,
     );
     const before = verifyAttestation(doc(name), { at: (f.from - 1) * 1000, allowDebug: f.debug });
     assert.equal(before.valid, false);
-    assert.ok(failed(before).includes("chain.validity"));
+    assert.ok(
+      failed(before).includes("chain.validity"),
+      `before the chain's validity starts, chain.validity fails (failed: ${failed(before)})`,
+    );
     assert.match(before.failures.find((x) => x.check === "chain.validity")!.message, /not valid before/);
     // Now, years later.
-    assert.ok(failed(verifyAttestation(doc(name), { allowDebug: f.debug })).includes("chain.validity"));
+    assert.ok(
+      failed(verifyAttestation(doc(name), { allowDebug: f.debug })).includes("chain.validity"),
+      "checked at the current time, years after the document, chain.validity fails",
+    );
   });
 }
 
@@ -91,7 +100,10 @@ test("debug documents are refused by default and accepted only with debug allowe
     assert.deepEqual(failed(refused), ["pcrs.not_debug"]);
     const allowed = verifyAttestation(doc(name), { at: insideMs(name), allowDebug: true });
     assert.equal(allowed.valid, true);
-    assert.ok(allowed.warnings.some((w) => /DEBUG enclave/.test(w)));
+    assert.ok(
+      allowed.warnings.some((w) => /DEBUG enclave/.test(w)),
+      `a debug document allowed through carries a DEBUG enclave warning (${allowed.warnings})`,
+    );
     // A release policy cannot name a debug enclave; with debug allowed it does not block it either.
     const withPolicy = verifyAttestation(doc(name), {
       at: insideMs(name),
@@ -114,7 +126,10 @@ test("PCR policy: a matching release passes and is named; other PCRs or a pinned
   assert.equal(ok.valid, true);
   assert.equal(ok.release, "release-7");
   assert.equal(ok.checks["pcrs.policy"], true);
-  assert.ok(!ok.warnings.some((w) => /no PCR policy/.test(w)));
+  assert.ok(
+    !ok.warnings.some((w) => /no PCR policy/.test(w)),
+    `with a PCR policy there is no "no PCR policy" warning (${ok.warnings})`,
+  );
 
   const d = decodeDocument(doc("nondebug"));
   const other = {
@@ -139,7 +154,10 @@ test("PCR policy: a matching release passes and is named; other PCRs or a pinned
   // PCR8 of this document is zero: pinning zeros for PCR8 alone is allowed and matches.
   assert.equal(verifyAttestation(doc("nondebug"), { at, pcrPolicy: ok8 }).valid, true);
   // Without a policy the verdict says the code was not checked.
-  assert.ok(verifyAttestation(doc("nondebug"), { at }).warnings.some((w) => /no PCR policy/.test(w)));
+  assert.ok(
+    verifyAttestation(doc("nondebug"), { at }).warnings.some((w) => /no PCR policy/.test(w)),
+    "without a PCR policy the verdict warns that the code was not checked",
+  );
 });
 
 test("PCR policy files are validated", () => {
@@ -237,7 +255,10 @@ test("wrong root: the AWS root switched off, or a different root given, is refus
   const forged = tamper("nondebug", (f) => {
     f.cabundle[0] = f.cabundle[1]!;
   });
-  assert.ok(failed(verifyAttestation(forged, { at })).includes("chain.root_pinned"));
+  assert.ok(
+    failed(verifyAttestation(forged, { at })).includes("chain.root_pinned"),
+    "a document whose bundle starts with another certificate than the pinned root fails chain.root_pinned",
+  );
 });
 
 test("truncated chains are refused with the chain check named", () => {
@@ -248,7 +269,10 @@ test("truncated chains are refused with the chain check named", () => {
     }),
     { at },
   );
-  assert.ok(failed(noMiddle).includes("chain.signatures"));
+  assert.ok(
+    failed(noMiddle).includes("chain.signatures"),
+    `a bundle without its intermediate fails chain.signatures (failed: ${failed(noMiddle)})`,
+  );
   assert.match(noMiddle.failures.find((x) => x.check === "chain.signatures")!.message, /issuer is not/);
   const noRoot = verifyAttestation(
     tamper("nondebug", (f) => {
@@ -256,14 +280,20 @@ test("truncated chains are refused with the chain check named", () => {
     }),
     { at },
   );
-  assert.ok(failed(noRoot).includes("chain.root_pinned"));
+  assert.ok(
+    failed(noRoot).includes("chain.root_pinned"),
+    `a bundle without the root fails chain.root_pinned (failed: ${failed(noRoot)})`,
+  );
   const rootOnly = verifyAttestation(
     tamper("nondebug", (f) => {
       f.cabundle.splice(1);
     }),
     { at },
   );
-  assert.ok(failed(rootOnly).includes("chain.signatures"));
+  assert.ok(
+    failed(rootOnly).includes("chain.signatures"),
+    `a bundle with only the root fails chain.signatures (failed: ${failed(rootOnly)})`,
+  );
 });
 
 test("swapped certificates are refused with the chain check named", () => {
@@ -274,7 +304,10 @@ test("swapped certificates are refused with the chain check named", () => {
     }),
     { at },
   );
-  assert.ok(failed(swapped).includes("chain.signatures"));
+  assert.ok(
+    failed(swapped).includes("chain.signatures"),
+    `a bundle in the wrong order fails chain.signatures (failed: ${failed(swapped)})`,
+  );
   const leafSwap = verifyAttestation(
     tamper("nondebug", (f) => {
       [f.certificate, f.cabundle[3]] = [f.cabundle[3]!, f.certificate];
@@ -290,7 +323,10 @@ test("swapped certificates are refused with the chain check named", () => {
     }),
     { at },
   );
-  assert.ok(failed(otherLeaf).includes("cose.signature"));
+  assert.ok(
+    failed(otherLeaf).includes("cose.signature"),
+    `a leaf certificate that did not sign the document fails cose.signature (failed: ${failed(otherLeaf)})`,
+  );
 });
 
 test("tagged (18) and untagged forms verify alike; other tags are refused", () => {
@@ -370,7 +406,10 @@ test("maximum age: a document older than allowed is refused as timestamp.max_age
   // the verdict mentions the clock.
   const early = verifyAttestation(doc("evervault"), { at: NITRO.evervault.from * 1000, allowDebug: true });
   assert.equal(early.valid, true);
-  assert.ok(early.warnings.some((w) => /s after the verification time/.test(w)));
+  assert.ok(
+    early.warnings.some((w) => /s after the verification time/.test(w)),
+    `a document checked at its first second warns it is dated after the verification time (${early.warnings})`,
+  );
 });
 
 test("a shared certificate cache gives the same verdicts", () => {
@@ -383,5 +422,8 @@ test("a shared certificate cache gives the same verdicts", () => {
   }
   // Validity is still checked on every call, cache or not.
   const late = verifyAttestation(doc("nondebug"), { at: (NITRO.nondebug.to + 1) * 1000, certCache: cache });
-  assert.ok(failed(late).includes("chain.validity"));
+  assert.ok(
+    failed(late).includes("chain.validity"),
+    `a cached chain past its validity still fails chain.validity (failed: ${failed(late)})`,
+  );
 });

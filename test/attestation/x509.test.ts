@@ -46,7 +46,7 @@ test("the AWS root is pinned: embedded PEM, fixture file and the README fingerpr
     Buffer.from(pemToDer(derToPem(AWS_NITRO_ROOT_G1_DER))),
     Buffer.from(AWS_NITRO_ROOT_G1_DER),
   );
-  assert.ok(AWS_NITRO_ROOT_G1_PEM.startsWith("-----BEGIN CERTIFICATE-----"));
+  assert.ok(AWS_NITRO_ROOT_G1_PEM.startsWith("-----BEGIN CERTIFICATE-----"), "the pinned AWS root is PEM");
   assert.throws(() => pemToDer(AWS_NITRO_ROOT_G1_PEM + AWS_NITRO_ROOT_G1_PEM), /more than one certificate/);
   assert.throws(() => pemToDer("hello"), /not a PEM certificate/);
   assert.throws(
@@ -114,7 +114,10 @@ test("parses the real Nitro chain: validity, CA flags, path lengths and key usag
   assert.deepEqual([...leaf.keyUsage!].sort(), [KEY_USAGE.digitalSignature, KEY_USAGE.nonRepudiation]);
   assert.deepEqual([...certs[3]!.keyUsage!], [KEY_USAGE.keyCertSign]);
   assert.equal(certs[0]!.subjectCommonName, "aws.nitro-enclaves");
-  assert.ok(certs.every((c) => c.curve === OID.secp384r1 && c.signatureAlgorithm === OID.ecdsaWithSha384));
+  assert.ok(
+    certs.every((c) => c.curve === OID.secp384r1 && c.signatureAlgorithm === OID.ecdsaWithSha384),
+    "every certificate in the chain is secp384r1 signed with ECDSA-SHA384",
+  );
   for (let i = 1; i < certs.length; i++) {
     assert.ok(signatureVerifies(certs[i]!, certs[i - 1]!.publicKey), `certificate ${i} verifies`);
     assert.ok(!signatureVerifies(certs[i]!, certs[i]!.publicKey), `certificate ${i} is not self-signed`);
@@ -159,8 +162,11 @@ test("issued certificates are valid X.509 for OpenSSL and parse back to what was
   const rx = new X509Certificate(rootDer);
   const sx = new X509Certificate(subDer);
   assert.ok(rx.verify(rx.publicKey), "root is self-signed");
-  assert.ok(sx.verify(rx.publicKey));
-  assert.ok(sx.checkIssued(rx));
+  assert.ok(
+    sx.verify(rx.publicKey),
+    "the sub-certificate's signature verifies with the root's key (Node's X509Certificate)",
+  );
+  assert.ok(sx.checkIssued(rx), "Node's X509Certificate sees the sub-certificate as issued by the root");
   assert.equal(rx.ca, true);
   assert.equal(sx.ca, false);
   assert.equal(sx.serialNumber, "8000");
@@ -169,7 +175,10 @@ test("issued certificates are valid X.509 for OpenSSL and parse back to what was
   assert.deepEqual(p.basicConstraints, { ca: false, pathLen: undefined });
   assert.deepEqual([...p.keyUsage!], [0]);
   assert.equal(p.subjectCommonName, "leaf.test");
-  assert.ok(signatureVerifies(p, parseCertificate(rootDer).publicKey));
+  assert.ok(
+    signatureVerifies(p, parseCertificate(rootDer).publicKey),
+    "the leaf's signature verifies with the root's public key",
+  );
 });
 
 test("certificate parsing refuses what a chain check must not accept", () => {

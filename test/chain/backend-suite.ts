@@ -121,7 +121,10 @@ export function backendSuite(name: string, make: (node: RegtestNode) => Promise<
       const cb = coins[1]!;
       const u = await chain.getUtxo(cb.txid, cb.vout);
       assert.equal(u?.coinbase, true);
-      assert.ok((u?.confirmations ?? 0) >= 100);
+      assert.ok(
+        (u?.confirmations ?? 0) >= 100,
+        `a mined coinbase has at least 100 confirmations (${u?.confirmations})`,
+      );
       const unknown = "ab".repeat(32);
       assert.equal(await chain.getTx(unknown), undefined);
       assert.equal(await chain.getTxStatus(unknown), undefined);

@@ -131,7 +131,7 @@ describe("BitcoindChain against Bitcoin Core's answers", () => {
     for (const [code, message, expected] of cases) {
       core.answers.set("sendrawtransaction", () => ({ error: { code, message } }));
       await assert.rejects(chain.broadcast(Buffer.from(RAW, "hex")), (err: unknown) => {
-        assert.ok(err instanceof ChainError);
+        assert.ok(err instanceof ChainError, `a bitcoind error is a ChainError (${err})`);
         assert.equal(err.code, expected, message);
         assert.match(err.message, new RegExp(message.replace(/[()]/g, ".")));
         return true;

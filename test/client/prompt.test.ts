@@ -100,7 +100,7 @@ test("on a terminal the passphrase prompt shows, the passphrase does not, and on
   assert.deepEqual(r.unanswered, []);
   assert.equal(r.code, 0, r.output);
   assert.match(r.output, /no coins yet/);
-  assert.ok(!r.output.includes(PASSPHRASE), `the passphrase was echoed:\n${r.output}`);
+  assert.ok(!r.output.includes(PASSPHRASE), `the passphrase is not echoed to the terminal:\n${r.output}`);
 });
 
 test("on a terminal: create asks twice and refuses a mismatch; Ctrl-D and Ctrl-C say what happened", async () => {
@@ -115,7 +115,10 @@ test("on a terminal: create asks twice and refuses a mismatch; Ctrl-D and Ctrl-C
   );
   assert.equal(mismatch.code, 2, mismatch.output);
   assert.match(mismatch.output, /the two passphrases differ; nothing was created/);
-  assert.ok(!mismatch.output.includes("first passphrase"));
+  assert.ok(
+    !mismatch.output.includes("first passphrase"),
+    `the typed passphrase is not echoed to the terminal:\n${mismatch.output}`,
+  );
   assert.equal(existsSync(file), false);
 
   const eof = await runOnPty(
@@ -202,7 +205,7 @@ test("on a terminal restore asks the passphrase twice, then the mnemonic, none o
     !r.output.includes(words.split(" ").slice(0, 3).join(" ")),
     `the mnemonic was echoed:\n${r.output}`,
   );
-  assert.ok(!r.output.includes(PASSPHRASE));
+  assert.ok(!r.output.includes(PASSPHRASE), `the passphrase is not echoed to the terminal:\n${r.output}`);
   assert.equal(existsSync(file), true);
 });
 

@@ -8,7 +8,7 @@ test("sealed values open only with the same key, the same label and unaltered by
   assert.deepEqual(await deriveKey("a passphrase", kdf), key, "deterministic for a salt");
   const secret = Buffer.from("the owner's share");
   const box = seal(key, secret, "coin/1/share");
-  assert.ok(!box.includes(secret));
+  assert.ok(!box.includes(secret), "the sealed box does not contain the secret in clear");
   assert.notDeepEqual(seal(key, secret, "coin/1/share"), box, "a fresh IV every time");
   assert.deepEqual(open(key, box, "coin/1/share"), secret);
   const wrong = await deriveKey("another passphrase", kdf);

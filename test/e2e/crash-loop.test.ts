@@ -224,6 +224,28 @@ test(`crash loop: ${ITERATIONS} commands with kills at random moments; each coin
         },
         async () => (await w.coins()).some((c) => !before.has(c.statechainId) && c.status === "active"),
       );
+    } else if (rng.next() < 0.2) {
+      // `wallet withdraw`, re-run after an interruption with the same destination (#19.3).
+      const { name, coin } = live[rng.int(live.length)]!;
+      const w = wallets.get(name)!;
+      const destination = await w.fundingAddress();
+      const done = async () => (await w.coin(coin.number)).status === "withdrawn";
+      await underFire(
+        `${it} withdraw ${coin.statechainId.slice(0, 8)} by ${name}`,
+        rng,
+        () => w.withdraw(coin.number, destination, { onWait: mine }),
+        done,
+        coin.statechainId,
+      );
+      const sc = await h.ctx.se.call("getStatechain", {
+        statechainId: parseOutpointString(coin.statechainId),
+      });
+      if (!(await exitOnly(coin.statechainId)))
+        assert.equal(
+          sc.status,
+          StatechainStatus.STATECHAIN_STATUS_CLOSED,
+          `the withdrawn coin is closed\n${log.join("\n")}`,
+        );
     } else {
       const { name, coin } = live[rng.int(live.length)]!;
       const others = names.filter((n) => n !== name);

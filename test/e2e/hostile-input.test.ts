@@ -621,7 +621,10 @@ test(`every public method, ${PER_METHOD + OVERSIZED_PER_METHOD + 1} hostile mess
   const r = new Prng(SEED);
   const before = await settledSnapshot();
   const tables = Object.keys(before);
-  assert.ok(tables.includes("statechains") && tables.includes("auth_nonces") && tables.includes("smt_nodes"));
+  assert.ok(
+    tables.includes("statechains") && tables.includes("auth_nonces") && tables.includes("smt_nodes"),
+    `the database snapshot holds statechains, auth_nonces and smt_nodes (tables: ${tables})`,
+  );
   const logFrom = logPosition();
 
   const started = Date.now();
@@ -669,7 +672,7 @@ async function holdBack(stopAt: MethodName, flow: () => Promise<unknown>): Promi
   } finally {
     h.client.around = (_s, sendIt) => sendIt();
   }
-  assert.ok(seen.has(stopAt));
+  assert.ok(seen.has(stopAt), `the flow reached ${stopAt} before it was held back`);
   return seen;
 }
 

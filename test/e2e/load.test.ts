@@ -55,7 +55,7 @@ test(`${WALLETS} wallets transfer ${COINS} coins concurrently for ${SECONDS} s: 
   await chain.mine(COINS, fundingScript);
   await chain.mine(100);
   const utxos = (await chain.findUtxos(fundingScript)).map((u) => ({ ...u, privateKey: fundingKey }));
-  assert.ok(utxos.length >= COINS);
+  assert.ok(utxos.length >= COINS, `at least ${COINS} funding outputs for the coins (found ${utxos.length})`);
 
   const coins = await Promise.all(
     utxos

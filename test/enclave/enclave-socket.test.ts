@@ -235,7 +235,10 @@ async function cosign(
   const out = holderSignFinish(coin.key, state, partial, { instanceKey: view.instanceKey });
   assert.ok(out.ok, "the owner finishes the signature");
   const sig = out.signature;
-  assert.ok(secp256k1.verify(sig.compact, digest, coin.P, { prehash: false, lowS: true }));
+  assert.ok(
+    secp256k1.verify(sig.compact, digest, coin.P, { prehash: false, lowS: true }),
+    "the co-signed signature verifies (low s) under the coin's shared key",
+  );
   return { sig, secondBytes };
 }
 

@@ -218,8 +218,8 @@ export async function startChainProcess(): Promise<ChainProcess> {
  * off: the local Mainstay service lives inside the host with the embedded chain. `restart()` SIGKILLs the host
  * (if it still runs) and starts it again on the same data directory.
  *
- * Why not an on-disk embedded chain: bcoin's database layer (bdb 0.2) iterates nothing on
- * the leveldown 6 the project installs, so a persisted chain has no address index (no coin lookups).
+ * The chain runs apart (not the host's embedded one, which now persists in the data dir too) so that killing the
+ * host leaves it running, mempool and all, as a bitcoind beside a crashed SE would.
  */
 export interface DurableSe {
   enclave: EnclaveProcess;

@@ -11,7 +11,7 @@ test("defaults are the simulator", () => {
   assert.equal(cfg.network, "regtest");
   assert.equal(cfg.chain.backend, "embedded");
   assert.equal(cfg.grpc.host, "127.0.0.1");
-  assert.ok(path.isAbsolute(cfg.dataDir));
+  assert.ok(path.isAbsolute(cfg.dataDir), `the data dir is an absolute path (${cfg.dataDir})`);
   assert.equal(cfg.enclave.socketPath, path.join(cfg.dataDir, "enclave.sock"));
 });
 
@@ -146,5 +146,14 @@ test("the README's table names every environment variable, and every protocol se
   assert.deepEqual(
     [cfg.protocol.minDepositSat, cfg.protocol.maxDepositSat, cfg.protocol.minFeeRateSatVb],
     [20_000, 30_000, 3],
+  );
+});
+
+test("fresh (--fresh, SE_FRESH) is for the embedded simulator chain only", () => {
+  assert.equal(loadConfig({ env: {} }).fresh, false);
+  assert.equal(loadConfig({ env: { SE_FRESH: "1" } }).fresh, true);
+  assert.throws(
+    () => loadConfig({ env: { SE_FRESH: "1", SE_CHAIN_BACKEND: "bitcoind" } }),
+    /fresh .* needs the embedded chain, not bitcoind/,
   );
 });

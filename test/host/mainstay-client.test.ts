@@ -155,11 +155,11 @@ test("proof endpoints: the real JSON shapes parse and verify; 'not attested yet'
   });
   const c = new MainstayClient({ url, position: 2, token: "t" });
   const p = await c.commitmentProof(fromDisplayHex(REAL.commitment, "c"));
-  assert.ok(p?.confirmed);
+  assert.ok(p?.confirmed, "the real commitment's proof is found and confirmed");
   assert.equal(toDisplayHex(p.txid), REAL.txid);
   verifySlotProof(p.proof, { position: p.proof.position });
   const latest = await c.latestProof();
-  assert.ok(latest);
+  assert.ok(latest, "the service has a latest proof");
   verifySlotProof(latest.proof, { position: 2 });
   assert.equal(await c.commitmentProof(new Uint8Array(32)), undefined);
   assert.equal(await new MainstayClient({ url, position: 7, token: "t" }).latestProof(), undefined);

@@ -74,7 +74,7 @@ async function walletVerifies(
   assert.ok(resp.mainstay, "the published root carries a Mainstay proof");
   const txid = toDisplayHex(slotProofFromProto(resp.mainstay).txid);
   const tx = await chain.getTx(txid);
-  assert.ok(tx);
+  assert.ok(tx, `the attestation transaction ${txid} is on the chain`);
   verifyMainstayProof(resp.mainstay, resp.root, { attestationTx: tx.raw, params: ms.params });
   assert.equal(resp.mainstay.confirmations, tx.status.confirmations);
   assert.equal(resp.mainstay.blockHeight, tx.status.blockHeight);
@@ -157,7 +157,7 @@ test("publications persist: a reopened publisher answers with the same attested 
   await chain.mine(1);
   await publisher.tick();
   const before = await publisher.proofFor(coin.id);
-  assert.ok(before.mainstay);
+  assert.ok(before.mainstay, "after the publisher's second tick the coin's proof includes a Mainstay proof");
   await db.close();
 
   db = await Db.open(file);

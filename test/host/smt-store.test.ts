@@ -46,7 +46,7 @@ test("the SQLite-backed tree matches the in-memory tree and survives reopening",
   db = await Db.open(f, SMT_MIGRATIONS);
   const { tree: again, store } = await openSqliteSmt(db, { cacheNodes: 0 });
   assert.equal(hex(again.root), hex(mem.root));
-  assert.ok((await store.nodeCount()) > 0);
+  assert.ok((await store.nodeCount()) > 0, "the reopened SQLite store holds SMT nodes");
   // Proofs against an earlier (say, published) root still work after later updates and a restart.
   const key = bytes(1, 5); // written in rounds 1 and 3
   assert.equal(hex(await again.get(key)), hex(bytes(99, 3)));

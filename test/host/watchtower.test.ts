@@ -142,7 +142,10 @@ describe("absolute mode", () => {
       chain.broadcast(backups[0]!.entry.backupTx),
       (e: unknown) => e instanceof ChainError && e.code === "missing-inputs",
     );
-    assert.ok(logger.has(/backup broadcast/) && logger.has(/backup confirmed/));
+    assert.ok(
+      logger.has(/backup broadcast/) && logger.has(/backup confirmed/),
+      "the watchtower logs both the backup's broadcast and its confirmation",
+    );
     await wt.stop();
     await db.close();
   });
@@ -199,7 +202,10 @@ describe("absolute mode", () => {
     await mineTo(backups[0]!.entry.lock + 1, wt);
     assert.equal((await wt.status(statechainId))?.state, "conflict");
     assert.equal(await chain.getTxStatus(backups[0]!.txid), undefined);
-    assert.ok(logger.lines.some((l) => l.level === "warn" && /spent by another/.test(l.msg)));
+    assert.ok(
+      logger.lines.some((l) => l.level === "warn" && /spent by another/.test(l.msg)),
+      "the watchtower warns that the coin was spent by another transaction",
+    );
     assert.equal(await wt.remove(statechainId), true);
     assert.equal(await wt.status(statechainId), undefined);
     await wt.stop();
@@ -317,9 +323,9 @@ describe("kick-off mode", () => {
     await mineTo(kickoffAt, wt);
     const bumped = await wt.status(d.statechainId);
     assert.equal(bumped?.state, "kickoff-broadcast");
-    assert.ok(bumped?.cpfpTxid);
+    assert.ok(bumped?.cpfpTxid, "the watchtower records the CPFP child that bumps the kick-off");
     assert.equal((await chain.getTxStatus(bumped.cpfpTxid))?.inMempool, true);
-    assert.ok(logger.has(/CPFP/));
+    assert.ok(logger.has(/CPFP/), "the watchtower logs the CPFP");
 
     await mineTo(kickoffAt + 1, wt);
     const hk = kickoffAt + 1;
@@ -388,6 +394,9 @@ test("a chain outage is logged and the pass skipped", async () => {
   });
   const wt = await Watchtower.create({ db, chain: down, logger });
   await wt.tick();
-  assert.ok(logger.lines.some((l) => l.level === "warn" && /chain unavailable/.test(l.msg)));
+  assert.ok(
+    logger.lines.some((l) => l.level === "warn" && /chain unavailable/.test(l.msg)),
+    "the watchtower warns that the chain is unavailable",
+  );
   await db.close();
 });

@@ -191,7 +191,7 @@ test("information: statechain lookups, attestation nonces, deposit challenges", 
   const info = await api.call("getInfo", {});
   assert.equal(info.network, "regtest");
   assert.equal(info.initLock, 200);
-  assert.ok(info.mainstay?.enabled);
+  assert.ok(info.mainstay?.enabled, "GetInfo says Mainstay publication is enabled");
   assert.match(info.mainstay.url, /^http:\/\/127\.0\.0\.1:\d+/, "the local Mainstay service's address");
   for (const method of ["getStatechain", "getSmtProof"] as const) {
     await refused(api.call(method, { statechainId: unknownId }), C.NOT_FOUND, /no statechain/);
@@ -210,7 +210,10 @@ test("information: statechain lookups, attestation nonces, deposit challenges", 
     );
   }
   const att = await api.call("getAttestation", { nonce: Buffer.alloc(16, 1) });
-  assert.ok(att.document.length > 1000);
+  assert.ok(
+    att.document.length > 1000,
+    `the attestation document is more than 1000 bytes (${att.document.length})`,
+  );
   const ch = await api.call("getDepositChallenge", {});
   assert.equal(ch.difficultyBits, info.depositGuard === "pow" ? 12 : 0);
 });
@@ -279,7 +282,7 @@ describe("a coin's life with every step's failures probed in its state", () => {
         /proof of work/,
       );
       const pow = req.guard!.$case === "pow" ? req.guard!.value : undefined;
-      assert.ok(pow);
+      assert.ok(pow, "the deposit request carries a proof of work");
       const forged = Buffer.from(pow.challenge);
       forged[forged.length - 1]! ^= 1;
       await expectRefusal(
@@ -586,7 +589,7 @@ describe("a coin's life with every step's failures probed in its state", () => {
   });
 
   test("transfer", async () => {
-    assert.ok(coin1);
+    assert.ok(coin1, "the deposit test stored the coin to transfer");
     const sc = () => coin1.statechainId;
     before_.set("transferSenderInit", async (s) => {
       await expectRefusal(
@@ -850,7 +853,7 @@ describe("a coin's life with every step's failures probed in its state", () => {
   });
 
   test("withdrawal", async () => {
-    assert.ok(coin2);
+    assert.ok(coin2, "the transfer test stored the receiver's coin");
     const dest = p2wpkhScript(newIdentity().address.proofKey);
     before_.set("withdrawInit", async (s) => {
       const req = s.request as Req<"withdrawInit">;
@@ -1087,13 +1090,28 @@ test("metrics: request counters by method and code move, latencies, enclave heal
   const nf = 'se_requests_total{code="NOT_FOUND",method="GetStatechain"}';
   assert.equal(value(after, ok), (value(before, ok) ?? 0) + 1);
   assert.equal(value(after, nf), (value(before, nf) ?? 0) + 1);
-  assert.ok((value(after, 'se_requests_total{code="INVALID_ARGUMENT",method="DepositInit"}') ?? 0) >= 3);
-  assert.ok((value(after, 'se_requests_total{code="UNAUTHENTICATED",method="SignFirst"}') ?? 0) >= 1);
-  assert.ok((value(after, 'se_requests_total{code="OK",method="TransferReceiverKeyUpdate"}') ?? 0) >= 1);
-  assert.ok((value(after, 'se_request_seconds_count{method="GetInfo"}') ?? 0) >= 2);
-  assert.ok(after.includes('se_request_seconds_bucket{method="GetInfo",le="+Inf"}'));
+  assert.ok(
+    (value(after, 'se_requests_total{code="INVALID_ARGUMENT",method="DepositInit"}') ?? 0) >= 3,
+    "the metrics count at least 3 refused DepositInit requests",
+  );
+  assert.ok(
+    (value(after, 'se_requests_total{code="UNAUTHENTICATED",method="SignFirst"}') ?? 0) >= 1,
+    "the metrics count at least 1 unauthenticated SignFirst",
+  );
+  assert.ok(
+    (value(after, 'se_requests_total{code="OK",method="TransferReceiverKeyUpdate"}') ?? 0) >= 1,
+    "the metrics count at least 1 successful TransferReceiverKeyUpdate",
+  );
+  assert.ok(
+    (value(after, 'se_request_seconds_count{method="GetInfo"}') ?? 0) >= 2,
+    "the metrics time at least 2 GetInfo requests",
+  );
+  assert.ok(
+    after.includes('se_request_seconds_bucket{method="GetInfo",le="+Inf"}'),
+    "the GetInfo latency histogram has its +Inf bucket",
+  );
   assert.equal(value(after, "se_enclave_up{}"), 1);
-  assert.ok((value(after, "se_chain_height{}") ?? 0) > 432);
+  assert.ok((value(after, "se_chain_height{}") ?? 0) > 432, "the metrics report a chain height above 432");
   assert.equal(value(after, 'se_statechains{state="STATECHAIN_STATUS_CLOSED"}'), 2);
   assert.equal(value(after, 'se_statechains{state="STATECHAIN_STATUS_ACTIVE"}'), undefined);
   const other = await fetch(url.replace("/metrics", "/other"));

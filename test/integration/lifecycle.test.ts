@@ -55,7 +55,10 @@ test("deposit → transfer → transfer → withdrawal, with every receiver chec
   assert.ok(in2, "the receiver finds the transfer in its mailbox");
   const coin2 = await receive(ctx, id2, in2);
   assert.equal(coin2.ownerIndex, 2);
-  assert.ok(coin2.attestations.every((v) => v.valid && v.simulator));
+  assert.ok(
+    coin2.attestations.every((v) => v.valid && v.simulator),
+    "every attestation the receiver checked is valid and from the simulator",
+  );
 
   // Owner 1 can no longer co-sign anything.
   await assert.rejects(
@@ -85,7 +88,7 @@ test("deposit → transfer → transfer → withdrawal, with every receiver chec
   sc = await ctx.se.call("getStatechain", { statechainId: coin3.statechainId });
   assert.equal(sc.status, StatechainStatus.STATECHAIN_STATUS_CLOSED);
   const closed = verifyChain(sc.depositProofKey, sc.chain);
-  assert.ok(closed.closed);
+  assert.ok(closed.closed, "the verified statechain ends closed");
   const proof = await ctx.se.call("getSmtProof", { statechainId: coin3.statechainId });
   assert.deepEqual(Buffer.from(proof.currentLeaf), Buffer.from(closed.currentState));
   verifySmtProof(

@@ -102,7 +102,7 @@ test("a message that would take a receiver's mailbox over its total bytes is ref
   const dave = newIdentity();
   const third = await newCoin();
   await assert.rejects(send(padded(MAX_MESSAGE + 1), third, dave.address), (e: unknown) => {
-    assert.ok(e instanceof SeError);
+    assert.ok(e instanceof SeError, `an oversized transfer message is refused with an SeError (${e})`);
     assert.equal(e.code, status.RESOURCE_EXHAUSTED);
     assert.match(e.message, /1 to 5000 bytes/);
     return true;

@@ -46,7 +46,10 @@ before(async () => {
   });
   h = await ownerHarness(se, { allowUnpublished: false });
   const { mainstay } = await h.ctx.se.call("getInfo", {});
-  assert.ok(mainstay?.enabled && mainstay.servicePublicKey.length === 33);
+  assert.ok(
+    mainstay?.enabled && mainstay.servicePublicKey.length === 33,
+    "GetInfo says Mainstay is enabled and gives a 33-byte service key",
+  );
   trusted = {
     ...h.ctx,
     mainstayKey: { basePubkey: mainstay.servicePublicKey, chainCode: mainstay.serviceChainCode },
@@ -133,7 +136,7 @@ test("a receiver refuses a coin whose publication the host leaves out, moves or 
   await send(h.ctx, coin, bob.address);
   await waitForMainstay(coin.statechainId);
   const [incoming] = await fetchIncoming(h.ctx, bob);
-  assert.ok(incoming);
+  assert.ok(incoming, "bob has an incoming transfer");
 
   const cases: Array<[string, Intercept, string, RegExp]> = [
     [
@@ -214,7 +217,7 @@ test("a stale SMT proof is refused; a deletion attestation with an earlier key u
   const carol = newIdentity();
   await send(h.ctx, bobCoin, carol.address);
   const [incoming] = await fetchIncoming(h.ctx, carol);
-  assert.ok(incoming);
+  assert.ok(incoming, "carol has an incoming transfer");
 
   // The host answers with its proof from before bob's key update: the tree then held the previous state.
   await refusedBeforeAnyRequest(
@@ -241,7 +244,10 @@ test("a stale SMT proof is refused; a deletion attestation with an earlier key u
   const earlier = sc.keyUpdates.find((k) => k.ownerIndex === 2) ?? sc.keyUpdates[0];
   assert.ok(earlier, "bob's key update record");
   const earlierNonce = decodeDocument(earlier.attestationDocument).nonce;
-  assert.ok(earlierNonce && !Buffer.from(earlierNonce).equals(prepared.nonce));
+  assert.ok(
+    earlierNonce && !Buffer.from(earlierNonce).equals(prepared.nonce),
+    "bob's key update was attested for another nonce than carol's",
+  );
 
   type KeyUpdateAnswer = { keyUpdate?: { attestationDocument: Uint8Array; receipt: Uint8Array } };
   const onKeyUpdate =

@@ -53,7 +53,7 @@ describe("se start (simulator)", () => {
   test("the enclave listens on a Unix socket only and its PCRs are published", async () => {
     const socket = String(se.info.enclaveSocket);
     assert.ok(existsSync(socket), "socket file exists");
-    assert.ok(isAlive(se.enclavePid));
+    assert.ok(isAlive(se.enclavePid), "the enclave process is alive");
     // The enclave process holds no TCP listening socket.
     const tcp = ["/proc/net/tcp", "/proc/net/tcp6"].map((f) => readFileSync(f, "utf8")).join("\n");
     const inodes = new Set(

@@ -70,12 +70,15 @@ test("kick-off mode: exit by kick-off + CPFP, relative lock, backup; withdrawal 
   });
   assert.equal(done.state.stage, "confirmed");
   assert.equal(done.coin.status, "exited");
-  assert.ok(done.state.kickoffHeight! > 0);
+  assert.ok(
+    done.state.kickoffHeight! > 0,
+    `the kick-off confirmed at a height above 0 (${done.state.kickoffHeight})`,
+  );
   assert.ok(
     done.state.backupHeight! >= done.state.kickoffHeight! + 20,
     `backup at ${done.state.backupHeight}, kick-off at ${done.state.kickoffHeight}: the relative lock held`,
   );
-  assert.ok((await bob.balance()).onchainSat > 590_000n);
+  assert.ok((await bob.balance()).onchainSat > 590_000n, "bob's on-chain balance holds the exited coin");
 
   // A second coin withdraws cooperatively: the kick-off never went out, so the funding outpoint is spent.
   const coin2 = await alice.deposit(300_000n, { onWait: mine() });

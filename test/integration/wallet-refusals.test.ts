@@ -104,7 +104,7 @@ test("tampered messages, wrong backups and a forged statechain signature are ref
   const bob = newIdentity();
   await send(h.ctx, coin, bob.address);
   const [genuine] = await fetchIncoming(h.ctx, bob);
-  assert.ok(genuine);
+  assert.ok(genuine, "bob has the genuine incoming transfer");
 
   const cases: Array<[string, (m: TransferMessage) => void, string, RegExp]> = [
     [
@@ -231,7 +231,7 @@ test("attestations from an unknown release, a debug enclave, or for an earlier n
   const bob = newIdentity();
   await send(h.ctx, coin, bob.address);
   const [incoming] = await fetchIncoming(h.ctx, bob);
-  assert.ok(incoming);
+  assert.ok(incoming, "bob has an incoming transfer");
 
   // A PCR policy that does not list the running enclave's measurements.
   const foreign = loadPcrPolicy({
@@ -243,8 +243,14 @@ test("attestations from an unknown release, a debug enclave, or for an earlier n
   await refused(receive(unknownRelease.ctx, bob, incoming), "IDENTITY_ATTESTATION", (e) =>
     assert.deepEqual(e.failedChecks, ["pcrs.policy"]),
   );
-  assert.ok(!unknownRelease.calls.includes("transferReceiverInit"));
-  assert.ok(!unknownRelease.calls.includes("transferReceiverKeyUpdate"));
+  assert.ok(
+    !unknownRelease.calls.includes("transferReceiverInit"),
+    "a document from an unknown release is refused before transferReceiverInit",
+  );
+  assert.ok(
+    !unknownRelease.calls.includes("transferReceiverKeyUpdate"),
+    "a document from an unknown release is refused before the key update",
+  );
 
   // The policy loader refuses the all-zero measurements of a debug enclave outright…
   assert.throws(
@@ -274,15 +280,21 @@ test("attestations from an unknown release, a debug enclave, or for an earlier n
     assert.ok(e.failedChecks!.includes("pcrs.not_debug"), String(e.failedChecks));
     assert.match(e.message, /debug enclave/);
   });
-  assert.ok(!debug.calls.includes("transferReceiverKeyUpdate"));
+  assert.ok(
+    !debug.calls.includes("transferReceiverKeyUpdate"),
+    "a debug enclave's document is refused before the key update",
+  );
 
   // A genuine document, but the one answering an earlier request: its nonce is not ours.
-  assert.ok(earlier);
+  assert.ok(earlier, "the answer to the earlier transferReceiverInit was kept");
   const stale = spied(h.ctx, (m, res) => (m === "transferReceiverInit" ? earlier : res));
   await refused(receive(stale.ctx, bob, incoming), "TRANSFER_KEY_ATTESTATION", (e) =>
     assert.deepEqual(e.failedChecks, ["nonce"]),
   );
-  assert.ok(!stale.calls.includes("transferReceiverKeyUpdate"));
+  assert.ok(
+    !stale.calls.includes("transferReceiverKeyUpdate"),
+    "a document for an earlier nonce is refused before the key update",
+  );
 
   // A wrong t1 cannot be seen before the key update: the enclave refuses it (s2·O2 ≠ P) and erases nothing.
   const flipped = tampered(incoming, (m) => {

@@ -50,13 +50,22 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
     return true;
   });
   const funded = await alice.faucet(1);
-  assert.ok(funded.onchainSat > 1_000_000n);
+  assert.ok(
+    funded.onchainSat > 1_000_000n,
+    `the faucet funded alice with more than 1,000,000 sat (${funded.onchainSat})`,
+  );
 
   const coin = await alice.deposit(1_000_000n, { onWait: mine() });
   assert.equal(coin.status, "active");
   assert.equal(coin.ownerIndex, 1);
-  assert.ok(coin.depositAddress.startsWith("bcrt1q"));
-  assert.ok(events.includes("keygen") && events.includes("broadcast") && events.includes("confirmations"));
+  assert.ok(
+    coin.depositAddress.startsWith("bcrt1q"),
+    `the deposit address is regtest P2WPKH (${coin.depositAddress})`,
+  );
+  assert.ok(
+    events.includes("keygen") && events.includes("broadcast") && events.includes("confirmations"),
+    `the deposit reports keygen, broadcast and confirmations (${events})`,
+  );
   const [listed] = await alice.coins();
   assert.equal(listed!.statechainId, coin.statechainId);
   assert.ok(listed!.blocksToLock! > 250, "the backup's lock is about init_lock blocks away");
@@ -87,7 +96,7 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
   // No secret, raw or hex, in either file (nor its WAL), while open and after closing.
   for (const file of [aliceFile, bobFile]) {
     const secrets = await walletSecrets(file);
-    assert.ok(secrets.size >= 10);
+    assert.ok(secrets.size >= 10, `the wallet file holds at least 10 encrypted secrets (${secrets.size})`);
     assert.deepEqual(findSecrets(file, secrets), [], `${file} holds a secret in the clear`);
   }
 
@@ -95,7 +104,7 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
   const report = await bob.verify(bobCoin.number);
   const byName = new Map(report.checks.map((c) => [c.name, c]));
   assert.ok(report.ok, JSON.stringify(report.checks.filter((c) => c.status === "fail")));
-  assert.ok(report.simulator);
+  assert.ok(report.simulator, "the report says the SE is a simulator");
   for (const name of [
     "statechain.signatures",
     "statechain.state_hash",
@@ -152,7 +161,7 @@ test("deposit → send → receive → verify → withdraw, and no secret in eit
   assert.equal(w.coin.status, "withdrawn");
   assert.equal(w.coin.withdrawalTxid, w.txid);
   const st = await h.chain.getTxStatus(w.txid);
-  assert.ok(st && st.confirmations >= 1);
+  assert.ok(st && st.confirmations >= 1, "the withdrawal transaction is confirmed");
   await assert.rejects(bob.send(bobCoin.number, address), /COIN_STATE|only an active coin/);
 
   await alice.close();
@@ -170,7 +179,7 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   assert.equal((await alice.coins())[0]!.status, "active", "`coins` asks the SE about unconfirmed deposits");
   await alice.send(coin.number, (await bob.receiveAddress()).address);
   const [bobCoin] = (await bob.receive()).received;
-  assert.ok(bobCoin);
+  assert.ok(bobCoin, "bob received the coin");
 
   await assert.rejects(alice.exit(coin.number), (e: Error & { code?: string }) => e.code === "COIN_STATE");
   const early = await bob.exit(bobCoin.number, { wait: false });
@@ -181,9 +190,12 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   const done = await bob.exit(bobCoin.number, { onWait: mine(20) });
   assert.equal(done.state.stage, "confirmed");
   assert.equal(done.coin.status, "exited");
-  assert.ok(done.state.backupHeight! >= bobCoin.backupLock);
+  assert.ok(
+    done.state.backupHeight! >= bobCoin.backupLock,
+    "the backup confirmed no earlier than the backup's lock",
+  );
   const tx = await h.chain.getTx(done.state.backupTxid);
-  assert.ok(tx && tx.status.confirmations >= 1);
+  assert.ok(tx && tx.status.confirmations >= 1, "the backup transaction is on the chain and confirmed");
   // The backup output pays the wallet's backup key: it is now an on-chain coin of the wallet.
   const bal = await bob.balance();
   assert.ok(bal.onchainSat > 490_000n && bal.onchainSat < 500_000n, `balance ${bal.onchainSat}`);

@@ -32,11 +32,14 @@ test("k·G, k·P, x(k·P) and a·G + b·P agree with the JavaScript code, edge s
 test("a·G + b·P: zero scalars, the point at infinity as input and as result", () => {
   const a = scalar();
   const P = G.multiply(scalar());
-  assert.ok(mulAddPublic(0n, a, P).equals(P.multiply(a)));
-  assert.ok(mulAddPublic(a, 0n, P).equals(G.multiply(a)));
-  assert.ok(mulAddPublic(a, 5n, Point.ZERO).equals(G.multiply(a)));
+  assert.ok(mulAddPublic(0n, a, P).equals(P.multiply(a)), "0·G + a·P is a·P");
+  assert.ok(mulAddPublic(a, 0n, P).equals(G.multiply(a)), "a·G + 0·P is a·G");
+  assert.ok(mulAddPublic(a, 5n, Point.ZERO).equals(G.multiply(a)), "a·G + 5·O is a·G");
   assert.ok(mulAddPublic(a, Q - a, G).equals(Point.ZERO), "a·G + (q − a)·G is the point at infinity");
-  assert.ok(schnorrPoint(a, a, G).equals(Point.ZERO));
+  assert.ok(
+    schnorrPoint(a, a, G).equals(Point.ZERO),
+    "a·G − a·G (the Schnorr point with z = e = a, X = G) is the point at infinity",
+  );
   assert.equal(libsecp.add(G.toBytes(true), G.negate().toBytes(true)), undefined);
 });
 

@@ -63,12 +63,18 @@ test("the state hashes follow the formulas of common.proto exactly", () => {
   assert.equal(tx.kind, StatechainTxKind.STATECHAIN_TX_KIND_TRANSFER);
   assert.equal(hex(transferDigest(s1, b.pk)), hex(sha256(cat(utf8("statechain/v1/transfer"), s1, b.pk))));
   // BIP340 by the x-only form of C1, over the tagged digest.
-  assert.ok(schnorr.verify(tx.signature, transferDigest(s1, b.pk), a.pk.subarray(1)));
+  assert.ok(
+    schnorr.verify(tx.signature, transferDigest(s1, b.pk), a.pk.subarray(1)),
+    "the transfer signature verifies by BIP340 under the sender's x-only key",
+  );
   const s2 = nextState(tx);
   assert.equal(hex(s2), hex(sha256(cat(s1, b.pk, tx.signature))));
   const w = signWithdraw(b.sk, s2, P2WPKH, systemRng);
   assert.equal(hex(withdrawDigest(s2, P2WPKH)), hex(sha256(cat(utf8("statechain/v1/withdraw"), s2, P2WPKH))));
-  assert.ok(schnorr.verify(w.signature, withdrawDigest(s2, P2WPKH), b.pk.subarray(1)));
+  assert.ok(
+    schnorr.verify(w.signature, withdrawDigest(s2, P2WPKH), b.pk.subarray(1)),
+    "the withdrawal signature verifies by BIP340 under the owner's x-only key",
+  );
   assert.equal(hex(nextState(w)), hex(sha256(cat(s2, utf8("WITHDRAW"), P2WPKH, w.signature))));
 });
 

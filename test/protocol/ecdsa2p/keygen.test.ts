@@ -40,13 +40,19 @@ const share = (p1: { share: Uint8Array }) => bytesToBigInt(p1.share);
 test("deposit: both parties get P = o·S = s·O, c_key decrypts to s, the pool key is spent", async () => {
   const paillier = await generatePaillierKey({ rng });
   const { p1, p2 } = await deposit({ paillier });
-  assert.ok(p1.sharedPublicKey.equals(p2.sharedPublicKey));
-  assert.ok(p1.sharedPublicKey.equals(p2.sePublicShare.multiply(bytesToBigInt(p2.share))));
-  assert.ok(p1.ownerPublicShare.equals(p2.ownerPublicShare));
-  assert.ok(G.multiply(share(p1)).equals(p2.sePublicShare));
+  assert.ok(p1.sharedPublicKey.equals(p2.sharedPublicKey), "both parties hold the same shared public key P");
+  assert.ok(
+    p1.sharedPublicKey.equals(p2.sePublicShare.multiply(bytesToBigInt(p2.share))),
+    "the shared key P is the owner's share times the SE's public share (o·S)",
+  );
+  assert.ok(
+    p1.ownerPublicShare.equals(p2.ownerPublicShare),
+    "both parties hold the same owner public share O",
+  );
+  assert.ok(G.multiply(share(p1)).equals(p2.sePublicShare), "the SE's public share S is its share times G");
   assert.equal(decrypt(p1.paillier, p2.encryptedShare), share(p1));
   assert.equal(p2.paillierModulus, paillier.n);
-  assert.ok(paillier.used);
+  assert.ok(paillier.used, "the pool's Paillier key is marked spent");
   assert.equal(paillier.nonces.length, 0);
   const info = partyOnePublicInfo(p1);
   assert.deepEqual(info.sharedPublicKey, p1.sharedPublicKey.toBytes(true));
@@ -85,7 +91,7 @@ test("without a pool key, party one generates its Paillier key during the owner'
   const two = p2KeyGenShare({ sessionId, commit: one.msg, ringPedersen: ringPedersen(), rng });
   const { key, msg } = await p1KeyGenFinish(one.state, two.msg, { rng });
   const owner = p2KeyGenFinish(two.state, msg);
-  assert.ok(owner.sharedPublicKey.equals(key.sharedPublicKey));
+  assert.ok(owner.sharedPublicKey.equals(key.sharedPublicKey), "owner and SE agree on the shared public key");
   await assert.rejects(p1KeyGenFinish(one.state, two.msg, { rng }), code("KEYGEN_STATE_USED"));
   assert.throws(() => p2KeyGenFinish(two.state, msg), code("KEYGEN_STATE_USED"));
   assert.ok(
@@ -116,8 +122,14 @@ test("key update: s2 = t2·x1⁻¹·s1 under a new Paillier key keeps P; the rec
   assert.equal(msg.blind.length, 0);
   assert.notEqual(key.paillier.n, p1.paillier.n);
   const receiver = p2KeyGenFinish(two.state, msg, { expectedSharedKey: p1.sharedPublicKey.toBytes(true) });
-  assert.ok(receiver.sharedPublicKey.equals(p1.sharedPublicKey));
-  assert.ok(key.sharedPublicKey.equals(p1.sharedPublicKey));
+  assert.ok(
+    receiver.sharedPublicKey.equals(p1.sharedPublicKey),
+    "the receiver keeps the coin's shared public key",
+  );
+  assert.ok(
+    key.sharedPublicKey.equals(p1.sharedPublicKey),
+    "the SE's new key has the coin's shared public key",
+  );
   // The wrong t2 (or O2) is caught by the enclave before anything is erased.
   const wrong = rotateShare(p1.share, scalarBytes(x1), scalarBytes((t2 + 1n) % Q), rng);
   assert.throws(() => checkRotatedShare(wrong, two.state.O, p1.sharedPublicKey), code("ROTATION_MISMATCH"));
@@ -409,5 +421,8 @@ test("a malformed owner share is refused without spending the keygen state", asy
   );
   assert.equal(one.state.consumed, false);
   const { key, msg } = await p1KeyGenFinish(one.state, two.msg, { rng, ringPedersenCache: cache });
-  assert.ok(p2KeyGenFinish(two.state, msg).sharedPublicKey.equals(key.sharedPublicKey));
+  assert.ok(
+    p2KeyGenFinish(two.state, msg).sharedPublicKey.equals(key.sharedPublicKey),
+    "with a cached Ring-Pedersen proof, owner and SE agree on the shared public key",
+  );
 });

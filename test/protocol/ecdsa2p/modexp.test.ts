@@ -159,7 +159,7 @@ test("integer helpers: gcd, inverse, isqrt, CRT, trial division", () => {
   assert.equal((modInverse(q, p) * q) % p, 1n);
   const n = p * q;
   const s = isqrt(n);
-  assert.ok(s * s <= n && (s + 1n) * (s + 1n) > n);
+  assert.ok(s * s <= n && (s + 1n) * (s + 1n) > n, "isqrt(n) is the floor of the square root");
   assert.equal(isqrt(0n), 0n);
   assert.equal(isqrt(15n), 3n);
   assert.equal(isqrt(16n), 4n);
@@ -236,7 +236,7 @@ test("withScratch zeroes every buffer it handed out, when the callback returns a
     return kept.map((b) => b.length);
   });
   assert.deepEqual(got, [1, 64, 65, 600]);
-  assert.ok(kept.every(allZero));
+  assert.ok(kept.every(allZero), "withScratch zeroes every buffer it handed out when the callback returns");
   const thrown: Buffer[] = [];
   assert.throws(() =>
     withScratch((alloc) => {
@@ -244,7 +244,7 @@ test("withScratch zeroes every buffer it handed out, when the callback returns a
       throw new Error("OpenSSL refused");
     }),
   );
-  assert.ok(thrown.every(allZero));
+  assert.ok(thrown.every(allZero), "withScratch zeroes every buffer it handed out when the callback throws");
 });
 
 test("DH PKCS#8 and SPKI encodings of a secret prime: one buffer each, accepted by OpenSSL, zeroed after use", () => {
@@ -261,7 +261,10 @@ test("DH PKCS#8 and SPKI encodings of a secret prime: one buffer each, accepted 
     const pkcs8 = dhPkcs8(counted, p, 2n, x);
     const spki = dhSpki(counted, p, 2n, y);
     assert.equal(allocated.length, 2, "each key is written into a single buffer");
-    assert.ok(holds(pkcs8, p) && holds(pkcs8, x) && holds(spki, p));
+    assert.ok(
+      holds(pkcs8, p) && holds(pkcs8, x) && holds(spki, p),
+      "the PKCS#8 key holds p and x and the SPKI holds p",
+    );
     const privateKey = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
     // OpenSSL re-encodes the key it parsed: the same DER, so ours is canonical.
     assert.deepEqual(privateKey.export({ format: "der", type: "pkcs8" }), pkcs8);
@@ -281,7 +284,7 @@ test("FixedExponentModPrime: pow leaves only the prime's encodings behind, and w
     assert.equal(fixed.pow(b), modPowBigInt(b, e, p));
   const kept = fixed.retainedBuffers();
   assert.ok(kept.length >= 2, "one SPKI per INTEGER size of the base");
-  assert.ok(kept.length <= 3);
+  assert.ok(kept.length <= 3, `at most 3 SPKI buffers are kept (${kept.length})`);
   for (const b of kept) {
     assert.ok(holds(b, p), "the SPKI names p");
     assert.ok(allZero(b.subarray(b.length - 8)), "the last base is zeroed after its call");

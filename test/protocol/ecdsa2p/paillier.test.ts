@@ -30,7 +30,7 @@ test("generatePaillierKey: 2048-bit modulus of two Blum primes, Π^mod and keyge
   assert.equal(p % 4n, 3n);
   assert.equal(q % 4n, 3n);
   assert.equal(key.id.length, 16);
-  assert.ok(key.modulusProof);
+  assert.ok(key.modulusProof, "a fresh key carries its modulus proof");
   assert.equal(key.nonces.length, KEYGEN_NONCES);
   await assert.rejects(generatePaillierKey({ rng, bits: 1024 }), code("PAILLIER_BITS"));
 });
@@ -91,7 +91,10 @@ test("refusals: plaintext or ciphertext out of range, non-unit ciphertext, nonce
   const other = await generatePaillierKey({ rng, modulusProof: false, nonces: 1 });
   const c = encrypt(other.n, 5n, encryptionNonce(other.n, rng));
   wipePaillierKey(other);
-  assert.ok(other.secret.p.every((b) => b === 0));
+  assert.ok(
+    other.secret.p.every((b) => b === 0),
+    "wiping a Paillier key zeroes p",
+  );
   assert.equal(other.nonces.length, 0);
   assert.throws(() => decrypt(other, c), code("SECRET_WIPED"));
 });

@@ -109,7 +109,10 @@ test("generateRingPedersen: two fresh safe primes, t a square, s = t^λ, a Π^pr
   verifyRingPedersen(fresh.params);
   verifierOps(pub, fresh.secret); // checks s = t^λ
   wipeRingPedersen(fresh.secret);
-  assert.ok(fresh.secret.lambda.every((b) => b === 0));
+  assert.ok(
+    fresh.secret.lambda.every((b) => b === 0),
+    "wiping the Ring-Pedersen secret zeroes λ",
+  );
 });
 
 test("ring-Pedersen parameters: size, parity, units, missing proof", () => {
@@ -130,7 +133,7 @@ test("ring-Pedersen parameters: size, parity, units, missing proof", () => {
 });
 
 test("Π^prm and verifyRingPedersen: an honest proof of 80 rounds is refused", () => {
-  assert.ok(PRM_ROUNDS >= 128);
+  assert.ok(PRM_ROUNDS >= 128, `Π^prm runs at least 128 rounds (${PRM_ROUNDS})`);
   const rp = ringPedersen();
   const pub = readRingPedersen(rp.params);
   const { p, q } = safePrimes;
@@ -430,7 +433,10 @@ test("Π^log*: an honest proof for a too-large x is refused by the range check a
   let slack: ReturnType<typeof proveFor>;
   do slack = proveFor(1n << 530n);
   while (bytesToBigInt(slack.proof.z1) < bound);
-  assert.ok(bytesToBigInt(slack.proof.z1) < bound << 64n);
+  assert.ok(
+    bytesToBigInt(slack.proof.z1) < bound << 64n,
+    "the crafted z1 lies above the bound but below 2^64 times it",
+  );
   for (const v of verifiers) assert.throws(() => verifyLogStar(slack.st, slack.proof, v), range);
   // x just outside what Π^log* proves (|x| < 2^(ℓ+ε+1)): z1 ≥ e·x is out of range for every e ≥ 1.
   for (const x of [bound, bound + 1n]) {
@@ -440,7 +446,10 @@ test("Π^log*: an honest proof for a too-large x is refused by the range check a
 });
 
 test("Π^mod: the first 80 rounds of an honest proof (what an 80-round prover sends) are refused", async () => {
-  assert.ok(MOD_ROUNDS >= 128 && MOD_NTH_ROOT_ROUNDS >= 8);
+  assert.ok(
+    MOD_ROUNDS >= 128 && MOD_NTH_ROOT_ROUNDS >= 8,
+    `Π^mod runs at least 128 rounds and 8 n-th roots (${MOD_ROUNDS}, ${MOD_NTH_ROOT_ROUNDS})`,
+  );
   const k = await key();
   const proof = k.modulusProof!;
   // The y_i are expanded in counter mode, so an 80-round prover's challenges are these proof's first 80.

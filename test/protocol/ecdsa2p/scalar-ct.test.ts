@@ -52,7 +52,7 @@ test("range check and random draw: [1, n) exactly", () => {
     assert.equal(isScalarInRange(scalarBytes(x)), ok, `${x}`);
   for (let i = 0; i < 100; i++) {
     const x = bytesToBigInt(randomSecretBytes(rng));
-    assert.ok(x > 0n && x < N);
+    assert.ok(x > 0n && x < N, "a random secret scalar is in [1, n)");
   }
   // A draw at or above n is rejected and drawn again.
   const draws = [scalarBytes(N), new Uint8Array(32), scalarBytes(5n)];

@@ -72,8 +72,14 @@ test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.
   const encoded = bitcoin.script.signature.encode(compact, bitcoin.Transaction.SIGHASH_ALL);
   const decoded = bitcoin.script.signature.decode(encoded);
   assert.equal(decoded.hashType, bitcoin.Transaction.SIGHASH_ALL);
-  assert.ok(verifyEcdsa(encoded.subarray(0, -1), digest, pubkey, { format: "der" }));
-  assert.ok(secp256k1.verify(decoded.signature, digest, pubkey, { prehash: false }));
+  assert.ok(
+    verifyEcdsa(encoded.subarray(0, -1), digest, pubkey, { format: "der" }),
+    "the DER signature verifies under the shared key",
+  );
+  assert.ok(
+    secp256k1.verify(decoded.signature, digest, pubkey, { prehash: false }),
+    "noble verifies the decoded signature under the shared key",
+  );
   // The same through a PSBT whose signer is the two-party protocol.
   const psbt = new bitcoin.Psbt();
   psbt.addInput({ hash: prevTxid, index: 0, witnessUtxo: { script: payment.output!, value } });
@@ -81,7 +87,7 @@ test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.
   psbt.signInput(0, { publicKey: pubkey, sign: (hash) => sign(p1, p2, hash).compact });
   const validator = (key: Uint8Array, hash: Uint8Array, sig: Uint8Array) =>
     secp256k1.verify(sig, hash, key, { prehash: false });
-  assert.ok(psbt.validateSignaturesOfInput(0, validator));
+  assert.ok(psbt.validateSignaturesOfInput(0, validator), "bitcoinjs validates the PSBT input's signature");
   psbt.finalizeAllInputs();
   const witness = psbt.extractTransaction().ins[0]!.witness;
   assert.equal(witness.length, 2);
@@ -97,7 +103,10 @@ test("a precomputed encryption nonce (r^N made ahead) signs the same way", () =>
   assert.equal(nonce.rn, modPowBigInt(nonce.r, p2.paillierModulus, p2.paillierModulus ** 2n));
   const partial = p2SignPartial(p2, c.state, s.msg, { rng, encryptionNonce: nonce });
   const sig = p1SignFinish(p1, s.session, partial);
-  assert.ok(verifyEcdsa(new Uint8Array([...sig.r, ...sig.s]), digest, p1.sharedPublicKey));
+  assert.ok(
+    verifyEcdsa(new Uint8Array([...sig.r, ...sig.s]), digest, p1.sharedPublicKey),
+    "the two-party signature verifies under the shared key",
+  );
 });
 
 test("the owner checks the SE's signature: agreed r, recovery id, validity under P", () => {
@@ -274,7 +283,10 @@ test("per-key session record is bounded; a wiped key refuses to sign", async () 
     code("SIGN_SESSIONS_EXHAUSTED"),
   );
   wipeKey(d.p1);
-  assert.ok(d.p1.share.every((b) => b === 0) && d.p1.paillier.secret.p.every((b) => b === 0));
+  assert.ok(
+    d.p1.share.every((b) => b === 0) && d.p1.paillier.secret.p.every((b) => b === 0),
+    "wiping the key zeroes the owner's share and Paillier p",
+  );
   assert.throws(
     () => p1SignStart(d.p1, { sessionId: sid(), digest: rng(32), ownerCommit: c.msg, rng }),
     code("KEY_WIPED"),
@@ -346,5 +358,8 @@ test("neither party inverts its secret nonce in variable time: only a blinded k�
   // And the blinded inversion still gives k⁻¹: signatures verify (the other tests here), here once more.
   const digest = rng(32);
   const { compact } = sign(p1, p2, digest);
-  assert.ok(verifyEcdsa(compact, digest, p1.sharedPublicKey.toBytes(true)));
+  assert.ok(
+    verifyEcdsa(compact, digest, p1.sharedPublicKey.toBytes(true)),
+    "the two-party signature verifies under the shared key",
+  );
 });

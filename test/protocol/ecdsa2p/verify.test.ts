@@ -52,13 +52,19 @@ test("high-S is refused unless lowS: false; compact and DER forms verify alike",
   const compact = secp256k1.sign(digest, sk, { prehash: false });
   const sig = secp256k1.Signature.fromBytes(compact);
   const high = new secp256k1.Signature(sig.r, secp256k1.Point.Fn.ORDER - sig.s).toBytes();
-  assert.ok(verifyEcdsa(compact, digest, pk));
-  assert.ok(verifyEcdsa(encodeDer(sig), digest, pk, { format: "der" }));
-  assert.ok(!verifyEcdsa(high, digest, pk));
-  assert.ok(verifyEcdsa(high, digest, pk, { lowS: false }));
-  assert.ok(!verifyEcdsa(compact, rng(32), pk));
-  assert.ok(!verifyEcdsa(compact, digest, secp256k1.getPublicKey(secp256k1.utils.randomSecretKey())));
-  assert.ok(!verifyEcdsa(compact, digest, new Uint8Array(33))); // not a point
+  assert.ok(verifyEcdsa(compact, digest, pk), "a compact low-s signature verifies");
+  assert.ok(verifyEcdsa(encodeDer(sig), digest, pk, { format: "der" }), "the DER form verifies");
+  assert.ok(!verifyEcdsa(high, digest, pk), "a high-s signature is refused by default");
+  assert.ok(verifyEcdsa(high, digest, pk, { lowS: false }), "a high-s signature verifies with lowS: false");
+  assert.ok(!verifyEcdsa(compact, rng(32), pk), "a signature over another digest is refused");
+  assert.ok(
+    !verifyEcdsa(compact, digest, secp256k1.getPublicKey(secp256k1.utils.randomSecretKey())),
+    "a signature under another key is refused",
+  );
+  assert.ok(
+    !verifyEcdsa(compact, digest, new Uint8Array(33)),
+    "33 zero bytes (not a point) as the key are refused",
+  );
 });
 
 test("r and s outside [1, n) are invalid, never an exception, also when the range is all that is wrong", () => {
@@ -67,7 +73,10 @@ test("r and s outside [1, n) are invalid, never an exception, also when the rang
   const digest = rng(32);
   const sig = secp256k1.Signature.fromBytes(secp256k1.sign(digest, sk, { prehash: false }));
   const n = secp256k1.Point.Fn.ORDER;
-  assert.ok(ecdsaVerifyPoint({ r: sig.r, s: sig.s }, digest, P));
+  assert.ok(
+    ecdsaVerifyPoint({ r: sig.r, s: sig.s }, digest, P),
+    "the signature verifies against the public point",
+  );
   for (const [r, s] of [
     [0n, sig.s],
     [sig.r, 0n],

@@ -99,7 +99,10 @@ describe("funding", () => {
     assert.deepEqual(tx.outs[0]!.script, p2wpkhScript(shared.pk));
     assert.equal(tx.getId(), f.txidHex, "segwit inputs: signing does not change the txid");
     assert.ok(tx.virtualSize() <= f.vsize, "the estimate is an upper bound");
-    assert.ok(f.feeSat >= BigInt(tx.virtualSize() * 3));
+    assert.ok(
+      f.feeSat >= BigInt(tx.virtualSize() * 3),
+      `the fee pays at least 3 sat/vB of the signed size (${f.feeSat} sat for ${tx.virtualSize()} vB)`,
+    );
     for (let i = 0; i < 2; i++) checkP2wpkhWitness(tx, i, wallet.pk, f.inputs[i]!.valueSat);
   });
 
@@ -145,9 +148,12 @@ describe("signatures", () => {
     const tx = Transaction.fromBuffer(raw);
     assert.equal(tx.ins[0]!.witness.length, 2);
     assert.equal(tx.ins[0]!.witness[0]!.at(-1), 1);
-    assert.ok(tx.ins[0]!.witness[0]!.length <= 72);
+    assert.ok(
+      tx.ins[0]!.witness[0]!.length <= 72,
+      "the DER signature with its sighash byte is at most 72 bytes",
+    );
     checkP2wpkhWitness(tx, 0, shared.pk, 50_000n);
-    assert.ok(tx.virtualSize() <= backup.vsize);
+    assert.ok(tx.virtualSize() <= backup.vsize, "the backup's estimated size is an upper bound");
     // The wrong amount changes the digest: the witness no longer verifies.
     assert.throws(() => checkP2wpkhWitness(tx, 0, shared.pk, 50_001n), code("TX_WITNESS"));
     assert.throws(
@@ -253,11 +259,14 @@ describe("kick-off and CPFP child", () => {
     });
     assert.equal(child.inputs.length, 2);
     assert.equal(child.inputs[1]!.prevout.valueSat, 20_000n);
-    assert.ok(child.packageFeeRateSatVb >= 25);
+    assert.ok(
+      child.packageFeeRateSatVb >= 25,
+      `the package pays at least 25 sat/vB (${child.packageFeeRateSatVb})`,
+    );
     assert.equal(child.changeSat, 20_330n - child.feeSat);
     const signed = signP2wpkhInputs(child.raw, [{ ...child.inputs[1]!, privateKey: wallet.sk }]);
     const tx = Transaction.fromBuffer(signed);
-    assert.ok(tx.virtualSize() <= child.vsize);
+    assert.ok(tx.virtualSize() <= child.vsize, "the CPFP child's estimated size is an upper bound");
     checkP2wpkhWitness(tx, 1, wallet.pk, 20_000n);
     assert.throws(
       () =>

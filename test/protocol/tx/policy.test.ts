@@ -93,7 +93,10 @@ describe("absolute-mode backup", () => {
   });
 
   test("lock must stay above tip + safety margin", () => {
-    assert.ok(checkBackupTx(backup(), ctx, { ...opts, tip: 973 }));
+    assert.ok(
+      checkBackupTx(backup(), ctx, { ...opts, tip: 973 }),
+      "a lock above tip 973 + the safety margin is accepted",
+    );
     throwsCode(
       () => checkBackupTx(backup(), ctx, { ...opts, tip: 974 }),
       "BACKUP_LOCK_TOO_SOON",
@@ -256,7 +259,7 @@ describe("kick-off mode", () => {
     assert.equal(r.feeSat, 153n);
     assert.deepEqual(r.digest, bcoinDigest(kickoff.raw, base.sharedPublicKey, base.amountSat));
     // Re-signing the same kick-off is allowed; a different one is not.
-    assert.ok(checkKickoffTx(kickoff.raw, ctx));
+    assert.ok(checkKickoffTx(kickoff.raw, ctx), "re-signing the same kick-off is allowed");
     const other = buildKickoffTx({
       ...kickoff,
       outpoint: base.outpoint,
@@ -411,7 +414,10 @@ describe("kick-off mode", () => {
       "BACKUP_LOCK_TOO_SOON",
       /not above the safety margin 6/,
     );
-    assert.ok(checkBackupTx(backup(), ctx, { ...opts, kickoffHeight: 4977 })); // 4977 + 30 > 5006
+    assert.ok(
+      checkBackupTx(backup(), ctx, { ...opts, kickoffHeight: 4977 }),
+      "with the kick-off confirmed at 4977, the backup's lock 4977 + 30 is above 5006 and accepted",
+    );
     throwsCode(
       () => checkBackupTx(backup(), ctx, { ...opts, kickoffHeight: 4976 }),
       "BACKUP_LOCK_TOO_SOON",
@@ -437,6 +443,7 @@ describe("withdrawal", () => {
     assert.deepEqual(r.digest, bcoinDigest(build(), ctx.sharedPublicKey, ctx.amountSat));
     assert.ok(
       checkWithdrawalTx(build(5000n), ctx, { withdrawScript: W, feeScript: FEE, minSeFeeSat: 5000n }),
+      "a withdrawal paying exactly the minimum SE fee is accepted",
     );
   });
 

@@ -92,7 +92,7 @@ function deposit(
 /** Co-signs under P after the policy check, as the enclave would: digest from the policy, 64-byte low-S sig. */
 function cosign(raw: Uint8Array, digest: Uint8Array, amountSat: bigint): Uint8Array {
   const sig = signDigest(digest);
-  assert.ok(isLowS(sig));
+  assert.ok(isLowS(sig), "the signature has a low s");
   return finalizeP2wpkhInput(raw, 0, sig, shared.pk, amountSat);
 }
 
@@ -231,7 +231,10 @@ describe("kick-off mode", () => {
       changeScript: wallet.script,
       packageFeeRateSatVb: 10,
     });
-    assert.ok(child.packageFeeRateSatVb >= 10);
+    assert.ok(
+      child.packageFeeRateSatVb >= 10,
+      `the package pays at least 10 sat/vB (${child.packageFeeRateSatVb})`,
+    );
     const childRaw = signP2wpkhInputs(child.raw, [{ ...child.inputs[1]!, privateKey: wallet.sk }]);
     await send(childRaw, child.feeSat);
     // In the mempool the kick-off's outputs have no depth yet: BIP68 refuses the backup.
