@@ -33,8 +33,11 @@ export function scrubFreedMemory(): void {
 export interface EnclaveDeps {
   policy: EnclavePolicy;
   provider: AttestationProvider;
-  /** Made at boot: ring-Pedersen parameters (trapdoor wiped) and the Ed25519 instance key. */
-  instance: InstanceKeys;
+  /**
+   * Made at boot: ring-Pedersen parameters (trapdoor wiped) and the Ed25519 instance key. The safe primes take
+   * seconds, so the enclave serves meanwhile and the steps that need them wait (Promise).
+   */
+  instance: InstanceKeys | Promise<InstanceKeys>;
   log: ActionLog;
   rng: Rng;
   now: () => number;

@@ -76,9 +76,15 @@ async function main(): Promise<void> {
   } else {
     provider = new NitroProvider();
   }
-  // Once per instance: ring-Pedersen parameters (trapdoor wiped once proven) and the Ed25519 instance key. From
-  // the system's randomness even in a seeded test run: the seeded stream is kept for the coins' shares.
-  const instance = await createInstanceKeys(systemRng);
+  // Once per instance: ring-Pedersen parameters (trapdoor wiped once proven) and the Ed25519 instance key, from
+  // the system's randomness even in a seeded test run (the seeded stream is kept for the coins' shares). The
+  // safe primes take seconds (OpenSSL, on libuv's threads): the enclave serves meanwhile; the steps that need
+  // the keys wait for them. An enclave that cannot make them stops.
+  const instance = createInstanceKeys(systemRng);
+  instance.catch((err: Error) => {
+    log(60, "enclave could not make its instance keys", { error: err.name });
+    process.exit(1);
+  });
   const enclave = new Enclave({
     policy,
     provider,
@@ -123,6 +129,7 @@ async function main(): Promise<void> {
     process.stdin.resume();
   }
   log(30, "serving", { socket: values.socket, mode: values.mode });
+  void instance.then(() => log(30, "instance keys ready"));
 }
 
 main().catch((err: Error) => {

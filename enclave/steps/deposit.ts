@@ -82,11 +82,12 @@ export async function keyGenFinish(
     );
     check(req.ownerShare, "MISSING_OWNER_SHARE", "owner share is missing");
     // Whatever the outcome the keygen state is spent: a refused owner starts a new deposit.
+    const { ringPedersenPublic } = await e.d.instance;
     const state = coin.keygen;
     coin.keygen = undefined;
     let key: SignerKey | undefined;
     try {
-      key = signerKeyGenFinish(state, req.ownerShare, { ringPedersen: e.d.instance.ringPedersenPublic });
+      key = signerKeyGenFinish(state, req.ownerShare, { ringPedersen: ringPedersenPublic });
       e.refuseReusedModulus(key.paillierModulus);
     } catch (err) {
       if (key) wipeSignerKey(key);

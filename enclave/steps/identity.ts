@@ -35,19 +35,20 @@ export async function getAttestation(
     "ATTESTATION_NONCE",
     "attestation nonce must be 16 to 64 bytes",
   );
+  const instance = await e.d.instance;
   const identity = encodeIdentityStatement({
     instance: e.d.instanceId,
     log: e.d.log.head,
     policy: policyHash(e.d.policy),
-    key: e.d.instance.publicKey,
-    rp: Buffer.from(e.d.instance.ringPedersenPublic.id, "hex"),
+    key: instance.publicKey,
+    rp: Buffer.from(instance.ringPedersenPublic.id, "hex"),
     time: e.d.now(),
   });
   const document = await e.d.provider.attest({ nonce: req.nonce, userData: statementHash(identity) });
   return {
     document: Buffer.from(document),
     identity: Buffer.from(identity),
-    ringPedersen: e.d.instance.ringPedersen,
+    ringPedersen: instance.ringPedersen,
   };
 }
 

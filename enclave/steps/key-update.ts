@@ -21,6 +21,7 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
   );
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "keyUpdate", hash, async () => {
+    const instance = await e.d.instance;
     e.scrubNow(); // copies an earlier step left (BigInt digits of s1, from signing) go before the erasure
     const p = coin.pending;
     const receiving = p?.receiverProofKey.equals(Buffer.from(req.receiverProofKey)) === true;
@@ -93,7 +94,7 @@ export async function keyUpdate(e: EnclaveCore, r: E.KeyUpdateRequest): Promise<
         share: s2,
         holderShare: req.ownerShare,
         sharedPublicKey: coin.sharedPublicKey!,
-        ringPedersen: e.d.instance.ringPedersenPublic,
+        ringPedersen: instance.ringPedersenPublic,
         rng: e.d.rng,
       });
     } finally {

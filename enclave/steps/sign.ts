@@ -60,6 +60,7 @@ export async function signSecond(e: EnclaveCore, r: E.SignSecondRequest): Promis
   const coin = e.fundedCoin(req.statechainId);
   return e.step(coin, "signSecond", hash, async () => {
     verify(coin.proofKey);
+    const instance = await e.d.instance;
     const entry = coin.signSessions.get(hex(req.sessionId));
     check(entry, "UNKNOWN_SESSION", "no open signing session with this id", "not_found");
     check(req.ownerNonce, "MISSING_OWNER_NONCE", "the owner's nonce opening is missing");
@@ -81,7 +82,7 @@ export async function signSecond(e: EnclaveCore, r: E.SignSecondRequest): Promis
     try {
       const { c3, statement } = signerSignPartial(coin.key!, entry.session, req.ownerNonce, { rng: e.d.rng });
       // The owner checks this signature before it decrypts: a host that alters c3 is caught (DESIGN.md 3.1).
-      sePartial = { partialSignature: writeNat(c3), statementSignature: e.d.instance.signPartial(statement) };
+      sePartial = { partialSignature: writeNat(c3), statementSignature: instance.signPartial(statement) };
     } finally {
       e.scrubLater(); // copies of the nonce k_se and of s, answer or not
     }
