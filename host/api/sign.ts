@@ -5,7 +5,7 @@ import * as bitcoin from "bitcoinjs-lib";
 import { SignPurpose, StatechainStatus } from "../../proto/gen/common.ts";
 import {
   type SignCompleteRequest,
-  type SignCompleteResponse,
+  SignCompleteResponse,
   SignFirstRequest,
   SignFirstResponse,
   SignSecondRequest,
@@ -155,8 +155,10 @@ export function signHandlers(deps: ApiDeps) {
      * watchtower, the kick-off, the withdrawal. Needs no owner signature: only the holder of a valid
      * signature can send one, and anyone may (a receiver hands in its own backup's, from the sender's message).
      */
-    async signComplete(req: SignCompleteRequest, _ctx: CallContext): Promise<SignCompleteResponse> {
+    async signComplete(req: SignCompleteRequest, ctx: CallContext): Promise<SignCompleteResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
+      // A coin the SE can no longer co-sign takes no new backup either: its way out is fixed (the newest kept).
+      requireStatus(row, SIGNABLE, "complete a signature");
       check(req.sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
       const session = await store.signSession(req.sessionId);
       check(
@@ -187,7 +189,7 @@ export function signHandlers(deps: ApiDeps) {
       );
       const signed = finalizeP2wpkh(session.tx, session.input_index, sig, row.shared_public_key);
       if (session.signature) return { signedTx: signed };
-      await store.db.transaction(async (q) => {
+      return commit(deps, ctx, undefined, SignCompleteResponse, { signedTx: signed }, async (q) => {
         await q.run("UPDATE sign_sessions SET signature = ? WHERE session_id = ?", [sig, req.sessionId]);
         if (session.purpose === SignPurpose.SIGN_PURPOSE_WITHDRAWAL) {
           const txid = bitcoin.Transaction.fromBuffer(signed).getId();
@@ -200,11 +202,10 @@ export function signHandlers(deps: ApiDeps) {
           await q.run(
             `INSERT INTO backups (statechain_id, owner_index, purpose, signed_tx, created_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (statechain_id, owner_index, purpose) DO UPDATE SET signed_tx = excluded.signed_tx, created_at = excluded.created_at`,
-            [idBytes, session.owner_index, session.purpose, signed, Date.now()],
+            [idBytes, session.owner_index, session.purpose, signed, ctx.now],
           );
         }
       });
-      return { signedTx: signed };
     },
   };
 }

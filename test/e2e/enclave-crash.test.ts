@@ -214,10 +214,10 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       /cannot start a transfer: the statechain is exit by backup only/,
     );
 
-    // The watchtower holds one backup for the coin, the newest co-signed one: owner 2's from the moment its
-    // backup was co-signed (the enclave redirects no transfer past that point), else owner 1's. It takes it over
-    // right after marking the coin, so allow it a moment.
-    const cosigned2 = i >= TRANSFER_STEPS.indexOf("signSecond");
+    // The watchtower holds one backup for the coin, the newest co-signed one: owner 2's from the moment the
+    // sender handed its finished signature to the host (SignComplete; the enclave redirects no transfer past its
+    // SignSecond), else owner 1's. It takes it over right after marking the coin, so allow it a moment.
+    const cosigned2 = i >= TRANSFER_STEPS.indexOf("signComplete");
     const expected = {
       statechain_id: outpointString(coin1.statechainId),
       owner_index: cosigned2 ? 2 : 1,

@@ -545,7 +545,7 @@ describe("a coin's life with every step's failures probed in its state", () => {
         "signSecond",
         variant("signSecond", s),
         C.FAILED_PRECONDITION,
-        /already complete/,
+        /released already/,
       );
     });
     before_.set("depositConfirm", async (s) => {

@@ -18,6 +18,7 @@ export const TRANSFER_STEPS: readonly MethodName[] = [
   "transferSenderInit",
   "signFirst",
   "signSecond",
+  "signComplete",
   "transferSend",
   "mailboxGet",
   "transferReceiverInit",
