@@ -22,6 +22,7 @@ import { fetchIncoming, receive } from "../../client/receive.ts";
 import type { MethodName } from "../../client/se-client.ts";
 import { IDEMPOTENT } from "../../host/api/index.ts";
 import { SignPurpose, StatechainStatus, StatechainTxKind } from "../../proto/gen/common.ts";
+import { N } from "../../protocol/encoding.ts";
 import { leadingZeroBits, powDigest, solvePow } from "../../protocol/pow.ts";
 import { systemRng } from "../../protocol/rng.ts";
 import { signTransfer, signWithdraw } from "../../protocol/statechain.ts";
@@ -546,6 +547,47 @@ describe("a coin's life with every step's failures probed in its state", () => {
         variant("signSecond", s),
         C.FAILED_PRECONDITION,
         /released already/,
+      );
+    });
+    before_.set("signComplete", async (s) => {
+      const req = s.request as Req<"signComplete">;
+      await expectRefusal(
+        "a signature of 63 bytes",
+        "signComplete",
+        variant("signComplete", s, { signature: Buffer.from(req.signature).subarray(1) }),
+        C.INVALID_ARGUMENT,
+        /64 bytes/,
+      );
+      const flipped = Buffer.from(req.signature);
+      flipped[40]! ^= 1;
+      await expectRefusal(
+        "a signature that does not verify under P",
+        "signComplete",
+        variant("signComplete", s, { signature: flipped }),
+        C.INVALID_ARGUMENT,
+        /does not verify/,
+      );
+      await expectRefusal(
+        "an unknown session",
+        "signComplete",
+        variant("signComplete", s, { sessionId: Buffer.alloc(16, 5) }),
+        C.NOT_FOUND,
+        /no signing session/,
+      );
+    });
+    after_.set("signComplete", async (s) => {
+      // The same signature with s replaced by n − s also satisfies the ECDSA equation: it is refused (low-S only).
+      const req = s.request as Req<"signComplete">;
+      const sig = Buffer.from(req.signature);
+      const high = (N - BigInt(`0x${sig.subarray(32).toString("hex")}`)).toString(16).padStart(64, "0");
+      await expectRefusal(
+        "the high-S twin of the signature",
+        "signComplete",
+        variant("signComplete", s, {
+          signature: Buffer.concat([sig.subarray(0, 32), Buffer.from(high, "hex")]),
+        }),
+        C.INVALID_ARGUMENT,
+        /does not verify|low-S/,
       );
     });
     before_.set("depositConfirm", async (s) => {
