@@ -12,7 +12,28 @@ export interface HostConfig {
   mode: Mode;
   network: Network;
   dataDir: string;
-  grpc: { host: string; port: number; maxMessageBytes: number; tlsCertFile: string; tlsKeyFile: string };
+  grpc: {
+    host: string;
+    port: number;
+    maxMessageBytes: number;
+    tlsCertFile: string;
+    tlsKeyFile: string;
+    /** A connection with no call in flight is closed (GOAWAY) after this long. */
+    idleTimeoutMs: number;
+    /** Any connection is asked to go away after this long, and cut after a further grace. */
+    maxConnectionAgeMs: number;
+    maxConnectionAgeGraceMs: number;
+    /** Open connections from one client address; more are closed as they arrive. */
+    maxConnectionsPerPeer: number;
+    /** Open connections overall. */
+    maxConnections: number;
+    /** Time a call's request may take to arrive in full (headers to end of stream); its connection is cut after. */
+    receiveTimeoutMs: number;
+    /** Calls in flight on one connection (HTTP/2 concurrent streams). */
+    maxConcurrentStreams: number;
+    /** HTTP/2 session buffers (nghttp2, Node's maxSessionMemory), MiB per connection. */
+    maxSessionMemoryMb: number;
+  };
   enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number };
   chain: {
     backend: ChainBackendKind;
@@ -83,7 +104,21 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
     mode: "simulator",
     network: "regtest",
     dataDir,
-    grpc: { host: "127.0.0.1", port: 50051, maxMessageBytes: 1 << 20, tlsCertFile: "", tlsKeyFile: "" },
+    grpc: {
+      host: "127.0.0.1",
+      port: 50051,
+      maxMessageBytes: 1 << 20,
+      tlsCertFile: "",
+      tlsKeyFile: "",
+      idleTimeoutMs: 5 * 60_000,
+      maxConnectionAgeMs: 60 * 60_000,
+      maxConnectionAgeGraceMs: 60_000,
+      maxConnectionsPerPeer: 16,
+      maxConnections: 1024,
+      receiveTimeoutMs: 30_000,
+      maxConcurrentStreams: 32,
+      maxSessionMemoryMb: 10,
+    },
     enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000 },
     chain: {
       backend: "embedded",
@@ -143,6 +178,14 @@ export const ENV_KEYS: Record<string, string> = {
   SE_GRPC_PORT: "grpc.port",
   SE_GRPC_MAX_MESSAGE_BYTES: "grpc.maxMessageBytes",
   SE_TLS_CERT_FILE: "grpc.tlsCertFile",
+  SE_GRPC_IDLE_TIMEOUT_MS: "grpc.idleTimeoutMs",
+  SE_GRPC_MAX_CONNECTION_AGE_MS: "grpc.maxConnectionAgeMs",
+  SE_GRPC_MAX_CONNECTION_AGE_GRACE_MS: "grpc.maxConnectionAgeGraceMs",
+  SE_GRPC_MAX_CONNECTIONS_PER_PEER: "grpc.maxConnectionsPerPeer",
+  SE_GRPC_MAX_CONNECTIONS: "grpc.maxConnections",
+  SE_GRPC_RECEIVE_TIMEOUT_MS: "grpc.receiveTimeoutMs",
+  SE_GRPC_MAX_CONCURRENT_STREAMS: "grpc.maxConcurrentStreams",
+  SE_GRPC_MAX_SESSION_MEMORY_MB: "grpc.maxSessionMemoryMb",
   SE_TLS_KEY_FILE: "grpc.tlsKeyFile",
   SE_ENCLAVE_SOCKET: "enclave.socketPath",
   SE_ENCLAVE_SPAWN: "enclave.spawn",
@@ -310,6 +353,14 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.metrics.port, 0, 65535, "metrics.port");
   intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");
   intIn(cfg.grpc.maxMessageBytes, 1024, 64 << 20, "grpc.maxMessageBytes");
+  intIn(cfg.grpc.idleTimeoutMs, 100, 24 * 3600_000, "grpc.idleTimeoutMs");
+  intIn(cfg.grpc.maxConnectionAgeMs, 1000, 30 * 24 * 3600_000, "grpc.maxConnectionAgeMs");
+  intIn(cfg.grpc.maxConnectionAgeGraceMs, 0, 24 * 3600_000, "grpc.maxConnectionAgeGraceMs");
+  intIn(cfg.grpc.maxConnectionsPerPeer, 1, 100_000, "grpc.maxConnectionsPerPeer");
+  intIn(cfg.grpc.maxConnections, 1, 1_000_000, "grpc.maxConnections");
+  intIn(cfg.grpc.receiveTimeoutMs, 100, 600_000, "grpc.receiveTimeoutMs");
+  intIn(cfg.grpc.maxConcurrentStreams, 1, 1000, "grpc.maxConcurrentStreams");
+  intIn(cfg.grpc.maxSessionMemoryMb, 1, 1024, "grpc.maxSessionMemoryMb");
   if (cfg.limits.mailboxMaxMessageBytes >= cfg.grpc.maxMessageBytes) {
     throw new ConfigError(
       `limits.mailboxMaxMessageBytes (${cfg.limits.mailboxMaxMessageBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,

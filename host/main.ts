@@ -297,7 +297,7 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       connectionLimiter: new RateLimiter(cfg.limits.perConnectionRate, cfg.limits.perConnectionBurst),
       clock: Date.now,
     });
-    const { server, port } = await startPublicServer(cfg, service, monitor);
+    const { server, port } = await startPublicServer(cfg, service, monitor, log);
     cleanups.push(() => shutdown(server));
     const prune = setInterval(
       () => void store.pruneExpired(Date.now(), cfg.deposit.unfundedTtlMs).catch(() => {}),
