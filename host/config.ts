@@ -2,6 +2,7 @@
 // command-line flags. Every value is validated once here so the rest of the host can trust its types.
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { DEFAULT_WINDOW_MS } from "../protocol/auth.ts";
 
 export type Mode = "simulator" | "nitro";
 export type Network = "regtest" | "testnet" | "signet" | "bitcoin";
@@ -91,6 +92,12 @@ export interface HostConfig {
     commitIntervalS: number;
     local: boolean;
   };
+  prune: {
+    /** How often expired host rows are deleted (also once at start). */
+    intervalMs: number;
+    /** Idempotency answers, signing sessions and orphaned mailbox messages are kept this long. */
+    answerRetentionMs: number;
+  };
   metrics: { host: string; port: number };
   log: { level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent"; file: string };
 }
@@ -164,6 +171,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       mailboxMaxMessageBytes: 64 * 1024,
     },
     mainstay: { enabled: true, url: "", slot: 1, token: "", commitIntervalS: 10, local: true },
+    prune: { intervalMs: 60_000, answerRetentionMs: 3600_000 },
     metrics: { host: "127.0.0.1", port: 0 },
     log: { level: "info", file: "" },
   };
@@ -228,6 +236,8 @@ export const ENV_KEYS: Record<string, string> = {
   SE_MIN_DEPOSIT_SAT: "protocol.minDepositSat",
   SE_MAX_DEPOSIT_SAT: "protocol.maxDepositSat",
   SE_MIN_FEE_RATE_SAT_VB: "protocol.minFeeRateSatVb",
+  SE_PRUNE_INTERVAL_MS: "prune.intervalMs",
+  SE_PRUNE_ANSWER_RETENTION_MS: "prune.answerRetentionMs",
   SE_METRICS_HOST: "metrics.host",
   SE_METRICS_PORT: "metrics.port",
   SE_LOG_LEVEL: "log.level",
@@ -366,6 +376,10 @@ export function validate(cfg: HostConfig): HostConfig {
       `limits.mailboxMaxMessageBytes (${cfg.limits.mailboxMaxMessageBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,
     );
   }
+  intIn(cfg.prune.intervalMs, 100, 24 * 3600_000, "prune.intervalMs");
+  // At least as long as a request's nonce is remembered (twice the signature window): a replay inside it must
+  // still find its answer (host/prune.ts).
+  intIn(cfg.prune.answerRetentionMs, 2 * DEFAULT_WINDOW_MS, 30 * 24 * 3600_000, "prune.answerRetentionMs");
   intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");
   intIn(cfg.chain.initialBlocks, 0, 10_000, "chain.initialBlocks");
   intIn(cfg.protocol.initLock, 1, 100_000, "protocol.initLock");
