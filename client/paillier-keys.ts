@@ -56,7 +56,11 @@ export function paillierKeyPath(network: WalletNetwork, account: number, slot: n
 /** Parses (and checks the shape of) a Paillier key path. */
 export function parsePaillierKeyPath(path: string): PaillierKeyPathParts {
   const m = PATH_RE.exec(path);
-  check(m, "KEY_PATH", `${path} is not a Paillier key path (m/${KEY_PURPOSE}'/c'/a'/${PAILLIER_ROLE}'/slot'/n')`);
+  check(
+    m,
+    "KEY_PATH",
+    `${path} is not a Paillier key path (m/${KEY_PURPOSE}'/c'/a'/${PAILLIER_ROLE}'/slot'/n')`,
+  );
   const [purpose, coin, account, role, slot, keygen] = m.slice(1).map(Number) as [
     number,
     number,
@@ -185,7 +189,11 @@ export async function loadPaillierKey(
   check(p * q === n, "WALLET_CORRUPT", `${what}: p·q ≠ N`);
   check(p !== q && p % 4n === 3n && q % 4n === 3n, "WALLET_CORRUPT", `${what}: not two Blum primes`);
   check(bitLength(n) >= PAILLIER_MIN_BITS, "WALLET_CORRUPT", `${what}: N has ${bitLength(n)} bits`);
-  check(row.key_id.length === KEY_ID_BYTES, "WALLET_CORRUPT", `${what}: key id of ${row.key_id.length} bytes`);
+  check(
+    row.key_id.length === KEY_ID_BYTES,
+    "WALLET_CORRUPT",
+    `${what}: key id of ${row.key_id.length} bytes`,
+  );
   const modulusProof = row.modulus_proof ? PaillierBlumProof.decode(row.modulus_proof) : undefined;
   check(
     !modulusProof || Buffer.from(modulusProof.keyId).equals(row.key_id),
