@@ -1,8 +1,8 @@
 // The wallet's key tree. A BIP39 mnemonic (English, 24 words) gives the seed; BIP32 derives every key on
 // hardened paths m/8338'/<coin>'/<account>'/<role>'/<index>' (coin 0 on mainnet, 1 elsewhere). Roles: proof keys
 // C (0), backup keys B (1), on-chain funding and change keys (2), and the seeds of per-coin Paillier keys (3, one
-// level deeper: m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>', see paillier-keys.ts). Each coin the wallet deposits or receives uses
-// a fresh proof and backup index. The owner's two-party share o is random, never derived: a seed alone cannot
+// level deeper: m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>', see paillier-keys.ts). Each coin the wallet
+// deposits or receives uses a fresh proof and backup index. The owner's two-party share o is random, never derived: a seed alone cannot
 // take a coin from the SE, and a restored wallet recovers on-chain funds and unclaimed transfers only.
 
 import { secp256k1 } from "@noble/curves/secp256k1.js";
