@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { getPriority } from "node:os";
+import { performance } from "node:perf_hooks";
 import { test } from "node:test";
 import { KeyTree } from "../../client/keys.ts";
 import {
@@ -227,5 +228,29 @@ test("a seed that cannot be derived fails that path only; the wallet-file cache 
   } finally {
     await second.close();
     await store.close();
+  }
+});
+
+test("the main thread stays responsive while the worker builds (timer gaps far below the build's time)", async () => {
+  const pool = new PaillierKeyPool({ seedFor: (p) => paillierSeed(keys, p) });
+  let last = performance.now();
+  let maxGap = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+  }, 5);
+  try {
+    const t0 = performance.now();
+    await pool.take(path(20));
+    const took = performance.now() - t0;
+    // Built on the main thread, the key would hold the event loop for the whole ~200 ms of CPU it costs.
+    assert.ok(
+      maxGap < took / 2,
+      `longest timer gap ${maxGap.toFixed(1)} ms during a ${took.toFixed(0)} ms build`,
+    );
+  } finally {
+    clearInterval(timer);
+    await pool.close();
   }
 });
