@@ -1,7 +1,8 @@
 // The wallet file: one SQLite database. Public data in the clear (coins, statechain ids, amounts, backup
 // transactions, lock heights, attestation verdicts, settings); every secret sealed under the passphrase key
 // (secret-box.ts): the mnemonic, the ring-Pedersen secret, each coin's two-party share o, and a pending
-// receive's o2. Derived keys (proof, backup, funding) are never stored: they come from the seed when needed.
+// receive's o2, each cached per-coin Paillier key's p and q. Derived keys (proof, backup, funding) are never
+// stored: they come from the seed when needed.
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { Db, type Migration, type Queryable } from "../host/db.ts";
@@ -80,6 +81,21 @@ const MIGRATIONS: Migration[] = [
     sql: `
       ALTER TABLE coins ADD COLUMN se_view TEXT;
       ALTER TABLE coins ADD COLUMN se_view_at INTEGER;
+    `,
+  },
+  {
+    // Per-coin owner Paillier keys (client/paillier-keys.ts), one row per key path: N and Π^mod in the clear,
+    // p and q sealed under the passphrase key. Only a cache: each key is derived from the seed and its path.
+    id: "wallet-003-paillier_keys",
+    sql: `
+      CREATE TABLE paillier_keys (
+        path TEXT PRIMARY KEY,            -- m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>'
+        n BLOB NOT NULL,
+        key_id BLOB NOT NULL,
+        secret_sealed BLOB NOT NULL,      -- sealed (label paillier/<path>/pq): u32 len ‖ p ‖ u32 len ‖ q
+        modulus_proof BLOB,               -- PaillierBlumProof (protobuf), bound to key_id
+        created_at INTEGER NOT NULL
+      );
     `,
   },
 ];
