@@ -530,7 +530,12 @@ function attestationText(c: CoinSummary): string {
 }
 
 function coinLine(c: CoinSummary): string {
-  return `#${c.number}  ${c.status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  const line = `#${c.number}  ${c.status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
+  if (!c.receiver) return line;
+  const since = new Date(c.receiver.sinceMs).toISOString();
+  return c.status === "sent"
+    ? `${line}\n    sent to ${c.receiver.address} (${since})`
+    : `${line}\n    being sent to ${c.receiver.address} since ${since}: finish with \`wallet send ${c.number} ${c.receiver.address}\``;
 }
 
 function receiveText(r: ReceiveResult): string {

@@ -81,6 +81,12 @@ const MIGRATIONS: Migration[] = [
     id: "wallet-002-application-id",
     sql: `PRAGMA application_id = ${WALLET_APPLICATION_ID};`,
   },
+  {
+    // The receive address a coin is being sent to, recorded before TransferSenderInit (#19.9): an interrupted
+    // send names its receiver, and a retry elsewhere says to whom the coin is committed.
+    id: "wallet-003-coin-receiver",
+    sql: "ALTER TABLE coins ADD COLUMN receiver_address TEXT; ALTER TABLE coins ADD COLUMN receiver_since INTEGER;",
+  },
 ];
 
 const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
@@ -109,6 +115,9 @@ export interface CoinRow {
   exit_state: string | null;
   created_at: number;
   updated_at: number;
+  /** The receive address of the send started (or done), and since when (ms). */
+  receiver_address: string | null;
+  receiver_since: number | null;
 }
 
 export interface KeySlotRow {

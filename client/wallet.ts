@@ -126,6 +126,8 @@ export interface CoinSummary {
   publication?: "published" | "unpublished";
   exit?: ExitState;
   withdrawalTxid?: string;
+  /** The receive address the coin is sent (or being sent) to, and since when (ms since the epoch). */
+  receiver?: { address: string; sinceMs: number };
 }
 
 export interface Refusal {
@@ -580,7 +582,8 @@ export class Wallet {
          se_endpoint = excluded.se_endpoint, owner_index = excluded.owner_index, key_idx = excluded.key_idx,
          key_public = excluded.key_public, share_sealed = excluded.share_sealed, backup_tx = excluded.backup_tx,
          backup_history = excluded.backup_history, kickoff_tx = excluded.kickoff_tx,
-         attestations = excluded.attestations, withdrawal_tx = NULL, exit_state = NULL, updated_at = excluded.updated_at`,
+         attestations = excluded.attestations, withdrawal_tx = NULL, exit_state = NULL, receiver_address = NULL,
+         receiver_since = NULL, updated_at = excluded.updated_at`,
       [
         idBytes,
         meta.status,
@@ -624,6 +627,14 @@ export class Wallet {
     );
   }
 
+  private async setReceiver(id: number, address: string, since: number): Promise<void> {
+    await this.store.db.run("UPDATE coins SET receiver_address = ?, receiver_since = ? WHERE id = ?", [
+      address,
+      since,
+      id,
+    ]);
+  }
+
   private summary(row: CoinRow, tip?: number): CoinSummary {
     const lock = row.initial_lock - (row.owner_index - 1) * row.lock_interval;
     const mode = row.backup_mode as "absolute" | "kickoff";
@@ -647,6 +658,10 @@ export class Wallet {
           ? (JSON.parse(row.exit_state) as ExitState)
           : undefined,
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
+      receiver:
+        row.receiver_address && ["active", "sent"].includes(row.status)
+          ? { address: row.receiver_address, sinceMs: row.receiver_since ?? row.updated_at }
+          : undefined,
     };
   }
 
@@ -767,7 +782,26 @@ export class Wallet {
         `coin ${row.id} is ${row.status}; only an active coin can be sent`,
         "precondition",
       );
-    await send(this.context(), this.loadCoin(row), to);
+    // The receiver is recorded before the SE is asked (#19.9): an interrupted send still names it, and a retry
+    // to another address is told where the coin is committed. A redirect the SE refuses keeps the old record.
+    const before = row.receiver_address
+      ? { address: row.receiver_address, since: row.receiver_since }
+      : undefined;
+    const same = before !== undefined && sameReceiver(before.address, address, this.network);
+    if (!same) await this.setReceiver(row.id, address, this.now());
+    try {
+      await send(this.context(), this.loadCoin(row), to);
+    } catch (e) {
+      if (before && !same && e instanceof SeError && /cannot be redirected/.test(e.message)) {
+        await this.setReceiver(row.id, before.address, before.since ?? row.updated_at);
+        throw new WalletError(
+          "COIN_COMMITTED",
+          `coin ${row.id} is committed to ${before.address} (since ${new Date(before.since ?? row.updated_at).toISOString()}): its backup for that receiver is co-signed; finish with \`wallet send ${row.id} ${before.address}\``,
+          "precondition",
+        );
+      }
+      throw e;
+    }
     await this.setStatus(row, "sent");
     return this.coin(row.id);
   }
@@ -1136,6 +1170,17 @@ export class Wallet {
       backups: [...(row.backup_history.length ? unpackHistory(row.backup_history) : []), row.backup_tx],
       kickoffTx: row.kickoff_tx ?? undefined,
     });
+  }
+}
+
+/** Whether two receive addresses carry the same keys (one may be written in another case). */
+function sameReceiver(a: string, b: string, network: WalletNetwork): boolean {
+  try {
+    const x = decodeReceiveAddress(a, network);
+    const y = decodeReceiveAddress(b, network);
+    return Buffer.from(x.proofKey).equals(y.proofKey) && Buffer.from(x.backupKey).equals(y.backupKey);
+  } catch {
+    return false;
   }
 }
 
