@@ -4,7 +4,7 @@
 // signed transaction before the SE is asked to broadcast it, an exit's every stage.
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
-import type { ChainBackend, DevChain } from "../chain/backend.ts";
+import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
 import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import { generateRingPedersen, type PartyTwoKey, type RingPedersenKey } from "../protocol/ecdsa2p/index.ts";
@@ -28,6 +28,7 @@ import { type ExitState, exitByBackup } from "./exit.ts";
 import { KeyTree, mnemonicToSeed, newMnemonic, normalizeMnemonic } from "./keys.ts";
 import {
   type AttestationTrust,
+  broadcastIdempotent,
   confirmDeposit,
   confirmWithdrawal,
   deposit,
@@ -79,6 +80,8 @@ export interface WalletServices {
 
 export type CoinStatus =
   | "awaiting-confirmation"
+  /** The funding transaction never reached the chain (its broadcast failed, or it left the mempool): not held. */
+  | "funding-failed"
   | "active"
   | "sent"
   | "withdrawing"
@@ -207,6 +210,8 @@ const recordOf = (c: OwnedCoin): CoinRecord => ({
 /** Receive addresses scanned after a restore (and kept issued ahead). */
 export const RESTORE_GAP = 20;
 const COINBASE_MATURITY = 100;
+/** A deposit's funding unknown to the chain (neither mempool nor block) for this long is marked funding-failed. */
+export const FUNDING_GRACE_MS = 10 * 60_000;
 
 /** Blocks between halvings of the block subsidy on regtest (bitcoind and bcoin alike). */
 const REGTEST_HALVING_INTERVAL = 150;
@@ -675,14 +680,32 @@ export class Wallet {
   /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
   private async refreshDeposits(): Promise<void> {
     const rows = await this.store.db.all<CoinRow>(
-      "SELECT * FROM coins WHERE status = 'awaiting-confirmation'",
+      "SELECT * FROM coins WHERE status IN ('awaiting-confirmation', 'funding-failed')",
     );
     for (const row of rows) {
       const coin = this.loadCoin(row);
       const r = await this.context()
         .se.call("depositConfirm", { statechainId: coin.statechainId, auth: undefined }, coin.proofSecret)
         .catch(() => undefined);
-      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) await this.setStatus(row, "active");
+      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) {
+        await this.setStatus(row, "active");
+        continue;
+      }
+      // A funding the chain does not know (not in a block, not in the mempool) after a grace period did not go
+      // out, or was dropped: not counted until rebroadcast (#19.10). One that turns up is awaited again.
+      const txid = txidToHex(txidOf(parseTx(row.funding_tx)));
+      const known = await this.svc()
+        .chain.getTxStatus(txid)
+        .then((st) => st !== undefined)
+        .catch(() => undefined);
+      if (known === true && row.status === "funding-failed")
+        await this.setStatus(row, "awaiting-confirmation");
+      else if (
+        known === false &&
+        row.status === "awaiting-confirmation" &&
+        this.now() - row.created_at >= FUNDING_GRACE_MS
+      )
+        await this.setStatus(row, "funding-failed");
     }
   }
 
@@ -734,21 +757,33 @@ export class Wallet {
       );
     const slot = await this.newSlot("deposit");
     const id = this.identity(slot.idx);
-    const coin = await deposit(ctx, {
-      amountSat,
-      utxos,
-      changeScript: await this.changeScript(),
-      proofSecret: id.proofSecret,
-      backupSecret: id.backupSecret,
-      token: opts.token,
-      beforeBroadcast: (c) =>
-        this.saveCoin(recordOf(c), {
-          status: "awaiting-confirmation",
-          origin: "deposit",
-          keyIdx: slot.idx,
-          attestations: [],
-        }),
-    });
+    let saved: string | undefined;
+    let coin: OwnedCoin;
+    try {
+      coin = await deposit(ctx, {
+        amountSat,
+        utxos,
+        changeScript: await this.changeScript(),
+        proofSecret: id.proofSecret,
+        backupSecret: id.backupSecret,
+        token: opts.token,
+        beforeBroadcast: async (c) => {
+          await this.saveCoin(recordOf(c), {
+            status: "awaiting-confirmation",
+            origin: "deposit",
+            keyIdx: slot.idx,
+            attestations: [],
+          });
+          saved = outpointString(c.statechainId);
+        },
+      });
+    } catch (e) {
+      // Only the broadcast follows the coin's saving: a coin whose funding did not go out is not counted (#19.10).
+      if (saved === undefined) throw e;
+      const row = await this.coinRow(saved);
+      await this.setStatus(row, "funding-failed");
+      throw this.fundingFailed(row, e);
+    }
     const row = await this.coinRow(outpointString(coin.statechainId));
     this.progress("deposited", {
       statechainId: outpointString(coin.statechainId),
@@ -756,6 +791,46 @@ export class Wallet {
       fundingTxid: txidToHex(coin.statechainId.txid),
     });
     if (opts.wait === false) return this.summary(row);
+    return this.confirmDeposit(row.id, opts);
+  }
+
+  private fundingFailed(row: CoinRow, e: unknown): WalletError {
+    const txid = txidToHex(txidOf(parseTx(row.funding_tx)));
+    const spent = e instanceof ChainError && (e.code === "missing-inputs" || e.code === "conflict");
+    return new WalletError(
+      "FUNDING_FAILED",
+      spent
+        ? `the funding transaction ${txid} of coin #${row.id} cannot be broadcast: its inputs are spent elsewhere (${(e as Error).message}); the coin will never be funded and is not counted in the balance`
+        : `the funding transaction ${txid} of coin #${row.id} was not broadcast (${e instanceof Error ? e.message : String(e)}); the coin is not counted in the balance until it is: run \`wallet deposit --rebroadcast ${row.id}\``,
+      "precondition",
+    );
+  }
+
+  /**
+   * Broadcasts a deposit's funding transaction again (one whose broadcast failed, or that left the mempool); with
+   * `wait` (default), waits for the SE to confirm the deposit.
+   */
+  async rebroadcastFunding(
+    ref: string | number,
+    opts: WaitOptions & { wait?: boolean } = {},
+  ): Promise<CoinSummary> {
+    const row = await this.coinRow(ref);
+    if (row.status !== "funding-failed" && row.status !== "awaiting-confirmation")
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}; only a deposit awaiting its funding can be rebroadcast`,
+        "precondition",
+      );
+    const { chain } = this.svc();
+    this.progress("broadcast", { txid: txidToHex(txidOf(parseTx(row.funding_tx))) });
+    try {
+      await broadcastIdempotent(chain, row.funding_tx);
+    } catch (e) {
+      await this.setStatus(row, "funding-failed");
+      throw this.fundingFailed(row, e);
+    }
+    await this.setStatus(row, "awaiting-confirmation");
+    if (opts.wait === false) return this.coin(row.id);
     return this.confirmDeposit(row.id, opts);
   }
 

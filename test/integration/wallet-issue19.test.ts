@@ -3,9 +3,10 @@
 // ends `receive --wait` nor stays (5), and receive polls only live addresses, in one batched request (7).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { type ChainBackend, ChainError } from "../../chain/backend.ts";
 import { type SeClient, SeError } from "../../client/se-client.ts";
-import type { Wallet } from "../../client/wallet.ts";
-import { servicesOf, testWallet } from "../client/wallet-helpers.ts";
+import { FUNDING_GRACE_MS, Wallet } from "../../client/wallet.ts";
+import { PASSPHRASE, servicesOf, testWallet } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 
@@ -74,4 +75,61 @@ test("an interrupted send records its receiver; a retry elsewhere names it (#19.
   const got = await bob.receive();
   assert.equal(got.received.length, 1);
   for (const w of [alice, bob, carol]) await w.close();
+});
+
+/** The harness chain with its broadcast replaced. */
+function chainWith(broadcast: (raw: Uint8Array) => Promise<string>): ChainBackend {
+  const chain = Object.create(h.chain) as ChainBackend;
+  chain.broadcast = broadcast;
+  return chain;
+}
+
+test("a failed funding broadcast is not counted and can be rebroadcast (#19.10)", async () => {
+  const { wallet: alice } = await testWallet(h);
+  await alice.faucet(1);
+  alice.connect({
+    ...servicesOf(h),
+    chain: chainWith(async () => {
+      throw new ChainError("unavailable", "backend unreachable (test)");
+    }),
+  });
+  let number = 0;
+  await assert.rejects(alice.deposit(300_000n, { onWait: mine }), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "FUNDING_FAILED");
+    const m = /wallet deposit --rebroadcast (\d+)/.exec(e.message);
+    assert.ok(m, e.message);
+    number = Number(m[1]);
+    return true;
+  });
+  alice.connect(servicesOf(h));
+  const [failed] = await alice.coins();
+  assert.equal(failed!.number, number);
+  assert.equal(failed!.status, "funding-failed");
+  const bal = await alice.balance();
+  assert.equal(bal.coins, 0, "a coin whose funding never went out is not held");
+  assert.equal(bal.coinsSat, 0n);
+  const again = await alice.rebroadcastFunding(number, { onWait: mine });
+  assert.equal(again.status, "active");
+  assert.equal((await alice.balance()).coinsSat, 300_000n);
+  await alice.close();
+});
+
+test("a funding the chain never saw is marked after the grace period and rebroadcast (#19.10)", async () => {
+  const { wallet: created, file } = await testWallet(h);
+  await created.faucet(1);
+  // The broadcast "succeeds" but nothing reaches the node (a backend that lost it, an evicted transaction).
+  created.connect({ ...servicesOf(h), chain: chainWith(async () => "00".repeat(32)) });
+  const coin = await created.deposit(300_000n, { wait: false });
+  assert.equal(coin.status, "awaiting-confirmation");
+  await created.close();
+  let clock = Date.now();
+  const alice = await Wallet.open(file, PASSPHRASE, { now: () => clock });
+  alice.connect(servicesOf(h));
+  assert.equal((await alice.coins())[0]!.status, "awaiting-confirmation", "within the grace period: waiting");
+  clock += FUNDING_GRACE_MS + 1;
+  assert.equal((await alice.coins())[0]!.status, "funding-failed");
+  assert.equal((await alice.balance()).coins, 0);
+  const again = await alice.rebroadcastFunding(coin.number, { onWait: mine });
+  assert.equal(again.status, "active");
+  await alice.close();
 });
