@@ -115,7 +115,9 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
   policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1). The Mainstay
   proof is checked in the slot and under the service key the wallet trusts for the SE; a coin the SE shows no
-  publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.`,
+  publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
+  Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
+  decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
   withdraw:
     "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
   exit: `wallet exit <coin> [--no-wait] [--timeout s]

@@ -42,7 +42,7 @@ import {
 import {
   type CheckedTransfer,
   fetchKeyUpdateAnswer,
-  fetchMailbox,
+  fetchMailboxes,
   finishKeyUpdate,
   type IncomingTransfer,
   openTransfer,
@@ -891,35 +891,56 @@ export class Wallet {
     const result: ReceiveResult = { received: [], refused: [] };
     const deadline = this.now() + (opts.timeoutMs ?? 30 * 60_000);
     let polls = 0;
+    let unreadable = 0;
     for (;;) {
       await this.resumePending(result);
+      // Only addresses that can still receive (#19.7): a slot whose coin arrived is done, and a slot exists only
+      // once its address was handed out (or, after a restore, scanned for). All go in batched, signed requests.
       const slots = await this.store.db.all<KeySlotRow>(
-        "SELECT * FROM key_slots WHERE purpose = 'receive' ORDER BY idx",
+        "SELECT * FROM key_slots WHERE purpose = 'receive' AND used = 0 ORDER BY idx",
       );
       if (polls++ === 0) this.progress("mailbox", { addresses: slots.length });
-      for (const slot of slots) {
-        const id = this.identity(slot.idx);
-        const box = await fetchMailbox(this.context(), id);
-        for (const u of box.unreadable)
+      const ids = slots.map((slot) => this.identity(slot.idx));
+      const boxes = await fetchMailboxes(this.context(), ids);
+      const junk: Uint8Array[][] = [];
+      for (const [i, slot] of slots.entries()) {
+        const box = boxes[i]!;
+        junk.push(box.unreadable.map((u) => u.messageId));
+        for (const u of box.unreadable) {
+          // Reported once, then deleted from the mailbox (#19.5): it frees the room and ends no wait.
           result.refused.push({
             statechainId: u.statechainId && outpointString(u.statechainId),
             code: u.code,
-            reason: u.reason,
+            reason: `${u.reason}; discarded from the mailbox`,
           });
-        for (const incoming of box.incoming) await this.takeIncoming(slot.idx, id, incoming, result);
+          unreadable++;
+        }
+        for (const incoming of box.incoming) await this.takeIncoming(slot.idx, ids[i]!, incoming, result);
       }
+      const dirty = slots.flatMap((_s, i) => (junk[i]!.length ? [i] : []));
+      if (dirty.length)
+        await fetchMailboxes(
+          this.context(),
+          dirty.map((i) => ids[i]!),
+          dirty.map((i) => junk[i]!),
+        );
       // A coin refused only because its state is not published yet (the SE's next Mainstay commitment) is
       // worth waiting for: with `wait`, polling goes on until it is, or until the timeout.
+      // Unreadable messages (junk anyone can send) are reported but do not end a wait (#19.5).
       const unpublished =
         result.received.length === 0 &&
-        result.refused.length > 0 &&
-        result.refused.every((r) => r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined);
-      if (!opts.wait || result.received.length > 0 || (result.refused.length > 0 && !unpublished))
-        return result;
+        result.refused.length > unreadable &&
+        result.refused.every(
+          (r) => isUnreadable(r) || (r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined),
+        );
+      const refusedCoins = result.refused.length - unreadable;
+      if (!opts.wait || result.received.length > 0 || (refusedCoins > 0 && !unpublished)) return result;
       if (this.now() >= deadline) return result;
       if (unpublished) {
         this.progress("waiting", { for: "the SE's next Mainstay commitment" });
+        const kept = result.refused.filter(isUnreadable);
         result.refused.length = 0;
+        result.refused.push(...kept);
       } else if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
       if (opts.onWait) await opts.onWait();
       else await sleep(opts.pollMs ?? 5000);
@@ -1247,6 +1268,10 @@ export class Wallet {
     });
   }
 }
+
+/** A refusal of a mailbox message that did not decrypt or decode (discarded, not a coin). */
+const isUnreadable = (r: Refusal) => UNREADABLE_CODES.has(r.code);
+const UNREADABLE_CODES = new Set(["MESSAGE_DECRYPT", "MESSAGE_DECODE", "MESSAGE_STATECHAIN"]);
 
 /** Whether two receive addresses carry the same keys (one may be written in another case). */
 function sameReceiver(a: string, b: string, network: WalletNetwork): boolean {
