@@ -75,6 +75,7 @@ export function enclavePolicy(cfg: HostConfig) {
     maxUnfundedDeposits: cfg.deposit.maxUnfunded,
     depositConfirmations: p.depositConfirmations,
     withdrawConfirmations: p.withdrawConfirmations,
+    withdrawBurialDepth: p.withdrawBurialDepth,
   };
 }
 
