@@ -1272,6 +1272,9 @@ export class Wallet {
     let txid: string;
     if (row.status === "withdrawing" && row.withdrawal_tx) {
       txid = txidToHex(txidOf(parseTx(row.withdrawal_tx)));
+      // Not in the chain or mempool (dropped, or taken out by a reorg before it was buried, #19.4): the wallet
+      // sends its signed withdrawal again itself rather than rely on the SE to.
+      if (!(await ctx.chain.getTxStatus(txid))) await broadcastIdempotent(ctx.chain, row.withdrawal_tx);
       await ctx.se.call(
         "withdrawConfirm",
         { statechainId: coin.statechainId, withdrawalTx: row.withdrawal_tx, auth: undefined },
@@ -1313,13 +1316,18 @@ export class Wallet {
     opts: WaitOptions & { wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
-    if (!["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
+    const s = this.svc();
+    // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
+    // owner's exit: such a coin may exit. One in the chain or mempool may not (the backup would conflict).
+    const withdrawalGone =
+      row.status === "withdrawing" &&
+      (!row.withdrawal_tx || !(await s.chain.getTxStatus(txidToHex(txidOf(parseTx(row.withdrawal_tx))))));
+    if (!withdrawalGone && !["active", "exiting", "exit-only", "awaiting-confirmation"].includes(row.status))
       throw new WalletError(
         "COIN_STATE",
         `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,
         "precondition",
       );
-    const s = this.svc();
     const feeUtxos = row.backup_mode === "kickoff" ? await this.onchainUtxos() : [];
     const state = await exitByBackup(
       {

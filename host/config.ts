@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { DEFAULT_WINDOW_MS } from "../protocol/auth.ts";
+import { MIN_BURIAL_DEPTH } from "../protocol/tx/policy.ts";
 
 export type Mode = "simulator" | "nitro";
 export type Network = "regtest" | "testnet" | "signet" | "bitcoin";
@@ -56,6 +57,9 @@ export interface HostConfig {
     lockSafetyMargin: number;
     depositConfirmations: number;
     withdrawConfirmations: number;
+    /** Confirmations before the SE erases a withdrawn coin's share and stops watching it (#19.4); 0 in a
+     * configuration means the network's default (6; on regtest withdrawConfirmations), resolved by validate. */
+    withdrawBurialDepth: number;
     minDepositSat: number;
     maxDepositSat: number;
     withdrawFeeBps: number;
@@ -148,6 +152,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       lockSafetyMargin: 6,
       depositConfirmations: 1,
       withdrawConfirmations: 1,
+      withdrawBurialDepth: 0,
       minDepositSat: 10_000,
       maxDepositSat: 100_000_000,
       withdrawFeeBps: 0,
@@ -234,6 +239,7 @@ export const ENV_KEYS: Record<string, string> = {
   SE_MAINSTAY_INTERVAL_S: "mainstay.commitIntervalS",
   SE_MAINSTAY_ENABLED: "mainstay.enabled",
   SE_WITHDRAW_CONFIRMATIONS: "protocol.withdrawConfirmations",
+  SE_WITHDRAW_BURIAL_DEPTH: "protocol.withdrawBurialDepth",
   SE_WITHDRAW_FEE_BPS: "protocol.withdrawFeeBps",
   SE_FEE_ADDRESS: "protocol.feeAddress",
   SE_LOCK_SAFETY_MARGIN: "protocol.lockSafetyMargin",
@@ -392,6 +398,19 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.protocol.depositConfirmations, 0, 1000, "protocol.depositConfirmations");
   intIn(cfg.protocol.withdrawConfirmations, 0, 1000, "protocol.withdrawConfirmations");
   intIn(cfg.protocol.withdrawFeeBps, 0, 10_000, "protocol.withdrawFeeBps");
+  const p = cfg.protocol;
+  if (p.withdrawBurialDepth === 0)
+    p.withdrawBurialDepth =
+      cfg.network === "regtest"
+        ? p.withdrawConfirmations
+        : Math.max(MIN_BURIAL_DEPTH, p.withdrawConfirmations);
+  // A withdrawal one reorg can undo must not end the SE's protection of the coin (#19.4).
+  intIn(
+    p.withdrawBurialDepth,
+    Math.max(p.withdrawConfirmations, cfg.network === "regtest" ? 0 : MIN_BURIAL_DEPTH),
+    1000,
+    "protocol.withdrawBurialDepth",
+  );
   if (cfg.chain.backend === "embedded" && cfg.network !== "regtest") {
     throw new ConfigError("the embedded chain backend runs regtest only");
   }

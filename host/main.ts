@@ -130,6 +130,7 @@ export function enclavePolicy(cfg: HostConfig) {
     maxUnfundedDeposits: cfg.deposit.maxUnfunded,
     depositConfirmations: p.depositConfirmations,
     withdrawConfirmations: p.withdrawConfirmations,
+    withdrawBurialDepth: p.withdrawBurialDepth,
   };
 }
 
