@@ -166,6 +166,41 @@ export class RegtestNode {
     const execute = node.rpc.execute.bind(node.rpc);
     node.rpc.execute = (json: { method: string; params?: unknown }, help?: boolean) =>
       execute({ ...json, params: bcoinParams(json.params) }, help);
+    // bcoin's invalidateblock rewinds the chain, but the pool's "reset" listener (registered before the mempool's)
+    // throws on a node with no peers, so the mempool never follows and every later block template fails the
+    // miner's mempool/tip check: mining stopped for good. Only a connected pool has peers to re-sync from.
+    const forceSync = node.pool.forceSync.bind(node.pool);
+    node.pool.forceSync = () => {
+      if (node.pool.connected) forceSync();
+    };
+    // bitcoind returns the transactions of the blocks it disconnects to the mempool; bcoin's rewind deletes them.
+    // Do as bitcoind does, so a reorg test sees a transaction leave the chain and come back unless replaced.
+    node.rpc.calls.invalidateblock = async (args: unknown[], help: boolean) => {
+      if (help || args.length !== 1 || typeof args[0] !== "string" || !/^[0-9a-f]{64}$/i.test(args[0]))
+        return node.rpc.invalidateBlock(args, help);
+      const hash = Buffer.from(args[0], "hex").reverse().toString("hex");
+      const txs: unknown[] = [];
+      for (
+        let entry = node.chain.tip;
+        entry && entry.height > 0;
+        entry = await node.chain.getPrevious(entry)
+      ) {
+        if (!(await node.chain.isMainChain(entry))) break;
+        const block = await node.chain.getBlock(entry.hash);
+        txs.unshift(...block.txs.slice(1));
+        if (entry.hash === hash) break;
+      }
+      const pending = node.mempool.getSnapshot().map((h: string) => node.mempool.getTX(h));
+      await node.rpc.invalidateBlock(args, help);
+      for (const tx of [...txs, ...pending]) {
+        try {
+          await node.mempool.addTX(tx);
+        } catch {
+          // Conflicts with, or depends on, what no longer exists: dropped, as bitcoind drops it.
+        }
+      }
+      return null;
+    };
     const port: number = node.http.address().port;
     const self = new RegtestNode(
       node,

@@ -26,6 +26,8 @@ export interface AttestedPolicy {
   lockSafetyMargin: number;
   depositConfirmations: number;
   withdrawConfirmations: number;
+  /** Confirmations before the SE erases a withdrawn coin's share and stops watching it (#19.4). */
+  withdrawBurialDepth: number;
   minFeeRateSatVb: number;
   maxBackupFeeRateSatVb: number;
   /** The enclave instance's Ed25519 key, which signs every partial signature c3 it releases. */
@@ -146,6 +148,7 @@ export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy>
     lockSafetyMargin: nat(p, "lockSafetyMargin"),
     depositConfirmations: nat(p, "depositConfirmations"),
     withdrawConfirmations: nat(p, "withdrawConfirmations"),
+    withdrawBurialDepth: nat(p, "withdrawBurialDepth"),
     minFeeRateSatVb: nat(p, "minFeeRateSatVb"),
     maxBackupFeeRateSatVb: nat(p, "maxBackupFeeRateSatVb"),
     instanceKey: instancePublicKey(identity.key),

@@ -59,7 +59,8 @@ Commands:
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
   faucet [--blocks n]       regtest only: mine coins to the wallet (simulator); --amount a: until it holds a
-  deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc)
+  deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc);
+                            --rebroadcast <coin>: send a deposit's funding transaction again
   coins                     the wallet's coins with their state and backup locks
   send <coin> <address>     hand a coin to the owner of a receive address
   receive [--wait]          take incoming coins (every check passes, or the coin is refused with the reason)
@@ -93,6 +94,7 @@ Options:
   --blocks <n>              faucet: coinbases to mine (default 1)
   --amount <amount>         faucet: mine until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
+  --rebroadcast <coin>      deposit: broadcast the coin's funding transaction again (status funding-failed)
   --new, --onchain          address: see above
   --wait                    receive: poll until a transfer arrives
   --confirm                 trust-simulator: really trust it; --forget removes the trust
@@ -121,8 +123,11 @@ const COMMAND_HELP: Record<string, string> = {
   Regtest (simulator) only: mines n coinbases to the wallet (or, with --amount, as many as it takes for the wallet
   to hold that much on chain) and 100 blocks to mature them.`,
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
+wallet deposit --rebroadcast <coin> [--no-wait]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
-  coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).`,
+  coins. Shows the deposit address and waits for the confirmations the SE requires (--no-wait to return).
+  A coin whose funding never reached the chain (its broadcast failed, or it left the mempool) is shown as
+  funding-failed and not counted in the balance; --rebroadcast sends its funding transaction again.`,
   coins: `wallet coins
   Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode). The SE is asked
   about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
@@ -134,7 +139,9 @@ const COMMAND_HELP: Record<string, string> = {
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
   policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1). The Mainstay
   proof is checked in the slot and under the service key the wallet trusts for the SE; a coin the SE shows no
-  publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.`,
+  publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
+  Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
+  decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
   withdraw:
     "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
   exit: `wallet exit <coin> [--no-wait] [--timeout s]
@@ -156,7 +163,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   address: ["new", "onchain"],
   info: [],
   faucet: ["blocks", "amount"],
-  deposit: ["no-wait", "token"],
+  deposit: ["no-wait", "token", "rebroadcast"],
   coins: [],
   send: [],
   receive: ["wait", "allow-unpublished"],
@@ -557,7 +564,17 @@ function coinLine(c: CoinSummary): string {
   // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
   const status = c.seStatus === "UNKNOWN" && !c.inBalance ? "unknown-to-the-SE" : c.status;
   const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
-  return c.hint ? `${line}\n    ${c.hint}` : line;
+  const lines = [line];
+  if (c.receiver) {
+    const since = new Date(c.receiver.sinceMs).toISOString();
+    lines.push(
+      c.status === "sent"
+        ? `    sent to ${c.receiver.address} (${since})`
+        : `    being sent to ${c.receiver.address} since ${since}: finish with \`wallet send ${c.number} ${c.receiver.address}\``,
+    );
+  }
+  if (c.hint) lines.push(`    ${c.hint}`);
+  return lines.join("\n");
 }
 
 function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
@@ -605,7 +622,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   const v = s.v;
   const file = s.walletFile();
   // Arguments are checked before any passphrase is asked or any file opened.
-  const amount = command === "deposit" ? parseAmount(args[0]!) : 0n;
+  const amount = command === "deposit" && v.rebroadcast === undefined ? parseAmount(args[0]!) : 0n;
   if (command === "faucet" && v.blocks !== undefined && v.amount !== undefined)
     throw new UsageError("faucet takes --blocks or --amount, not both");
   const faucetAmount =
@@ -756,6 +773,14 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "deposit": {
+        if (v.rebroadcast !== undefined) {
+          const c = await wallet.rebroadcastFunding(v.rebroadcast as string, {
+            ...wait,
+            wait: !v["no-wait"],
+          });
+          s.out(`coin #${c.number} ${c.statechainId}: funding rebroadcast, ${c.status}`, c);
+          return 0;
+        }
         const c = await wallet.deposit(amount, {
           ...wait,
           wait: !v["no-wait"],
@@ -961,7 +986,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   const allowed = new Set([...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command]!]);
   const stray = Object.keys(values).find((k) => !allowed.has(k));
-  const want = POSITIONALS[command] ?? [];
+  const want = command === "deposit" && values.rebroadcast !== undefined ? [] : (POSITIONALS[command] ?? []);
   const problem = stray
     ? `--${stray} does not apply to ${command}`
     : args.length !== want.length

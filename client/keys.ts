@@ -1,7 +1,8 @@
 // The wallet's key tree. A BIP39 mnemonic (English, 24 words) gives the seed; BIP32 derives every key on
 // hardened paths m/8338'/<coin>'/<account>'/<role>'/<index>' (coin 0 on mainnet, 1 elsewhere). Roles: proof keys
-// C (0), backup keys B (1), on-chain funding and change keys (2). Each coin the wallet deposits or receives uses
-// a fresh proof and backup index. The owner's two-party share o is random, never derived: a seed alone cannot
+// C (0), backup keys B (1), on-chain funding and change keys (2), and the seeds of per-coin Paillier keys (3, one
+// level deeper: m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>', see paillier-keys.ts). Each coin the wallet
+// deposits or receives uses a fresh proof and backup index. The owner's two-party share o is random, never derived: a seed alone cannot
 // take a coin from the SE, and a restored wallet recovers on-chain funds and unclaimed transfers only.
 
 import { secp256k1 } from "@noble/curves/secp256k1.js";
@@ -71,6 +72,19 @@ export class KeyTree {
 
   secret(role: KeyRole, index: number): Uint8Array {
     const k = this.root.derive(keyPath(this.network, this.account, role, index));
+    if (!k.privateKey) return fail("KEY_DERIVATION", "derivation gave no private key");
+    return k.privateKey;
+  }
+
+  /**
+   * The private key at `path`, a hardened path under this tree's m/8338'/<coin>'/<account>' (the Paillier seeds
+   * of paillier-keys.ts take one level more than keyPath's).
+   */
+  secretAt(path: string): Uint8Array {
+    const prefix = `m/${KEY_PURPOSE}'/${coinType(this.network)}'/${this.account}'/`;
+    if (!path.startsWith(prefix) || !/^(\d+'\/)*\d+'$/.test(path.slice(prefix.length)))
+      fail("KEY_PATH", `${path} is not a hardened path of this wallet (${prefix}…)`);
+    const k = this.root.derive(path);
     if (!k.privateKey) return fail("KEY_DERIVATION", "derivation gave no private key");
     return k.privateKey;
   }

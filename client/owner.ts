@@ -36,6 +36,8 @@ import {
   buildFundingTx,
   buildKickoffTx,
   buildWithdrawalTx,
+  MAX_FUNDING_TX_BYTES,
+  signedFundingSize,
   type WalletUtxo,
 } from "../protocol/tx/build.ts";
 import { parseTx, txidOf, txidToHex } from "../protocol/tx/parse.ts";
@@ -222,6 +224,27 @@ export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));
   const b1 = Buffer.from(opts.backupSecret ?? randomSecret(ctx.rng));
   const C1 = pub(c1);
+  // The funding's size before anything is asked of the SE: a transfer message carries it (#19.5). The shared key
+  // is not known yet; any key gives the same size (C1 stands in). A funding that cannot be built at all is
+  // reported where it always was, by the real build after key generation.
+  let draft: { raw: Uint8Array; inputs: unknown[] } | undefined;
+  try {
+    draft = buildFundingTx({
+      utxos: opts.utxos,
+      amountSat: opts.amountSat,
+      sharedPublicKey: C1,
+      changeScript: opts.changeScript,
+      feeRateSatVb: ctx.feeRateSatVb,
+    });
+  } catch {
+    draft = undefined;
+  }
+  const size = draft ? signedFundingSize(draft.raw.length, draft.inputs.length) : 0;
+  refuse(
+    !draft || size <= MAX_FUNDING_TX_BYTES,
+    "FUNDING_TOO_LARGE",
+    `the funding would spend ${draft?.inputs.length} on-chain coins (about ${size} bytes, more than ${MAX_FUNDING_TX_BYTES}): every transfer of the coin carries its funding transaction, so such a coin could never be sent; consolidate the wallet's on-chain coins first (send them to the wallet's own address) or deposit less`,
+  );
   let guard:
     | { $case: "pow"; value: { challenge: Buffer; solution: Buffer } }
     | { $case: "token"; value: string }

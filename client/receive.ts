@@ -16,7 +16,7 @@ import { decodeReceipt, erasedShareCommitment } from "../attestation/receipt.ts"
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
-import { TransferMessage } from "../proto/gen/statechain.ts";
+import { type MailboxItem, TransferMessage } from "../proto/gen/statechain.ts";
 import {
   type HolderKey,
   holderKeyUpdate,
@@ -69,16 +69,64 @@ export async function fetchIncoming(ctx: OwnerContext, id: ReceiverIdentity): Pr
   return (await fetchMailbox(ctx, id)).incoming;
 }
 
-/** The mailbox of `id`: the messages that decrypt and decode, and those that do not, with the reason. */
-export async function fetchMailbox(
+/** Proof keys one MailboxGetBatch carries at most (the SE's bound). */
+export const MAILBOX_BATCH_MAX = 64;
+
+export interface Mailbox {
+  incoming: IncomingTransfer[];
+  unreadable: UnreadableTransfer[];
+}
+
+/**
+ * The mailboxes of `ids`, `MAILBOX_BATCH_MAX` keys to a signed MailboxGetBatch request (#19.7), each key signing
+ * its own entry. `discard[i]` lists message ids of mailbox i to delete first (ones found unreadable before). An
+ * SE without MailboxGetBatch is read one MailboxGet at a time.
+ */
+export async function fetchMailboxes(
   ctx: OwnerContext,
-  id: ReceiverIdentity,
-): Promise<{ incoming: IncomingTransfer[]; unreadable: UnreadableTransfer[] }> {
+  ids: readonly ReceiverIdentity[],
+  discard: readonly (readonly Uint8Array[])[] = [],
+): Promise<Mailbox[]> {
+  const out: Mailbox[] = [];
+  for (let at = 0; at < ids.length; at += MAILBOX_BATCH_MAX) {
+    const chunk = ids.slice(at, at + MAILBOX_BATCH_MAX);
+    const entry = (id: ReceiverIdentity, i: number) => ({
+      receiverProofKey: pub(id.proofSecret),
+      auth: undefined,
+      discardMessageIds: (discard[at + i] ?? []).map((x) => Buffer.from(x)),
+    });
+    let boxes: { items: MailboxItem[] }[];
+    try {
+      const res = await ctx.se.call("mailboxGetBatch", {
+        mailboxes: chunk.map((id, i) => ctx.se.signMailboxEntry(entry(id, i), id.proofSecret)),
+      });
+      boxes = res.mailboxes;
+    } catch (e) {
+      if (!(e instanceof SeError && e.code === 12)) throw e; // UNIMPLEMENTED: an SE from before the batch
+      boxes = [];
+      for (const [i, id] of chunk.entries())
+        boxes.push(await ctx.se.call("mailboxGet", entry(id, i), id.proofSecret));
+    }
+    for (const [i, id] of chunk.entries()) out.push(openMailbox(id, boxes[i]?.items ?? []));
+  }
+  return out;
+}
+
+/** The mailbox of `id`: the messages that decrypt and decode, and those that do not, with the reason. */
+export async function fetchMailbox(ctx: OwnerContext, id: ReceiverIdentity): Promise<Mailbox> {
   const C2 = pub(id.proofSecret);
-  const box = await ctx.se.call("mailboxGet", { receiverProofKey: C2, auth: undefined }, id.proofSecret);
+  const box = await ctx.se.call(
+    "mailboxGet",
+    { receiverProofKey: C2, auth: undefined, discardMessageIds: [] },
+    id.proofSecret,
+  );
+  return openMailbox(id, box.items);
+}
+
+function openMailbox(id: ReceiverIdentity, items: readonly MailboxItem[]): Mailbox {
   const incoming: IncomingTransfer[] = [];
   const unreadable: UnreadableTransfer[] = [];
-  for (const item of box.items) {
+  for (const item of items) {
     try {
       incoming.push(openTransfer(id, item.messageId, item.statechainId, item.encryptedMessage));
     } catch (e) {

@@ -2,7 +2,11 @@
 // proof key it names (common.v1.Auth), with deadlines and errors that keep the SE's message.
 import { type ChannelCredentials, credentials, type ServiceError, status as Status } from "@grpc/grpc-js";
 import type { Auth } from "../proto/gen/common.ts";
-import { StatechainServiceClient, StatechainServiceService } from "../proto/gen/statechain.ts";
+import {
+  MailboxGetRequest,
+  StatechainServiceClient,
+  StatechainServiceService,
+} from "../proto/gen/statechain.ts";
 import { unary } from "../proto/unary.ts";
 import { type Codec, signRequest } from "../protocol/auth.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -74,6 +78,14 @@ export class SeClient {
       decode: (b) => def.requestDeserialize(Buffer.from(b)) as R,
     };
     return signRequest(codec, def.path, req as R, signer, { nowMs: this.now(), rng: this.opts.rng });
+  }
+
+  /** A MailboxGetBatch entry signed by the proof key whose secret is `signer` (under the batch's path). */
+  signMailboxEntry(req: MailboxGetRequest, signer: Uint8Array): MailboxGetRequest {
+    return signRequest(MailboxGetRequest, StatechainServiceService.mailboxGetBatch.path, req, signer, {
+      nowMs: this.now(),
+      rng: this.opts.rng,
+    });
   }
 
   /**

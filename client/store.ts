@@ -1,14 +1,19 @@
 // The wallet file: one SQLite database. Public data in the clear (coins, statechain ids, amounts, backup
 // transactions, lock heights, attestation verdicts, settings); every secret sealed under the passphrase key
 // (secret-box.ts): the mnemonic, the ring-Pedersen secret, each coin's two-party share o, and a pending
-// receive's o2. Derived keys (proof, backup, funding) are never stored: they come from the seed when needed.
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
+// receive's o2, each cached per-coin Paillier key's p and q. Derived keys (proof, backup, funding) are never
+// stored: they come from the seed when needed.
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
+import sqlite3 from "sqlite3";
 import { Db, type Migration, type Queryable } from "../host/db.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import { deriveKey, type KdfParams, newKdfParams, open, seal, WalletLockedError } from "./secret-box.ts";
 
 export const WALLET_FORMAT = 1;
+
+/** SQLite's application_id of a wallet file ("SCWL"): set when it is created (#19.12). */
+export const WALLET_APPLICATION_ID = 0x5343574c;
 
 const MIGRATIONS: Migration[] = [
   {
@@ -82,6 +87,32 @@ const MIGRATIONS: Migration[] = [
       ALTER TABLE coins ADD COLUMN se_view_at INTEGER;
     `,
   },
+  {
+    // Per-coin owner Paillier keys (client/paillier-keys.ts), one row per key path: N and Π^mod in the clear,
+    // p and q sealed under the passphrase key. Only a cache: each key is derived from the seed and its path.
+    id: "wallet-003-paillier_keys",
+    sql: `
+      CREATE TABLE paillier_keys (
+        path TEXT PRIMARY KEY,            -- m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>'
+        n BLOB NOT NULL,
+        key_id BLOB NOT NULL,
+        secret_sealed BLOB NOT NULL,      -- sealed (label paillier/<path>/pq): u32 len ‖ p ‖ u32 len ‖ q
+        modulus_proof BLOB,               -- PaillierBlumProof (protobuf), bound to key_id
+        created_at INTEGER NOT NULL
+      );
+    `,
+  },
+  {
+    // Marks the file as a wallet in SQLite's header, so a file is known for one before it is opened to write.
+    id: "wallet-004-application-id",
+    sql: `PRAGMA application_id = ${WALLET_APPLICATION_ID};`,
+  },
+  {
+    // The receive address a coin is being sent to, recorded before TransferSenderInit (#19.9): an interrupted
+    // send names its receiver, and a retry elsewhere says to whom the coin is committed.
+    id: "wallet-005-coin-receiver",
+    sql: "ALTER TABLE coins ADD COLUMN receiver_address TEXT; ALTER TABLE coins ADD COLUMN receiver_since INTEGER;",
+  },
 ];
 
 const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
@@ -113,6 +144,9 @@ export interface CoinRow {
   se_view_at: number | null;
   created_at: number;
   updated_at: number;
+  /** The receive address of the send started (or done), and since when (ms). */
+  receiver_address: string | null;
+  receiver_since: number | null;
 }
 
 export interface KeySlotRow {
@@ -191,6 +225,7 @@ export class WalletStore {
         `no wallet at ${file} (create one with \`wallet create\`, or pass --wallet)`,
         "not_found",
       );
+    await checkWalletFile(file);
     const db = await Db.open(file, []);
     try {
       const meta = async (k: string) =>
@@ -269,6 +304,52 @@ export class WalletStore {
   async close(): Promise<void> {
     this.key.fill(0);
     await this.db.close();
+  }
+}
+
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
+
+/**
+ * Refuses, before anything opens it to write, a file that is not a wallet (#19.12): an empty file (SQLite would
+ * make it a database), a file that is not SQLite, and a database of another program (which would get this
+ * wallet's migrations table). A wallet carries WALLET_APPLICATION_ID, or (made before it was set) the wallet's
+ * meta table and first migration.
+ */
+export async function checkWalletFile(file: string): Promise<void> {
+  const refuse = (why: string) =>
+    new WalletFileError(
+      "NOT_A_WALLET",
+      `${file} is not a wallet file (${why}); it was left untouched. Pass --wallet with the path of your wallet, or create one with \`wallet create\` at a new path`,
+      "invalid",
+    );
+  const st = statSync(file);
+  if (!st.isFile()) throw refuse("not a regular file");
+  if (st.size === 0) throw refuse("it is empty");
+  const head = Buffer.alloc(SQLITE_HEADER.length);
+  const fd = openSync(file, "r");
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (!head.equals(SQLITE_HEADER)) throw refuse("not an SQLite database");
+  const ro = await new Promise<sqlite3.Database>((resolve, reject) => {
+    const d = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (err) => (err ? reject(err) : resolve(d)));
+  });
+  const get = <T>(sql: string) =>
+    new Promise<T | undefined>((resolve) =>
+      ro.get(sql, [], (err: Error | null, row: T) => resolve(err ? undefined : row)),
+    );
+  try {
+    const app = await get<{ application_id: number }>("PRAGMA application_id");
+    if (app?.application_id === WALLET_APPLICATION_ID) return;
+    if (app?.application_id)
+      throw refuse(`a database of another program, application id ${app.application_id}`);
+    const format = await get<{ value: unknown }>("SELECT value FROM meta WHERE key = 'format'");
+    const first = await get<{ id: string }>("SELECT id FROM schema_migrations WHERE id = 'wallet-001'");
+    if (!format || !first) throw refuse("an SQLite database without the wallet's tables");
+  } finally {
+    await new Promise<void>((resolve) => ro.close(() => resolve()));
   }
 }
 

@@ -5,7 +5,7 @@
 import { status as Status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
-import type { ChainBackend, DevChain } from "../chain/backend.ts";
+import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
 import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -28,6 +28,7 @@ import { type ExitState, exitByBackup } from "./exit.ts";
 import { KeyTree, mnemonicToSeed, newMnemonic, normalizeMnemonic } from "./keys.ts";
 import {
   type AttestationTrust,
+  broadcastIdempotent,
   confirmDeposit,
   confirmWithdrawal,
   deposit,
@@ -41,7 +42,7 @@ import {
 import {
   type CheckedTransfer,
   fetchKeyUpdateAnswer,
-  fetchMailbox,
+  fetchMailboxes,
   finishKeyUpdate,
   type IncomingTransfer,
   openTransfer,
@@ -82,6 +83,8 @@ export interface WalletServices {
 
 export type CoinStatus =
   | "awaiting-confirmation"
+  /** The funding transaction never reached the chain (its broadcast failed, or it left the mempool): not held. */
+  | "funding-failed"
   | "active"
   | "sent"
   | "withdrawing"
@@ -144,6 +147,8 @@ export interface CoinSummary {
   inBalance: boolean;
   /** What to do with the coin, when it is not an ordinary active one (exit-only: `wallet exit <n>`). */
   hint?: string;
+  /** The receive address the coin is sent (or being sent) to, and since when (ms since the epoch). */
+  receiver?: { address: string; sinceMs: number };
 }
 
 /** The SE's status by name, without the enum's prefix ("EXIT_BY_BACKUP"). */
@@ -231,6 +236,8 @@ const recordOf = (c: OwnedCoin): CoinRecord => ({
 /** Receive addresses scanned after a restore (and kept issued ahead). */
 export const RESTORE_GAP = 20;
 const COINBASE_MATURITY = 100;
+/** A deposit's funding unknown to the chain (neither mempool nor block) for this long is marked funding-failed. */
+export const FUNDING_GRACE_MS = 10 * 60_000;
 
 /** Blocks between halvings of the block subsidy on regtest (bitcoind and bcoin alike). */
 const REGTEST_HALVING_INTERVAL = 150;
@@ -617,7 +624,8 @@ export class Wallet {
          se_endpoint = excluded.se_endpoint, owner_index = excluded.owner_index, key_idx = excluded.key_idx,
          key_public = excluded.key_public, share_sealed = excluded.share_sealed, backup_tx = excluded.backup_tx,
          backup_history = excluded.backup_history, kickoff_tx = excluded.kickoff_tx,
-         attestations = excluded.attestations, withdrawal_tx = NULL, exit_state = NULL, updated_at = excluded.updated_at`,
+         attestations = excluded.attestations, withdrawal_tx = NULL, exit_state = NULL, receiver_address = NULL,
+         receiver_since = NULL, updated_at = excluded.updated_at`,
       [
         idBytes,
         meta.status,
@@ -661,6 +669,14 @@ export class Wallet {
     );
   }
 
+  private async setReceiver(id: number, address: string, since: number): Promise<void> {
+    await this.store.db.run("UPDATE coins SET receiver_address = ?, receiver_since = ? WHERE id = ?", [
+      address,
+      since,
+      id,
+    ]);
+  }
+
   private summary(row: CoinRow, tip?: number): CoinSummary {
     const lock = row.initial_lock - (row.owner_index - 1) * row.lock_interval;
     const mode = row.backup_mode as "absolute" | "kickoff";
@@ -688,6 +704,10 @@ export class Wallet {
       seCheckedAt: row.se_view_at ?? undefined,
       inBalance: inBalance(row),
       hint: coinHint(row),
+      receiver:
+        row.receiver_address && ["active", "sent"].includes(row.status)
+          ? { address: row.receiver_address, sinceMs: row.receiver_since ?? row.updated_at }
+          : undefined,
     };
   }
 
@@ -745,14 +765,32 @@ export class Wallet {
   /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
   private async refreshDeposits(): Promise<void> {
     const rows = await this.store.db.all<CoinRow>(
-      "SELECT * FROM coins WHERE status = 'awaiting-confirmation'",
+      "SELECT * FROM coins WHERE status IN ('awaiting-confirmation', 'funding-failed')",
     );
     for (const row of rows) {
       const coin = this.loadCoin(row);
       const r = await this.context()
         .se.call("depositConfirm", { statechainId: coin.statechainId, auth: undefined }, coin.proofSecret)
         .catch(() => undefined);
-      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) await this.setStatus(row, "active");
+      if (r?.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) {
+        await this.setStatus(row, "active");
+        continue;
+      }
+      // A funding the chain does not know (not in a block, not in the mempool) after a grace period did not go
+      // out, or was dropped: not counted until rebroadcast (#19.10). One that turns up is awaited again.
+      const txid = txidToHex(txidOf(parseTx(row.funding_tx)));
+      const known = await this.svc()
+        .chain.getTxStatus(txid)
+        .then((st) => st !== undefined)
+        .catch(() => undefined);
+      if (known === true && row.status === "funding-failed")
+        await this.setStatus(row, "awaiting-confirmation");
+      else if (
+        known === false &&
+        row.status === "awaiting-confirmation" &&
+        this.now() - row.created_at >= FUNDING_GRACE_MS
+      )
+        await this.setStatus(row, "funding-failed");
     }
   }
 
@@ -804,21 +842,33 @@ export class Wallet {
       );
     const slot = await this.newSlot("deposit");
     const id = this.identity(slot.idx);
-    const coin = await deposit(ctx, {
-      amountSat,
-      utxos,
-      changeScript: await this.changeScript(),
-      proofSecret: id.proofSecret,
-      backupSecret: id.backupSecret,
-      token: opts.token,
-      beforeBroadcast: (c) =>
-        this.saveCoin(recordOf(c), {
-          status: "awaiting-confirmation",
-          origin: "deposit",
-          keyIdx: slot.idx,
-          attestations: [],
-        }),
-    });
+    let saved: string | undefined;
+    let coin: OwnedCoin;
+    try {
+      coin = await deposit(ctx, {
+        amountSat,
+        utxos,
+        changeScript: await this.changeScript(),
+        proofSecret: id.proofSecret,
+        backupSecret: id.backupSecret,
+        token: opts.token,
+        beforeBroadcast: async (c) => {
+          await this.saveCoin(recordOf(c), {
+            status: "awaiting-confirmation",
+            origin: "deposit",
+            keyIdx: slot.idx,
+            attestations: [],
+          });
+          saved = outpointString(c.statechainId);
+        },
+      });
+    } catch (e) {
+      // Only the broadcast follows the coin's saving: a coin whose funding did not go out is not counted (#19.10).
+      if (saved === undefined) throw e;
+      const row = await this.coinRow(saved);
+      await this.setStatus(row, "funding-failed");
+      throw this.fundingFailed(row, e);
+    }
     const row = await this.coinRow(outpointString(coin.statechainId));
     this.progress("deposited", {
       statechainId: outpointString(coin.statechainId),
@@ -826,6 +876,46 @@ export class Wallet {
       fundingTxid: txidToHex(coin.statechainId.txid),
     });
     if (opts.wait === false) return this.summary(row);
+    return this.confirmDeposit(row.id, opts);
+  }
+
+  private fundingFailed(row: CoinRow, e: unknown): WalletError {
+    const txid = txidToHex(txidOf(parseTx(row.funding_tx)));
+    const spent = e instanceof ChainError && (e.code === "missing-inputs" || e.code === "conflict");
+    return new WalletError(
+      "FUNDING_FAILED",
+      spent
+        ? `the funding transaction ${txid} of coin #${row.id} cannot be broadcast: its inputs are spent elsewhere (${(e as Error).message}); the coin will never be funded and is not counted in the balance`
+        : `the funding transaction ${txid} of coin #${row.id} was not broadcast (${e instanceof Error ? e.message : String(e)}); the coin is not counted in the balance until it is: run \`wallet deposit --rebroadcast ${row.id}\``,
+      "precondition",
+    );
+  }
+
+  /**
+   * Broadcasts a deposit's funding transaction again (one whose broadcast failed, or that left the mempool); with
+   * `wait` (default), waits for the SE to confirm the deposit.
+   */
+  async rebroadcastFunding(
+    ref: string | number,
+    opts: WaitOptions & { wait?: boolean } = {},
+  ): Promise<CoinSummary> {
+    const row = await this.coinRow(ref);
+    if (row.status !== "funding-failed" && row.status !== "awaiting-confirmation")
+      throw new WalletError(
+        "COIN_STATE",
+        `coin ${row.id} is ${row.status}; only a deposit awaiting its funding can be rebroadcast`,
+        "precondition",
+      );
+    const { chain } = this.svc();
+    this.progress("broadcast", { txid: txidToHex(txidOf(parseTx(row.funding_tx))) });
+    try {
+      await broadcastIdempotent(chain, row.funding_tx);
+    } catch (e) {
+      await this.setStatus(row, "funding-failed");
+      throw this.fundingFailed(row, e);
+    }
+    await this.setStatus(row, "awaiting-confirmation");
+    if (opts.wait === false) return this.coin(row.id);
     return this.confirmDeposit(row.id, opts);
   }
 
@@ -852,9 +942,24 @@ export class Wallet {
         `coin ${row.id} is ${row.status}; only an active coin can be sent`,
         "precondition",
       );
+    // The receiver is recorded before the SE is asked (#19.9): an interrupted send still names it, and a retry
+    // to another address is told where the coin is committed. A redirect the SE refuses keeps the old record.
+    const before = row.receiver_address
+      ? { address: row.receiver_address, since: row.receiver_since }
+      : undefined;
+    const same = before !== undefined && sameReceiver(before.address, address, this.network);
+    if (!same) await this.setReceiver(row.id, address, this.now());
     try {
       await send(this.context(), this.loadCoin(row), to);
     } catch (err) {
+      if (before && !same && err instanceof SeError && /cannot be redirected/.test(err.message)) {
+        await this.setReceiver(row.id, before.address, before.since ?? row.updated_at);
+        throw new WalletError(
+          "COIN_COMMITTED",
+          `coin ${row.id} is committed to ${before.address} (since ${new Date(before.since ?? row.updated_at).toISOString()}): its backup for that receiver is co-signed; finish with \`wallet send ${row.id} ${before.address}\``,
+          "precondition",
+        );
+      }
       // The SE says the coin can no longer be co-signed (its enclave lost the share): the wallet shows that, and
       // the coin's way out, instead of an active coin that cannot move.
       if (
@@ -885,35 +990,56 @@ export class Wallet {
     const result: ReceiveResult = { received: [], refused: [] };
     const deadline = this.now() + (opts.timeoutMs ?? 30 * 60_000);
     let polls = 0;
+    let unreadable = 0;
     for (;;) {
       await this.resumePending(result);
+      // Only addresses that can still receive (#19.7): a slot whose coin arrived is done, and a slot exists only
+      // once its address was handed out (or, after a restore, scanned for). All go in batched, signed requests.
       const slots = await this.store.db.all<KeySlotRow>(
-        "SELECT * FROM key_slots WHERE purpose = 'receive' ORDER BY idx",
+        "SELECT * FROM key_slots WHERE purpose = 'receive' AND used = 0 ORDER BY idx",
       );
       if (polls++ === 0) this.progress("mailbox", { addresses: slots.length });
-      for (const slot of slots) {
-        const id = this.identity(slot.idx);
-        const box = await fetchMailbox(this.context(), id);
-        for (const u of box.unreadable)
+      const ids = slots.map((slot) => this.identity(slot.idx));
+      const boxes = await fetchMailboxes(this.context(), ids);
+      const junk: Uint8Array[][] = [];
+      for (const [i, slot] of slots.entries()) {
+        const box = boxes[i]!;
+        junk.push(box.unreadable.map((u) => u.messageId));
+        for (const u of box.unreadable) {
+          // Reported once, then deleted from the mailbox (#19.5): it frees the room and ends no wait.
           result.refused.push({
             statechainId: u.statechainId && outpointString(u.statechainId),
             code: u.code,
-            reason: u.reason,
+            reason: `${u.reason}; discarded from the mailbox`,
           });
-        for (const incoming of box.incoming) await this.takeIncoming(slot.idx, id, incoming, result);
+          unreadable++;
+        }
+        for (const incoming of box.incoming) await this.takeIncoming(slot.idx, ids[i]!, incoming, result);
       }
+      const dirty = slots.flatMap((_s, i) => (junk[i]!.length ? [i] : []));
+      if (dirty.length)
+        await fetchMailboxes(
+          this.context(),
+          dirty.map((i) => ids[i]!),
+          dirty.map((i) => junk[i]!),
+        );
       // A coin refused only because its state is not published yet (the SE's next Mainstay commitment) is
       // worth waiting for: with `wait`, polling goes on until it is, or until the timeout.
+      // Unreadable messages (junk anyone can send) are reported but do not end a wait (#19.5).
       const unpublished =
         result.received.length === 0 &&
-        result.refused.length > 0 &&
-        result.refused.every((r) => r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined);
-      if (!opts.wait || result.received.length > 0 || (result.refused.length > 0 && !unpublished))
-        return result;
+        result.refused.length > unreadable &&
+        result.refused.every(
+          (r) => isUnreadable(r) || (r.code === "UNPUBLISHED" && r.exitOnlyCoin === undefined),
+        );
+      const refusedCoins = result.refused.length - unreadable;
+      if (!opts.wait || result.received.length > 0 || (refusedCoins > 0 && !unpublished)) return result;
       if (this.now() >= deadline) return result;
       if (unpublished) {
         this.progress("waiting", { for: "the SE's next Mainstay commitment" });
+        const kept = result.refused.filter(isUnreadable);
         result.refused.length = 0;
+        result.refused.push(...kept);
       } else if (polls === 1) this.progress("waiting", { for: "incoming transfers" });
       if (opts.onWait) await opts.onWait();
       else await sleep(opts.pollMs ?? 5000);
@@ -1142,6 +1268,9 @@ export class Wallet {
     let txid: string;
     if (row.status === "withdrawing" && row.withdrawal_tx) {
       txid = txidToHex(txidOf(parseTx(row.withdrawal_tx)));
+      // Not in the chain or mempool (dropped, or taken out by a reorg before it was buried, #19.4): the wallet
+      // sends its signed withdrawal again itself rather than rely on the SE to.
+      if (!(await ctx.chain.getTxStatus(txid))) await broadcastIdempotent(ctx.chain, row.withdrawal_tx);
       await ctx.se.call(
         "withdrawConfirm",
         { statechainId: coin.statechainId, withdrawalTx: row.withdrawal_tx, auth: undefined },
@@ -1183,13 +1312,21 @@ export class Wallet {
     opts: WaitOptions & { wait?: boolean } = {},
   ): Promise<{ state: ExitState; coin: CoinSummary }> {
     const row = await this.coinRow(ref);
-    if (!["active", "exiting", "exit-only", "tainted", "awaiting-confirmation"].includes(row.status))
+    const s = this.svc();
+    // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
+    // owner's exit: such a coin may exit. One in the chain or mempool may not (the backup would conflict).
+    const withdrawalGone =
+      row.status === "withdrawing" &&
+      (!row.withdrawal_tx || !(await s.chain.getTxStatus(txidToHex(txidOf(parseTx(row.withdrawal_tx))))));
+    if (
+      !withdrawalGone &&
+      !["active", "exiting", "exit-only", "tainted", "awaiting-confirmation"].includes(row.status)
+    )
       throw new WalletError(
         "COIN_STATE",
         `coin ${row.id} is ${row.status}: its backup is no longer the newest (or it left already)`,
         "precondition",
       );
-    const s = this.svc();
     const feeUtxos = row.backup_mode === "kickoff" ? await this.onchainUtxos() : [];
     const state = await exitByBackup(
       {
@@ -1259,6 +1396,21 @@ function coinHint(row: CoinRow): string | undefined {
   if (row.status === "exit-only")
     return `exit only: the SE can no longer co-sign it${row.se_view === "EXIT_BY_BACKUP" ? " (its enclave lost the key shares, e.g. it restarted)" : ""}; \`wallet exit ${row.id}\` takes it out by its backup once the lock allows`;
   return undefined;
+}
+
+/** A refusal of a mailbox message that did not decrypt or decode (discarded, not a coin). */
+const isUnreadable = (r: Refusal) => UNREADABLE_CODES.has(r.code);
+const UNREADABLE_CODES = new Set(["MESSAGE_DECRYPT", "MESSAGE_DECODE", "MESSAGE_STATECHAIN"]);
+
+/** Whether two receive addresses carry the same keys (one may be written in another case). */
+function sameReceiver(a: string, b: string, network: WalletNetwork): boolean {
+  try {
+    const x = decodeReceiveAddress(a, network);
+    const y = decodeReceiveAddress(b, network);
+    return Buffer.from(x.proofKey).equals(y.proofKey) && Buffer.from(x.backupKey).equals(y.backupKey);
+  } catch {
+    return false;
+  }
 }
 
 function unpackHistory(blob: Buffer): Buffer[] {

@@ -118,12 +118,63 @@ export function wipeCoin(c: Coin): void {
   c.pending = undefined;
 }
 
+/** How long, and for how many coins at most, CloseStatechain's answer is kept for a retry (audit #19.13). */
+export const CLOSED_RETENTION_MS = 7 * 24 * 3600_000;
+export const MAX_CLOSED_KEPT = 10_000;
+
+/**
+ * The answers of CloseStatechain (erasure receipt and its attestation document, a few KB each), by statechain id,
+ * so a host that crashed before storing one gets it again. Kept for `retentionMs` and at most `max` of them, the
+ * oldest dropped first. Dropping one never lets its coin be used again: a closed coin is out of the registry (its
+ * share wiped), so every call naming it fails with UNKNOWN_STATECHAIN, and its outpoint cannot be bound to another
+ * deposit (BindFunding checks that the output pays the new deposit's fresh shared key). A CloseStatechain retried
+ * after the drop gets UNKNOWN_STATECHAIN (NOT_FOUND) instead of the receipt: only a host that lost the answer and
+ * stayed down past the retention (or 10,000 closes) misses it; the erasure itself is in the enclave's log.
+ */
+export class ClosedCoins {
+  private readonly answers = new Map<string, { answer: unknown; at: number }>();
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    readonly max = MAX_CLOSED_KEPT,
+    readonly retentionMs = CLOSED_RETENTION_MS,
+  ) {}
+
+  get(idHex: string): unknown {
+    const e = this.answers.get(idHex);
+    if (e && this.now() - e.at > this.retentionMs) {
+      this.answers.delete(idHex);
+      return undefined;
+    }
+    return e?.answer;
+  }
+
+  set(idHex: string, answer: unknown): void {
+    this.answers.delete(idHex);
+    this.answers.set(idHex, { answer, at: this.now() });
+    // Insertion order is time order: the oldest are at the front.
+    const cutoff = this.now() - this.retentionMs;
+    for (const [k, e] of this.answers) {
+      if (this.answers.size <= this.max && e.at >= cutoff) break;
+      this.answers.delete(k);
+    }
+  }
+
+  get size(): number {
+    return this.answers.size;
+  }
+}
+
 /** Coins by deposit id and, once funded, by statechain id (both hex). */
 export class CoinRegistry {
   private readonly byDeposit = new Map<string, Coin>();
   private readonly byStatechain = new Map<string, Coin>();
-  /** Erasure records of closed coins, for idempotent CloseStatechain answers. */
-  readonly closed = new Map<string, unknown>();
+  /** Erasure records of closed coins, for idempotent CloseStatechain answers (bounded: ClosedCoins). */
+  readonly closed: ClosedCoins;
+
+  constructor(now: () => number = Date.now) {
+    this.closed = new ClosedCoins(now);
+  }
 
   add(c: Coin): void {
     this.byDeposit.set(c.depositId.toString("hex"), c);

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { check } from "../protocol/errors.ts";
-import type { CoinPolicyContext } from "../protocol/tx/policy.ts";
+import { type CoinPolicyContext, MIN_BURIAL_DEPTH } from "../protocol/tx/policy.ts";
 import { isPayableScript } from "../protocol/tx/script.ts";
 
 export interface EnclavePolicy {
@@ -29,6 +29,11 @@ export interface EnclavePolicy {
    * the enclave (the host reports the chain) but attested, so wallets take them from here, not from the host. */
   depositConfirmations: number;
   withdrawConfirmations: number;
+  /** Confirmations after which a withdrawal counts as buried (#19.4): only then does the enclave erase the share
+   * and the host drop the watchtower entry and stop watching. A shallower reorg can take the withdrawal out of
+   * the chain, and then the coin needs its backup (and its newest owner) protected again. At least
+   * withdrawConfirmations; at least MIN_BURIAL_DEPTH outside regtest. Not given: 6 (regtest: withdrawConfirmations). */
+  withdrawBurialDepth: number;
   /** Fee-rate ceiling for backups and kick-offs (lower than a withdrawal's: a backup can be sped up by CPFP). */
   maxBackupFeeRateSatVb: number;
   /** How far the host's chain tip may rise at once: tipSlackBlocks + tipBlocksPerHour × hours since the last rise. */
@@ -53,6 +58,7 @@ export const DEFAULT_POLICY: EnclavePolicy = {
   maxUnfundedDeposits: 256,
   depositConfirmations: 1,
   withdrawConfirmations: 1,
+  withdrawBurialDepth: 1,
   maxBackupFeeRateSatVb: 100,
   tipSlackBlocks: 100_000,
   tipBlocksPerHour: 1_000_000,
@@ -87,6 +93,9 @@ export function parsePolicy(json: unknown): EnclavePolicy {
   const given = json as Partial<EnclavePolicy>;
   const network = (given.network ?? DEFAULT_POLICY.network) as EnclavePolicy["network"];
   const o = { ...DEFAULT_POLICY, ...(TIP_STEP[network] ?? {}), ...given };
+  if (given.withdrawBurialDepth === undefined)
+    o.withdrawBurialDepth =
+      network === "regtest" ? o.withdrawConfirmations : Math.max(MIN_BURIAL_DEPTH, o.withdrawConfirmations);
   for (const k of Object.keys(json as object))
     check(k in DEFAULT_POLICY, "POLICY_INVALID", `unknown policy setting "${k}"`);
   check(
@@ -114,6 +123,12 @@ export function parsePolicy(json: unknown): EnclavePolicy {
   int(o.maxUnfundedDeposits, 1, 1_000_000, "maxUnfundedDeposits");
   int(o.depositConfirmations, o.network === "regtest" ? 0 : 1, 1000, "depositConfirmations");
   int(o.withdrawConfirmations, o.network === "regtest" ? 0 : 1, 1000, "withdrawConfirmations");
+  int(
+    o.withdrawBurialDepth,
+    Math.max(o.withdrawConfirmations, o.network === "regtest" ? 0 : MIN_BURIAL_DEPTH),
+    1000,
+    "withdrawBurialDepth",
+  );
   int(o.maxBackupFeeRateSatVb, Math.ceil(o.minFeeRateSatVb), 1000, "maxBackupFeeRateSatVb");
   int(o.tipSlackBlocks, 1, 10_000_000, "tipSlackBlocks");
   int(o.tipBlocksPerHour, 1, 100_000_000, "tipBlocksPerHour");

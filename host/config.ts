@@ -2,6 +2,8 @@
 // command-line flags. Every value is validated once here so the rest of the host can trust its types.
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { DEFAULT_WINDOW_MS } from "../protocol/auth.ts";
+import { MIN_BURIAL_DEPTH } from "../protocol/tx/policy.ts";
 
 export type Mode = "simulator" | "nitro";
 export type Network = "regtest" | "testnet" | "signet" | "bitcoin";
@@ -14,7 +16,28 @@ export interface HostConfig {
   dataDir: string;
   /** Simulator: delete the data dir's chain, database and local Mainstay state at start (a clean simulator). */
   fresh: boolean;
-  grpc: { host: string; port: number; maxMessageBytes: number; tlsCertFile: string; tlsKeyFile: string };
+  grpc: {
+    host: string;
+    port: number;
+    maxMessageBytes: number;
+    tlsCertFile: string;
+    tlsKeyFile: string;
+    /** A connection with no call in flight is closed (GOAWAY) after this long. */
+    idleTimeoutMs: number;
+    /** Any connection is asked to go away after this long, and cut after a further grace. */
+    maxConnectionAgeMs: number;
+    maxConnectionAgeGraceMs: number;
+    /** Open connections from one client address; more are closed as they arrive. */
+    maxConnectionsPerPeer: number;
+    /** Open connections overall. */
+    maxConnections: number;
+    /** Time a call's request may take to arrive in full (headers to end of stream); its connection is cut after. */
+    receiveTimeoutMs: number;
+    /** Calls in flight on one connection (HTTP/2 concurrent streams). */
+    maxConcurrentStreams: number;
+    /** HTTP/2 session buffers (nghttp2, Node's maxSessionMemory), MiB per connection. */
+    maxSessionMemoryMb: number;
+  };
   enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number };
   chain: {
     backend: ChainBackendKind;
@@ -34,6 +57,9 @@ export interface HostConfig {
     lockSafetyMargin: number;
     depositConfirmations: number;
     withdrawConfirmations: number;
+    /** Confirmations before the SE erases a withdrawn coin's share and stops watching it (#19.4); 0 in a
+     * configuration means the network's default (6; on regtest withdrawConfirmations), resolved by validate. */
+    withdrawBurialDepth: number;
     minDepositSat: number;
     maxDepositSat: number;
     withdrawFeeBps: number;
@@ -72,6 +98,12 @@ export interface HostConfig {
     commitIntervalS: number;
     local: boolean;
   };
+  prune: {
+    /** How often expired host rows are deleted (also once at start). */
+    intervalMs: number;
+    /** Idempotency answers, signing sessions and orphaned mailbox messages are kept this long. */
+    answerRetentionMs: number;
+  };
   metrics: { host: string; port: number };
   log: { level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent"; file: string };
 }
@@ -86,7 +118,21 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
     network: "regtest",
     dataDir,
     fresh: false,
-    grpc: { host: "127.0.0.1", port: 50051, maxMessageBytes: 1 << 20, tlsCertFile: "", tlsKeyFile: "" },
+    grpc: {
+      host: "127.0.0.1",
+      port: 50051,
+      maxMessageBytes: 1 << 20,
+      tlsCertFile: "",
+      tlsKeyFile: "",
+      idleTimeoutMs: 5 * 60_000,
+      maxConnectionAgeMs: 60 * 60_000,
+      maxConnectionAgeGraceMs: 60_000,
+      maxConnectionsPerPeer: 16,
+      maxConnections: 1024,
+      receiveTimeoutMs: 30_000,
+      maxConcurrentStreams: 32,
+      maxSessionMemoryMb: 10,
+    },
     enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000 },
     chain: {
       backend: "embedded",
@@ -106,6 +152,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       lockSafetyMargin: 6,
       depositConfirmations: 1,
       withdrawConfirmations: 1,
+      withdrawBurialDepth: 0,
       minDepositSat: 10_000,
       maxDepositSat: 100_000_000,
       withdrawFeeBps: 0,
@@ -132,6 +179,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       mailboxMaxMessageBytes: 64 * 1024,
     },
     mainstay: { enabled: true, url: "", slot: 1, token: "", commitIntervalS: 10, local: true },
+    prune: { intervalMs: 60_000, answerRetentionMs: 3600_000 },
     metrics: { host: "127.0.0.1", port: 0 },
     log: { level: "info", file: "" },
   };
@@ -147,6 +195,14 @@ export const ENV_KEYS: Record<string, string> = {
   SE_GRPC_PORT: "grpc.port",
   SE_GRPC_MAX_MESSAGE_BYTES: "grpc.maxMessageBytes",
   SE_TLS_CERT_FILE: "grpc.tlsCertFile",
+  SE_GRPC_IDLE_TIMEOUT_MS: "grpc.idleTimeoutMs",
+  SE_GRPC_MAX_CONNECTION_AGE_MS: "grpc.maxConnectionAgeMs",
+  SE_GRPC_MAX_CONNECTION_AGE_GRACE_MS: "grpc.maxConnectionAgeGraceMs",
+  SE_GRPC_MAX_CONNECTIONS_PER_PEER: "grpc.maxConnectionsPerPeer",
+  SE_GRPC_MAX_CONNECTIONS: "grpc.maxConnections",
+  SE_GRPC_RECEIVE_TIMEOUT_MS: "grpc.receiveTimeoutMs",
+  SE_GRPC_MAX_CONCURRENT_STREAMS: "grpc.maxConcurrentStreams",
+  SE_GRPC_MAX_SESSION_MEMORY_MB: "grpc.maxSessionMemoryMb",
   SE_TLS_KEY_FILE: "grpc.tlsKeyFile",
   SE_ENCLAVE_SOCKET: "enclave.socketPath",
   SE_ENCLAVE_SPAWN: "enclave.spawn",
@@ -183,12 +239,15 @@ export const ENV_KEYS: Record<string, string> = {
   SE_MAINSTAY_INTERVAL_S: "mainstay.commitIntervalS",
   SE_MAINSTAY_ENABLED: "mainstay.enabled",
   SE_WITHDRAW_CONFIRMATIONS: "protocol.withdrawConfirmations",
+  SE_WITHDRAW_BURIAL_DEPTH: "protocol.withdrawBurialDepth",
   SE_WITHDRAW_FEE_BPS: "protocol.withdrawFeeBps",
   SE_FEE_ADDRESS: "protocol.feeAddress",
   SE_LOCK_SAFETY_MARGIN: "protocol.lockSafetyMargin",
   SE_MIN_DEPOSIT_SAT: "protocol.minDepositSat",
   SE_MAX_DEPOSIT_SAT: "protocol.maxDepositSat",
   SE_MIN_FEE_RATE_SAT_VB: "protocol.minFeeRateSatVb",
+  SE_PRUNE_INTERVAL_MS: "prune.intervalMs",
+  SE_PRUNE_ANSWER_RETENTION_MS: "prune.answerRetentionMs",
   SE_METRICS_HOST: "metrics.host",
   SE_METRICS_PORT: "metrics.port",
   SE_LOG_LEVEL: "log.level",
@@ -314,11 +373,23 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.metrics.port, 0, 65535, "metrics.port");
   intIn(cfg.chain.rpcPort, 0, 65535, "chain.rpcPort");
   intIn(cfg.grpc.maxMessageBytes, 1024, 64 << 20, "grpc.maxMessageBytes");
+  intIn(cfg.grpc.idleTimeoutMs, 100, 24 * 3600_000, "grpc.idleTimeoutMs");
+  intIn(cfg.grpc.maxConnectionAgeMs, 1000, 30 * 24 * 3600_000, "grpc.maxConnectionAgeMs");
+  intIn(cfg.grpc.maxConnectionAgeGraceMs, 0, 24 * 3600_000, "grpc.maxConnectionAgeGraceMs");
+  intIn(cfg.grpc.maxConnectionsPerPeer, 1, 100_000, "grpc.maxConnectionsPerPeer");
+  intIn(cfg.grpc.maxConnections, 1, 1_000_000, "grpc.maxConnections");
+  intIn(cfg.grpc.receiveTimeoutMs, 100, 600_000, "grpc.receiveTimeoutMs");
+  intIn(cfg.grpc.maxConcurrentStreams, 1, 1000, "grpc.maxConcurrentStreams");
+  intIn(cfg.grpc.maxSessionMemoryMb, 1, 1024, "grpc.maxSessionMemoryMb");
   if (cfg.limits.mailboxMaxMessageBytes >= cfg.grpc.maxMessageBytes) {
     throw new ConfigError(
       `limits.mailboxMaxMessageBytes (${cfg.limits.mailboxMaxMessageBytes}) must be below grpc.maxMessageBytes (${cfg.grpc.maxMessageBytes}): a transfer message travels inside one request`,
     );
   }
+  intIn(cfg.prune.intervalMs, 100, 24 * 3600_000, "prune.intervalMs");
+  // At least as long as a request's nonce is remembered (twice the signature window): a replay inside it must
+  // still find its answer (host/prune.ts).
+  intIn(cfg.prune.answerRetentionMs, 2 * DEFAULT_WINDOW_MS, 30 * 24 * 3600_000, "prune.answerRetentionMs");
   intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");
   intIn(cfg.chain.initialBlocks, 0, 10_000, "chain.initialBlocks");
   intIn(cfg.protocol.initLock, 1, 100_000, "protocol.initLock");
@@ -327,6 +398,19 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.protocol.depositConfirmations, 0, 1000, "protocol.depositConfirmations");
   intIn(cfg.protocol.withdrawConfirmations, 0, 1000, "protocol.withdrawConfirmations");
   intIn(cfg.protocol.withdrawFeeBps, 0, 10_000, "protocol.withdrawFeeBps");
+  const p = cfg.protocol;
+  if (p.withdrawBurialDepth === 0)
+    p.withdrawBurialDepth =
+      cfg.network === "regtest"
+        ? p.withdrawConfirmations
+        : Math.max(MIN_BURIAL_DEPTH, p.withdrawConfirmations);
+  // A withdrawal one reorg can undo must not end the SE's protection of the coin (#19.4).
+  intIn(
+    p.withdrawBurialDepth,
+    Math.max(p.withdrawConfirmations, cfg.network === "regtest" ? 0 : MIN_BURIAL_DEPTH),
+    1000,
+    "protocol.withdrawBurialDepth",
+  );
   if (cfg.chain.backend === "embedded" && cfg.network !== "regtest") {
     throw new ConfigError("the embedded chain backend runs regtest only");
   }

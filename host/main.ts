@@ -31,6 +31,7 @@ import { Monitor } from "./monitor.ts";
 import { networkOf } from "./network.ts";
 import { packageRoot } from "./package-root.ts";
 import { PowGuard } from "./pow.ts";
+import { startPruner } from "./prune.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { shutdown, startPublicServer } from "./server.ts";
 import { openSqliteSmt } from "./smt-store.ts";
@@ -129,6 +130,7 @@ export function enclavePolicy(cfg: HostConfig) {
     maxUnfundedDeposits: cfg.deposit.maxUnfunded,
     depositConfirmations: p.depositConfirmations,
     withdrawConfirmations: p.withdrawConfirmations,
+    withdrawBurialDepth: p.withdrawBurialDepth,
   };
 }
 
@@ -376,14 +378,13 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       connectionLimiter: new RateLimiter(cfg.limits.perConnectionRate, cfg.limits.perConnectionBurst),
       clock: Date.now,
     });
-    const { server, port } = await startPublicServer(cfg, service, monitor);
+    const { server, port } = await startPublicServer(cfg, service, monitor, log);
     cleanups.push(() => shutdown(server));
-    const prune = setInterval(
-      () => void store.pruneExpired(Date.now(), cfg.deposit.unfundedTtlMs).catch(() => {}),
-      60_000,
-    );
-    prune.unref();
-    cleanups.push(async () => clearInterval(prune));
+    const pruner = startPruner(store, { unfundedTtlMs: cfg.deposit.unfundedTtlMs, ...cfg.prune }, log);
+    cleanups.push(async () => {
+      pruner.stop();
+      await pruner.done;
+    });
     log.info(
       { port, enclave: monitor.snapshot().enclave.instanceId, height: monitor.snapshot().chain.height },
       "statechain entity started",

@@ -305,18 +305,6 @@ export class Store {
     return r.changes === 1;
   }
 
-  async pruneExpired(now: number, unfundedTtlMs?: number): Promise<void> {
-    await this.db.transaction(async (q) => {
-      await q.run("DELETE FROM auth_nonces WHERE expires_at < ?", [now]);
-      await q.run("DELETE FROM pow_used WHERE expires_at < ?", [now]);
-      // The enclave forgets an unfunded deposit after the same time: its row can never be used again.
-      if (unfundedTtlMs !== undefined)
-        await q.run("DELETE FROM deposits WHERE statechain_id IS NULL AND created_at < ?", [
-          now - unfundedTtlMs,
-        ]);
-    });
-  }
-
   /** Deposits set up within `ttlMs` and not bound to a funding output: overall, and from `peer`. */
   async unfundedDeposits(now: number, ttlMs: number, peer: string): Promise<{ all: number; peer: number }> {
     const r = await this.db.get<{ all_n: number; peer_n: number }>(

@@ -18,6 +18,7 @@ import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { checkOutpoint, outpointBytes } from "../../protocol/outpoint.ts";
 import { initialState } from "../../protocol/statechain.ts";
+import { MAX_FUNDING_TX_BYTES } from "../../protocol/tx/build.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireStatechain } from "./lookup.ts";
@@ -185,6 +186,13 @@ export function depositHandlers(deps: ApiDeps) {
         "ALREADY_FUNDED",
         "this deposit is already bound to a funding output",
         "precondition",
+      );
+      // Every transfer message carries the funding transaction: a coin funded by a larger one could never be
+      // handed over through the mailbox (#19.5), so it is refused before it is bound.
+      check(
+        req.fundingTx.length <= MAX_FUNDING_TX_BYTES,
+        "FUNDING_TX_SIZE",
+        `the funding transaction has ${req.fundingTx.length} bytes, more than ${MAX_FUNDING_TX_BYTES}: every transfer of the coin carries it, so it could never be sent; fund the deposit from fewer inputs`,
       );
       let tx: bitcoin.Transaction;
       try {

@@ -12,6 +12,8 @@ import { SignerKeyGenShare } from "../../proto/gen/ecdsa2p.ts";
 import {
   GetKeyUpdateResultRequest,
   type GetKeyUpdateResultResponse,
+  type MailboxGetBatchRequest,
+  type MailboxGetBatchResponse,
   MailboxGetRequest,
   type MailboxGetResponse,
   TransferReceiverInitRequest,
@@ -24,6 +26,7 @@ import {
   TransferSendResponse,
 } from "../../proto/gen/statechain.ts";
 import { unary } from "../../proto/unary.ts";
+import { DEFAULT_WINDOW_MS } from "../../protocol/auth.ts";
 import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { outpointFromBytes } from "../../protocol/outpoint.ts";
@@ -36,6 +39,12 @@ import { afterCommit, authorize, authorizeOwner, commit, consumeNonce } from "./
 
 const ATTESTATION_NONCE = { min: 16, max: 64 };
 const MAILBOX_PAGE = 32;
+/** Proof keys one MailboxGetBatch reads at most (#19.7). */
+export const MAILBOX_BATCH_MAX = 64;
+/** Message ids one mailbox read may discard at most. */
+const MAILBOX_DISCARD_MAX = 32;
+/** Ciphertext bytes one batch answer carries at most (the rest waits for the next read). */
+const MAILBOX_BATCH_BYTES = 8 << 20;
 
 export function transferHandlers(deps: ApiDeps) {
   const { store, enclave, cfg } = deps;
@@ -57,6 +66,41 @@ export function transferHandlers(deps: ApiDeps) {
       `the receiver's mailbox has no room for this message (${usage.bytes} of ${bytes} bytes used, the message has ${size}): the receiver must collect its transfers (wallet receive) before it can be sent more`,
       "exhausted",
     );
+  };
+  /** A mailbox read's key and signature (under the called method's path), and its discard list's bounds. */
+  const authorizeRead = async (req: MailboxGetRequest, ctx: CallContext) => {
+    parsePoint(req.receiverProofKey, "receiver proof key");
+    check(
+      req.discardMessageIds.length <= MAILBOX_DISCARD_MAX,
+      "MAILBOX_DISCARD",
+      `a mailbox read discards at most ${MAILBOX_DISCARD_MAX} messages`,
+    );
+    return authorize(deps, MailboxGetRequest, req, req.receiverProofKey, ctx);
+  };
+  /** Deletes the messages the receiver discards (its own only), then reads up to `budget` ciphertext bytes. */
+  const readMailbox = async (
+    req: MailboxGetRequest,
+    _ctx: CallContext,
+    budget: number,
+  ): Promise<MailboxGetResponse> => {
+    for (const id of req.discardMessageIds)
+      await store.db.run("DELETE FROM mailbox WHERE message_id = ? AND receiver_proof_key = ?", [
+        id,
+        req.receiverProofKey,
+      ]);
+    const rows = await store.mailbox(req.receiverProofKey, MAILBOX_PAGE);
+    const items: MailboxGetResponse["items"] = [];
+    for (const r of rows) {
+      if (r.ciphertext.length > budget) break;
+      budget -= r.ciphertext.length;
+      items.push({
+        messageId: r.message_id,
+        statechainId: outpointFromBytes(r.statechain_id),
+        encryptedMessage: r.ciphertext,
+        createdAtMs: BigInt(r.created_at),
+      });
+    }
+    return { items };
   };
   return {
     async transferSenderInit(
@@ -183,18 +227,53 @@ export function transferHandlers(deps: ApiDeps) {
     },
 
     async mailboxGet(req: MailboxGetRequest, ctx: CallContext): Promise<MailboxGetResponse> {
-      parsePoint(req.receiverProofKey, "receiver proof key");
-      const auth = await authorize(deps, MailboxGetRequest, req, req.receiverProofKey, ctx);
+      const auth = await authorizeRead(req, ctx);
       await consumeNonce(deps, ctx, auth);
-      const rows = await store.mailbox(req.receiverProofKey, MAILBOX_PAGE);
-      return {
-        items: rows.map((r) => ({
-          messageId: r.message_id,
-          statechainId: outpointFromBytes(r.statechain_id),
-          encryptedMessage: r.ciphertext,
-          createdAtMs: BigInt(r.created_at),
-        })),
-      };
+      return readMailbox(req, ctx, Number.POSITIVE_INFINITY);
+    },
+
+    /**
+     * Several mailboxes in one request (#19.7). Every entry is signed by its own proof key, so a batch reads
+     * only mailboxes whose keys the caller holds; all signatures are checked before anything is read or used.
+     */
+    async mailboxGetBatch(req: MailboxGetBatchRequest, ctx: CallContext): Promise<MailboxGetBatchResponse> {
+      const n = req.mailboxes.length;
+      check(
+        n >= 1 && n <= MAILBOX_BATCH_MAX,
+        "MAILBOX_BATCH_SIZE",
+        `a mailbox batch reads 1 to ${MAILBOX_BATCH_MAX} proof keys, not ${n}`,
+        n > MAILBOX_BATCH_MAX ? "exhausted" : "invalid",
+      );
+      const keys = new Set(req.mailboxes.map((m) => Buffer.from(m.receiverProofKey).toString("hex")));
+      check(keys.size === n, "MAILBOX_BATCH_DUPLICATE", "a mailbox batch names a proof key twice");
+      const auths: Awaited<ReturnType<typeof authorizeRead>>[] = [];
+      for (const [i, entry] of req.mailboxes.entries()) {
+        try {
+          auths.push(await authorizeRead(entry, ctx));
+        } catch (e) {
+          if (e instanceof Error) e.message = `mailbox entry ${i}: ${e.message}`;
+          throw e;
+        }
+      }
+      await store.db.transaction(async (q) => {
+        for (const auth of auths) {
+          const fresh = await store.useNonce(auth.key, auth.nonce, ctx.now + 2 * DEFAULT_WINDOW_MS, q);
+          check(
+            fresh,
+            "AUTH_REPLAY",
+            "this request was already used (nonce replay); sign a fresh one",
+            "unauthenticated",
+          );
+        }
+      });
+      let budget = MAILBOX_BATCH_BYTES;
+      const mailboxes: MailboxGetResponse[] = [];
+      for (const entry of req.mailboxes) {
+        const box = await readMailbox(entry, ctx, budget);
+        for (const item of box.items) budget -= item.encryptedMessage.length;
+        mailboxes.push(box);
+      }
+      return { mailboxes };
     },
 
     async transferReceiverInit(

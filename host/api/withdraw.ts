@@ -1,5 +1,7 @@
 // Withdrawal (DESIGN.md 3.4): the owner's WITHDRAW statechain transaction, then co-signing (sign.ts), then
-// confirmation, after which the enclave erases the share and the statechain is closed in the SMT.
+// confirmation, after which the enclave erases the share and the statechain is closed in the SMT. "Confirmed"
+// here means buried (policy withdrawBurialDepth, #19.4): until then a reorg can take the withdrawal out of the
+// chain, so the share, the watchtower entry and the watching stay, and confirming again rebroadcasts it.
 import * as bitcoin from "bitcoinjs-lib";
 import { ChainError } from "../../chain/backend.ts";
 import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
@@ -82,7 +84,9 @@ export function withdrawHandlers(deps: ApiDeps) {
 
     async withdrawConfirm(req: WithdrawConfirmRequest, ctx: CallContext): Promise<WithdrawConfirmResponse> {
       const { row, idBytes, id } = await requireStatechain(deps, req.statechainId);
-      const required = cfg.protocol.withdrawConfirmations;
+      // Not withdrawConfirmations: closing erases the share and drops the watchtower entry, which a reorg cannot
+      // give back. The burial depth is at least withdrawConfirmations.
+      const required = cfg.protocol.withdrawBurialDepth;
       const auth = await authorizeOwner(deps, WithdrawConfirmRequest, req, row, ctx);
       if (row.status === StatechainStatus.STATECHAIN_STATUS_CLOSED) {
         return commit(deps, ctx, auth, WithdrawConfirmResponse, {
@@ -108,6 +112,7 @@ export function withdrawHandlers(deps: ApiDeps) {
         }
         check(txid === w.txid, "WITHDRAW_TXID", "this is not the withdrawal transaction the SE co-signed");
       }
+      // Not in the chain or mempool (never sent, dropped, or taken out by a reorg): send it (again).
       let st = await deps.chain.getTxStatus(w.txid);
       if (!st) {
         try {

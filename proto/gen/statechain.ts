@@ -422,7 +422,27 @@ export interface TransferMessage {
 export interface MailboxGetRequest {
   receiverProofKey: Buffer;
   /** Signed by the receiver's proof key. */
-  auth: Auth | undefined;
+  auth:
+    | Auth
+    | undefined;
+  /**
+   * Messages of this mailbox to delete before it is read: ones the receiver cannot use (they do not decrypt or
+   * decode under its key). At most 32; ids not in this mailbox are ignored.
+   */
+  discardMessageIds: Buffer[];
+}
+
+export interface MailboxGetBatchRequest {
+  /**
+   * 1 to 64 entries for distinct proof keys, each signed by its key (a signature binds this method's path, so
+   * an entry cannot be replayed as a MailboxGet, nor a MailboxGet as an entry). One bad entry refuses the batch.
+   */
+  mailboxes: MailboxGetRequest[];
+}
+
+export interface MailboxGetBatchResponse {
+  /** One per request entry, in its order. */
+  mailboxes: MailboxGetResponse[];
 }
 
 export interface MailboxItem {
@@ -5198,7 +5218,7 @@ export const TransferMessage: MessageFns<TransferMessage> = {
 };
 
 function createBaseMailboxGetRequest(): MailboxGetRequest {
-  return { receiverProofKey: Buffer.alloc(0), auth: undefined };
+  return { receiverProofKey: Buffer.alloc(0), auth: undefined, discardMessageIds: [] };
 }
 
 export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
@@ -5208,6 +5228,9 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
     }
     if (message.auth !== undefined) {
       Auth.encode(message.auth, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.discardMessageIds) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -5241,6 +5264,14 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
             message.auth = Auth.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.discardMessageIds.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5261,6 +5292,11 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
         ? Buffer.from(bytesFromBase64(object.receiver_proof_key))
         : Buffer.alloc(0),
       auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+      discardMessageIds: globalThis.Array.isArray(object?.discardMessageIds)
+        ? object.discardMessageIds.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.discard_message_ids)
+        ? object.discard_message_ids.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
     };
   },
 
@@ -5272,6 +5308,9 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
     if (message.auth !== undefined) {
       obj.auth = Auth.toJSON(message.auth);
     }
+    if (message.discardMessageIds?.length) {
+      obj.discardMessageIds = message.discardMessageIds.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -5282,6 +5321,149 @@ export const MailboxGetRequest: MessageFns<MailboxGetRequest> = {
     const message = createBaseMailboxGetRequest();
     message.receiverProofKey = object.receiverProofKey ?? Buffer.alloc(0);
     message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    message.discardMessageIds = object.discardMessageIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseMailboxGetBatchRequest(): MailboxGetBatchRequest {
+  return { mailboxes: [] };
+}
+
+export const MailboxGetBatchRequest: MessageFns<MailboxGetBatchRequest> = {
+  encode(message: MailboxGetBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mailboxes) {
+      MailboxGetRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MailboxGetBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMailboxGetBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mailboxes.push(MailboxGetRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MailboxGetBatchRequest {
+    return {
+      mailboxes: globalThis.Array.isArray(object?.mailboxes)
+        ? object.mailboxes.map((e: any) => MailboxGetRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MailboxGetBatchRequest): unknown {
+    const obj: any = {};
+    if (message.mailboxes?.length) {
+      obj.mailboxes = message.mailboxes.map((e) => MailboxGetRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MailboxGetBatchRequest>, I>>(base?: I): MailboxGetBatchRequest {
+    return MailboxGetBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MailboxGetBatchRequest>, I>>(object: I): MailboxGetBatchRequest {
+    const message = createBaseMailboxGetBatchRequest();
+    message.mailboxes = object.mailboxes?.map((e) => MailboxGetRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMailboxGetBatchResponse(): MailboxGetBatchResponse {
+  return { mailboxes: [] };
+}
+
+export const MailboxGetBatchResponse: MessageFns<MailboxGetBatchResponse> = {
+  encode(message: MailboxGetBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mailboxes) {
+      MailboxGetResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MailboxGetBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMailboxGetBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mailboxes.push(MailboxGetResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MailboxGetBatchResponse {
+    return {
+      mailboxes: globalThis.Array.isArray(object?.mailboxes)
+        ? object.mailboxes.map((e: any) => MailboxGetResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MailboxGetBatchResponse): unknown {
+    const obj: any = {};
+    if (message.mailboxes?.length) {
+      obj.mailboxes = message.mailboxes.map((e) => MailboxGetResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MailboxGetBatchResponse>, I>>(base?: I): MailboxGetBatchResponse {
+    return MailboxGetBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MailboxGetBatchResponse>, I>>(object: I): MailboxGetBatchResponse {
+    const message = createBaseMailboxGetBatchResponse();
+    message.mailboxes = object.mailboxes?.map((e) => MailboxGetResponse.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6792,6 +6974,21 @@ export const StatechainServiceService = {
     responseSerialize: (value: MailboxGetResponse): Buffer => Buffer.from(MailboxGetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MailboxGetResponse => MailboxGetResponse.decode(value),
   },
+  /**
+   * Receiver: reads the mailboxes of several of its proof keys in one request (at most 64), each entry signed by
+   * its own key under this method's path; the request counts as one against the connection's rate limits.
+   */
+  mailboxGetBatch: {
+    path: "/statechain.v1.StatechainService/MailboxGetBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MailboxGetBatchRequest): Buffer =>
+      Buffer.from(MailboxGetBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MailboxGetBatchRequest => MailboxGetBatchRequest.decode(value),
+    responseSerialize: (value: MailboxGetBatchResponse): Buffer =>
+      Buffer.from(MailboxGetBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MailboxGetBatchResponse => MailboxGetBatchResponse.decode(value),
+  },
   /** Receiver: asks the enclave for a fresh, attested transfer key to encrypt t2 to. */
   transferReceiverInit: {
     path: "/statechain.v1.StatechainService/TransferReceiverInit" as const,
@@ -6898,6 +7095,11 @@ export interface StatechainServiceServer extends UntypedServiceImplementation {
   transferSend: handleUnaryCall<TransferSendRequest, TransferSendResponse>;
   /** Receiver: reads the transfer messages addressed to its proof key. */
   mailboxGet: handleUnaryCall<MailboxGetRequest, MailboxGetResponse>;
+  /**
+   * Receiver: reads the mailboxes of several of its proof keys in one request (at most 64), each entry signed by
+   * its own key under this method's path; the request counts as one against the connection's rate limits.
+   */
+  mailboxGetBatch: handleUnaryCall<MailboxGetBatchRequest, MailboxGetBatchResponse>;
   /** Receiver: asks the enclave for a fresh, attested transfer key to encrypt t2 to. */
   transferReceiverInit: handleUnaryCall<TransferReceiverInitRequest, TransferReceiverInitResponse>;
   /** Receiver: the key update. The enclave computes s2, erases s1 and x1, and proves it. */
@@ -7162,6 +7364,25 @@ export interface StatechainServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MailboxGetResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Receiver: reads the mailboxes of several of its proof keys in one request (at most 64), each entry signed by
+   * its own key under this method's path; the request counts as one against the connection's rate limits.
+   */
+  mailboxGetBatch(
+    request: MailboxGetBatchRequest,
+    callback: (error: ServiceError | null, response: MailboxGetBatchResponse) => void,
+  ): ClientUnaryCall;
+  mailboxGetBatch(
+    request: MailboxGetBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MailboxGetBatchResponse) => void,
+  ): ClientUnaryCall;
+  mailboxGetBatch(
+    request: MailboxGetBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MailboxGetBatchResponse) => void,
   ): ClientUnaryCall;
   /** Receiver: asks the enclave for a fresh, attested transfer key to encrypt t2 to. */
   transferReceiverInit(

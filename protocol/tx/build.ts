@@ -297,6 +297,21 @@ export interface FundingTx extends BuiltTx {
   changeSat: bigint;
 }
 
+/**
+ * The largest funding transaction (signed, bytes) a deposit may use (#19.5): every transfer message carries the
+ * funding transaction and a mailbox message is at most 64 KiB, so a larger one could never be handed over. This
+ * leaves room for the backup history of many owners. About 150 P2WPKH inputs.
+ */
+export const MAX_FUNDING_TX_BYTES = 16 * 1024;
+
+/** Witness bytes a signed P2WPKH input adds at most: item count, a 72-byte DER signature and a 33-byte key. */
+const P2WPKH_WITNESS_MAX = 1 + 1 + 72 + 1 + 33;
+
+/** The signed size of a funding transaction built unsigned as `raw` with `inputs` P2WPKH inputs, at most. */
+export function signedFundingSize(unsignedBytes: number, inputs: number): number {
+  return unsignedBytes + 2 + inputs * P2WPKH_WITNESS_MAX;
+}
+
 export function buildFundingTx(p: FundingParams): FundingTx {
   checkAmount(p.amountSat, "deposit amount");
   checkFeeRate(p.feeRateSatVb);

@@ -37,6 +37,12 @@ import { checkFeeRate, estimateVsize, feeForVsize } from "./size.ts";
 /** Above this a fee is "absurdly high" unless the context sets maxFeeSat (bcoin refuses 10,000× the minimum). */
 export const MAX_FEE_RATE_SAT_VB = 1000;
 
+/**
+ * The shallowest withdrawal burial depth (confirmations before the SE erases a withdrawn coin's share and stops
+ * watching it, #19.4) accepted outside regtest, and the default there.
+ */
+export const MIN_BURIAL_DEPTH = 6;
+
 export interface CoinPolicyContext {
   /** The statechain outpoint (the funding output). */
   outpoint: Outpoint;

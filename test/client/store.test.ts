@@ -79,3 +79,41 @@ test("control: the secret scan finds a secret written in the clear", async () =>
   await store.close();
   assert.ok(findSecrets(file, secrets).length >= 2, "hex and raw, after the WAL is checkpointed");
 });
+
+test("an empty file, a non-SQLite file and a foreign database are refused, untouched (#19.12)", async () => {
+  const { writeFileSync } = await import("node:fs");
+  const sqlite3 = (await import("sqlite3")).default;
+  const empty = tmpWalletFile("empty");
+  writeFileSync(empty, "");
+  const text = tmpWalletFile("text");
+  writeFileSync(text, "not a database\n");
+  const foreign = tmpWalletFile("foreign");
+  await new Promise<void>((resolve, reject) => {
+    const d = new sqlite3.Database(foreign, (err) => {
+      if (err) return reject(err);
+      d.exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine')", (e) =>
+        e ? reject(e) : d.close(() => resolve()),
+      );
+    });
+  });
+  for (const [file, why] of [
+    [empty, /is empty/],
+    [text, /not an SQLite database/],
+    [foreign, /without the wallet's tables/],
+  ] as const) {
+    const before = digest(file);
+    await assert.rejects(Wallet.open(file, PASSPHRASE), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "NOT_A_WALLET");
+      assert.match(e.message, why);
+      assert.match(e.message, /left untouched.*--wallet/);
+      return true;
+    });
+    assert.equal(digest(file), before, `${file} is unchanged`);
+    assert.ok(!existsSync(`${file}-wal`), "no WAL was made beside it");
+  }
+  // A wallet made today carries the wallet's application id in its header.
+  const { wallet, file } = await testWallet();
+  await wallet.close();
+  assert.equal(readFileSync(file).readUInt32BE(68), 0x5343574c);
+  await (await Wallet.open(file, PASSPHRASE)).close();
+});

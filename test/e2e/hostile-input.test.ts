@@ -126,6 +126,18 @@ async function plausibleRequests(): Promise<void> {
     getStatechain: () => encodeRequest("getStatechain", { statechainId }),
     getSmtProof: () => encodeRequest("getSmtProof", { statechainId }),
     getAttestation: () => encodeRequest("getAttestation", { nonce: randomBytes(32) }),
+    // Two entries, each signed by its own key: an hour ago, so mutations run every check but read nothing.
+    mailboxGetBatch: () =>
+      encodeRequest("mailboxGetBatch", {
+        mailboxes: [newIdentity(), newIdentity()].map((x) =>
+          signAs(
+            "mailboxGet",
+            { receiverProofKey: x.address.proofKey, auth: undefined, discardMessageIds: [] },
+            x.proofSecret,
+            { nowMs: hourAgo, path: "/statechain.v1.StatechainService/MailboxGetBatch" },
+          ),
+        ),
+      }),
     withdrawInit: () =>
       encodeRequest(
         "withdrawInit",

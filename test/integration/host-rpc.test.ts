@@ -784,6 +784,32 @@ describe("a coin's life with every step's failures probed in its state", () => {
         variant("mailboxGet", s, {}, coin1.proofSecret),
         C.UNAUTHENTICATED,
       );
+      const req = s.request as Req<"mailboxGet">;
+      const entry = (signer: Uint8Array) =>
+        signAs("mailboxGet", { ...req }, signer, {
+          path: "/statechain.v1.StatechainService/MailboxGetBatch",
+        });
+      await expectRefusal(
+        "an empty batch",
+        "mailboxGetBatch",
+        { mailboxes: [] },
+        C.INVALID_ARGUMENT,
+        /1 to 64/,
+      );
+      await expectRefusal(
+        "a batch entry signed by the sender",
+        "mailboxGetBatch",
+        { mailboxes: [entry(coin1.proofSecret)] },
+        C.UNAUTHENTICATED,
+        /mailbox entry 0/,
+      );
+      await expectRefusal(
+        "a batch entry signed as a MailboxGet",
+        "mailboxGetBatch",
+        { mailboxes: [variant("mailboxGet", s)] },
+        C.UNAUTHENTICATED,
+        /mailbox entry 0/,
+      );
     });
     before_.set("transferReceiverInit", async (s) => {
       const other = newIdentity();
