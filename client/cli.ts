@@ -701,8 +701,9 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const { chain, why } = s.chainFor(wallet.network);
     const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify"].includes(command);
     if (!chain && needsChain) throw new lib.WalletError("NO_CHAIN", why!, "precondition");
-    // Deposits too: the depositor takes locks and intervals from the enclave's attested policy.
-    const trustNeeded = ["receive", "verify", "info", "deposit"].includes(command);
+    // Deposits too: the depositor takes locks and intervals from the enclave's attested policy. Every co-signing
+    // command (deposit, send, withdraw) checks the enclave's signature on c3 under its attested instance key.
+    const trustNeeded = ["receive", "verify", "info", "deposit", "send", "withdraw"].includes(command);
     const trust: AttestationTrust = trustNeeded ? await s.trust(wallet, se) : { aws: true };
     wallet.connect({
       se,

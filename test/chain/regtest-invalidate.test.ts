@@ -32,7 +32,7 @@ async function rpc(method: string, params: unknown[]): Promise<unknown> {
 test("invalidateblock rewinds, returns the block's transactions to the mempool, and mining goes on", async () => {
   const wallet = new TestWallet("invalidate");
   const [coin] = await wallet.mineCoins(chain);
-  assert.ok(coin);
+  assert.ok(coin, "the spending transaction is found");
   const payment = wallet.pay([coin], [{ script: wallet.script, valueSat: 10_000n }]);
   await chain.broadcast(payment.raw);
   const [mined] = await chain.mine(1);
@@ -64,5 +64,5 @@ test("invalidateblock rewinds, returns the block's transactions to the mempool, 
   });
   node.stopIntervalMining();
   assert.deepEqual(errors, []);
-  assert.ok(node.height() >= target);
+  assert.ok(node.height() >= target, `mining went on to height ${target} (at ${node.height()})`);
 });

@@ -144,10 +144,10 @@ test("discard wipes a ready key (secret bytes zero, nonces gone) and deletes its
     pool.prepare(path(6));
     await ready;
     const held = saved.get(path(6))!;
-    assert.ok(!allZero(held.secret.p));
+    assert.ok(!allZero(held.secret.p), "a key held by the caller is not wiped");
     await pool.discard(path(6));
     for (const b of [held.secret.p, held.secret.q, held.secret.qInvP, held.secret.pInvQ])
-      assert.ok(allZero(b));
+      assert.ok(allZero(b), "a discarded key's secret bytes are zero");
     assert.equal(held.nonces.length, 0);
     assert.equal(pool.status(path(6)), undefined);
     assert.equal(calls.at(-1), `remove ${path(6)}`);
@@ -170,7 +170,7 @@ test("discard while the key is being built: the waiting take rejects, the key is
     assert.deepEqual(await next, [path(8)]);
     assert.equal(pool.status(path(7)), undefined);
     assert.ok(!calls.includes(`save ${path(7)}`), "the discarded key was not handed to the cache");
-    assert.ok(calls.includes(`remove ${path(7)}`));
+    assert.ok(calls.includes(`remove ${path(7)}`), "discard removes the key from the cache");
   } finally {
     await pool.close();
   }
@@ -186,7 +186,7 @@ test("close wipes what is held and rejects what waits; a closed pool refuses wor
   const rejected = assert.rejects(waiting, code("PAILLIER_POOL_CLOSED"));
   await pool.close();
   await rejected;
-  assert.ok(allZero(saved.get(path(9))!.secret.p));
+  assert.ok(allZero(saved.get(path(9))!.secret.p), "closing wipes the keys it still holds");
   assert.throws(() => pool.prepare(path(11)), code("PAILLIER_POOL_CLOSED"));
 });
 

@@ -88,9 +88,9 @@ test("rows older than their limits are pruned and fresh ones kept", async () => 
   });
   assert.equal(await store.idempotent(b(1)), undefined);
   assert.deepEqual((await store.idempotent(b(2)))?.response, b(2, 10));
-  assert.ok(await store.signSession(b(2, 16)));
+  assert.ok(await store.signSession(b(2, 16)), "a fresh signing session is kept");
   assert.equal(await store.signSession(b(1, 16)), undefined);
-  assert.ok(await store.deposit(b(22, 16)));
+  assert.ok(await store.deposit(b(22, 16)), "a fresh unfunded deposit is kept");
   assert.ok(await store.deposit(b(30, 16)), "a funded deposit is kept");
   assert.equal(await store.deposit(b(21, 16)), undefined);
   assert.deepEqual(await pruneOnce(store, NOW, LIMITS), {

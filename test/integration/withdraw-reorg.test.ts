@@ -88,7 +88,10 @@ test("a withdrawal undone by a reorg leaves the coin protected, and it closes on
   // Mined again, then buried: only now is the coin closed (share erased) and no longer watched.
   const w = await wallet.withdraw(coin.number, to, { onWait: mine() });
   assert.equal(w.coin.status, "withdrawn");
-  assert.ok(((await h.chain.getTxStatus(txid))?.confirmations ?? 0) >= BURIAL);
+  assert.ok(
+    ((await h.chain.getTxStatus(txid))?.confirmations ?? 0) >= BURIAL,
+    `the withdrawal is buried ${BURIAL} deep`,
+  );
   assert.equal(await seStatus(coin.statechainId), StatechainStatus.STATECHAIN_STATUS_CLOSED);
   await untilEntries(0, "the watchtower entry was not dropped after the close");
 });

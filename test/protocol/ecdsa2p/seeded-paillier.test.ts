@@ -72,7 +72,7 @@ test("paillierKeyFromSeed: same seed, same N (fresh id); 2048 bits, Blum primes,
   assert.notEqual(p, q);
   assert.equal(p % 4n, 3n);
   assert.equal(q % 4n, 3n);
-  assert.ok(checkPrimeSync(p) && checkPrimeSync(q));
+  assert.ok(checkPrimeSync(p) && checkPrimeSync(q), "p and q are prime");
   assert.equal(a.nonces.length, 2);
   verifyModulus(a.n, a.modulusProof);
   assert.equal(b.modulusProof, undefined);
