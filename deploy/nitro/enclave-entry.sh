@@ -6,4 +6,4 @@ SOCK=/run/se-enclave.sock
 socat VSOCK-LISTEN:5000,fork,reuseaddr UNIX-CONNECT:"$SOCK" &
 # glibc zeroes every freed malloc block (OpenSSL's BIGNUMs, Node buffers): see ENCLAVE_ENV in host/enclave-process.ts.
 export MALLOC_PERTURB_=256
-exec node --single-threaded-gc /se/bin/enclave.js --socket "$SOCK" --mode nitro --policy /se/policy.json --pool 4
+exec node --single-threaded-gc /se/bin/enclave.js --socket "$SOCK" --mode nitro --policy /se/policy.json
