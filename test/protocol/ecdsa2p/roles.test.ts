@@ -30,7 +30,8 @@ import {
   paillierKeyFromPrimes,
 } from "../../../protocol/ecdsa2p/paillier.ts";
 import { instancePublicKey, partialStatementBytes } from "../../../protocol/ecdsa2p/partial-statement.ts";
-import { readRingPedersen, verifyRingPedersen } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
+import { proveLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
+import { proverOps, readRingPedersen, verifyRingPedersen } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
 import {
   type SignerKey,
   signerKeyGenFinish,
@@ -437,5 +438,37 @@ test("signing sessions: replay, a wrong opening of R_o, a missing proof, and reu
   assert.ok(
     c2.state.nonce.every((b) => b === 0),
     "the owner's nonce is wiped after a refusal",
+  );
+});
+
+test("malicious owner: c_key = Enc(o + 2^600·q) with its own Π^log* is refused by the range; Enc(o + q) passes and signs correctly", async () => {
+  const build = async (extra: bigint) => {
+    const sessionId = sid();
+    const paillier = await generatePaillierKey({ rng });
+    const h1 = holderKeyGenCommit({ sessionId, paillier, ringPedersen: holderRp, rng });
+    const s1 = signerKeyGenShare({ sessionId, commit: h1.msg, rng });
+    const h2 = holderKeyGenFinish(h1.state, s1.msg, { rng });
+    // Same point (x·G = o·G), another plaintext: the wrap the range proof exists to stop.
+    const x = big(h2.key.share) + extra * Q;
+    const nonce = encryptionNonce(paillier.n, rng);
+    const c = encrypt(paillier.n, x, nonce);
+    const shareProof = proveLogStar(
+      { sessionId, n0: paillier.n, c, X: h2.key.ownerPublicShare },
+      { x, rho: nonce.r },
+      proverOps(holderRp),
+      rng,
+    );
+    const msg = { ...h2.msg, encryptedShare: writeNat(c), shareProof };
+    return { holder: h2.key, finish: () => signerKeyGenFinish(s1.state, msg, { ringPedersen: signerRp }) };
+  };
+  const far = await build(1n << 600n);
+  assert.throws(far.finish, code("ENCRYPTED_SHARE_PROOF_RANGE"));
+  const near = await build(1n);
+  const signer = near.finish();
+  const digest = rng(32);
+  const out = sign(near.holder, signer, digest);
+  assert.ok(
+    out.ok && verifyEcdsa(out.signature.compact, digest, pointBytes(near.holder.sharedPublicKey)),
+    "with c_key = Enc(o + q) the plaintext still does not wrap: the signature verifies",
   );
 });

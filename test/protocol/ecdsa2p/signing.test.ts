@@ -348,7 +348,7 @@ test("c_key = Enc(s + q) with a consistent proof passes (Π^log* has slack), and
 test("neither party inverts its secret nonce in variable time: only a blinded k·β meets the inversion (audit #18.10)", () => {
   // noble's field object is frozen (no spying on Fn.inv): the rule is checked on the source, every inversion in
   // the two parties' signing code taking a blinded product or going through scalar-ct's invModN.
-  for (const file of ["party-one.ts", "party-two.ts"]) {
+  for (const file of ["party-one.ts", "party-two.ts", "holder.ts", "signer.ts"]) {
     const src = readFileSync(new URL(`../../../protocol/ecdsa2p/${file}`, import.meta.url), "utf8");
     for (const m of src.matchAll(/Fn\.inv\(([^)]*)\)/g)) {
       assert.match(m[1]!, /\*\s*beta/, `${file}: Fn.inv(${m[1]}) inverts an unblinded value`);
