@@ -23,7 +23,7 @@ import {
   holderSignFinish,
   holderSignNonce,
 } from "../protocol/ecdsa2p/holder.ts";
-import { generatePaillierKey, type PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
+import { generatePaillierKey, type PaillierKey, wipePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../protocol/ecies.ts";
 import { N, parsePoint, parseScalar, pointBytes, scalarBytes } from "../protocol/encoding.ts";
 import { check, ProtocolError } from "../protocol/errors.ts";
@@ -138,6 +138,25 @@ export const newPaillierKey = (ctx: OwnerContext): Promise<PaillierKey> =>
   ctx.paillierKey ? ctx.paillierKey() : generatePaillierKey({ rng: ctx.rng });
 
 /**
+ * Runs a keygen flow with the coin's fresh Paillier key (started at once, so that it is made while the flow
+ * checks and talks to the SE). If the flow fails, the key is wiped once made: it never serves another coin, and
+ * what a wallet must keep of it (a pending receive, a saved deposit) it holds sealed in its own file.
+ */
+export async function withFreshPaillierKey<T>(
+  ctx: OwnerContext,
+  flow: (key: Promise<PaillierKey>) => Promise<T>,
+): Promise<T> {
+  const key = newPaillierKey(ctx);
+  key.catch(() => {});
+  try {
+    return await flow(key);
+  } catch (e) {
+    key.then(wipePaillierKey, () => {});
+    throw e;
+  }
+}
+
+/**
  * Runs the signing rounds for `raw` (DESIGN.md 3.1): commitment, the enclave's nonce, the opening; the enclave
  * releases c3 signed under its attested instance key, which is checked before c3 is decrypted; the owner
  * finishes and verifies the signature and hands it to the SE (SignComplete). Returns `raw` with the co-signed
@@ -212,13 +231,19 @@ export interface DepositOptions {
   beforeBroadcast?: (coin: OwnedCoin) => Promise<void>;
 }
 
-export async function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
+export function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
+  return withFreshPaillierKey(ctx, (paillier) => depositWith(ctx, opts, paillier));
+}
+
+async function depositWith(
+  ctx: OwnerContext,
+  opts: DepositOptions,
+  paillier: Promise<PaillierKey>,
+): Promise<OwnedCoin> {
   // Locks and intervals as the enclave attests them (audit #18.5), with its ring-Pedersen parameters and
   // instance key; checked while the deposit goes on. The coin's own Paillier key meanwhile (made ahead, or now).
   const attested = enclaveIdentity(ctx, { fresh: true });
   attested.catch(() => {});
-  const paillier = newPaillierKey(ctx);
-  paillier.catch(() => {});
   const info = await ctx.se.call("getInfo", {});
   checkNetwork(ctx, info);
   const c1 = Buffer.from(opts.proofSecret ?? randomSecret(ctx.rng));

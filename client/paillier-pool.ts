@@ -83,6 +83,9 @@ export class PaillierKeyPool extends EventEmitter {
   private busy: string | undefined;
   private nextJob = 1;
   private closed = false;
+  /** Cache writes under way (flush() waits for them). */
+  private readonly saving = new Map<string, Promise<void>>();
+  private idleWaiters: (() => void)[] = [];
   /** The worker's thread id and nice value once it runs (or why its priority could not be lowered). */
   workerInfo: { tid: number; nice: number; statNice: number } | { error: string } | undefined;
 
@@ -114,11 +117,13 @@ export class PaillierKeyPool extends EventEmitter {
         }
         if (key) this.settle(path, entry, key);
         else this.enqueue(path, entry);
+        this.checkIdle();
       },
       (err: Error) => {
         // An unreadable row is rebuilt from the seed (it is only a cache); the error is reported all the same.
         this.emit("failed", path, err);
         if (this.entries.get(path) === entry) this.enqueue(path, entry);
+        this.checkIdle();
       },
     );
   }
@@ -162,7 +167,31 @@ export class PaillierKeyPool extends EventEmitter {
         new PaillierPoolError("PAILLIER_KEY_DISCARDED", `the Paillier key ${path} was discarded`),
       );
     }
+    await this.saving.get(path); // a write under way would bring the row back after the delete
     await this.opts.cache?.remove(path);
+  }
+
+  /**
+   * Resolves once nothing is loading, queued, being built or being written to the cache: a short-lived process
+   * (one CLI command) calls it before it exits, so that the keys it prepared are in the wallet file for later.
+   */
+  flush(): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private idle(): boolean {
+    if (this.closed) return true;
+    if (this.busy !== undefined || this.queue.length > 0 || this.saving.size > 0) return false;
+    for (const e of this.entries.values()) if (e.state === "loading") return false;
+    return true;
+  }
+
+  private checkIdle(): void {
+    if (!this.idle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Stops the worker and wipes every key not handed out. */
@@ -175,6 +204,7 @@ export class PaillierKeyPool extends EventEmitter {
     }
     this.entries.clear();
     this.queue.length = 0;
+    this.checkIdle();
     const w = this.worker;
     this.worker = undefined;
     await w?.terminate();
@@ -207,6 +237,7 @@ export class PaillierKeyPool extends EventEmitter {
     const path = this.queue.shift();
     if (path === undefined) {
       this.worker?.unref();
+      this.checkIdle();
       return;
     }
     const entry = this.entries.get(path)!;
@@ -273,8 +304,20 @@ export class PaillierKeyPool extends EventEmitter {
         };
         if (!done || this.closed) wipePaillierKey(key);
         else {
+          // A key a take() is waiting for is used at once: only a key kept for later goes to the cache.
+          const keep = !done.entry.waiter;
           this.settle(done.path, done.entry, key);
-          this.opts.cache?.save(done.path, key).catch((err: Error) => this.emit("failed", done.path, err));
+          if (keep && this.opts.cache) {
+            const path = done.path;
+            const saved: Promise<void> = this.opts.cache
+              .save(path, key)
+              .catch((err: Error) => void this.emit("failed", path, err))
+              .finally(() => {
+                if (this.saving.get(path) === saved) this.saving.delete(path);
+                this.checkIdle();
+              });
+            this.saving.set(path, saved);
+          }
         }
       }
       this.pump();

@@ -37,12 +37,14 @@ function bar(done: number, total: number): string {
 
 function describe(event: string, d: Record<string, unknown>): string | undefined {
   switch (event) {
-    case "ring-pedersen":
-      return "generating the wallet's ring-Pedersen parameters (once per wallet, a few seconds)";
+    case "paillier-key":
+      return "making this coin's Paillier key (under a second; a wallet makes it ahead when it hands out an address)";
+    case "paillier-key-ahead":
+      return `making the Paillier key for the next coin to ${d.address ? "this address" : "this wallet"} ahead (under a second)`;
     case "pow":
       return `solving the SE's deposit challenge (${d.bits} bits of proof of work)`;
     case "keygen":
-      return "two-party key generation with the SE (checking its Paillier key and proofs)";
+      return "two-party key generation with the SE (proving this coin's Paillier key to the enclave)";
     case "backup":
       return "co-signing the backup transaction";
     case "broadcast":

@@ -47,12 +47,12 @@ import {
   backupInput,
   checkNetwork,
   lockFor,
-  newPaillierKey,
   type OwnedCoin,
   type OwnerContext,
   pub,
   type ReceiverIdentity,
   randomSecret,
+  withFreshPaillierKey,
 } from "./owner.ts";
 import { refuse, SeError, type SeRequest, type SeResponse } from "./se-client.ts";
 
@@ -861,16 +861,16 @@ export async function receive(
   hooks: ReceiveHooks = {},
 ): Promise<OwnedCoin> {
   // The coin's own Paillier key (made ahead by a wallet, or now) while the transfer is checked.
-  const paillier = newPaillierKey(ctx);
-  paillier.catch(() => {});
-  const checked = await checkTransfer(ctx, id, incoming);
-  const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
-  // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
-  const keys = { paillier: await paillier, ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
-  const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
-  await hooks.beforeKeyUpdate?.(checked, prepared);
-  const coin = await finishKeyUpdate(ctx, id, checked, prepared);
-  return { ...coin, publication: checked.publication };
+  return withFreshPaillierKey(ctx, async (paillier) => {
+    const checked = await checkTransfer(ctx, id, incoming);
+    const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
+    // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
+    const keys = { paillier: await paillier, ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
+    const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
+    await hooks.beforeKeyUpdate?.(checked, prepared);
+    const coin = await finishKeyUpdate(ctx, id, checked, prepared);
+    return { ...coin, publication: checked.publication };
+  });
 }
 
 function invert(x: bigint): bigint {

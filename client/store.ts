@@ -113,6 +113,13 @@ const MIGRATIONS: Migration[] = [
     id: "wallet-005-coin-receiver",
     sql: "ALTER TABLE coins ADD COLUMN receiver_address TEXT; ALTER TABLE coins ADD COLUMN receiver_since INTEGER;",
   },
+  {
+    // How many keygens each slot has started (#21): keygen k uses the Paillier key at .../3'/<slot>'/<k>'. The
+    // count moves on before a key is handed to a keygen, so no two keygens of one wallet ever share N, whatever
+    // crash or refusal comes between.
+    id: "wallet-006-slot-keygens",
+    sql: "ALTER TABLE key_slots ADD COLUMN keygens INTEGER NOT NULL DEFAULT 0;",
+  },
 ];
 
 const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
@@ -156,6 +163,8 @@ export interface KeySlotRow {
   backup_key: Buffer;
   used: number;
   created_at: number;
+  /** Keygens started on this slot: the next one uses Paillier key path …/3'/<idx>'/<keygens>'. */
+  keygens: number;
 }
 
 export interface PendingReceiveRow {

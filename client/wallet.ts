@@ -8,6 +8,7 @@ import type { VerificationResult } from "../attestation/verify.ts";
 import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
 import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
+import type { PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
@@ -39,6 +40,8 @@ import {
   send,
   withdraw,
 } from "./owner.ts";
+import { paillierKeyPath, paillierSeed, walletPaillierCache } from "./paillier-keys.ts";
+import { PaillierKeyPool } from "./paillier-pool.ts";
 import {
   type CheckedTransfer,
   fetchKeyUpdateAnswer,
@@ -264,6 +267,7 @@ function summarize(what: AttestationSummary["what"], v: VerificationResult): Att
 
 export class Wallet {
   private services: WalletServices | undefined;
+  private pool: PaillierKeyPool | undefined;
 
   private constructor(
     private readonly store: WalletStore,
@@ -331,7 +335,13 @@ export class Wallet {
     this.services = services;
   }
 
+  /** Closes the wallet; Paillier keys still being made ahead are finished and written to the file first. */
   async close(): Promise<void> {
+    if (this.pool) {
+      await this.pool.flush();
+      await this.pool.close();
+      this.pool = undefined;
+    }
     this.keys.wipe();
     await this.store.close();
   }
@@ -396,6 +406,7 @@ export class Wallet {
         backup_key: Buffer.from(this.keys.publicKey("backup", idx)),
         used: purpose === "deposit" ? 1 : 0,
         created_at: this.now(),
+        keygens: 0,
       };
       await q.run(
         "INSERT INTO key_slots (idx, purpose, proof_key, backup_key, used, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -403,6 +414,65 @@ export class Wallet {
       );
       return row;
     });
+  }
+
+  // --- per-coin Paillier keys (DESIGN.md 3.1, issue #21) ---------------------------------------------------
+  //
+  // Keygen k on slot s uses the key at m/8338'/<coin>'/<account>'/3'/s'/k' (paillier-keys.ts), derived from the
+  // seed. A receive address gets its first key made ahead, in the pool's worker thread at the lowest priority, and
+  // cached sealed in the wallet file; the keygen takes it from there. The slot's count moves on (durably) before a
+  // key is handed to a keygen and its cached row goes: a key shown to the SE once is never used for another coin,
+  // and from then on it lives only sealed with its coin (or pending receive) and is wiped with it.
+
+  private keyPool(): PaillierKeyPool {
+    if (!this.pool) {
+      this.pool = new PaillierKeyPool({
+        seedFor: (path) => paillierSeed(this.keys, path),
+        cache: walletPaillierCache(this.store, this.now),
+      });
+      // A key that could not be built or cached is built again at its keygen: worth a line, not a failure.
+      this.pool.on("failed", (path: string, err: Error) =>
+        this.progress("paillier-key-failed", { path, reason: err.message }),
+      );
+    }
+    return this.pool;
+  }
+
+  private slotKeyPath(slot: Pick<KeySlotRow, "idx" | "keygens">): string {
+    return paillierKeyPath(this.network, this.keys.account, slot.idx, slot.keygens);
+  }
+
+  /** Starts making the key of the slot's next keygen in the background, unless the wallet file has it. */
+  private async prepareKey(slot: KeySlotRow, detail: Record<string, unknown> = {}): Promise<void> {
+    const path = this.slotKeyPath(slot);
+    if (await this.store.db.get("SELECT 1 FROM paillier_keys WHERE path = ?", [path])) return;
+    this.progress("paillier-key-ahead", detail);
+    this.keyPool().prepare(path);
+  }
+
+  /** Resolves once the keys being made ahead are made and written to the wallet file. */
+  async keysReady(): Promise<void> {
+    await this.pool?.flush();
+  }
+
+  /** The key for a keygen starting now on slot `idx` (the prepared one, or made now). */
+  private async takeKey(idx: number): Promise<PaillierKey> {
+    const slot = await this.store.db.transaction(async (q) => {
+      const row = await q.get<KeySlotRow>("SELECT * FROM key_slots WHERE idx = ?", [idx]);
+      if (!row) throw new WalletError("WALLET_CORRUPT", `key slot ${idx} is missing`, "internal");
+      await q.run("UPDATE key_slots SET keygens = keygens + 1 WHERE idx = ?", [idx]);
+      return row;
+    });
+    const path = this.slotKeyPath(slot);
+    const pool = this.keyPool();
+    const key = await pool.take(path, { onWaiting: () => this.progress("paillier-key") });
+    await pool.discard(path); // the cached row: the key is the keygen's now
+    return key;
+  }
+
+  /** The protocol context of a keygen on slot `idx`: its Paillier key comes from the slot. */
+  private keygenContext(idx: number): OwnerContext {
+    return { ...this.context(), paillierKey: () => this.takeKey(idx) };
   }
 
   private identity(idx: number): ReceiverIdentity {
@@ -420,10 +490,12 @@ export class Wallet {
           "SELECT * FROM key_slots WHERE purpose = 'receive' AND used = 0 ORDER BY idx LIMIT 1",
         );
     slot ??= await this.newSlot("receive");
-    return {
-      address: encodeReceiveAddress({ proofKey: slot.proof_key, backupKey: slot.backup_key }, this.network),
-      index: slot.idx,
-    };
+    const address = encodeReceiveAddress(
+      { proofKey: slot.proof_key, backupKey: slot.backup_key },
+      this.network,
+    );
+    await this.prepareKey(slot, { address });
+    return { address, index: slot.idx };
   }
 
   private async fundingKey(idx: number, purpose: "receive" | "change"): Promise<Buffer> {
@@ -845,7 +917,7 @@ export class Wallet {
     let saved: string | undefined;
     let coin: OwnedCoin;
     try {
-      coin = await deposit(ctx, {
+      coin = await deposit(this.keygenContext(slot.idx), {
         amountSat,
         utxos,
         changeScript: await this.changeScript(),
@@ -1056,7 +1128,7 @@ export class Wallet {
     const sid = outpointString(incoming.statechainId);
     this.progress("checking", { statechainId: sid });
     try {
-      const coin = await receive(this.context(), id, incoming, {
+      const coin = await receive(this.keygenContext(keyIdx), id, incoming, {
         beforeKeyUpdate: (checked, prepared) => this.savePending(keyIdx, checked, prepared),
       });
       result.received.push(await this.storeReceived(coin, keyIdx));

@@ -254,3 +254,27 @@ test("the main thread stays responsive while the worker builds (timer gaps far b
     await pool.close();
   }
 });
+
+test("flush waits until the prepared keys are in the cache; a key a take waits for is not cached", async () => {
+  const { cache, saved, calls } = recordingCache();
+  const pool = new PaillierKeyPool({ seedFor: (p) => paillierSeed(keys, p), cache });
+  try {
+    await pool.flush(); // nothing to wait for
+    pool.prepare(path(20));
+    pool.prepare(path(21));
+    await pool.flush();
+    assert.ok(
+      saved.has(path(20)) && saved.has(path(21)),
+      "both prepared keys were written before flush resolved",
+    );
+    const taken = await pool.take(path(22));
+    await pool.flush();
+    assert.ok(taken.n > 0n, "the key was made");
+    assert.ok(
+      !calls.includes(`save ${path(22)}`),
+      "a key made for a waiting take goes to it, not to the cache",
+    );
+  } finally {
+    await pool.close();
+  }
+});

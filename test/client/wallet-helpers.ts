@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { unpackFields } from "../../client/codec.ts";
 import { KeyTree, mnemonicToSeed } from "../../client/keys.ts";
+import { paillierSecretLabel } from "../../client/paillier-keys.ts";
 import { MIN_SCRYPT_N } from "../../client/secret-box.ts";
 import { shareLabel, WalletStore } from "../../client/store.ts";
 import { Wallet, type WalletServices } from "../../client/wallet.ts";
@@ -70,6 +71,16 @@ export async function walletSecrets(file: string, passphrase = PASSPHRASE): Prom
       secrets.set(`share of coin ${name}`, o!);
       secrets.set(`Paillier p of coin ${name}`, p!);
       secrets.set(`Paillier q of coin ${name}`, q!);
+    }
+    // Paillier keys made ahead for coins to come (sealed rows of paillier_keys): their primes.
+    const cached = await store.db.all<{ path: string; secret_sealed: Buffer }>(
+      "SELECT path, secret_sealed FROM paillier_keys",
+    );
+    for (const c of cached) {
+      const plain = store.open(c.secret_sealed, paillierSecretLabel(c.path));
+      const lp = plain.readUInt32BE(0);
+      secrets.set(`cached Paillier p ${c.path}`, Buffer.from(plain.subarray(4, 4 + lp)));
+      secrets.set(`cached Paillier q ${c.path}`, Buffer.from(plain.subarray(8 + lp)));
     }
   } finally {
     await store.close();

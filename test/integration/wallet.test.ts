@@ -2,7 +2,14 @@
 // with the wallet files scanned for any secret in the clear.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { unpackFields } from "../../client/codec.ts";
+import { KeyTree, mnemonicToSeed } from "../../client/keys.ts";
+import { paillierKeyPath, paillierSeed } from "../../client/paillier-keys.ts";
+import { shareLabel, WalletStore } from "../../client/store.ts";
 import { Wallet } from "../../client/wallet.ts";
+import { paillierKeyFromSeed } from "../../protocol/ecdsa2p/seeded-paillier.ts";
+import { bytesToBigInt } from "../../protocol/encoding.ts";
+import { ProtocolError } from "../../protocol/errors.ts";
 import { parseOutpointString } from "../../protocol/outpoint.ts";
 import { findSecrets, PASSPHRASE, servicesOf, testWallet, walletSecrets } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
@@ -213,4 +220,107 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   assert.equal((await again.coin(bobCoin.number)).status, "exited");
   await again.close();
   await alice.close();
+});
+
+/** N of every coin a wallet file holds (its sealed key secret: o, then the Paillier primes p, q). */
+async function coinModuli(file: string): Promise<Map<string, bigint>> {
+  const store = await WalletStore.open(file, PASSPHRASE);
+  try {
+    const out = new Map<string, bigint>();
+    const rows = await store.db.all<{ statechain_id: Buffer; key_idx: number; share_sealed: Buffer }>(
+      "SELECT statechain_id, key_idx, share_sealed FROM coins",
+    );
+    for (const r of rows) {
+      const sealed = store.open(r.share_sealed, shareLabel(r.statechain_id.toString("hex"), r.key_idx));
+      const [, p, q] = unpackFields(sealed, 3, "stored key secret");
+      out.set(`${file}#${r.key_idx}`, bytesToBigInt(p!) * bytesToBigInt(q!));
+    }
+    return out;
+  } finally {
+    await store.close();
+  }
+}
+
+async function sqlOf<T>(file: string, sql: string, args: (string | number)[] = []): Promise<T[]> {
+  const store = await WalletStore.open(file, PASSPHRASE);
+  try {
+    return await store.db.all<T>(sql, args);
+  } finally {
+    await store.close();
+  }
+}
+
+test("per-coin Paillier keys: made ahead for an address, derived from the seed, burnt by a refusal, never shared", async () => {
+  const { wallet: alice, file: aliceFile, mnemonic: aliceWords } = await testWallet(h);
+  const { wallet: bob, file: bobFile, mnemonic: bobWords } = await testWallet(h);
+  await alice.faucet(1);
+  const derived = (words: string, slot: number, keygen: number) => {
+    const keys = new KeyTree(mnemonicToSeed(words), "regtest");
+    const seed = paillierSeed(keys, paillierKeyPath("regtest", 0, slot, keygen));
+    const key = paillierKeyFromSeed(seed, { nonces: 0 });
+    keys.wipe();
+    return key.n;
+  };
+
+  // Handing out an address makes its first coin's key ahead, sealed in the wallet file: the seed's key.
+  const { address: a0, index: s0 } = await bob.receiveAddress();
+  await bob.keysReady();
+  const path0 = paillierKeyPath("regtest", 0, s0, 0);
+  const [ahead] = await sqlOf<{ path: string; n: Buffer }>(bobFile, "SELECT path, n FROM paillier_keys");
+  assert.equal(ahead?.path, path0, "the key of the address's first keygen is in the wallet file");
+  assert.equal(bytesToBigInt(ahead!.n), derived(bobWords, s0, 0), "the cached key is the one the seed gives");
+
+  const first = await alice.deposit(200_000n, { onWait: mine() });
+  const second = await alice.deposit(200_000n, { onWait: mine() });
+  await alice.send(first.number, a0);
+
+  // A receive refused after it took the key (here the SE call that follows the checks fails once): that key is
+  // burnt, the next attempt on the same slot uses keygen 1.
+  const se = h.ctx.se;
+  let failures = 0;
+  const flaky = Object.create(se) as typeof se;
+  flaky.call = ((m: string, ...rest: unknown[]) => {
+    if (m === "transferReceiverInit" && failures++ === 0)
+      return Promise.reject(new ProtocolError("TEST_CUT", "cut by the test before the transfer key"));
+    return (se.call as (...a: unknown[]) => unknown)(m, ...rest);
+  }) as typeof se.call;
+  bob.connect({ ...servicesOf(h), se: flaky });
+  const refused = await bob.receive();
+  assert.deepEqual(
+    refused.refused.map((r) => r.code),
+    ["TEST_CUT"],
+    "the first attempt is refused by the cut",
+  );
+  const received = await bob.receive();
+  assert.equal(received.received.length, 1, JSON.stringify(received.refused));
+  bob.connect(servicesOf(h));
+  const [slot0] = await sqlOf<{ keygens: number }>(bobFile, "SELECT keygens FROM key_slots WHERE idx = ?", [
+    s0,
+  ]);
+  assert.equal(slot0?.keygens, 2, "two keygens were started on the slot");
+  const bobN = await coinModuli(bobFile);
+  assert.deepEqual([...bobN.values()], [derived(bobWords, s0, 1)], "the coin has the slot's second key");
+  assert.notEqual(derived(bobWords, s0, 1), derived(bobWords, s0, 0));
+  assert.deepEqual(
+    await sqlOf(bobFile, "SELECT path FROM paillier_keys"),
+    [],
+    "no cached key is left once it went to a keygen",
+  );
+
+  // A second coin to a second address; every coin of both wallets has its own N.
+  const { address: a1 } = await bob.receiveAddress();
+  await alice.send(second.number, a1);
+  assert.equal((await bob.receive()).received.length, 1);
+  const all = new Map([...(await coinModuli(aliceFile)), ...(await coinModuli(bobFile))]);
+  assert.equal(all.size, 4, "two deposits in alice's file, two received coins in bob's");
+  assert.equal(new Set(all.values()).size, 4, "no two coins share a Paillier modulus");
+  const aliceSlots = await sqlOf<{ idx: number }>(
+    aliceFile,
+    "SELECT idx FROM key_slots WHERE purpose = 'deposit'",
+  );
+  for (const { idx } of aliceSlots)
+    assert.equal(all.get(`${aliceFile}#${idx}`), derived(aliceWords, idx, 0), `deposit slot ${idx}'s key`);
+  await alice.close();
+  await bob.close();
+  for (const file of [aliceFile, bobFile]) assert.deepEqual(findSecrets(file, await walletSecrets(file)), []);
 });
