@@ -17,6 +17,7 @@ import {
 } from "../client/owner.ts";
 import { fetchIncoming, receive } from "../client/receive.ts";
 import { generatePaillierKeySync } from "../protocol/ecdsa2p/index.ts";
+import { generatePaillierKey, type PaillierKey, wipePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
 import { percentile, report } from "./harness.ts";
@@ -106,6 +107,29 @@ export async function run(): Promise<void> {
     report({ bench: "transfer.deposit_to_backup_signed", unit: "ms", ...stats(depositMs) });
     await confirmAll(deposits);
 
+    // The receivers' Paillier keys are made before each measured window, as a wallet makes them when it hands out
+    // an address (client/paillier-pool.ts); their cost is reported apart (transfer.paillier_key). A window that
+    // runs out takes keys made on the spot, and says how many.
+    const ahead: PaillierKey[] = [];
+    let madeInWindow = 0;
+    const topUp = async (target: number) => {
+      while (ahead.length < target)
+        ahead.push(
+          ...(await Promise.all([
+            generatePaillierKey({ rng: ctx.rng }),
+            generatePaillierKey({ rng: ctx.rng }),
+          ])),
+        );
+      madeInWindow = 0;
+    };
+    ctx.paillierKey = async () => {
+      const k = ahead.pop();
+      if (k) return k;
+      madeInWindow++;
+      return generatePaillierKey({ rng: ctx.rng });
+    };
+    await topUp(24);
+
     // Transfer latency: one coin, passed along 20 times, with the time of every call the wallets make.
     let coin = deposits[0]!;
     const latency: number[] = [];
@@ -142,13 +166,21 @@ export async function run(): Promise<void> {
       latency.push(performance.now() - t0);
       waitingMs += unionMs(spans);
       spans = [];
-      // Let the enclave's Paillier pool refill between transfers: this measures latency, not throughput.
+      // An idle moment between transfers (the host's background work settles): this measures latency, not
+      // throughput.
       await new Promise((r) => setTimeout(r, 400));
     }
     const m1 = await scrape(metricsUrl);
     ctx.se.call = call;
     const lat = stats(latency);
-    report({ bench: "transfer.latency", unit: "ms", ...lat, target_ms: 250 });
+    report({
+      bench: "transfer.latency",
+      unit: "ms",
+      ...lat,
+      target_median_ms: 150,
+      target_p95_ms: 250,
+      keys_made_in_window: madeInWindow,
+    });
 
     // Per-phase breakdown of one transfer (means over the runs above).
     const mean = latency.reduce((a, b) => a + b, 0) / n;
@@ -187,6 +219,7 @@ export async function run(): Promise<void> {
     // until the last one started has finished (with 32 wallets that is seconds more than the 10 s).
     const pool = deposits.slice(1);
     for (const n of [1, 8, 32]) {
+      await topUp(n === 32 ? 140 : 90);
       const coins = pool.slice(0, Math.min(n, pool.length));
       let done = 0;
       const cpu0 = { wallets: process.cpuUsage(), host: cpuMs(se.proc.pid!), enclave: cpuMs(se.enclavePid) };
@@ -225,11 +258,15 @@ export async function run(): Promise<void> {
         cpu_host_ms: round(cpu.host),
         cpu_enclave_ms: round(cpu.enclave),
         cpu_bound_ops_s: round((availableParallelism() * 1000) / cpuTotal),
+        // What the SE alone allows on this machine's cores: its operators' figure.
+        se_cpu_ms_per_transfer: round(cpu.host + cpu.enclave),
+        se_cpu_bound_ops_s: round((availableParallelism() * 1000) / (cpu.host + cpu.enclave)),
+        keys_made_in_window: madeInWindow,
       });
     }
 
-    // What bounds throughput: every transfer needs a fresh Paillier key (a key update erases the old one with
-    // the share it encrypts), made in the enclave's pool or inline.
+    // Every transfer needs the receiver's fresh Paillier key (DESIGN.md 3.1): the wallet's cost per coin, made
+    // ahead in its background worker, outside the windows above.
     const keyMs: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now();
@@ -240,7 +277,7 @@ export async function run(): Promise<void> {
       bench: "transfer.paillier_key",
       unit: "ms",
       ...stats(keyMs),
-      note: "one fresh 2048-bit Paillier key on one thread: primes, its Π^mod, two encryption nonces",
+      note: "the receiving wallet's background cost per coin: a 2048-bit Paillier key on one thread (primes, Π^mod, two encryption nonces)",
     });
 
     // Withdrawal co-signing latency.
@@ -255,6 +292,8 @@ export async function run(): Promise<void> {
     // Enclave memory per live statechain: the RSS of the enclave process over 40 more deposits says little (the
     // allocator and the heap grow in steps), so the exact figure comes from the enclave's own code measured in a
     // child process (bench/enclave-memory.ts: heap + external after full collections, compiled code excluded).
+    ctx.paillierKey = undefined; // the deposits below make their keys on the spot, as a wallet's deposit does
+    for (const k of ahead.splice(0)) wipePaillierKey(k);
     const enclavePid = se.enclavePid;
     const before = rssKb(enclavePid);
     for (let i = 0; i < 40; i++) {
@@ -269,7 +308,7 @@ export async function run(): Promise<void> {
       unit: "KB",
       median: round(exact.bytes_per_coin / 1024),
       runs: exact.coins,
-      target: 8,
+      target: 2,
       rss_growth_kb_per_coin: round((after - before) / 40),
     });
   } finally {
