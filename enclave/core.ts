@@ -173,6 +173,13 @@ export class EnclaveCore {
    * more than the chain can have grown since the last rise (policy tipSlackBlocks + tipBlocksPerHour × hours):
    * one bogus high tip would otherwise stop every later co-signature for good (audit #18.12). An implausible
    * tip is refused and not recorded.
+   *
+   * The first tip after start (always at a BindFunding: no coin exists before one) has nothing to be bounded by:
+   * the enclave knows no height of its own, and no data it holds (policy, funding transaction) gives an upper
+   * bound. Only header evidence from the host (proof of work from a checkpoint the policy attests) would. Until
+   * then: in absolute mode a depositor's wallet refuses an h0 that is not about its own tip + initLock, so an
+   * enclave whose first tip was bogus holds no honest coin, and a restart loses nothing; kick-off mode has no
+   * such check.
    */
   acceptTip(tip: number): number {
     check(Number.isInteger(tip) && tip >= 0, "CHAIN_TIP", "chain tip must be a non-negative integer");

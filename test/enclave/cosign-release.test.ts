@@ -11,6 +11,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
+import { decodeDocument } from "../../attestation/document.ts";
 import { SimulatorProvider } from "../../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
 import { decodeTransferKeyStatement } from "../../attestation/statements.ts";
@@ -26,21 +27,26 @@ import {
   SignFirstRequest,
   SignSecondRequest,
   TransferReceiverInitRequest,
+  TransferReceiverKeyUpdateRequest,
   TransferSenderInitRequest,
+  WithdrawInitRequest,
 } from "../../proto/gen/statechain.ts";
 import { type Authenticated, type Codec, signRequest } from "../../protocol/auth.ts";
 import {
   type HolderKey,
   holderKeyGenCommit,
   holderKeyGenFinish,
+  holderKeyUpdate,
   holderSignCommit,
   holderSignFinish,
   holderSignNonce,
 } from "../../protocol/ecdsa2p/holder.ts";
 import { generatePaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
-import { pointBytes } from "../../protocol/encoding.ts";
+import { decrypt as eciesDecrypt, encrypt as eciesEncrypt } from "../../protocol/ecies.ts";
+import { bytesToBigInt, N, parseScalar, pointBytes, scalarBytes } from "../../protocol/encoding.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { systemRng } from "../../protocol/rng.ts";
+import { initialState, signTransfer, signWithdraw } from "../../protocol/statechain.ts";
 import { buildBackupTx, buildKickoffTx } from "../../protocol/tx/build.ts";
 import { parseTx, txidOf } from "../../protocol/tx/parse.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
@@ -179,15 +185,17 @@ async function open(
     chainTip: chain.tip ?? TIP,
     kickoffHeight: chain.kickoffHeight ?? 0,
   });
+  let opening: ReturnType<typeof holderSignNonce> | undefined;
   return {
-    finish: async () => {
-      const opening = holderSignNonce(coin.key, state, first.seNonce!, { rng });
+    /** SignSecond, signed by the owner (or by `signer`: the coin's owner by then, when it has changed). */
+    finish: async (signer: Uint8Array = coin.c) => {
+      opening ??= holderSignNonce(coin.key, state, first.seNonce!, { rng });
       const second = await e.signSecond({
         signedRequest: signed(
           SignSecondRequest,
           "SignSecond",
           { statechainId: coin.id, sessionId, ownerNonce: opening, auth: undefined },
-          coin.c,
+          signer,
         ),
       });
       const out = holderSignFinish(coin.key, state, second.sePartial!, { instanceKey: view.instanceKey });
@@ -310,6 +318,80 @@ test("#18.2: any change of the pending transfer voids an open backup session", a
   const s = await open(e, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup(coin, 2, pub(rx.b)).raw, AMOUNT);
   await transferInit(e, coin, person()); // any change of the pending transfer
   await refusedWith(s.finish(), /^(SESSION_STALE|UNKNOWN_SESSION)$/);
+});
+
+test("#18.2: a backup session opened for the pending receiver releases nothing once a withdrawal has started", async () => {
+  const { e } = enclave();
+  const coin = await deposit(e);
+  const rx = person();
+  await transferInit(e, coin, rx);
+  const s = await open(e, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup(coin, 2, pub(rx.b)).raw, AMOUNT);
+  const dest = p2wpkhScript(pub(secret()));
+  await e.withdrawInit({
+    signedRequest: signed(
+      WithdrawInitRequest,
+      "WithdrawInit",
+      {
+        statechainId: coin.id,
+        statechainTx: signWithdraw(coin.c, initialState(pub(coin.c)), dest, rng),
+        auth: undefined,
+      },
+      coin.c,
+    ),
+  });
+  // The withdrawal voided the session (its nonce is wiped): no c3 for it. The release's re-check would refuse it
+  // too (WITHDRAWING: no backup once a withdrawal started); the refusal asked for here is the voiding's own.
+  await refusedWith(s.finish(), /^(SESSION_STALE|UNKNOWN_SESSION)$/);
+});
+
+test("#18.2: a backup session opened for the pending receiver releases nothing once the key update is done", async () => {
+  const { e } = enclave();
+  const coin = await deposit(e);
+  const rx = person();
+  const ti = await transferInit(e, coin, rx);
+  const mine = backup(coin, 2, pub(rx.b));
+  await cosign(e, coin, SignPurpose.SIGN_PURPOSE_BACKUP, mine.raw, AMOUNT);
+  // A second session for that same backup (allowed: the receiver is still shown that one txid), left open.
+  const s = await open(e, coin, SignPurpose.SIGN_PURPOSE_BACKUP, mine.raw, AMOUNT);
+
+  // The receiver's key update: t2 = o1·x1·o2⁻¹ under its attested transfer key; the coin is the receiver's now.
+  const tk = await transferKey(e, coin, pub(rx.c), rx.c);
+  const transferPublicKey = decodeDocument(tk.attestationDocument).publicKey!;
+  const x1 = bytesToBigInt(eciesDecrypt(coin.c, ti.encryptedX1));
+  const o2 = (bytesToBigInt(rng(32)) % (N - 1n)) + 1n;
+  const t2 = (((parseScalar(coin.key.share, "o1") * x1) % N) * secp256k1.Point.Fn.inv(o2)) % N;
+  const keygenSessionId = Buffer.from(rng(16));
+  const share = holderKeyUpdate({
+    sessionId: keygenSessionId,
+    share: scalarBytes(o2),
+    sharedPublicKey: coin.P,
+    paillier: await generatePaillierKey({ rng }),
+    ringPedersen: view.ringPedersen,
+    rng,
+  });
+  await e.keyUpdate({
+    signedRequest: signed(
+      TransferReceiverKeyUpdateRequest,
+      "TransferReceiverKeyUpdate",
+      {
+        statechainId: coin.id,
+        receiverProofKey: pub(rx.c),
+        ownerShare: share.msg,
+        encryptedT2: Buffer.from(eciesEncrypt(transferPublicKey, scalarBytes(t2))),
+        nonce: Buffer.from(rng(32)),
+        auth: undefined,
+        keygenSessionId,
+      },
+      rx.c,
+    ),
+    statechainTx: signTransfer(coin.c, initialState(pub(coin.c)), pub(rx.c), rng),
+  });
+
+  // The old owner can no longer sign requests for the coin; the new owner (or a host holding its signature)
+  // finishing the old session gets nothing either: the key update voided it. (Without that, the session would
+  // pass every re-check: the backup pays the new owner's backup key at its own lock.)
+  await refusedWith(s.finish(), /^AUTH_/);
+  await refusedWith(s.finish(rx.c), /^(SESSION_STALE|UNKNOWN_SESSION)$/);
 });
 
 test("#18.1: one kick-off per coin: a second KICKOFF session is refused while one is open, and the statement names it", async () => {
