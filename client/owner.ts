@@ -139,19 +139,23 @@ export const newPaillierKey = (ctx: OwnerContext): Promise<PaillierKey> =>
 
 /**
  * Runs a keygen flow with the coin's fresh Paillier key (started at once, so that it is made while the flow
- * checks and talks to the SE). If the flow fails, the key is wiped once made: it never serves another coin, and
- * what a wallet must keep of it (a pending receive, a saved deposit) it holds sealed in its own file.
+ * checks and talks to the SE). If the flow fails before it hands the key over (`handOver()`: to a hook that
+ * persists it, a prepared key update, a returned coin), the key is wiped once made: it never serves another coin.
+ * After the hand-over the key is the caller's: a key update left unanswered is finished with it later.
  */
 export async function withFreshPaillierKey<T>(
   ctx: OwnerContext,
-  flow: (key: Promise<PaillierKey>) => Promise<T>,
+  flow: (key: Promise<PaillierKey>, handOver: () => void) => Promise<T>,
 ): Promise<T> {
   const key = newPaillierKey(ctx);
   key.catch(() => {});
+  let handedOver = false;
   try {
-    return await flow(key);
+    return await flow(key, () => {
+      handedOver = true;
+    });
   } catch (e) {
-    key.then(wipePaillierKey, () => {});
+    if (!handedOver) key.then(wipePaillierKey, () => {});
     throw e;
   }
 }
@@ -232,13 +236,14 @@ export interface DepositOptions {
 }
 
 export function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedCoin> {
-  return withFreshPaillierKey(ctx, (paillier) => depositWith(ctx, opts, paillier));
+  return withFreshPaillierKey(ctx, (paillier, handOver) => depositWith(ctx, opts, paillier, handOver));
 }
 
 async function depositWith(
   ctx: OwnerContext,
   opts: DepositOptions,
   paillier: Promise<PaillierKey>,
+  handOver: () => void,
 ): Promise<OwnedCoin> {
   // Locks and intervals as the enclave attests them (audit #18.5), with its ring-Pedersen parameters and
   // instance key; checked while the deposit goes on. The coin's own Paillier key meanwhile (made ahead, or now).
@@ -397,6 +402,7 @@ async function depositWith(
     feeRateSatVb: ctx.feeRateSatVb,
   });
   coin.backupTx = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, spendAmount);
+  handOver(); // the coin, its key with it, is the caller's from here (a failed broadcast can be repeated)
   await opts.beforeBroadcast?.(coin);
   progress(ctx, "broadcast", { txid: funding.txidHex });
   await broadcastIdempotent(ctx.chain, fundingTx);

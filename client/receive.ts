@@ -861,12 +861,13 @@ export async function receive(
   hooks: ReceiveHooks = {},
 ): Promise<OwnedCoin> {
   // The coin's own Paillier key (made ahead by a wallet, or now) while the transfer is checked.
-  return withFreshPaillierKey(ctx, async (paillier) => {
+  return withFreshPaillierKey(ctx, async (paillier, handOver) => {
     const checked = await checkTransfer(ctx, id, incoming);
     const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
     // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
     const keys = { paillier: await paillier, ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
     const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
+    handOver(); // the prepared key update holds the key: an unanswered one is finished with it later
     await hooks.beforeKeyUpdate?.(checked, prepared);
     const coin = await finishKeyUpdate(ctx, id, checked, prepared);
     return { ...coin, publication: checked.publication };

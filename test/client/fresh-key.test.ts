@@ -1,0 +1,35 @@
+// withFreshPaillierKey (client/owner.ts): a keygen flow's Paillier key is wiped when the flow fails before it
+// hands the key over, and left to the caller after (an unanswered key update is finished with that very key).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { type OwnerContext, withFreshPaillierKey } from "../../client/owner.ts";
+import { generatePaillierKey, type PaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
+import { systemRng as rng } from "../../protocol/rng.ts";
+
+const allZero = (b: Uint8Array) => b.every((x) => x === 0);
+
+async function run(handOverFirst: boolean): Promise<PaillierKey> {
+  const key = await generatePaillierKey({ rng });
+  const ctx = { paillierKey: async () => key } as unknown as OwnerContext;
+  await assert.rejects(
+    withFreshPaillierKey(ctx, async (k, handOver) => {
+      await k;
+      if (handOverFirst) handOver();
+      throw new Error("refused by the SE");
+    }),
+    /refused by the SE/,
+  );
+  await new Promise((r) => setImmediate(r)); // the wipe runs once the key promise settles
+  return key;
+}
+
+test("a flow that fails before it hands its key over leaves the key wiped", async () => {
+  const key = await run(false);
+  assert.ok(allZero(key.secret.p) && allZero(key.secret.q), "the failed flow's primes are zero");
+  assert.equal(key.nonces.length, 0, "its encryption nonces are gone");
+});
+
+test("a flow that failed after handing its key over leaves it whole for the caller", async () => {
+  const key = await run(true);
+  assert.ok(!allZero(key.secret.p), "the caller's key is not wiped");
+});
