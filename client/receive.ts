@@ -260,12 +260,22 @@ export async function checkTransfer(
     "the funding output does not pay the shared key the stated amount",
   );
   const utxo = await reads.utxo;
-  refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
+  // In kick-off mode a kick-off on chain spends the funding output: the coin is then the kick-off's output 0,
+  // checked below with the kick-off itself (and the relative locks it started).
+  const spentByKickoff = !utxo && sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF && m.kickoffTx.length > 0;
+  refuse(
+    utxo || spentByKickoff,
+    "FUNDING_SPENT",
+    `the coin ${outpointString(sid)} is not an unspent output on chain`,
+  );
+  const confirmations = utxo
+    ? utxo.confirmations
+    : ((await ctx.chain.getTxStatus(txidToHex(sid.txid)))?.confirmations ?? 0);
   const needed = Math.max(policy.depositConfirmations, minConfirmations(ctx));
   refuse(
-    utxo.confirmations >= needed,
+    confirmations >= needed,
     "FUNDING_UNCONFIRMED",
-    `the funding has ${utxo.confirmations} confirmations, ${needed} required`,
+    `the funding has ${confirmations} confirmations, ${needed} required`,
   );
 
   // The statechain: a valid chain from the deposit to the sender, extended by the sender's SCTx to us.
@@ -337,8 +347,15 @@ export async function checkTransfer(
       `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
     );
   else {
+    const kickoffTxid = txidToHex(txidOf(parseTx(kickoffTx!)));
+    const k = await ctx.chain.getTxStatus(kickoffTxid);
+    if (!utxo)
+      refuse(
+        await ctx.chain.getUtxo(kickoffTxid, 0),
+        "FUNDING_SPENT",
+        `the coin ${outpointString(sid)} is spent, and not by its kick-off ${kickoffTxid} (or the kick-off's output is spent too)`,
+      );
     // A kick-off already on chain started every relative lock: mine must still mature after the tip + margin.
-    const k = await ctx.chain.getTxStatus(txidToHex(txidOf(parseTx(kickoffTx!))));
     if (k && k.confirmations > 0) {
       const height = tip - k.confirmations + 1;
       refuse(
