@@ -14,7 +14,7 @@ import {
 } from "../../client/owner.ts";
 import { fetchIncoming, receive } from "../../client/receive.ts";
 import { parseTx, txidOf, txidToHex } from "../../protocol/tx/parse.ts";
-import { hostile, type Intercept } from "../helpers/hostile.ts";
+import { hostile, type Intercept, restatedTransferKey } from "../helpers/hostile.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
 import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 
@@ -67,6 +67,89 @@ async function refusedBeforeKeyUpdate(
     `${what}: refused before the key update (${calls.join(", ")})`,
   );
 }
+
+test("TRANSFER_KEY_KICKOFF: the enclave's attested kick-off is not the one the sender handed over", async () => {
+  const coin = await newCoin();
+  const bob = newIdentity();
+  await send(h.ctx, coin, bob.address);
+  const [incoming] = await fetchIncoming(h.ctx, bob);
+  assert.ok(incoming, "bob has an incoming transfer");
+  const handed = Buffer.from(txidOf(parseTx(coin.kickoffTx!)));
+
+  // The sender cannot hand over another kick-off: the enclave co-signs one per coin (#18.1), and an unsigned
+  // one fails its signature under P before the SE is asked anything.
+  const other = Buffer.from(coin.kickoffTx!);
+  other[other.length - 4]! ^= 1; // nLockTime: another txid under the old witness
+  const message = { ...incoming.message, kickoffTx: other };
+  await refusedBeforeKeyUpdate(
+    "a kick-off the enclave never signed",
+    undefined,
+    [h.ctx, bob, { ...incoming, message }],
+    "KICKOFF_SIGNATURE",
+    /kick-off is not validly signed under P/,
+  );
+  // A host that edits the kick-off named in the statement cannot re-attest it: user_data gives it away.
+  await refusedBeforeKeyUpdate(
+    "the statement's kick-off edited beside the genuine document",
+    restatedTransferKey(
+      se,
+      (s) => {
+        s.kickoff = Buffer.alloc(32, 7);
+      },
+      { attested: false },
+    ),
+    [h.ctx, bob, incoming],
+    "TRANSFER_KEY_ATTESTATION",
+    /user_data/,
+  );
+  // What a receiver sees of an enclave that recorded another kick-off than the one it co-signed for the sender
+  // (the two-kick-off attack of #18.1): the statement, attested, names another txid. Issued here by the simulator
+  // CA the wallet trusts; the handed kick-off is genuine and validly signed.
+  const otherTxid = Buffer.from(handed);
+  otherTxid[0]! ^= 1;
+  await refusedBeforeKeyUpdate(
+    "an attested statement naming another kick-off",
+    restatedTransferKey(se, (s) => {
+      s.kickoff = otherTxid;
+    }),
+    [h.ctx, bob, incoming],
+    "TRANSFER_KEY_KICKOFF",
+    /recorded another kick-off/,
+  );
+  await refusedBeforeKeyUpdate(
+    "an attested statement naming no kick-off",
+    restatedTransferKey(se, (s) => {
+      s.kickoff = null;
+    }),
+    [h.ctx, bob, incoming],
+    "TRANSFER_KEY_KICKOFF",
+    /recorded another kick-off/,
+  );
+  // The genuine statement names the handed kick-off: the transfer goes through.
+  const got = await receive(h.ctx, bob, incoming);
+  assert.equal(got.ownerIndex, 2);
+  assert.deepEqual(Buffer.from(got.kickoffTx!), Buffer.from(coin.kickoffTx!));
+});
+
+test("FEE_TOO_HIGH: a kick-off whose fee the depositor set above the receiver's ceiling is refused", async () => {
+  // 80 sat/vB for the kick-off (and the depositor's own backup): within the enclave's ceiling (100), above the
+  // wallet's default (50). The receiver's backup is built at 2 sat/vB, so only the kick-off is over.
+  const coin = await newCoin({ ...h.ctx, feeRateSatVb: 80 });
+  const bob = newIdentity();
+  await send(h.ctx, coin, bob.address);
+  const [incoming] = await fetchIncoming(h.ctx, bob);
+  assert.ok(incoming, "bob has an incoming transfer");
+  await refusedBeforeKeyUpdate(
+    "a kick-off at 80 sat/vB",
+    undefined,
+    [h.ctx, bob, incoming],
+    "FEE_TOO_HIGH",
+    /the kick-off pays \d+ sat in fees \(8\d\.\d sat\/vB\), above this wallet's ceiling of 50/,
+  );
+  // A wallet that chose a higher ceiling takes it.
+  const got = await receive({ ...h.ctx, maxBackupFeeRateSatVb: 90 }, bob, incoming);
+  assert.equal(got.ownerIndex, 2);
+});
 
 /** A coin whose kick-off the sender broadcast and got confirmed: its height, and the coin sent to a new receiver. */
 async function sentAfterKickoff() {
