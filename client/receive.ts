@@ -828,6 +828,9 @@ export async function finishKeyUpdate(
   answered?: SeResponse<"transferReceiverKeyUpdate">,
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
+  // The wallet's trust first (a PCR policy): refused before the request goes out, and not as a failed check of
+  // the SE's answer (audit #18.11).
+  const trust = attestationOptions(ctx);
   let upd: SeResponse<"transferReceiverKeyUpdate">;
   try {
     upd = answered ?? (await ctx.se.call("transferReceiverKeyUpdate", prepared.request));
@@ -855,7 +858,7 @@ export async function finishKeyUpdate(
     const rec = upd.keyUpdate;
     refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
     verdict = verifyAttestation(rec.attestationDocument, {
-      ...attestationOptions(ctx),
+      ...trust,
       expectedNonce: prepared.nonce,
       receipt: rec.receipt,
     });
