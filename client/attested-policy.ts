@@ -66,8 +66,18 @@ export class AttestationRefusedError extends ProtocolError {
 /** Parsed (public) certificates shared by every verification: a chain's CA certificates are parsed once. */
 export const certificateCache = new CertCache();
 
+/**
+ * How the wallet verifies every attestation document: its trusted roots and PCR policy. Without a PCR policy it
+ * refuses to judge at all (NO_PCR_POLICY), whatever else the trust allows (allowDebug included): a trusted root
+ * signs any enclave's code, so the measurements are what identify the enclave (audit #18.11).
+ */
 export function attestationOptions(ctx: OwnerContext) {
   const t = ctx.trust;
+  refuse(
+    t.pcrPolicy,
+    "NO_PCR_POLICY",
+    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
+  );
   return {
     certCache: certificateCache,
     roots: { aws: t.aws ?? true, simulatorRootPem: t.simulatorRootPem },
@@ -98,16 +108,12 @@ const nat = (o: Record<string, unknown>, k: string): number => {
 };
 
 export async function attestedPolicy(ctx: OwnerContext): Promise<AttestedPolicy> {
-  refuse(
-    ctx.trust.pcrPolicy,
-    "NO_PCR_POLICY",
-    "no PCR policy: the wallet cannot tell which enclave code it would trust (give --pcrs, or trust the simulator)",
-  );
+  const options = attestationOptions(ctx); // NO_PCR_POLICY before anything is asked of the SE
   const nonce = Buffer.from(ctx.rng(32));
   const res = await ctx.se.call("getAttestation", { nonce });
   refuse(res.identity.length > 0, "IDENTITY_MISSING", "the SE served no attested identity statement");
   const verdict = verifyAttestation(res.document, {
-    ...attestationOptions(ctx),
+    ...options,
     expectedNonce: nonce,
     expectedUserData: createHash("sha256").update(res.identity).digest(),
   });

@@ -12,7 +12,14 @@ export interface IncomingTransfer {
 
 import { createHash } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
-import { decodeReceipt, erasedShareCommitment } from "../attestation/receipt.ts";
+import { decodeDocument } from "../attestation/document.ts";
+import {
+  type DeletionReceipt,
+  decodeReceipt,
+  erasedShareCommitment,
+  receiptHash,
+  ZERO_HASH,
+} from "../attestation/receipt.ts";
 import { decodeTransferKeyStatement } from "../attestation/statements.ts";
 import { type VerificationResult, verifyAttestation } from "../attestation/verify.ts";
 import { BackupMode, type Outpoint, StatechainStatus, statechainStatusToJSON } from "../proto/gen/common.ts";
@@ -196,6 +203,12 @@ export interface CheckedTransfer {
   attested?: { transferKey: Buffer; erasedShare: Buffer };
   /** Whether its state is provably published (DESIGN.md 3.7); "unpublished" only with allowUnpublished. */
   publication: Publication;
+  /**
+   * The coin's deletion receipts so far (owners 2…n, as the SE serves them), the last one's attestation
+   * verified: the key update must extend this chain. Empty before the coin's first transfer; absent from a key
+   * update a wallet saved before it kept them (resumed, its link to them is not checked).
+   */
+  receipts?: Buffer[];
 }
 
 export { AttestationRefusedError, certificateCache } from "./attested-policy.ts";
@@ -260,12 +273,22 @@ export async function checkTransfer(
     "the funding output does not pay the shared key the stated amount",
   );
   const utxo = await reads.utxo;
-  refuse(utxo, "FUNDING_SPENT", `the coin ${outpointString(sid)} is not an unspent output on chain`);
+  // In kick-off mode a kick-off on chain spends the funding output: the coin is then the kick-off's output 0,
+  // checked below with the kick-off itself (and the relative locks it started).
+  const spentByKickoff = !utxo && sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF && m.kickoffTx.length > 0;
+  refuse(
+    utxo || spentByKickoff,
+    "FUNDING_SPENT",
+    `the coin ${outpointString(sid)} is not an unspent output on chain`,
+  );
+  const confirmations = utxo
+    ? utxo.confirmations
+    : ((await ctx.chain.getTxStatus(txidToHex(sid.txid)))?.confirmations ?? 0);
   const needed = Math.max(policy.depositConfirmations, minConfirmations(ctx));
   refuse(
-    utxo.confirmations >= needed,
+    confirmations >= needed,
     "FUNDING_UNCONFIRMED",
-    `the funding has ${utxo.confirmations} confirmations, ${needed} required`,
+    `the funding has ${confirmations} confirmations, ${needed} required`,
   );
 
   // The statechain: a valid chain from the deposit to the sender, extended by the sender's SCTx to us.
@@ -295,6 +318,9 @@ export async function checkTransfer(
     "OWNER_INDEX",
     "the statechain length does not match the owner index",
   );
+
+  // The coin's receipts so far: the last one attested, so the key update can be checked to follow it.
+  const receipts = coinReceipts(ctx, sid, sc);
 
   // Publication: the SMT holds the current state; a published root's proof and Mainstay proof verify.
   const publication = await checkPublication(ctx, sid, await reads.smtProof, sc.stateHash, chain.states);
@@ -337,8 +363,15 @@ export async function checkTransfer(
       `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
     );
   else {
+    const kickoffTxid = txidToHex(txidOf(parseTx(kickoffTx!)));
+    const k = await ctx.chain.getTxStatus(kickoffTxid);
+    if (!utxo)
+      refuse(
+        await ctx.chain.getUtxo(kickoffTxid, 0),
+        "FUNDING_SPENT",
+        `the coin ${outpointString(sid)} is spent, and not by its kick-off ${kickoffTxid} (or the kick-off's output is spent too)`,
+      );
     // A kick-off already on chain started every relative lock: mine must still mature after the tip + margin.
-    const k = await ctx.chain.getTxStatus(txidToHex(txidOf(parseTx(kickoffTx!))));
     if (k && k.confirmations > 0) {
       const height = tip - k.confirmations + 1;
       refuse(
@@ -371,8 +404,83 @@ export async function checkTransfer(
     enclaveInstance: policy.instance,
     policyHash: policy.policyHash,
     publication,
+    receipts,
   };
 }
+
+/**
+ * The coin's key-update records as the SE serves them: exactly one per owner 2…n, in order. The last one (owner
+ * n's, the receipt the coming key update follows) must be attested by an enclave the wallet trusts (judged at the
+ * document's own time) and describe that key update: its S2 is the share the enclave must now erase. Earlier
+ * ones are kept as served: they only help tell a fork (RECEIPT_CHAIN).
+ */
+function coinReceipts(ctx: OwnerContext, sid: Outpoint, sc: SeResponse<"getStatechain">): Buffer[] {
+  const records = sc.keyUpdates;
+  const n = sc.ownerIndex;
+  refuse(
+    records.length === n - 1 && records.every((r, i) => r.ownerIndex === i + 2),
+    "RECEIPT_CHAIN",
+    `the SE serves key updates to owners [${records.map((r) => r.ownerIndex).join(", ")}] of a coin at owner ${n}: expected one to each of owners 2…${n}`,
+  );
+  const last = records[records.length - 1];
+  if (!last) return [];
+  let at = ctx.now();
+  try {
+    at = decodeDocument(last.attestationDocument).timestamp;
+  } catch {
+    // a structure failure is reported by verifyAttestation
+  }
+  const verdict = verifyAttestation(last.attestationDocument, {
+    ...attestationOptions(ctx),
+    at,
+    receipt: last.receipt,
+  });
+  if (!verdict.valid)
+    throw new AttestationRefusedError(
+      "RECEIPT_CHAIN",
+      `the deletion attestation of the coin's key update to owner ${n}`,
+      verdict,
+    );
+  const r = decodeReceipt(last.receipt);
+  refuse(
+    r.type === "key-update" &&
+      Buffer.from(r.statechain).equals(Buffer.from(statechainIdBytes(sid))) &&
+      r.epoch === n &&
+      r.S2 !== null,
+    "RECEIPT_CHAIN",
+    `the last deletion receipt the SE serves does not describe the coin's key update to owner ${n}`,
+  );
+  return records.map((k) => Buffer.from(k.receipt));
+}
+
+/**
+ * `next` (this key update's receipt) extends the enclave's receipt chain past the coin's earlier receipts: its
+ * `prev` is none of theirs (another receipt already follows each, so a second one is a fork), nor an earlier
+ * receipt of the coin other than the last (the coin's later receipts already follow it), and it is not dated
+ * before the last. Receipts chain per enclave instance across all its coins: other coins' receipts may sit
+ * between the last one and `next`, so a missing direct link is no refusal.
+ */
+function checkReceiptLink(receipts: readonly Uint8Array[], next: DeletionReceipt): void {
+  const last = receipts[receipts.length - 1];
+  if (!last) return;
+  const taken = receipts.flatMap((raw, i) => {
+    const r = decodeReceipt(raw);
+    const followed = isZero(r.prev) ? [] : [Buffer.from(r.prev)];
+    return i < receipts.length - 1 ? [...followed, Buffer.from(receiptHash(raw))] : followed;
+  });
+  refuse(
+    !taken.some((h) => h.equals(Buffer.from(next.prev))),
+    "RECEIPT_CHAIN",
+    "the deletion receipt follows a receipt that another of the coin's receipts already follows: the enclave's receipt chain forked",
+  );
+  refuse(
+    next.time >= decodeReceipt(last).time,
+    "RECEIPT_CHAIN",
+    "the deletion receipt is dated before the coin's previous one",
+  );
+}
+
+const isZero = (h: Uint8Array) => Buffer.from(h).equals(Buffer.from(ZERO_HASH));
 
 /** A transaction handed to this wallet pays at most `maxRate` sat/vB (its output is what the wallet gets). */
 function checkHandedFee(raw: Uint8Array, spendAmountSat: bigint, maxRate: number, what: string): void {
@@ -635,6 +743,15 @@ export async function attestedTransferKey(
     "TRANSFER_KEY_KICKOFF",
     "the enclave recorded another kick-off for this coin than the one the sender handed over",
   );
+  // The share to erase is the one the enclave made at the coin's previous key update (its receipt's S2): any
+  // other means the enclave holds a share it should not have (an old one restored, or a replaced key).
+  const previous = checked.receipts?.[checked.receipts.length - 1];
+  if (previous)
+    refuse(
+      Buffer.from(decodeReceipt(previous).S2!).equals(Buffer.from(context.share)),
+      "RECEIPT_CHAIN",
+      `the enclave is to erase another share than the one it made at the coin's key update to owner ${checked.newIndex - 1}`,
+    );
   const transferKey = verdict.document?.publicKey;
   refuse(transferKey && transferKey.length === 33, "TRANSFER_KEY", "the attestation carries no transfer key");
   checked.attested = { transferKey: Buffer.from(transferKey), erasedShare: Buffer.from(context.share) };
@@ -711,6 +828,9 @@ export async function finishKeyUpdate(
   answered?: SeResponse<"transferReceiverKeyUpdate">,
 ): Promise<OwnedCoin> {
   const sid = checked.statechainId;
+  // The wallet's trust first (a PCR policy): refused before the request goes out, and not as a failed check of
+  // the SE's answer (audit #18.11).
+  const trust = attestationOptions(ctx);
   let upd: SeResponse<"transferReceiverKeyUpdate">;
   try {
     upd = answered ?? (await ctx.se.call("transferReceiverKeyUpdate", prepared.request));
@@ -738,7 +858,7 @@ export async function finishKeyUpdate(
     const rec = upd.keyUpdate;
     refuse(rec, "KEY_UPDATE_RECORD", "the SE returned no key update record");
     verdict = verifyAttestation(rec.attestationDocument, {
-      ...attestationOptions(ctx),
+      ...trust,
       expectedNonce: prepared.nonce,
       receipt: rec.receipt,
     });
@@ -767,6 +887,7 @@ export async function finishKeyUpdate(
       "RECEIPT",
       "the deletion receipt does not describe this key update",
     );
+    checkReceiptLink(checked.receipts ?? [], receipt);
   } catch (e) {
     if (e instanceof ProtocolError) throw new RefusedAfterKeyUpdateError(e);
     throw e;

@@ -1280,6 +1280,8 @@ export class Wallet {
         if (e instanceof RefusedAfterKeyUpdateError) {
           refusal.failedChecks = e.failedChecks;
           refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
+        } else if (e.code === "NO_PCR_POLICY") {
+          // Nothing was sent: kept as it is, to finish once the wallet pins the enclave's measurements again.
         } else if (e.code !== "KEY_UPDATE_UNANSWERED") {
           // The SE answered the repeat with an error: did the first request go through?
           const sc = await this.context().se.call("getStatechain", { statechainId: sid });
