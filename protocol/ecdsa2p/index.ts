@@ -19,6 +19,7 @@ export function wipeKey(key: PartyOneKey | PartyTwoKey): void {
 
 export { modPow, modPowBigInt, modPowPublic } from "./modexp.ts";
 export {
+  checkPaillierModulus,
   decrypt as paillierDecrypt,
   type EncryptionNonce,
   encrypt as paillierEncrypt,
@@ -43,7 +44,6 @@ export {
   wipeSignSession,
 } from "./party-one.ts";
 export {
-  checkPaillierModulus,
   type PartyTwoKey,
   type PartyTwoKeyGenState,
   type PartyTwoSignState,

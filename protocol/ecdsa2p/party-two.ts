@@ -14,13 +14,19 @@ import type {
 import { Point as CurvePoint, type Point, parsePoint, pointBytes, scalarBytes } from "../encoding.ts";
 import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
-import { bitLength, randomBelow, smallFactor, TRIAL_DIVISION_LIMIT } from "./arith.ts";
-import { readNat, readPoint, readPositiveBelow, readScalar, writeNat, writePoint } from "./codec.ts";
+import { randomBelow } from "./arith.ts";
+import { readPoint, readPositiveBelow, readScalar, writeNat, writePoint } from "./codec.ts";
 import { checkOpening, commit } from "./commit.ts";
 import { mulG, mulSecret, Q, randomScalar, xOfMul } from "./ec.ts";
 import { type FixedExponent, modPow } from "./modexp.ts";
-import { type EncryptionNonce, encrypt, encryptionNonce, nonceEngine } from "./paillier.ts";
-import { PAILLIER_MAX_BITS, PAILLIER_MIN_BITS, PARTIAL_PLAINTEXT_MAX, RHO_MIN, RHO_SPAN } from "./params.ts";
+import {
+  checkPaillierModulus,
+  type EncryptionNonce,
+  encrypt,
+  encryptionNonce,
+  nonceEngine,
+} from "./paillier.ts";
+import { PARTIAL_PLAINTEXT_MAX, RHO_MIN, RHO_SPAN } from "./params.ts";
 import { OWNER_NONCE, SE_NONCE } from "./party-one.ts";
 import { proveDlog, verifyDlog } from "./proofs/dlog.ts";
 import { verifyFactors } from "./proofs/fac.ts";
@@ -105,26 +111,6 @@ export function p2KeyGenShare(opts: {
     },
     msg: { publicShare: writePoint(O), proof, ringPedersen: opts.ringPedersen.params },
   };
-}
-
-/** The size, parity and trial-division checks on the SE's Paillier modulus, before any proof. */
-export function checkPaillierModulus(bytes: Uint8Array | undefined): bigint {
-  const n = readNat(bytes, PAILLIER_MAX_BITS, "Paillier modulus N");
-  const bits = bitLength(n);
-  check(
-    bits >= PAILLIER_MIN_BITS,
-    "PAILLIER_MODULUS_TOO_SMALL",
-    `Paillier modulus N has ${bits} bits, fewer than ${PAILLIER_MIN_BITS}`,
-  );
-  check((n & 1n) === 1n, "PAILLIER_MODULUS_EVEN", "Paillier modulus N is even");
-  const f = smallFactor(n);
-  check(
-    f === 0,
-    "PAILLIER_MODULUS_SMALL_FACTOR",
-    () =>
-      `Paillier modulus N is divisible by ${f} (no prime factor below ${TRIAL_DIVISION_LIMIT} is allowed)`,
-  );
-  return n;
 }
 
 /**
