@@ -1,5 +1,6 @@
-// Session ids and digests, checked the same way by both parties. Session ids are chosen by party one's caller (the
-// enclave) and passed to both parties; every commitment and proof challenge binds them.
+// Session ids and digests, checked the same way by both roles. The owner's wallet draws the session ids and both
+// roles are given them; the enclave refuses a signing session id already used with a key; every commitment and
+// proof challenge binds them.
 import { check } from "../errors.ts";
 
 export const SESSION_ID_MIN_BYTES = 16;
