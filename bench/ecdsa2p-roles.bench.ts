@@ -1,7 +1,8 @@
 // Two-party ECDSA with the owner as Paillier holder (DESIGN.md section 3.1, revised): per role, the time of a
 // deposit keygen, a key update and a signature, each step timed on its own (single-threaded: time ≈ CPU). The
 // owner's Paillier key is made ahead (a wallet prepares it when it hands out an address): its cost is reported
-// apart. Compare with `npm run bench -- ecdsa2p` (the roles before the swap: the enclave made a Paillier key).
+// apart. `npm run bench -- ecdsa2p` times the same signature as a whole beside a single-party one, and the
+// modular exponentiation and Paillier operations under it.
 import { sign as edSign, generateKeyPairSync } from "node:crypto";
 import { writeNat } from "../protocol/ecdsa2p/codec.ts";
 import { Q } from "../protocol/ecdsa2p/ec.ts";

@@ -1,8 +1,8 @@
 // The enclave's handlers for enclave.proto, one module per protocol step (enclave/steps/*) over the state in
-// enclave/core.ts: the homomorphic signer of every coin's two-party ECDSA (DESIGN.md 3.1), the co-signing policy, the transfer (x1,
-// attested transfer key, key update with erasure) and the withdrawal. Owner requests arrive as the exact bytes
-// the owner signed; the enclave verifies those signatures itself and trusts the host only for what it names (the
-// chain tip, a withdrawal's confirmation).
+// enclave/core.ts: the homomorphic signer of the two-party ECDSA for every coin, the co-signing policy, the
+// transfer (x1, attested transfer key, key update with erasure) and the withdrawal. Owner requests arrive as the
+// exact bytes the owner signed; the enclave verifies those signatures itself and trusts the host only for what
+// it names (the chain tip, a withdrawal's confirmation).
 import type * as E from "../proto/gen/enclave.ts";
 import { EnclaveCore } from "./core.ts";
 import { bindFunding, keyGenFinish, keyGenInit } from "./steps/deposit.ts";

@@ -1,24 +1,39 @@
-// Two-party ECDSA (Lindell 2017, multiplicative shares) for the statechain: party one = the SE in the enclave,
-// party two = the owner. Messages are the protobuf types of proto/ecdsa2p.proto, so enclave, host and wallet
-// share this code. See DESIGN.md section 3.1.
+// Two-party ECDSA (Lindell 2017, multiplicative shares) for the statechain, DESIGN.md section 3.1. The owner is the
+// Paillier holder (holder.ts): it holds its share o, a per-coin Paillier key made ahead on its own machine and
+// c_key = Enc_N(o); it proves N (Π^mod, Π^fac) and c_key (Π^log*) against the enclave's ring-Pedersen parameters,
+// and finishes every signature by decrypting c3, after checking the enclave's signature over it. The enclave is
+// the homomorphic signer (signer.ts): per coin it holds its share s, the owner's N and c_key and no Paillier
+// secret; it checks those proofs before it keeps anything, and answers with c3 = Enc_N(k⁻¹·m + ρ·q) ⊕
+// c_key^(k⁻¹·r·s), signed under its attested instance key (partial-statement.ts). roles.ts holds what both sides
+// hash alike. Messages are the protobuf types of proto/ecdsa2p.proto, so enclave, host and wallet share this code.
 //
 // Timing. Constant-time: every modular exponentiation with a secret exponent or base (OpenSSL's
 // BN_mod_exp_mont_consttime, modexp.ts; only the exponent's length in 64-bit words shows), multiplications of
-// points by secret scalars (noble's G·k; OpenSSL's ECDH ladder for k·R), comparisons of commitments. Not
-// constant-time: JavaScript BigInt arithmetic outside exponentiations (CRT recombination in Paillier decryption
-// and in Π^mod, modular inverses made at key generation, the owner's exponent reductions with its ring-Pedersen
-// trapdoor), the public-exponent path modPowPublic, and public-scalar point arithmetic (proof verification).
-import { type PartyOneKey, wipePartyOneKey } from "./party-one.ts";
-import { type PartyTwoKey, wipePartyTwoKey } from "./party-two.ts";
-
-/** Erases the share (and, for the SE, the Paillier secret) of either party's key. */
-export function wipeKey(key: PartyOneKey | PartyTwoKey): void {
-  if ("paillier" in key) wipePartyOneKey(key);
-  else wipePartyTwoKey(key);
-}
-
+// points by secret scalars (libsecp256k1, ec.ts; if its self-test fails, noble's G·k and OpenSSL's ECDH ladder),
+// comparisons of commitments, and the scalar arithmetic on bytes of a key update (scalar-ct.ts). The nonce
+// inversions are blinded: the variable-time inversion sees k·β, never k. Not constant-time: JavaScript BigInt
+// arithmetic outside exponentiations (the partial signature's and the final s's products modulo q, CRT
+// recombination in Paillier decryption and in Π^mod, modular inverses made at key generation), the
+// public-exponent path modPowPublic, and public-scalar point arithmetic (proof verification).
+export {
+  type HolderKey,
+  type HolderKeyGenState,
+  type HolderSignature,
+  type HolderSignOutcome,
+  type HolderSignState,
+  holderKeyGenCommit,
+  holderKeyGenFinish,
+  holderKeyUpdate,
+  holderKeyUpdateFinish,
+  holderKeyUpdateResume,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+  wipeHolderKey,
+} from "./holder.ts";
 export { modPow, modPowBigInt, modPowPublic } from "./modexp.ts";
 export {
+  checkPaillierModulus,
   decrypt as paillierDecrypt,
   type EncryptionNonce,
   encrypt as paillierEncrypt,
@@ -29,34 +44,11 @@ export {
   wipePaillierKey,
 } from "./paillier.ts";
 export {
-  MAX_SIGN_SESSIONS,
-  type PartyOneKey,
-  type PartyOneKeyGenState,
-  type PartyOneSignSession,
-  p1KeyGenCommit,
-  p1KeyGenFinish,
-  p1KeyGenFixed,
-  p1SignFinish,
-  p1SignStart,
-  partyOnePublicInfo,
-  wipePartyOneKey,
-  wipeSignSession,
-} from "./party-one.ts";
-export {
-  checkPaillierModulus,
-  type PartyTwoKey,
-  type PartyTwoKeyGenState,
-  type PartyTwoSignState,
-  p2CheckPaillierModulus,
-  p2EncryptionNonce,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2PartialNonce,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-  wipePartyTwoKey,
-} from "./party-two.ts";
+  instancePublicKey,
+  type PartialStatement,
+  partialStatementBytes,
+  verifyPartialStatement,
+} from "./partial-statement.ts";
 export {
   generateRingPedersen,
   RingPedersenCache,
@@ -67,4 +59,17 @@ export {
 export { checkRotatedShare, rotateShare } from "./rotation.ts";
 export { randomSecretBytes } from "./scalar-ct.ts";
 export { SESSION_ID_MAX_BYTES, SESSION_ID_MIN_BYTES } from "./session.ts";
+export {
+  MAX_SIGNER_SESSIONS,
+  type SignerKey,
+  type SignerKeyGenState,
+  type SignerSignSession,
+  signerKeyGenFinish,
+  signerKeyGenShare,
+  signerKeyUpdate,
+  signerSignPartial,
+  signerSignStart,
+  wipeSignerKey,
+  wipeSignerSession,
+} from "./signer.ts";
 export { decodeDer, type EcdsaSignature, encodeDer, verifyEcdsa } from "./verify.ts";

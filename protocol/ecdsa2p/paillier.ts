@@ -7,9 +7,17 @@ import { bigIntToBytes, bytesToBigInt } from "../encoding.ts";
 import { check } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { systemRng } from "../rng.ts";
-import { bitLength, crt, modInverse, randomNonZeroBelow } from "./arith.ts";
+import {
+  bitLength,
+  crt,
+  modInverse,
+  randomNonZeroBelow,
+  smallFactor,
+  TRIAL_DIVISION_LIMIT,
+} from "./arith.ts";
+import { readNat } from "./codec.ts";
 import { FixedExponent, modPow } from "./modexp.ts";
-import { PAILLIER_BITS, PAILLIER_MIN_BITS } from "./params.ts";
+import { PAILLIER_BITS, PAILLIER_MAX_BITS, PAILLIER_MIN_BITS } from "./params.ts";
 import { proveModulus } from "./proofs/mod.ts";
 import { reveal, wipe } from "./secret.ts";
 
@@ -231,4 +239,27 @@ export function decrypt(key: PaillierKey, c: bigint): bigint {
     return (((u - 1n) / pr) * (pr - otherInv)) % pr; // (−other)⁻¹ = pr − other⁻¹ (mod pr)
   };
   return crt(half(p, qInvP), p, half(q, pInvQ), q, qInvP);
+}
+
+/**
+ * The size, parity and trial-division checks on a Paillier modulus someone else made (the owner's, checked by the
+ * enclave), before any proof about it: cheap, so they come before Π^mod's exponentiations.
+ */
+export function checkPaillierModulus(bytes: Uint8Array | undefined): bigint {
+  const n = readNat(bytes, PAILLIER_MAX_BITS, "Paillier modulus N");
+  const bits = bitLength(n);
+  check(
+    bits >= PAILLIER_MIN_BITS,
+    "PAILLIER_MODULUS_TOO_SMALL",
+    `Paillier modulus N has ${bits} bits, fewer than ${PAILLIER_MIN_BITS}`,
+  );
+  check((n & 1n) === 1n, "PAILLIER_MODULUS_EVEN", "Paillier modulus N is even");
+  const f = smallFactor(n);
+  check(
+    f === 0,
+    "PAILLIER_MODULUS_SMALL_FACTOR",
+    () =>
+      `Paillier modulus N is divisible by ${f} (no prime factor below ${TRIAL_DIVISION_LIMIT} is allowed)`,
+  );
+  return n;
 }

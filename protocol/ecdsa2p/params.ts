@@ -33,7 +33,7 @@ export const MOD_ROUNDS = 128;
  */
 export const MOD_NTH_ROOT_ROUNDS = 8;
 /**
- * Π^prm rounds (binary challenges): 2^-128. The SE caches a verified Π^prm for good (RingPedersenCache), so a
+ * Π^prm rounds (binary challenges): 2^-128. A wallet caches a verified Π^prm for good (RingPedersenCache), so a
  * forgery must cost 2^128 hash trials, not 2^80.
  */
 export const PRM_ROUNDS = 128;
@@ -41,19 +41,20 @@ export const PRM_ROUNDS = 128;
 /**
  * What Π^log* proves about the plaintext x of c_key: |x| < 2^(ℓ+ε+1). The verifier accepts z1 < 2^(ℓ+ε+1);
  * two accepting answers to challenges e ≠ e' give x = (z1 − z1')/(e − e') with |e − e'| ≥ 1. (x may exceed q or
- * be "negative", i.e. N − |x|: the proof has slack, and the owner's partial signature is built to tolerate it.)
+ * be "negative", i.e. N − |x|: the proof has slack, and the enclave's partial signature is built to tolerate it.)
  */
 export const LOGSTAR_X_BITS = ELL + EPS + 1;
 
 /*
- * The owner's partial signature: c3 = Enc(a + ρ·q) ⊕ c_key^v with a = k2⁻¹·m mod q, v = k2⁻¹·r·o mod q, so its
- * plaintext is the integer T = a + ρ·q + v·x (x the plaintext of c_key, as an integer with |x| < 2^LOGSTAR_X_BITS).
+ * The enclave's partial signature: c3 = Enc(a + ρ·q) ⊕ c_key^v with a = k_se⁻¹·m mod q, v = k_se⁻¹·r·s mod q
+ * (k_se the enclave's nonce, s its share), so its plaintext is the integer T = a + ρ·q + v·x (x the plaintext of
+ * c_key, as an integer with |x| < 2^LOGSTAR_X_BITS).
  *   |v·x| < q·2^769 < 2^(256+769) = 2^VX_BITS.
  *   ρ is uniform in [RHO_MIN, RHO_MIN + 2^RHO_BITS) with RHO_MIN·q > 2^VX_BITS, so T > 0.
  *   The span 2^RHO_BITS·q ≥ 2^(RHO_BITS+255) is at least 2^(VX_BITS+STAT), so ρ·q hides v·x: the statistical
  *   distance between T and T − v·x is at most 2^VX_BITS / 2^(VX_BITS+STAT) = 2^-128; RHO_BITS = 898.
  *   T < q + (RHO_MIN + 2^RHO_BITS)·q + 2^VX_BITS < 2^1156 < 2^(PAILLIER_MIN_BITS−1) ≤ N: T never wraps modulo N,
- *   so the SE decrypts exactly T, and T mod q = k2⁻¹·(m + r·o·x) mod q.
+ *   so the owner decrypts exactly T, and T mod q = k_se⁻¹·(m + r·s·x) mod q.
  */
 export const VX_BITS = ELL + LOGSTAR_X_BITS;
 export const RHO_BITS = VX_BITS + STAT - (ELL - 1);

@@ -1,7 +1,8 @@
-// The owner's ring-Pedersen parameters (N^ = p·q with safe primes, t a random square, s = t^λ): the commitment
-// scheme against which the SE proves its range and factor statements (Π^log*, Π^fac), so that their soundness rests
-// on a modulus the SE did not choose. Owners make them once per wallet; the SE checks Π^prm and may cache the
-// verdict (RingPedersenCache, bounded) together with its exponentiation engines for s and t.
+// The enclave's ring-Pedersen parameters (N^ = p·q with safe primes, t a random square, s = t^λ): the commitment
+// scheme against which the owner proves its range and factor statements (Π^log*, Π^fac), so that their soundness
+// rests on a modulus the owner did not choose. An enclave instance makes them once, at boot, and wipes their
+// trapdoor (enclave/instance.ts); the owner checks Π^prm and may cache the verdict (RingPedersenCache, bounded)
+// together with its exponentiation engines for s and t.
 import { generatePrime } from "node:crypto";
 import type { RingPedersenParams } from "../../proto/gen/ecdsa2p.ts";
 import { bigIntToBytes, toHex } from "../encoding.ts";
@@ -22,7 +23,7 @@ export interface RingPedersenSecret {
 }
 
 export interface RingPedersenKey {
-  /** What the owner sends (KeyGenOwnerShare.ring_pedersen), with its Π^prm. */
+  /** What the enclave publishes (GetAttestationResponse.ring_pedersen), with its Π^prm. */
   params: RingPedersenParams;
   secret: RingPedersenSecret;
 }
@@ -80,7 +81,7 @@ export interface RingPedersenPublic {
 
 /** Size, range and degeneracy checks (before any BigInt conversion of oversized input, and any exponentiation). */
 export function readRingPedersen(params: RingPedersenParams | undefined): RingPedersenPublic {
-  check(params, "RING_PEDERSEN_MISSING", "the owner's ring-Pedersen parameters are missing");
+  check(params, "RING_PEDERSEN_MISSING", "the enclave's ring-Pedersen parameters are missing");
   const n = readNat(params.modulus, RING_PEDERSEN_MAX_BITS, "ring-Pedersen modulus N^");
   check(
     bitLength(n) >= RING_PEDERSEN_MIN_BITS,
@@ -107,7 +108,7 @@ export function readRingPedersen(params: RingPedersenParams | undefined): RingPe
   return { n, s, t, id };
 }
 
-/** Parameters whose Π^prm the SE has checked, with its exponentiation engines for s and t. */
+/** Parameters whose Π^prm the owner has checked, with the exponentiation engines for s and t. */
 export interface VerifiedRingPedersen {
   pub: RingPedersenPublic;
   sBase: FixedBase;
@@ -140,7 +141,7 @@ export class RingPedersenCache {
   }
 }
 
-/** The SE's check of the owner's parameters: sizes, units, Π^prm (skipped when the cache has seen them). */
+/** The owner's check of the enclave's parameters: sizes, units, Π^prm (skipped when the cache has seen them). */
 export function verifyRingPedersen(
   params: RingPedersenParams | undefined,
   cache?: RingPedersenCache,
@@ -167,7 +168,7 @@ export interface RingPedersenOps {
   pow(base: bigint, e: bigint): bigint;
 }
 
-/** The prover's (SE's) operations: its exponents are secret, so all constant-time. */
+/** The prover's (the owner's) operations: its exponents are secret, so all constant-time. */
 export function proverOps(v: VerifiedRingPedersen): RingPedersenOps {
   const n = v.pub.n;
   return {
@@ -178,9 +179,10 @@ export function proverOps(v: VerifiedRingPedersen): RingPedersenOps {
 }
 
 /**
- * The verifier's operations. The owner verifies against its own parameters and knows their trapdoor: then
- * s^a·t^b = t^(λa+b) and every power is computed modulo p and q with exponents reduced mod p−1, q−1 (several
- * times faster, same group elements); the elements the SE sent are checked to be units on the way.
+ * The verifier's operations (the enclave's, on public values). A verifier that knows the trapdoor (the enclave no
+ * longer does once its parameters are made; tests do) computes s^a·t^b = t^(λa+b) and every power modulo p and q
+ * with exponents reduced mod p−1, q−1 (several times faster, same group elements), checking on the way that the
+ * elements the prover sent are units.
  */
 export function verifierOps(pub: RingPedersenPublic, trapdoor?: RingPedersenSecret): RingPedersenOps {
   const n = pub.n;

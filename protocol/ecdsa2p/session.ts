@@ -1,6 +1,6 @@
-// Session ids and digests, checked the same way by both parties. The owner draws each session id (keygen, key
-// update, signing) and sends it in its signed request; every commitment and proof challenge binds it, and the
-// enclave refuses a signing session id already used with that key.
+// Session ids and digests, checked the same way by both roles. The owner's wallet draws the session ids and both
+// roles are given them; the enclave refuses a signing session id already used with a key; every commitment and
+// proof challenge binds them.
 import { check } from "../errors.ts";
 
 export const SESSION_ID_MIN_BYTES = 16;

@@ -20,10 +20,9 @@ import { readPoint, readPositiveBelow, readScalar, writePoint } from "./codec.ts
 import { checkOpening } from "./commit.ts";
 import { mulG, mulSecret, Q, randomScalar } from "./ec.ts";
 import { modPow } from "./modexp.ts";
-import { type EncryptionNonce, encrypt, encryptionNonce } from "./paillier.ts";
+import { checkPaillierModulus, type EncryptionNonce, encrypt, encryptionNonce } from "./paillier.ts";
 import { PARTIAL_PLAINTEXT_MAX, RHO_MIN, RHO_SPAN } from "./params.ts";
 import type { PartialStatement } from "./partial-statement.ts";
-import { checkPaillierModulus } from "./party-two.ts";
 import { proveDlog, verifyDlog } from "./proofs/dlog.ts";
 import { verifyFactors } from "./proofs/fac.ts";
 import { verifyLogStar } from "./proofs/logstar.ts";

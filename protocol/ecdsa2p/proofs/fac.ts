@@ -1,4 +1,4 @@
-// Π^fac (CGGMP21, Fig. 28): N0 = p·q with |p|, |q| < 2^(ℓ+ε+1)·√N0, against the owner's ring-Pedersen
+// Π^fac (CGGMP21, Fig. 28): N0 = p·q with |p|, |q| < 2^(ℓ+ε+1)·√N0, against the enclave's ring-Pedersen
 // parameters; so each factor exceeds √N0 / 2^(ℓ+ε+2), i.e. 2^252 for N0 >= 2^2047 ("no small factor").
 // Ranges are shifted to be non-negative (same statistics), challenges e ∈ [0, q).
 //   P = s^p t^μ, Q = s^q t^ν, A = s^α t^x, B = s^β t^y, T = Q^α t^r, and σ (R = s^N0 t^σ);

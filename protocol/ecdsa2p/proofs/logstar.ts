@@ -1,7 +1,7 @@
 // Π^log* (CGGMP21, Fig. 25): C = (1+N0)^x·ρ^N0 mod N0² encrypts the discrete log of X = x·G, with
-// |x| < 2^(ℓ+ε+1) (params.ts LOGSTAR_X_BITS), against the owner's ring-Pedersen parameters. This is Lindell's
-// "PDL" and its range proof in one Σ-protocol; the range is what stops a malicious SE from choosing x so that the
-// owner's partial signature wraps modulo N0 and leaks the owner's share. Ranges shifted to be non-negative.
+// |x| < 2^(ℓ+ε+1) (params.ts LOGSTAR_X_BITS), against the enclave's ring-Pedersen parameters. This is Lindell's
+// "PDL" and its range proof in one Σ-protocol; the range is what stops a malicious owner from choosing x so that
+// the enclave's partial signature wraps modulo N0 and leaks the enclave's share. Ranges shifted to be non-negative.
 //   S = s^x t^μ, A = (1+N0)^α r^N0 mod N0², Y = α·G, D = s^α t^γ;
 //   z1 = α + e·x, z2 = r·ρ^e mod N0, z3 = γ + e·μ;
 //   (1+N0)^z1·z2^N0 = A·C^e mod N0², z1·G = Y + e·X, s^z1 t^z3 = D·S^e mod N^, z1 < 2^(ℓ+ε+1).
@@ -77,14 +77,18 @@ export function proveLogStar(
   };
 }
 
-/** `nthPower` (x ↦ x^N0 mod N0², e.g. the owner's nonce engine for this key) is used for z2^N0 when given. */
+/** `nthPower` (x ↦ x^N0 mod N0², e.g. a nonce engine for this key) is used for z2^N0 when given. */
 export function verifyLogStar(
   st: LogStarStatement,
   proof: EncryptedDlogRangeProof | undefined,
   rp: RingPedersenOps,
   nthPower?: FixedExponent,
 ): void {
-  check(proof, "ENCRYPTED_SHARE_PROOF_MISSING", "proof that c_key encrypts the SE share (Π^log*) is missing");
+  check(
+    proof,
+    "ENCRYPTED_SHARE_PROOF_MISSING",
+    "proof that c_key encrypts the owner's share (Π^log*) is missing",
+  );
   const { n0 } = st;
   const n02 = n0 * n0;
   const nHat = rp.pub.n;
@@ -104,7 +108,8 @@ export function verifyLogStar(
   // z2 a unit makes the left side below a unit, hence A and C too: no ciphertext sharing a factor with N0.
   check(gcd(z2, n0) === 1n, "ENCRYPTED_SHARE_PROOF_INVALID", "Π^log*: z2 is not a unit modulo N");
   const e = challenge(st, rp, S, A, Y, D);
-  const fail = (eq: string) => `Π^log*: ${eq} does not hold, so c_key is not shown to encrypt the SE share`;
+  const fail = (eq: string) =>
+    `Π^log*: ${eq} does not hold, so c_key is not shown to encrypt the owner's share`;
   check(
     (((1n + z1 * n0) % n02) * (nthPower?.pow(z2) ?? modPowPublic(z2, n0, n02))) % n02 ===
       (A * modPowPublic(st.c, e, n02)) % n02,

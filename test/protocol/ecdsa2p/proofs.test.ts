@@ -31,6 +31,7 @@ import {
   proverOps,
   RingPedersenCache,
   readRingPedersen,
+  ringPedersenFromPrimes,
   verifierOps,
   verifyRingPedersen,
   wipeRingPedersen,
@@ -130,6 +131,21 @@ test("ring-Pedersen parameters: size, parity, units, missing proof", () => {
     code("RING_PEDERSEN_PROOF_MISSING"),
   );
   assert.throws(() => verifyRingPedersen(undefined), code("RING_PEDERSEN_MISSING"));
+});
+
+test("the ring-Pedersen cache remembers verified parameters, bounded: the least recently used are checked again", () => {
+  const small = new RingPedersenCache(2);
+  const params = [0, 1, 2].map(() => ringPedersenFromPrimes(safePrimes.p, safePrimes.q, rng).params);
+  for (const p of params) verifyRingPedersen(p, small);
+  assert.equal(small.size, 2);
+  // A cached statement (N^, s, t) is not re-proved: even a now-broken proof for it is accepted from the cache...
+  const broken = { ...params[2]!, proof: { commitments: [], responses: [] } };
+  verifyRingPedersen(broken, small);
+  // ...while the evicted, least recently used one is checked again.
+  assert.throws(
+    () => verifyRingPedersen({ ...params[0]!, proof: { commitments: [], responses: [] } }, small),
+    code("PROOF_SHAPE"),
+  );
 });
 
 test("Π^prm and verifyRingPedersen: an honest proof of 80 rounds is refused", () => {

@@ -4,13 +4,12 @@
 // out of range or for another share, openings that do not match, replayed sessions, a key update whose O2 does
 // not give P, and the taint a failed final verification leaves in the wallet.
 import assert from "node:assert/strict";
-import { sign as edSign, generateKeyPairSync, generatePrimeSync, type KeyObject } from "node:crypto";
+import { generatePrimeSync } from "node:crypto";
 import { test } from "node:test";
 import type { HolderKeyGenShare, SignSePartial } from "../../../proto/gen/ecdsa2p.ts";
 import { writeNat } from "../../../protocol/ecdsa2p/codec.ts";
 import { Q } from "../../../protocol/ecdsa2p/ec.ts";
 import {
-  type HolderKey,
   holderKeyGenCommit,
   holderKeyGenFinish,
   holderKeyUpdate,
@@ -26,14 +25,11 @@ import {
   encrypt,
   encryptionNonce,
   generatePaillierKey,
-  type PaillierKey,
   paillierKeyFromPrimes,
 } from "../../../protocol/ecdsa2p/paillier.ts";
-import { instancePublicKey, partialStatementBytes } from "../../../protocol/ecdsa2p/partial-statement.ts";
 import { proveLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
-import { proverOps, readRingPedersen, verifyRingPedersen } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
+import { proverOps } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
 import {
-  type SignerKey,
   signerKeyGenFinish,
   signerKeyGenShare,
   signerKeyUpdate,
@@ -44,7 +40,17 @@ import {
 import { verifyEcdsa } from "../../../protocol/ecdsa2p/verify.ts";
 import { bytesToBigInt, G, pointBytes } from "../../../protocol/encoding.ts";
 import { ProtocolError } from "../../../protocol/errors.ts";
-import { code, ringPedersen, rng, sid } from "./helpers.ts";
+import {
+  type Coin,
+  code,
+  depositCoin,
+  enclaveRingPedersen,
+  instanceKey,
+  rng,
+  sid,
+  signCoin,
+  signStatement,
+} from "./helpers.ts";
 
 const blum = (bits: number) => generatePrimeSync(bits, { bigint: true, add: 4n, rem: 3n });
 const big = (b: Uint8Array) => bytesToBigInt(b);
@@ -56,60 +62,11 @@ const oneOf =
     throw e;
   };
 
-// The enclave's ring-Pedersen parameters: the owner verifies Π^prm once, the enclave keeps only the public part.
-const rp = ringPedersen();
-const holderRp = verifyRingPedersen(rp.params);
-const signerRp = readRingPedersen(rp.params);
-
-// The enclave's attested Ed25519 instance key.
-const instance = generateKeyPairSync("ed25519");
-const rawInstanceKey = Buffer.from(instance.publicKey.export({ format: "jwk" }).x!, "base64url");
-const instanceKey: KeyObject = instancePublicKey(rawInstanceKey);
-
-async function deposit(
-  opts: { paillier?: PaillierKey; tamper?: (m: HolderKeyGenShare) => void } = {},
-): Promise<{ holder: HolderKey; signer: SignerKey; sessionId: Uint8Array }> {
-  const sessionId = sid();
-  const paillier = opts.paillier ?? (await generatePaillierKey({ rng }));
-  const h1 = holderKeyGenCommit({ sessionId, paillier, ringPedersen: holderRp, rng });
-  const s1 = signerKeyGenShare({ sessionId, commit: h1.msg, rng });
-  const h2 = holderKeyGenFinish(h1.state, s1.msg, { rng });
-  opts.tamper?.(h2.msg);
-  const signer = signerKeyGenFinish(s1.state, h2.msg, { ringPedersen: signerRp });
-  return { holder: h2.key, signer, sessionId };
-}
-
-/** The enclave's side of signing round 2, with its statement signed as the enclave signs it. */
-function partialFrom(
-  signer: SignerKey,
-  session: Parameters<typeof signerSignPartial>[1],
-  nonce: Parameters<typeof signerSignPartial>[2],
-): SignSePartial {
-  const { c3, statement } = signerSignPartial(signer, session, nonce, { rng });
-  return {
-    partialSignature: writeNat(c3),
-    statementSignature: edSign(null, partialStatementBytes(statement), instance.privateKey),
-  };
-}
-
-function sign(
-  holder: HolderKey,
-  signer: SignerKey,
-  digest: Uint8Array,
-  relay: (p: SignSePartial) => SignSePartial = (p) => p,
-) {
-  const sessionId = sid();
-  const c = holderSignCommit(holder, { sessionId, digest, rng });
-  const s = signerSignStart(signer, { sessionId, digest, ownerCommit: c.msg, rng });
-  const opening = holderSignNonce(holder, c.state, s.msg, { rng });
-  const partial = relay(partialFrom(signer, s.session, opening));
-  return holderSignFinish(holder, c.state, partial, { instanceKey });
-}
-
-let coin: { holder: HolderKey; signer: SignerKey; sessionId: Uint8Array };
+const { holder: holderRp, signer: signerRp } = enclaveRingPedersen();
+let coin: Coin;
 
 test("deposit: P = o·S = s·O; the enclave keeps s, N and c_key and no Paillier secret; c_key encrypts o", async () => {
-  coin = await deposit();
+  coin = await depositCoin();
   const { holder, signer } = coin;
   assert.ok(
     holder.sharedPublicKey.equals(signer.sharedPublicKey),
@@ -145,7 +102,7 @@ test("deposit: P = o·S = s·O; the enclave keeps s, N and c_key and no Paillier
 
 test("signing: the owner finishes a low-S signature that verifies under P; the enclave never sees it", () => {
   const digest = rng(32);
-  const out = sign(coin.holder, coin.signer, digest);
+  const out = signCoin(coin.holder, coin.signer, digest);
   assert.equal(out.ok, true, "the signature is finished");
   if (!out.ok) return;
   assert.ok(out.signature.s <= Q >> 1n, "low-S");
@@ -160,7 +117,7 @@ test("host relaying c3: c3·c_key^(λ·q) is refused before the owner decrypts, 
   const n2 = signer.paillierModulus ** 2n;
   const lambda = big(rng(16)) + 1n;
   const out = () =>
-    sign(holder, signer, rng(32), (p) => ({
+    signCoin(holder, signer, rng(32), (p) => ({
       ...p,
       partialSignature: writeNat(
         (big(p.partialSignature) * modPowBigInt(signer.encryptedShare, lambda * Q, n2)) % n2,
@@ -170,23 +127,26 @@ test("host relaying c3: c3·c_key^(λ·q) is refused before the owner decrypts, 
   assert.equal(holder.tainted, false, "nothing was decrypted, so nothing is tainted");
   // Another session's c3 with its genuine statement signature is refused too.
   let other: SignSePartial | undefined;
-  sign(holder, signer, rng(32), (p) => {
+  signCoin(holder, signer, rng(32), (p) => {
     other = p;
     return p;
   });
-  assert.throws(() => sign(holder, signer, rng(32), () => other!), code("PARTIAL_STATEMENT_INVALID"));
+  assert.throws(() => signCoin(holder, signer, rng(32), () => other!), code("PARTIAL_STATEMENT_INVALID"));
   assert.throws(
     () =>
-      sign(holder, signer, rng(32), (p) => ({ ...p, statementSignature: p.statementSignature.subarray(1) })),
+      signCoin(holder, signer, rng(32), (p) => ({
+        ...p,
+        statementSignature: p.statementSignature.subarray(1),
+      })),
     code("PARTIAL_STATEMENT_INVALID"),
   );
   assert.equal(holder.tainted, false, "refused statements taint nothing");
-  const ok = sign(holder, signer, rng(32));
+  const ok = signCoin(holder, signer, rng(32));
   assert.equal(ok.ok, true, "the key still signs after the host's attempts");
 });
 
 test("a wrong c3 that the enclave did sign taints the owner's key for good; the coin's way out is its backup", async () => {
-  const fresh = await deposit();
+  const fresh = await depositCoin();
   const { holder, signer } = fresh;
   const sessionId = sid();
   const digest = rng(32);
@@ -201,7 +161,7 @@ test("a wrong c3 that the enclave did sign taints the owner's key for good; the 
     c.state,
     {
       partialSignature: writeNat(bad),
-      statementSignature: edSign(null, partialStatementBytes({ ...statement, c3: bad }), instance.privateKey),
+      statementSignature: signStatement({ ...statement, c3: bad }),
     },
     { instanceKey },
   );
@@ -217,16 +177,16 @@ test("a wrong c3 that the enclave did sign taints the owner's key for good; the 
 test("malicious owner: a modulus that is even, too small, prime, non-Blum, with a small or a 264-bit factor is refused", async () => {
   const n = (m: HolderKeyGenShare) => big(m.paillierModulus);
   await assert.rejects(
-    deposit({ tamper: (m) => (m.paillierModulus = writeNat(n(m) + 1n)) }),
+    depositCoin({ tamper: (m) => (m.paillierModulus = writeNat(n(m) + 1n)) }),
     code("PAILLIER_MODULUS_EVEN"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.paillierModulus = writeNat(n(m) * 3n)) }),
+    depositCoin({ tamper: (m) => (m.paillierModulus = writeNat(n(m) * 3n)) }),
     code("PAILLIER_MODULUS_SMALL_FACTOR"),
   );
   // A prime N above the real one (so the proof's numbers stay in range): Π^mod's compositeness check refuses it.
   await assert.rejects(
-    deposit({
+    depositCoin({
       tamper: (m) => {
         let prime: bigint;
         do prime = blum(2048);
@@ -243,7 +203,7 @@ test("malicious owner: a modulus that is even, too small, prime, non-Blum, with 
     code("PAILLIER_MODULUS_TOO_SMALL"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.paillierModulus = writeNat(big(m.paillierModulus.subarray(128)) | 1n)) }),
+    depositCoin({ tamper: (m) => (m.paillierModulus = writeNat(big(m.paillierModulus.subarray(128)) | 1n)) }),
     oneOf("PAILLIER_MODULUS_TOO_SMALL", "PAILLIER_MODULUS_SMALL_FACTOR"),
   );
   let p: bigint;
@@ -251,32 +211,32 @@ test("malicious owner: a modulus that is even, too small, prime, non-Blum, with 
   do [p, q] = [generatePrimeSync(1024, { bigint: true, add: 4n, rem: 1n }), blum(1024)];
   while ((p * q).toString(2).length !== 2048);
   const notBlum = paillierKeyFromPrimes(p, q, { rng, modulusProof: true });
-  await assert.rejects(deposit({ paillier: notBlum }), code("PAILLIER_BLUM_PROOF_INVALID"));
+  await assert.rejects(depositCoin({ paillier: notBlum }), code("PAILLIER_BLUM_PROOF_INVALID"));
   do [p, q] = [blum(264), blum(1784)];
   while ((p * q).toString(2).length !== 2048);
   const unbalanced = paillierKeyFromPrimes(p, q, { rng, modulusProof: true });
-  await assert.rejects(deposit({ paillier: unbalanced }), code("NO_SMALL_FACTOR_PROOF_RANGE"));
+  await assert.rejects(depositCoin({ paillier: unbalanced }), code("NO_SMALL_FACTOR_PROOF_RANGE"));
   await assert.rejects(
-    deposit({ tamper: (m) => (m.modulusProof = undefined) }),
+    depositCoin({ tamper: (m) => (m.modulusProof = undefined) }),
     code("PAILLIER_BLUM_PROOF_MISSING"),
   );
 });
 
 test("malicious owner: c_key out of range, not a unit, or encrypting another value than log O is refused", async () => {
   await assert.rejects(
-    deposit({ tamper: (m) => (m.encryptedShare = Buffer.concat([m.encryptedShare, m.encryptedShare])) }),
+    depositCoin({ tamper: (m) => (m.encryptedShare = Buffer.concat([m.encryptedShare, m.encryptedShare])) }),
     code("NUMBER_TOO_LARGE"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.encryptedShare = Buffer.from(m.paillierModulus)) }),
+    depositCoin({ tamper: (m) => (m.encryptedShare = Buffer.from(m.paillierModulus)) }),
     code("ENCRYPTED_SHARE_NOT_UNIT"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.encryptedShare = Buffer.alloc(0)) }),
+    depositCoin({ tamper: (m) => (m.encryptedShare = Buffer.alloc(0)) }),
     code("NUMBER_OUT_OF_RANGE"),
   );
   await assert.rejects(
-    deposit({
+    depositCoin({
       tamper: (m) => {
         const n = big(m.paillierModulus);
         m.encryptedShare = writeNat(
@@ -287,11 +247,11 @@ test("malicious owner: c_key out of range, not a unit, or encrypting another val
     code("ENCRYPTED_SHARE_PROOF_INVALID"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.shareProof = undefined) }),
+    depositCoin({ tamper: (m) => (m.shareProof = undefined) }),
     code("ENCRYPTED_SHARE_PROOF_MISSING"),
   );
   await assert.rejects(
-    deposit({ tamper: (m) => (m.factorProof = undefined) }),
+    depositCoin({ tamper: (m) => (m.factorProof = undefined) }),
     (e: unknown) => e instanceof Error,
   );
 });
@@ -331,7 +291,7 @@ test("keygen: the owner cannot change O after the commitment; a refused keygen w
 });
 
 test("key update: s2 = s1·o1·o2⁻¹ with the receiver's own Paillier key; checks before erasure; old keys wiped", async () => {
-  const { holder, signer } = await deposit();
+  const { holder, signer } = await depositCoin();
   const o2 = rng(32);
   o2[0] = 0x11;
   const sessionId = sid();
@@ -390,7 +350,7 @@ test("key update: s2 = s1·o1·o2⁻¹ with the receiver's own Paillier key; che
     code("KEY_WIPED"),
   );
   const digest = rng(32);
-  const out = sign(holder2, signer2, digest);
+  const out = signCoin(holder2, signer2, digest);
   assert.ok(
     out.ok && verifyEcdsa(out.signature.compact, digest, pointBytes(holder2.sharedPublicKey)),
     "the new owner signs",
@@ -466,7 +426,7 @@ test("malicious owner: c_key = Enc(o + 2^600·q) with its own Π^log* is refused
   const near = await build(1n);
   const signer = near.finish();
   const digest = rng(32);
-  const out = sign(near.holder, signer, digest);
+  const out = signCoin(near.holder, signer, digest);
   assert.ok(
     out.ok && verifyEcdsa(out.signature.compact, digest, pointBytes(near.holder.sharedPublicKey)),
     "with c_key = Enc(o + q) the plaintext still does not wrap: the signature verifies",

@@ -1,41 +1,62 @@
-// Two-party signing: every signature verifies with @noble/curves, the project's verifier and bitcoinjs-lib; a
-// malicious owner's partial signature taints the key; replays, bad openings and proofs are refused; after a key
-// update the old owner share no longer signs.
+// Two-party signing with the owner as Paillier holder (holder.ts) and the enclave as homomorphic signer
+// (signer.ts): every signature verifies with @noble/curves, the project's verifier and bitcoinjs-lib; refusals
+// that must not taint the owner's key; a taint that stops sessions opened before it; bounded and wiped keys; and
+// after a key update the previous owner's share and Paillier key sign nothing. roles.test.ts has the threat rows
+// of DESIGN.md section 3.1 (the host altering c3, a malicious owner's modulus and c_key, the taint itself).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import * as bitcoin from "bitcoinjs-lib";
+import type { SignSePartial } from "../../../proto/gen/ecdsa2p.ts";
 import { writeNat } from "../../../protocol/ecdsa2p/codec.ts";
 import { commit } from "../../../protocol/ecdsa2p/commit.ts";
 import { Q, randomScalar } from "../../../protocol/ecdsa2p/ec.ts";
 import {
-  MAX_SIGN_SESSIONS,
-  type PartyOneKey,
-  type PartyTwoKey,
-  p1KeyGenFixed,
-  p1SignFinish,
-  p1SignStart,
-  p2EncryptionNonce,
-  p2KeyGenFinish,
-  p2KeyGenShare,
-  p2SignCommit,
-  p2SignFinish,
-  p2SignPartial,
-  partyOnePublicInfo,
-  rotateShare,
-  verifyEcdsa,
-  wipeKey,
-} from "../../../protocol/ecdsa2p/index.ts";
+  type HolderKey,
+  holderKeyUpdate,
+  holderKeyUpdateFinish,
+  holderSignCommit,
+  holderSignFinish,
+  holderSignNonce,
+  wipeHolderKey,
+} from "../../../protocol/ecdsa2p/holder.ts";
 import { modPowBigInt } from "../../../protocol/ecdsa2p/modexp.ts";
-import { encrypt, encryptionNonce, paillierFactors } from "../../../protocol/ecdsa2p/paillier.ts";
+import {
+  encryptionNonce,
+  generatePaillierKey,
+  nonceEngine,
+  paillierFactors,
+} from "../../../protocol/ecdsa2p/paillier.ts";
+import type { PartialStatement } from "../../../protocol/ecdsa2p/partial-statement.ts";
 import { proveDlog } from "../../../protocol/ecdsa2p/proofs/dlog.ts";
-import { proveLogStar } from "../../../protocol/ecdsa2p/proofs/logstar.ts";
-import { proverOps, verifyRingPedersen } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
+import { ROLE, signCommitValues } from "../../../protocol/ecdsa2p/roles.ts";
+import { rotateShare } from "../../../protocol/ecdsa2p/rotation.ts";
+import {
+  MAX_SIGNER_SESSIONS,
+  type SignerKey,
+  signerKeyUpdate,
+  signerSignPartial,
+  signerSignStart,
+  wipeSignerKey,
+} from "../../../protocol/ecdsa2p/signer.ts";
+import { verifyEcdsa } from "../../../protocol/ecdsa2p/verify.ts";
 import { bytesToBigInt, Point, scalarBytes } from "../../../protocol/encoding.ts";
-import { cache, code, deposit, ringPedersen, rng, sid, sign } from "./helpers.ts";
+import { ProtocolError } from "../../../protocol/errors.ts";
+import {
+  code,
+  depositCoin,
+  enclaveRingPedersen,
+  instanceKey,
+  rng,
+  sid,
+  signature,
+  signCoin,
+  signerPartial,
+  signStatement,
+} from "./helpers.ts";
 
-const { p1, p2 } = await deposit();
+const coin = await depositCoin();
 
 function verifiesEverywhere(compact: Uint8Array, der: Uint8Array, digest: Uint8Array, key: Point) {
   const pk = key.toBytes(true);
@@ -44,21 +65,46 @@ function verifiesEverywhere(compact: Uint8Array, der: Uint8Array, digest: Uint8A
   assert.ok(verifyEcdsa(der, digest, pk, { format: "der" }), "ours, DER");
 }
 
+/**
+ * Signing up to the owner's last step, which the returned function runs with the enclave's partial edited (`edit`
+ * also gets the statement the enclave signed, to sign another c3 the way an enclave that meant it would).
+ */
+function withPartial(
+  holder: HolderKey,
+  signer: SignerKey,
+  edit: (p: SignSePartial, statement: PartialStatement) => SignSePartial = (p) => p,
+) {
+  const digest = rng(32);
+  const sessionId = sid();
+  const c = holderSignCommit(holder, { sessionId, digest, rng });
+  const s = signerSignStart(signer, { sessionId, digest, ownerCommit: c.msg, rng });
+  const opening = holderSignNonce(holder, c.state, s.msg, { rng });
+  const { c3, statement } = signerSignPartial(signer, s.session, opening, { rng });
+  const partial = { partialSignature: writeNat(c3), statementSignature: signStatement(statement) };
+  return () => holderSignFinish(holder, c.state, edit(partial, statement), { instanceKey });
+}
+
+/** Another c3 with its statement signed under the instance key. */
+const signedC3 = (statement: PartialStatement, c3: bigint): SignSePartial => ({
+  partialSignature: writeNat(c3),
+  statementSignature: signStatement({ ...statement, c3 }),
+});
+
 test("signatures verify with noble (lowS, prehash false) and ours, are low-S, carry the right recovery id", () => {
   const digests = [rng(32), rng(32), new Uint8Array(32), new Uint8Array(32).fill(0xff), scalarBytes(Q - 1n)];
   for (const digest of digests) {
-    const { compact, der, s, recoveryId } = sign(p1, p2, digest);
-    verifiesEverywhere(compact, der, digest, p1.sharedPublicKey);
+    const { compact, der, s, recoveryId } = signature(coin, digest);
+    verifiesEverywhere(compact, der, digest, coin.holder.sharedPublicKey);
     assert.ok(s <= Q >> 1n, "low-S");
     const recovered = secp256k1.Signature.fromBytes(compact)
       .addRecoveryBit(recoveryId)
       .recoverPublicKey(digest);
-    assert.ok(recovered.equals(p1.sharedPublicKey), "recovery id");
+    assert.ok(recovered.equals(coin.holder.sharedPublicKey), "recovery id");
   }
 });
 
 test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.signature.encode, PSBT finalised", () => {
-  const pubkey = p1.sharedPublicKey.toBytes(true);
+  const pubkey = coin.holder.sharedPublicKey.toBytes(true);
   const payment = bitcoin.payments.p2wpkh({ pubkey });
   const value = 100_000n;
   const prevTxid = rng(32);
@@ -68,7 +114,7 @@ test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.
   tx.addOutput(payment.output!, value - 500n);
   const scriptCode = bitcoin.payments.p2pkh({ hash: payment.hash! }).output!;
   const digest = tx.hashForWitnessV0(0, scriptCode, value, bitcoin.Transaction.SIGHASH_ALL);
-  const { compact } = sign(p1, p2, digest);
+  const { compact } = signature(coin, digest);
   const encoded = bitcoin.script.signature.encode(compact, bitcoin.Transaction.SIGHASH_ALL);
   const decoded = bitcoin.script.signature.decode(encoded);
   assert.equal(decoded.hashType, bitcoin.Transaction.SIGHASH_ALL);
@@ -84,7 +130,7 @@ test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.
   const psbt = new bitcoin.Psbt();
   psbt.addInput({ hash: prevTxid, index: 0, witnessUtxo: { script: payment.output!, value } });
   psbt.addOutput({ script: payment.output!, value: value - 500n });
-  psbt.signInput(0, { publicKey: pubkey, sign: (hash) => sign(p1, p2, hash).compact });
+  psbt.signInput(0, { publicKey: pubkey, sign: (hash) => signature(coin, hash).compact });
   const validator = (key: Uint8Array, hash: Uint8Array, sig: Uint8Array) =>
     secp256k1.verify(sig, hash, key, { prehash: false });
   assert.ok(psbt.validateSignaturesOfInput(0, validator), "bitcoinjs validates the PSBT input's signature");
@@ -95,271 +141,277 @@ test("a P2WPKH spend: BIP143 digest from bitcoinjs, signature encoded by script.
 });
 
 test("a precomputed encryption nonce (r^N made ahead) signs the same way", () => {
+  const { holder, signer } = coin;
+  const n = signer.paillierModulus;
   const digest = rng(32);
   const sessionId = sid();
-  const c = p2SignCommit(p2, { sessionId, digest, rng });
-  const s = p1SignStart(p1, { sessionId, digest, ownerCommit: c.msg, rng });
-  const nonce = p2EncryptionNonce(p2, rng);
-  assert.equal(nonce.rn, modPowBigInt(nonce.r, p2.paillierModulus, p2.paillierModulus ** 2n));
-  const partial = p2SignPartial(p2, c.state, s.msg, { rng, encryptionNonce: nonce });
-  const sig = p1SignFinish(p1, s.session, partial);
+  const c = holderSignCommit(holder, { sessionId, digest, rng });
+  const s = signerSignStart(signer, { sessionId, digest, ownerCommit: c.msg, rng });
+  const opening = holderSignNonce(holder, c.state, s.msg, { rng });
+  const nonce = encryptionNonce(n, rng, nonceEngine(n));
+  assert.equal(nonce.rn, modPowBigInt(nonce.r, n, n * n));
+  const partial = signerPartial(signer, s.session, opening, { encryptionNonce: nonce });
+  const out = holderSignFinish(holder, c.state, partial, { instanceKey });
   assert.ok(
-    verifyEcdsa(new Uint8Array([...sig.r, ...sig.s]), digest, p1.sharedPublicKey),
+    out.ok && verifyEcdsa(out.signature.compact, digest, holder.sharedPublicKey),
     "the two-party signature verifies under the shared key",
   );
-});
-
-test("the owner checks the SE's signature: agreed r, recovery id, validity under P", () => {
-  const digest = rng(32);
-  const run = () => {
-    const sessionId = sid();
-    const c = p2SignCommit(p2, { sessionId, digest, rng });
-    const s = p1SignStart(p1, { sessionId, digest, ownerCommit: c.msg, rng });
-    return { state: c.state, sig: p1SignFinish(p1, s.session, p2SignPartial(p2, c.state, s.msg, { rng })) };
-  };
-  const a = run();
-  const b = run();
-  // b's signature is valid for the digest, but not the one session a agreed on.
-  assert.throws(() => p2SignFinish(p2, a.state, b.sig), /not the one this session agreed on/);
-  const c = run();
+  // A nonce made for another modulus is refused, not used.
+  const c2 = holderSignCommit(holder, { sessionId: sid(), digest, rng });
+  const s2 = signerSignStart(signer, { sessionId: c2.state.sessionId, digest, ownerCommit: c2.msg, rng });
+  const opening2 = holderSignNonce(holder, c2.state, s2.msg, { rng });
+  const foreign = encryptionNonce(holder.paillier.n + 2n, rng);
   assert.throws(
-    () => p2SignFinish(p2, c.state, { ...c.sig, recoveryId: c.sig.recoveryId ^ 1 }),
-    /recovery id/,
+    () => signerSignPartial(signer, s2.session, opening2, { rng, encryptionNonce: foreign }),
+    code("PAILLIER_NONCE_KEY"),
   );
-  const d = run();
-  const high = scalarBytes(Q - bytesToBigInt(d.sig.s));
-  assert.throws(() => p2SignFinish(p2, d.state, { ...d.sig, s: Buffer.from(high) }), /does not verify/);
-  // A key whose modulus could not hold the partial signature's plaintext (never from keygen; say, restored
-  // from damaged storage) is refused rather than used.
-  const weak: PartyTwoKey = { ...p2, paillierModulus: 2n ** 1100n + 1n, nonceEngine: undefined };
-  const sessionId = sid();
-  const e = p2SignCommit(weak, { sessionId, digest, rng });
-  const s = p1SignStart(p1, { sessionId, digest, ownerCommit: e.msg, rng });
-  assert.throws(() => p2SignPartial(weak, e.state, s.msg, { rng }), code("PAILLIER_MODULUS_TOO_SMALL"));
 });
 
-/** Runs signing up to the owner's partial and lets the test replace it. */
-function withPartial(
-  one: PartyOneKey,
-  two: PartyTwoKey,
-  edit: (m: ReturnType<typeof p2SignPartial>) => ReturnType<typeof p2SignPartial>,
-) {
+test("refused without tainting: another nonce point under the commitment, oversized or zero c3, a finished state", async () => {
+  const d = await depositCoin();
+  const { holder, signer } = d;
+  // The enclave refuses an opening of another R_o.
   const digest = rng(32);
   const sessionId = sid();
-  const c = p2SignCommit(two, { sessionId, digest, rng });
-  const s = p1SignStart(one, { sessionId, digest, ownerCommit: c.msg, rng });
-  const partial = p2SignPartial(two, c.state, s.msg, { rng });
-  return () => p1SignFinish(one, s.session, edit(partial));
-}
-
-test("refused without tainting: opening mismatch, oversized or zero c3, replayed or finished session", async () => {
-  const d = await deposit();
+  const c = holderSignCommit(holder, { sessionId, digest, rng });
+  const s = signerSignStart(signer, { sessionId, digest, ownerCommit: c.msg, rng });
+  const opening = holderSignNonce(holder, c.state, s.msg, { rng });
   const other = Buffer.from(Point.BASE.multiply(7n).toBytes(true));
   assert.throws(
-    withPartial(d.p1, d.p2, (m) => ({ ...m, publicNonce: other })),
+    () => signerSignPartial(signer, s.session, { ...opening, publicNonce: other }, { rng }),
     code("COMMITMENT_MISMATCH"),
   );
+  // The owner refuses a c3 outside [1, N²) before looking at its statement or decrypting it.
+  const n2bytes = writeNat(holder.paillier.n ** 2n).length;
   assert.throws(
-    withPartial(d.p1, d.p2, (m) => ({ ...m, blind: Buffer.from(rng(32)) })),
-    code("COMMITMENT_MISMATCH"),
-  );
-  const n2bytes = writeNat(d.p1.paillier.n * d.p1.paillier.n).length;
-  assert.throws(
-    withPartial(d.p1, d.p2, (m) => ({ ...m, partialSignature: Buffer.alloc(n2bytes + 1, 1) })),
+    withPartial(holder, signer, (p) => ({ ...p, partialSignature: Buffer.alloc(n2bytes + 1, 1) })),
     code("NUMBER_TOO_LARGE"),
   );
   assert.throws(
-    withPartial(d.p1, d.p2, (m) => ({ ...m, partialSignature: Buffer.alloc(0) })),
+    withPartial(holder, signer, (p) => ({ ...p, partialSignature: Buffer.alloc(0) })),
     code("NUMBER_OUT_OF_RANGE"),
   );
-  // Replay of a session id with the same key.
-  const digest = rng(32);
-  const sessionId = sid();
-  const c = p2SignCommit(d.p2, { sessionId, digest, rng });
-  const s = p1SignStart(d.p1, { sessionId, digest, ownerCommit: c.msg, rng });
   assert.throws(
-    () => p1SignStart(d.p1, { sessionId, digest, ownerCommit: c.msg, rng }),
-    code("SESSION_REPLAY"),
+    withPartial(holder, signer, (p) => ({ ...p, partialSignature: writeNat(holder.paillier.n ** 2n) })),
+    code("NUMBER_OUT_OF_RANGE"),
   );
-  const partial = p2SignPartial(d.p2, c.state, s.msg, { rng });
-  p1SignFinish(d.p1, s.session, partial);
+  // A finished signing state does not finish again.
+  const digest2 = rng(32);
+  const sid2 = sid();
+  const c2 = holderSignCommit(holder, { sessionId: sid2, digest: digest2, rng });
+  const s2 = signerSignStart(signer, { sessionId: sid2, digest: digest2, ownerCommit: c2.msg, rng });
+  const partial = signerPartial(signer, s2.session, holderSignNonce(holder, c2.state, s2.msg, { rng }));
+  const first = holderSignFinish(holder, c2.state, partial, { instanceKey });
+  assert.equal(first.ok, true, "the first finish gives the signature");
   assert.ok(
-    s.session.nonce.every((b) => b === 0),
-    "k1 is wiped",
+    c2.state.nonceInverse.every((b) => b === 0),
+    "the owner's k_o⁻¹ is wiped once the signature is finished",
   );
-  assert.throws(() => p1SignFinish(d.p1, s.session, partial), code("SIGN_SESSION_USED"));
-  assert.throws(() => p2SignPartial(d.p2, c.state, s.msg, { rng }), code("SIGN_STATE_USED"));
-  assert.equal(d.p1.tainted, false);
-  sign(d.p1, d.p2, rng(32)); // still signs
+  assert.throws(() => holderSignFinish(holder, c2.state, partial, { instanceKey }), code("SIGN_STATE_USED"));
+  assert.equal(holder.tainted, false, "no refusal here tainted the key");
+  assert.equal(signCoin(holder, signer, rng(32)).ok, true, "the key still signs");
 });
 
-test("refused: a bad owner nonce proof (committed), a digest the parties disagree on, malformed inputs", async () => {
+test("refused: a committed owner nonce proof for another session, a digest the parties disagree on, malformed inputs", () => {
+  const { holder, signer } = coin;
   const digest = rng(32);
   const sessionId = sid();
-  // A malicious owner commits to R2 with a proof made for another session.
-  const k2 = randomScalar(rng);
-  const R2 = Point.BASE.multiply(k2);
-  const proof = proveDlog(k2, R2, { sessionId: sid(), role: "owner-nonce", bind: [digest] }, rng);
-  const { commitment, blind } = commit(
-    "sign",
+  // A malicious owner commits to R_o with a proof made for another session.
+  const k = randomScalar(rng);
+  const Ro = Point.BASE.multiply(k);
+  const proof = proveDlog(k, Ro, { sessionId: sid(), role: ROLE.ownerNonce, bind: [digest] }, rng);
+  const { commitment, blind } = commit("sign", sessionId, signCommitValues(digest, Ro, proof), rng);
+  const s = signerSignStart(signer, {
     sessionId,
-    [digest, R2.toBytes(true), proof.commitment, proof.response],
+    digest,
+    ownerCommit: { commitment: Buffer.from(commitment) },
     rng,
-  );
-  const s = p1SignStart(p1, { sessionId, digest, ownerCommit: { commitment: Buffer.from(commitment) }, rng });
+  });
   assert.throws(
     () =>
-      p1SignFinish(p1, s.session, {
-        publicNonce: Buffer.from(R2.toBytes(true)),
-        proof,
-        blind: Buffer.from(blind),
-        partialSignature: writeNat(12345n),
-      }),
+      signerSignPartial(
+        signer,
+        s.session,
+        { publicNonce: Buffer.from(Ro.toBytes(true)), proof, blind: Buffer.from(blind) },
+        { rng },
+      ),
     code("DLOG_PROOF_INVALID"),
   );
-  // The host hands the SE a different digest: the owner sees the SE's nonce proof fail before sending c3.
+  assert.ok(
+    s.session.nonce.every((b) => b === 0),
+    "the enclave's nonce is wiped after the refusal",
+  );
+  // The host hands the enclave another digest: the owner sees the enclave's nonce proof fail before opening R_o.
   const sid2 = sid();
-  const c = p2SignCommit(p2, { sessionId: sid2, digest, rng });
-  const wrong = p1SignStart(p1, { sessionId: sid2, digest: rng(32), ownerCommit: c.msg, rng });
-  assert.throws(() => p2SignPartial(p2, c.state, wrong.msg, { rng }), code("DLOG_PROOF_INVALID"));
+  const c = holderSignCommit(holder, { sessionId: sid2, digest, rng });
+  const wrong = signerSignStart(signer, { sessionId: sid2, digest: rng(32), ownerCommit: c.msg, rng });
+  assert.throws(() => holderSignNonce(holder, c.state, wrong.msg, { rng }), code("DLOG_PROOF_INVALID"));
   const ownerCommit = c.msg;
   assert.throws(
-    () => p1SignStart(p1, { sessionId: sid(), digest: rng(31), ownerCommit, rng }),
+    () => signerSignStart(signer, { sessionId: sid(), digest: rng(31), ownerCommit, rng }),
     code("DIGEST_LENGTH"),
   );
   assert.throws(
-    () => p1SignStart(p1, { sessionId: rng(8), digest, ownerCommit, rng }),
+    () => signerSignStart(signer, { sessionId: rng(8), digest, ownerCommit, rng }),
     code("SESSION_ID_LENGTH"),
   );
   assert.throws(
-    () => p1SignStart(p1, { sessionId: sid(), digest, ownerCommit: { commitment: Buffer.alloc(31) }, rng }),
+    () =>
+      signerSignStart(signer, {
+        sessionId: sid(),
+        digest,
+        ownerCommit: { commitment: Buffer.alloc(31) },
+        rng,
+      }),
     code("COMMITMENT_LENGTH"),
   );
-  assert.equal(p1.tainted, false);
+  assert.throws(
+    () => holderSignCommit(holder, { sessionId: sid(), digest: rng(33), rng }),
+    code("DIGEST_LENGTH"),
+  );
+  assert.throws(
+    () => holderSignCommit(holder, { sessionId: rng(33), digest, rng }),
+    code("SESSION_ID_LENGTH"),
+  );
+  assert.equal(holder.tainted, false, "refusals before decryption taint nothing");
 });
 
-test("a malicious owner's partial signature taints the key for good (BitForge)", async () => {
-  const d = await deposit();
-  const n = d.p1.paillier.n;
-  // c3 encrypting a value unrelated to the key: the finished signature cannot verify.
-  const forged = writeNat(encrypt(n, 123456789n, encryptionNonce(n, rng)));
-  assert.throws(
-    withPartial(d.p1, d.p2, (m) => ({ ...m, partialSignature: forged })),
-    code("SIGNATURE_INVALID"),
-  );
-  assert.equal(d.p1.tainted, true);
-  assert.equal(partyOnePublicInfo(d.p1).tainted, true);
-  const sessionId = sid();
+test("a taint stops the sessions opened before it; a c3 that does not decrypt taints too", async () => {
+  const d = await depositCoin();
+  const opened = withPartial(d.holder, d.signer);
   const digest = rng(32);
-  const c = p2SignCommit(d.p2, { sessionId, digest, rng });
-  assert.throws(() => p1SignStart(d.p1, { sessionId, digest, ownerCommit: c.msg, rng }), code("KEY_TAINTED"));
-  // Sessions opened before the taint cannot finish either: one bit per key, at most.
-  const f = await deposit();
-  const honest = withPartial(f.p1, f.p2, (m) => m);
-  const nf = f.p1.paillier.n;
-  const forgedF = writeNat(encrypt(nf, 987654321n, encryptionNonce(nf, rng)));
-  assert.throws(
-    withPartial(f.p1, f.p2, (m) => ({ ...m, partialSignature: forgedF })),
-    code("SIGNATURE_INVALID"),
+  const sessionId = sid();
+  const committed = holderSignCommit(d.holder, { sessionId, digest, rng });
+  const started = signerSignStart(d.signer, { sessionId, digest, ownerCommit: committed.msg, rng });
+  const n = d.holder.paillier.n;
+  // c3 ⊕ Enc(1), signed: the finished signature cannot verify.
+  const out = withPartial(d.holder, d.signer, (p, st) =>
+    signedC3(st, (bytesToBigInt(p.partialSignature) * (n + 1n)) % (n * n)),
+  )();
+  assert.ok(!out.ok && out.tainted, "a signature that fails its final verification taints the key");
+  assert.throws(opened, code("KEY_TAINTED"));
+  assert.throws(() => holderSignNonce(d.holder, committed.state, started.msg, { rng }), code("KEY_TAINTED"));
+  // A c3 that shares a factor with N (decryption itself refuses it): tainted as well, and said so.
+  const e = await depositCoin();
+  const factor = paillierFactors(e.holder.paillier.secret).p;
+  const notUnit = withPartial(e.holder, e.signer, (_, st) => signedC3(st, factor))();
+  assert.ok(
+    !notUnit.ok && notUnit.tainted && /could not be decrypted/.test(notUnit.reason),
+    "a c3 that is not a unit modulo N² taints the key, with its reason",
   );
-  assert.throws(honest, code("KEY_TAINTED"));
-  // A ciphertext sharing a factor with N (decryption itself fails) taints too.
-  const e = await deposit();
-  const notUnit = writeNat(paillierFactors(e.p1.paillier.secret).p);
-  assert.throws(
-    withPartial(e.p1, e.p2, (m) => ({ ...m, partialSignature: notUnit })),
-    code("SIGNATURE_INVALID"),
-  );
-  assert.equal(e.p1.tainted, true);
+  assert.equal(e.holder.tainted, true, "the key is marked tainted");
 });
 
 test("per-key session record is bounded; a wiped key refuses to sign", async () => {
-  const d = await deposit();
-  for (let i = d.p1.usedSignSessions.size; i < MAX_SIGN_SESSIONS; i++)
-    d.p1.usedSignSessions.add(`filler-${i}`);
-  const c = p2SignCommit(d.p2, { sessionId: sid(), digest: rng(32), rng });
+  const d = await depositCoin();
+  for (let i = d.signer.usedSignSessions.size; i < MAX_SIGNER_SESSIONS; i++)
+    d.signer.usedSignSessions.add(`filler-${i}`);
+  const c = holderSignCommit(d.holder, { sessionId: sid(), digest: rng(32), rng });
   assert.throws(
-    () => p1SignStart(d.p1, { sessionId: sid(), digest: rng(32), ownerCommit: c.msg, rng }),
+    () => signerSignStart(d.signer, { sessionId: sid(), digest: rng(32), ownerCommit: c.msg, rng }),
     code("SIGN_SESSIONS_EXHAUSTED"),
   );
-  wipeKey(d.p1);
+  // Keys wiped between the rounds of an open session refuse its next step.
+  const e = await depositCoin();
+  const digest = rng(32);
+  const sessionId = sid();
+  const h = holderSignCommit(e.holder, { sessionId, digest, rng });
+  const s = signerSignStart(e.signer, { sessionId, digest, ownerCommit: h.msg, rng });
+  const opening = holderSignNonce(e.holder, h.state, s.msg, { rng });
+  wipeSignerKey(e.signer);
   assert.ok(
-    d.p1.share.every((b) => b === 0) && d.p1.paillier.secret.p.every((b) => b === 0),
-    "wiping the key zeroes the owner's share and Paillier p",
+    e.signer.share.every((b) => b === 0),
+    "wiping the enclave's key zeroes s",
   );
+  assert.throws(() => signerSignPartial(e.signer, s.session, opening, { rng }), code("KEY_WIPED"));
+  wipeHolderKey(e.holder);
+  assert.ok(
+    e.holder.share.every((b) => b === 0) && e.holder.paillier.secret.p.every((b) => b === 0),
+    "wiping the owner's key zeroes o and the Paillier p",
+  );
+  assert.throws(() => holderSignCommit(e.holder, { sessionId: sid(), digest, rng }), code("KEY_WIPED"));
   assert.throws(
-    () => p1SignStart(d.p1, { sessionId: sid(), digest: rng(32), ownerCommit: c.msg, rng }),
+    () =>
+      holderSignFinish(
+        e.holder,
+        h.state,
+        { partialSignature: writeNat(1n), statementSignature: Buffer.alloc(64) },
+        { instanceKey },
+      ),
     code("KEY_WIPED"),
   );
-  wipeKey(d.p2);
-  assert.throws(() => p2SignCommit(d.p2, { sessionId: sid(), digest: rng(32), rng }), code("KEY_WIPED"));
 });
 
 test("after a key update the old owner share and the new SE share cannot produce a valid signature", async () => {
-  const d = await deposit();
-  const o1 = bytesToBigInt(d.p2.share);
+  const d = await depositCoin();
+  const rp = enclaveRingPedersen();
+  const P = d.holder.sharedPublicKey;
+  const o1 = bytesToBigInt(d.holder.share);
+  // The transfer as the enclave runs it (rotation.ts): t2 = o1·x1·o2⁻¹, s2 = t2·x1⁻¹·s1.
   const x1 = randomScalar(rng);
   const o2 = randomScalar(rng);
   const t2 = (((o1 * x1) % Q) * Point.Fn.inv(o2)) % Q;
   const sessionId = sid();
-  const two = p2KeyGenShare({ sessionId, ringPedersen: ringPedersen(), rng, share: scalarBytes(o2) });
-  const { key: newSe, msg } = await p1KeyGenFixed({
+  const r = holderKeyUpdate({
     sessionId,
-    share: rotateShare(d.p1.share, scalarBytes(x1), scalarBytes(t2), rng),
-    ownerShare: two.msg,
-    sharedPublicKey: d.p1.sharedPublicKey,
+    share: scalarBytes(o2),
+    sharedPublicKey: P,
+    paillier: await generatePaillierKey({ rng }),
+    ringPedersen: rp.holder,
     rng,
-    ringPedersenCache: cache,
   });
-  wipeKey(d.p1); // the enclave erases s1
-  const receiver = p2KeyGenFinish(two.state, msg, { expectedSharedKey: d.p1.sharedPublicKey });
+  const { key: newSe, msg } = signerKeyUpdate({
+    sessionId,
+    share: rotateShare(d.signer.share, scalarBytes(x1), scalarBytes(t2), rng),
+    holderShare: r.msg,
+    sharedPublicKey: d.signer.sharedPublicKey,
+    ringPedersen: rp.signer,
+    rng,
+  });
+  wipeSignerKey(d.signer); // the enclave erases s1
+  const receiver = holderKeyUpdateFinish(r.state, msg);
   const digest = rng(32);
-  const fresh = sign(newSe, receiver, digest);
-  verifiesEverywhere(fresh.compact, fresh.der, digest, d.p1.sharedPublicKey);
-  // The previous owner, holding o1, against the new SE share (it knows the new c_key and N from the host):
-  assert.ok(!newSe.sePublicShare.multiply(o1).equals(d.p1.sharedPublicKey), "o1·S2 ≠ P");
-  const oldOwner: PartyTwoKey = { ...receiver, share: scalarBytes(o1), wiped: false };
-  assert.throws(
-    withPartial(newSe, oldOwner, (m) => m),
-    code("SIGNATURE_INVALID"),
-  );
-  assert.equal(newSe.tainted, true);
+  const fresh = signature({ holder: receiver, signer: newSe }, digest);
+  verifiesEverywhere(fresh.compact, fresh.der, digest, P);
+  // The previous owner kept o1 and its own Paillier key; against the new SE share:
+  assert.ok(!newSe.sePublicShare.multiply(o1).equals(P), "o1·S2 ≠ P");
+  const oldOwner: HolderKey = {
+    ...d.holder,
+    sePublicShare: newSe.sePublicShare,
+    tainted: false,
+    wiped: false,
+  };
+  let out: ReturnType<typeof signCoin> | undefined;
+  try {
+    out = signCoin(oldOwner, newSe, digest);
+  } catch (err) {
+    // c3 is below N2², not necessarily below N1²: then it is refused as a number out of range.
+    if (!(err instanceof ProtocolError && /^NUMBER_/.test(err.code))) throw err;
+  }
+  assert.ok(out === undefined || !out.ok, "the old owner gets no signature from the new SE share");
   // ...and the old SE share is gone.
-  assert.throws(() => sign(d.p1, d.p2, digest), code("KEY_WIPED"));
-});
-
-test("c_key = Enc(s + q) with a consistent proof passes (Π^log* has slack), and ρ keeps signing correct", async () => {
-  const d = await deposit({
-    tamper: (m, one, sessionId) => {
-      const n0 = one.paillier.n;
-      const x = bytesToBigInt(one.share) + Q;
-      const nonce = encryptionNonce(n0, rng);
-      const c = encrypt(n0, x, nonce);
-      m.encryptedShare = writeNat(c);
-      const ops = proverOps(verifyRingPedersen(ringPedersen().params, cache));
-      m.shareProof = proveLogStar({ sessionId, n0, c, X: one.sePublicShare }, { x, rho: nonce.r }, ops, rng);
-    },
-  });
-  const digest = rng(32);
-  const { compact, der } = sign(d.p1, d.p2, digest);
-  verifiesEverywhere(compact, der, digest, d.p1.sharedPublicKey);
+  assert.throws(() => signCoin(d.holder, d.signer, digest), code("KEY_WIPED"));
 });
 
 test("neither party inverts its secret nonce in variable time: only a blinded k·β meets the inversion (audit #18.10)", () => {
-  // noble's field object is frozen (no spying on Fn.inv): the rule is checked on the source, every inversion in
-  // the two parties' signing code taking a blinded product or going through scalar-ct's invModN.
-  for (const file of ["party-one.ts", "party-two.ts", "holder.ts", "signer.ts"]) {
+  // noble's field object is frozen (no spying on Fn.inv): the rule is checked on the source. Each role's signing
+  // code inverts its nonce through scalar-ct's invModN (blinded), and nothing else inverts a nonce.
+  for (const [file, nonce] of [
+    ["holder.ts", "state.nonce"],
+    ["signer.ts", "session.nonce"],
+  ] as const) {
     const src = readFileSync(new URL(`../../../protocol/ecdsa2p/${file}`, import.meta.url), "utf8");
+    assert.ok(src.includes(`invModN(${nonce}, `), `${file}: the nonce ${nonce} is inverted by invModN`);
     for (const m of src.matchAll(/Fn\.inv\(([^)]*)\)/g)) {
       assert.match(m[1]!, /\*\s*beta/, `${file}: Fn.inv(${m[1]}) inverts an unblinded value`);
     }
-    assert.doesNotMatch(src, /modInverse\(\s*k[12]?\b/, `${file}: a nonce is inverted unblinded`);
+    assert.doesNotMatch(src, /modInverse\(|invert\(/, `${file}: a value is inverted outside scalar-ct`);
   }
   // And the blinded inversion still gives k⁻¹: signatures verify (the other tests here), here once more.
   const digest = rng(32);
-  const { compact } = sign(p1, p2, digest);
+  const { compact } = signature(coin, digest);
   assert.ok(
-    verifyEcdsa(compact, digest, p1.sharedPublicKey.toBytes(true)),
+    verifyEcdsa(compact, digest, coin.holder.sharedPublicKey.toBytes(true)),
     "the two-party signature verifies under the shared key",
   );
 });
