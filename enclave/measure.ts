@@ -12,13 +12,22 @@ export interface Measurements {
   pcr2: Buffer;
 }
 
-/** Folders (and files) that make up the enclave's code, relative to the project root. */
+/**
+ * Folders (and files) that make up the enclave's code, relative to the project root: the sources, and the
+ * compiled JavaScript that bin/enclave.js runs instead when dist/ is fresh (bin/launch.js), so that what runs is
+ * what is measured either way.
+ */
 export const ENCLAVE_CODE = [
   "enclave",
   "protocol",
   "attestation",
   "proto",
+  "dist/enclave",
+  "dist/protocol",
+  "dist/attestation",
+  "dist/proto",
   "bin/enclave.js",
+  "bin/launch.js",
   "package-lock.json",
 ];
 

@@ -42,3 +42,20 @@ test("files outside the enclave's code do not change its measurements", () => {
   writeFileSync(path.join(a, "host/x.ts"), "export {};\n");
   assert.deepEqual(measure(a), m1);
 });
+
+test("the compiled enclave code and the launcher it runs through are measured too", () => {
+  const a = fakeProject();
+  const m1 = measure(a);
+  mkdirSync(path.join(a, "dist/enclave"), { recursive: true });
+  writeFileSync(path.join(a, "dist/enclave/main.js"), "export const x = 1;\n");
+  const m2 = measure(a);
+  assert.notDeepEqual(m2.pcr2, m1.pcr2, "a compiled enclave file changes PCR2");
+  writeFileSync(path.join(a, "dist/enclave/main.js"), "export const x = 3;\n");
+  assert.notDeepEqual(measure(a).pcr2, m2.pcr2, "an edit of the compiled code changes PCR2");
+  writeFileSync(path.join(a, "bin/launch.js"), "// launcher\n");
+  assert.notDeepEqual(measure(a).pcr2, measure(fakeProject()).pcr2, "the launcher is measured");
+  mkdirSync(path.join(a, "dist/host"), { recursive: true });
+  const m3 = measure(a);
+  writeFileSync(path.join(a, "dist/host/main.js"), "export {};\n");
+  assert.deepEqual(measure(a), m3, "the compiled host is not the enclave's code");
+});
