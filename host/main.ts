@@ -22,6 +22,7 @@ import { Db } from "./db.ts";
 import { checkEnclaveAgreement } from "./enclave-agreement.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import { timedEnclave } from "./enclave-timing.ts";
+import { FundingWatch } from "./funding-watch.ts";
 import type { Logger } from "./log.ts";
 import { MainstayClient } from "./mainstay/client.ts";
 import { LocalMainstay, loadOrCreateMainstayKey } from "./mainstay/local-service.ts";
@@ -332,6 +333,16 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
         log.error({ err: err.message }, "re-registering backups with the watchtower failed"),
       );
     await reregisterBackups(store, watcher);
+    // Every coin's funding looked at again at each block: one a reorg took away is refused co-signing (#19.8).
+    const fundingWatch = new FundingWatch({
+      store,
+      chain,
+      log,
+      graceBlocks: cfg.chain.fundingGraceBlocks,
+      onPass: (lost) => monitor.setFundingLost(lost),
+    });
+    fundingWatch.start();
+    cleanups.push(() => fundingWatch.stop());
 
     const metrics = new Metrics();
     metrics.gauge("se_enclave_up", "1 when the enclave answers", () => [
@@ -343,6 +354,19 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     metrics.gauge("se_statechains", "Statechains by state", async () =>
       [...(await store.countByStatus())].map(([s, n]) => [{ state: StatechainStatus[s] ?? String(s) }, n]),
     );
+    metrics.gauge(
+      "se_statechains_funding_lost",
+      "Coins whose funding transaction left the chain (double spent, or missing past the grace)",
+      () => [[{}, monitor.snapshot().fundingLost ?? 0]],
+    );
+    metrics.gauge(
+      "se_funding_watch_passes",
+      "Passes of the funding watch over every coin since start",
+      () => [[{}, fundingWatch.passes]],
+    );
+    metrics.gauge("se_funding_watch_height", "Chain tip the funding watch's last pass saw", () => [
+      [{}, fundingWatch.lastPassHeight],
+    ]);
     const metricsServer = await metrics.serve(cfg.metrics.host, cfg.metrics.port);
     cleanups.push(() => new Promise<void>((r) => metricsServer.server.close(() => r())));
 

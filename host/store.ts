@@ -149,6 +149,17 @@ export const HOST_MIGRATIONS: Migration[] = [
       ALTER TABLE sign_sessions ADD COLUMN released_at INTEGER;
     `,
   },
+  {
+    // What the funding watch (host/funding-watch.ts, #19.8) last found of each coin's funding transaction: a
+    // FundingState, its words when the funding is lost, and the height from which it was seen in neither chain
+    // nor mempool (the grace before MISSING counts from there).
+    id: "host-006-funding-watch",
+    sql: `
+      ALTER TABLE statechains ADD COLUMN funding_state INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE statechains ADD COLUMN funding_problem TEXT;
+      ALTER TABLE statechains ADD COLUMN funding_missing_since INTEGER;
+    `,
+  },
 ];
 
 export interface StatechainRow {
@@ -169,6 +180,12 @@ export interface StatechainRow {
   smt_leaf: Buffer | null;
   created_at: number;
   updated_at: number;
+  /** FundingState: what the funding watch last found (0 until its first look). */
+  funding_state: number;
+  /** Why the funding is lost, in words (DOUBLE_SPENT, MISSING); null otherwise. */
+  funding_problem: string | null;
+  /** The height from which the funding was in neither chain nor mempool; null while it is seen. */
+  funding_missing_since: number | null;
 }
 
 export interface DepositRow {

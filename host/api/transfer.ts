@@ -34,7 +34,7 @@ import { verifyStatechainTx } from "../../protocol/statechain.ts";
 import type { Queryable } from "../db.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
-import { requireStatechain, requireStatus } from "./lookup.ts";
+import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";
 import { afterCommit, authorize, authorizeOwner, commit, consumeNonce } from "./step.ts";
 
 const ATTESTATION_NONCE = { min: 16, max: 64 };
@@ -113,6 +113,7 @@ export function transferHandlers(deps: ApiDeps) {
         [StatechainStatus.STATECHAIN_STATUS_ACTIVE, StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING],
         "start a transfer",
       );
+      requireFunding(row, "start a transfer");
       parsePoint(req.receiverProofKey, "receiver proof key");
       parsePoint(req.receiverBackupKey, "receiver backup key");
       check(
@@ -165,6 +166,7 @@ export function transferHandlers(deps: ApiDeps) {
     async transferSend(req: TransferSendRequest, ctx: CallContext): Promise<TransferSendResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "hand over the coin");
+      requireFunding(row, "hand over the coin");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending,
@@ -282,6 +284,7 @@ export function transferHandlers(deps: ApiDeps) {
     ): Promise<TransferReceiverInitResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "receive the coin");
+      requireFunding(row, "receive the coin");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),
@@ -321,6 +324,7 @@ export function transferHandlers(deps: ApiDeps) {
         return stored;
       }
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "update the key");
+      requireFunding(row, "update the key");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),

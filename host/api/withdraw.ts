@@ -17,7 +17,7 @@ import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
 import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
-import { requireStatechain, requireStatus } from "./lookup.ts";
+import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";
 import { afterCommit, authorizeOwner, commit } from "./step.ts";
 
 /** Longest scriptPubKey accepted as a withdrawal destination (P2WSH / P2TR are 34 bytes). */
@@ -39,6 +39,7 @@ export function withdrawHandlers(deps: ApiDeps) {
         ],
         "withdraw",
       );
+      requireFunding(row, "withdraw");
       const sctx = req.statechainTx;
       check(
         sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,
