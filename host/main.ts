@@ -247,10 +247,11 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log.info({ ...simulator.resumed }, "resumed the simulator's chain and database");
     }
     // A test stands in for a host that skips this check (as a compromised one would), simulator mode only.
+    let closedAtStart: Buffer[] = [];
     if (!(cfg.mode === "simulator" && process.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT === "1")) {
       const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
-      await checkEnclaveAgreement(store, enclave.client, instance, log);
-      await sync.sync(); // a key update recovered from the enclave changes a state
+      closedAtStart = (await checkEnclaveAgreement(store, enclave.client, instance, log)).closed;
+      await sync.sync(); // a key update or a close recovered from the enclave changes a state
     }
     // Set once the watchtower runs: after a restart it takes each exit-only coin's newest co-signed backup.
     let reregister: (() => Promise<void>) | undefined;
@@ -333,6 +334,8 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
         log.error({ err: err.message }, "re-registering backups with the watchtower failed"),
       );
     await reregisterBackups(store, watcher);
+    // Coins written closed from the enclave's answer at start-up are no longer watched, as after a close.
+    for (const id of closedAtStart) await watcher.remove(id);
     // Every coin's funding looked at again at each block: one a reorg took away is refused co-signing (#19.8).
     const fundingWatch = new FundingWatch({
       store,
