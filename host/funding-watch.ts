@@ -57,8 +57,9 @@ export interface FundingVerdict {
 
 export interface CoinFunding {
   status: StatechainStatus;
-  /** The funding transaction as bound at deposit. */
+  /** The funding transaction as bound at deposit, and the coin's output in it. */
   fundingTx: Uint8Array;
+  vout: number;
   /** What the last look found: the height the funding went missing at, if it did. */
   missingSince?: number;
 }
@@ -81,6 +82,8 @@ export async function checkFunding(
   const tx = Transaction.fromBuffer(Buffer.from(coin.fundingTx));
   const txid = tx.getId();
   if (await chain.getTxStatus(txid)) return { state: FundingState.FUNDING_STATE_OK };
+  // A backend that cannot look the transaction up (bitcoind without txindex) still sees its unspent output.
+  if (await chain.getUtxo(txid, coin.vout)) return { state: FundingState.FUNDING_STATE_OK };
   // Gone since this height (kept across verdicts: a double spend that is itself undone leaves a funding that has
   // been missing all along, not one that just went missing).
   const since = coin.missingSince ?? tip;
@@ -194,6 +197,7 @@ export class FundingWatch {
           {
             status: row.status,
             fundingTx: row.funding_tx,
+            vout: outpointFromBytes(row.statechain_id).vout,
             missingSince: row.funding_missing_since ?? undefined,
           },
           tip,

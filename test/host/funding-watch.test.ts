@@ -57,7 +57,7 @@ const GRACE = 3;
 test("a funding in chain or mempool is OK; gone with its input spent elsewhere is a double spend at once", async () => {
   const chain = new ScriptedChain();
   const f = fundingOf(chain);
-  const live = { status: StatechainStatus.STATECHAIN_STATUS_ACTIVE, fundingTx: f.raw };
+  const live = { status: StatechainStatus.STATECHAIN_STATUS_ACTIVE, fundingTx: f.raw, vout: 0 };
   chain.txs.set(f.txid, confirmed);
   assert.deepEqual(await checkFunding(chain.asBackend(), live, chain.tip, GRACE), {
     state: FundingState.FUNDING_STATE_OK,
@@ -68,14 +68,25 @@ test("a funding in chain or mempool is OK; gone with its input spent elsewhere i
     (await checkFunding(chain.asBackend(), live, chain.tip, GRACE)).state,
     FundingState.FUNDING_STATE_OK,
   );
-  // Gone, and its input is spent (by another transaction: the funding itself is nowhere).
+  // A backend that cannot look the funding up (no txindex) but sees its output unspent: OK.
   chain.txs.delete(f.txid);
+  chain.utxos.add(`${f.txid}:0`);
+  assert.equal(
+    (await checkFunding(chain.asBackend(), live, chain.tip, GRACE)).state,
+    FundingState.FUNDING_STATE_OK,
+  );
+  chain.utxos.delete(`${f.txid}:0`);
+  // Gone, and its input is spent (by another transaction: the funding itself is nowhere).
   const v = await checkFunding(chain.asBackend(), live, chain.tip, GRACE);
   assert.equal(v.state, FundingState.FUNDING_STATE_DOUBLE_SPENT);
   assert.match(v.problem ?? "", new RegExp(`${f.txid}.*input 0 \\(${f.input}\\).*double spend`));
   assert.equal(v.missingSince, chain.tip);
   // Awaiting confirmation too: a funding whose input someone else spent can never confirm.
-  const awaiting = { status: StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION, fundingTx: f.raw };
+  const awaiting = {
+    status: StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+    fundingTx: f.raw,
+    vout: 0,
+  };
   assert.equal(
     (await checkFunding(chain.asBackend(), awaiting, chain.tip, GRACE)).state,
     FundingState.FUNDING_STATE_DOUBLE_SPENT,
@@ -86,7 +97,7 @@ test("a funding gone with its inputs unspent is missing only after the grace, an
   const chain = new ScriptedChain();
   const f = fundingOf(chain);
   chain.utxos.add(f.input);
-  const live = { status: StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING, fundingTx: f.raw };
+  const live = { status: StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING, fundingTx: f.raw, vout: 0 };
   const first = await checkFunding(chain.asBackend(), live, 500, GRACE);
   assert.deepEqual(first, { state: FundingState.FUNDING_STATE_OK, missingSince: 500 });
   const within = await checkFunding(chain.asBackend(), { ...live, missingSince: 500 }, 502, GRACE);
@@ -107,7 +118,11 @@ test("a funding gone with its inputs unspent is missing only after the grace, an
   );
   assert.equal(v.state, FundingState.FUNDING_STATE_MISSING);
   // Not sent yet is what a deposit awaiting confirmation looks like (the backup is co-signed first).
-  const awaiting = { status: StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION, fundingTx: f.raw };
+  const awaiting = {
+    status: StatechainStatus.STATECHAIN_STATUS_AWAITING_CONFIRMATION,
+    fundingTx: f.raw,
+    vout: 0,
+  };
   assert.deepEqual(await checkFunding(chain.asBackend(), { ...awaiting, missingSince: 1 }, 503, GRACE), {
     state: FundingState.FUNDING_STATE_OK,
   });
