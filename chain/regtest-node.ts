@@ -90,6 +90,70 @@ function persistMempoolEagerly(mempool: any): void {
   };
 }
 
+/**
+ * bitcoind's `generateblock "output" ["rawtx"|"txid", …]` (regtest): mines one block on the tip holding exactly
+ * the given transactions, in that order (a txid names one in the mempool), paying the coinbase to `output` (an
+ * address). What a reorg test needs to confirm a double spend of a transaction the mempool holds: bcoin 1.0.2's
+ * mempool refuses the conflict (it has no replace-by-fee), a block does not ask it. Once the block connects, the
+ * mempool drops what the block's transactions double spend, as bitcoind does. Answers `{ hash }` as bitcoind.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+async function generateBlock(node: any, args: unknown[], help: boolean): Promise<{ hash: string }> {
+  const usage = 'generateblock "output" ["rawtx"|"txid",...]';
+  if (help || args.length !== 2 || typeof args[0] !== "string" || !Array.isArray(args[1]))
+    throw new Error(usage);
+  let address: unknown;
+  try {
+    address = bcoin.Address.fromString(args[0], "regtest");
+  } catch {
+    throw new Error(`generateblock: ${args[0].slice(0, 100)} is not a regtest address`);
+  }
+  // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+  const txs: any[] = [];
+  for (const item of args[1]) {
+    if (typeof item !== "string" || !/^(?:[0-9a-f]{2})+$/i.test(item))
+      throw new Error(`generateblock: ${String(item).slice(0, 100)} is neither a txid nor a raw transaction`);
+    if (item.length === 64) {
+      const tx = node.mempool.getTX(Buffer.from(item, "hex").reverse().toString("hex"));
+      if (!tx) throw new Error(`generateblock: transaction ${item} is not in the mempool`);
+      txs.push(tx);
+      continue;
+    }
+    try {
+      txs.push(bcoin.TX.fromRaw(Buffer.from(item, "hex")));
+    } catch (err) {
+      throw new Error(`generateblock: a raw transaction does not parse: ${(err as Error).message}`);
+    }
+  }
+  // The RPC lock mining takes too, so no other block is built meanwhile. An empty template: the miner assembles
+  // from the mempool only when it has one.
+  const unlock = await node.rpc.locker.lock();
+  try {
+    const miner = node.miner;
+    const mempool = miner.mempool;
+    miner.mempool = null;
+    // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+    let job: any;
+    try {
+      job = await miner.cpu.createJob(node.chain.tip, address);
+    } finally {
+      miner.mempool = mempool;
+    }
+    for (const [i, tx] of txs.entries()) {
+      const view = await node.chain.getCoinView(tx);
+      for (const earlier of txs.slice(0, i)) view.addTX(earlier, job.attempt.height);
+      job.attempt.pushTX(tx, view);
+    }
+    job.refresh();
+    const block = await miner.cpu.mineAsync(job);
+    const entry = await node.chain.add(block);
+    if (!entry) throw new Error("generateblock: the block was not connected");
+    return { hash: entry.rhash() };
+  } finally {
+    unlock();
+  }
+}
+
 export interface RegtestNodeOptions {
   /**
    * With `persistent`, the directory whose `regtest/` subdirectory holds the chain (`regtest/chain`, blocks and
@@ -201,6 +265,7 @@ export class RegtestNode {
       }
       return null;
     };
+    node.rpc.calls.generateblock = (args: unknown[], help: boolean) => generateBlock(node, args, help);
     const port: number = node.http.address().port;
     const self = new RegtestNode(
       node,

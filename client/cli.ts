@@ -562,7 +562,13 @@ function attestationText(c: CoinSummary): string {
 
 function coinLine(c: CoinSummary): string {
   // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
-  const status = c.seStatus === "UNKNOWN" && !c.inBalance ? "unknown-to-the-SE" : c.status;
+  const fundingLost = c.seFunding === "DOUBLE_SPENT" || c.seFunding === "MISSING";
+  const status =
+    c.seStatus === "UNKNOWN" && !c.inBalance
+      ? "unknown-to-the-SE"
+      : fundingLost && !c.inBalance
+        ? "funding-lost"
+        : c.status;
   const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
   const lines = [line];
   if (c.receiver) {
@@ -588,6 +594,10 @@ function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
   if (bal.unknownCoins > 0)
     parts.push(
       `not counted: ${sat(bal.unknownSat)} in ${bal.unknownCoins} coin(s) unknown to the SE (\`wallet coins\`)`,
+    );
+  if (bal.fundingLostCoins > 0)
+    parts.push(
+      `not counted: ${sat(bal.fundingLostSat)} in ${bal.fundingLostCoins} coin(s) whose funding transaction left the chain (\`wallet coins\`)`,
     );
   return parts.join("; ");
 }

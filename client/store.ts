@@ -120,6 +120,12 @@ const MIGRATIONS: Migration[] = [
     id: "wallet-006-slot-keygens",
     sql: "ALTER TABLE key_slots ADD COLUMN keygens INTEGER NOT NULL DEFAULT 0;",
   },
+  {
+    // What the SE said of the coin's funding transaction the last time the wallet asked (#19.8): the
+    // FundingState by name ("OK", "DOUBLE_SPENT", "MISSING") and, when lost, the SE's words for it.
+    id: "wallet-007-se-funding",
+    sql: "ALTER TABLE coins ADD COLUMN se_funding TEXT; ALTER TABLE coins ADD COLUMN se_funding_problem TEXT;",
+  },
 ];
 
 const KEY_CHECK = Buffer.from("statechain wallet: the passphrase opens this wallet", "utf8");
@@ -149,6 +155,10 @@ export interface CoinRow {
   /** The SE's status name the last time the wallet asked, or "UNKNOWN"; null before it first asked. */
   se_view: string | null;
   se_view_at: number | null;
+  /** The SE's FundingState name the last time the wallet asked ("OK", "DOUBLE_SPENT", "MISSING"). */
+  se_funding: string | null;
+  /** The SE's words when the funding is lost. */
+  se_funding_problem: string | null;
   created_at: number;
   updated_at: number;
   /** The receive address of the send started (or done), and since when (ms). */

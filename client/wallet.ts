@@ -6,7 +6,7 @@ import { status as Status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
 import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
-import { type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
+import { FundingState, type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import type { PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -146,6 +146,13 @@ export interface CoinSummary {
   seStatus?: string;
   /** When the wallet last asked (ms since the epoch). */
   seCheckedAt?: number;
+  /**
+   * What the SE said of the coin's funding transaction (#19.8): "OK", or "DOUBLE_SPENT" / "MISSING" when a
+   * reorganisation took it out of the chain (the SE then refuses to co-sign or transfer the coin), with the SE's
+   * words in `seFundingProblem`. Absent until the wallet first asked, or when the SE had not looked yet.
+   */
+  seFunding?: string;
+  seFundingProblem?: string;
   /** Whether the coin counts in the balance: the wallet holds it, and its SE does not say it has no such coin. */
   inBalance: boolean;
   /** What to do with the coin, when it is not an ordinary active one (exit-only: `wallet exit <n>`). */
@@ -159,9 +166,13 @@ function seStatusName(s: StatechainStatus): string {
   return (StatechainStatus[s] ?? String(s)).replace(/^STATECHAIN_STATUS_/, "");
 }
 
-/** Held by the wallet and not unknown to its SE: what the balance counts. */
+/** The SE said the coin's funding transaction left the chain (double spent, or missing past its grace). */
+const fundingLost = (row: CoinRow): boolean =>
+  row.se_funding === "DOUBLE_SPENT" || row.se_funding === "MISSING";
+
+/** Held by the wallet, not unknown to its SE and with its funding in the chain: what the balance counts. */
 function inBalance(row: CoinRow): boolean {
-  return HELD.includes(row.status as CoinStatus) && row.se_view !== "UNKNOWN";
+  return HELD.includes(row.status as CoinStatus) && row.se_view !== "UNKNOWN" && !fundingLost(row);
 }
 
 export interface Refusal {
@@ -564,12 +575,16 @@ export class Wallet {
     exitOnlyCoins: number;
     unknownSat: bigint;
     unknownCoins: number;
+    fundingLostSat: bigint;
+    fundingLostCoins: number;
   }> {
     const utxos = await this.onchainUtxos();
     const rows = await this.rows();
     const counted = rows.filter(inBalance);
     const exitOnly = counted.filter((r) => r.status === "exit-only");
-    const unknown = rows.filter((r) => HELD.includes(r.status as CoinStatus) && !inBalance(r));
+    const held = rows.filter((r) => HELD.includes(r.status as CoinStatus));
+    const unknown = held.filter((r) => r.se_view === "UNKNOWN");
+    const lostFunding = held.filter((r) => r.se_view !== "UNKNOWN" && fundingLost(r));
     const sum = (rs: CoinRow[]) => rs.reduce((s, r) => s + BigInt(r.amount_sat), 0n);
     return {
       onchainSat: utxos.reduce((s, u) => s + u.valueSat, 0n),
@@ -580,6 +595,8 @@ export class Wallet {
       exitOnlyCoins: exitOnly.length,
       unknownSat: sum(unknown),
       unknownCoins: unknown.length,
+      fundingLostSat: sum(lostFunding),
+      fundingLostCoins: lostFunding.length,
     };
   }
 
@@ -774,6 +791,8 @@ export class Wallet {
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
       seStatus: row.se_view ?? undefined,
       seCheckedAt: row.se_view_at ?? undefined,
+      seFunding: row.se_funding ?? undefined,
+      seFundingProblem: row.se_funding_problem ?? undefined,
       inBalance: inBalance(row),
       hint: coinHint(row),
       receiver:
@@ -810,19 +829,25 @@ export class Wallet {
     for (const row of rows) {
       let view: string;
       let status: StatechainStatus | undefined;
+      let funding: { state: string | null; problem: string | null } = { state: null, problem: null };
       try {
-        status = (await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) }))
-          .status;
+        const sc = await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) });
+        status = sc.status;
         view = seStatusName(status);
+        // The SE's funding watch (#19.8): UNSPECIFIED (not looked yet) is recorded as nothing known.
+        if (sc.fundingState !== FundingState.FUNDING_STATE_UNSPECIFIED)
+          funding = {
+            state: (FundingState[sc.fundingState] ?? String(sc.fundingState)).replace(/^FUNDING_STATE_/, ""),
+            problem: sc.fundingProblem || null,
+          };
       } catch (e) {
         if (!(e instanceof SeError) || e.code !== GRPC_NOT_FOUND) continue;
         view = "UNKNOWN";
       }
-      await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
-        view,
-        this.now(),
-        row.id,
-      ]);
+      await this.store.db.run(
+        "UPDATE coins SET se_view = ?, se_view_at = ?, se_funding = ?, se_funding_problem = ? WHERE id = ?",
+        [view, this.now(), funding.state, funding.problem, row.id],
+      );
       const lost =
         status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
         status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
@@ -1465,6 +1490,8 @@ const GRPC_NOT_FOUND = 5;
 /** What to do with a coin that is not simply active, in a few words naming the command. */
 function coinHint(row: CoinRow): string | undefined {
   const held = HELD.includes(row.status as CoinStatus);
+  if (held && fundingLost(row))
+    return `its funding transaction left the chain: the SE says ${row.se_funding_problem ?? "it is no longer in the chain or the mempool"}; it refuses to co-sign or transfer the coin until the funding is back, and the coin is not counted in the balance`;
   if (held && row.se_view === "UNKNOWN")
     return `unknown to the SE at ${row.se_endpoint} (restarted with --fresh, or another SE): not counted in the balance; if its funding output is still on chain, \`wallet exit ${row.id}\` takes it out by its backup`;
   if (row.status === "exit-only")

@@ -28,8 +28,9 @@ start   Runs the SE. In simulator mode (the default) this starts the enclave as 
         data dir: a restart resumes them (coins live before it can then only exit by backup: the enclave keeps
         its key shares in memory only), and --fresh deletes them for a clean start. One SE per data dir: a start on a dir that a running SE holds (its PID in
         <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
-status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
-        SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
+status  Queries a running SE: health of the enclave and chain, chain height, enclave identity, and how many coins
+        have lost their funding transaction to a reorg (refused co-signing). Exits 0 when the SE is serving, 1 when
+        it is not (or does not answer), 2 on a usage error.
 mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
         in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
         throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
@@ -311,6 +312,9 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
       chain: name(chain.status),
       chainHeight: Number(md.get("chain-height")[0] ?? 0),
       enclaveInstance: String(md.get("enclave-instance-id")[0] ?? ""),
+      // Coins whose funding left the chain (#19.8); absent until the SE's funding watch has looked.
+      fundingLostCoins:
+        md.get("funding-lost-coins")[0] === undefined ? undefined : Number(md.get("funding-lost-coins")[0]),
       network: info?.network,
       attestationMode: info?.enclave?.attestationMode,
       pcrs: info?.enclave?.expectedPcrs,
@@ -322,6 +326,13 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
           `SE at ${endpoint}: ${out.status}`,
           `  enclave  ${out.enclave}  instance ${out.enclaveInstance} (${out.attestationMode ?? "?"})`,
           `  chain    ${out.chain}  height ${out.chainHeight} (${out.network ?? "?"})`,
+          ...(out.fundingLostCoins === undefined
+            ? []
+            : [
+                out.fundingLostCoins === 0
+                  ? "  coins    every coin's funding transaction is in the chain or the mempool"
+                  : `  coins    ${out.fundingLostCoins} coin(s) whose funding transaction left the chain (double spent, or missing): the SE refuses to co-sign or transfer them (GetStatechain says why)`,
+              ]),
           "",
         ].join("\n"),
       );

@@ -49,6 +49,9 @@ export interface HostConfig {
     bitcoindUser: string;
     bitcoindPassword: string;
     esploraUrl: string;
+    /** Blocks a live coin's funding transaction may be out of both chain and mempool (its inputs not spent
+     * elsewhere) before the coin is marked as missing its funding and refused co-signing (#19.8). */
+    fundingGraceBlocks: number;
   };
   protocol: {
     backupMode: BackupModeName;
@@ -144,6 +147,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       bitcoindUser: "",
       bitcoindPassword: "",
       esploraUrl: "",
+      fundingGraceBlocks: 6,
     },
     protocol: {
       backupMode: "absolute",
@@ -213,6 +217,7 @@ export const ENV_KEYS: Record<string, string> = {
   SE_BITCOIND_USER: "chain.bitcoindUser",
   SE_BITCOIND_PASSWORD: "chain.bitcoindPassword",
   SE_ESPLORA_URL: "chain.esploraUrl",
+  SE_FUNDING_GRACE_BLOCKS: "chain.fundingGraceBlocks",
   SE_BACKUP_MODE: "protocol.backupMode",
   SE_INIT_LOCK: "protocol.initLock",
   SE_LOCKTIME_INTERVAL: "protocol.locktimeInterval",
@@ -392,6 +397,7 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.prune.answerRetentionMs, 2 * DEFAULT_WINDOW_MS, 30 * 24 * 3600_000, "prune.answerRetentionMs");
   intIn(cfg.chain.mineIntervalMs, 0, 24 * 3600 * 1000, "chain.mineIntervalMs");
   intIn(cfg.chain.initialBlocks, 0, 10_000, "chain.initialBlocks");
+  intIn(cfg.chain.fundingGraceBlocks, 1, 1000, "chain.fundingGraceBlocks");
   intIn(cfg.protocol.initLock, 1, 100_000, "protocol.initLock");
   intIn(cfg.protocol.locktimeInterval, 1, 10_000, "protocol.locktimeInterval");
   intIn(cfg.protocol.lockSafetyMargin, 0, 10_000, "protocol.lockSafetyMargin");

@@ -1,6 +1,6 @@
 // Liveness of the SE's parts, served as the standard grpc.health.v1 service. Services: "" (the whole SE),
 // "statechain.v1.StatechainService", "enclave" and "chain". Check replies carry `chain-height` and
-// `enclave-instance-id` in their initial metadata.
+// `enclave-instance-id` in their initial metadata, and `funding-lost-coins` once the funding watch has looked.
 import {
   Metadata,
   type ServerUnaryCall,
@@ -18,6 +18,8 @@ import {
 export interface HealthSnapshot {
   enclave: { reachable: boolean; instanceId: string; error: string };
   chain: { reachable: boolean; height: number; error: string };
+  /** Coins whose funding transaction the funding watch found lost (#19.8), once it has looked. */
+  fundingLost?: number;
 }
 
 export interface HealthSource {
@@ -46,6 +48,7 @@ function metadataOf(snap: HealthSnapshot): Metadata {
   const md = new Metadata();
   md.set("chain-height", String(snap.chain.height));
   md.set("enclave-instance-id", snap.enclave.instanceId);
+  if (snap.fundingLost !== undefined) md.set("funding-lost-coins", String(snap.fundingLost));
   return md;
 }
 

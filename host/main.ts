@@ -22,6 +22,7 @@ import { Db } from "./db.ts";
 import { checkEnclaveAgreement } from "./enclave-agreement.ts";
 import { type EnclaveHandle, startEnclave } from "./enclave-process.ts";
 import { timedEnclave } from "./enclave-timing.ts";
+import { FundingWatch } from "./funding-watch.ts";
 import type { Logger } from "./log.ts";
 import { MainstayClient } from "./mainstay/client.ts";
 import { LocalMainstay, loadOrCreateMainstayKey } from "./mainstay/local-service.ts";
@@ -246,10 +247,11 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log.info({ ...simulator.resumed }, "resumed the simulator's chain and database");
     }
     // A test stands in for a host that skips this check (as a compromised one would), simulator mode only.
+    let closedAtStart: Buffer[] = [];
     if (!(cfg.mode === "simulator" && process.env.SE_TEST_SKIP_ENCLAVE_AGREEMENT === "1")) {
       const instance = Buffer.from(monitor.snapshot().enclave.instanceId, "hex");
-      await checkEnclaveAgreement(store, enclave.client, instance, log);
-      await sync.sync(); // a key update recovered from the enclave changes a state
+      closedAtStart = (await checkEnclaveAgreement(store, enclave.client, instance, log)).closed;
+      await sync.sync(); // a key update or a close recovered from the enclave changes a state
     }
     // Set once the watchtower runs: after a restart it takes each exit-only coin's newest co-signed backup.
     let reregister: (() => Promise<void>) | undefined;
@@ -332,6 +334,18 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
         log.error({ err: err.message }, "re-registering backups with the watchtower failed"),
       );
     await reregisterBackups(store, watcher);
+    // Coins written closed from the enclave's answer at start-up are no longer watched, as after a close.
+    for (const id of closedAtStart) await watcher.remove(id);
+    // Every coin's funding looked at again at each block: one a reorg took away is refused co-signing (#19.8).
+    const fundingWatch = new FundingWatch({
+      store,
+      chain,
+      log,
+      graceBlocks: cfg.chain.fundingGraceBlocks,
+      onPass: (lost) => monitor.setFundingLost(lost),
+    });
+    fundingWatch.start();
+    cleanups.push(() => fundingWatch.stop());
 
     const metrics = new Metrics();
     metrics.gauge("se_enclave_up", "1 when the enclave answers", () => [
@@ -343,6 +357,19 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
     metrics.gauge("se_statechains", "Statechains by state", async () =>
       [...(await store.countByStatus())].map(([s, n]) => [{ state: StatechainStatus[s] ?? String(s) }, n]),
     );
+    metrics.gauge(
+      "se_statechains_funding_lost",
+      "Coins whose funding transaction left the chain (double spent, or missing past the grace)",
+      () => [[{}, monitor.snapshot().fundingLost ?? 0]],
+    );
+    metrics.gauge(
+      "se_funding_watch_passes",
+      "Passes of the funding watch over every coin since start",
+      () => [[{}, fundingWatch.passes]],
+    );
+    metrics.gauge("se_funding_watch_height", "Chain tip the funding watch's last pass saw", () => [
+      [{}, fundingWatch.lastPassHeight],
+    ]);
     const metricsServer = await metrics.serve(cfg.metrics.host, cfg.metrics.port);
     cleanups.push(() => new Promise<void>((r) => metricsServer.server.close(() => r())));
 

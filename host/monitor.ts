@@ -27,6 +27,13 @@ export class Monitor implements HealthSource {
     return this.snap;
   }
 
+  /** The funding watch's count of coins whose funding is lost (host/funding-watch.ts), for health checks. */
+  setFundingLost(n: number): void {
+    if (this.snap.fundingLost === n) return;
+    this.snap = { ...this.snap, fundingLost: n };
+    this.events.emit("change");
+  }
+
   onChange(listener: () => void): () => void {
     this.events.on("change", listener);
     return () => this.events.off("change", listener);
@@ -76,7 +83,7 @@ export class Monitor implements HealthSource {
       ),
     ]);
     const previous = this.snap;
-    this.snap = { enclave, chain };
+    this.snap = { enclave, chain, fundingLost: previous.fundingLost };
     if (previous.enclave.instanceId && enclave.instanceId !== previous.enclave.instanceId) {
       this.events.emit("enclave-restart", previous.enclave.instanceId, enclave.instanceId);
     }

@@ -1,6 +1,7 @@
 // The host's SQLite store: public data and ciphertexts only (no share, no secret key ever reaches the host).
 // Every protocol step writes its rows in one transaction, together with the idempotency record of the request,
 // so a host killed at any point restarts with either all of a step or none of it.
+import { StatechainStatus } from "../proto/gen/common.ts";
 import type { Db, Migration, Queryable } from "./db.ts";
 
 export const HOST_MIGRATIONS: Migration[] = [
@@ -149,6 +150,23 @@ export const HOST_MIGRATIONS: Migration[] = [
       ALTER TABLE sign_sessions ADD COLUMN released_at INTEGER;
     `,
   },
+  {
+    // What the funding watch (host/funding-watch.ts, #19.8) last found of each coin's funding transaction: a
+    // FundingState, its words when the funding is lost, and the height from which it was seen in neither chain
+    // nor mempool (the grace before MISSING counts from there).
+    id: "host-006-funding-watch",
+    sql: `
+      ALTER TABLE statechains ADD COLUMN funding_state INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE statechains ADD COLUMN funding_problem TEXT;
+      ALTER TABLE statechains ADD COLUMN funding_missing_since INTEGER;
+    `,
+  },
+  {
+    // The transfers under way to one receiver hold room in its mailbox (#19.5): looked up at every
+    // TransferSenderInit and TransferSend.
+    id: "host-007-transfers-receiver",
+    sql: "CREATE INDEX transfers_receiver ON transfers (receiver_proof_key) WHERE completed_at IS NULL;",
+  },
 ];
 
 export interface StatechainRow {
@@ -169,6 +187,12 @@ export interface StatechainRow {
   smt_leaf: Buffer | null;
   created_at: number;
   updated_at: number;
+  /** FundingState: what the funding watch last found (0 until its first look). */
+  funding_state: number;
+  /** Why the funding is lost, in words (DOUBLE_SPENT, MISSING); null otherwise. */
+  funding_problem: string | null;
+  /** The height from which the funding was in neither chain nor mempool; null while it is seen. */
+  funding_missing_since: number | null;
 }
 
 export interface DepositRow {
@@ -280,6 +304,23 @@ export class Store {
       [receiver, except],
     );
     return { count: row?.count ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  /**
+   * The transfers to `receiver` (other than `except`'s) started and not handed over yet, of coins still pending:
+   * each holds a place and room for its message in the receiver's mailbox. With what bounds that message's size:
+   * the new owner's index (the backups it carries), the funding and kick-off transactions' sizes.
+   */
+  pendingHandOvers(receiver: Uint8Array, except: Uint8Array, q: Queryable = this.db) {
+    return q.all<{ new_owner_index: number; funding_bytes: number; kickoff_bytes: number | null }>(
+      `SELECT t.new_owner_index, LENGTH(s.funding_tx) AS funding_bytes,
+              (SELECT LENGTH(k.signed_tx) FROM backups k
+                WHERE k.statechain_id = t.statechain_id AND k.owner_index = 1 AND k.purpose = 2) AS kickoff_bytes
+         FROM transfers t JOIN statechains s ON s.statechain_id = t.statechain_id
+        WHERE t.receiver_proof_key = ? AND t.statechain_id != ? AND t.completed_at IS NULL
+          AND t.statechain_tx IS NULL AND s.status = ?`,
+      [receiver, except, StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING],
+    );
   }
 
   idempotent(hash: Uint8Array, q: Queryable = this.db) {

@@ -75,6 +75,9 @@ export async function listStatechains(
       status: coinStatus(c),
       initialLock: c.initialLock ?? 0,
       amountSat: c.amountSat ?? 0n,
+      // Public: what the owner signed; a host that crashed before writing the withdrawal writes it from here.
+      withdrawScript: c.withdraw?.withdrawScript ?? Buffer.alloc(0),
+      withdrawSignature: c.withdraw?.statechainTx ?? Buffer.alloc(0),
     })),
     nextPageAfter: all.length > size ? page[page.length - 1]!.c.depositId : Buffer.alloc(0),
   };

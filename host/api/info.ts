@@ -88,6 +88,8 @@ export function infoHandlers(deps: ApiDeps) {
         initialLock: row.initial_lock,
         keyUpdates: updates.map((u) => KeyUpdateRecord.decode(u.record)),
         fundingConfirmations: st?.confirmations ?? 0,
+        fundingState: row.funding_state,
+        fundingProblem: row.funding_problem ?? "",
       };
     },
 

@@ -1,6 +1,6 @@
 // Common lookups of the API handlers, with the NOT_FOUND / FAILED_PRECONDITION answers they imply.
 import type { Outpoint } from "../../proto/gen/common.ts";
-import { StatechainStatus } from "../../proto/gen/common.ts";
+import { FundingState, StatechainStatus } from "../../proto/gen/common.ts";
 import { check } from "../../protocol/errors.ts";
 import { checkOutpoint, outpointBytes, outpointString } from "../../protocol/outpoint.ts";
 import type { Queryable } from "../db.ts";
@@ -36,6 +36,23 @@ export function requireStatus(row: StatechainRow, allowed: StatechainStatus[], a
     allowed.includes(row.status),
     "WRONG_STATE",
     () => `cannot ${action}: the statechain is ${statusName(row.status)}`,
+    "precondition",
+  );
+}
+
+/**
+ * Refuses a coin whose funding transaction the funding watch found lost (host/funding-watch.ts, #19.8): gone
+ * from chain and mempool and double spent, or missing past the grace. Lifted when the funding returns.
+ */
+export function requireFunding(row: StatechainRow, action: string): void {
+  const lost =
+    row.funding_state === FundingState.FUNDING_STATE_DOUBLE_SPENT ||
+    row.funding_state === FundingState.FUNDING_STATE_MISSING;
+  check(
+    !lost,
+    "FUNDING_LOST",
+    () =>
+      `cannot ${action}: ${row.funding_problem ?? "its funding transaction is no longer in the chain or the mempool"}`,
     "precondition",
   );
 }

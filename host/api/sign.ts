@@ -16,7 +16,7 @@ import { verifyEcdsa } from "../../protocol/ecdsa2p/verify.ts";
 import { check } from "../../protocol/errors.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
-import { requireStatechain, requireStatus } from "./lookup.ts";
+import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";
 import { authorizeOwner, commit } from "./step.ts";
 
 const SIGNABLE = [
@@ -70,6 +70,7 @@ export function signHandlers(deps: ApiDeps) {
     async signFirst(req: SignFirstRequest, ctx: CallContext): Promise<SignFirstResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       requireStatus(row, SIGNABLE, "co-sign");
+      requireFunding(row, "co-sign");
       check(
         [
           SignPurpose.SIGN_PURPOSE_BACKUP,
@@ -131,6 +132,8 @@ export function signHandlers(deps: ApiDeps) {
         "precondition",
       );
       requireStatus(row, SIGNABLE, "co-sign");
+      // Checked again as the enclave's part is released: the mark may have come since SignFirst.
+      requireFunding(row, "co-sign");
       check(req.ownerNonce, "MISSING_OWNER_NONCE", "the owner's nonce opening is missing");
       const auth = await authorizeOwner(deps, SignSecondRequest, req, row, ctx);
       const res = await unary(enclave, enclave.signSecond, { signedRequest: ctx.requestBytes });

@@ -27,6 +27,7 @@ import {
 } from "../../proto/gen/statechain.ts";
 import { unary } from "../../proto/unary.ts";
 import { DEFAULT_WINDOW_MS } from "../../protocol/auth.ts";
+import { ECIES_OVERHEAD } from "../../protocol/ecies.ts";
 import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { outpointFromBytes } from "../../protocol/outpoint.ts";
@@ -34,7 +35,7 @@ import { verifyStatechainTx } from "../../protocol/statechain.ts";
 import type { Queryable } from "../db.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
-import { requireStatechain, requireStatus } from "./lookup.ts";
+import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";
 import { afterCommit, authorize, authorizeOwner, commit, consumeNonce } from "./step.ts";
 
 const ATTESTATION_NONCE = { min: 16, max: 64 };
@@ -46,26 +47,88 @@ const MAILBOX_DISCARD_MAX = 32;
 /** Ciphertext bytes one batch answer carries at most (the rest waits for the next read). */
 const MAILBOX_BATCH_BYTES = 8 << 20;
 
+/**
+ * The largest signed backup the enclave co-signs: one P2WPKH input (no scriptSig) and one P2WPKH output
+ * (DESIGN.md §3.6, protocol/tx/policy.ts checkBackupTx), witness [DER signature of at most 72 bytes + sighash
+ * byte, 33-byte key]: 4 version + 2 marker + 1 + 41 input + 1 + 31 output + 109 witness + 4 locktime.
+ */
+export const BACKUP_TX_MAX_BYTES = 193;
+/** Bytes the estimate leaves for the SE endpoint the sender names in its message (a host:port or a URL). */
+export const ENDPOINT_ALLOWANCE = 255;
+/** TransferMessage.statechain_tx at most: kind, previous state (32), next proof key (33), signature (64). */
+const STATECHAIN_TX_MAX_BYTES = 2 + 34 + 35 + 66;
+
+const varintLen = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
+/** A length-delimited protobuf field of `n` bytes. */
+const field = (n: number) => 1 + varintLen(n) + n;
+
+/**
+ * At most how many bytes an honest sender's encrypted hand-over for a coin has (client/owner.ts send: a
+ * TransferMessage under ECIES), known at TransferSenderInit from what the host stores: the new owner's backup
+ * and the n = newOwnerIndex − 1 earlier owners' backups (each at most BACKUP_TX_MAX_BYTES), the funding and
+ * kick-off transactions as bound and co-signed, t1, the SCTx, the statechain id and amount, and an endpoint of
+ * at most ENDPOINT_ALLOWANCE bytes.
+ */
+export function transferMessageBound(p: {
+  newOwnerIndex: number;
+  fundingTxBytes: number;
+  kickoffTxBytes: number;
+}): number {
+  const plain =
+    field(34 + 6) + // statechain id: txid (32) and vout (varint, at most 5)
+    field(32) + // t1
+    p.newOwnerIndex * field(BACKUP_TX_MAX_BYTES) + // the receiver's backup and the history before it
+    (p.kickoffTxBytes > 0 ? field(p.kickoffTxBytes) : 0) +
+    field(STATECHAIN_TX_MAX_BYTES) +
+    field(p.fundingTxBytes) +
+    11 + // amount: tag and a varint of at most 10 bytes
+    field(ENDPOINT_ALLOWANCE);
+  return ECIES_OVERHEAD + plain;
+}
+
 export function transferHandlers(deps: ApiDeps) {
   const { store, enclave, cfg } = deps;
   /**
    * The receiver's mailbox has room for one more message of `size` bytes: at most mailboxMaxItems messages and
-   * mailboxMaxBytes bytes in all, per receiver (`usage` leaves out the message this one replaces).
+   * mailboxMaxBytes bytes in all, per receiver. `usage` counts the messages waiting and the room held by the
+   * transfers under way to it (leaving out the coin at hand, whose message this one is or replaces).
    */
-  const checkMailboxRoom = (usage: { count: number; bytes: number }, size: number) => {
+  const checkMailboxRoom = (usage: { count: number; bytes: number }, size: number, sizeWords: string) => {
     const { mailboxMaxItems: items, mailboxMaxBytes: bytes } = cfg.limits;
     check(
       usage.count < items,
       "MAILBOX_FULL",
-      `the receiver's mailbox is full (${usage.count} of ${items} messages waiting): the receiver must collect its transfers (wallet receive) before it can be sent more`,
+      `the receiver's mailbox is full (${usage.count} of ${items} messages waiting or being sent): the receiver must collect its transfers (wallet receive) before it can be sent more`,
       "exhausted",
     );
     check(
       usage.bytes + size <= bytes,
       "MAILBOX_FULL",
-      `the receiver's mailbox has no room for this message (${usage.bytes} of ${bytes} bytes used, the message has ${size}): the receiver must collect its transfers (wallet receive) before it can be sent more`,
+      `the receiver's mailbox has no room for this message (${usage.bytes} of ${bytes} bytes used by messages waiting or held for transfers under way, ${sizeWords} ${size}): the receiver must collect its transfers (wallet receive) before it can be sent more`,
       "exhausted",
     );
+  };
+  const maxMessage = Math.min(cfg.limits.mailboxMaxMessageBytes, cfg.limits.mailboxMaxBytes);
+  /** The room a hand-over holds from TransferSenderInit to TransferSend: its message's bound, at most a message. */
+  const heldFor = (h: { new_owner_index: number; funding_bytes: number; kickoff_bytes: number | null }) =>
+    Math.min(
+      maxMessage,
+      transferMessageBound({
+        newOwnerIndex: h.new_owner_index,
+        fundingTxBytes: h.funding_bytes,
+        kickoffTxBytes: h.kickoff_bytes ?? 0,
+      }),
+    );
+  /** Messages waiting for `receiver` and transfers to it not handed over yet, except the coin `idBytes`'s. */
+  const mailboxTaken = async (receiver: Uint8Array, idBytes: Uint8Array, q?: Queryable) => {
+    const [usage, pending] = await Promise.all([
+      store.mailboxUsage(receiver, idBytes, q),
+      store.pendingHandOvers(receiver, idBytes, q),
+    ]);
+    return {
+      count: usage.count + pending.length,
+      bytes: usage.bytes + pending.reduce((sum, h) => sum + heldFor(h), 0),
+    };
   };
   /** A mailbox read's key and signature (under the called method's path), and its discard list's bounds. */
   const authorizeRead = async (req: MailboxGetRequest, ctx: CallContext) => {
@@ -113,6 +176,7 @@ export function transferHandlers(deps: ApiDeps) {
         [StatechainStatus.STATECHAIN_STATUS_ACTIVE, StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING],
         "start a transfer",
       );
+      requireFunding(row, "start a transfer");
       parsePoint(req.receiverProofKey, "receiver proof key");
       parsePoint(req.receiverBackupKey, "receiver backup key");
       check(
@@ -122,14 +186,23 @@ export function transferHandlers(deps: ApiDeps) {
       );
       const auth = await authorizeOwner(deps, TransferSenderInitRequest, req, row, ctx);
       // Room for the hand-over is checked before the coin is committed to this receiver (#19.5): its waiting
-      // messages and the transfers to it not yet handed over each hold a place.
-      const usage = await store.mailboxUsage(req.receiverProofKey, idBytes);
-      const reserved = await store.db.get<{ n: number }>(
-        `SELECT COUNT(*) AS n FROM transfers WHERE receiver_proof_key = ? AND statechain_id != ?
-           AND completed_at IS NULL AND statechain_tx IS NULL`,
-        [req.receiverProofKey, idBytes],
+      // messages and the transfers to it not yet handed over each hold a place and room for their message, and
+      // this coin's message needs at most its bound (what TransferSend then finds free, unless a sender's
+      // message outgrows its own bound).
+      const kickoff = await store.db.get<{ n: number }>(
+        "SELECT LENGTH(signed_tx) AS n FROM backups WHERE statechain_id = ? AND owner_index = 1 AND purpose = ?",
+        [idBytes, SignPurpose.SIGN_PURPOSE_KICKOFF],
       );
-      checkMailboxRoom({ count: usage.count + (reserved?.n ?? 0), bytes: usage.bytes }, 1);
+      const need = heldFor({
+        new_owner_index: row.owner_index + 1,
+        funding_bytes: row.funding_tx.length,
+        kickoff_bytes: kickoff?.n ?? null,
+      });
+      checkMailboxRoom(
+        await mailboxTaken(req.receiverProofKey, idBytes),
+        need,
+        "this coin's transfer message needs up to",
+      );
       const res = await unary(enclave, enclave.transferInit, { signedRequest: ctx.requestBytes });
       const response: TransferSenderInitResponse = {
         encryptedX1: res.encryptedX1,
@@ -165,6 +238,7 @@ export function transferHandlers(deps: ApiDeps) {
     async transferSend(req: TransferSendRequest, ctx: CallContext): Promise<TransferSendResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "hand over the coin");
+      requireFunding(row, "hand over the coin");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending,
@@ -197,7 +271,6 @@ export function transferHandlers(deps: ApiDeps) {
         "precondition",
       );
       const ct = req.encryptedMessage;
-      const maxMessage = Math.min(cfg.limits.mailboxMaxMessageBytes, cfg.limits.mailboxMaxBytes);
       check(
         ct.length > 0 && ct.length <= maxMessage,
         "MAILBOX_SIZE",
@@ -205,7 +278,9 @@ export function transferHandlers(deps: ApiDeps) {
         ct.length > 0 ? "exhausted" : "invalid",
       );
       const receiver = pending.receiver_proof_key;
-      checkMailboxRoom(await store.mailboxUsage(receiver, idBytes), ct.length);
+      // The room other transfers to this receiver hold counts: a message larger than its sender's init held
+      // takes only what nobody holds.
+      checkMailboxRoom(await mailboxTaken(receiver, idBytes), ct.length, "the message has");
       const auth = await authorizeOwner(deps, TransferSendRequest, req, row, ctx);
       const messageId = randomBytes(16);
       return commit(deps, ctx, auth, TransferSendResponse, { messageId }, async (q) => {
@@ -218,7 +293,7 @@ export function transferHandlers(deps: ApiDeps) {
           pending.receiver_proof_key,
         ]);
         // Again inside the transaction: two senders racing to one receiver cannot both take its last room.
-        checkMailboxRoom(await store.mailboxUsage(receiver, idBytes, q), ct.length);
+        checkMailboxRoom(await mailboxTaken(receiver, idBytes, q), ct.length, "the message has");
         await q.run(
           "INSERT INTO mailbox (message_id, receiver_proof_key, statechain_id, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)",
           [messageId, pending.receiver_proof_key, idBytes, ct, ctx.now],
@@ -282,6 +357,7 @@ export function transferHandlers(deps: ApiDeps) {
     ): Promise<TransferReceiverInitResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "receive the coin");
+      requireFunding(row, "receive the coin");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),
@@ -321,6 +397,7 @@ export function transferHandlers(deps: ApiDeps) {
         return stored;
       }
       requireStatus(row, [StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING], "update the key");
+      requireFunding(row, "update the key");
       const pending = await store.pendingTransfer(idBytes);
       check(
         pending && Buffer.from(req.receiverProofKey).equals(pending.receiver_proof_key),

@@ -14,10 +14,11 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
+import type { Queryable } from "../db.ts";
 import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
-import { requireStatechain, requireStatus } from "./lookup.ts";
+import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";
 import { afterCommit, authorizeOwner, commit } from "./step.ts";
 
 /** Longest scriptPubKey accepted as a withdrawal destination (P2WSH / P2TR are 34 bytes). */
@@ -39,6 +40,7 @@ export function withdrawHandlers(deps: ApiDeps) {
         ],
         "withdraw",
       );
+      requireFunding(row, "withdraw");
       const sctx = req.statechainTx;
       check(
         sctx && sctx.kind === StatechainTxKind.STATECHAIN_TX_KIND_WITHDRAW,
@@ -66,20 +68,9 @@ export function withdrawHandlers(deps: ApiDeps) {
         ? bitcoin.address.fromOutputScript(Buffer.from(res.feeAddress, "hex"), networkOf(cfg))
         : "";
       const response: WithdrawInitResponse = { feeSat: res.feeSat, feeAddress };
-      return commit(deps, ctx, auth, WithdrawInitResponse, response, async (q) => {
-        // The abandoned transfer's row and hand-over message go with it.
-        await q.run("DELETE FROM mailbox WHERE statechain_id = ?", [idBytes]);
-        await q.run("DELETE FROM transfers WHERE statechain_id = ? AND completed_at IS NULL", [idBytes]);
-        await q.run("INSERT OR IGNORE INTO withdrawals (statechain_id, statechain_tx) VALUES (?, ?)", [
-          idBytes,
-          Buffer.from(StatechainTx.encode(sctx).finish()),
-        ]);
-        await q.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
-          StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
-          ctx.now,
-          idBytes,
-        ]);
-      });
+      return commit(deps, ctx, auth, WithdrawInitResponse, response, (q) =>
+        writeWithdrawalStart(q, idBytes, sctx, ctx.now),
+      );
     },
 
     async withdrawConfirm(req: WithdrawConfirmRequest, ctx: CallContext): Promise<WithdrawConfirmResponse> {
@@ -134,28 +125,20 @@ export function withdrawHandlers(deps: ApiDeps) {
         statechainId: id,
         withdrawalTxid: Buffer.from(w.txid, "hex").reverse(),
       });
-      const sctx = StatechainTx.decode(w.statechain_tx);
-      const closing = Buffer.from(nextState(sctx));
       const response: WithdrawConfirmResponse = {
         status: StatechainStatus.STATECHAIN_STATUS_CLOSED,
         confirmations,
         requiredConfirmations: required,
       };
-      const out = await commit(deps, ctx, auth, WithdrawConfirmResponse, response, async (q) => {
-        await q.run(
-          "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
-          [idBytes, row.owner_index, w.statechain_tx, closing],
-        );
-        await q.run("UPDATE withdrawals SET closed_at = ?, erasure = ? WHERE statechain_id = ?", [
-          ctx.now,
-          res.erasure ? Buffer.from(KeyUpdateRecord.encode(res.erasure).finish()) : null,
+      const out = await commit(deps, ctx, auth, WithdrawConfirmResponse, response, (q) =>
+        writeClose(q, {
           idBytes,
-        ]);
-        await q.run(
-          "UPDATE statechains SET status = ?, state_hash = ?, updated_at = ? WHERE statechain_id = ?",
-          [StatechainStatus.STATECHAIN_STATUS_CLOSED, closing, ctx.now, idBytes],
-        );
-      });
+          ownerIndex: row.owner_index,
+          statechainTx: w.statechain_tx,
+          erasure: res.erasure,
+          now: ctx.now,
+        }),
+      );
       afterCommit(deps, "withdrawal closed", async () => {
         await deps.tree.sync();
         await deps.watcher.remove(idBytes);
@@ -163,4 +146,58 @@ export function withdrawHandlers(deps: ApiDeps) {
       return out;
     },
   };
+}
+
+/**
+ * The rows of an accepted withdrawal, in the caller's transaction: the WITHDRAW statement, the coin withdrawing,
+ * the abandoned transfer's row and hand-over message gone (also written at start-up from the enclave's record
+ * of a withdrawal this host was stopped before writing: host/enclave-agreement.ts).
+ */
+export async function writeWithdrawalStart(
+  q: Queryable,
+  idBytes: Buffer,
+  sctx: StatechainTx,
+  now: number,
+): Promise<void> {
+  await q.run("DELETE FROM mailbox WHERE statechain_id = ?", [idBytes]);
+  await q.run("DELETE FROM transfers WHERE statechain_id = ? AND completed_at IS NULL", [idBytes]);
+  await q.run("INSERT OR IGNORE INTO withdrawals (statechain_id, statechain_tx) VALUES (?, ?)", [
+    idBytes,
+    Buffer.from(StatechainTx.encode(sctx).finish()),
+  ]);
+  await q.run("UPDATE statechains SET status = ?, updated_at = ? WHERE statechain_id = ?", [
+    StatechainStatus.STATECHAIN_STATUS_WITHDRAWING,
+    now,
+    idBytes,
+  ]);
+}
+
+/** The rows of a closed coin (the enclave erased its share), in the caller's transaction; also from start-up. */
+export async function writeClose(
+  q: Queryable,
+  c: {
+    idBytes: Buffer;
+    ownerIndex: number;
+    /** The withdrawals row's WITHDRAW statement (encoded). */
+    statechainTx: Buffer;
+    erasure: KeyUpdateRecord | undefined;
+    now: number;
+  },
+): Promise<void> {
+  const closing = Buffer.from(nextState(StatechainTx.decode(c.statechainTx)));
+  await q.run(
+    "INSERT OR IGNORE INTO statechain_txs (statechain_id, seq, tx, state_after) VALUES (?, ?, ?, ?)",
+    [c.idBytes, c.ownerIndex, c.statechainTx, closing],
+  );
+  await q.run("UPDATE withdrawals SET closed_at = ?, erasure = ? WHERE statechain_id = ?", [
+    c.now,
+    c.erasure ? Buffer.from(KeyUpdateRecord.encode(c.erasure).finish()) : null,
+    c.idBytes,
+  ]);
+  await q.run("UPDATE statechains SET status = ?, state_hash = ?, updated_at = ? WHERE statechain_id = ?", [
+    StatechainStatus.STATECHAIN_STATUS_CLOSED,
+    closing,
+    c.now,
+    c.idBytes,
+  ]);
 }

@@ -184,6 +184,65 @@ export function statechainStatusToJSON(object: StatechainStatus): string {
   }
 }
 
+/**
+ * What the SE last saw of a coin's funding transaction (issue #19.8). The SE re-checks it at every block; a
+ * funding that left the chain and is lost is a mark beside the coin's status, lifted when the funding returns.
+ */
+export enum FundingState {
+  /** FUNDING_STATE_UNSPECIFIED - Not checked yet (a coin deposited since the last block, or an SE that does not check). */
+  FUNDING_STATE_UNSPECIFIED = 0,
+  /** FUNDING_STATE_OK - In the chain or the mempool; or, awaiting confirmation, not sent yet and not contradicted. */
+  FUNDING_STATE_OK = 1,
+  /**
+   * FUNDING_STATE_DOUBLE_SPENT - Gone from chain and mempool, and an input of it is spent by another transaction: a double spend. The SE
+   * refuses to co-sign or transfer the coin unless a reorg brings the funding back.
+   */
+  FUNDING_STATE_DOUBLE_SPENT = 2,
+  /**
+   * FUNDING_STATE_MISSING - Gone from chain and mempool for longer than the SE's grace (blocks), its inputs not spent elsewhere; refused
+   * as DOUBLE_SPENT is, until the funding is seen again (rebroadcast).
+   */
+  FUNDING_STATE_MISSING = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function fundingStateFromJSON(object: any): FundingState {
+  switch (object) {
+    case 0:
+    case "FUNDING_STATE_UNSPECIFIED":
+      return FundingState.FUNDING_STATE_UNSPECIFIED;
+    case 1:
+    case "FUNDING_STATE_OK":
+      return FundingState.FUNDING_STATE_OK;
+    case 2:
+    case "FUNDING_STATE_DOUBLE_SPENT":
+      return FundingState.FUNDING_STATE_DOUBLE_SPENT;
+    case 3:
+    case "FUNDING_STATE_MISSING":
+      return FundingState.FUNDING_STATE_MISSING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FundingState.UNRECOGNIZED;
+  }
+}
+
+export function fundingStateToJSON(object: FundingState): string {
+  switch (object) {
+    case FundingState.FUNDING_STATE_UNSPECIFIED:
+      return "FUNDING_STATE_UNSPECIFIED";
+    case FundingState.FUNDING_STATE_OK:
+      return "FUNDING_STATE_OK";
+    case FundingState.FUNDING_STATE_DOUBLE_SPENT:
+      return "FUNDING_STATE_DOUBLE_SPENT";
+    case FundingState.FUNDING_STATE_MISSING:
+      return "FUNDING_STATE_MISSING";
+    case FundingState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum StatechainTxKind {
   STATECHAIN_TX_KIND_UNSPECIFIED = 0,
   STATECHAIN_TX_KIND_TRANSFER = 1,

@@ -93,6 +93,12 @@ export interface EnclaveStatechain {
   status: StatechainStatus;
   initialLock: number;
   amountSat: bigint;
+  /**
+   * WITHDRAWING: the withdrawal the owner signed (its WITHDRAW statechain transaction extends state_hash): the
+   * destination script and the owner's BIP340 signature, which the host checks itself. Empty otherwise.
+   */
+  withdrawScript: Buffer;
+  withdrawSignature: Buffer;
 }
 
 export interface ListStatechainsResponse {
@@ -931,6 +937,8 @@ function createBaseEnclaveStatechain(): EnclaveStatechain {
     status: 0,
     initialLock: 0,
     amountSat: 0n,
+    withdrawScript: Buffer.alloc(0),
+    withdrawSignature: Buffer.alloc(0),
   };
 }
 
@@ -965,6 +973,12 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
         throw new globalThis.Error("value provided for field message.amountSat of type uint64 too large");
       }
       writer.uint32(72).uint64(message.amountSat);
+    }
+    if (message.withdrawScript.length !== 0) {
+      writer.uint32(82).bytes(message.withdrawScript);
+    }
+    if (message.withdrawSignature.length !== 0) {
+      writer.uint32(90).bytes(message.withdrawSignature);
     }
     return writer;
   },
@@ -1054,6 +1068,22 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
             message.amountSat = reader.uint64() as bigint;
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.withdrawScript = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.withdrawSignature = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1109,6 +1139,16 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
         : isSet(object.amount_sat)
         ? BigInt(object.amount_sat)
         : 0n,
+      withdrawScript: isSet(object.withdrawScript)
+        ? Buffer.from(bytesFromBase64(object.withdrawScript))
+        : isSet(object.withdraw_script)
+        ? Buffer.from(bytesFromBase64(object.withdraw_script))
+        : Buffer.alloc(0),
+      withdrawSignature: isSet(object.withdrawSignature)
+        ? Buffer.from(bytesFromBase64(object.withdrawSignature))
+        : isSet(object.withdraw_signature)
+        ? Buffer.from(bytesFromBase64(object.withdraw_signature))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1141,6 +1181,12 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
     if (message.amountSat !== 0n) {
       obj.amountSat = message.amountSat.toString();
     }
+    if (message.withdrawScript.length !== 0) {
+      obj.withdrawScript = base64FromBytes(message.withdrawScript);
+    }
+    if (message.withdrawSignature.length !== 0) {
+      obj.withdrawSignature = base64FromBytes(message.withdrawSignature);
+    }
     return obj;
   },
 
@@ -1160,6 +1206,8 @@ export const EnclaveStatechain: MessageFns<EnclaveStatechain> = {
     message.status = object.status ?? 0;
     message.initialLock = object.initialLock ?? 0;
     message.amountSat = (object.amountSat !== undefined && object.amountSat !== null) ? BigInt(object.amountSat) : 0n;
+    message.withdrawScript = object.withdrawScript ?? Buffer.alloc(0);
+    message.withdrawSignature = object.withdrawSignature ?? Buffer.alloc(0);
     return message;
   },
 };

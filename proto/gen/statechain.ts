@@ -23,6 +23,9 @@ import {
   BackupMode,
   backupModeFromJSON,
   backupModeToJSON,
+  FundingState,
+  fundingStateFromJSON,
+  fundingStateToJSON,
   KeyUpdateRecord,
   Outpoint,
   PcrRelease,
@@ -127,6 +130,10 @@ export interface GetStatechainResponse {
   keyUpdates: KeyUpdateRecord[];
   /** Confirmations of the funding transaction. */
   fundingConfirmations: number;
+  /** What the SE's last check of the funding transaction found (issue #19.8). */
+  fundingState: FundingState;
+  /** DOUBLE_SPENT or MISSING: what happened, in words for a person (which input was spent, since which height). */
+  fundingProblem: string;
 }
 
 export interface GetSmtProofRequest {
@@ -1399,6 +1406,8 @@ function createBaseGetStatechainResponse(): GetStatechainResponse {
     initialLock: 0,
     keyUpdates: [],
     fundingConfirmations: 0,
+    fundingState: 0,
+    fundingProblem: "",
   };
 }
 
@@ -1445,6 +1454,12 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     }
     if (message.fundingConfirmations !== 0) {
       writer.uint32(104).uint32(message.fundingConfirmations);
+    }
+    if (message.fundingState !== 0) {
+      writer.uint32(112).int32(message.fundingState);
+    }
+    if (message.fundingProblem !== "") {
+      writer.uint32(122).string(message.fundingProblem);
     }
     return writer;
   },
@@ -1566,6 +1581,22 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
             message.fundingConfirmations = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.fundingState = reader.int32() as any;
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.fundingProblem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1639,6 +1670,16 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
         : isSet(object.funding_confirmations)
         ? globalThis.Number(object.funding_confirmations)
         : 0,
+      fundingState: isSet(object.fundingState)
+        ? fundingStateFromJSON(object.fundingState)
+        : isSet(object.funding_state)
+        ? fundingStateFromJSON(object.funding_state)
+        : 0,
+      fundingProblem: isSet(object.fundingProblem)
+        ? globalThis.String(object.fundingProblem)
+        : isSet(object.funding_problem)
+        ? globalThis.String(object.funding_problem)
+        : "",
     };
   },
 
@@ -1683,6 +1724,12 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     if (message.fundingConfirmations !== 0) {
       obj.fundingConfirmations = Math.round(message.fundingConfirmations);
     }
+    if (message.fundingState !== 0) {
+      obj.fundingState = fundingStateToJSON(message.fundingState);
+    }
+    if (message.fundingProblem !== "") {
+      obj.fundingProblem = message.fundingProblem;
+    }
     return obj;
   },
 
@@ -1706,6 +1753,8 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     message.initialLock = object.initialLock ?? 0;
     message.keyUpdates = object.keyUpdates?.map((e) => KeyUpdateRecord.fromPartial(e)) || [];
     message.fundingConfirmations = object.fundingConfirmations ?? 0;
+    message.fundingState = object.fundingState ?? 0;
+    message.fundingProblem = object.fundingProblem ?? "";
     return message;
   },
 };

@@ -1,6 +1,8 @@
 // The transfer mailbox is bounded per receiver: at most SE_MAILBOX_MAX_ITEMS messages and SE_MAILBOX_MAX_BYTES
 // bytes in all wait for one proof key (each message at most SE_MAILBOX_MAX_MESSAGE_BYTES). A sender that would
-// overflow a receiver's mailbox is refused with RESOURCE_EXHAUSTED, and other receivers are not affected.
+// overflow a receiver's mailbox is refused with RESOURCE_EXHAUSTED, and other receivers are not affected. Room is
+// checked at TransferSenderInit, before the coin is committed (#19.5): a place and the bytes its message needs at
+// most, which the transfer holds until its hand-over.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
@@ -110,4 +112,53 @@ test("a message that would take a receiver's mailbox over its total bytes is ref
   // Bob's full mailbox leaves dave's alone.
   await send(h.ctx, third, dave.address);
   assert.equal((await fetchIncoming(h.ctx, dave)).length, 1);
+});
+
+test("a mailbox full by bytes refuses an honest transfer at TransferSenderInit, before the coin is committed", async () => {
+  const erin = newIdentity();
+  await send(padded(MAX_MESSAGE), await newCoin(), erin.address);
+  await send(padded(2_800), await newCoin(), erin.address);
+  // 7,800 of 8,192 bytes taken, 2 of 3 messages: a place is free, the room for a real hand-over is not.
+  const coin = await newCoin();
+  await full(
+    send(h.ctx, coin, erin.address),
+    /7800 of 8192 bytes used .*, this coin's transfer message needs up to \d+/,
+  );
+  const sc = await h.ctx.se.call("getStatechain", { statechainId: coin.statechainId });
+  assert.equal(
+    sc.status,
+    StatechainStatus.STATECHAIN_STATUS_ACTIVE,
+    "refused before the commit: the coin is not left pending to a receiver whose mailbox cannot take it",
+  );
+});
+
+test("the room a transfer under way holds is not taken by a later sender's larger message", async () => {
+  const frank = newIdentity();
+  const first = await newCoin();
+  // The first sender starts (TransferSenderInit) and takes its time before the hand-over.
+  await h.ctx.se.call(
+    "transferSenderInit",
+    {
+      statechainId: first.statechainId,
+      receiverProofKey: frank.address.proofKey,
+      receiverBackupKey: frank.address.backupKey,
+      auth: undefined,
+    },
+    first.proofSecret,
+  );
+  await send(padded(MAX_MESSAGE), await newCoin(), frank.address);
+  // 5,000 bytes waiting, about 1,200 held for the first sender: 2,500 more would fit the bytes left over by the
+  // waiting message alone, but not beside what the first sender holds.
+  await full(
+    send(padded(2_500), await newCoin(), frank.address),
+    /\d+ of 8192 bytes used by messages waiting or held for transfers under way, the message has 2500/,
+  );
+  // The first sender's hand-over finds its room.
+  await send(h.ctx, first, frank.address);
+  const sc = await h.ctx.se.call("getStatechain", { statechainId: first.statechainId });
+  assert.equal(
+    sc.status,
+    StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+    "handed over, waiting for frank",
+  );
 });
