@@ -66,6 +66,11 @@ export interface OwnerContext {
    */
   paillierKey?: () => Promise<PaillierKey>;
   /**
+   * Starts making the key the next paillierKey() will return, without claiming it: a flow calls it when it
+   * starts and paillierKey() only once its checks passed, so a coin refused early uses up no key.
+   */
+  preparePaillierKey?: () => void;
+  /**
    * Called when a signature failed its final verification, before anything else happens: the caller records
    * the coin as tainted durably (its share and Paillier key never sign again; it leaves by its backup).
    */
@@ -133,29 +138,34 @@ export const lockFor = (initialLock: number, interval: number, ownerIndex: numbe
 // -------------------------------------------------------------------------------------------------------------
 // co-signing
 
-/** A fresh Paillier key for a new coin: the context's (prepared ahead) or one made now. */
-export const newPaillierKey = (ctx: OwnerContext): Promise<PaillierKey> =>
-  ctx.paillierKey ? ctx.paillierKey() : generatePaillierKey({ rng: ctx.rng });
-
 /**
- * Runs a keygen flow with the coin's fresh Paillier key (started at once, so that it is made while the flow
- * checks and talks to the SE). If the flow fails before it hands the key over (`handOver()`: to a hook that
- * persists it, a prepared key update, a returned coin), the key is wiped once made: it never serves another coin.
- * After the hand-over the key is the caller's: a key update left unanswered is finished with it later.
+ * Runs a keygen flow with the coin's fresh Paillier key. The flow calls `key()` where it needs the key, once its
+ * checks passed; the key is made meanwhile (a wallet's prepared one, or one started now). If the flow fails
+ * before it hands the key over (`handOver()`: to a hook that persists it, a prepared key update, a returned coin),
+ * the key is wiped once made: it never serves another coin. After the hand-over the key is the caller's: a key
+ * update left unanswered is finished with it later.
  */
 export async function withFreshPaillierKey<T>(
   ctx: OwnerContext,
-  flow: (key: Promise<PaillierKey>, handOver: () => void) => Promise<T>,
+  flow: (key: () => Promise<PaillierKey>, handOver: () => void) => Promise<T>,
 ): Promise<T> {
-  const key = newPaillierKey(ctx);
-  key.catch(() => {});
+  // Without a wallet's keys, one is made now, beside the flow's checks; a wallet prepares its slot's next key.
+  const early = ctx.paillierKey ? undefined : generatePaillierKey({ rng: ctx.rng });
+  early?.catch(() => {});
+  if (ctx.paillierKey) ctx.preparePaillierKey?.();
+  let taken: Promise<PaillierKey> | undefined;
+  const key = () => {
+    taken ??= early ?? ctx.paillierKey!();
+    taken.catch(() => {});
+    return taken;
+  };
   let handedOver = false;
   try {
     return await flow(key, () => {
       handedOver = true;
     });
   } catch (e) {
-    if (!handedOver) key.then(wipePaillierKey, () => {});
+    if (!handedOver) (taken ?? early)?.then(wipePaillierKey, () => {});
     throw e;
   }
 }
@@ -176,22 +186,25 @@ export async function coSign(
   const digest = bip143Digest(raw, 0, coin.sharedPublicKey, spendAmountSat);
   const sessionId = Buffer.from(ctx.rng(16));
   const { state, msg } = holderSignCommit(coin.key, { sessionId, digest, rng: ctx.rng });
-  const [first, identity] = await Promise.all([
-    ctx.se.call(
-      "signFirst",
-      {
-        statechainId: coin.statechainId,
-        purpose,
-        tx: Buffer.from(raw),
-        inputIndex: 0,
-        ownerCommit: msg,
-        auth: undefined,
-        sessionId,
-      },
-      coin.proofSecret,
-    ),
-    enclaveIdentity(ctx),
-  ]);
+  // The identity is fetched beside SignFirst, but the SE's answer to SignFirst comes first: a refusal there (say,
+  // a coin that is exit-only since an enclave restart) is the reason the user must see, not a failed fetch of the
+  // restarted enclave's identity, which the refusal makes moot.
+  const identityP = enclaveIdentity(ctx);
+  identityP.catch(() => {});
+  const first = await ctx.se.call(
+    "signFirst",
+    {
+      statechainId: coin.statechainId,
+      purpose,
+      tx: Buffer.from(raw),
+      inputIndex: 0,
+      ownerCommit: msg,
+      auth: undefined,
+      sessionId,
+    },
+    coin.proofSecret,
+  );
+  const identity = await identityP;
   refuse(
     Buffer.from(first.digest).equals(Buffer.from(digest)),
     "DIGEST_MISMATCH",
@@ -242,7 +255,7 @@ export function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedC
 async function depositWith(
   ctx: OwnerContext,
   opts: DepositOptions,
-  paillier: Promise<PaillierKey>,
+  paillier: () => Promise<PaillierKey>,
   handOver: () => void,
 ): Promise<OwnedCoin> {
   // Locks and intervals as the enclave attests them (audit #18.5), with its ring-Pedersen parameters and
@@ -297,7 +310,7 @@ async function depositWith(
   const keygenSessionId = Buffer.from(ctx.rng(16));
   const h1 = holderKeyGenCommit({
     sessionId: keygenSessionId,
-    paillier: await paillier,
+    paillier: await paillier(),
     ringPedersen: (await attested).ringPedersen,
     rng: ctx.rng,
   });

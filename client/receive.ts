@@ -981,12 +981,13 @@ export async function receive(
   incoming: IncomingTransfer,
   hooks: ReceiveHooks = {},
 ): Promise<OwnedCoin> {
-  // The coin's own Paillier key (made ahead by a wallet, or now) while the transfer is checked.
+  // The coin's own Paillier key (made ahead by a wallet, or now) while the transfer is checked; claimed only
+  // once the checks passed, so a refused coin uses up none.
   return withFreshPaillierKey(ctx, async (paillier, handOver) => {
     const checked = await checkTransfer(ctx, id, incoming);
     const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
     // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
-    const keys = { paillier: await paillier, ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
+    const keys = { paillier: await paillier(), ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
     const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
     handOver(); // the prepared key update holds the key: an unanswered one is finished with it later
     await hooks.beforeKeyUpdate?.(checked, prepared);

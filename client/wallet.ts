@@ -454,11 +454,17 @@ export class Wallet {
   }
 
   /** Starts making the key of the slot's next keygen in the background, unless the wallet file has it. */
-  private async prepareKey(slot: KeySlotRow, detail: Record<string, unknown> = {}): Promise<void> {
+  private async prepareKey(
+    slot: KeySlotRow,
+    detail: Record<string, unknown> & { quiet?: boolean } = {},
+  ): Promise<void> {
     const path = this.slotKeyPath(slot);
+    const pool = this.keyPool();
+    if (pool.status(path) !== undefined) return; // under way, or ready in this process
     if (await this.store.db.get("SELECT 1 FROM paillier_keys WHERE path = ?", [path])) return;
-    this.progress("paillier-key-ahead", detail);
-    this.keyPool().prepare(path);
+    const { quiet, ...shown } = detail;
+    if (!quiet) this.progress("paillier-key-ahead", shown);
+    pool.prepare(path);
   }
 
   /** Resolves once the keys being made ahead are made and written to the wallet file. */
@@ -483,7 +489,16 @@ export class Wallet {
 
   /** The protocol context of a keygen on slot `idx`: its Paillier key comes from the slot. */
   private keygenContext(idx: number): OwnerContext {
-    return { ...this.context(), paillierKey: () => this.takeKey(idx) };
+    return {
+      ...this.context(),
+      preparePaillierKey: () => {
+        this.store.db
+          .get<KeySlotRow>("SELECT * FROM key_slots WHERE idx = ?", [idx])
+          .then((slot) => slot && this.prepareKey(slot, { quiet: true }))
+          .catch(() => {}); // only a head start: takeKey makes the key if this did not
+      },
+      paillierKey: () => this.takeKey(idx),
+    };
   }
 
   private identity(idx: number): ReceiverIdentity {

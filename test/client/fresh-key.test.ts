@@ -13,7 +13,7 @@ async function run(handOverFirst: boolean): Promise<PaillierKey> {
   const ctx = { paillierKey: async () => key } as unknown as OwnerContext;
   await assert.rejects(
     withFreshPaillierKey(ctx, async (k, handOver) => {
-      await k;
+      await k();
       if (handOverFirst) handOver();
       throw new Error("refused by the SE");
     }),
@@ -32,4 +32,29 @@ test("a flow that fails before it hands its key over leaves the key wiped", asyn
 test("a flow that failed after handing its key over leaves it whole for the caller", async () => {
   const key = await run(true);
   assert.ok(!allZero(key.secret.p), "the caller's key is not wiped");
+});
+
+test("a wallet's key is prepared when the flow starts and claimed only where the flow asks for it", async () => {
+  const calls: string[] = [];
+  const key = await generatePaillierKey({ rng });
+  const ctx = {
+    preparePaillierKey: () => void calls.push("prepare"),
+    paillierKey: async () => {
+      calls.push("take");
+      return key;
+    },
+  } as unknown as OwnerContext;
+  await assert.rejects(
+    withFreshPaillierKey(ctx, async () => {
+      throw new Error("refused by a check");
+    }),
+    /refused by a check/,
+  );
+  assert.deepEqual(calls, ["prepare"], "a flow refused before it needs the key claims none");
+  await new Promise((r) => setImmediate(r));
+  assert.ok(!allZero(key.secret.p), "an unclaimed key is not the flow's to wipe");
+  calls.length = 0;
+  const got = await withFreshPaillierKey(ctx, async (k) => k());
+  assert.equal(got, key);
+  assert.deepEqual(calls, ["prepare", "take"]);
 });

@@ -250,7 +250,7 @@ async function sqlOf<T>(file: string, sql: string, args: (string | number)[] = [
   }
 }
 
-test("per-coin Paillier keys: made ahead for an address, derived from the seed, burnt by a refusal, never shared", async () => {
+test("per-coin Paillier keys: made ahead for an address, derived from the seed, claimed only past the checks, burnt once claimed, never shared", async () => {
   const { wallet: alice, file: aliceFile, mnemonic: aliceWords } = await testWallet(h);
   const { wallet: bob, file: bobFile, mnemonic: bobWords } = await testWallet(h);
   await alice.faucet(1);
@@ -274,30 +274,50 @@ test("per-coin Paillier keys: made ahead for an address, derived from the seed, 
   const second = await alice.deposit(200_000n, { onWait: mine() });
   await alice.send(first.number, a0);
 
-  // A receive refused after it took the key (here the SE call that follows the checks fails once): that key is
-  // burnt, the next attempt on the same slot uses keygen 1.
+  // A receive refused by a check before it needs the key (here the call that gets the transfer key fails once)
+  // claims none: the slot's count stays, the key made ahead stays in the file. One refused after it claimed the
+  // key (the key update's call fails once, before anything reaches the SE) burns it: the next attempt on the same
+  // slot uses keygen 1.
   const se = h.ctx.se;
-  let failures = 0;
+  let cut: string | undefined;
   const flaky = Object.create(se) as typeof se;
   flaky.call = ((m: string, ...rest: unknown[]) => {
-    if (m === "transferReceiverInit" && failures++ === 0)
-      return Promise.reject(new ProtocolError("TEST_CUT", "cut by the test before the transfer key"));
+    if (m === cut) {
+      cut = undefined;
+      return Promise.reject(new ProtocolError("TEST_CUT", `cut by the test at ${m}`));
+    }
     return (se.call as (...a: unknown[]) => unknown)(m, ...rest);
   }) as typeof se.call;
   bob.connect({ ...servicesOf(h), se: flaky });
-  const refused = await bob.receive();
+  const keygensOf = async () =>
+    (await sqlOf<{ keygens: number }>(bobFile, "SELECT keygens FROM key_slots WHERE idx = ?", [s0]))[0]
+      ?.keygens;
+  cut = "transferReceiverInit";
+  const early = await bob.receive();
   assert.deepEqual(
-    refused.refused.map((r) => r.code),
+    early.refused.map((r) => r.code),
     ["TEST_CUT"],
     "the first attempt is refused by the cut",
   );
+  await bob.keysReady();
+  assert.equal(await keygensOf(), 0, "a receive refused before it needed the key claims none");
+  assert.deepEqual(
+    (await sqlOf<{ path: string }>(bobFile, "SELECT path FROM paillier_keys")).map((r) => r.path),
+    [path0],
+    "the key made ahead is still in the file",
+  );
+  cut = "transferReceiverKeyUpdate";
+  const late = await bob.receive();
+  assert.deepEqual(
+    late.refused.map((r) => r.code),
+    ["TEST_CUT"],
+    "the second attempt is cut at the key update",
+  );
+  assert.equal(await keygensOf(), 1, "a receive refused after it claimed the key burns it");
   const received = await bob.receive();
   assert.equal(received.received.length, 1, JSON.stringify(received.refused));
   bob.connect(servicesOf(h));
-  const [slot0] = await sqlOf<{ keygens: number }>(bobFile, "SELECT keygens FROM key_slots WHERE idx = ?", [
-    s0,
-  ]);
-  assert.equal(slot0?.keygens, 2, "two keygens were started on the slot");
+  assert.equal(await keygensOf(), 2, "two keygens were started on the slot");
   const bobN = await coinModuli(bobFile);
   assert.deepEqual([...bobN.values()], [derived(bobWords, s0, 1)], "the coin has the slot's second key");
   assert.notEqual(derived(bobWords, s0, 1), derived(bobWords, s0, 0));
