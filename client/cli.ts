@@ -1,5 +1,6 @@
 // The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
-// the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage.
+// the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage,
+// 130 interrupted.
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
@@ -13,6 +14,7 @@ import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
+import type { ExitState } from "./exit.ts";
 import type { AttestationTrust } from "./owner.ts";
 import { progressPrinter } from "./progress.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
@@ -20,7 +22,7 @@ import type { SeClient, SeError } from "./se-client.ts";
 import { WalletFileError } from "./store.ts";
 import { didYouMean } from "./suggest.ts";
 import type { VerifyReport } from "./verify.ts";
-import type { CoinSummary, ReceiveResult, Wallet } from "./wallet.ts";
+import type { CoinSummary, ProgressFn, ReceiveResult, Wallet } from "./wallet.ts";
 
 /**
  * The modules a command needs beyond argument checking (gRPC, bitcoinjs, libsecp256k1, the wallet): imported
@@ -102,7 +104,7 @@ Options:
   -h, --help                this text, or a command's: \`wallet <command> --help\`, \`wallet help <command>\`
   -V, --version             the wallet's version
 
-Exit status: 0 ok, 1 refused or failed, 2 usage.
+Exit status: 0 ok, 1 refused or failed, 2 usage, 130 interrupted (Ctrl-C; a line says what state it left).
 `;
 
 const COMMAND_HELP: Record<string, string> = {
@@ -129,11 +131,15 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   A coin whose funding never reached the chain (its broadcast failed, or it left the mempool) is shown as
   funding-failed and not counted in the balance; --rebroadcast sends its funding transaction again.`,
   coins: `wallet coins
-  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode). The SE is asked
+  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode; none for a coin
+  that is gone: sent, withdrawn or exited), under a header line; an exit under way shows as exiting, with its
+  stage and the command that continues it. The SE is asked
   about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
   exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
   left out of the balance.`,
-  send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
+  send: `wallet send <coin> <address>
+  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update; each
+  step is shown as it goes (--json: progress lines on stderr). Interrupted, run it again to finish.`,
   receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
@@ -142,13 +148,15 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
   Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
   decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
-  withdraw:
-    "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
+  withdraw: `wallet withdraw <coin> <address> [--no-wait]
+  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed. Says what the
+  address receives, the network fee and the SE's fee (--json: destination, receivedSat, feeSat, seFeeSat).`,
   exit: `wallet exit <coin> [--no-wait] [--timeout s]
   Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
   then the backup after its relative lock), showing the blocks left and an ETA at the block interval. On regtest
   blocks come when mined: \`npx se mine <n>\` mines them on the simulator. Resumable: after --timeout (exit
-  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue.`,
+  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue. Says what the backup pays this wallet and the
+  fee the coin pays on the way (--json: destination, receivedSat, feeSat).`,
   verify:
     "wallet verify <coin> [--allow-unpublished]\n  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless --allow-unpublished).",
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
@@ -214,6 +222,11 @@ export interface CliIo {
   readLine: (prompt: string, opts: { secret: boolean }) => Promise<string | undefined>;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /**
+   * Calls `handler` on an interrupt (Ctrl-C: SIGINT) while a command runs; returns how to stop listening. The
+   * command then ends at once with a line saying what state it left, exit status 130.
+   */
+  onInterrupt?: (handler: () => void) => () => void;
 }
 
 let stdinReader: (() => Promise<string | undefined>) | undefined;
@@ -231,6 +244,10 @@ export const processIo: CliIo = {
   },
   env: process.env,
   cwd: process.cwd(),
+  onInterrupt(handler) {
+    process.once("SIGINT", handler);
+    return () => process.off("SIGINT", handler);
+  },
 };
 
 class UsageError extends Error {}
@@ -318,6 +335,14 @@ class Session {
     this.json = Boolean(v.json);
     this.progress = progressPrinter({ write: io.stderr, tty: io.stderrIsTTY && !this.json, json: this.json });
   }
+
+  /** The last progress event of the command: what an interrupt says it left behind. */
+  last: { event: string; detail: Record<string, unknown> } | undefined;
+
+  readonly onProgress: ProgressFn = (event, detail = {}) => {
+    this.last = { event, detail };
+    this.progress.onProgress(event, detail);
+  };
 
   out(human: string, json: unknown): void {
     this.progress.end();
@@ -560,11 +585,63 @@ function attestationText(c: CoinSummary): string {
   return `attestations ${ok ? "verified" : "FAILED"}${sim ? " (SIMULATOR: no hardware guarantee)" : ""}`;
 }
 
-function coinLine(c: CoinSummary): string {
+/** Coins that left the wallet (sent, withdrawn, exited): their backups lock nothing the wallet holds. */
+const GONE = new Set(["sent", "withdrawn", "exited"]);
+
+/** The status `wallet coins` shows: the SE's UNKNOWN, and an exit under way before anything is broadcast. */
+function shownStatus(c: CoinSummary): string {
   // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
-  const status = c.seStatus === "UNKNOWN" && !c.inBalance ? "unknown-to-the-SE" : c.status;
-  const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
-  const lines = [line];
+  if (c.seStatus === "UNKNOWN" && !c.inBalance) return "unknown-to-the-SE";
+  if (c.exit && !GONE.has(c.status) && c.exit.stage !== "confirmed") return "exiting";
+  return c.status;
+}
+
+/** Where an exit stands, in words. */
+function exitStageText(st: ExitState): string {
+  switch (st.stage) {
+    case "waiting-kickoff":
+      return "the kick-off is broadcast, waiting for it to confirm";
+    case "waiting-lock":
+      return `waiting for the backup's lock: it may be mined from height ${st.unlockHeight}${st.broadcast ? " (the kick-off is confirmed)" : "; nothing is broadcast yet"}`;
+    case "backup-broadcast":
+      return `the backup ${st.backupTxid} is broadcast, waiting for it to confirm`;
+    case "confirmed":
+      return `the backup ${st.backupTxid} confirmed at height ${st.backupHeight}`;
+  }
+}
+
+const COIN_COLUMNS = ["coin", "status", "amount", "owner", "backup lock", "statechain id"];
+
+/** `wallet coins`: a header line, a row per coin, the lines that say what to do under a coin. */
+export function coinsTable(coins: CoinSummary[]): string {
+  const rows = coins.map((c) => [
+    `#${c.number}`,
+    shownStatus(c),
+    sat(c.amountSat),
+    String(c.ownerIndex),
+    // A coin that is gone has no backup of the wallet's to wait for.
+    GONE.has(c.status) ? "" : lockText(c),
+    c.statechainId,
+  ]);
+  const widths = COIN_COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((x, i) => (i === 2 ? x.padStart(widths[i]!) : i === cells.length - 1 ? x : x.padEnd(widths[i]!)))
+      .join("  ");
+  const out = [line(COIN_COLUMNS)];
+  coins.forEach((c, i) => {
+    out.push(line(rows[i]!));
+    out.push(...coinNotes(c));
+  });
+  return out.join("\n");
+}
+
+function coinNotes(c: CoinSummary): string[] {
+  const lines: string[] = [];
+  if (c.exit && !GONE.has(c.status))
+    lines.push(
+      `    exiting: ${exitStageText(c.exit)}${!c.exit.broadcast && c.status === "active" ? " (until then the coin can still be sent or withdrawn)" : ""}; \`wallet exit ${c.number}\` continues`,
+    );
   if (c.receiver) {
     const since = new Date(c.receiver.sinceMs).toISOString();
     lines.push(
@@ -574,7 +651,7 @@ function coinLine(c: CoinSummary): string {
     );
   }
   if (c.hint) lines.push(`    ${c.hint}`);
-  return lines.join("\n");
+  return lines;
 }
 
 function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
@@ -646,7 +723,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       network,
       mnemonic,
       scryptN: v["scrypt-n"] !== undefined ? positiveNumber(v["scrypt-n"], "--scrypt-n", 0) : undefined,
-      onProgress: s.progress.onProgress,
+      onProgress: s.onProgress,
     });
     try {
       if (v.se) await wallet.setConfig("se", v.se);
@@ -715,10 +792,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       allowUnpublished: Boolean(v["allow-unpublished"]),
       // Waits for blocks say the network: an ETA at its block interval, on regtest how to mine them.
       onProgress: (event, detail) =>
-        s.progress.onProgress(
-          event,
-          event === "confirmations" ? { network: wallet.network, ...detail } : detail,
-        ),
+        s.onProgress(event, event === "confirmations" ? { network: wallet.network, ...detail } : detail),
     });
     const wait = {
       pollMs: positiveNumber(v["poll-ms"], "--poll-ms", 5000),
@@ -799,10 +873,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       }
       case "coins": {
         const coins = await wallet.coins();
-        s.out(
-          coins.length ? coins.map(coinLine).join("\n") : "no coins yet (`wallet deposit <amount>`)",
-          coins,
-        );
+        s.out(coins.length ? coinsTable(coins) : "no coins yet (`wallet deposit <amount>`)", coins);
         return 0;
       }
       case "send": {
@@ -820,16 +891,33 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       }
       case "withdraw": {
         const r = await wallet.withdraw(args[0]!, args[1]!, { ...wait, wait: !v["no-wait"] });
-        s.out(`withdrawal ${r.txid}: coin #${r.coin.number} ${r.coin.status}`, r);
+        const fees = `network fee ${sat(r.feeSat)}${r.seFeeSat > 0n ? `, SE fee ${sat(r.seFeeSat)}` : ""}`;
+        s.out(
+          [
+            r.coin.status === "withdrawn"
+              ? `coin #${r.coin.number} withdrawn: ${sat(r.receivedSat)} received at ${r.destination} (${fees})`
+              : `coin #${r.coin.number} withdrawing: ${sat(r.receivedSat)} to ${r.destination} once confirmed (${fees}); \`wallet withdraw ${r.coin.number} ${r.destination}\` waits for it`,
+            `  withdrawal txid ${r.txid}`,
+          ].join("\n"),
+          r,
+        );
         return 0;
       }
       case "exit": {
         const r = await wallet.exit(args[0]!, { ...wait, wait: !v["no-wait"] });
         const st = r.state;
+        const pays = `${sat(r.receivedSat)} to ${r.destination} (this wallet's backup key; fee ${sat(r.feeSat)} from the coin)`;
         s.out(
           st.stage === "confirmed"
-            ? `coin #${r.coin.number} exited: backup ${st.backupTxid} confirmed at height ${st.backupHeight}`
-            : `coin #${r.coin.number} exiting: ${st.stage}${st.unlockHeight ? `, backup from height ${st.unlockHeight}` : ""} (run \`wallet exit ${r.coin.number}\` again to continue)`,
+            ? [
+                `coin #${r.coin.number} exited: ${sat(r.receivedSat)} received at ${r.destination} (this wallet's backup key: on-chain funds now; fee ${sat(r.feeSat)} from the coin)`,
+                `  backup ${st.backupTxid} confirmed at height ${st.backupHeight}`,
+              ].join("\n")
+            : [
+                `coin #${r.coin.number} exiting: ${exitStageText(st)}`,
+                `  the backup pays ${pays}`,
+                `  run \`wallet exit ${r.coin.number}\` again to continue`,
+              ].join("\n"),
           r,
         );
         return 0;
@@ -999,8 +1087,22 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   lib ??= await loadLib();
   const s = new Session(io, values);
+  let stopListening: (() => void) | undefined;
+  const interrupted = new Promise<"interrupted">((resolve) => {
+    stopListening = io.onInterrupt?.(() => resolve("interrupted"));
+  });
+  let wasInterrupted = false;
   try {
-    return await run(s, command, args);
+    const r = await Promise.race([run(s, command, args), interrupted]);
+    if (r !== "interrupted") return r;
+    // The wallet file is written step by step, each step durable before the next goes out: stopping here leaves
+    // the state the last step reached, which the line names (and the command that goes on from it).
+    wasInterrupted = true;
+    s.progress.end();
+    const message = interruptedText(command, args, s.last, s.walletFile());
+    if (s.json) io.stdout(`${toJson({ ok: false, error: { code: "INTERRUPTED", message } })}\n`);
+    io.stderr(`wallet: interrupted ${message}\n`);
+    return 130;
   } catch (e) {
     s.progress.end();
     if (e instanceof PromptCancelled) {
@@ -1031,6 +1133,63 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {
-    await s.close();
+    stopListening?.();
+    // Interrupted, the command is still running: its connections close with the process (bin/wallet.js exits).
+    if (!wasInterrupted) await s.close();
+  }
+}
+
+/**
+ * What an interrupted command leaves, in one line: from the command and its last progress event. The wallet
+ * records each step before the next goes out, so the step reached is what stays (and the command resumes it).
+ */
+export function interruptedText(
+  command: string,
+  args: string[],
+  last: { event: string; detail: Record<string, unknown> } | undefined,
+  file: string,
+): string {
+  const event = last?.event;
+  const coin = args[0] ?? "<coin>";
+  const nothing = "before anything was sent: nothing changed";
+  switch (command) {
+    case "create":
+    case "restore":
+      return `while making ${file}: its mnemonic was not shown, so delete the file and run \`wallet ${command}\` again`;
+    case "faucet":
+      return event === "mining"
+        ? "while mining regtest blocks to the wallet: the blocks mined so far stay; `wallet info` shows the balance"
+        : nothing;
+    case "deposit":
+      if (event === "deposited" || event === "confirmations")
+        return "while waiting for confirmations: the deposit is broadcast; `wallet coins` shows it";
+      if (event === "broadcast")
+        return "while broadcasting the deposit's funding transaction: `wallet coins` shows the coin; `wallet deposit --rebroadcast <coin>` sends the funding again if it did not go out";
+      if (event === undefined) return nothing;
+      return "during the deposit's key generation with the SE: no bitcoin moved (the SE forgets a deposit that is never funded); `wallet deposit <amount>` starts again";
+    case "send":
+      if (event === "transfer-send")
+        return `while handing the transfer message to the SE: \`wallet coins\` shows coin ${coin} as being sent; \`wallet send ${coin} ${args[1] ?? "<address>"}\` again finishes it`;
+      if (event === "transfer-init" || event === "backup")
+        return `while handing coin ${coin} over: the receiver is recorded, nothing is final yet; \`wallet send ${coin} ${args[1] ?? "<address>"}\` finishes it`;
+      return nothing;
+    case "withdraw":
+      if (event === "broadcast" || event === "confirmations")
+        return `while waiting for confirmations: the withdrawal is signed and broadcast; \`wallet coins\` shows coin ${coin} as withdrawing, \`wallet withdraw ${coin} ${args[1] ?? "<address>"}\` waits for it again`;
+      if (event === "withdraw-init" || event === "cosign")
+        return `while co-signing the withdrawal: nothing is broadcast; \`wallet withdraw ${coin} ${args[1] ?? "<address>"}\` resumes it`;
+      return nothing;
+    case "exit":
+      if (event === "wait-blocks")
+        return `while waiting for the backup's lock: nothing is broadcast; \`wallet exit ${coin}\` continues`;
+      if (event === "broadcast" || event === "confirmations")
+        return `while waiting for the ${String(last?.detail.tx ?? "backup")} to confirm: it is broadcast; \`wallet exit ${coin}\` continues, \`wallet coins\` shows it`;
+      return nothing;
+    case "receive":
+      if (event === "checking")
+        return `while checking incoming coin ${String(last?.detail.statechainId)}: \`wallet receive\` takes it up again (a key update already sent is finished then)`;
+      return "while reading the mailboxes: nothing was received";
+    default:
+      return "nothing changed";
   }
 }

@@ -174,6 +174,24 @@ export interface Refusal {
   failedChecks?: string[];
 }
 
+/** What a withdrawal pays out: amounts in satoshis, the destination as an address. */
+export interface WithdrawalFigures {
+  destination: string;
+  /** Paid to the destination. */
+  receivedSat: bigint;
+  /** The network's fee. */
+  feeSat: bigint;
+  /** The SE's withdrawal fee (0 when it charges none). */
+  seFeeSat: bigint;
+}
+
+/** What an exit by backup pays out: to the wallet's own backup key, the rest of the coin in fees. */
+export interface ExitFigures {
+  destination: string;
+  receivedSat: bigint;
+  feeSat: bigint;
+}
+
 export interface ReceiveResult {
   received: CoinSummary[];
   refused: Refusal[];
@@ -768,7 +786,7 @@ export class Wallet {
       attestations: JSON.parse(row.attestations) as AttestationSummary[],
       // A planned exit of a coin since sent or withdrawn is history, not state.
       exit:
-        row.exit_state && ["active", "exiting", "exited"].includes(row.status)
+        row.exit_state && !["sent", "withdrawn"].includes(row.status)
           ? (JSON.parse(row.exit_state) as ExitState)
           : undefined,
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
@@ -1321,7 +1339,7 @@ export class Wallet {
     ref: string | number,
     address: string,
     opts: WaitOptions & { wait?: boolean } = {},
-  ): Promise<{ txid: string; coin: CoinSummary }> {
+  ): Promise<{ txid: string; coin: CoinSummary } & WithdrawalFigures> {
     let destination: Uint8Array;
     try {
       destination = bitcoin.address.toOutputScript(address, this.bitcoinNetwork);
@@ -1338,7 +1356,9 @@ export class Wallet {
     const ctx = this.context();
     const coin = this.loadCoin(row);
     let txid: string;
+    let signed: Uint8Array;
     if (row.status === "withdrawing" && row.withdrawal_tx) {
+      signed = row.withdrawal_tx;
       txid = txidToHex(txidOf(parseTx(row.withdrawal_tx)));
       // Not in the chain or mempool (dropped, or taken out by a reorg before it was buried, #19.4): the wallet
       // sends its signed withdrawal again itself rather than rely on the SE to.
@@ -1365,12 +1385,63 @@ export class Wallet {
       });
       await this.store.setConfig(key, undefined);
       txid = w.txid;
+      signed = w.tx;
     }
     if (opts.wait !== false) {
       await confirmWithdrawal(ctx, coin, opts);
       await this.setStatus(row, "withdrawn");
     }
-    return { txid, coin: await this.coin(row.id) };
+    return { txid, coin: await this.coin(row.id), ...this.withdrawalFigures(row, signed) };
+  }
+
+  /** What a signed withdrawal pays: output 0 to its destination, output 1 (if any) the SE's fee, the rest fees. */
+  private withdrawalFigures(row: CoinRow, raw: Uint8Array): WithdrawalFigures {
+    const tx = parseTx(raw, "withdrawal");
+    const spent = this.spentAmount(row, tx.ins[0]!);
+    const out = tx.outs.reduce((s, o) => s + o.value, 0n);
+    return {
+      destination: this.addressOf(tx.outs[0]!.script),
+      receivedSat: tx.outs[0]!.value,
+      seFeeSat: tx.outs[1]?.value ?? 0n,
+      feeSat: spent - out,
+    };
+  }
+
+  /** The amount of the output a coin's withdrawal or backup spends: the coin's outpoint, or kick-off output 0. */
+  private spentAmount(row: CoinRow, input: { hash: Uint8Array; index: number }): bigint {
+    const sid = outpointFromBytes(row.statechain_id);
+    if (Buffer.from(input.hash).equals(Buffer.from(sid.txid)) && input.index === sid.vout)
+      return BigInt(row.amount_sat);
+    if (!row.kickoff_tx)
+      throw new WalletError(
+        "WALLET_CORRUPT",
+        `coin ${row.id}: a transaction spends neither its outpoint nor a kick-off`,
+        "internal",
+      );
+    return parseTx(row.kickoff_tx, "kick-off").outs[0]!.value;
+  }
+
+  private addressOf(script: Uint8Array): string {
+    try {
+      return bitcoin.address.fromOutputScript(script, this.bitcoinNetwork);
+    } catch {
+      return `script ${hex(script)}`;
+    }
+  }
+
+  /**
+   * What the coin's backup pays when it exits: output 0 to this wallet's backup key (its on-chain funds from then
+   * on); the fee is everything the coin loses on the way (the backup's fee, in kick-off mode also the kick-off's
+   * fee and its anchor output, which the CPFP child spends).
+   */
+  private exitFigures(row: CoinRow): ExitFigures {
+    const backup = parseTx(row.backup_tx, "backup");
+    const received = backup.outs[0]!.value;
+    return {
+      destination: this.addressOf(backup.outs[0]!.script),
+      receivedSat: received,
+      feeSat: BigInt(row.amount_sat) - received,
+    };
   }
 
   // --- exit -----------------------------------------------------------------------------------------------
@@ -1382,7 +1453,7 @@ export class Wallet {
   async exit(
     ref: string | number,
     opts: WaitOptions & { wait?: boolean } = {},
-  ): Promise<{ state: ExitState; coin: CoinSummary }> {
+  ): Promise<{ state: ExitState; coin: CoinSummary } & ExitFigures> {
     const row = await this.coinRow(ref);
     const s = this.svc();
     // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
@@ -1430,7 +1501,7 @@ export class Wallet {
         onProgress: s.onProgress,
       },
     );
-    return { state, coin: await this.coin(row.id) };
+    return { state, coin: await this.coin(row.id), ...this.exitFigures(row) };
   }
 
   // --- verify ---------------------------------------------------------------------------------------------
