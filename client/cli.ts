@@ -1,7 +1,7 @@
 // The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
 // the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage,
 // 130 interrupted.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -88,6 +88,7 @@ Options:
   --mainstay-slot <n>       the SE's Mainstay slot (with --mainstay-key; else the ones recorded by trust-simulator)
   --allow-unpublished       receive/verify: accept coins without a proof of publication (only for an SE that
                             runs without Mainstay); they are marked UNPUBLISHED
+  --save-attestations <dir> verify: write the attestation documents it checked to <dir>
   --fee-rate <sat/vB>       fee rate of the wallet's transactions (default 2)
   --poll-ms <ms>            how often waits poll (default 5000)
   --timeout <s>             how long waits last (default 1800)
@@ -157,8 +158,11 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   blocks come when mined: \`npx se mine <n>\` mines them on the simulator. Resumable: after --timeout (exit
   status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue. Says what the backup pays this wallet and the
   fee the coin pays on the way (--json: destination, receivedSat, feeSat).`,
-  verify:
-    "wallet verify <coin> [--allow-unpublished]\n  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless --allow-unpublished).",
+  verify: `wallet verify <coin> [--allow-unpublished] [--save-attestations <dir>]
+  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless
+  --allow-unpublished). --save-attestations writes each key update's attestation document and deletion receipt
+  to <dir> (with the PCR policy and simulator root they were checked against) and prints the
+  \`verify-attestation\` command that checks each one again.`,
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
   Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
   as trusted. A simulator gives no hardware guarantee: every verdict then says SIMULATOR.`,
@@ -177,7 +181,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   receive: ["wait", "allow-unpublished"],
   withdraw: ["no-wait"],
   exit: ["no-wait"],
-  verify: ["allow-unpublished"],
+  verify: ["allow-unpublished", "save-attestations"],
   "trust-simulator": ["confirm", "forget"],
 };
 
@@ -683,6 +687,90 @@ function receiveText(r: ReceiveResult): string {
   return lines.join("\n");
 }
 
+interface SavedAttestation {
+  ownerIndex: number;
+  document: string;
+  receipt: string;
+  nonce: string;
+  madeAt?: string;
+  /** The verify-attestation command that checks the document again, as of its own time. */
+  command: string;
+}
+
+/**
+ * `verify --save-attestations <dir>`: each key update's document and receipt as files, with the PCR policy and
+ * simulator root the wallet checked them against, and the verify-attestation command that checks each again.
+ */
+function saveAttestations(
+  dir: string,
+  cwd: string,
+  r: VerifyReport,
+  trust: AttestationTrust,
+): SavedAttestation[] {
+  if (r.documents.length === 0) return [];
+  const abs = path.resolve(cwd, dir);
+  const file = (name: string) => path.join(dir, name);
+  try {
+    mkdirSync(abs, { recursive: true });
+    const [txid, vout] = r.statechainId.split(":");
+    const prefix = `${txid!.slice(0, 16)}-${vout}`;
+    const extra: string[] = [];
+    if (trust.pcrPolicy) {
+      const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+      const releases = trust.pcrPolicy.releases.map((x) => ({
+        name: x.name,
+        pcr0: hex(x.pcr0),
+        pcr1: hex(x.pcr1),
+        pcr2: hex(x.pcr2),
+        ...(x.pcr8 ? { pcr8: hex(x.pcr8) } : {}),
+      }));
+      writeFileSync(path.join(abs, "pcrs.json"), `${JSON.stringify({ releases }, null, 2)}\n`);
+      extra.push(`--pcrs ${file("pcrs.json")}`);
+    }
+    if (trust.simulatorRootPem) {
+      writeFileSync(path.join(abs, "sim-root.pem"), trust.simulatorRootPem);
+      extra.push(`--sim-root ${file("sim-root.pem")}`);
+    }
+    return r.documents.map((d) => {
+      const base = `${prefix}-owner-${d.ownerIndex}`;
+      writeFileSync(path.join(abs, `${base}.attestation`), d.document);
+      writeFileSync(path.join(abs, `${base}.receipt`), d.receipt);
+      const nonce = Buffer.from(d.nonce).toString("hex");
+      const madeAt = d.madeAt !== undefined ? new Date(d.madeAt).toISOString() : undefined;
+      return {
+        ownerIndex: d.ownerIndex,
+        document: file(`${base}.attestation`),
+        receipt: file(`${base}.receipt`),
+        nonce,
+        madeAt,
+        command: [
+          "npx verify-attestation",
+          file(`${base}.attestation`),
+          `--nonce ${nonce}`,
+          `--receipt ${file(`${base}.receipt`)}`,
+          ...(madeAt ? [`--at ${madeAt}`] : []),
+          ...extra,
+        ].join(" "),
+      };
+    });
+  } catch (e) {
+    throw new lib.WalletError(
+      "SAVE_FAILED",
+      `cannot save the attestations in ${dir}: ${(e as Error).message}`,
+      "precondition",
+    );
+  }
+}
+
+function savedText(dir: string, saved: SavedAttestation[]): string {
+  if (saved.length === 0)
+    return "no attestation documents to save: the coin has had no key update (no transfer)";
+  return [
+    `saved ${saved.length} attestation document(s) in ${dir}, each checked again (as of its own time) by:`,
+    ...saved.map((x) => `  owner ${x.ownerIndex}: ${x.command}`),
+  ].join("\n");
+}
+
 function verifyText(r: VerifyReport): string {
   const mark = { pass: "✔", fail: "✘", skip: "–" } as const;
   const lines = r.checks.map((c) => `${mark[c.status]} ${c.name.padEnd(24)} ${c.detail}`);
@@ -924,7 +1012,13 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       }
       case "verify": {
         const r = await wallet.verify(args[0]!);
-        s.out(verifyText(r), r);
+        const dir = v["save-attestations"] as string | undefined;
+        const saved = dir !== undefined ? saveAttestations(dir, s.io.cwd, r, trust) : undefined;
+        const { documents: _documents, ...report } = r;
+        s.out(
+          [verifyText(r), ...(saved ? [savedText(dir!, saved)] : [])].join("\n"),
+          saved ? { ...report, saved } : report,
+        );
         return r.ok ? 0 : 1;
       }
       case "trust-simulator": {

@@ -20,6 +20,7 @@ Usage:
             [--fresh] [--chain-only] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
+  se attestation [--out <file>] [--nonce <hex>] [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
@@ -33,6 +34,10 @@ status  Queries a running SE: health of the enclave and chain, chain height, enc
 mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
         in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
         throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
+attestation
+        Asks a running SE for a live attestation document of its enclave (GetAttestation, with a fresh nonce
+        or --nonce) and writes it to --out (CBOR COSE_Sign1 bytes), or as base64 to stdout; prints the nonce and
+        the \`verify-attestation\` command that checks it. Exits 0 with a document, 1 without.
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -49,6 +54,8 @@ Options:
   --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
   --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
+  --out <file>           attestation: write the document here (default: base64 on stdout)
+  --nonce <hex>          attestation: the nonce the document carries (16 to 64 bytes; default random 32)
   --json                 machine-readable output
   -h, --help             this text
   -V, --version          the version
@@ -273,7 +280,7 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
 }
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
-  const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const endpoint = endpointOf(values);
   const [{ credentials, status: grpcStatus, Metadata }, { HealthCheckResponse_ServingStatus, HealthClient }] =
     await Promise.all([import("@grpc/grpc-js"), import("../proto/gen/grpc/health/v1/health.ts")]);
   const [{ StatechainServiceClient }, { unary }] = await Promise.all([
@@ -342,6 +349,107 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
     health.close();
     api.close();
   }
+}
+
+/** `se attestation`: a live attestation document from a running SE, to check with verify-attestation. */
+async function attestationCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const endpoint = endpointOf(values);
+  let nonce: Buffer;
+  if (values.nonce !== undefined) {
+    const n = String(values.nonce);
+    if (!/^(?:[0-9a-fA-F]{2}){16,64}$/.test(n)) fail("--nonce takes 16 to 64 bytes as hex");
+    nonce = Buffer.from(n, "hex");
+  } else nonce = (await import("node:crypto")).randomBytes(32);
+  const [{ credentials, status: grpcStatus }, { StatechainServiceClient }, { unary }] = await Promise.all([
+    import("@grpc/grpc-js"),
+    import("../proto/gen/statechain.ts"),
+    import("../proto/unary.ts"),
+  ]);
+  let creds = credentials.createInsecure();
+  if (values["tls-ca"]) {
+    try {
+      creds = credentials.createSsl(readFileSync(String(values["tls-ca"])));
+    } catch (err) {
+      fail(`cannot read --tls-ca ${values["tls-ca"]}: ${(err as Error).message}`);
+    }
+  }
+  const api = new StatechainServiceClient(endpoint, creds);
+  try {
+    const r = await unary(api, api.getAttestation, { nonce }, { deadlineMs: 15_000 });
+    const doc = Buffer.from(r.document);
+    const mode = r.enclave?.attestationMode ?? "unknown";
+    const instance = Buffer.from(r.enclave?.instanceId ?? []).toString("hex");
+    const nonceHex = nonce.toString("hex");
+    const out = values.out === undefined ? undefined : path.resolve(String(values.out));
+    if (out) {
+      try {
+        writeFileSync(out, doc);
+      } catch (err) {
+        fail(`cannot write --out ${out}: ${(err as Error).message}`, 1);
+      }
+    }
+    // The simulator's root, where this machine has it: what --sim-root needs (a verifier trusts it explicitly).
+    const dataDir = path.resolve(String(values["data-dir"] ?? process.env.SE_DATA_DIR ?? ".data/simulator"));
+    const localRoot = path.join(dataDir, "sim-ca", "sim-ca-root.pem");
+    let simRoot: string | undefined;
+    if (mode === "simulator") {
+      try {
+        if (readFileSync(localRoot, "utf8").trim() === r.enclave?.simulatorRootPem.trim())
+          simRoot = localRoot;
+      } catch {}
+    }
+    const check = [
+      "npx verify-attestation",
+      out ?? "-",
+      `--nonce ${nonceHex}`,
+      ...(mode === "simulator" ? [`--sim-root ${simRoot ?? "<the simulator's root certificate>"}`] : []),
+      "--pcrs <your PCR policy>",
+    ].join(" ");
+    if (values.json)
+      process.stdout.write(
+        `${JSON.stringify({
+          endpoint,
+          attestationMode: mode,
+          enclaveInstance: instance,
+          nonce: nonceHex,
+          bytes: doc.length,
+          ...(out ? { file: out } : { document: doc.toString("base64") }),
+          ...(simRoot ? { simulatorRoot: simRoot } : {}),
+          check,
+        })}\n`,
+      );
+    else if (out)
+      process.stdout.write(
+        [
+          `attestation document of the SE at ${endpoint} (${mode} enclave, instance ${instance.slice(0, 16)}…): ${doc.length} bytes in ${out}`,
+          `  nonce  ${nonceHex}`,
+          `  check  ${check}`,
+          "",
+        ].join("\n"),
+      );
+    else {
+      process.stdout.write(`${doc.toString("base64")}\n`);
+      process.stderr.write(
+        `se: attestation document of the SE at ${endpoint} (${mode} enclave), nonce ${nonceHex}; check it: se attestation --nonce ${nonceHex} | ${check}\n`,
+      );
+    }
+  } catch (err) {
+    const e = err as Error & { code?: number; details?: string };
+    const message =
+      typeof e.code === "number"
+        ? `${grpcStatus[e.code] ?? e.code}: ${(e.details || e.message).replace(/\s*Resolution note:\s*$/, "")}`
+        : e.message;
+    if (values.json) process.stdout.write(`${JSON.stringify({ endpoint, error: message })}\n`);
+    process.stderr.write(`se: no attestation from the SE at ${endpoint}: ${message}\n`);
+    process.exitCode = 1;
+  } finally {
+    api.close();
+  }
+}
+
+/** The SE a client command talks to: --endpoint, else SE_ENDPOINT, else the simulator's default. */
+function endpointOf(values: Record<string, string | boolean | undefined>): string {
+  return (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
 }
 
 async function mineCmd(values: Record<string, string | boolean | undefined>, args: string[]): Promise<void> {
@@ -427,6 +535,8 @@ async function main(): Promise<void> {
         endpoint: { type: "string" },
         "tls-ca": { type: "string" },
         address: { type: "string" },
+        out: { type: "string" },
+        nonce: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
@@ -449,8 +559,9 @@ async function main(): Promise<void> {
   if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
   if (cmd === "mine")
     return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
+  if (cmd === "attestation") return attestationCmd(values as Record<string, string | boolean | undefined>);
   fail(
-    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine"])}\n(\`se --help\` lists the commands)`,
+    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine", "attestation"])}\n(\`se --help\` lists the commands)`,
   );
 }
 
