@@ -780,7 +780,8 @@ export class Wallet {
       ownerIndex: row.owner_index,
       backupMode: mode,
       backupLock: lock,
-      blocksToLock: mode === "absolute" && tip !== undefined ? Math.max(0, lock - 1 - tip) : undefined,
+      // The backup is final in a block above its nLockTime: it can go out once the tip reaches the lock.
+      blocksToLock: mode === "absolute" && tip !== undefined ? Math.max(0, lock - tip) : undefined,
       depositAddress: bitcoin.payments.p2wpkh({ pubkey: P, network: this.bitcoinNetwork }).address!,
       seEndpoint: row.se_endpoint,
       attestations: JSON.parse(row.attestations) as AttestationSummary[],
