@@ -27,6 +27,11 @@ export interface BitcoindOptions {
   /** bcoin only: how long to wait for the mempool to take a relayed transaction. */
   acceptWaitMs?: number;
   onError?: (err: Error) => void;
+  /**
+   * What errors call the node (default "bitcoind"): e.g. "the simulator's embedded regtest node at <url>", so a
+   * message names the node the user runs rather than a bitcoind they never configured.
+   */
+  name?: string;
 }
 
 /** An error object returned by the JSON-RPC server. */
@@ -68,6 +73,13 @@ export class BitcoindChain implements DevChain {
     if (opts.flavor && opts.flavor !== "auto") this.flavor = Promise.resolve(opts.flavor);
   }
 
+  /** The node and the call, for error messages: "bitcoind getblockcount", "<name> (getblockcount)". */
+  private what(call: string): string {
+    return this.opts.name
+      ? `${this.opts.name} (${call})`
+      : `${/^GET /.test(call) ? "bcoin" : "bitcoind"} ${call}`;
+  }
+
   /** One JSON-RPC 1.0 call; an error object in the answer becomes an RpcError. */
   async rpc<T>(method: string, params: unknown[] = []): Promise<T> {
     const res = await this.http.request(this.opts.url, {
@@ -75,12 +87,12 @@ export class BitcoindChain implements DevChain {
       headers: { authorization: this.auth, "content-type": "application/json" },
       body: JSON.stringify({ jsonrpc: "1.0", id: this.nextId++, method, params }),
       timeoutMs: this.timeoutMs,
-      what: `bitcoind ${method}`,
+      what: this.what(method),
     });
     if (res.status === 401 || res.status === 403)
       throw new ChainError(
         "unavailable",
-        `bitcoind ${method}: RPC authentication failed (HTTP ${res.status})`,
+        `${this.what(method)}: RPC authentication failed (HTTP ${res.status})`,
       );
     let body: { result?: T; error?: { code: number; message: string } | null };
     try {
@@ -88,12 +100,12 @@ export class BitcoindChain implements DevChain {
     } catch {
       throw new ChainError(
         "bad-response",
-        `bitcoind ${method}: HTTP ${res.status} without a JSON-RPC answer`,
+        `${this.what(method)}: HTTP ${res.status} without a JSON-RPC answer`,
       );
     }
     if (body.error) throw new RpcError(body.error.code, body.error.message);
     if (res.status !== 200 || !("result" in body))
-      throw new ChainError("bad-response", `bitcoind ${method}: HTTP ${res.status} without a result`);
+      throw new ChainError("bad-response", `${this.what(method)}: HTTP ${res.status} without a result`);
     return body.result as T;
   }
 
@@ -113,14 +125,15 @@ export class BitcoindChain implements DevChain {
     const res = await this.http.request(new URL(path, this.opts.url).toString(), {
       headers: { authorization: this.auth },
       timeoutMs: this.timeoutMs,
-      what: `bcoin GET ${path}`,
+      what: this.what(`GET ${path}`),
     });
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw new ChainError("bad-response", `bcoin GET ${path}: HTTP ${res.status}`);
+    if (res.status !== 200)
+      throw new ChainError("bad-response", `${this.what(`GET ${path}`)}: HTTP ${res.status}`);
     try {
       return JSON.parse(res.text) as T;
     } catch {
-      throw new ChainError("bad-response", `bcoin GET ${path}: not JSON`);
+      throw new ChainError("bad-response", `${this.what(`GET ${path}`)}: not JSON`);
     }
   }
 

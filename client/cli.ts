@@ -77,7 +77,8 @@ Options:
   --wallet <file>           wallet file (default $WALLET_FILE or ~/.statechain/wallet.sqlite)
   --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else a prompt on a terminal
                             with the echo off, else the first line of stdin)
-  --se <host:port>          the SE (default $WALLET_SE, the wallet's setting, or 127.0.0.1:50051)
+  --se <host:port>          the SE (also --endpoint; default $WALLET_SE (or $SE_ENDPOINT), the wallet's
+                            setting, or 127.0.0.1:50051); create and restore remember it
   --network <name>          create/restore: bitcoin, testnet, signet or regtest (default regtest)
   --se-data-dir <dir>       simulator data dir for chain access (default $SE_DATA_DIR or .data/simulator)
   --bitcoind-rpc <url>      chain through bitcoind JSON-RPC (with --rpc-user, --rpc-password)
@@ -198,6 +199,7 @@ const GLOBAL_OPTIONS = [
   "wallet",
   "passphrase-file",
   "se",
+  "endpoint",
   "se-data-dir",
   "bitcoind-rpc",
   "rpc-user",
@@ -434,15 +436,32 @@ class Session {
   /** Where the SE's address came from, for the message when it cannot be reached. */
   endpointSource = "the default";
 
+  /** --se, or --endpoint (`se status`'s name for it): one setting; both, and differing, is a usage error. */
+  seFlag(): { value: string; name: string } | undefined {
+    const se = this.v.se as string | undefined;
+    const alias = this.v.endpoint as string | undefined;
+    if (se !== undefined && alias !== undefined && se !== alias)
+      throw new UsageError(
+        `--se ${se} and --endpoint ${alias} name the same setting (the SE's address): give one`,
+      );
+    if (se !== undefined) return { value: se, name: "--se" };
+    if (alias !== undefined) return { value: alias, name: "--endpoint" };
+    return undefined;
+  }
+
   async endpoint(wallet?: Wallet): Promise<string> {
     const stored = wallet ? await wallet.getConfig<string>("se") : undefined;
-    const [endpoint, source] = this.v.se
-      ? [this.v.se as string, "--se"]
+    const flag = this.seFlag();
+    // $SE_ENDPOINT is what `se status` reads: the same setting under the other CLI's name.
+    const [endpoint, source] = flag
+      ? [flag.value, flag.name]
       : this.io.env.WALLET_SE
         ? [this.io.env.WALLET_SE, "WALLET_SE"]
-        : stored
-          ? [stored, "the wallet's setting"]
-          : ["127.0.0.1:50051", "the default"];
+        : this.io.env.SE_ENDPOINT
+          ? [this.io.env.SE_ENDPOINT, "SE_ENDPOINT"]
+          : stored
+            ? [stored, "the wallet's setting"]
+            : ["127.0.0.1:50051", "the default"];
     this.endpointSource = source;
     return endpoint;
   }
@@ -470,6 +489,11 @@ class Session {
       });
       return { chain: this.chain };
     }
+    const from = this.v["se-data-dir"]
+      ? "--se-data-dir"
+      : this.io.env.SE_DATA_DIR
+        ? "SE_DATA_DIR"
+        : "the default";
     const dir = path.resolve(
       this.io.cwd,
       (this.v["se-data-dir"] as string) ?? this.io.env.SE_DATA_DIR ?? ".data/simulator",
@@ -480,17 +504,23 @@ class Session {
       creds = JSON.parse(readFileSync(file, "utf8"));
     } catch {
       return {
-        why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`) so that ${file} exists`,
+        why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`, or its chain alone: \`npx se start --chain-only\`) so that ${file} exists (data dir from ${from}: --se-data-dir or SE_DATA_DIR)`,
       };
     }
+    this.simulatorChain = { dir, from };
     this.chain = new lib.BitcoindChain({
       url: creds.url,
       user: creds.user,
       password: creds.password,
       network: net,
+      // The wallet talks to the simulator's own node here, not to a bitcoind the user configured.
+      name: `the simulator's embedded regtest node at ${creds.url}`,
     });
     return { chain: this.chain };
   }
+
+  /** Set when the chain is the simulator's embedded node, found through its data dir. */
+  simulatorChain: { dir: string; from: string } | undefined;
 
   /** --mainstay-key, else the local service's key stored with the simulator trust. */
   async mainstayKey(wallet: Wallet): Promise<MainstayKeyParams | undefined> {
@@ -787,6 +817,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   const v = s.v;
   const file = s.walletFile();
   // Arguments are checked before any passphrase is asked or any file opened.
+  s.seFlag();
   const amount = command === "deposit" && v.rebroadcast === undefined ? parseAmount(args[0]!) : 0n;
   if (command === "faucet" && v.blocks !== undefined && v.amount !== undefined)
     throw new UsageError("faucet takes --blocks or --amount, not both");
@@ -814,7 +845,8 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       onProgress: s.onProgress,
     });
     try {
-      if (v.se) await wallet.setConfig("se", v.se);
+      const se = s.seFlag();
+      if (se) await wallet.setConfig("se", se.value);
       const { address } = await wallet.receiveAddress();
       const onchain = await wallet.fundingAddress();
       s.out(
@@ -1224,6 +1256,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
     if (e instanceof lib.SeError && e.unreachable && e.endpoint)
       io.stderr(`${unreachableHint(e.endpoint)}\n`);
+    if (e instanceof ChainError && e.code === "unavailable" && s.simulatorChain)
+      io.stderr(
+        `  the simulator's chain (data dir ${s.simulatorChain.dir}, from ${s.simulatorChain.from}) runs with the SE (\`npm start\`), or on its own: \`npx se start --chain-only\` (the SE gone: \`wallet exit <coin>\` needs only the chain)\n`,
+      );
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {

@@ -51,7 +51,8 @@ Options:
                          (the simulator CA and Mainstay key stay, so wallets keep trusting it; also SE_FRESH=1)
   --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
   --log-level <level>    trace | debug | info | warn | error | silent
-  --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
+  --endpoint <host:port> status, attestation: the SE to ask (also --se; default $WALLET_SE, $SE_ENDPOINT
+                         or 127.0.0.1:50051: the names the wallet reads)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
   --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
   --out <file>           attestation: write the document here (default: base64 on stdout)
@@ -134,6 +135,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
         chainHeight: snap.chain.height,
         bitcoinRpc: se.regtest?.rpc.url,
         dataDir: cfg.dataDir,
+        walletEnv: walletEnv(cfg, se.port),
         ...(se.simulator ? simulatorJson(se.simulator) : {}),
         startMs: Date.now() - started,
       })}\n`,
@@ -148,8 +150,11 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}${se.regtest ? `; more now: \`npx se mine <n>${cfg.dataDir === path.resolve(".data/simulator") ? "" : ` --data-dir ${cfg.dataDir}`}\`` : ""}`,
       `  data dir       ${cfg.dataDir}`,
       "",
-      `  Next: \`npx se status --endpoint ${cfg.grpc.host}:${se.port}\` in another terminal, \`npm test\` for the suite,`,
-      "        README.md for the protocol walk-through. Ctrl-C stops everything.",
+      "  Wallets (and `se status`, `se mine`) in another shell find this SE with:",
+      ...exportLines(walletEnv(cfg, se.port)),
+      "",
+      "  Next: `npx se status` in another terminal, `npm test` for the suite, README.md for the protocol",
+      "        walk-through. Ctrl-C stops everything.",
       `  (started in ${Date.now() - started} ms)`,
       "",
     ];
@@ -170,6 +175,24 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/**
+ * What a wallet on this machine needs to find the SE: its address (an address bound on every interface is
+ * reached on loopback) and, for the simulator's chain, the data dir (absolute, so any working directory works).
+ */
+function walletEnv(cfg: HostConfig, port?: number): Record<string, string> {
+  const host = ["0.0.0.0", "::", ""].includes(cfg.grpc.host) ? "127.0.0.1" : cfg.grpc.host;
+  return {
+    ...(port !== undefined ? { WALLET_SE: `${host.includes(":") ? `[${host}]` : host}:${port}` } : {}),
+    SE_DATA_DIR: path.resolve(cfg.dataDir),
+  };
+}
+
+function exportLines(env: Record<string, string>): string[] {
+  return Object.entries(env).map(
+    ([k, v]) => `    export ${k}=${/^[\w./:@[\]-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`}`,
+  );
 }
 
 function simulatorJson(s: SimulatorStart): Record<string, unknown> {
@@ -252,7 +275,7 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
   );
   if (json)
     process.stdout.write(
-      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir, fresh: wiped !== undefined, resumed: node.resumedHeight !== undefined })}\n`,
+      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir, walletEnv: walletEnv(cfg), fresh: wiped !== undefined, resumed: node.resumedHeight !== undefined })}\n`,
     );
   else
     process.stdout.write(
@@ -264,7 +287,11 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
           ? `  resumed        the existing chain at height ${node.resumedHeight} (\`--fresh\` starts a new one)`
           : `  fresh start    ${wiped ? `--fresh: deleted ${wiped.join(", ") || "nothing"}; ` : ""}a new chain, kept in the data dir across restarts`,
         `  regtest chain  height ${node.height()}, bitcoind-compatible RPC ${node.rpc.url} (credentials in ${rpcFile})`,
-        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n> --data-dir ${cfg.dataDir}\`)`,
+        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n>\`)`,
+        "",
+        "  Wallets (`wallet exit`, `wallet coins`) and `se mine` in another shell find this chain with:",
+        ...exportLines(walletEnv(cfg)),
+        "",
         "  Ctrl-C stops it.",
         "",
         "",
@@ -447,9 +474,16 @@ async function attestationCmd(values: Record<string, string | boolean | undefine
   }
 }
 
-/** The SE a client command talks to: --endpoint, else SE_ENDPOINT, else the simulator's default. */
+/**
+ * The SE a client command talks to: --endpoint (or --se, the wallet's name for it), else $WALLET_SE (what the
+ * banner exports for wallets) or $SE_ENDPOINT, else the simulator's default. One setting, one value: the wallet
+ * reads the same names.
+ */
 function endpointOf(values: Record<string, string | boolean | undefined>): string {
-  return (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const [flag, alias] = [values.endpoint as string | undefined, values.se as string | undefined];
+  if (flag !== undefined && alias !== undefined && flag !== alias)
+    fail(`--endpoint ${flag} and --se ${alias} name the same setting (the SE's address): give one`);
+  return flag ?? alias ?? process.env.WALLET_SE ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
 }
 
 async function mineCmd(values: Record<string, string | boolean | undefined>, args: string[]): Promise<void> {
@@ -495,7 +529,11 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
       fail(`--address ${values.address} is not a regtest address`);
     }
   }
-  const chain = new BitcoindChain({ ...rpc, network: "regtest" });
+  const chain = new BitcoindChain({
+    ...rpc,
+    network: "regtest",
+    ...(cfg.chain.backend === "embedded" ? { name: `the simulator's embedded regtest node at ${rpc.url}` } : {}),
+  });
   try {
     const from = await chain.tipHeight();
     const hashes = await chain.mine(n, script);
@@ -533,6 +571,7 @@ async function main(): Promise<void> {
         fresh: { type: "boolean", default: false },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
+        se: { type: "string" },
         "tls-ca": { type: "string" },
         address: { type: "string" },
         out: { type: "string" },
