@@ -82,10 +82,15 @@ export class BitcoindChain implements DevChain {
 
   /** One JSON-RPC 1.0 call; an error object in the answer becomes an RpcError. */
   async rpc<T>(method: string, params: unknown[] = []): Promise<T> {
+    return this.rpcRaw<T>(method, JSON.stringify(params));
+  }
+
+  /** rpc() with the parameters as JSON text (amounts written exactly). */
+  private async rpcRaw<T>(method: string, params: string): Promise<T> {
     const res = await this.http.request(this.opts.url, {
       method: "POST",
       headers: { authorization: this.auth, "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "1.0", id: this.nextId++, method, params }),
+      body: `{"jsonrpc":"1.0","id":${this.nextId++},"method":${JSON.stringify(method)},"params":${params}}`,
       timeoutMs: this.timeoutMs,
       what: this.what(method),
     });
@@ -142,16 +147,55 @@ export class BitcoindChain implements DevChain {
   }
 
   /**
-   * Regtest only: mines `n` blocks with `generatetoaddress`, paying the coinbase to `script` (or to a throwaway
-   * key). bcoin's regtest spells bech32 addresses with "rb", bitcoind's with "bcrt".
+   * Regtest only: mines `n` blocks with `generatetoaddress`, paying the coinbase to `script` (or to the node's
+   * own address, see ownAddress). bcoin's regtest spells bech32 addresses with "rb", bitcoind's with "bcrt".
    */
   async mine(n: number, script?: Uint8Array): Promise<string[]> {
     if (this.network !== "regtest")
       throw new ChainError("invalid", "mining on demand exists on regtest only");
-    const out = script ?? Uint8Array.from([0, 20, ...new Uint8Array(20).fill(1)]);
-    const hrp = (await this.getFlavor()) === "bcoin" ? "rb" : "bcrt";
-    const address = btcAddress.fromOutputScript(out, { ...networks.regtest, bech32: hrp });
+    const address = script ? await this.regtestAddress(script) : await this.ownAddress();
     return this.rpc<string[]>("generatetoaddress", [n, address]);
+  }
+
+  /** A script as a regtest address in the node's spelling ("rb1…" for bcoin, "bcrt1…" for bitcoind). */
+  private async regtestAddress(script: Uint8Array): Promise<string> {
+    const hrp = (await this.getFlavor()) === "bcoin" ? "rb" : "bcrt";
+    return btcAddress.fromOutputScript(script, { ...networks.regtest, bech32: hrp });
+  }
+
+  private own: Promise<string> | undefined;
+
+  /**
+   * Where blocks mined for nobody in particular pay: the node's own wallet (`getnewaddress`: bitcoind's wallet,
+   * the simulator's faucet key), so its funds keep growing; a throwaway script when the node has no wallet.
+   */
+  private ownAddress(): Promise<string> {
+    this.own ??= this.rpc<string>("getnewaddress").catch(async (err) => {
+      if (!(err instanceof RpcError)) {
+        this.own = undefined;
+        throw err;
+      }
+      return this.regtestAddress(Uint8Array.from([0, 20, ...new Uint8Array(20).fill(1)]));
+    });
+    return this.own;
+  }
+
+  /**
+   * Regtest: pays `amountSat` to `script` from the node's own funds with `sendtoaddress` (bitcoind's wallet; the
+   * simulator's faucet key, funded by the chain's early coinbases). Resolves with the txid, in the mempool until
+   * a block is mined; or with why not (no wallet on the node, too little in it).
+   */
+  async fund(script: Uint8Array, amountSat: bigint): Promise<{ txid: string } | { unavailable: string }> {
+    if (this.network !== "regtest") return { unavailable: "a faucet exists on regtest only" };
+    const address = await this.regtestAddress(script);
+    const btc = `${amountSat / 100_000_000n}.${String(amountSat % 100_000_000n).padStart(8, "0")}`;
+    try {
+      // The amount as a JSON number with at most eight decimals, as bitcoind parses it.
+      return { txid: await this.rpcRaw<string>("sendtoaddress", `["${address}",${btc}]`) };
+    } catch (err) {
+      if (err instanceof RpcError) return { unavailable: `${this.what("sendtoaddress")}: ${err.message}` };
+      throw err;
+    }
   }
 
   private async rawTx(txid: string): Promise<RawTxJson | undefined> {

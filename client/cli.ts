@@ -60,7 +60,8 @@ Commands:
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
-  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator); --amount a: until it holds a
+  faucet                    regtest only: 10 btc to the wallet from the simulator's faucet key;
+                            --amount a: until it holds a; --blocks n: n coinbases mined to it
   deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc);
                             --rebroadcast <coin>: send a deposit's funding transaction again
   coins                     the wallet's coins with their state and backup locks
@@ -95,8 +96,8 @@ Options:
   --timeout <s>             how long waits last (default 1800)
   --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
   --mnemonic-file <file>    restore: the mnemonic
-  --blocks <n>              faucet: coinbases to mine (default 1)
-  --amount <amount>         faucet: mine until the wallet holds this much on chain
+  --blocks <n>              faucet: coinbases to mine to the wallet
+  --amount <amount>         faucet: until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
   --rebroadcast <coin>      deposit: broadcast the coin's funding transaction again (status funding-failed)
   --new, --onchain          address: see above
@@ -123,9 +124,12 @@ const COMMAND_HELP: Record<string, string> = {
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
   that funds deposits.`,
   info: "wallet info\n  The wallet file, network, SE, chain tip, balances and the attestation trust in force.",
-  faucet: `wallet faucet [--blocks n | --amount a]
-  Regtest (simulator) only: mines n coinbases to the wallet (or, with --amount, as many as it takes for the wallet
-  to hold that much on chain) and 100 blocks to mature them.`,
+  faucet: `wallet faucet [--amount a | --blocks n]
+  Regtest (simulator) only. The simulator's node mines its own blocks to a faucet key, which so holds the chain's
+  early coinbases (50 btc each): the faucet sends 10 btc from it (--amount a: what the wallet lacks to hold a on
+  chain) in one transaction and mines a block to confirm it, however many halvings late in the chain. A node
+  without such a key (a bitcoind without a wallet, a simulator chain older than the key) is paid in coinbases
+  mined to the wallet instead, and 100 blocks to mature them; --blocks n mines n coinbases to it that way.`,
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
 wallet deposit --rebroadcast <coin> [--no-wait]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
@@ -607,6 +611,9 @@ function missingChain(why: string, network: ChainNetwork): ChainBackend {
 
 const sat = (n: bigint) => `${n.toLocaleString("en-US")} sat`;
 
+/** What `wallet faucet` adds without --amount or --blocks. */
+const FAUCET_DEFAULT_SAT = 10n * 100_000_000n;
+
 function lockText(c: CoinSummary): string {
   if (c.backupMode === "kickoff") return `kick-off, then ${c.backupLock} blocks`;
   return `height ${c.backupLock}${c.blocksToLock !== undefined ? ` (${c.blocksToLock} blocks left)` : ""}`;
@@ -963,8 +970,20 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "faucet": {
-        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1), faucetAmount);
-        s.out(`mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`, r);
+        const r =
+          v.blocks !== undefined
+            ? await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1))
+            : faucetAmount !== undefined
+              ? await wallet.faucet(1, faucetAmount)
+              : await wallet.faucetSend(FAUCET_DEFAULT_SAT);
+        s.out(
+          r.source === "faucet"
+            ? `the simulator's faucet sent ${sat(r.sentSat!)} to the wallet (txid ${r.txid}, confirmed by a block mined now): ${sat(r.onchainSat)} on chain`
+            : r.source === "coinbase"
+              ? `mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`
+              : `the wallet holds ${sat(r.onchainSat)} on chain already: nothing to add`,
+          r,
+        );
         return 0;
       }
       case "deposit": {

@@ -67,6 +67,8 @@ function describe(event: string, d: Record<string, unknown>): string | undefined
       return `checking incoming coin ${d.statechainId}`;
     case "waiting":
       return "waiting for incoming transfers…";
+    case "faucet":
+      return `the simulator's faucet key pays ${Number(d.amountSat).toLocaleString("en-US")} sat to the wallet (txid ${d.txid}); mining a block to confirm it`;
     case "mining":
       return `mining ${d.blocks} regtest blocks`;
     default:

@@ -174,6 +174,19 @@ export interface Refusal {
   failedChecks?: string[];
 }
 
+/** What a faucet run did. */
+export interface FaucetResult {
+  /** Blocks mined: the coinbases to the wallet (their 100 blocks of maturity not counted), or the one block that
+   * confirmed the faucet's payment. */
+  blocks: number;
+  /** The wallet's on-chain funds afterwards. */
+  onchainSat: bigint;
+  /** Who paid: the node's funded key ("faucet"), coinbases mined to the wallet, or nobody (enough already). */
+  source: "faucet" | "coinbase" | "none";
+  txid?: string;
+  sentSat?: bigint;
+}
+
 /** What a withdrawal pays out: amounts in satoshis, the destination as an address. */
 export interface WithdrawalFigures {
   destination: string;
@@ -601,12 +614,30 @@ export class Wallet {
     };
   }
 
-  /** Regtest only (the simulator): mines `blocks` coinbases to the wallet, then matures them. */
   /**
-   * Regtest only: mines `blocks` coinbases to the wallet, or with `amountSat` as many as it takes for the wallet
-   * to hold that much on chain (regtest's subsidy halves every 150 blocks), then matures them.
+   * Regtest only: mines `blocks` coinbases to the wallet (then 100 blocks to mature them); or with `amountSat`
+   * brings the wallet's on-chain funds up to that amount: paid by the node's own funded key when it has one (the
+   * simulator's faucet key holds the chain's early coinbases; bitcoind's wallet), else by as many coinbases as
+   * it takes (regtest's subsidy halves every 150 blocks: late in a chain that may not be enough, FAUCET_LIMIT).
    */
-  async faucet(blocks = 1, amountSat?: bigint): Promise<{ blocks: number; onchainSat: bigint }> {
+  async faucet(blocks = 1, amountSat?: bigint): Promise<FaucetResult> {
+    const { dev, script } = await this.faucetTarget();
+    if (amountSat === undefined) return this.mineCoinbases(dev, script, blocks);
+    const have = (await this.balance()).onchainSat;
+    if (have >= amountSat) return { blocks: 0, onchainSat: have, source: "none" };
+    return this.fundFromNode(dev, script, amountSat - have);
+  }
+
+  /**
+   * Regtest only: `sendSat` more on chain, from the node's own funded key (one transaction, one block mined to
+   * confirm it), else from coinbases mined to the wallet.
+   */
+  async faucetSend(sendSat: bigint): Promise<FaucetResult> {
+    const { dev, script } = await this.faucetTarget();
+    return this.fundFromNode(dev, script, sendSat);
+  }
+
+  private async faucetTarget(): Promise<{ dev: DevChain; script: Uint8Array }> {
     const { chain } = this.svc();
     if (this.network !== "regtest" || typeof (chain as Partial<DevChain>).mine !== "function")
       throw new WalletError(
@@ -614,32 +645,57 @@ export class Wallet {
         "the faucet mines regtest blocks: simulator chains only",
         "precondition",
       );
-    const dev = chain as DevChain;
-    const script = p2wpkhScript(await this.fundingKey(0, "receive"));
-    if (amountSat !== undefined) {
-      const have = (await this.balance()).onchainSat;
-      let tip = await dev.tipHeight();
-      let sum = 0n;
-      blocks = 0;
-      while (have + sum < amountSat) {
-        tip++;
-        const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
-        const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
-        if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
-          throw new WalletError(
-            "FAUCET_LIMIT",
-            `${FAUCET_MAX_BLOCKS} coinbases at this height pay ${have + sum} sat at most, less than ${amountSat} sat`,
-            "precondition",
-          );
-        sum += subsidy;
-        blocks++;
-      }
-      if (blocks === 0) return { blocks, onchainSat: have };
+    return { dev: chain as DevChain, script: p2wpkhScript(await this.fundingKey(0, "receive")) };
+  }
+
+  private async fundFromNode(dev: DevChain, script: Uint8Array, sat: bigint): Promise<FaucetResult> {
+    const paid = dev.fund ? await dev.fund(script, sat) : { unavailable: "the chain has no funded key" };
+    if ("txid" in paid) {
+      this.progress("faucet", { amountSat: String(sat), txid: paid.txid });
+      await dev.mine(1);
+      return {
+        blocks: 1,
+        onchainSat: (await this.balance()).onchainSat,
+        source: "faucet",
+        txid: paid.txid,
+        sentSat: sat,
+      };
     }
+    // No funded key (a bitcoind without a wallet, a chain from before the faucet key): coinbases to the wallet.
+    return this.mineCoinbasesFor(dev, script, sat, paid.unavailable);
+  }
+
+  /** As many coinbases as pay `sat` at this height's subsidy (at most FAUCET_MAX_BLOCKS), then their maturity. */
+  private async mineCoinbasesFor(
+    dev: DevChain,
+    script: Uint8Array,
+    sat: bigint,
+    why: string,
+  ): Promise<FaucetResult> {
+    let tip = await dev.tipHeight();
+    let sum = 0n;
+    let blocks = 0;
+    while (sum < sat) {
+      tip++;
+      const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
+      const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
+      if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
+        throw new WalletError(
+          "FAUCET_LIMIT",
+          `the node pays nothing from a funded key (${why}), and ${FAUCET_MAX_BLOCKS} coinbases at this height pay ${sum} sat at most, less than ${sat} sat (regtest's subsidy halves every ${REGTEST_HALVING_INTERVAL} blocks); a simulator started with \`se start --fresh\` has a new chain whose faucet key holds its early coinbases`,
+          "precondition",
+        );
+      sum += subsidy;
+      blocks++;
+    }
+    return this.mineCoinbases(dev, script, blocks);
+  }
+
+  private async mineCoinbases(dev: DevChain, script: Uint8Array, blocks: number): Promise<FaucetResult> {
     this.progress("mining", { blocks: blocks + COINBASE_MATURITY });
     await dev.mine(blocks, script);
     await dev.mine(COINBASE_MATURITY);
-    return { blocks, onchainSat: (await this.balance()).onchainSat };
+    return { blocks, onchainSat: (await this.balance()).onchainSat, source: "coinbase" };
   }
 
   // --- coins ----------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ start   Runs the SE. In simulator mode (the default) this starts the enclave as 
 status  Queries a running SE: health of the enclave and chain, chain height, enclave identity. Exits 0 when the
         SE is serving, 1 when it is not (or does not answer), 2 on a usage error.
 mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
-        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
-        throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
+        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to the
+        node's own key (the simulator's faucet key, which funds \`wallet faucet\`). What a wallet waiting for confirmations or a backup's lock needs on regtest.
 attestation
         Asks a running SE for a live attestation document of its enclave (GetAttestation, with a fresh nonce
         or --nonce) and writes it to --out (CBOR COSE_Sign1 bytes), or as base64 to stdout; prints the nonce and
