@@ -1277,7 +1277,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.stderr(`${unreachableHint(e.endpoint)}\n`);
     if (e instanceof ChainError && e.code === "unavailable" && s.simulatorChain)
       io.stderr(
-        `  the simulator's chain (data dir ${s.simulatorChain.dir}, from ${s.simulatorChain.from}) runs with the SE (\`npm start\`), or on its own: \`npx se start --chain-only\` (the SE gone: \`wallet exit <coin>\` needs only the chain)\n`,
+        `  the simulator's chain (data dir ${s.simulatorChain.dir}, ${s.simulatorChain.from === "the default" ? "the default" : `from ${s.simulatorChain.from}`}) runs with the SE (\`npm start\`), or on its own: \`npx se start --chain-only\` (the SE gone: \`wallet exit <coin>\` needs only the chain)\n`,
       );
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
