@@ -1300,7 +1300,7 @@ export function interruptedText(
 ): string {
   const event = last?.event;
   const coin = args[0] ?? "<coin>";
-  const nothing = "before anything was sent: nothing changed";
+  const nothing = "before anything went to the SE or the network: nothing changed there";
   switch (command) {
     case "create":
     case "restore":

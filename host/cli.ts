@@ -532,7 +532,9 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
   const chain = new BitcoindChain({
     ...rpc,
     network: "regtest",
-    ...(cfg.chain.backend === "embedded" ? { name: `the simulator's embedded regtest node at ${rpc.url}` } : {}),
+    ...(cfg.chain.backend === "embedded"
+      ? { name: `the simulator's embedded regtest node at ${rpc.url}` }
+      : {}),
   });
   try {
     const from = await chain.tipHeight();

@@ -258,7 +258,10 @@ test("an interrupt says in one line what state the command left", () => {
     "while waiting for confirmations: the deposit is broadcast; `wallet coins` shows it",
   );
   assert.match(at("deposit", ["0.01btc"], "keygen"), /key generation.*no bitcoin moved/);
-  assert.match(at("deposit", ["0.01btc"]), /before anything was sent: nothing changed/);
+  assert.match(
+    at("deposit", ["0.01btc"]),
+    /before anything went to the SE or the network: nothing changed there/,
+  );
   assert.match(
     at("send", ["3", "rsc1x"], "backup"),
     /receiver is recorded.*`wallet send 3 rsc1x` finishes it/,
