@@ -1,5 +1,5 @@
 // `verify-attestation`: checks an attestation document for an owner and says why it is or is not valid.
-// Exit status 0 valid, 1 invalid, 2 usage or read error.
+// Exit status 0 valid, 1 invalid, 2 usage or read error, 3 valid but no PCR policy pinned the enclave's code.
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadPcrPolicy, type PcrPolicy } from "./pcr-policy.ts";
@@ -25,12 +25,18 @@ Options:
   --prev-receipt <file> the enclave's receipt before --receipt; checks the receipt chain link
   --sim-root <pem>     also trust this simulator root certificate (the verdict then says SIMULATOR)
   --max-age <seconds>  maximum age of the document (default 10800)
-  --json               print one JSON object: valid, simulator, checks, failures, document
+  --allow-unpinned     without --pcrs, accept a valid document whatever enclave code it attests (exit 0)
+  --json               print one JSON object (also for usage and read errors): verdict, valid, pinned,
+                       simulator, checks, failures, hint, document; or {"verdict": "ERROR", "error": …}
   -h, --help           this text
   -V, --version        the version
 
+A document recorded earlier (e.g. by \`wallet verify --save-attestations\`) has certificates that lived about
+three hours: check it as of its own time with --at (the verdict says so when only the time fails).
+
 Exit status: 0 valid, 1 invalid (also an input that is no document: empty, or neither CBOR, hex nor base64),
-2 usage or read error.
+2 usage or read error, 3 valid but unpinned: no --pcrs policy said which enclave code to accept (the
+signature and chain prove a genuine enclave, not which code it runs; --allow-unpinned accepts that).
 `;
 
 export interface CliIo {
@@ -48,6 +54,9 @@ export const processIo: CliIo = {
 };
 
 class UsageError extends Error {}
+
+/** A file that cannot be read: a usage error (exit 2), named apart in --json output. */
+class ReadError extends UsageError {}
 
 /** The input holds no attestation document (empty, or bytes of no known form): invalid, exit 1. */
 class InvalidInputError extends Error {}
@@ -123,7 +132,7 @@ function field(name: string, b: Uint8Array | null): string {
   return `${name.padEnd(12)}${b.length} bytes  ${h.length > 64 ? `${h.slice(0, 64)}…` : h}`;
 }
 
-export function formatText(r: VerificationResult): string {
+export function formatText(r: VerificationResult, opts: { allowUnpinned?: boolean } = {}): string {
   const lines: string[] = [];
   const d = r.document;
   if (d) {
@@ -166,25 +175,59 @@ export function formatText(r: VerificationResult): string {
   for (const name of r.notChecked) lines.push(`  --   ${name} — not checked (an earlier check failed)`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   lines.push("");
-  if (r.valid) {
+  const pinned = isPinned(r);
+  if (r.valid && !pinned && !opts.allowUnpinned) {
+    lines.push(
+      `verdict: UNPINNED — every check passed${r.simulator ? " (SIMULATOR root)" : ""}, but no PCR policy says which enclave code to accept: give --pcrs <file> with the releases you trust, or --allow-unpinned to accept any code`,
+    );
+  } else if (r.valid) {
+    const unpinned = pinned ? "" : " (unpinned: any enclave code accepted with --allow-unpinned)";
     lines.push(
       r.simulator
-        ? "verdict: VALID — SIMULATOR document: signed by a simulator root, NOT by AWS Nitro hardware"
-        : "verdict: VALID",
+        ? `verdict: VALID${unpinned} — SIMULATOR document: signed by a simulator root, NOT by AWS Nitro hardware`
+        : `verdict: VALID${unpinned}`,
     );
   } else {
     const failed = [...r.failures.map((f) => f.check), ...r.notChecked.map((c) => `${c} (not checked)`)];
     lines.push(
       `verdict: INVALID${r.simulator ? " (SIMULATOR root)" : ""} — failed: ${[...new Set(failed)].join(", ")}`,
     );
+    const hint = timeHint(r);
+    if (hint) lines.push(`hint: ${hint}`);
   }
   return `${lines.join("\n")}\n`;
 }
 
-export function formatJson(r: VerificationResult): string {
+/** Whether a PCR policy was given and the document's measurements passed it. */
+const isPinned = (r: VerificationResult) => r.checks["pcrs.policy"] === true;
+
+/** Checks that only the verification time makes fail: a recorded document, checked now. */
+const TIME_CHECKS = new Set(["chain.validity", "timestamp.max_age"]);
+
+/**
+ * For a document that fails only on time (its certificates' validity, its age): how to check it as of when it
+ * was made, with --at.
+ */
+export function timeHint(r: VerificationResult): string | undefined {
+  if (r.valid || !r.document || r.notChecked.length > 0 || r.failures.length === 0) return undefined;
+  if (!r.failures.every((f) => TIME_CHECKS.has(f.check))) return undefined;
+  const made = new Date(r.document.timestamp).toISOString();
+  return `only the time fails: the document was made at ${made}, and its certificates lived about three hours around then. A recorded document is checked as of its own time: add --at ${made}`;
+}
+
+/** The verdict of the command: VALID, INVALID, or UNPINNED (valid, but no PCR policy pinned the code). */
+export function verdictOf(r: VerificationResult, opts: { allowUnpinned?: boolean } = {}): string {
+  if (!r.valid) return "INVALID";
+  return isPinned(r) || opts.allowUnpinned ? "VALID" : "UNPINNED";
+}
+
+export function formatJson(r: VerificationResult, opts: { allowUnpinned?: boolean } = {}): string {
   const d = r.document;
   return `${JSON.stringify({
+    verdict: verdictOf(r, opts),
     valid: r.valid,
+    pinned: isPinned(r),
+    hint: timeHint(r) ?? null,
     simulator: r.simulator,
     checks: r.checks,
     failures: r.failures,
@@ -220,6 +263,8 @@ export function formatJson(r: VerificationResult): string {
 
 /** Runs the command; returns the exit status. */
 export function runCli(argv: string[], io: CliIo = processIo): number {
+  // Known before the arguments parse: a usage error in a --json run is answered in JSON too.
+  const json = argv.includes("--json");
   try {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -234,6 +279,7 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
         "prev-receipt": { type: "string" },
         "sim-root": { type: "string" },
         "max-age": { type: "string" },
+        "allow-unpinned": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
@@ -244,7 +290,7 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
       return 0;
     }
     if (values.version) {
-      io.stdout(`verify-attestation ${VERSION}\n`);
+      io.stdout(json ? `${JSON.stringify({ version: VERSION })}\n` : `verify-attestation ${VERSION}\n`);
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError("give exactly one document file (or - for stdin)");
@@ -261,7 +307,7 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
               : code === "EACCES"
                 ? "EACCES: permission denied"
                 : (code ?? (e as Error).message);
-        throw new UsageError(`cannot read ${what} ${p}: ${why}`);
+        throw new ReadError(`cannot read ${what} ${p}: ${why}`);
       }
     };
     const name = positionals[0] === "-" ? "stdin" : positionals[0]!;
@@ -276,7 +322,9 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
         throw e;
       const message = e instanceof InvalidInputError ? e.message : notADocument(input, name);
       if (values.json)
-        io.stdout(`${JSON.stringify({ valid: false, failures: [{ check: "input", message }] })}\n`);
+        io.stdout(
+          `${JSON.stringify({ verdict: "INVALID", valid: false, failures: [{ check: "input", message }] })}\n`,
+        );
       io.stderr(`verify-attestation: ${message}\n`);
       return 1;
     }
@@ -315,12 +363,18 @@ export function runCli(argv: string[], io: CliIo = processIo): number {
       opts.maxAgeMs = Number(values["max-age"]) * 1000;
     }
     const result = verifyAttestation(doc, opts);
-    io.stdout(values.json ? formatJson(result) : formatText(result));
-    return result.valid ? 0 : 1;
+    const allowUnpinned = values["allow-unpinned"];
+    io.stdout(values.json ? formatJson(result, { allowUnpinned }) : formatText(result, { allowUnpinned }));
+    return { VALID: 0, INVALID: 1, UNPINNED: 3 }[verdictOf(result, { allowUnpinned })] ?? 1;
   } catch (e) {
     const usage = e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS");
+    const message = e instanceof Error ? e.message : String(e);
+    if (json) {
+      const code = e instanceof ReadError ? "READ" : usage ? "USAGE" : "ERROR";
+      io.stdout(`${JSON.stringify({ verdict: "ERROR", valid: false, error: { code, message } })}\n`);
+    }
     if (!usage) throw e;
-    io.stderr(`verify-attestation: ${(e as Error).message}\n(see verify-attestation --help)\n`);
+    io.stderr(`verify-attestation: ${message}\n(see verify-attestation --help)\n`);
     return 2;
   }
 }

@@ -70,4 +70,9 @@ export interface ChainBackend {
 export interface DevChain extends ChainBackend {
   /** Mines `n` blocks (with mempool transactions), paying the coinbase to `script` when given. */
   mine(n: number, script?: Uint8Array): Promise<string[]>;
+  /**
+   * Pays `amountSat` to `script` from the node's own funds (bitcoind's wallet, the simulator's faucet key), into
+   * the mempool: a faucet that does not depend on the block subsidy. Resolves with the txid, or why it cannot.
+   */
+  fund?(script: Uint8Array, amountSat: bigint): Promise<{ txid: string } | { unavailable: string }>;
 }

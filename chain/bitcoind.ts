@@ -27,6 +27,11 @@ export interface BitcoindOptions {
   /** bcoin only: how long to wait for the mempool to take a relayed transaction. */
   acceptWaitMs?: number;
   onError?: (err: Error) => void;
+  /**
+   * What errors call the node (default "bitcoind"): e.g. "the simulator's embedded regtest node at <url>", so a
+   * message names the node the user runs rather than a bitcoind they never configured.
+   */
+  name?: string;
 }
 
 /** An error object returned by the JSON-RPC server. */
@@ -68,19 +73,31 @@ export class BitcoindChain implements DevChain {
     if (opts.flavor && opts.flavor !== "auto") this.flavor = Promise.resolve(opts.flavor);
   }
 
+  /** The node and the call, for error messages: "bitcoind getblockcount", "<name> (getblockcount)". */
+  private what(call: string): string {
+    return this.opts.name
+      ? `${this.opts.name} (${call})`
+      : `${/^GET /.test(call) ? "bcoin" : "bitcoind"} ${call}`;
+  }
+
   /** One JSON-RPC 1.0 call; an error object in the answer becomes an RpcError. */
   async rpc<T>(method: string, params: unknown[] = []): Promise<T> {
+    return this.rpcRaw<T>(method, JSON.stringify(params));
+  }
+
+  /** rpc() with the parameters as JSON text (amounts written exactly). */
+  private async rpcRaw<T>(method: string, params: string): Promise<T> {
     const res = await this.http.request(this.opts.url, {
       method: "POST",
       headers: { authorization: this.auth, "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "1.0", id: this.nextId++, method, params }),
+      body: `{"jsonrpc":"1.0","id":${this.nextId++},"method":${JSON.stringify(method)},"params":${params}}`,
       timeoutMs: this.timeoutMs,
-      what: `bitcoind ${method}`,
+      what: this.what(method),
     });
     if (res.status === 401 || res.status === 403)
       throw new ChainError(
         "unavailable",
-        `bitcoind ${method}: RPC authentication failed (HTTP ${res.status})`,
+        `${this.what(method)}: RPC authentication failed (HTTP ${res.status})`,
       );
     let body: { result?: T; error?: { code: number; message: string } | null };
     try {
@@ -88,12 +105,12 @@ export class BitcoindChain implements DevChain {
     } catch {
       throw new ChainError(
         "bad-response",
-        `bitcoind ${method}: HTTP ${res.status} without a JSON-RPC answer`,
+        `${this.what(method)}: HTTP ${res.status} without a JSON-RPC answer`,
       );
     }
     if (body.error) throw new RpcError(body.error.code, body.error.message);
     if (res.status !== 200 || !("result" in body))
-      throw new ChainError("bad-response", `bitcoind ${method}: HTTP ${res.status} without a result`);
+      throw new ChainError("bad-response", `${this.what(method)}: HTTP ${res.status} without a result`);
     return body.result as T;
   }
 
@@ -113,14 +130,15 @@ export class BitcoindChain implements DevChain {
     const res = await this.http.request(new URL(path, this.opts.url).toString(), {
       headers: { authorization: this.auth },
       timeoutMs: this.timeoutMs,
-      what: `bcoin GET ${path}`,
+      what: this.what(`GET ${path}`),
     });
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw new ChainError("bad-response", `bcoin GET ${path}: HTTP ${res.status}`);
+    if (res.status !== 200)
+      throw new ChainError("bad-response", `${this.what(`GET ${path}`)}: HTTP ${res.status}`);
     try {
       return JSON.parse(res.text) as T;
     } catch {
-      throw new ChainError("bad-response", `bcoin GET ${path}: not JSON`);
+      throw new ChainError("bad-response", `${this.what(`GET ${path}`)}: not JSON`);
     }
   }
 
@@ -129,16 +147,55 @@ export class BitcoindChain implements DevChain {
   }
 
   /**
-   * Regtest only: mines `n` blocks with `generatetoaddress`, paying the coinbase to `script` (or to a throwaway
-   * key). bcoin's regtest spells bech32 addresses with "rb", bitcoind's with "bcrt".
+   * Regtest only: mines `n` blocks with `generatetoaddress`, paying the coinbase to `script` (or to the node's
+   * own address, see ownAddress). bcoin's regtest spells bech32 addresses with "rb", bitcoind's with "bcrt".
    */
   async mine(n: number, script?: Uint8Array): Promise<string[]> {
     if (this.network !== "regtest")
       throw new ChainError("invalid", "mining on demand exists on regtest only");
-    const out = script ?? Uint8Array.from([0, 20, ...new Uint8Array(20).fill(1)]);
-    const hrp = (await this.getFlavor()) === "bcoin" ? "rb" : "bcrt";
-    const address = btcAddress.fromOutputScript(out, { ...networks.regtest, bech32: hrp });
+    const address = script ? await this.regtestAddress(script) : await this.ownAddress();
     return this.rpc<string[]>("generatetoaddress", [n, address]);
+  }
+
+  /** A script as a regtest address in the node's spelling ("rb1…" for bcoin, "bcrt1…" for bitcoind). */
+  private async regtestAddress(script: Uint8Array): Promise<string> {
+    const hrp = (await this.getFlavor()) === "bcoin" ? "rb" : "bcrt";
+    return btcAddress.fromOutputScript(script, { ...networks.regtest, bech32: hrp });
+  }
+
+  private own: Promise<string> | undefined;
+
+  /**
+   * Where blocks mined for nobody in particular pay: the node's own wallet (`getnewaddress`: bitcoind's wallet,
+   * the simulator's faucet key), so its funds keep growing; a throwaway script when the node has no wallet.
+   */
+  private ownAddress(): Promise<string> {
+    this.own ??= this.rpc<string>("getnewaddress").catch(async (err) => {
+      if (!(err instanceof RpcError)) {
+        this.own = undefined;
+        throw err;
+      }
+      return this.regtestAddress(Uint8Array.from([0, 20, ...new Uint8Array(20).fill(1)]));
+    });
+    return this.own;
+  }
+
+  /**
+   * Regtest: pays `amountSat` to `script` from the node's own funds with `sendtoaddress` (bitcoind's wallet; the
+   * simulator's faucet key, funded by the chain's early coinbases). Resolves with the txid, in the mempool until
+   * a block is mined; or with why not (no wallet on the node, too little in it).
+   */
+  async fund(script: Uint8Array, amountSat: bigint): Promise<{ txid: string } | { unavailable: string }> {
+    if (this.network !== "regtest") return { unavailable: "a faucet exists on regtest only" };
+    const address = await this.regtestAddress(script);
+    const btc = `${amountSat / 100_000_000n}.${String(amountSat % 100_000_000n).padStart(8, "0")}`;
+    try {
+      // The amount as a JSON number with at most eight decimals, as bitcoind parses it.
+      return { txid: await this.rpcRaw<string>("sendtoaddress", `["${address}",${btc}]`) };
+    } catch (err) {
+      if (err instanceof RpcError) return { unavailable: `${this.what("sendtoaddress")}: ${err.message}` };
+      throw err;
+    }
   }
 
   private async rawTx(txid: string): Promise<RawTxJson | undefined> {

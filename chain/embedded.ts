@@ -118,6 +118,16 @@ export class EmbeddedChain implements DevChain {
     return this.regtest.mine(n, addr.toString("regtest"));
   }
 
+  async fund(script: Uint8Array, amountSat: bigint): Promise<{ txid: string } | { unavailable: string }> {
+    const addr = bcoin.Script.fromRaw(Buffer.from(script)).getAddress();
+    if (!addr) throw new ChainError("invalid", "the script has no address form");
+    try {
+      return { txid: await this.regtest.faucetSend(addr.toString("regtest"), amountSat) };
+    } catch (err) {
+      return { unavailable: `the simulator's faucet: ${(err as Error).message}` };
+    }
+  }
+
   async close(): Promise<void> {
     // The RegtestNode is owned by whoever started it.
   }

@@ -2,7 +2,7 @@
 // and mempool rules, mining on demand and optionally on an interval. Its bitcoind-compatible JSON-RPC server
 // listens on loopback so wallets and tools can use it like a local bitcoind.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -174,6 +174,44 @@ export interface RegtestNodeOptions {
   requireStandard?: boolean;
 }
 
+/** The faucet's fee rate (sat/vB): regtest mines everything, this only has to relay. */
+const FAUCET_FEE_RATE_SAT_VB = 2;
+
+/**
+ * The simulator's faucet key: every block the node mines on its own (its first blocks, interval mining, `se
+ * mine` without --address) pays its coinbase here, so the key holds the early 50-btc subsidies of a chain for
+ * good, and `sendtoaddress` pays wallets from them however many halvings later. Kept with a persistent chain in
+ * `<data dir>/faucet-key.json` (regtest coins only; mode 0600); an in-memory node draws one.
+ */
+function faucetKey(dataDir: string, persistent: boolean): { ring: unknown; file?: string } {
+  const file = persistent ? path.join(dataDir, "faucet-key.json") : undefined;
+  let key: Buffer | undefined;
+  if (file && existsSync(file)) {
+    const hex = JSON.parse(readFileSync(file, "utf8")).privateKey;
+    if (typeof hex === "string" && /^[0-9a-f]{64}$/.test(hex)) key = Buffer.from(hex, "hex");
+  }
+  const ring = key ? bcoin.KeyRing.fromPrivate(key, true) : bcoin.KeyRing.generate(true);
+  ring.witness = true;
+  if (file && !key)
+    writeFileSync(
+      file,
+      `${JSON.stringify({ note: "the simulator's regtest faucet key: coinbases of the node's own blocks go here", privateKey: ring.getPrivateKey().toString("hex") }, null, 2)}\n`,
+      { mode: 0o600 },
+    );
+  return { ring, file };
+}
+
+/** bcoin's regtest address ("rb1…") in bitcoind's spelling ("bcrt1…"), what wallets print and RPC users expect. */
+function bitcoindRegtestAddress(rb: string): string {
+  for (const coder of [bech32, bech32m]) {
+    try {
+      const { words } = coder.decode(rb as `${string}1${string}`, 1023);
+      if ((words[0] === 0) === (coder === bech32)) return coder.encode("bcrt", words, 1023);
+    } catch {}
+  }
+  return rb;
+}
+
 export interface RpcEndpoint {
   url: string;
   user: string;
@@ -194,11 +232,70 @@ export class RegtestNode {
     private readonly node: any,
     rpc: RpcEndpoint,
     resumedHeight: number | undefined,
+    faucet: unknown,
   ) {
     this.rpc = rpc;
     this.resumedHeight = resumedHeight;
-    // Interval-mined rewards go to a throwaway key: they only move the chain forward.
-    this.coinbase = bcoin.KeyRing.generate().getAddress();
+    this.faucet = faucet;
+    // The node's own blocks pay the faucet key: the chain's early subsidies stay there to fund wallets.
+    // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+    this.coinbase = (faucet as any).getAddress();
+  }
+
+  /** The faucet key (a bcoin KeyRing). */
+  private readonly faucet: unknown;
+
+  /** The faucet's address, in bitcoind's regtest spelling (bcrt1…). */
+  faucetAddress(): string {
+    // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+    return bitcoindRegtestAddress((this.coinbase as any).toString("regtest"));
+  }
+
+  /** What the faucet key can spend now (mature coinbases and confirmed or mempool change), in satoshis. */
+  async faucetBalance(): Promise<bigint> {
+    const coins = await this.spendableFaucetCoins();
+    // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+    return coins.reduce((sum: bigint, c: any) => sum + BigInt(c.value), 0n);
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+  private async spendableFaucetCoins(): Promise<any[]> {
+    const height: number = this.node.chain.height;
+    const coins = await this.node.getCoinsByAddress([this.coinbase]);
+    return coins.filter(
+      // biome-ignore lint/suspicious/noExplicitAny: bcoin is untyped JavaScript
+      (c: any) => !c.coinbase || (c.height >= 0 && height + 1 >= c.height + 100),
+    );
+  }
+
+  /**
+   * Pays `amountSat` to `address` (either regtest spelling) from the faucet key, change back to it, into the
+   * mempool (a block must still be mined to confirm it). Resolves with the txid; refuses with "insufficient
+   * funds" when the key's mature coins do not cover it.
+   */
+  async faucetSend(address: string, amountSat: bigint): Promise<string> {
+    if (amountSat <= 0n) throw new Error("the amount must be positive");
+    const to = bcoin.Address.fromString(bcoinRegtestAddress(address), "regtest");
+    const coins = await this.spendableFaucetCoins();
+    const mtx = new bcoin.MTX();
+    mtx.addOutput(to, Number(amountSat));
+    try {
+      await mtx.fund(coins, {
+        rate: FAUCET_FEE_RATE_SAT_VB * 1000,
+        changeAddress: this.coinbase,
+        height: this.node.chain.height,
+        selection: "value",
+      });
+    } catch (err) {
+      const have = await this.faucetBalance();
+      throw new Error(
+        `insufficient funds: the faucet key holds ${have} sat it can spend now, not enough for ${amountSat} sat plus the fee (${(err as Error).message})`,
+      );
+    }
+    mtx.sign(this.faucet);
+    const tx = mtx.toTX();
+    await this.node.mempool.addTX(tx);
+    return tx.txid();
   }
 
   static async start(opts: RegtestNodeOptions): Promise<RegtestNode> {
@@ -275,10 +372,52 @@ export class RegtestNode {
         password: apiKey,
       },
       resumedHeight,
+      faucetKey(opts.dataDir, persistent).ring,
     );
+    self.addFaucetRpc();
     self.persistent = persistent;
     if (node.chain.height < opts.initialBlocks) await self.mine(opts.initialBlocks - node.chain.height);
     return self;
+  }
+
+  /**
+   * bitcoind's wallet calls a regtest user reaches for, over the faucet key: `getnewaddress` (the faucet's
+   * address: `generatetoaddress <n> $(getnewaddress)` keeps it funded), `getbalance` (BTC it can spend now),
+   * `sendtoaddress <address> <amount in BTC>` (its txid; error -6 "insufficient funds").
+   */
+  private addFaucetRpc(): void {
+    const rpc = this.node.rpc;
+    // bweb's RPC answers {code, message} for an error of type "RPCError" (any other becomes a generic one).
+    const error = (code: number, message: string): Error =>
+      Object.assign(new Error(message), { type: "RPCError", code });
+    rpc.add("getnewaddress", async (_args: unknown[], help: boolean) => {
+      if (help) throw error(-1, "getnewaddress");
+      return this.faucetAddress();
+    });
+    rpc.add("getbalance", async (_args: unknown[], help: boolean) => {
+      if (help) throw error(-1, "getbalance");
+      return Number(await this.faucetBalance()) / 1e8;
+    });
+    rpc.add("sendtoaddress", async (args: unknown[], help: boolean) => {
+      if (help || args.length < 2) throw error(-1, 'sendtoaddress "address" amount');
+      const [address, amount] = args;
+      if (typeof address !== "string") throw error(-5, "Invalid address");
+      const btc =
+        typeof amount === "number" ? amount : typeof amount === "string" ? Number(amount) : Number.NaN;
+      if (!Number.isFinite(btc) || btc <= 0) throw error(-3, "Invalid amount for send");
+      const sat = BigInt(Math.round(btc * 1e8));
+      try {
+        bcoin.Address.fromString(bcoinRegtestAddress(address), "regtest");
+      } catch {
+        throw error(-5, `Invalid address: ${address}`);
+      }
+      try {
+        return await this.faucetSend(address, sat);
+      } catch (err) {
+        const m = (err as Error).message;
+        throw error(/insufficient funds/.test(m) ? -6 : -4, m);
+      }
+    });
   }
 
   /** Where a persistent node under `dataDir` keeps its chain database. */
@@ -300,7 +439,7 @@ export class RegtestNode {
     return this.node.chain.tip.rhash();
   }
 
-  /** Mines n blocks (including mempool transactions) to `address`, or to a throwaway key. */
+  /** Mines n blocks (including mempool transactions) to `address`, or to the faucet key. */
   async mine(n: number, address?: string): Promise<string[]> {
     const addr = address ? bcoin.Address.fromString(address, "regtest") : this.coinbase;
     return this.node.rpc.mineBlocks(n, addr);

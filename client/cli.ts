@@ -1,6 +1,7 @@
 // The `wallet` command: the owner's side of the statechain from a terminal. Works against the simulator out of
-// the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage.
-import { existsSync, readFileSync } from "node:fs";
+// the box (`npm start` in one terminal, `wallet …` in another). Exit status: 0 ok, 1 refused or failed, 2 usage,
+// 130 interrupted.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -13,6 +14,7 @@ import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
+import type { ExitState } from "./exit.ts";
 import type { AttestationTrust } from "./owner.ts";
 import { progressPrinter } from "./progress.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
@@ -20,7 +22,7 @@ import type { SeClient, SeError } from "./se-client.ts";
 import { WalletFileError } from "./store.ts";
 import { didYouMean } from "./suggest.ts";
 import type { VerifyReport } from "./verify.ts";
-import type { CoinSummary, ReceiveResult, Wallet } from "./wallet.ts";
+import type { CoinSummary, ProgressFn, ReceiveResult, Wallet } from "./wallet.ts";
 
 /**
  * The modules a command needs beyond argument checking (gRPC, bitcoinjs, libsecp256k1, the wallet): imported
@@ -58,7 +60,8 @@ Commands:
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
-  faucet [--blocks n]       regtest only: mine coins to the wallet (simulator); --amount a: until it holds a
+  faucet                    regtest only: 10 btc to the wallet from the simulator's faucet key;
+                            --amount a: until it holds a; --blocks n: n coinbases mined to it
   deposit <amount>          put bitcoin into a statechain coin (amount in sat, or e.g. 0.01btc);
                             --rebroadcast <coin>: send a deposit's funding transaction again
   coins                     the wallet's coins with their state and backup locks
@@ -75,7 +78,8 @@ Options:
   --wallet <file>           wallet file (default $WALLET_FILE or ~/.statechain/wallet.sqlite)
   --passphrase-file <file>  the passphrase (default $WALLET_PASSPHRASE, else a prompt on a terminal
                             with the echo off, else the first line of stdin)
-  --se <host:port>          the SE (default $WALLET_SE, the wallet's setting, or 127.0.0.1:50051)
+  --se <host:port>          the SE (also --endpoint; default $WALLET_SE (or $SE_ENDPOINT), the wallet's
+                            setting, or 127.0.0.1:50051); create and restore remember it
   --network <name>          create/restore: bitcoin, testnet, signet or regtest (default regtest)
   --se-data-dir <dir>       simulator data dir for chain access (default $SE_DATA_DIR or .data/simulator)
   --bitcoind-rpc <url>      chain through bitcoind JSON-RPC (with --rpc-user, --rpc-password)
@@ -86,13 +90,14 @@ Options:
   --mainstay-slot <n>       the SE's Mainstay slot (with --mainstay-key; else the ones recorded by trust-simulator)
   --allow-unpublished       receive/verify: accept coins without a proof of publication (only for an SE that
                             runs without Mainstay); they are marked UNPUBLISHED
+  --save-attestations <dir> verify: write the attestation documents it checked to <dir>
   --fee-rate <sat/vB>       fee rate of the wallet's transactions (default 2)
   --poll-ms <ms>            how often waits poll (default 5000)
   --timeout <s>             how long waits last (default 1800)
   --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
   --mnemonic-file <file>    restore: the mnemonic
-  --blocks <n>              faucet: coinbases to mine (default 1)
-  --amount <amount>         faucet: mine until the wallet holds this much on chain
+  --blocks <n>              faucet: coinbases to mine to the wallet
+  --amount <amount>         faucet: until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
   --rebroadcast <coin>      deposit: broadcast the coin's funding transaction again (status funding-failed)
   --new, --onchain          address: see above
@@ -102,7 +107,7 @@ Options:
   -h, --help                this text, or a command's: \`wallet <command> --help\`, \`wallet help <command>\`
   -V, --version             the wallet's version
 
-Exit status: 0 ok, 1 refused or failed, 2 usage.
+Exit status: 0 ok, 1 refused or failed, 2 usage, 130 interrupted (Ctrl-C; a line says what state it left).
 `;
 
 const COMMAND_HELP: Record<string, string> = {
@@ -119,9 +124,12 @@ const COMMAND_HELP: Record<string, string> = {
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
   that funds deposits.`,
   info: "wallet info\n  The wallet file, network, SE, chain tip, balances and the attestation trust in force.",
-  faucet: `wallet faucet [--blocks n | --amount a]
-  Regtest (simulator) only: mines n coinbases to the wallet (or, with --amount, as many as it takes for the wallet
-  to hold that much on chain) and 100 blocks to mature them.`,
+  faucet: `wallet faucet [--amount a | --blocks n]
+  Regtest (simulator) only. The simulator's node mines its own blocks to a faucet key, which so holds the chain's
+  early coinbases (50 btc each): the faucet sends 10 btc from it (--amount a: what the wallet lacks to hold a on
+  chain) in one transaction and mines a block to confirm it, however many halvings late in the chain. A node
+  without such a key (a bitcoind without a wallet, a simulator chain older than the key) is paid in coinbases
+  mined to the wallet instead, and 100 blocks to mature them; --blocks n mines n coinbases to it that way.`,
   deposit: `wallet deposit <amount> [--no-wait] [--token t]
 wallet deposit --rebroadcast <coin> [--no-wait]
   Key generation with the SE, the backup co-signed, then the funding transaction from the wallet's on-chain
@@ -129,11 +137,15 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   A coin whose funding never reached the chain (its broadcast failed, or it left the mempool) is shown as
   funding-failed and not counted in the balance; --rebroadcast sends its funding transaction again.`,
   coins: `wallet coins
-  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode). The SE is asked
+  Every coin with its status, amount, owner index and backup lock (blocks left in absolute mode; none for a coin
+  that is gone: sent, withdrawn or exited), under a header line; an exit under way shows as exiting, with its
+  stage and the command that continues it. The SE is asked
   about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
   exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
   left out of the balance.`,
-  send: "wallet send <coin> <address>\n  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update.",
+  send: `wallet send <coin> <address>
+  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update; each
+  step is shown as it goes (--json: progress lines on stderr). Interrupted, run it again to finish.`,
   receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
@@ -142,15 +154,20 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
   Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
   decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
-  withdraw:
-    "wallet withdraw <coin> <address> [--no-wait]\n  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed.",
+  withdraw: `wallet withdraw <coin> <address> [--no-wait]
+  Signs WITHDRAW, co-signs the withdrawal transaction and waits until the SE reports it confirmed. Says what the
+  address receives, the network fee and the SE's fee (--json: destination, receivedSat, feeSat, seFeeSat).`,
   exit: `wallet exit <coin> [--no-wait] [--timeout s]
   Broadcasts the coin's backup once its lock allows (in kick-off mode: the kick-off with a CPFP child first,
   then the backup after its relative lock), showing the blocks left and an ETA at the block interval. On regtest
   blocks come when mined: \`npx se mine <n>\` mines them on the simulator. Resumable: after --timeout (exit
-  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue.`,
-  verify:
-    "wallet verify <coin> [--allow-unpublished]\n  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless --allow-unpublished).",
+  status 1, EXIT_TIMEOUT) or --no-wait, run it again to continue. Says what the backup pays this wallet and the
+  fee the coin pays on the way (--json: destination, receivedSat, feeSat).`,
+  verify: `wallet verify <coin> [--allow-unpublished] [--save-attestations <dir>]
+  Every check of the coin by name; exit status 1 if any fails (a missing proof of publication fails unless
+  --allow-unpublished). --save-attestations writes each key update's attestation document and deletion receipt
+  to <dir> (with the PCR policy and simulator root they were checked against) and prints the
+  \`verify-attestation\` command that checks each one again.`,
   "trust-simulator": `wallet trust-simulator [--confirm | --forget]
   Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
   as trusted. A simulator gives no hardware guarantee: every verdict then says SIMULATOR.`,
@@ -169,7 +186,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   receive: ["wait", "allow-unpublished"],
   withdraw: ["no-wait"],
   exit: ["no-wait"],
-  verify: ["allow-unpublished"],
+  verify: ["allow-unpublished", "save-attestations"],
   "trust-simulator": ["confirm", "forget"],
 };
 
@@ -186,6 +203,7 @@ const GLOBAL_OPTIONS = [
   "wallet",
   "passphrase-file",
   "se",
+  "endpoint",
   "se-data-dir",
   "bitcoind-rpc",
   "rpc-user",
@@ -214,6 +232,11 @@ export interface CliIo {
   readLine: (prompt: string, opts: { secret: boolean }) => Promise<string | undefined>;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /**
+   * Calls `handler` on an interrupt (Ctrl-C: SIGINT) while a command runs; returns how to stop listening. The
+   * command then ends at once with a line saying what state it left, exit status 130.
+   */
+  onInterrupt?: (handler: () => void) => () => void;
 }
 
 let stdinReader: (() => Promise<string | undefined>) | undefined;
@@ -231,6 +254,10 @@ export const processIo: CliIo = {
   },
   env: process.env,
   cwd: process.cwd(),
+  onInterrupt(handler) {
+    process.once("SIGINT", handler);
+    return () => process.off("SIGINT", handler);
+  },
 };
 
 class UsageError extends Error {}
@@ -319,6 +346,14 @@ class Session {
     this.progress = progressPrinter({ write: io.stderr, tty: io.stderrIsTTY && !this.json, json: this.json });
   }
 
+  /** The last progress event of the command: what an interrupt says it left behind. */
+  last: { event: string; detail: Record<string, unknown> } | undefined;
+
+  readonly onProgress: ProgressFn = (event, detail = {}) => {
+    this.last = { event, detail };
+    this.progress.onProgress(event, detail);
+  };
+
   out(human: string, json: unknown): void {
     this.progress.end();
     this.io.stdout(this.json ? `${toJson(json)}\n` : `${human}\n`);
@@ -405,15 +440,32 @@ class Session {
   /** Where the SE's address came from, for the message when it cannot be reached. */
   endpointSource = "the default";
 
+  /** --se, or --endpoint (`se status`'s name for it): one setting; both, and differing, is a usage error. */
+  seFlag(): { value: string; name: string } | undefined {
+    const se = this.v.se as string | undefined;
+    const alias = this.v.endpoint as string | undefined;
+    if (se !== undefined && alias !== undefined && se !== alias)
+      throw new UsageError(
+        `--se ${se} and --endpoint ${alias} name the same setting (the SE's address): give one`,
+      );
+    if (se !== undefined) return { value: se, name: "--se" };
+    if (alias !== undefined) return { value: alias, name: "--endpoint" };
+    return undefined;
+  }
+
   async endpoint(wallet?: Wallet): Promise<string> {
     const stored = wallet ? await wallet.getConfig<string>("se") : undefined;
-    const [endpoint, source] = this.v.se
-      ? [this.v.se as string, "--se"]
+    const flag = this.seFlag();
+    // $SE_ENDPOINT is what `se status` reads: the same setting under the other CLI's name.
+    const [endpoint, source] = flag
+      ? [flag.value, flag.name]
       : this.io.env.WALLET_SE
         ? [this.io.env.WALLET_SE, "WALLET_SE"]
-        : stored
-          ? [stored, "the wallet's setting"]
-          : ["127.0.0.1:50051", "the default"];
+        : this.io.env.SE_ENDPOINT
+          ? [this.io.env.SE_ENDPOINT, "SE_ENDPOINT"]
+          : stored
+            ? [stored, "the wallet's setting"]
+            : ["127.0.0.1:50051", "the default"];
     this.endpointSource = source;
     return endpoint;
   }
@@ -441,6 +493,11 @@ class Session {
       });
       return { chain: this.chain };
     }
+    const from = this.v["se-data-dir"]
+      ? "--se-data-dir"
+      : this.io.env.SE_DATA_DIR
+        ? "SE_DATA_DIR"
+        : "the default";
     const dir = path.resolve(
       this.io.cwd,
       (this.v["se-data-dir"] as string) ?? this.io.env.SE_DATA_DIR ?? ".data/simulator",
@@ -451,17 +508,23 @@ class Session {
       creds = JSON.parse(readFileSync(file, "utf8"));
     } catch {
       return {
-        why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`) so that ${file} exists`,
+        why: `no chain access: give --bitcoind-rpc <url> (with --rpc-user/--rpc-password) or --esplora <url>, or run the simulator (\`npm start\`, or its chain alone: \`npx se start --chain-only\`) so that ${file} exists (data dir from ${from}: --se-data-dir or SE_DATA_DIR)`,
       };
     }
+    this.simulatorChain = { dir, from };
     this.chain = new lib.BitcoindChain({
       url: creds.url,
       user: creds.user,
       password: creds.password,
       network: net,
+      // The wallet talks to the simulator's own node here, not to a bitcoind the user configured.
+      name: `the simulator's embedded regtest node at ${creds.url}`,
     });
     return { chain: this.chain };
   }
+
+  /** Set when the chain is the simulator's embedded node, found through its data dir. */
+  simulatorChain: { dir: string; from: string } | undefined;
 
   /** --mainstay-key, else the local service's key stored with the simulator trust. */
   async mainstayKey(wallet: Wallet): Promise<MainstayKeyParams | undefined> {
@@ -548,6 +611,9 @@ function missingChain(why: string, network: ChainNetwork): ChainBackend {
 
 const sat = (n: bigint) => `${n.toLocaleString("en-US")} sat`;
 
+/** What `wallet faucet` adds without --amount or --blocks. */
+const FAUCET_DEFAULT_SAT = 10n * 100_000_000n;
+
 function lockText(c: CoinSummary): string {
   if (c.backupMode === "kickoff") return `kick-off, then ${c.backupLock} blocks`;
   return `height ${c.backupLock}${c.blocksToLock !== undefined ? ` (${c.blocksToLock} blocks left)` : ""}`;
@@ -560,17 +626,65 @@ function attestationText(c: CoinSummary): string {
   return `attestations ${ok ? "verified" : "FAILED"}${sim ? " (SIMULATOR: no hardware guarantee)" : ""}`;
 }
 
-function coinLine(c: CoinSummary): string {
+/** Coins that left the wallet (sent, withdrawn, exited): their backups lock nothing the wallet holds. */
+const GONE = new Set(["sent", "withdrawn", "exited"]);
+
+/** The status `wallet coins` shows: the SE's UNKNOWN, and an exit under way before anything is broadcast. */
+function shownStatus(c: CoinSummary): string {
   // A coin its SE says it does not know is shown as such, whatever the wallet last recorded (--json: seStatus).
-  const fundingLost = c.seFunding === "DOUBLE_SPENT" || c.seFunding === "MISSING";
-  const status =
-    c.seStatus === "UNKNOWN" && !c.inBalance
-      ? "unknown-to-the-SE"
-      : fundingLost && !c.inBalance
-        ? "funding-lost"
-        : c.status;
-  const line = `#${c.number}  ${status.padEnd(21)} ${sat(c.amountSat).padStart(16)}  owner ${String(c.ownerIndex).padEnd(3)} backup ${lockText(c).padEnd(30)} ${c.statechainId}`;
-  const lines = [line];
+  if (c.seStatus === "UNKNOWN" && !c.inBalance) return "unknown-to-the-SE";
+  // A coin whose funding left the chain (double spent, or missing past the SE's grace) is not counted (#19.8).
+  if ((c.seFunding === "DOUBLE_SPENT" || c.seFunding === "MISSING") && !c.inBalance) return "funding-lost";
+  if (c.exit && !GONE.has(c.status) && c.exit.stage !== "confirmed") return "exiting";
+  return c.status;
+}
+
+/** Where an exit stands, in words. */
+function exitStageText(st: ExitState): string {
+  switch (st.stage) {
+    case "waiting-kickoff":
+      return "the kick-off is broadcast, waiting for it to confirm";
+    case "waiting-lock":
+      return `waiting for the backup's lock: it may be mined from height ${st.unlockHeight}${st.broadcast ? " (the kick-off is confirmed)" : "; nothing is broadcast yet"}`;
+    case "backup-broadcast":
+      return `the backup ${st.backupTxid} is broadcast, waiting for it to confirm`;
+    case "confirmed":
+      return `the backup ${st.backupTxid} confirmed at height ${st.backupHeight}`;
+  }
+}
+
+const COIN_COLUMNS = ["coin", "status", "amount", "owner", "backup lock", "statechain id"];
+
+/** `wallet coins`: a header line, a row per coin, the lines that say what to do under a coin. */
+export function coinsTable(coins: CoinSummary[]): string {
+  const rows = coins.map((c) => [
+    `#${c.number}`,
+    shownStatus(c),
+    sat(c.amountSat),
+    String(c.ownerIndex),
+    // A coin that is gone has no backup of the wallet's to wait for.
+    GONE.has(c.status) ? "" : lockText(c),
+    c.statechainId,
+  ]);
+  const widths = COIN_COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((x, i) => (i === 2 ? x.padStart(widths[i]!) : i === cells.length - 1 ? x : x.padEnd(widths[i]!)))
+      .join("  ");
+  const out = [line(COIN_COLUMNS)];
+  coins.forEach((c, i) => {
+    out.push(line(rows[i]!));
+    out.push(...coinNotes(c));
+  });
+  return out.join("\n");
+}
+
+function coinNotes(c: CoinSummary): string[] {
+  const lines: string[] = [];
+  if (c.exit && !GONE.has(c.status))
+    lines.push(
+      `    exiting: ${exitStageText(c.exit)}${!c.exit.broadcast && c.status === "active" ? " (until then the coin can still be sent or withdrawn)" : ""}; \`wallet exit ${c.number}\` continues`,
+    );
   if (c.receiver) {
     const since = new Date(c.receiver.sinceMs).toISOString();
     lines.push(
@@ -580,7 +694,7 @@ function coinLine(c: CoinSummary): string {
     );
   }
   if (c.hint) lines.push(`    ${c.hint}`);
-  return lines.join("\n");
+  return lines;
 }
 
 function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
@@ -616,6 +730,90 @@ function receiveText(r: ReceiveResult): string {
   return lines.join("\n");
 }
 
+interface SavedAttestation {
+  ownerIndex: number;
+  document: string;
+  receipt: string;
+  nonce: string;
+  madeAt?: string;
+  /** The verify-attestation command that checks the document again, as of its own time. */
+  command: string;
+}
+
+/**
+ * `verify --save-attestations <dir>`: each key update's document and receipt as files, with the PCR policy and
+ * simulator root the wallet checked them against, and the verify-attestation command that checks each again.
+ */
+function saveAttestations(
+  dir: string,
+  cwd: string,
+  r: VerifyReport,
+  trust: AttestationTrust,
+): SavedAttestation[] {
+  if (r.documents.length === 0) return [];
+  const abs = path.resolve(cwd, dir);
+  const file = (name: string) => path.join(dir, name);
+  try {
+    mkdirSync(abs, { recursive: true });
+    const [txid, vout] = r.statechainId.split(":");
+    const prefix = `${txid!.slice(0, 16)}-${vout}`;
+    const extra: string[] = [];
+    if (trust.pcrPolicy) {
+      const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+      const releases = trust.pcrPolicy.releases.map((x) => ({
+        name: x.name,
+        pcr0: hex(x.pcr0),
+        pcr1: hex(x.pcr1),
+        pcr2: hex(x.pcr2),
+        ...(x.pcr8 ? { pcr8: hex(x.pcr8) } : {}),
+      }));
+      writeFileSync(path.join(abs, "pcrs.json"), `${JSON.stringify({ releases }, null, 2)}\n`);
+      extra.push(`--pcrs ${file("pcrs.json")}`);
+    }
+    if (trust.simulatorRootPem) {
+      writeFileSync(path.join(abs, "sim-root.pem"), trust.simulatorRootPem);
+      extra.push(`--sim-root ${file("sim-root.pem")}`);
+    }
+    return r.documents.map((d) => {
+      const base = `${prefix}-owner-${d.ownerIndex}`;
+      writeFileSync(path.join(abs, `${base}.attestation`), d.document);
+      writeFileSync(path.join(abs, `${base}.receipt`), d.receipt);
+      const nonce = Buffer.from(d.nonce).toString("hex");
+      const madeAt = d.madeAt !== undefined ? new Date(d.madeAt).toISOString() : undefined;
+      return {
+        ownerIndex: d.ownerIndex,
+        document: file(`${base}.attestation`),
+        receipt: file(`${base}.receipt`),
+        nonce,
+        madeAt,
+        command: [
+          "npx verify-attestation",
+          file(`${base}.attestation`),
+          `--nonce ${nonce}`,
+          `--receipt ${file(`${base}.receipt`)}`,
+          ...(madeAt ? [`--at ${madeAt}`] : []),
+          ...extra,
+        ].join(" "),
+      };
+    });
+  } catch (e) {
+    throw new lib.WalletError(
+      "SAVE_FAILED",
+      `cannot save the attestations in ${dir}: ${(e as Error).message}`,
+      "precondition",
+    );
+  }
+}
+
+function savedText(dir: string, saved: SavedAttestation[]): string {
+  if (saved.length === 0)
+    return "no attestation documents to save: the coin has had no key update (no transfer)";
+  return [
+    `saved ${saved.length} attestation document(s) in ${dir}, each checked again (as of its own time) by:`,
+    ...saved.map((x) => `  owner ${x.ownerIndex}: ${x.command}`),
+  ].join("\n");
+}
+
 function verifyText(r: VerifyReport): string {
   const mark = { pass: "✔", fail: "✘", skip: "–" } as const;
   const lines = r.checks.map((c) => `${mark[c.status]} ${c.name.padEnd(24)} ${c.detail}`);
@@ -632,6 +830,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
   const v = s.v;
   const file = s.walletFile();
   // Arguments are checked before any passphrase is asked or any file opened.
+  s.seFlag();
   const amount = command === "deposit" && v.rebroadcast === undefined ? parseAmount(args[0]!) : 0n;
   if (command === "faucet" && v.blocks !== undefined && v.amount !== undefined)
     throw new UsageError("faucet takes --blocks or --amount, not both");
@@ -656,10 +855,11 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       network,
       mnemonic,
       scryptN: v["scrypt-n"] !== undefined ? positiveNumber(v["scrypt-n"], "--scrypt-n", 0) : undefined,
-      onProgress: s.progress.onProgress,
+      onProgress: s.onProgress,
     });
     try {
-      if (v.se) await wallet.setConfig("se", v.se);
+      const se = s.seFlag();
+      if (se) await wallet.setConfig("se", se.value);
       const { address } = await wallet.receiveAddress();
       const onchain = await wallet.fundingAddress();
       s.out(
@@ -725,10 +925,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       allowUnpublished: Boolean(v["allow-unpublished"]),
       // Waits for blocks say the network: an ETA at its block interval, on regtest how to mine them.
       onProgress: (event, detail) =>
-        s.progress.onProgress(
-          event,
-          event === "confirmations" ? { network: wallet.network, ...detail } : detail,
-        ),
+        s.onProgress(event, event === "confirmations" ? { network: wallet.network, ...detail } : detail),
     });
     const wait = {
       pollMs: positiveNumber(v["poll-ms"], "--poll-ms", 5000),
@@ -779,8 +976,20 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
         return 0;
       }
       case "faucet": {
-        const r = await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1), faucetAmount);
-        s.out(`mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`, r);
+        const r =
+          v.blocks !== undefined
+            ? await wallet.faucet(positiveNumber(v.blocks, "--blocks", 1))
+            : faucetAmount !== undefined
+              ? await wallet.faucet(1, faucetAmount)
+              : await wallet.faucetSend(FAUCET_DEFAULT_SAT);
+        s.out(
+          r.source === "faucet"
+            ? `the simulator's faucet sent ${sat(r.sentSat!)} to the wallet (txid ${r.txid}, confirmed by a block mined now): ${sat(r.onchainSat)} on chain`
+            : r.source === "coinbase"
+              ? `mined ${r.blocks} coinbase(s) to the wallet: ${sat(r.onchainSat)} on chain`
+              : `the wallet holds ${sat(r.onchainSat)} on chain already: nothing to add`,
+          r,
+        );
         return 0;
       }
       case "deposit": {
@@ -809,10 +1018,7 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       }
       case "coins": {
         const coins = await wallet.coins();
-        s.out(
-          coins.length ? coins.map(coinLine).join("\n") : "no coins yet (`wallet deposit <amount>`)",
-          coins,
-        );
+        s.out(coins.length ? coinsTable(coins) : "no coins yet (`wallet deposit <amount>`)", coins);
         return 0;
       }
       case "send": {
@@ -830,23 +1036,46 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
       }
       case "withdraw": {
         const r = await wallet.withdraw(args[0]!, args[1]!, { ...wait, wait: !v["no-wait"] });
-        s.out(`withdrawal ${r.txid}: coin #${r.coin.number} ${r.coin.status}`, r);
+        const fees = `network fee ${sat(r.feeSat)}${r.seFeeSat > 0n ? `, SE fee ${sat(r.seFeeSat)}` : ""}`;
+        s.out(
+          [
+            r.coin.status === "withdrawn"
+              ? `coin #${r.coin.number} withdrawn: ${sat(r.receivedSat)} received at ${r.destination} (${fees})`
+              : `coin #${r.coin.number} withdrawing: ${sat(r.receivedSat)} to ${r.destination} once confirmed (${fees}); \`wallet withdraw ${r.coin.number} ${r.destination}\` waits for it`,
+            `  withdrawal txid ${r.txid}`,
+          ].join("\n"),
+          r,
+        );
         return 0;
       }
       case "exit": {
         const r = await wallet.exit(args[0]!, { ...wait, wait: !v["no-wait"] });
         const st = r.state;
+        const pays = `${sat(r.receivedSat)} to ${r.destination} (this wallet's backup key; fee ${sat(r.feeSat)} from the coin)`;
         s.out(
           st.stage === "confirmed"
-            ? `coin #${r.coin.number} exited: backup ${st.backupTxid} confirmed at height ${st.backupHeight}`
-            : `coin #${r.coin.number} exiting: ${st.stage}${st.unlockHeight ? `, backup from height ${st.unlockHeight}` : ""} (run \`wallet exit ${r.coin.number}\` again to continue)`,
+            ? [
+                `coin #${r.coin.number} exited: ${sat(r.receivedSat)} received at ${r.destination} (this wallet's backup key: on-chain funds now; fee ${sat(r.feeSat)} from the coin)`,
+                `  backup ${st.backupTxid} confirmed at height ${st.backupHeight}`,
+              ].join("\n")
+            : [
+                `coin #${r.coin.number} exiting: ${exitStageText(st)}`,
+                `  the backup pays ${pays}`,
+                `  run \`wallet exit ${r.coin.number}\` again to continue`,
+              ].join("\n"),
           r,
         );
         return 0;
       }
       case "verify": {
         const r = await wallet.verify(args[0]!);
-        s.out(verifyText(r), r);
+        const dir = v["save-attestations"] as string | undefined;
+        const saved = dir !== undefined ? saveAttestations(dir, s.io.cwd, r, trust) : undefined;
+        const { documents: _documents, ...report } = r;
+        s.out(
+          [verifyText(r), ...(saved ? [savedText(dir!, saved)] : [])].join("\n"),
+          saved ? { ...report, saved } : report,
+        );
         return r.ok ? 0 : 1;
       }
       case "trust-simulator": {
@@ -1009,8 +1238,22 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   lib ??= await loadLib();
   const s = new Session(io, values);
+  let stopListening: (() => void) | undefined;
+  const interrupted = new Promise<"interrupted">((resolve) => {
+    stopListening = io.onInterrupt?.(() => resolve("interrupted"));
+  });
+  let wasInterrupted = false;
   try {
-    return await run(s, command, args);
+    const r = await Promise.race([run(s, command, args), interrupted]);
+    if (r !== "interrupted") return r;
+    // The wallet file is written step by step, each step durable before the next goes out: stopping here leaves
+    // the state the last step reached, which the line names (and the command that goes on from it).
+    wasInterrupted = true;
+    s.progress.end();
+    const message = interruptedText(command, args, s.last, s.walletFile());
+    if (s.json) io.stdout(`${toJson({ ok: false, error: { code: "INTERRUPTED", message } })}\n`);
+    io.stderr(`wallet: interrupted ${message}\n`);
+    return 130;
   } catch (e) {
     s.progress.end();
     if (e instanceof PromptCancelled) {
@@ -1038,9 +1281,70 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.stderr(`wallet: ${message}${errCode !== "USAGE" && errCode !== "ERROR" ? ` [${errCode}]` : ""}\n`);
     if (e instanceof lib.SeError && e.unreachable && e.endpoint)
       io.stderr(`${unreachableHint(e.endpoint)}\n`);
+    if (e instanceof ChainError && e.code === "unavailable" && s.simulatorChain)
+      io.stderr(
+        `  the simulator's chain (data dir ${s.simulatorChain.dir}, ${s.simulatorChain.from === "the default" ? "the default" : `from ${s.simulatorChain.from}`}) runs with the SE (\`npm start\`), or on its own: \`npx se start --chain-only\` (the SE gone: \`wallet exit <coin>\` needs only the chain)\n`,
+      );
     if (errCode === "ERROR" && e instanceof Error && io.env.WALLET_DEBUG) io.stderr(`${e.stack}\n`);
     return code;
   } finally {
-    await s.close();
+    stopListening?.();
+    // Interrupted, the command is still running: its connections close with the process (bin/wallet.js exits).
+    if (!wasInterrupted) await s.close();
+  }
+}
+
+/**
+ * What an interrupted command leaves, in one line: from the command and its last progress event. The wallet
+ * records each step before the next goes out, so the step reached is what stays (and the command resumes it).
+ */
+export function interruptedText(
+  command: string,
+  args: string[],
+  last: { event: string; detail: Record<string, unknown> } | undefined,
+  file: string,
+): string {
+  const event = last?.event;
+  const coin = args[0] ?? "<coin>";
+  const nothing = "before anything went to the SE or the network: nothing changed there";
+  switch (command) {
+    case "create":
+    case "restore":
+      return `while making ${file}: its mnemonic was not shown, so delete the file and run \`wallet ${command}\` again`;
+    case "faucet":
+      return event === "mining"
+        ? "while mining regtest blocks to the wallet: the blocks mined so far stay; `wallet info` shows the balance"
+        : nothing;
+    case "deposit":
+      if (event === "deposited" || event === "confirmations")
+        return "while waiting for confirmations: the deposit is broadcast; `wallet coins` shows it";
+      if (event === "broadcast")
+        return "while broadcasting the deposit's funding transaction: `wallet coins` shows the coin; `wallet deposit --rebroadcast <coin>` sends the funding again if it did not go out";
+      if (event === undefined) return nothing;
+      return "during the deposit's key generation with the SE: no bitcoin moved (the SE forgets a deposit that is never funded); `wallet deposit <amount>` starts again";
+    case "send":
+      if (event === "transfer-send")
+        return `while handing the transfer message to the SE: \`wallet coins\` shows coin ${coin} as being sent; \`wallet send ${coin} ${args[1] ?? "<address>"}\` again finishes it`;
+      if (event === "transfer-init" || event === "backup")
+        return `while handing coin ${coin} over: the receiver is recorded, nothing is final yet; \`wallet send ${coin} ${args[1] ?? "<address>"}\` finishes it`;
+      return nothing;
+    case "withdraw":
+      if (event === "broadcast" || event === "confirmations")
+        return `while waiting for confirmations: the withdrawal is signed and broadcast; \`wallet coins\` shows coin ${coin} as withdrawing, \`wallet withdraw ${coin} ${args[1] ?? "<address>"}\` waits for it again`;
+      if (event === "withdraw-init" || event === "cosign")
+        return `while co-signing the withdrawal: nothing is broadcast; \`wallet withdraw ${coin} ${args[1] ?? "<address>"}\` resumes it`;
+      return nothing;
+    case "exit":
+      if (event === "wait-blocks")
+        return `while waiting for the backup's lock: nothing is broadcast; \`wallet exit ${coin}\` continues`;
+      if (event === "broadcast" || event === "confirmations")
+        return `while waiting for the ${String(last?.detail.tx ?? "backup")} to confirm: it is broadcast; \`wallet exit ${coin}\` continues, \`wallet coins\` shows it`;
+      return nothing;
+    case "receive":
+      if (event === "checking")
+        return `while checking incoming coin ${String(last?.detail.statechainId)}: \`wallet receive\` takes it up again (a key update already sent is finished then)`;
+      return "while reading the mailboxes: nothing was received";
+    default:
+      return "nothing changed";
   }
 }

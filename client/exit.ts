@@ -1,5 +1,6 @@
 // Exit by backup (DESIGN.md 3.5): the owner's way out when the SE vanishes or refuses. Absolute mode: the backup
-// goes out once the next block may include it (tip + 1 ≥ nLockTime). Kick-off mode: the kick-off goes out with
+// goes out once the next block may include it: a height lock is final in a block above nLockTime, so once the
+// tip reaches nLockTime (mempools judge a transaction as part of the next block). Kick-off mode: the kick-off goes out with
 // a CPFP child spending its anchor (plus wallet coins when the anchor cannot pay), then, once the kick-off has
 // waited out the backup's relative lock, the backup. Each stage is recorded in an ExitState so an interrupted
 // exit resumes where it stopped; anything already on chain or in the mempool (the SE's watchtower may have
@@ -64,7 +65,7 @@ export function initialExitState(coin: ExitCoin): ExitState {
   const backup = parseTx(coin.backupTx, "backup");
   const backupTxid = txidToHex(txidOf(backup));
   if (coin.backupMode === "absolute")
-    return { mode: "absolute", stage: "waiting-lock", backupTxid, unlockHeight: backup.locktime };
+    return { mode: "absolute", stage: "waiting-lock", backupTxid, unlockHeight: backup.locktime + 1 };
   if (!coin.kickoffTx?.length) fail("KICKOFF_MISSING", "a kick-off mode coin needs its kick-off transaction");
   const kickoffTxid = txidToHex(txidOf(parseTx(coin.kickoffTx, "kick-off")));
   return { mode: "kickoff", stage: "waiting-kickoff", backupTxid, kickoffTxid };
@@ -84,7 +85,7 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
     if (deadline !== undefined && now() >= deadline) {
       const where =
         state.stage === "waiting-lock"
-          ? `the backup may go out from height ${state.unlockHeight}, the tip is ${await o.chain.tipHeight()}`
+          ? `the backup may go out once the tip reaches ${state.unlockHeight! - 1} (to be mined from height ${state.unlockHeight}), the tip is ${await o.chain.tipHeight()}`
           : state.stage === "waiting-kickoff"
             ? "the kick-off is not confirmed yet"
             : "the backup is not confirmed yet";
@@ -132,6 +133,9 @@ export async function exitByBackup(coin: ExitCoin, o: ExitOptions): Promise<Exit
   }
 
   if (state.stage === "waiting-lock") {
+    // Absolute: block nLockTime + 1 is the first that may include the backup (states saved before this was
+    // right said nLockTime, one block early: the network refused the backup as non-final then).
+    if (state.mode === "absolute") state.unlockHeight = backup.locktime + 1;
     state.unlockHeight ??= backup.locktime;
     for (;;) {
       const st = await o.chain.getTxStatus(state.backupTxid);

@@ -435,7 +435,7 @@ export async function confirmDeposit(
       { statechainId: coin.statechainId, auth: undefined },
       coin.proofSecret,
     );
-    progress(ctx, "confirmations", { have: r.confirmations, need: r.requiredConfirmations });
+    progress(ctx, "confirmations", { tx: "funding", have: r.confirmations, need: r.requiredConfirmations });
     if (r.status === StatechainStatus.STATECHAIN_STATUS_ACTIVE) return;
     check(ctx.now() < deadline, "DEPOSIT_TIMEOUT", "the deposit did not confirm in time", "precondition");
     if (opts.onWait) await opts.onWait();
@@ -482,6 +482,7 @@ export async function send(ctx: OwnerContext, coin: OwnedCoin, to: ReceiverAddre
     "NOT_OWNER",
     "the SE's statechain says this wallet is not the current owner",
   );
+  progress(ctx, "transfer-init");
   const init = await ctx.se.call(
     "transferSenderInit",
     {
@@ -516,6 +517,7 @@ export async function send(ctx: OwnerContext, coin: OwnedCoin, to: ReceiverAddre
     lock,
     feeRateSatVb: ctx.feeRateSatVb,
   });
+  progress(ctx, "backup", { for: "the receiver", lock });
   const signedBackup = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_BACKUP, backup.raw, amount);
   const sctx = signTransfer(coin.proofSecret, chain.currentState, to.proofKey, ctx.rng);
   const message = TransferMessage.encode({
@@ -530,6 +532,7 @@ export async function send(ctx: OwnerContext, coin: OwnedCoin, to: ReceiverAddre
     seEndpoint: ctx.se.endpoint,
   }).finish();
   t1.fill(0);
+  progress(ctx, "transfer-send");
   await ctx.se.call(
     "transferSend",
     {
@@ -587,6 +590,7 @@ export async function withdraw(
     ? hooks.statement!
     : signWithdraw(coin.proofSecret, chain.currentState, destination, ctx.rng);
   if (!reuse) await hooks.onStatement?.(sctx);
+  progress(ctx, "withdraw-init");
   const w = await ctx.se.call(
     "withdrawInit",
     { statechainId: coin.statechainId, statechainTx: sctx, auth: undefined },
@@ -604,8 +608,10 @@ export async function withdraw(
     seFee,
     feeRateSatVb: ctx.feeRateSatVb,
   });
+  progress(ctx, "cosign", { tx: "withdrawal" });
   const signed = await coSign(ctx, coin, SignPurpose.SIGN_PURPOSE_WITHDRAWAL, tx.raw, amount);
   await hooks.onSigned?.(signed, tx.txidHex);
+  progress(ctx, "broadcast", { tx: "withdrawal", txid: tx.txidHex });
   await ctx.se.call(
     "withdrawConfirm",
     { statechainId: coin.statechainId, withdrawalTx: signed, auth: undefined },
@@ -641,7 +647,11 @@ export async function confirmWithdrawal(
       { statechainId: coin.statechainId, withdrawalTx: Buffer.alloc(0), auth: undefined },
       coin.proofSecret,
     );
-    progress(ctx, "confirmations", { have: r.confirmations, need: r.requiredConfirmations });
+    progress(ctx, "confirmations", {
+      tx: "withdrawal",
+      have: r.confirmations,
+      need: r.requiredConfirmations,
+    });
     if (r.status === StatechainStatus.STATECHAIN_STATUS_CLOSED) return;
     check(ctx.now() < deadline, "WITHDRAW_TIMEOUT", "the withdrawal did not confirm in time", "precondition");
     if (opts.onWait) await opts.onWait();

@@ -46,7 +46,17 @@ function describe(event: string, d: Record<string, unknown>): string | undefined
     case "keygen":
       return "two-party key generation with the SE (proving this coin's Paillier key to the enclave)";
     case "backup":
-      return "co-signing the backup transaction";
+      return d.for
+        ? `co-signing the backup transaction for ${d.for}${d.lock !== undefined ? ` (its lock: ${d.lock})` : ""}`
+        : "co-signing the backup transaction";
+    case "transfer-init":
+      return "asking the SE to open the transfer (it answers with the key-update secret x1, encrypted to this coin's proof key)";
+    case "transfer-send":
+      return "handing the SE the signed statechain transaction and the receiver's encrypted transfer message";
+    case "withdraw-init":
+      return "asking the SE to open the withdrawal (the signed WITHDRAW statement)";
+    case "cosign":
+      return `co-signing the ${d.tx ?? ""} transaction with the SE`.replace("  ", " ");
     case "broadcast":
       return `broadcasting the ${d.tx ?? "funding"} transaction ${d.txid ?? ""}`.trimEnd();
     case "deposited":
@@ -57,6 +67,8 @@ function describe(event: string, d: Record<string, unknown>): string | undefined
       return `checking incoming coin ${d.statechainId}`;
     case "waiting":
       return "waiting for incoming transfers…";
+    case "faucet":
+      return `the simulator's faucet key pays ${Number(d.amountSat).toLocaleString("en-US")} sat to the wallet (txid ${d.txid}); mining a block to confirm it`;
     case "mining":
       return `mining ${d.blocks} regtest blocks`;
     default:

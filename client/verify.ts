@@ -33,6 +33,20 @@ export interface VerifyReport {
   /** An attestation chained to the simulator root: no hardware guarantee at all. */
   simulator: boolean;
   checks: CheckResult[];
+  /** The attestation documents the checks judged, one per key update, with what they were checked against. */
+  documents: AttestationRecord[];
+}
+
+/** A key update's attestation document as the SE keeps it: to export, and check again with verify-attestation. */
+export interface AttestationRecord {
+  ownerIndex: number;
+  /** CBOR COSE_Sign1 bytes. */
+  document: Uint8Array;
+  nonce: Uint8Array;
+  /** The deletion receipt: the document's user_data is its SHA-256. */
+  receipt: Uint8Array;
+  /** When the document was made (ms since the epoch; undefined if it does not decode). */
+  madeAt?: number;
 }
 
 export interface VerifiableCoin {
@@ -103,6 +117,19 @@ export async function verifyCoin(ctx: Ctx, coin: VerifiableCoin): Promise<Verify
     ok: c.list.every((x) => x.status !== "fail"),
     simulator,
     checks: c.list,
+    documents: sc.keyUpdates.map((k) => {
+      let madeAt: number | undefined;
+      try {
+        madeAt = decodeDocument(k.attestationDocument).timestamp;
+      } catch {}
+      return {
+        ownerIndex: k.ownerIndex,
+        document: k.attestationDocument,
+        nonce: k.attestationNonce,
+        receipt: k.receipt,
+        madeAt,
+      };
+    }),
   };
 }
 

@@ -185,6 +185,37 @@ export interface Refusal {
   failedChecks?: string[];
 }
 
+/** What a faucet run did. */
+export interface FaucetResult {
+  /** Blocks mined: the coinbases to the wallet (their 100 blocks of maturity not counted), or the one block that
+   * confirmed the faucet's payment. */
+  blocks: number;
+  /** The wallet's on-chain funds afterwards. */
+  onchainSat: bigint;
+  /** Who paid: the node's funded key ("faucet"), coinbases mined to the wallet, or nobody (enough already). */
+  source: "faucet" | "coinbase" | "none";
+  txid?: string;
+  sentSat?: bigint;
+}
+
+/** What a withdrawal pays out: amounts in satoshis, the destination as an address. */
+export interface WithdrawalFigures {
+  destination: string;
+  /** Paid to the destination. */
+  receivedSat: bigint;
+  /** The network's fee. */
+  feeSat: bigint;
+  /** The SE's withdrawal fee (0 when it charges none). */
+  seFeeSat: bigint;
+}
+
+/** What an exit by backup pays out: to the wallet's own backup key, the rest of the coin in fees. */
+export interface ExitFigures {
+  destination: string;
+  receivedSat: bigint;
+  feeSat: bigint;
+}
+
 export interface ReceiveResult {
   received: CoinSummary[];
   refused: Refusal[];
@@ -615,12 +646,30 @@ export class Wallet {
     };
   }
 
-  /** Regtest only (the simulator): mines `blocks` coinbases to the wallet, then matures them. */
   /**
-   * Regtest only: mines `blocks` coinbases to the wallet, or with `amountSat` as many as it takes for the wallet
-   * to hold that much on chain (regtest's subsidy halves every 150 blocks), then matures them.
+   * Regtest only: mines `blocks` coinbases to the wallet (then 100 blocks to mature them); or with `amountSat`
+   * brings the wallet's on-chain funds up to that amount: paid by the node's own funded key when it has one (the
+   * simulator's faucet key holds the chain's early coinbases; bitcoind's wallet), else by as many coinbases as
+   * it takes (regtest's subsidy halves every 150 blocks: late in a chain that may not be enough, FAUCET_LIMIT).
    */
-  async faucet(blocks = 1, amountSat?: bigint): Promise<{ blocks: number; onchainSat: bigint }> {
+  async faucet(blocks = 1, amountSat?: bigint): Promise<FaucetResult> {
+    const { dev, script } = await this.faucetTarget();
+    if (amountSat === undefined) return this.mineCoinbases(dev, script, blocks);
+    const have = (await this.balance()).onchainSat;
+    if (have >= amountSat) return { blocks: 0, onchainSat: have, source: "none" };
+    return this.fundFromNode(dev, script, amountSat - have);
+  }
+
+  /**
+   * Regtest only: `sendSat` more on chain, from the node's own funded key (one transaction, one block mined to
+   * confirm it), else from coinbases mined to the wallet.
+   */
+  async faucetSend(sendSat: bigint): Promise<FaucetResult> {
+    const { dev, script } = await this.faucetTarget();
+    return this.fundFromNode(dev, script, sendSat);
+  }
+
+  private async faucetTarget(): Promise<{ dev: DevChain; script: Uint8Array }> {
     const { chain } = this.svc();
     if (this.network !== "regtest" || typeof (chain as Partial<DevChain>).mine !== "function")
       throw new WalletError(
@@ -628,32 +677,57 @@ export class Wallet {
         "the faucet mines regtest blocks: simulator chains only",
         "precondition",
       );
-    const dev = chain as DevChain;
-    const script = p2wpkhScript(await this.fundingKey(0, "receive"));
-    if (amountSat !== undefined) {
-      const have = (await this.balance()).onchainSat;
-      let tip = await dev.tipHeight();
-      let sum = 0n;
-      blocks = 0;
-      while (have + sum < amountSat) {
-        tip++;
-        const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
-        const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
-        if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
-          throw new WalletError(
-            "FAUCET_LIMIT",
-            `${FAUCET_MAX_BLOCKS} coinbases at this height pay ${have + sum} sat at most, less than ${amountSat} sat`,
-            "precondition",
-          );
-        sum += subsidy;
-        blocks++;
-      }
-      if (blocks === 0) return { blocks, onchainSat: have };
+    return { dev: chain as DevChain, script: p2wpkhScript(await this.fundingKey(0, "receive")) };
+  }
+
+  private async fundFromNode(dev: DevChain, script: Uint8Array, sat: bigint): Promise<FaucetResult> {
+    const paid = dev.fund ? await dev.fund(script, sat) : { unavailable: "the chain has no funded key" };
+    if ("txid" in paid) {
+      this.progress("faucet", { amountSat: String(sat), txid: paid.txid });
+      await dev.mine(1);
+      return {
+        blocks: 1,
+        onchainSat: (await this.balance()).onchainSat,
+        source: "faucet",
+        txid: paid.txid,
+        sentSat: sat,
+      };
     }
+    // No funded key (a bitcoind without a wallet, a chain from before the faucet key): coinbases to the wallet.
+    return this.mineCoinbasesFor(dev, script, sat, paid.unavailable);
+  }
+
+  /** As many coinbases as pay `sat` at this height's subsidy (at most FAUCET_MAX_BLOCKS), then their maturity. */
+  private async mineCoinbasesFor(
+    dev: DevChain,
+    script: Uint8Array,
+    sat: bigint,
+    why: string,
+  ): Promise<FaucetResult> {
+    let tip = await dev.tipHeight();
+    let sum = 0n;
+    let blocks = 0;
+    while (sum < sat) {
+      tip++;
+      const halvings = Math.floor(tip / REGTEST_HALVING_INTERVAL);
+      const subsidy = halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
+      if (subsidy === 0n || blocks >= FAUCET_MAX_BLOCKS)
+        throw new WalletError(
+          "FAUCET_LIMIT",
+          `the node pays nothing from a funded key (${why}), and ${FAUCET_MAX_BLOCKS} coinbases at this height pay ${sum} sat at most, less than ${sat} sat (regtest's subsidy halves every ${REGTEST_HALVING_INTERVAL} blocks); a simulator started with \`se start --fresh\` has a new chain whose faucet key holds its early coinbases`,
+          "precondition",
+        );
+      sum += subsidy;
+      blocks++;
+    }
+    return this.mineCoinbases(dev, script, blocks);
+  }
+
+  private async mineCoinbases(dev: DevChain, script: Uint8Array, blocks: number): Promise<FaucetResult> {
     this.progress("mining", { blocks: blocks + COINBASE_MATURITY });
     await dev.mine(blocks, script);
     await dev.mine(COINBASE_MATURITY);
-    return { blocks, onchainSat: (await this.balance()).onchainSat };
+    return { blocks, onchainSat: (await this.balance()).onchainSat, source: "coinbase" };
   }
 
   // --- coins ----------------------------------------------------------------------------------------------
@@ -794,13 +868,14 @@ export class Wallet {
       ownerIndex: row.owner_index,
       backupMode: mode,
       backupLock: lock,
-      blocksToLock: mode === "absolute" && tip !== undefined ? Math.max(0, lock - 1 - tip) : undefined,
+      // The backup is final in a block above its nLockTime: it can go out once the tip reaches the lock.
+      blocksToLock: mode === "absolute" && tip !== undefined ? Math.max(0, lock - tip) : undefined,
       depositAddress: bitcoin.payments.p2wpkh({ pubkey: P, network: this.bitcoinNetwork }).address!,
       seEndpoint: row.se_endpoint,
       attestations: JSON.parse(row.attestations) as AttestationSummary[],
       // A planned exit of a coin since sent or withdrawn is history, not state.
       exit:
-        row.exit_state && ["active", "exiting", "exited"].includes(row.status)
+        row.exit_state && !["sent", "withdrawn"].includes(row.status)
           ? (JSON.parse(row.exit_state) as ExitState)
           : undefined,
       withdrawalTxid: row.withdrawal_tx ? txidToHex(txidOf(parseTx(row.withdrawal_tx))) : undefined,
@@ -1363,7 +1438,7 @@ export class Wallet {
     ref: string | number,
     address: string,
     opts: WaitOptions & { wait?: boolean } = {},
-  ): Promise<{ txid: string; coin: CoinSummary }> {
+  ): Promise<{ txid: string; coin: CoinSummary } & WithdrawalFigures> {
     let destination: Uint8Array;
     try {
       destination = bitcoin.address.toOutputScript(address, this.bitcoinNetwork);
@@ -1380,7 +1455,9 @@ export class Wallet {
     const ctx = this.context();
     const coin = this.loadCoin(row);
     let txid: string;
+    let signed: Uint8Array;
     if (row.status === "withdrawing" && row.withdrawal_tx) {
+      signed = row.withdrawal_tx;
       txid = txidToHex(txidOf(parseTx(row.withdrawal_tx)));
       // Not in the chain or mempool (dropped, or taken out by a reorg before it was buried, #19.4): the wallet
       // sends its signed withdrawal again itself rather than rely on the SE to.
@@ -1407,12 +1484,63 @@ export class Wallet {
       });
       await this.store.setConfig(key, undefined);
       txid = w.txid;
+      signed = w.tx;
     }
     if (opts.wait !== false) {
       await confirmWithdrawal(ctx, coin, opts);
       await this.setStatus(row, "withdrawn");
     }
-    return { txid, coin: await this.coin(row.id) };
+    return { txid, coin: await this.coin(row.id), ...this.withdrawalFigures(row, signed) };
+  }
+
+  /** What a signed withdrawal pays: output 0 to its destination, output 1 (if any) the SE's fee, the rest fees. */
+  private withdrawalFigures(row: CoinRow, raw: Uint8Array): WithdrawalFigures {
+    const tx = parseTx(raw, "withdrawal");
+    const spent = this.spentAmount(row, tx.ins[0]!);
+    const out = tx.outs.reduce((s, o) => s + o.value, 0n);
+    return {
+      destination: this.addressOf(tx.outs[0]!.script),
+      receivedSat: tx.outs[0]!.value,
+      seFeeSat: tx.outs[1]?.value ?? 0n,
+      feeSat: spent - out,
+    };
+  }
+
+  /** The amount of the output a coin's withdrawal or backup spends: the coin's outpoint, or kick-off output 0. */
+  private spentAmount(row: CoinRow, input: { hash: Uint8Array; index: number }): bigint {
+    const sid = outpointFromBytes(row.statechain_id);
+    if (Buffer.from(input.hash).equals(Buffer.from(sid.txid)) && input.index === sid.vout)
+      return BigInt(row.amount_sat);
+    if (!row.kickoff_tx)
+      throw new WalletError(
+        "WALLET_CORRUPT",
+        `coin ${row.id}: a transaction spends neither its outpoint nor a kick-off`,
+        "internal",
+      );
+    return parseTx(row.kickoff_tx, "kick-off").outs[0]!.value;
+  }
+
+  private addressOf(script: Uint8Array): string {
+    try {
+      return bitcoin.address.fromOutputScript(script, this.bitcoinNetwork);
+    } catch {
+      return `script ${hex(script)}`;
+    }
+  }
+
+  /**
+   * What the coin's backup pays when it exits: output 0 to this wallet's backup key (its on-chain funds from then
+   * on); the fee is everything the coin loses on the way (the backup's fee, in kick-off mode also the kick-off's
+   * fee and its anchor output, which the CPFP child spends).
+   */
+  private exitFigures(row: CoinRow): ExitFigures {
+    const backup = parseTx(row.backup_tx, "backup");
+    const received = backup.outs[0]!.value;
+    return {
+      destination: this.addressOf(backup.outs[0]!.script),
+      receivedSat: received,
+      feeSat: BigInt(row.amount_sat) - received,
+    };
   }
 
   // --- exit -----------------------------------------------------------------------------------------------
@@ -1424,7 +1552,7 @@ export class Wallet {
   async exit(
     ref: string | number,
     opts: WaitOptions & { wait?: boolean } = {},
-  ): Promise<{ state: ExitState; coin: CoinSummary }> {
+  ): Promise<{ state: ExitState; coin: CoinSummary } & ExitFigures> {
     const row = await this.coinRow(ref);
     const s = this.svc();
     // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
@@ -1472,7 +1600,7 @@ export class Wallet {
         onProgress: s.onProgress,
       },
     );
-    return { state, coin: await this.coin(row.id) };
+    return { state, coin: await this.coin(row.id), ...this.exitFigures(row) };
   }
 
   // --- verify ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Usage:
             [--fresh] [--chain-only] [--json]
   se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
+  se attestation [--out <file>] [--nonce <hex>] [--endpoint <host:port>] [--tls-ca <file>] [--json]
   se --help
 
 start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
@@ -32,8 +33,12 @@ status  Queries a running SE: health of the enclave and chain, chain height, enc
         have lost their funding transaction to a reorg (refused co-signing). Exits 0 when the SE is serving, 1 when
         it is not (or does not answer), 2 on a usage error.
 mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
-        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to a
-        throwaway key. What a wallet waiting for confirmations or a backup's lock needs on regtest.
+        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to the
+        node's own key (the simulator's faucet key, which funds \`wallet faucet\`). What a wallet waiting for confirmations or a backup's lock needs on regtest.
+attestation
+        Asks a running SE for a live attestation document of its enclave (GetAttestation, with a fresh nonce
+        or --nonce) and writes it to --out (CBOR COSE_Sign1 bytes), or as base64 to stdout; prints the nonce and
+        the \`verify-attestation\` command that checks it. Exits 0 with a document, 1 without.
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -47,9 +52,12 @@ Options:
                          (the simulator CA and Mainstay key stay, so wallets keep trusting it; also SE_FRESH=1)
   --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
   --log-level <level>    trace | debug | info | warn | error | silent
-  --endpoint <host:port> the SE to query (default 127.0.0.1:50051, or SE_ENDPOINT)
+  --endpoint <host:port> status, attestation: the SE to ask (also --se; default $WALLET_SE, $SE_ENDPOINT
+                         or 127.0.0.1:50051: the names the wallet reads)
   --tls-ca <file>        the SE's public port speaks TLS: trust this PEM certificate (or CA) for it
   --address <addr>       mine: pay the coinbases to this regtest address (bcrt1…)
+  --out <file>           attestation: write the document here (default: base64 on stdout)
+  --nonce <hex>          attestation: the nonce the document carries (16 to 64 bytes; default random 32)
   --json                 machine-readable output
   -h, --help             this text
   -V, --version          the version
@@ -128,6 +136,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
         chainHeight: snap.chain.height,
         bitcoinRpc: se.regtest?.rpc.url,
         dataDir: cfg.dataDir,
+        walletEnv: walletEnv(cfg, se.port),
         ...(se.simulator ? simulatorJson(se.simulator) : {}),
         startMs: Date.now() - started,
       })}\n`,
@@ -142,8 +151,11 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"}${se.regtest ? `; more now: \`npx se mine <n>${cfg.dataDir === path.resolve(".data/simulator") ? "" : ` --data-dir ${cfg.dataDir}`}\`` : ""}`,
       `  data dir       ${cfg.dataDir}`,
       "",
-      `  Next: \`npx se status --endpoint ${cfg.grpc.host}:${se.port}\` in another terminal, \`npm test\` for the suite,`,
-      "        README.md for the protocol walk-through. Ctrl-C stops everything.",
+      "  Wallets (and `se status`, `se mine`) in another shell find this SE with:",
+      ...exportLines(walletEnv(cfg, se.port)),
+      "",
+      "  Next: `npx se status` in another terminal, `npm test` for the suite, README.md for the protocol",
+      "        walk-through. Ctrl-C stops everything.",
       `  (started in ${Date.now() - started} ms)`,
       "",
     ];
@@ -164,6 +176,24 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/**
+ * What a wallet on this machine needs to find the SE: its address (an address bound on every interface is
+ * reached on loopback) and, for the simulator's chain, the data dir (absolute, so any working directory works).
+ */
+function walletEnv(cfg: HostConfig, port?: number): Record<string, string> {
+  const host = ["0.0.0.0", "::", ""].includes(cfg.grpc.host) ? "127.0.0.1" : cfg.grpc.host;
+  return {
+    ...(port !== undefined ? { WALLET_SE: `${host.includes(":") ? `[${host}]` : host}:${port}` } : {}),
+    SE_DATA_DIR: path.resolve(cfg.dataDir),
+  };
+}
+
+function exportLines(env: Record<string, string>): string[] {
+  return Object.entries(env).map(
+    ([k, v]) => `    export ${k}=${/^[\w./:@[\]-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`}`,
+  );
 }
 
 function simulatorJson(s: SimulatorStart): Record<string, unknown> {
@@ -246,7 +276,7 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
   );
   if (json)
     process.stdout.write(
-      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir, fresh: wiped !== undefined, resumed: node.resumedHeight !== undefined })}\n`,
+      `${JSON.stringify({ event: "started", mode: "chain-only", network: "regtest", bitcoinRpc: node.rpc.url, chainHeight: node.height(), dataDir: cfg.dataDir, walletEnv: walletEnv(cfg), fresh: wiped !== undefined, resumed: node.resumedHeight !== undefined })}\n`,
     );
   else
     process.stdout.write(
@@ -258,7 +288,11 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
           ? `  resumed        the existing chain at height ${node.resumedHeight} (\`--fresh\` starts a new one)`
           : `  fresh start    ${wiped ? `--fresh: deleted ${wiped.join(", ") || "nothing"}; ` : ""}a new chain, kept in the data dir across restarts`,
         `  regtest chain  height ${node.height()}, bitcoind-compatible RPC ${node.rpc.url} (credentials in ${rpcFile})`,
-        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n> --data-dir ${cfg.dataDir}\`)`,
+        `  mining         ${cfg.chain.mineIntervalMs > 0 ? `a block every ${cfg.chain.mineIntervalMs / 1000} s` : "on demand only"} (\`se mine <n>\`)`,
+        "",
+        "  Wallets (`wallet exit`, `wallet coins`) and `se mine` in another shell find this chain with:",
+        ...exportLines(walletEnv(cfg)),
+        "",
         "  Ctrl-C stops it.",
         "",
         "",
@@ -274,7 +308,7 @@ async function startChainOnly(cfg: HostConfig, json: boolean): Promise<void> {
 }
 
 async function statusCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
-  const endpoint = (values.endpoint as string | undefined) ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+  const endpoint = endpointOf(values);
   const [{ credentials, status: grpcStatus, Metadata }, { HealthCheckResponse_ServingStatus, HealthClient }] =
     await Promise.all([import("@grpc/grpc-js"), import("../proto/gen/grpc/health/v1/health.ts")]);
   const [{ StatechainServiceClient }, { unary }] = await Promise.all([
@@ -355,6 +389,114 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
   }
 }
 
+/** `se attestation`: a live attestation document from a running SE, to check with verify-attestation. */
+async function attestationCmd(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const endpoint = endpointOf(values);
+  let nonce: Buffer;
+  if (values.nonce !== undefined) {
+    const n = String(values.nonce);
+    if (!/^(?:[0-9a-fA-F]{2}){16,64}$/.test(n)) fail("--nonce takes 16 to 64 bytes as hex");
+    nonce = Buffer.from(n, "hex");
+  } else nonce = (await import("node:crypto")).randomBytes(32);
+  const [{ credentials, status: grpcStatus }, { StatechainServiceClient }, { unary }] = await Promise.all([
+    import("@grpc/grpc-js"),
+    import("../proto/gen/statechain.ts"),
+    import("../proto/unary.ts"),
+  ]);
+  let creds = credentials.createInsecure();
+  if (values["tls-ca"]) {
+    try {
+      creds = credentials.createSsl(readFileSync(String(values["tls-ca"])));
+    } catch (err) {
+      fail(`cannot read --tls-ca ${values["tls-ca"]}: ${(err as Error).message}`);
+    }
+  }
+  const api = new StatechainServiceClient(endpoint, creds);
+  try {
+    const r = await unary(api, api.getAttestation, { nonce }, { deadlineMs: 15_000 });
+    const doc = Buffer.from(r.document);
+    const mode = r.enclave?.attestationMode ?? "unknown";
+    const instance = Buffer.from(r.enclave?.instanceId ?? []).toString("hex");
+    const nonceHex = nonce.toString("hex");
+    const out = values.out === undefined ? undefined : path.resolve(String(values.out));
+    if (out) {
+      try {
+        writeFileSync(out, doc);
+      } catch (err) {
+        fail(`cannot write --out ${out}: ${(err as Error).message}`, 1);
+      }
+    }
+    // The simulator's root, where this machine has it: what --sim-root needs (a verifier trusts it explicitly).
+    const dataDir = path.resolve(String(values["data-dir"] ?? process.env.SE_DATA_DIR ?? ".data/simulator"));
+    const localRoot = path.join(dataDir, "sim-ca", "sim-ca-root.pem");
+    let simRoot: string | undefined;
+    if (mode === "simulator") {
+      try {
+        if (readFileSync(localRoot, "utf8").trim() === r.enclave?.simulatorRootPem.trim())
+          simRoot = localRoot;
+      } catch {}
+    }
+    const check = [
+      "npx verify-attestation",
+      out ?? "-",
+      `--nonce ${nonceHex}`,
+      ...(mode === "simulator" ? [`--sim-root ${simRoot ?? "<the simulator's root certificate>"}`] : []),
+      "--pcrs <your PCR policy>",
+    ].join(" ");
+    if (values.json)
+      process.stdout.write(
+        `${JSON.stringify({
+          endpoint,
+          attestationMode: mode,
+          enclaveInstance: instance,
+          nonce: nonceHex,
+          bytes: doc.length,
+          ...(out ? { file: out } : { document: doc.toString("base64") }),
+          ...(simRoot ? { simulatorRoot: simRoot } : {}),
+          check,
+        })}\n`,
+      );
+    else if (out)
+      process.stdout.write(
+        [
+          `attestation document of the SE at ${endpoint} (${mode} enclave, instance ${instance.slice(0, 16)}…): ${doc.length} bytes in ${out}`,
+          `  nonce  ${nonceHex}`,
+          `  check  ${check}`,
+          "",
+        ].join("\n"),
+      );
+    else {
+      process.stdout.write(`${doc.toString("base64")}\n`);
+      process.stderr.write(
+        `se: attestation document of the SE at ${endpoint} (${mode} enclave), nonce ${nonceHex}; check it: se attestation --nonce ${nonceHex} | ${check}\n`,
+      );
+    }
+  } catch (err) {
+    const e = err as Error & { code?: number; details?: string };
+    const message =
+      typeof e.code === "number"
+        ? `${grpcStatus[e.code] ?? e.code}: ${(e.details || e.message).replace(/\s*Resolution note:\s*$/, "")}`
+        : e.message;
+    if (values.json) process.stdout.write(`${JSON.stringify({ endpoint, error: message })}\n`);
+    process.stderr.write(`se: no attestation from the SE at ${endpoint}: ${message}\n`);
+    process.exitCode = 1;
+  } finally {
+    api.close();
+  }
+}
+
+/**
+ * The SE a client command talks to: --endpoint (or --se, the wallet's name for it), else $WALLET_SE (what the
+ * banner exports for wallets) or $SE_ENDPOINT, else the simulator's default. One setting, one value: the wallet
+ * reads the same names.
+ */
+function endpointOf(values: Record<string, string | boolean | undefined>): string {
+  const [flag, alias] = [values.endpoint as string | undefined, values.se as string | undefined];
+  if (flag !== undefined && alias !== undefined && flag !== alias)
+    fail(`--endpoint ${flag} and --se ${alias} name the same setting (the SE's address): give one`);
+  return flag ?? alias ?? process.env.WALLET_SE ?? process.env.SE_ENDPOINT ?? "127.0.0.1:50051";
+}
+
 async function mineCmd(values: Record<string, string | boolean | undefined>, args: string[]): Promise<void> {
   const n = Number(args[0]);
   if (args.length !== 1 || !Number.isInteger(n) || n < 1 || n > 10_000)
@@ -398,7 +540,13 @@ async function mineCmd(values: Record<string, string | boolean | undefined>, arg
       fail(`--address ${values.address} is not a regtest address`);
     }
   }
-  const chain = new BitcoindChain({ ...rpc, network: "regtest" });
+  const chain = new BitcoindChain({
+    ...rpc,
+    network: "regtest",
+    ...(cfg.chain.backend === "embedded"
+      ? { name: `the simulator's embedded regtest node at ${rpc.url}` }
+      : {}),
+  });
   try {
     const from = await chain.tipHeight();
     const hashes = await chain.mine(n, script);
@@ -436,8 +584,11 @@ async function main(): Promise<void> {
         fresh: { type: "boolean", default: false },
         "log-level": { type: "string" },
         endpoint: { type: "string" },
+        se: { type: "string" },
         "tls-ca": { type: "string" },
         address: { type: "string" },
+        out: { type: "string" },
+        nonce: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
@@ -460,8 +611,9 @@ async function main(): Promise<void> {
   if (cmd === "status") return statusCmd(values as Record<string, string | boolean | undefined>);
   if (cmd === "mine")
     return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
+  if (cmd === "attestation") return attestationCmd(values as Record<string, string | boolean | undefined>);
   fail(
-    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine"])}\n(\`se --help\` lists the commands)`,
+    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine", "attestation"])}\n(\`se --help\` lists the commands)`,
   );
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { type CliIo, decodeInput, parseTime, runCli } from "../../attestation/cli.ts";
+import { decodeDocument } from "../../attestation/document.ts";
 import { SimulatorProvider } from "../../attestation/providers/index.ts";
 import { decodeReceipt, encodeReceipt, receiptHash, ZERO_HASH } from "../../attestation/receipt.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
@@ -30,14 +31,27 @@ function cli(args: string[], stdin: Buffer = Buffer.alloc(0)): { code: number; o
   return { code: runCli(args, io), out, err };
 }
 
+/** A PCR policy pinning the nondebug fixture's measurements, as a file. */
+function nondebugPolicy(): string {
+  const pcrs = decodeDocument(doc("nondebug")).pcrs;
+  const hex = (i: number) => Buffer.from(pcrs.get(i)!).toString("hex");
+  const f = path.join(mkdtempSync(path.join(tmpdir(), "va-pcrs-")), "pcrs.json");
+  writeFileSync(
+    f,
+    JSON.stringify({ releases: [{ name: "nitrite", pcr0: hex(0), pcr1: hex(1), pcr2: hex(2) }] }),
+  );
+  return f;
+}
+
 test("a real document inside its window: fields printed, verdict VALID, exit 0", () => {
-  const r = cli([file("nondebug"), "--at", inside("nondebug")]);
+  const r = cli([file("nondebug"), "--at", inside("nondebug"), "--pcrs", nondebugPolicy()]);
   assert.equal(r.code, 0, r.out + r.err);
   assert.match(r.out, /module_id\s+i-0a22e5c5f24d22174-enc0191cceb4289903f/);
   assert.match(r.out, /time\s+2024-09-07T14:37:39\.545Z/);
   assert.match(r.out, /PCR0\s+e72a46ca80a260fb/);
   assert.match(r.out, /nonce\s+1024 bytes/);
   assert.match(r.out, /AWS Nitro Enclaves root G1 \(pinned\)/);
+  assert.match(r.out, /release +nitrite/);
   assert.match(r.out, /verdict: VALID$/m);
 });
 
@@ -49,7 +63,7 @@ test("invalid documents exit 1 and the verdict names every failed check", () => 
   const debug = cli([file("debug"), "--at", inside("debug")]);
   assert.equal(debug.code, 1);
   assert.match(debug.out, /failed: pcrs\.not_debug/);
-  assert.equal(cli([file("debug"), "--at", inside("debug"), "--allow-debug"]).code, 0);
+  assert.equal(cli([file("debug"), "--at", inside("debug"), "--allow-debug", "--allow-unpinned"]).code, 0);
   const nonce = cli([file("nondebug"), "--at", inside("nondebug"), "--nonce", "00"]);
   assert.equal(nonce.code, 1);
   assert.match(nonce.out, /FAIL nonce/);
@@ -58,7 +72,14 @@ test("invalid documents exit 1 and the verdict names every failed check", () => 
 });
 
 test("--json prints one object with valid, checks and the decoded fields", () => {
-  const r = cli([file("evervault"), "--at", inside("evervault"), "--allow-debug", "--json"]);
+  const r = cli([
+    file("evervault"),
+    "--at",
+    inside("evervault"),
+    "--allow-debug",
+    "--allow-unpinned",
+    "--json",
+  ]);
   assert.equal(r.code, 0);
   const j = JSON.parse(r.out);
   assert.equal(j.valid, true);
@@ -88,16 +109,14 @@ test("input formats: auto recognises base64, hex and raw bytes; explicit formats
   ];
   for (const [name, bytes] of variants) {
     writeFileSync(path.join(dir, name), bytes);
-    const r = cli([path.join(dir, name), "--at", inside("nondebug")]);
+    const r = cli([path.join(dir, name), "--at", inside("nondebug"), "--allow-unpinned"]);
     assert.equal(r.code, 0, `${name}: ${r.out}${r.err}`);
   }
-  assert.equal(cli([path.join(dir, "doc.hex"), "--format", "hex", "--at", inside("nondebug")]).code, 0);
-  assert.equal(cli([path.join(dir, "doc.bin"), "--format", "bin", "--at", inside("nondebug")]).code, 0);
-  assert.equal(
-    cli(["-", "--format", "b64", "--at", inside("nondebug")], Buffer.from(raw.toString("base64"))).code,
-    0,
-  );
-  assert.equal(cli(["-", "--at", inside("nondebug")], raw).code, 0);
+  const at = ["--at", inside("nondebug"), "--allow-unpinned"];
+  assert.equal(cli([path.join(dir, "doc.hex"), "--format", "hex", ...at]).code, 0);
+  assert.equal(cli([path.join(dir, "doc.bin"), "--format", "bin", ...at]).code, 0);
+  assert.equal(cli(["-", "--format", "b64", ...at], Buffer.from(raw.toString("base64"))).code, 0);
+  assert.equal(cli(["-", ...at], raw).code, 0);
   // Wrong explicit format: a read error, exit 2.
   const wrong = cli([path.join(dir, "doc.b64"), "--format", "hex"]);
   assert.equal(wrong.code, 2);
@@ -138,7 +157,7 @@ test("--at accepts Unix seconds and ISO-8601", () => {
   assert.equal(parseTime("1725720000"), 1725720000_000);
   assert.equal(parseTime("1725720000.5"), 1725720000_500);
   assert.equal(parseTime("2024-09-07T15:00:00Z"), Date.UTC(2024, 8, 7, 15));
-  assert.equal(cli([file("nondebug"), "--at", "2024-09-07T15:00:00Z"]).code, 0);
+  assert.equal(cli([file("nondebug"), "--at", "2024-09-07T15:00:00Z", "--allow-unpinned"]).code, 0);
   assert.equal(cli([file("nondebug"), "--at", "2024-09-07T18:00:00Z"]).code, 1);
 });
 
@@ -217,9 +236,13 @@ test("simulator documents: SIMULATOR in plain words with --sim-root, refused wit
 
 test("the bin runs through node and npm with the documented exit codes", () => {
   const bin = path.join(projectRoot, "bin/verify-attestation.js");
-  const ok = spawnSync(process.execPath, [bin, file("nondebug"), "--at", inside("nondebug")], {
-    encoding: "utf8",
-  });
+  const ok = spawnSync(
+    process.execPath,
+    [bin, file("nondebug"), "--at", inside("nondebug"), "--allow-unpinned"],
+    {
+      encoding: "utf8",
+    },
+  );
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /verdict: VALID/);
   const bad = spawnSync(process.execPath, [bin, "-", "--at", inside("nondebug")], {
@@ -268,4 +291,64 @@ test("input that is no document: empty, random binary, other text — invalid (e
   const version = cli(["--version"]);
   assert.equal(version.code, 0);
   assert.match(version.out, /^verify-attestation \d+\.\d+\.\d+\n$/);
+});
+
+test("VALID without a PCR policy is UNPINNED (exit 3) unless --allow-unpinned; with one that matches, VALID", () => {
+  const bare = cli([file("nondebug"), "--at", inside("nondebug")]);
+  assert.equal(bare.code, 3, bare.out);
+  assert.match(
+    bare.out,
+    /verdict: UNPINNED — every check passed, but no PCR policy says which enclave code to accept: give --pcrs <file> .*, or --allow-unpinned/,
+  );
+  const allowed = cli([file("nondebug"), "--at", inside("nondebug"), "--allow-unpinned"]);
+  assert.equal(allowed.code, 0, allowed.out);
+  assert.match(allowed.out, /verdict: VALID \(unpinned: any enclave code accepted with --allow-unpinned\)$/m);
+  const j = JSON.parse(cli([file("nondebug"), "--at", inside("nondebug"), "--json"]).out);
+  assert.deepEqual([j.verdict, j.valid, j.pinned], ["UNPINNED", true, false]);
+  const pinned = JSON.parse(
+    cli([file("nondebug"), "--at", inside("nondebug"), "--json", "--pcrs", nondebugPolicy()]).out,
+  );
+  assert.deepEqual([pinned.verdict, pinned.pinned, pinned.release], ["VALID", true, "nitrite"]);
+  // An invalid document stays invalid (exit 1), pinned or not.
+  assert.equal(cli([file("nondebug"), "--at", String(NITRO.nondebug.to + 10), "--allow-unpinned"]).code, 1);
+});
+
+test("--json always prints one JSON object: usage errors, read errors and input that is no document too", () => {
+  const cases: [string[], string, RegExp][] = [
+    [["--json"], "USAGE", /exactly one document/],
+    [[file("nondebug"), "--json", "--bogus"], "USAGE", /Unknown option '--bogus'/],
+    [[file("nondebug"), "--json", "--at", "yesterday"], "USAGE", /neither Unix seconds/],
+    [["/nonexistent/doc.b64", "--json"], "READ", /cannot read document .*ENOENT/],
+    [[file("nondebug"), "--json", "--pcrs", "/nonexistent.json"], "READ", /cannot read PCR policy/],
+  ];
+  for (const [args, code, message] of cases) {
+    const r = cli(args);
+    assert.equal(r.code, 2, args.join(" "));
+    const j = JSON.parse(r.out);
+    assert.equal(r.out.trim().split("\n").length, 1, `one line: ${args.join(" ")}`);
+    assert.deepEqual([j.verdict, j.valid, j.error.code], ["ERROR", false, code], args.join(" "));
+    assert.match(j.error.message, message);
+    assert.match(r.err, message, "the message goes to stderr as well");
+  }
+  const notDoc = JSON.parse(cli(["-", "--json"], Buffer.from("hello\n")).out);
+  assert.deepEqual([notDoc.verdict, notDoc.failures[0].check], ["INVALID", "input"]);
+  assert.match(cli(["--version", "--json"]).out, /^\{"version":"\d+\.\d+\.\d+"\}\n$/);
+});
+
+test("a recorded document that fails only on time: a hint to check it as of its own time with --at", () => {
+  const made = new Date(decodeDocument(doc("nondebug")).timestamp).toISOString();
+  const late = cli([file("nondebug"), "--at", "2025-01-01T00:00:00Z", "--allow-unpinned"]);
+  assert.equal(late.code, 1);
+  assert.match(late.out, /failed: chain\.validity, timestamp\.max_age$/m);
+  assert.match(
+    late.out,
+    new RegExp(`^hint: only the time fails: the document was made at ${made}.*add --at ${made}$`, "m"),
+  );
+  const again = cli([file("nondebug"), "--at", made, "--allow-unpinned"]);
+  assert.equal(again.code, 0, "the hint's --at makes it valid");
+  assert.match(JSON.parse(cli([file("nondebug"), "--json"]).out).hint, /add --at /);
+  // Another failure as well: the time is not the only problem, no hint.
+  const nonce = cli([file("nondebug"), "--at", "2025-01-01T00:00:00Z", "--nonce", "00"]);
+  assert.doesNotMatch(nonce.out, /hint:/);
+  assert.equal(JSON.parse(cli([file("nondebug"), "--json", "--at", inside("nondebug")]).out).hint, null);
 });

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { type AddressInfo, createServer } from "node:net";
 import { test } from "node:test";
-import { type CliIo, main, parseAmount } from "../../client/cli.ts";
+import { type CliIo, coinsTable, interruptedText, main, parseAmount } from "../../client/cli.ts";
 import { durationText, progressPrinter } from "../../client/progress.ts";
 import { grpcStatusName, SeError } from "../../client/se-client.ts";
 import { closest, editDistance } from "../../client/suggest.ts";
+import type { CoinSummary } from "../../client/wallet.ts";
 import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 
 test("amounts in satoshis or bitcoin", () => {
@@ -189,4 +190,90 @@ test("waiting for confirmations on regtest says how to mine them", () => {
   assert.match(lines[0]!, /0\/2 \(regtest: `npx se mine 2` mines them\)\n$/);
   assert.match(lines[1]!, /2\/2\n$/);
   assert.match(lines[2]!, /backup confirmations .* 0\/1\n$/);
+});
+
+test("send shows its steps: the transfer opened, the receiver's backup co-signed, the message handed over", () => {
+  const lines: string[] = [];
+  const p = progressPrinter({ write: (s) => lines.push(s), tty: false, json: false });
+  p.onProgress("transfer-init");
+  p.onProgress("backup", { for: "the receiver", lock: 1290 });
+  p.onProgress("transfer-send");
+  assert.equal(lines.length, 3, lines.join(""));
+  assert.match(lines[0]!, /^• asking the SE to open the transfer/);
+  assert.match(lines[1]!, /^• co-signing the backup transaction for the receiver \(its lock: 1290\)\n$/);
+  assert.match(lines[2]!, /^• handing the SE the signed statechain transaction and the receiver's encrypted/);
+});
+
+function coin(over: Partial<CoinSummary>): CoinSummary {
+  return {
+    number: 1,
+    statechainId: `${"ab".repeat(32)}:0`,
+    status: "active",
+    origin: "deposit",
+    amountSat: 200_000n,
+    ownerIndex: 1,
+    backupMode: "absolute",
+    backupLock: 1300,
+    blocksToLock: 12,
+    depositAddress: "bcrt1qexample",
+    seEndpoint: "127.0.0.1:50051",
+    attestations: [],
+    inBalance: true,
+    ...over,
+  };
+}
+
+test("wallet coins: a header line, no backup lock for coins that are gone, an exit under way shown as exiting", () => {
+  const table = coinsTable([
+    coin({}),
+    coin({ number: 2, status: "sent", ownerIndex: 2, receiver: { address: "rsc1x", sinceMs: 0 } }),
+    coin({ number: 3, status: "withdrawn", inBalance: false }),
+    coin({ number: 4, status: "exited", inBalance: false }),
+    coin({
+      number: 5,
+      exit: { mode: "absolute", stage: "waiting-lock", backupTxid: "cd".repeat(32), unlockHeight: 1300 },
+    }),
+  ]).split("\n");
+  assert.match(table[0]!, /^coin +status +amount +owner +backup lock +statechain id$/);
+  const row = (n: number) => table.find((l) => l.startsWith(`#${n} `))!;
+  assert.match(row(1), /^#1 +active +200,000 sat +1 +height 1300 \(12 blocks left\) +abab/);
+  for (const n of [2, 3, 4]) assert.doesNotMatch(row(n), /height|blocks left/, `coin ${n} is gone`);
+  assert.match(row(2), /^#2 +sent +200,000 sat +2 +abab/);
+  // Columns line up: the statechain id starts at the same place on every row.
+  const at = table[0]!.indexOf("statechain id");
+  for (const n of [1, 2, 3, 4, 5]) assert.equal(row(n).indexOf("abab"), at, `coin ${n}: ${row(n)}`);
+  assert.match(row(5), /^#5 +exiting /);
+  const note = table[table.indexOf(row(5)) + 1]!;
+  assert.match(
+    note,
+    /^ {4}exiting: waiting for the backup's lock: it may be mined from height 1300; nothing is broadcast yet \(until then the coin can still be sent or withdrawn\); `wallet exit 5` continues$/,
+  );
+});
+
+test("an interrupt says in one line what state the command left", () => {
+  const at = (command: string, args: string[], event?: string, detail: Record<string, unknown> = {}) =>
+    interruptedText(command, args, event ? { event, detail } : undefined, "/w.sqlite");
+  assert.equal(
+    at("deposit", ["0.01btc"], "confirmations", { have: 0, need: 1 }),
+    "while waiting for confirmations: the deposit is broadcast; `wallet coins` shows it",
+  );
+  assert.match(at("deposit", ["0.01btc"], "keygen"), /key generation.*no bitcoin moved/);
+  assert.match(
+    at("deposit", ["0.01btc"]),
+    /before anything went to the SE or the network: nothing changed there/,
+  );
+  assert.match(
+    at("send", ["3", "rsc1x"], "backup"),
+    /receiver is recorded.*`wallet send 3 rsc1x` finishes it/,
+  );
+  assert.match(at("withdraw", ["3", "bcrt1q"], "confirmations"), /broadcast; .*`wallet withdraw 3 bcrt1q`/);
+  assert.match(
+    at("exit", ["3"], "wait-blocks"),
+    /backup's lock: nothing is broadcast; `wallet exit 3` continues/,
+  );
+  assert.match(
+    at("exit", ["3"], "confirmations", { tx: "kick-off" }),
+    /the kick-off to confirm: it is broadcast/,
+  );
+  assert.match(at("create", []), /delete the file and run `wallet create` again/);
 });

@@ -48,7 +48,7 @@ test("exit: --timeout ends the wait for the lock with EXIT_TIMEOUT and where it 
       assert.equal(e.code, "EXIT_TIMEOUT");
       assert.match(
         e.message,
-        /still exiting after 30 s: the backup may go out from height 1000, the tip is 900/,
+        /still exiting after 30 s: the backup may go out once the tip reaches 1000 \(to be mined from height 1001\), the tip is 900/,
       );
       return true;
     },
@@ -56,5 +56,6 @@ test("exit: --timeout ends the wait for the lock with EXIT_TIMEOUT and where it 
   assert.equal(t, 30_000, "three polls, then the deadline");
   assert.equal(saved.at(-1)?.stage, "waiting-lock");
   const wait = events.find(([e]) => e === "wait-blocks")![1]!;
-  assert.deepEqual(wait, { tip: 900, target: 999, left: 99, network: "regtest" });
+  // nLockTime 1000: final in block 1001, so the mempool takes it once the tip is 1000.
+  assert.deepEqual(wait, { tip: 900, target: 1000, left: 100, network: "regtest" });
 });

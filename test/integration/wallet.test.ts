@@ -192,14 +192,15 @@ test("a received coin exits by its backup once the lock is reached; the sender's
   const early = await bob.exit(bobCoin.number, { wait: false });
   assert.equal(early.state.stage, "waiting-lock");
   assert.equal(early.coin.status, "active", "nothing broadcast yet: the coin can still be sent or withdrawn");
-  assert.equal(early.coin.exit?.unlockHeight, bobCoin.backupLock);
+  // A height lock is final in a block above nLockTime: the first block that may include the backup.
+  assert.equal(early.coin.exit?.unlockHeight, bobCoin.backupLock + 1);
 
   const done = await bob.exit(bobCoin.number, { onWait: mine(20) });
   assert.equal(done.state.stage, "confirmed");
   assert.equal(done.coin.status, "exited");
   assert.ok(
-    done.state.backupHeight! >= bobCoin.backupLock,
-    "the backup confirmed no earlier than the backup's lock",
+    done.state.backupHeight! > bobCoin.backupLock,
+    "the backup confirmed in a block above the backup's lock",
   );
   const tx = await h.chain.getTx(done.state.backupTxid);
   assert.ok(tx && tx.status.confirmations >= 1, "the backup transaction is on the chain and confirmed");
