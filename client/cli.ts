@@ -112,10 +112,11 @@ Exit status: 0 ok, 1 refused or failed, 2 usage, 130 interrupted (Ctrl-C; a line
 
 const COMMAND_HELP: Record<string, string> = {
   create: `wallet create [--network regtest] [--se host:port]
-  Makes a new wallet file: a fresh 24-word mnemonic (BIP39), keys on m/8338'/<coin>'/0'/<role>'/<i>',
-  ring-Pedersen parameters for the two-party ECDSA (a few seconds), all secrets sealed under the passphrase
-  (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and unclaimed transfers, but not
-  coins already received (their two-party shares are random and live only in the wallet file).`,
+  Makes a new wallet file: a fresh 24-word mnemonic (BIP39), keys on m/8338'/<coin>'/0'/<role>'/<i>', the
+  first receive address with its first coin's Paillier key made ahead (under a second), all secrets sealed
+  under the passphrase (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and
+  unclaimed transfers, but not coins already received (their two-party shares are random and live only in
+  the wallet file).`,
   restore: `wallet restore [--mnemonic-file <file>] [--network regtest]
   Rebuilds a wallet from its mnemonic (from the file, typed at a prompt with the echo off, or stdin after the
   passphrase line). \`wallet receive\` then collects transfers sent to its first ${20} addresses.`,

@@ -1,7 +1,7 @@
 // The wallet file: one SQLite database. Public data in the clear (coins, statechain ids, amounts, backup
 // transactions, lock heights, attestation verdicts, settings); every secret sealed under the passphrase key
-// (secret-box.ts): the mnemonic, the ring-Pedersen secret, each coin's two-party share o, and a pending
-// receive's o2, each cached per-coin Paillier key's p and q. Derived keys (proof, backup, funding) are never
+// (secret-box.ts): the mnemonic, each coin's two-party share o with its Paillier primes, a pending receive's o2
+// with its, and each per-coin Paillier key's p and q made ahead. Derived keys (proof, backup, funding) are never
 // stored: they come from the seed when needed.
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";

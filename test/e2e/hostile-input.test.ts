@@ -698,19 +698,9 @@ function mutateLargestField(r: Prng, b: Buffer): Buffer {
     : mutate(r, b);
 }
 
-/**
- * What a step's checks see of a request: the enclave checks the owner's ring-Pedersen proof once per parameter set
- * (protocol/ecdsa2p/ring-pedersen.ts caches verified ones), and the test wallets share one set, so a mutant that
- * only changes that proof is the original request to the enclave.
- */
+/** What a step's checks see of a request: its content without the signature. */
 function essence(method: MethodName, req: object): Buffer {
-  const content = { ...req, auth: undefined } as { ownerShare?: { ringPedersen?: object } };
-  if (method === "depositKeyGen" && content.ownerShare?.ringPedersen)
-    content.ownerShare = {
-      ...content.ownerShare,
-      ringPedersen: { ...content.ownerShare.ringPedersen, proof: undefined },
-    };
-  return encodeRequest(method, content as never);
+  return encodeRequest(method, { ...req, auth: undefined } as never);
 }
 
 /**
