@@ -520,15 +520,21 @@ export class Wallet {
 
   /** The protocol context of a keygen on slot `idx`: its Paillier key comes from the slot. */
   private keygenContext(idx: number): OwnerContext {
+    // The take waits for the prepare: a prepare that read the slot before the take moved its count on would
+    // otherwise build (and cache) the key of a keygen already started.
+    let preparing: Promise<unknown> = Promise.resolve();
     return {
       ...this.context(),
       preparePaillierKey: () => {
-        this.store.db
+        preparing = this.store.db
           .get<KeySlotRow>("SELECT * FROM key_slots WHERE idx = ?", [idx])
           .then((slot) => slot && this.prepareKey(slot, { quiet: true }))
           .catch(() => {}); // only a head start: takeKey makes the key if this did not
       },
-      paillierKey: () => this.takeKey(idx),
+      paillierKey: async () => {
+        await preparing;
+        return this.takeKey(idx);
+      },
     };
   }
 
