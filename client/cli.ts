@@ -145,8 +145,9 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
   left out of the balance.`,
   send: `wallet send <coin> <address>
-  Hands the coin over: a new backup for the receiver, the statechain transaction, t1 for the key update; each
-  step is shown as it goes (--json: progress lines on stderr). Interrupted, run it again to finish.`,
+  Hands the coin over: a new backup for the receiver, the statechain transaction, and t1 (this wallet's part of
+  the key update that moves the SE's share to the receiver, encrypted to it); each step is shown as it goes
+  (--json: progress lines on stderr). Interrupted, run it again to finish.`,
   receive: `wallet receive [--wait] [--timeout s] [--allow-unpublished]
   Reads the mailboxes of the wallet's addresses. A coin is taken only if every check passes (DESIGN.md 3.3 steps 6
   and 9: backups and locks, statechain, SMT and Mainstay proofs, the enclave's attestations against the PCR
@@ -173,6 +174,30 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   Fetches the simulator's root certificate and enclave measurements from the SE and, with --confirm, stores them
   as trusted. A simulator gives no hardware guarantee: every verdict then says SIMULATOR.`,
 };
+
+/** One example per command, shown under its help (`wallet help <command>`). */
+const COMMAND_EXAMPLES: Record<string, string[]> = {
+  create: ["wallet create --network regtest --se 127.0.0.1:50051"],
+  restore: ["wallet restore --mnemonic-file words.txt --network regtest"],
+  address: ["wallet address --new", "wallet address --onchain"],
+  info: ["wallet info --json"],
+  faucet: ["wallet faucet --amount 1btc"],
+  deposit: ["wallet deposit 0.01btc", "wallet deposit --rebroadcast 3"],
+  coins: ["wallet coins --json"],
+  send: ["wallet send 1 rsc1q…   (the receiver's address from its `wallet address`)"],
+  receive: ["wallet receive --wait --timeout 600"],
+  withdraw: ["wallet withdraw 2 bcrt1q…"],
+  exit: ["wallet exit 2 --no-wait", "npx se mine 10 && wallet exit 2"],
+  verify: ["wallet verify 2 --save-attestations ./evidence"],
+  "trust-simulator": ["wallet trust-simulator --confirm"],
+};
+
+/** A command's help: what it does, then its examples. */
+export function commandHelp(command: string): string {
+  const examples = COMMAND_EXAMPLES[command] ?? [];
+  const lines = examples.map((e) => `    ${e}`);
+  return `${COMMAND_HELP[command]}\n\n  Example${examples.length > 1 ? "s" : ""}:\n${lines.join("\n")}`;
+}
 
 /** Options each command accepts beyond the global ones. */
 const COMMAND_OPTIONS: Record<string, string[]> = {
@@ -1222,7 +1247,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return 2;
   }
   if (values.help) {
-    io.stdout(`${COMMAND_HELP[command]}\n\n(\`wallet --help\` lists the options every command takes)\n`);
+    io.stdout(`${commandHelp(command)}\n\n(\`wallet --help\` lists the options every command takes)\n`);
     return 0;
   }
   const allowed = new Set([...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command]!]);
@@ -1234,7 +1259,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       ? `${command} takes ${want.length ? want.map((w) => `<${w}>`).join(" ") : "no arguments"}`
       : undefined;
   if (problem) {
-    io.stderr(`wallet: ${problem}\n\n${COMMAND_HELP[command]}\n`);
+    io.stderr(`wallet: ${problem}\n\n${commandHelp(command)}\n`);
     return 2;
   }
   lib ??= await loadLib();

@@ -13,32 +13,74 @@ import { createLogger } from "./log.ts";
 import type { RunningSe, SimulatorStart } from "./main.ts";
 import { packageVersion } from "./package-root.ts";
 
+/** Each command: its usage, what it does (the paragraph of `se --help`), and an example. */
+const COMMANDS: Record<string, { usage: string; text: string; example: string[] }> = {
+  start: {
+    usage: `se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
+            [--fresh] [--chain-only] [--json]`,
+    text: `Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
+socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
+Ctrl-C stops all of it. The regtest chain, the SE's database and the local Mainstay state persist in the
+data dir: a restart resumes them (coins live before it can then only exit by backup: the enclave keeps
+its key shares in memory only), and --fresh deletes them for a clean start. One SE per data dir: a start
+on a dir that a running SE holds (its PID in <data dir>/se.pid) is refused; a lock left by a process that
+is gone is taken over.`,
+    example: ["se start", "se start --fresh --mine-interval 2000", "se start --chain-only"],
+  },
+  status: {
+    usage: "se status [--endpoint <host:port>] [--tls-ca <file>] [--json]",
+    text: `Queries a running SE: health of the enclave and chain, chain height, enclave identity, and how many coins
+have lost their funding transaction to a reorg (refused co-signing). Exits 0 when the SE is serving, 1 when
+it is not (or does not answer), 2 on a usage error.`,
+    example: ["se status", "se status --endpoint 10.0.0.5:50051 --json"],
+  },
+  mine: {
+    usage: "se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]",
+    text: `Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
+in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to the
+node's own key (the simulator's faucet key, which funds \`wallet faucet\`). What a wallet waiting for
+confirmations or a backup's lock needs on regtest.`,
+    example: ["se mine 10"],
+  },
+  attestation: {
+    usage:
+      "se attestation [--out <file>] [--nonce <hex>] [--endpoint <host:port>] [--tls-ca <file>] [--json]",
+    text: `Asks a running SE for a live attestation document of its enclave (GetAttestation, with a fresh nonce
+or --nonce) and writes it to --out (CBOR COSE_Sign1 bytes), or as base64 to stdout; prints the nonce and
+the \`verify-attestation\` command that checks it. Exits 0 with a document, 1 without.`,
+    example: ["se attestation --out enclave.cose"],
+  },
+};
+
+const indent = (text: string, by: string) =>
+  text
+    .split("\n")
+    .map((l) => by + l)
+    .join("\n");
+
+/** `se help <command>`, `se <command> --help`: the command's usage, what it does and an example. */
+function commandHelp(cmd: string): string {
+  const c = COMMANDS[cmd]!;
+  const ex = c.example.map((e) => `    ${e}`).join("\n");
+  return `Usage:\n  ${c.usage}\n\n${indent(c.text, "  ")}\n\n  Example${c.example.length > 1 ? "s" : ""}:\n${ex}\n\n(\`se --help\` lists every option)\n`;
+}
+
 const HELP = `se — enclave-backed Mercury statechain entity
 
 Usage:
-  se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
-            [--fresh] [--chain-only] [--json]
-  se status [--endpoint <host:port>] [--tls-ca <file>] [--json]
-  se mine   <n> [--address <addr>] [--data-dir <dir>] [--config <file>] [--json]
-  se attestation [--out <file>] [--nonce <hex>] [--endpoint <host:port>] [--tls-ca <file>] [--json]
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.usage}`)
+  .join("\n")}
+  se help <command>
   se --help
 
-start   Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
-        socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
-        Ctrl-C stops all of it. The regtest chain, the SE's database and the local Mainstay state persist in the
-        data dir: a restart resumes them (coins live before it can then only exit by backup: the enclave keeps
-        its key shares in memory only), and --fresh deletes them for a clean start. One SE per data dir: a start on a dir that a running SE holds (its PID in
-        <data dir>/se.pid) is refused; a lock left by a process that is gone is taken over.
-status  Queries a running SE: health of the enclave and chain, chain height, enclave identity, and how many coins
-        have lost their funding transaction to a reorg (refused co-signing). Exits 0 when the SE is serving, 1 when
-        it is not (or does not answer), 2 on a usage error.
-mine    Regtest only: mines n blocks on the running SE's chain (the embedded node, through the RPC credentials
-        in <data dir>/bitcoin-rpc.json, or the configured bitcoind), paying the coinbases to --address or to the
-        node's own key (the simulator's faucet key, which funds \`wallet faucet\`). What a wallet waiting for confirmations or a backup's lock needs on regtest.
-attestation
-        Asks a running SE for a live attestation document of its enclave (GetAttestation, with a fresh nonce
-        or --nonce) and writes it to --out (CBOR COSE_Sign1 bytes), or as base64 to stdout; prints the nonce and
-        the \`verify-attestation\` command that checks it. Exits 0 with a document, 1 without.
+${Object.entries(COMMANDS)
+  .map(([name, c]) => {
+    const [first, ...rest] = c.text.split("\n");
+    const head = name.length < 8 ? `${name.padEnd(8)}${first}` : `${name}\n        ${first}`;
+    return [head, ...rest.map((l) => `        ${l}`)].join("\n");
+  })
+  .join("\n")}
 
 Configuration comes from defaults (simulator), then the JSON file given by --config or SE_CONFIG, then SE_*
 environment variables (see README), then these flags.
@@ -603,7 +645,17 @@ async function main(): Promise<void> {
     process.stdout.write(`se ${packageVersion(import.meta.url)}\n`);
     return;
   }
-  if (values.help || !cmd) {
+  // `se help <command>` and `se <command> --help`: that command's help; `se help`, `se --help`: all of it.
+  const helpFor = cmd === "help" ? positionals[1] : values.help ? cmd : undefined;
+  if (helpFor !== undefined && helpFor in COMMANDS) {
+    process.stdout.write(commandHelp(helpFor));
+    return;
+  }
+  if (helpFor !== undefined && cmd === "help")
+    fail(
+      `no help for "${helpFor}"${didYouMean(helpFor, Object.keys(COMMANDS))}\n(\`se --help\` lists the commands)`,
+    );
+  if (values.help || !cmd || cmd === "help") {
     process.stdout.write(HELP);
     return;
   }
@@ -613,7 +665,7 @@ async function main(): Promise<void> {
     return mineCmd(values as Record<string, string | boolean | undefined>, positionals.slice(1));
   if (cmd === "attestation") return attestationCmd(values as Record<string, string | boolean | undefined>);
   fail(
-    `unknown command "${cmd}"${didYouMean(cmd, ["start", "status", "mine", "attestation"])}\n(\`se --help\` lists the commands)`,
+    `unknown command "${cmd}"${didYouMean(cmd, [...Object.keys(COMMANDS), "help"])}\n(\`se --help\` lists the commands)`,
   );
 }
 

@@ -277,3 +277,30 @@ test("an interrupt says in one line what state the command left", () => {
   );
   assert.match(at("create", []), /delete the file and run `wallet create` again/);
 });
+
+test("every command's help ends with an example of that command", async () => {
+  const commands = [
+    "create",
+    "restore",
+    "address",
+    "info",
+    "faucet",
+    "deposit",
+    "coins",
+    "send",
+    "receive",
+    "withdraw",
+    "exit",
+    "verify",
+    "trust-simulator",
+  ];
+  for (const c of commands) {
+    const h = await run(["help", c]);
+    assert.equal(h.code, 0, `help ${c}`);
+    assert.match(
+      h.stdout,
+      new RegExp(`\\n  Examples?:\\n    (npx se mine \\d+ && )?wallet ${c}\\b`),
+      `help ${c} shows an example`,
+    );
+  }
+});
