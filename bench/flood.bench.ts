@@ -13,7 +13,7 @@ import { generatePaillierKey, type PaillierKey } from "../protocol/ecdsa2p/paill
 import { systemRng } from "../protocol/rng.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
-import { percentile, report } from "./harness.ts";
+import { report, summary } from "./harness.ts";
 
 const FLOOD_SECONDS = 20;
 const FLOODERS = 2;
@@ -41,13 +41,7 @@ async function latencies(
   return { coin, ms };
 }
 
-const median = (xs: number[]) =>
-  Math.round(
-    percentile(
-      [...xs].sort((a, b) => a - b),
-      50,
-    ),
-  );
+const median = (xs: number[]) => Math.round(summary(xs).median);
 
 export async function run(): Promise<void> {
   const se = await startSeProcess({ env: { SE_MAINSTAY_INTERVAL_S: "2" } });
@@ -108,12 +102,7 @@ export async function run(): Promise<void> {
       bench: "flood.deposit_init",
       unit: "ms",
       median: median(during.ms),
-      p95: Math.round(
-        percentile(
-          [...during.ms].sort((a, b) => a - b),
-          95,
-        ),
-      ),
+      p95: Math.round(summary(during.ms).p95),
       runs: during.ms.length,
       peer: "no flood",
       peer_median: median(quiet.ms),

@@ -30,6 +30,12 @@ export function percentile(sorted: number[], p: number): number {
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
+/** Median and p95 of unsorted samples, and how many (unrounded). */
+export function summary(samples: number[]): { median: number; p95: number; runs: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: percentile(sorted, 50), p95: percentile(sorted, 95), runs: samples.length };
+}
+
 /** Times `fn` `runs` times (after `warmup` untimed runs) and returns median and p95 in milliseconds. */
 export async function time(
   fn: () => unknown | Promise<unknown>,
@@ -43,8 +49,8 @@ export async function time(
     await fn();
     samples.push(performance.now() - t0);
   }
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), runs, samples };
+  const { median, p95 } = summary(samples);
+  return { median: round(median), p95: round(p95), runs, samples };
 }
 
 /** Times `fn` and reports it as `bench`, optionally beside a peer (ratio = ours / theirs). */

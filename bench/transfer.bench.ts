@@ -20,13 +20,13 @@ import { generatePaillierKeySync } from "../protocol/ecdsa2p/index.ts";
 import { generatePaillierKey, type PaillierKey, wipePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
-import { percentile, report } from "./harness.ts";
+import { report, summary } from "./harness.ts";
 import { cryptoFloor } from "./transfer-floor.ts";
 
 const round = (x: number) => Math.round(x * 100) / 100;
 const stats = (samples: number[]) => {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median: round(percentile(s, 50)), p95: round(percentile(s, 95)), runs: s.length };
+  const { median, p95, runs } = summary(samples);
+  return { median: round(median), p95: round(p95), runs };
 };
 
 async function transferOnce(ctx: OwnerContext, coin: OwnedCoin): Promise<OwnedCoin> {

@@ -105,6 +105,19 @@ Options:
   -V, --version          the version
 `;
 
+/** The public port's credentials: TLS trusting the --tls-ca PEM when given, plaintext otherwise. */
+function channelCredentials(
+  credentials: typeof import("@grpc/grpc-js").credentials,
+  tlsCa: string | boolean | undefined,
+): import("@grpc/grpc-js").ChannelCredentials {
+  if (!tlsCa) return credentials.createInsecure();
+  try {
+    return credentials.createSsl(readFileSync(String(tlsCa)));
+  } catch (err) {
+    return fail(`cannot read --tls-ca ${tlsCa}: ${(err as Error).message}`);
+  }
+}
+
 function fail(msg: string, code = 2): never {
   process.stderr.write(`se: ${msg}\n`);
   process.exit(code);
@@ -357,14 +370,7 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
     import("../proto/gen/statechain.ts"),
     import("../proto/unary.ts"),
   ]);
-  let creds = credentials.createInsecure();
-  if (values["tls-ca"]) {
-    try {
-      creds = credentials.createSsl(readFileSync(String(values["tls-ca"])));
-    } catch (err) {
-      fail(`cannot read --tls-ca ${values["tls-ca"]}: ${(err as Error).message}`);
-    }
-  }
+  const creds = channelCredentials(credentials, values["tls-ca"]);
   const health = new HealthClient(endpoint, creds);
   const api = new StatechainServiceClient(endpoint, creds);
   try {
@@ -445,14 +451,7 @@ async function attestationCmd(values: Record<string, string | boolean | undefine
     import("../proto/gen/statechain.ts"),
     import("../proto/unary.ts"),
   ]);
-  let creds = credentials.createInsecure();
-  if (values["tls-ca"]) {
-    try {
-      creds = credentials.createSsl(readFileSync(String(values["tls-ca"])));
-    } catch (err) {
-      fail(`cannot read --tls-ca ${values["tls-ca"]}: ${(err as Error).message}`);
-    }
-  }
+  const creds = channelCredentials(credentials, values["tls-ca"]);
   const api = new StatechainServiceClient(endpoint, creds);
   try {
     const r = await unary(api, api.getAttestation, { nonce }, { deadlineMs: 15_000 });

@@ -19,11 +19,13 @@
 // funding output on its own view of the chain (§3.3 step 6, client/receive.ts), not on the SE's say-so. So the
 // mark serves the honest SE's owners — a clear refusal, words in GetStatechain and the wallet — and the host
 // keeps it alone.
+
 import { Transaction } from "bitcoinjs-lib";
 import type { ChainBackend } from "../chain/backend.ts";
 import { FundingState, StatechainStatus } from "../proto/gen/common.ts";
 import { outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
 import { txidToHex } from "../protocol/tx/index.ts";
+import { BlockPasses } from "./block-passes.ts";
 import type { Store } from "./store.ts";
 
 /** The subset of pino's Logger the watch uses. */
@@ -118,15 +120,17 @@ export interface FundingWatchOptions {
 
 /** Runs checkFunding over every watched coin at start and at each block, and keeps the verdicts. */
 export class FundingWatch {
-  private unsubscribe: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private processed = -1;
+  private readonly blocks: BlockPasses;
   private passCount = 0;
   private lastTip = -1;
-  private waiters: { height: number; resolve: () => void }[] = [];
 
-  constructor(private readonly opts: FundingWatchOptions) {}
+  constructor(private readonly opts: FundingWatchOptions) {
+    this.blocks = new BlockPasses(opts.chain, () =>
+      this.tick().catch((err: Error) =>
+        opts.log.warn({ err: err.message }, "funding watch: a pass failed, will look at the next block"),
+      ),
+    );
+  }
 
   /** Passes completed since start, and the tip the last one saw (-1 before the first): its metrics. */
   get passes(): number {
@@ -137,40 +141,16 @@ export class FundingWatch {
   }
 
   start(): void {
-    if (this.unsubscribe) return;
-    this.unsubscribe = this.opts.chain.onBlock(() => this.schedule());
-    this.schedule();
+    void this.blocks.start();
   }
 
-  async stop(): Promise<void> {
-    this.unsubscribe?.();
-    this.unsubscribe = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.blocks.stop();
   }
 
   /** Resolves once a pass has run with the tip at `height` or above. */
   processedHeight(height: number): Promise<void> {
-    if (this.processed >= height) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ height, resolve }));
-  }
-
-  private schedule(): void {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.tick().catch((err: Error) =>
-          this.opts.log.warn(
-            { err: err.message },
-            "funding watch: a pass failed, will look at the next block",
-          ),
-        );
-      } while (this.again);
-      this.running = undefined;
-    })();
+    return this.blocks.processedHeight(height);
   }
 
   /** One pass over every watched coin at the current tip. */
@@ -240,9 +220,6 @@ export class FundingWatch {
     this.passCount++;
     this.lastTip = tip;
     this.opts.onPass?.(lost);
-    this.processed = Math.max(this.processed, tip);
-    const ready = this.waiters.filter((w) => w.height <= this.processed);
-    this.waiters = this.waiters.filter((w) => w.height > this.processed);
-    for (const w of ready) w.resolve();
+    this.blocks.passed(tip);
   }
 }

@@ -8,6 +8,7 @@
 //             the backup goes out once the next block is `lock` blocks past the kick-off's confirmation.
 // A transaction already in the mempool or chain counts as sent. When the coin (or the kick-off's output) is
 // spent by anything else — a withdrawal, another backup — the entry is marked "conflict" (and re-checked).
+
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { Transaction } from "bitcoinjs-lib";
 import { type ChainBackend, ChainError, type TxStatus } from "../chain/backend.ts";
@@ -26,6 +27,7 @@ import {
   txidFromHex,
   txidToHex,
 } from "../protocol/tx/index.ts";
+import { BlockPasses } from "./block-passes.ts";
 import type { Db } from "./db.ts";
 import {
   WATCHTOWER_MIGRATIONS,
@@ -177,13 +179,10 @@ export class Watchtower {
   private readonly store: WatchtowerStore;
   private readonly log: WatchtowerLogger;
   private readonly now: () => number;
-  private unsubscribe: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private processed = -1;
-  private waiters: { height: number; resolve: () => void }[] = [];
+  private readonly blocks: BlockPasses;
 
   private constructor(private readonly opts: WatchtowerOptions) {
+    this.blocks = new BlockPasses(opts.chain, () => this.tick());
     this.store = new WatchtowerStore(opts.db);
     this.log = opts.logger;
     this.now = opts.now ?? Date.now;
@@ -264,37 +263,17 @@ export class Watchtower {
   }
 
   /** Subscribes to new blocks and catches up at once (after a restart, with whatever the store holds). */
-  async start(): Promise<void> {
-    if (this.unsubscribe) return;
-    this.unsubscribe = this.opts.chain.onBlock(() => this.schedule());
-    this.schedule();
-    await this.running;
+  start(): Promise<void> {
+    return this.blocks.start();
   }
 
-  async stop(): Promise<void> {
-    this.unsubscribe?.();
-    this.unsubscribe = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.blocks.stop();
   }
 
   /** Resolves once a pass over all entries has run with the tip at `height` or above. */
   processedHeight(height: number): Promise<void> {
-    if (this.processed >= height) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ height, resolve }));
-  }
-
-  private schedule(): void {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.tick();
-      } while (this.again);
-      this.running = undefined;
-    })();
+    return this.blocks.processedHeight(height);
   }
 
   /** One pass: every active entry is brought in line with the chain at the current tip. */
@@ -321,10 +300,7 @@ export class Watchtower {
         );
       }
     }
-    this.processed = Math.max(this.processed, tip);
-    const ready = this.waiters.filter((w) => w.height <= this.processed);
-    this.waiters = this.waiters.filter((w) => w.height > this.processed);
-    for (const w of ready) w.resolve();
+    this.blocks.passed(tip);
   }
 
   // --- per-mode steps ---------------------------------------------------------------------------------------

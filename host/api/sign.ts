@@ -66,6 +66,19 @@ async function kickoffConfirmedAt(deps: ApiDeps, idBytes: Buffer): Promise<numbe
 
 export function signHandlers(deps: ApiDeps) {
   const { store, enclave } = deps;
+  /** The host's record of signing session `sessionId`, which must belong to the statechain `idBytes`. */
+  const sessionOf = async (sessionId: Uint8Array, idBytes: Uint8Array) => {
+    check(sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
+    const session = await store.signSession(sessionId);
+    check(
+      session && Buffer.from(session.statechain_id).equals(idBytes),
+      "UNKNOWN_SESSION",
+      "no signing session with this id for this statechain",
+      "not_found",
+    );
+    return session;
+  };
+
   return {
     async signFirst(req: SignFirstRequest, ctx: CallContext): Promise<SignFirstResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
@@ -117,14 +130,7 @@ export function signHandlers(deps: ApiDeps) {
 
     async signSecond(req: SignSecondRequest, ctx: CallContext): Promise<SignSecondResponse> {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
-      check(req.sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
-      const session = await store.signSession(req.sessionId);
-      check(
-        session && Buffer.from(session.statechain_id).equals(idBytes),
-        "UNKNOWN_SESSION",
-        "no signing session with this id for this statechain",
-        "not_found",
-      );
+      const session = await sessionOf(req.sessionId, idBytes);
       check(
         !session.released_at,
         "SESSION_DONE",
@@ -162,14 +168,7 @@ export function signHandlers(deps: ApiDeps) {
       const { row, idBytes } = await requireStatechain(deps, req.statechainId);
       // A coin the SE can no longer co-sign takes no new backup either: its way out is fixed (the newest kept).
       requireStatus(row, SIGNABLE, "complete a signature");
-      check(req.sessionId.length === 16, "INVALID_SESSION", "session id must be 16 bytes");
-      const session = await store.signSession(req.sessionId);
-      check(
-        session && Buffer.from(session.statechain_id).equals(idBytes),
-        "UNKNOWN_SESSION",
-        "no signing session with this id for this statechain",
-        "not_found",
-      );
+      const session = await sessionOf(req.sessionId, idBytes);
       check(
         session.released_at && session.digest,
         "SESSION_NOT_RELEASED",

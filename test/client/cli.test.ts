@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { type AddressInfo, createServer } from "node:net";
 import { test } from "node:test";
-import { type CliIo, coinsTable, interruptedText, main, parseAmount } from "../../client/cli.ts";
+import { coinsTable, interruptedText, parseAmount } from "../../client/cli.ts";
 import { durationText, progressPrinter } from "../../client/progress.ts";
 import { grpcStatusName, SeError } from "../../client/se-client.ts";
 import { closest, editDistance } from "../../client/suggest.ts";
 import type { CoinSummary } from "../../client/wallet.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 
 test("amounts in satoshis or bitcoin", () => {
@@ -88,25 +89,11 @@ async function closedPort(): Promise<number> {
 }
 
 /** `wallet …` run here, with the passphrase in the environment and no terminal. */
-async function run(args: string[], env: Record<string, string> = {}) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: async () => undefined,
+const run = (args: string[], env: Record<string, string> = {}) =>
+  runWallet(args, {
     env: { PATH: process.env.PATH, WALLET_PASSPHRASE: PASSPHRASE, SE_DATA_DIR: "/nonexistent", ...env },
     cwd: process.cwd(),
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+  });
 
 test("an SE that cannot be reached: which endpoint, where it came from, how to check it and choose another", async () => {
   const { wallet, file } = await testWallet();

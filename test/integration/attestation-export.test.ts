@@ -7,14 +7,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { runCli } from "../../attestation/cli.ts";
-import { type CliIo, main } from "../../client/cli.ts";
-import { lineReader } from "../../client/prompt.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 
 let se: SeProcess;
 let h: Harness;
@@ -124,34 +122,16 @@ test("se attestation against an SE that does not answer: exit 1 and which endpoi
   assert.match(r.stderr, new RegExp(`no attestation from the SE at 127\\.0\\.0\\.1:${port}: UNAVAILABLE`));
 });
 
-async function wallet(args: string[], mining = false) {
-  const timer = mining ? setInterval(() => void h.chain.mine(1).catch(() => {}), 200) : undefined;
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: lineReader(Readable.from([""])),
+const wallet = (args: string[], mining = false) =>
+  runWallet(args, {
     env: {
       ...process.env,
       WALLET_SE: `127.0.0.1:${se.port}`,
       SE_DATA_DIR: se.dataDir,
       WALLET_PASSPHRASE: PASSPHRASE,
     },
-    cwd: ROOT,
-  };
-  try {
-    return { code: await main(args, io), stdout, stderr };
-  } finally {
-    if (timer) clearInterval(timer);
-  }
-}
+    mine: mining ? () => h.chain.mine(1) : undefined,
+  });
 
 test("wallet verify --save-attestations writes the documents it checked, and the commands check them again", async () => {
   const { wallet: a, file: aliceFile } = await testWallet();

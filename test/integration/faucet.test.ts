@@ -7,14 +7,12 @@ import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { BitcoindChain } from "../../chain/bitcoind.ts";
-import { type CliIo, main } from "../../client/cli.ts";
-import { lineReader } from "../../client/prompt.ts";
 import { p2wpkhScript } from "../../protocol/tx/script.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { ROOT } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "faucet-"));
 let proc: ChildProcess;
@@ -62,25 +60,8 @@ before(async () => {
 });
 after(stopChain);
 
-async function wallet(args: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: lineReader(Readable.from([""])),
-    env: { ...process.env, SE_DATA_DIR: dataDir, WALLET_PASSPHRASE: PASSPHRASE },
-    cwd: ROOT,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr, json: () => JSON.parse(stdout.trim().split("\n").pop()!) };
-}
+const wallet = (args: string[]) =>
+  runWallet(args, { env: { ...process.env, SE_DATA_DIR: dataDir, WALLET_PASSPHRASE: PASSPHRASE } });
 
 test("wallet faucet after twenty halvings: paid from the simulator's faucet key, one block to confirm", async () => {
   for (let i = 0; i < 6; i++) await chain.mine(500);

@@ -15,7 +15,6 @@ import { SimulatorProvider } from "../../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../../attestation/sim-ca.ts";
 import { decodeReceiveAddress } from "../../client/address.ts";
 import { enclaveIdentity } from "../../client/attested-policy.ts";
-import { type CliIo, main } from "../../client/cli.ts";
 import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../../client/owner.ts";
 import {
   attestedTransferKey,
@@ -33,7 +32,8 @@ import { GetInfoResponse, GetSmtProofResponse } from "../../proto/gen/statechain
 import { generatePaillierKey } from "../../protocol/ecdsa2p/paillier.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
-import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 
 let se: SeProcess;
 let h: Harness;
@@ -298,30 +298,15 @@ test("a stale SMT proof is refused; a deletion attestation with an earlier key u
 });
 
 /** Runs `wallet …` in this process against the test's SE. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: async () => undefined,
+const cli = (args: string[]) =>
+  runWallet(args, {
     env: {
       ...process.env,
       WALLET_SE: `127.0.0.1:${se.port}`,
       SE_DATA_DIR: se.dataDir,
       WALLET_PASSPHRASE: PASSPHRASE,
     },
-    cwd: ROOT,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+  });
 
 test("the CLI records the Mainstay key and slot when it trusts the SE, receives fully checked by default, refuses a change", async () => {
   const { wallet: w, file } = await testWallet();

@@ -9,13 +9,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { after, test } from "node:test";
 import { BitcoindChain } from "../../chain/bitcoind.ts";
-import { type CliIo, main } from "../../client/cli.ts";
-import { lineReader } from "../../client/prompt.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { ROOT, type SeProcess, startSeExpectingFailure, startSeProcess } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 import { queryDb } from "../host/support/db-snapshot.ts";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "se-persist-"));
@@ -40,33 +38,18 @@ function chainRpc(): BitcoindChain {
 }
 
 async function wallet(port: number, args: string[], mining = false) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: lineReader(Readable.from([""])),
-    env: {
-      ...process.env,
-      WALLET_SE: `127.0.0.1:${port}`,
-      SE_DATA_DIR: dataDir,
-      WALLET_PASSPHRASE: PASSPHRASE,
-    },
-    cwd: ROOT,
-  };
   const chain = mining ? chainRpc() : undefined;
-  const timer = chain ? setInterval(() => void chain.mine(1).catch(() => {}), 200) : undefined;
   try {
-    const code = await main(args, io);
-    return { code, stdout, stderr, json: () => JSON.parse(stdout.trim().split("\n").pop()!) };
+    return await runWallet(args, {
+      env: {
+        ...process.env,
+        WALLET_SE: `127.0.0.1:${port}`,
+        SE_DATA_DIR: dataDir,
+        WALLET_PASSPHRASE: PASSPHRASE,
+      },
+      mine: chain ? () => chain.mine(1) : undefined,
+    });
   } finally {
-    if (timer) clearInterval(timer);
     await chain?.close();
   }
 }

@@ -4,13 +4,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
-import { type CliIo, main } from "../../client/cli.ts";
-import { lineReader } from "../../client/prompt.ts";
 import { PASSPHRASE, testWallet } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 
 let se: SeProcess;
 let h: Harness;
@@ -37,30 +35,11 @@ const env = (): Record<string, string> => ({
 });
 
 /** `wallet …` in this process; with `mining`, a block every 200 ms meanwhile (this SE mines on demand). */
-async function wallet(args: string[], opts: { mining?: boolean } = {}): Promise<Run> {
-  const timer = opts.mining ? setInterval(() => void h.chain.mine(1).catch(() => {}), 200) : undefined;
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: lineReader(Readable.from([""])),
+const wallet = (args: string[], opts: { mining?: boolean } = {}): Promise<Run> =>
+  runWallet(args, {
     env: { ...process.env, ...env() },
-    cwd: ROOT,
-  };
-  try {
-    const code = await main(args, io);
-    return { code, stdout, stderr };
-  } finally {
-    if (timer) clearInterval(timer);
-  }
-}
+    mine: opts.mining ? () => h.chain.mine(1) : undefined,
+  });
 
 const json = (r: Run) => JSON.parse(r.stdout.trim().split("\n").pop()!);
 const steps = (r: Run) =>

@@ -5,15 +5,13 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
-import { type CliIo, main } from "../../client/cli.ts";
-import { lineReader } from "../../client/prompt.ts";
 import { SeClient } from "../../client/se-client.ts";
 import { systemRng } from "../../protocol/rng.ts";
 import { PASSPHRASE, testWallet, tmpWalletFile } from "../client/wallet-helpers.ts";
 import { type Harness, ownerHarness } from "../helpers/owners.ts";
 import { ROOT, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { runWallet } from "../helpers/wallet-cli.ts";
 
 let se: SeProcess;
 let h: Harness;
@@ -61,25 +59,8 @@ async function wallet(args: string[], opts: RunOptions = {}): Promise<Run> {
   }
 }
 
-async function inProcess(args: string[], opts: RunOptions): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: lineReader(Readable.from([opts.input ?? ""])),
-    env: { ...process.env, ...envFor(opts) },
-    cwd: ROOT,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const inProcess = (args: string[], opts: RunOptions): Promise<Run> =>
+  runWallet(args, { env: { ...process.env, ...envFor(opts) }, input: opts.input });
 
 function spawned(args: string[], opts: RunOptions): Promise<Run> {
   return new Promise<Run>((resolve, reject) => {
