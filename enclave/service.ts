@@ -6,7 +6,7 @@
 import type * as E from "../proto/gen/enclave.ts";
 import { EnclaveCore } from "./core.ts";
 import { bindFunding, keyGenFinish, keyGenInit } from "./steps/deposit.ts";
-import { getAttestation, getStatus, listStatechains } from "./steps/identity.ts";
+import { getAttestation, getCoinKey, getStatus, listStatechains } from "./steps/identity.ts";
 import { getKeyUpdate, keyUpdate } from "./steps/key-update.ts";
 import { signFirst, signSecond } from "./steps/sign.ts";
 import { transferInit, transferKey } from "./steps/transfer.ts";
@@ -63,6 +63,10 @@ export class Enclave extends EnclaveCore {
     return getKeyUpdate(this, r);
   }
 
+  getCoinKey(r: E.GetCoinKeyRequest): Promise<E.GetCoinKeyResponse> {
+    return getCoinKey(this, r);
+  }
+
   withdrawInit(r: E.WithdrawInitRequest): Promise<E.WithdrawInitResponse> {
     return withdrawInit(this, r);
   }
@@ -85,6 +89,7 @@ export class Enclave extends EnclaveCore {
       "transferKey",
       "keyUpdate",
       "getKeyUpdate",
+      "getCoinKey",
       "withdrawInit",
       "closeStatechain",
     ] as const;

@@ -271,6 +271,14 @@ export class Store {
     );
   }
 
+  /** The co-signed backups (and kick-off) of a coin, by owner index. */
+  backups(id: Uint8Array, q: Queryable = this.db) {
+    return q.all<{ owner_index: number; purpose: number; signed_tx: Buffer }>(
+      "SELECT owner_index, purpose, signed_tx FROM backups WHERE statechain_id = ? ORDER BY owner_index, purpose",
+      [id],
+    );
+  }
+
   pendingTransfer(id: Uint8Array, q: Queryable = this.db) {
     return q.get<TransferRow>(
       "SELECT * FROM transfers WHERE statechain_id = ? AND completed_at IS NULL ORDER BY new_owner_index DESC LIMIT 1",

@@ -1,6 +1,8 @@
 // Identity: the enclave's status, its attested identity statement, and the public state of its coins.
 import { encodeIdentityStatement, statementHash } from "../../attestation/statements.ts";
 import type * as E from "../../proto/gen/enclave.ts";
+import { writeNat } from "../../protocol/ecdsa2p/codec.ts";
+import { pointBytes } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { coinStatus, type EnclaveCore, hex } from "../core.ts";
 import { policyHash, policyJson } from "../policy.ts";
@@ -80,5 +82,23 @@ export async function listStatechains(
       withdrawSignature: c.withdraw?.statechainTx ?? Buffer.alloc(0),
     })),
     nextPageAfter: all.length > size ? page[page.length - 1]!.c.depositId : Buffer.alloc(0),
+  };
+}
+
+/**
+ * The public parts of a funded coin's key (issue #22): S, and the owner's N and c_key exactly as the enclave holds
+ * them, so an owner rebuilding its wallet from the mnemonic checks its derived share and Paillier key against
+ * them (o·S = P, Dec_N(c_key) = o). Nothing secret: s stays here.
+ */
+export async function getCoinKey(e: EnclaveCore, r: E.GetCoinKeyRequest): Promise<E.GetCoinKeyResponse> {
+  const coin = e.fundedCoin(r.statechainId);
+  const key = coin.key;
+  check(key && !key.wiped, "NO_KEY", "the enclave holds no key for this coin", "not_found");
+  return {
+    ownerIndex: coin.ownerIndex,
+    proofKey: coin.proofKey,
+    sePublicShare: Buffer.from(pointBytes(key.sePublicShare)),
+    paillierModulus: writeNat(key.paillierModulus),
+    encryptedShare: writeNat(key.encryptedShare),
   };
 }

@@ -1,6 +1,6 @@
 // Read-only information: configuration and fees, statechains with their key-update evidence, SMT + Mainstay
 // proofs, fresh attestation documents, and deposit challenges.
-import { BackupMode, KeyUpdateRecord, StatechainTx } from "../../proto/gen/common.ts";
+import { BackupMode, KeyUpdateRecord, SignPurpose, StatechainTx } from "../../proto/gen/common.ts";
 import type {
   EnclaveInfo,
   GetAttestationRequest,
@@ -71,7 +71,11 @@ export function infoHandlers(deps: ApiDeps) {
 
     async getStatechain(req: GetStatechainRequest): Promise<GetStatechainResponse> {
       const { row, id, idBytes } = await requireStatechain(deps, req.statechainId);
-      const [txs, updates] = await Promise.all([store.chainTxs(idBytes), store.keyUpdates(idBytes)]);
+      const [txs, updates, backups] = await Promise.all([
+        store.chainTxs(idBytes),
+        store.keyUpdates(idBytes),
+        store.backups(idBytes),
+      ]);
       const fundingTxid = Buffer.from(id.txid).reverse().toString("hex");
       const st = await deps.chain.getTxStatus(fundingTxid).catch(() => undefined);
       return {
@@ -90,6 +94,9 @@ export function infoHandlers(deps: ApiDeps) {
         fundingConfirmations: st?.confirmations ?? 0,
         fundingState: row.funding_state,
         fundingProblem: row.funding_problem ?? "",
+        nextOwnerBackupSigned: backups.some(
+          (b) => b.owner_index === row.owner_index + 1 && b.purpose === SignPurpose.SIGN_PURPOSE_BACKUP,
+        ),
       };
     },
 

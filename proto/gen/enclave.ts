@@ -219,6 +219,19 @@ export interface GetKeyUpdateResponse {
   result: KeyUpdateResponse | undefined;
 }
 
+export interface GetCoinKeyRequest {
+  statechainId: Outpoint | undefined;
+}
+
+export interface GetCoinKeyResponse {
+  /** The owner the key is shared with: its index and proof key. */
+  ownerIndex: number;
+  proofKey: Buffer;
+  sePublicShare: Buffer;
+  paillierModulus: Buffer;
+  encryptedShare: Buffer;
+}
+
 export interface WithdrawInitRequest {
   /** The owner's statechain.v1.WithdrawInitRequest, exactly as received. */
   signedRequest: Buffer;
@@ -2950,6 +2963,240 @@ export const GetKeyUpdateResponse: MessageFns<GetKeyUpdateResponse> = {
   },
 };
 
+function createBaseGetCoinKeyRequest(): GetCoinKeyRequest {
+  return { statechainId: undefined };
+}
+
+export const GetCoinKeyRequest: MessageFns<GetCoinKeyRequest> = {
+  encode(message: GetCoinKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statechainId !== undefined) {
+      Outpoint.encode(message.statechainId, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCoinKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCoinKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statechainId = Outpoint.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCoinKeyRequest {
+    return {
+      statechainId: isSet(object.statechainId)
+        ? Outpoint.fromJSON(object.statechainId)
+        : isSet(object.statechain_id)
+        ? Outpoint.fromJSON(object.statechain_id)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetCoinKeyRequest): unknown {
+    const obj: any = {};
+    if (message.statechainId !== undefined) {
+      obj.statechainId = Outpoint.toJSON(message.statechainId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCoinKeyRequest>, I>>(base?: I): GetCoinKeyRequest {
+    return GetCoinKeyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCoinKeyRequest>, I>>(object: I): GetCoinKeyRequest {
+    const message = createBaseGetCoinKeyRequest();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetCoinKeyResponse(): GetCoinKeyResponse {
+  return {
+    ownerIndex: 0,
+    proofKey: Buffer.alloc(0),
+    sePublicShare: Buffer.alloc(0),
+    paillierModulus: Buffer.alloc(0),
+    encryptedShare: Buffer.alloc(0),
+  };
+}
+
+export const GetCoinKeyResponse: MessageFns<GetCoinKeyResponse> = {
+  encode(message: GetCoinKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ownerIndex !== 0) {
+      writer.uint32(8).uint32(message.ownerIndex);
+    }
+    if (message.proofKey.length !== 0) {
+      writer.uint32(18).bytes(message.proofKey);
+    }
+    if (message.sePublicShare.length !== 0) {
+      writer.uint32(26).bytes(message.sePublicShare);
+    }
+    if (message.paillierModulus.length !== 0) {
+      writer.uint32(34).bytes(message.paillierModulus);
+    }
+    if (message.encryptedShare.length !== 0) {
+      writer.uint32(42).bytes(message.encryptedShare);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCoinKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCoinKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ownerIndex = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.proofKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sePublicShare = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.paillierModulus = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.encryptedShare = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCoinKeyResponse {
+    return {
+      ownerIndex: isSet(object.ownerIndex)
+        ? globalThis.Number(object.ownerIndex)
+        : isSet(object.owner_index)
+        ? globalThis.Number(object.owner_index)
+        : 0,
+      proofKey: isSet(object.proofKey)
+        ? Buffer.from(bytesFromBase64(object.proofKey))
+        : isSet(object.proof_key)
+        ? Buffer.from(bytesFromBase64(object.proof_key))
+        : Buffer.alloc(0),
+      sePublicShare: isSet(object.sePublicShare)
+        ? Buffer.from(bytesFromBase64(object.sePublicShare))
+        : isSet(object.se_public_share)
+        ? Buffer.from(bytesFromBase64(object.se_public_share))
+        : Buffer.alloc(0),
+      paillierModulus: isSet(object.paillierModulus)
+        ? Buffer.from(bytesFromBase64(object.paillierModulus))
+        : isSet(object.paillier_modulus)
+        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
+        : Buffer.alloc(0),
+      encryptedShare: isSet(object.encryptedShare)
+        ? Buffer.from(bytesFromBase64(object.encryptedShare))
+        : isSet(object.encrypted_share)
+        ? Buffer.from(bytesFromBase64(object.encrypted_share))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: GetCoinKeyResponse): unknown {
+    const obj: any = {};
+    if (message.ownerIndex !== 0) {
+      obj.ownerIndex = Math.round(message.ownerIndex);
+    }
+    if (message.proofKey.length !== 0) {
+      obj.proofKey = base64FromBytes(message.proofKey);
+    }
+    if (message.sePublicShare.length !== 0) {
+      obj.sePublicShare = base64FromBytes(message.sePublicShare);
+    }
+    if (message.paillierModulus.length !== 0) {
+      obj.paillierModulus = base64FromBytes(message.paillierModulus);
+    }
+    if (message.encryptedShare.length !== 0) {
+      obj.encryptedShare = base64FromBytes(message.encryptedShare);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCoinKeyResponse>, I>>(base?: I): GetCoinKeyResponse {
+    return GetCoinKeyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCoinKeyResponse>, I>>(object: I): GetCoinKeyResponse {
+    const message = createBaseGetCoinKeyResponse();
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.proofKey = object.proofKey ?? Buffer.alloc(0);
+    message.sePublicShare = object.sePublicShare ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.encryptedShare = object.encryptedShare ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseWithdrawInitRequest(): WithdrawInitRequest {
   return { signedRequest: Buffer.alloc(0) };
 }
@@ -3429,6 +3676,16 @@ export const EnclaveServiceService = {
       Buffer.from(GetKeyUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetKeyUpdateResponse => GetKeyUpdateResponse.decode(value),
   },
+  /** The public parts of a funded coin's key (S, the owner's N and c_key): for an owner restoring its wallet. */
+  getCoinKey: {
+    path: "/enclave.v1.EnclaveService/GetCoinKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCoinKeyRequest): Buffer => Buffer.from(GetCoinKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCoinKeyRequest => GetCoinKeyRequest.decode(value),
+    responseSerialize: (value: GetCoinKeyResponse): Buffer => Buffer.from(GetCoinKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetCoinKeyResponse => GetCoinKeyResponse.decode(value),
+  },
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit: {
     path: "/enclave.v1.EnclaveService/WithdrawInit" as const,
@@ -3479,6 +3736,8 @@ export interface EnclaveServiceServer extends UntypedServiceImplementation {
    * coin's next step: a host that crashed before writing a key update learns its outcome here.
    */
   getKeyUpdate: handleUnaryCall<GetKeyUpdateRequest, GetKeyUpdateResponse>;
+  /** The public parts of a funded coin's key (S, the owner's N and c_key): for an owner restoring its wallet. */
+  getCoinKey: handleUnaryCall<GetCoinKeyRequest, GetCoinKeyResponse>;
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit: handleUnaryCall<WithdrawInitRequest, WithdrawInitResponse>;
   closeStatechain: handleUnaryCall<CloseStatechainRequest, CloseStatechainResponse>;
@@ -3677,6 +3936,22 @@ export interface EnclaveServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetKeyUpdateResponse) => void,
+  ): ClientUnaryCall;
+  /** The public parts of a funded coin's key (S, the owner's N and c_key): for an owner restoring its wallet. */
+  getCoinKey(
+    request: GetCoinKeyRequest,
+    callback: (error: ServiceError | null, response: GetCoinKeyResponse) => void,
+  ): ClientUnaryCall;
+  getCoinKey(
+    request: GetCoinKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetCoinKeyResponse) => void,
+  ): ClientUnaryCall;
+  getCoinKey(
+    request: GetCoinKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetCoinKeyResponse) => void,
   ): ClientUnaryCall;
   /** Withdrawal: accept the WITHDRAW statechain transaction, then erase the share once withdrawn. */
   withdrawInit(

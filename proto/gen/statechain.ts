@@ -48,6 +48,54 @@ import {
   SignSePartial,
 } from "./ecdsa2p.ts";
 
+export enum RecoveredRole {
+  RECOVERED_ROLE_UNSPECIFIED = 0,
+  /** RECOVERED_ROLE_OWNER - The key owns the coin now (whatever the coin's status: active, withdrawing, closed, exit by backup). */
+  RECOVERED_ROLE_OWNER = 1,
+  /** RECOVERED_ROLE_FORMER_OWNER - The key owned the coin once; a later key update moved it on. */
+  RECOVERED_ROLE_FORMER_OWNER = 2,
+  /** RECOVERED_ROLE_PENDING_RECEIVER - A transfer to this key was started and its backup co-signed, but no key update made it the owner. */
+  RECOVERED_ROLE_PENDING_RECEIVER = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function recoveredRoleFromJSON(object: any): RecoveredRole {
+  switch (object) {
+    case 0:
+    case "RECOVERED_ROLE_UNSPECIFIED":
+      return RecoveredRole.RECOVERED_ROLE_UNSPECIFIED;
+    case 1:
+    case "RECOVERED_ROLE_OWNER":
+      return RecoveredRole.RECOVERED_ROLE_OWNER;
+    case 2:
+    case "RECOVERED_ROLE_FORMER_OWNER":
+      return RecoveredRole.RECOVERED_ROLE_FORMER_OWNER;
+    case 3:
+    case "RECOVERED_ROLE_PENDING_RECEIVER":
+      return RecoveredRole.RECOVERED_ROLE_PENDING_RECEIVER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RecoveredRole.UNRECOGNIZED;
+  }
+}
+
+export function recoveredRoleToJSON(object: RecoveredRole): string {
+  switch (object) {
+    case RecoveredRole.RECOVERED_ROLE_UNSPECIFIED:
+      return "RECOVERED_ROLE_UNSPECIFIED";
+    case RecoveredRole.RECOVERED_ROLE_OWNER:
+      return "RECOVERED_ROLE_OWNER";
+    case RecoveredRole.RECOVERED_ROLE_FORMER_OWNER:
+      return "RECOVERED_ROLE_FORMER_OWNER";
+    case RecoveredRole.RECOVERED_ROLE_PENDING_RECEIVER:
+      return "RECOVERED_ROLE_PENDING_RECEIVER";
+    case RecoveredRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface GetInfoRequest {
 }
 
@@ -134,6 +182,11 @@ export interface GetStatechainResponse {
   fundingState: FundingState;
   /** DOUBLE_SPENT or MISSING: what happened, in words for a person (which input was spent, since which height). */
   fundingProblem: string;
+  /**
+   * A transfer to owner owner_index + 1 is under way and that owner's backup is co-signed (issue #22): its lock
+   * is earlier than the current owner's, so the current owner's backup no longer wins.
+   */
+  nextOwnerBackupSigned: boolean;
 }
 
 export interface GetSmtProofRequest {
@@ -552,6 +605,44 @@ export interface WithdrawConfirmResponse {
   status: StatechainStatus;
   confirmations: number;
   requiredConfirmations: number;
+}
+
+export interface RecoverCoinsRequest {
+  /** The proof key asked about; it signs the request. */
+  proofKey: Buffer;
+  auth: Auth | undefined;
+}
+
+/** The public parts of a coin's two-party key as the enclave holds them now. */
+export interface CoinKey {
+  /** S, the enclave's public share (33 bytes): o·S = P. */
+  sePublicShare: Buffer;
+  /** The owner's Paillier modulus N. */
+  paillierModulus: Buffer;
+  /** c_key = Enc_N(o). */
+  encryptedShare: Buffer;
+}
+
+export interface RecoveredCoin {
+  statechainId:
+    | Outpoint
+    | undefined;
+  /** The key's owner index on the coin (1 = the depositor). */
+  ownerIndex: number;
+  role: RecoveredRole;
+  /** The funding transaction. */
+  fundingTx: Buffer;
+  /** The co-signed backups of owners 1 … owner_index, oldest first (one per owner the SE co-signed for). */
+  backupTxs: Buffer[];
+  /** Kick-off mode: the co-signed kick-off transaction (empty in absolute mode). */
+  kickoffTx: Buffer;
+  /** OWNER of a coin the enclave co-signs for: the key as the enclave holds it. Absent otherwise. */
+  key: CoinKey | undefined;
+}
+
+export interface RecoverCoinsResponse {
+  /** Empty for a key that owns nothing, and alike for a key the SE never saw. */
+  coins: RecoveredCoin[];
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -1408,6 +1499,7 @@ function createBaseGetStatechainResponse(): GetStatechainResponse {
     fundingConfirmations: 0,
     fundingState: 0,
     fundingProblem: "",
+    nextOwnerBackupSigned: false,
   };
 }
 
@@ -1460,6 +1552,9 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     }
     if (message.fundingProblem !== "") {
       writer.uint32(122).string(message.fundingProblem);
+    }
+    if (message.nextOwnerBackupSigned !== false) {
+      writer.uint32(128).bool(message.nextOwnerBackupSigned);
     }
     return writer;
   },
@@ -1597,6 +1692,14 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
             message.fundingProblem = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.nextOwnerBackupSigned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1680,6 +1783,11 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
         : isSet(object.funding_problem)
         ? globalThis.String(object.funding_problem)
         : "",
+      nextOwnerBackupSigned: isSet(object.nextOwnerBackupSigned)
+        ? globalThis.Boolean(object.nextOwnerBackupSigned)
+        : isSet(object.next_owner_backup_signed)
+        ? globalThis.Boolean(object.next_owner_backup_signed)
+        : false,
     };
   },
 
@@ -1730,6 +1838,9 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     if (message.fundingProblem !== "") {
       obj.fundingProblem = message.fundingProblem;
     }
+    if (message.nextOwnerBackupSigned !== false) {
+      obj.nextOwnerBackupSigned = message.nextOwnerBackupSigned;
+    }
     return obj;
   },
 
@@ -1755,6 +1866,7 @@ export const GetStatechainResponse: MessageFns<GetStatechainResponse> = {
     message.fundingConfirmations = object.fundingConfirmations ?? 0;
     message.fundingState = object.fundingState ?? 0;
     message.fundingProblem = object.fundingProblem ?? "";
+    message.nextOwnerBackupSigned = object.nextOwnerBackupSigned ?? false;
     return message;
   },
 };
@@ -6849,6 +6961,472 @@ export const WithdrawConfirmResponse: MessageFns<WithdrawConfirmResponse> = {
   },
 };
 
+function createBaseRecoverCoinsRequest(): RecoverCoinsRequest {
+  return { proofKey: Buffer.alloc(0), auth: undefined };
+}
+
+export const RecoverCoinsRequest: MessageFns<RecoverCoinsRequest> = {
+  encode(message: RecoverCoinsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.proofKey.length !== 0) {
+      writer.uint32(10).bytes(message.proofKey);
+    }
+    if (message.auth !== undefined) {
+      Auth.encode(message.auth, writer.uint32(122).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecoverCoinsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecoverCoinsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.proofKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.auth = Auth.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecoverCoinsRequest {
+    return {
+      proofKey: isSet(object.proofKey)
+        ? Buffer.from(bytesFromBase64(object.proofKey))
+        : isSet(object.proof_key)
+        ? Buffer.from(bytesFromBase64(object.proof_key))
+        : Buffer.alloc(0),
+      auth: isSet(object.auth) ? Auth.fromJSON(object.auth) : undefined,
+    };
+  },
+
+  toJSON(message: RecoverCoinsRequest): unknown {
+    const obj: any = {};
+    if (message.proofKey.length !== 0) {
+      obj.proofKey = base64FromBytes(message.proofKey);
+    }
+    if (message.auth !== undefined) {
+      obj.auth = Auth.toJSON(message.auth);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecoverCoinsRequest>, I>>(base?: I): RecoverCoinsRequest {
+    return RecoverCoinsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecoverCoinsRequest>, I>>(object: I): RecoverCoinsRequest {
+    const message = createBaseRecoverCoinsRequest();
+    message.proofKey = object.proofKey ?? Buffer.alloc(0);
+    message.auth = (object.auth !== undefined && object.auth !== null) ? Auth.fromPartial(object.auth) : undefined;
+    return message;
+  },
+};
+
+function createBaseCoinKey(): CoinKey {
+  return { sePublicShare: Buffer.alloc(0), paillierModulus: Buffer.alloc(0), encryptedShare: Buffer.alloc(0) };
+}
+
+export const CoinKey: MessageFns<CoinKey> = {
+  encode(message: CoinKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sePublicShare.length !== 0) {
+      writer.uint32(10).bytes(message.sePublicShare);
+    }
+    if (message.paillierModulus.length !== 0) {
+      writer.uint32(18).bytes(message.paillierModulus);
+    }
+    if (message.encryptedShare.length !== 0) {
+      writer.uint32(26).bytes(message.encryptedShare);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CoinKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoinKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sePublicShare = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.paillierModulus = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.encryptedShare = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CoinKey {
+    return {
+      sePublicShare: isSet(object.sePublicShare)
+        ? Buffer.from(bytesFromBase64(object.sePublicShare))
+        : isSet(object.se_public_share)
+        ? Buffer.from(bytesFromBase64(object.se_public_share))
+        : Buffer.alloc(0),
+      paillierModulus: isSet(object.paillierModulus)
+        ? Buffer.from(bytesFromBase64(object.paillierModulus))
+        : isSet(object.paillier_modulus)
+        ? Buffer.from(bytesFromBase64(object.paillier_modulus))
+        : Buffer.alloc(0),
+      encryptedShare: isSet(object.encryptedShare)
+        ? Buffer.from(bytesFromBase64(object.encryptedShare))
+        : isSet(object.encrypted_share)
+        ? Buffer.from(bytesFromBase64(object.encrypted_share))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: CoinKey): unknown {
+    const obj: any = {};
+    if (message.sePublicShare.length !== 0) {
+      obj.sePublicShare = base64FromBytes(message.sePublicShare);
+    }
+    if (message.paillierModulus.length !== 0) {
+      obj.paillierModulus = base64FromBytes(message.paillierModulus);
+    }
+    if (message.encryptedShare.length !== 0) {
+      obj.encryptedShare = base64FromBytes(message.encryptedShare);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CoinKey>, I>>(base?: I): CoinKey {
+    return CoinKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CoinKey>, I>>(object: I): CoinKey {
+    const message = createBaseCoinKey();
+    message.sePublicShare = object.sePublicShare ?? Buffer.alloc(0);
+    message.paillierModulus = object.paillierModulus ?? Buffer.alloc(0);
+    message.encryptedShare = object.encryptedShare ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRecoveredCoin(): RecoveredCoin {
+  return {
+    statechainId: undefined,
+    ownerIndex: 0,
+    role: 0,
+    fundingTx: Buffer.alloc(0),
+    backupTxs: [],
+    kickoffTx: Buffer.alloc(0),
+    key: undefined,
+  };
+}
+
+export const RecoveredCoin: MessageFns<RecoveredCoin> = {
+  encode(message: RecoveredCoin, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statechainId !== undefined) {
+      Outpoint.encode(message.statechainId, writer.uint32(10).fork()).join();
+    }
+    if (message.ownerIndex !== 0) {
+      writer.uint32(16).uint32(message.ownerIndex);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
+    }
+    if (message.fundingTx.length !== 0) {
+      writer.uint32(34).bytes(message.fundingTx);
+    }
+    for (const v of message.backupTxs) {
+      writer.uint32(42).bytes(v!);
+    }
+    if (message.kickoffTx.length !== 0) {
+      writer.uint32(50).bytes(message.kickoffTx);
+    }
+    if (message.key !== undefined) {
+      CoinKey.encode(message.key, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecoveredCoin {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecoveredCoin();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statechainId = Outpoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ownerIndex = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.fundingTx = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.backupTxs.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.kickoffTx = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.key = CoinKey.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecoveredCoin {
+    return {
+      statechainId: isSet(object.statechainId)
+        ? Outpoint.fromJSON(object.statechainId)
+        : isSet(object.statechain_id)
+        ? Outpoint.fromJSON(object.statechain_id)
+        : undefined,
+      ownerIndex: isSet(object.ownerIndex)
+        ? globalThis.Number(object.ownerIndex)
+        : isSet(object.owner_index)
+        ? globalThis.Number(object.owner_index)
+        : 0,
+      role: isSet(object.role) ? recoveredRoleFromJSON(object.role) : 0,
+      fundingTx: isSet(object.fundingTx)
+        ? Buffer.from(bytesFromBase64(object.fundingTx))
+        : isSet(object.funding_tx)
+        ? Buffer.from(bytesFromBase64(object.funding_tx))
+        : Buffer.alloc(0),
+      backupTxs: globalThis.Array.isArray(object?.backupTxs)
+        ? object.backupTxs.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.backup_txs)
+        ? object.backup_txs.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      kickoffTx: isSet(object.kickoffTx)
+        ? Buffer.from(bytesFromBase64(object.kickoffTx))
+        : isSet(object.kickoff_tx)
+        ? Buffer.from(bytesFromBase64(object.kickoff_tx))
+        : Buffer.alloc(0),
+      key: isSet(object.key) ? CoinKey.fromJSON(object.key) : undefined,
+    };
+  },
+
+  toJSON(message: RecoveredCoin): unknown {
+    const obj: any = {};
+    if (message.statechainId !== undefined) {
+      obj.statechainId = Outpoint.toJSON(message.statechainId);
+    }
+    if (message.ownerIndex !== 0) {
+      obj.ownerIndex = Math.round(message.ownerIndex);
+    }
+    if (message.role !== 0) {
+      obj.role = recoveredRoleToJSON(message.role);
+    }
+    if (message.fundingTx.length !== 0) {
+      obj.fundingTx = base64FromBytes(message.fundingTx);
+    }
+    if (message.backupTxs?.length) {
+      obj.backupTxs = message.backupTxs.map((e) => base64FromBytes(e));
+    }
+    if (message.kickoffTx.length !== 0) {
+      obj.kickoffTx = base64FromBytes(message.kickoffTx);
+    }
+    if (message.key !== undefined) {
+      obj.key = CoinKey.toJSON(message.key);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecoveredCoin>, I>>(base?: I): RecoveredCoin {
+    return RecoveredCoin.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecoveredCoin>, I>>(object: I): RecoveredCoin {
+    const message = createBaseRecoveredCoin();
+    message.statechainId = (object.statechainId !== undefined && object.statechainId !== null)
+      ? Outpoint.fromPartial(object.statechainId)
+      : undefined;
+    message.ownerIndex = object.ownerIndex ?? 0;
+    message.role = object.role ?? 0;
+    message.fundingTx = object.fundingTx ?? Buffer.alloc(0);
+    message.backupTxs = object.backupTxs?.map((e) => e) || [];
+    message.kickoffTx = object.kickoffTx ?? Buffer.alloc(0);
+    message.key = (object.key !== undefined && object.key !== null) ? CoinKey.fromPartial(object.key) : undefined;
+    return message;
+  },
+};
+
+function createBaseRecoverCoinsResponse(): RecoverCoinsResponse {
+  return { coins: [] };
+}
+
+export const RecoverCoinsResponse: MessageFns<RecoverCoinsResponse> = {
+  encode(message: RecoverCoinsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.coins) {
+      RecoveredCoin.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecoverCoinsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecoverCoinsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.coins.push(RecoveredCoin.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecoverCoinsResponse {
+    return {
+      coins: globalThis.Array.isArray(object?.coins) ? object.coins.map((e: any) => RecoveredCoin.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RecoverCoinsResponse): unknown {
+    const obj: any = {};
+    if (message.coins?.length) {
+      obj.coins = message.coins.map((e) => RecoveredCoin.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecoverCoinsResponse>, I>>(base?: I): RecoverCoinsResponse {
+    return RecoverCoinsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecoverCoinsResponse>, I>>(object: I): RecoverCoinsResponse {
+    const message = createBaseRecoverCoinsResponse();
+    message.coins = object.coins?.map((e) => RecoveredCoin.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** --- information ------------------------------------------------------------------------------------- */
 export type StatechainServiceService = typeof StatechainServiceService;
 export const StatechainServiceService = {
@@ -7102,6 +7680,20 @@ export const StatechainServiceService = {
       Buffer.from(WithdrawConfirmResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WithdrawConfirmResponse => WithdrawConfirmResponse.decode(value),
   },
+  /**
+   * What the SE holds for the coins one proof key owns, owned, or was being sent (signed by that key): what a
+   * wallet restored from its mnemonic needs to rebuild them. Never a share of the enclave's.
+   */
+  recoverCoins: {
+    path: "/statechain.v1.StatechainService/RecoverCoins" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecoverCoinsRequest): Buffer => Buffer.from(RecoverCoinsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecoverCoinsRequest => RecoverCoinsRequest.decode(value),
+    responseSerialize: (value: RecoverCoinsResponse): Buffer =>
+      Buffer.from(RecoverCoinsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecoverCoinsResponse => RecoverCoinsResponse.decode(value),
+  },
 } as const;
 
 export interface StatechainServiceServer extends UntypedServiceImplementation {
@@ -7162,6 +7754,11 @@ export interface StatechainServiceServer extends UntypedServiceImplementation {
   withdrawInit: handleUnaryCall<WithdrawInitRequest, WithdrawInitResponse>;
   /** Reports the withdrawal's confirmations; at the required depth the statechain is closed. */
   withdrawConfirm: handleUnaryCall<WithdrawConfirmRequest, WithdrawConfirmResponse>;
+  /**
+   * What the SE holds for the coins one proof key owns, owned, or was being sent (signed by that key): what a
+   * wallet restored from its mnemonic needs to rebuild them. Never a share of the enclave's.
+   */
+  recoverCoins: handleUnaryCall<RecoverCoinsRequest, RecoverCoinsResponse>;
 }
 
 export interface StatechainServiceClient extends Client {
@@ -7515,6 +8112,25 @@ export interface StatechainServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WithdrawConfirmResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * What the SE holds for the coins one proof key owns, owned, or was being sent (signed by that key): what a
+   * wallet restored from its mnemonic needs to rebuild them. Never a share of the enclave's.
+   */
+  recoverCoins(
+    request: RecoverCoinsRequest,
+    callback: (error: ServiceError | null, response: RecoverCoinsResponse) => void,
+  ): ClientUnaryCall;
+  recoverCoins(
+    request: RecoverCoinsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecoverCoinsResponse) => void,
+  ): ClientUnaryCall;
+  recoverCoins(
+    request: RecoverCoinsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecoverCoinsResponse) => void,
   ): ClientUnaryCall;
 }
 
