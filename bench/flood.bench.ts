@@ -54,7 +54,9 @@ export async function run(): Promise<void> {
     await confirmDeposit(ctx, coin, { onWait: async () => void (await chain.mine(1)) });
     const keys: PaillierKey[] = [];
     for (let i = 0; i < 2 * TRANSFERS + 2; i++) keys.push(await generatePaillierKey({ rng: systemRng }));
-    ctx.paillierKey = async () => keys.pop() ?? generatePaillierKey({ rng: systemRng });
+    ctx.paillierKey = async () => ({
+      paillier: keys.pop() ?? (await generatePaillierKey({ rng: systemRng })),
+    });
 
     const quiet = await latencies(ctx, coin, TRANSFERS);
     coin = quiet.coin;

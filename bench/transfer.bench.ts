@@ -124,9 +124,9 @@ export async function run(): Promise<void> {
     };
     ctx.paillierKey = async () => {
       const k = ahead.pop();
-      if (k) return k;
+      if (k) return { paillier: k };
       madeInWindow++;
-      return generatePaillierKey({ rng: ctx.rng });
+      return { paillier: await generatePaillierKey({ rng: ctx.rng }) };
     };
     await topUp(24);
 

@@ -12,6 +12,7 @@ import { packageVersion } from "../host/package-root.ts";
 import type { PcrRelease } from "../proto/gen/common.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
+import { outpointString } from "../protocol/outpoint.ts";
 import { systemRng } from "../protocol/rng.ts";
 import type { WalletNetwork } from "./address.ts";
 import type { ExitState } from "./exit.ts";
@@ -57,6 +58,8 @@ Usage: wallet <command> [arguments] [options]
 Commands:
   create                    make a new wallet (prints its 24-word mnemonic once: write it down)
   restore                   rebuild a wallet from its mnemonic (--mnemonic-file, a prompt, or stdin)
+  recover                   ask the SE for this seed's coins and rebuild them (after restore; tells
+                            the SE which proof keys are this wallet's: see --one-at-a-time)
   address                   a receive address (B|C) to give a sender; --new for a fresh one,
                             --onchain for the wallet's bitcoin address (to fund deposits)
   info                      the wallet, its SE and chain, balances, attestation trust
@@ -96,6 +99,8 @@ Options:
   --timeout <s>             how long waits last (default 1800)
   --no-wait                 deposit/withdraw/exit: return instead of waiting for blocks
   --mnemonic-file <file>    restore: the mnemonic
+  --gap <n>                 recover: stop after n key slots in a row that own nothing (default 20)
+  --one-at-a-time           recover: one request at a time, a random pause before each (--pause <s>, default 30)
   --blocks <n>              faucet: coinbases to mine to the wallet
   --amount <amount>         faucet: until the wallet holds this much on chain
   --token <token>           deposit: a prepaid deposit token (SEs with deposit_guard "token")
@@ -114,12 +119,23 @@ const COMMAND_HELP: Record<string, string> = {
   create: `wallet create [--network regtest] [--se host:port]
   Makes a new wallet file: a fresh 24-word mnemonic (BIP39), keys on m/8338'/<coin>'/0'/<role>'/<i>', the
   first receive address with its first coin's Paillier key made ahead (under a second), all secrets sealed
-  under the passphrase (scrypt + AES-256-GCM). Prints the mnemonic once: it restores on-chain funds and
-  unclaimed transfers, but not coins already received (their two-party shares are random and live only in
-  the wallet file).`,
+  under the passphrase (scrypt + AES-256-GCM). Prints the mnemonic once: with what the SE serves it rebuilds
+  every coin (\`wallet restore\`, then \`wallet recover\`), since each coin's share and Paillier key are derived
+  from it.`,
   restore: `wallet restore [--mnemonic-file <file>] [--network regtest]
-  Rebuilds a wallet from its mnemonic (from the file, typed at a prompt with the echo off, or stdin after the
-  passphrase line). \`wallet receive\` then collects transfers sent to its first ${20} addresses.`,
+  Rebuilds a wallet file from its mnemonic (from the file, typed at a prompt with the echo off, or stdin after the
+  passphrase line): on-chain funds at once, and \`wallet receive\` collects transfers still in the mailboxes of
+  its first ${20} addresses. Then pin the SE's enclave (\`wallet trust-simulator --confirm\`, or --pcrs) and run
+  \`wallet recover\` to rebuild the coins the wallet held.`,
+  recover: `wallet recover [--gap n] [--one-at-a-time [--pause s]] [--allow-unpublished]
+  Asks the SE, key slot by key slot, what it holds for each proof key of this seed (each request signed by that
+  key, so nobody can ask about another's coins), rebuilds each coin's share and Paillier key from the seed, checks
+  it exactly as \`wallet verify\` does (statechain, SMT and Mainstay proofs, backups, attestations) and keeps it:
+  active, exit-only (a transfer to this wallet cut after its backup was co-signed, or an SE that lost the key),
+  or closed (sent, withdrawn, exited). Stops after --gap slots in a row that own nothing.
+  What the SE learns: every proof key asked about, so it can link those coins to one wallet. --one-at-a-time
+  spreads the requests out with random pauses (up to --pause seconds); the SE still sees the network address
+  they come from (use Tor or another path for that).`,
   address: `wallet address [--new] [--onchain]
   A receive address (bech32m over version 0, proof key C, backup key B; "rsc1…" on regtest). The same unused
   address is shown until a coin arrives on it; --new makes a fresh one. --onchain shows the bitcoin address
@@ -179,6 +195,7 @@ wallet deposit --rebroadcast <coin> [--no-wait]
 const COMMAND_EXAMPLES: Record<string, string[]> = {
   create: ["wallet create --network regtest --se 127.0.0.1:50051"],
   restore: ["wallet restore --mnemonic-file words.txt --network regtest"],
+  recover: ["wallet recover", "wallet recover --one-at-a-time --pause 60"],
   address: ["wallet address --new", "wallet address --onchain"],
   info: ["wallet info --json"],
   faucet: ["wallet faucet --amount 1btc"],
@@ -203,6 +220,7 @@ export function commandHelp(command: string): string {
 const COMMAND_OPTIONS: Record<string, string[]> = {
   create: ["network", "scrypt-n"],
   restore: ["network", "mnemonic-file", "scrypt-n"],
+  recover: ["gap", "one-at-a-time", "pause", "allow-unpublished"],
   address: ["new", "onchain"],
   info: [],
   faucet: ["blocks", "amount"],
@@ -742,6 +760,25 @@ function balanceText(bal: Awaited<ReturnType<Wallet["balance"]>>): string {
   return parts.join("; ");
 }
 
+function recoverText(r: Awaited<ReturnType<Wallet["recover"]>>): string {
+  const lines = [`asked about ${r.scanned} key slot(s); coins on ${r.usedSlots.length}`];
+  for (const c of r.stored) {
+    const why = r.coins.find((x) => outpointString(x.statechainId) === c.statechainId)?.why;
+    lines.push(
+      `recovered #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, ${c.status}, owner ${c.ownerIndex}${why ? ` (${why})` : ""}`,
+    );
+  }
+  for (const x of r.refused)
+    lines.push(
+      `REFUSED ${x.statechainId}: ${x.reason} [${x.code}${x.failedChecks?.length ? `: ${x.failedChecks.join("; ")}` : ""}]`,
+    );
+  for (const id of r.incoming)
+    lines.push(`incoming ${id}: a transfer to this wallet is under way; \`wallet receive\` takes it`);
+  if (r.stored.length === 0 && r.refused.length === 0 && r.incoming.length === 0)
+    lines.push("the SE holds no coin for this seed");
+  return lines.join("\n");
+}
+
 function receiveText(r: ReceiveResult): string {
   const lines: string[] = [];
   for (const c of r.received)
@@ -935,11 +972,15 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
     const endpoint = await s.endpoint(wallet);
     const se = s.seClient(endpoint);
     const { chain, why } = s.chainFor(wallet.network);
-    const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify"].includes(command);
+    const needsChain = ["faucet", "deposit", "receive", "withdraw", "exit", "verify", "recover"].includes(
+      command,
+    );
     if (!chain && needsChain) throw new lib.WalletError("NO_CHAIN", why!, "precondition");
     // Deposits too: the depositor takes locks and intervals from the enclave's attested policy. Every co-signing
     // command (deposit, send, withdraw) checks the enclave's signature on c3 under its attested instance key.
-    const trustNeeded = ["receive", "verify", "info", "deposit", "send", "withdraw"].includes(command);
+    const trustNeeded = ["receive", "verify", "info", "deposit", "send", "withdraw", "recover"].includes(
+      command,
+    );
     const trust: AttestationTrust = trustNeeded ? await s.trust(wallet, se) : { aws: true };
     wallet.connect({
       se,
@@ -1054,6 +1095,24 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
           c,
         );
         return 0;
+      }
+      case "recover": {
+        s.onProgress("recover-start", {
+          note: "the SE learns every proof key asked about, and can link those coins to this wallet",
+        });
+        const r = await wallet.recover({
+          gap: v.gap !== undefined ? positiveNumber(v.gap, "--gap", 20) : undefined,
+          oneAtATime: Boolean(v["one-at-a-time"]),
+          maxPauseMs: positiveNumber(v.pause, "--pause", 30) * 1000,
+        });
+        s.out(recoverText(r), {
+          scanned: r.scanned,
+          usedSlots: r.usedSlots,
+          coins: r.stored,
+          refused: r.refused,
+          incoming: r.incoming,
+        });
+        return r.refused.length > 0 ? 1 : 0;
       }
       case "receive": {
         const r = await wallet.receive({ ...wait, wait: Boolean(v.wait) });
@@ -1203,6 +1262,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     "confirm",
     "forget",
     "allow-unpublished",
+    "one-at-a-time",
   ]);
   for (const name of [...GLOBAL_OPTIONS, ...Object.values(COMMAND_OPTIONS).flat()])
     options[name] = { type: booleans.has(name) ? "boolean" : "string" };

@@ -1,10 +1,18 @@
-// The wallet's key tree. A BIP39 mnemonic (English, 24 words) gives the seed; BIP32 derives every key on
-// hardened paths m/8338'/<coin>'/<account>'/<role>'/<index>' (coin 0 on mainnet, 1 elsewhere). Roles: proof keys
-// C (0), backup keys B (1), on-chain funding and change keys (2), and the seeds of per-coin Paillier keys (3, one
-// level deeper: m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>', see paillier-keys.ts). Each coin the wallet
-// deposits or receives uses a fresh proof and backup index. The owner's two-party share o is random, never derived: a seed alone cannot
-// take a coin from the SE, and a restored wallet recovers on-chain funds and unclaimed transfers only.
+// The wallet's key tree (a wallet format: changing it loses coins after a restore). A BIP39 mnemonic (English, 24
+// words) gives the seed; BIP32 derives every key on hardened paths (coin 0 on mainnet, 1 elsewhere):
+//
+//   m/8338'/<coin>'/<account>'/0'/<slot>'            proof key C of the coin on key slot <slot>
+//   m/8338'/<coin>'/<account>'/1'/<slot>'            backup key B of that coin
+//   m/8338'/<coin>'/<account>'/2'/<index>'           on-chain funding and change keys
+//   m/8338'/<coin>'/<account>'/3'/<slot>'/<keygen>'  seed of the per-coin Paillier key (paillier-keys.ts)
+//   m/8338'/<coin>'/<account>'/4'/<slot>'/<keygen>'  the owner's two-party share o (ownerShare below)
+//
+// Each coin the wallet deposits or receives takes a fresh slot; <keygen> counts the keygens on one slot (0 for
+// the first; a second coin sent to the same receive address gets 1). With o and the Paillier key derived, the
+// mnemonic plus what the SE serves (the statechain, the backups, and S, N, c_key: the RecoverCoins RPC) rebuilds
+// every coin (issue #22). The seed alone takes nothing: the SE's share s never leaves the enclave.
 
+import { createHmac } from "node:crypto";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { HDKey } from "@scure/bip32";
 import { entropyToMnemonic, mnemonicToSeedSync, validateMnemonic } from "@scure/bip39";
@@ -17,6 +25,10 @@ import type { WalletNetwork } from "./address.ts";
 export const KEY_PURPOSE = 8338;
 
 export const KeyRole = { proof: 0, backup: 1, funding: 2 } as const;
+
+/** The role level of owner shares (after the Paillier seeds' 3, paillier-keys.ts). */
+export const SHARE_ROLE = 4;
+export const OWNER_SHARE_LABEL = "statechain-wallet/v1/owner-share";
 export type KeyRole = keyof typeof KeyRole;
 
 const HARDENED_MAX = 0x7fffffff;
@@ -87,6 +99,28 @@ export class KeyTree {
     const k = this.root.derive(path);
     if (!k.privateKey) return fail("KEY_DERIVATION", "derivation gave no private key");
     return k.privateKey;
+  }
+
+  /**
+   * The owner's share o of keygen `keygen` on slot `slot`: k = the BIP32 key at
+   * m/8338'/<coin>'/<account>'/4'/<slot>'/<keygen>', o = (HMAC-SHA512(key = OWNER_SHARE_LABEL, k ‖ UTF-8(path))
+   * mod (n − 1)) + 1, 32 bytes big-endian. 512 bits reduced mod n leave a bias below 2⁻²⁵⁶.
+   */
+  ownerShare(slot: number, keygen: number): Uint8Array {
+    for (const [v, what] of [
+      [slot, "key slot"],
+      [keygen, "keygen number"],
+    ] as const)
+      if (!Number.isInteger(v) || v < 0 || v > HARDENED_MAX)
+        fail("KEY_INDEX", `${what} ${v} is out of range`);
+    const path = `m/${KEY_PURPOSE}'/${coinType(this.network)}'/${this.account}'/${SHARE_ROLE}'/${slot}'/${keygen}'`;
+    const k = this.secretAt(path);
+    const digest = createHmac("sha512", OWNER_SHARE_LABEL).update(k).update(path, "utf8").digest();
+    k.fill(0);
+    const n = secp256k1.Point.Fn.ORDER;
+    const o = (BigInt(`0x${digest.toString("hex")}`) % (n - 1n)) + 1n;
+    digest.fill(0);
+    return secp256k1.Point.Fn.toBytes(o);
   }
 
   publicKey(role: KeyRole, index: number): Uint8Array {

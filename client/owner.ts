@@ -54,6 +54,12 @@ export interface AttestationTrust {
   allowDebug?: boolean;
 }
 
+/** A keygen's owner-side secrets: the coin's Paillier key, and its share o when derived (else it is drawn). */
+export interface KeygenSecrets {
+  paillier: PaillierKey;
+  share?: Uint8Array;
+}
+
 export interface OwnerContext {
   se: SeClient;
   chain: ChainBackend;
@@ -62,9 +68,10 @@ export interface OwnerContext {
   now: () => number;
   /**
    * A fresh Paillier key for a new coin (deposit or receive): the owner is the Paillier holder (DESIGN.md 3.1),
-   * with one key per coin. A wallet hands out keys it prepared ahead; without one a key is made on the spot.
+   * with one key per coin, and the coin's share o derived beside it. A wallet hands out keys it prepared ahead
+   * (both come from its seed, so a restore rebuilds them); without one a key is made on the spot and o drawn.
    */
-  paillierKey?: () => Promise<PaillierKey>;
+  paillierKey?: () => Promise<KeygenSecrets>;
   /**
    * Starts making the key the next paillierKey() will return, without claiming it: a flow calls it when it
    * starts and paillierKey() only once its checks passed, so a coin refused early uses up no key.
@@ -147,13 +154,15 @@ export const lockFor = (initialLock: number, interval: number, ownerIndex: numbe
  */
 export async function withFreshPaillierKey<T>(
   ctx: OwnerContext,
-  flow: (key: () => Promise<PaillierKey>, handOver: () => void) => Promise<T>,
+  flow: (key: () => Promise<KeygenSecrets>, handOver: () => void) => Promise<T>,
 ): Promise<T> {
   // Without a wallet's keys, one is made now, beside the flow's checks; a wallet prepares its slot's next key.
-  const early = ctx.paillierKey ? undefined : generatePaillierKey({ rng: ctx.rng });
+  const early = ctx.paillierKey
+    ? undefined
+    : generatePaillierKey({ rng: ctx.rng }).then((paillier): KeygenSecrets => ({ paillier }));
   early?.catch(() => {});
   if (ctx.paillierKey) ctx.preparePaillierKey?.();
-  let taken: Promise<PaillierKey> | undefined;
+  let taken: Promise<KeygenSecrets> | undefined;
   const key = () => {
     taken ??= early ?? ctx.paillierKey!();
     taken.catch(() => {});
@@ -165,7 +174,14 @@ export async function withFreshPaillierKey<T>(
       handedOver = true;
     });
   } catch (e) {
-    if (!handedOver) (taken ?? early)?.then(wipePaillierKey, () => {});
+    if (!handedOver)
+      (taken ?? early)?.then(
+        (k) => {
+          wipePaillierKey(k.paillier);
+          k.share?.fill(0);
+        },
+        () => {},
+      );
     throw e;
   }
 }
@@ -255,7 +271,7 @@ export function deposit(ctx: OwnerContext, opts: DepositOptions): Promise<OwnedC
 async function depositWith(
   ctx: OwnerContext,
   opts: DepositOptions,
-  paillier: () => Promise<PaillierKey>,
+  secrets: () => Promise<KeygenSecrets>,
   handOver: () => void,
 ): Promise<OwnedCoin> {
   // Locks and intervals as the enclave attests them (audit #18.5), with its ring-Pedersen parameters and
@@ -308,12 +324,15 @@ async function depositWith(
   }
   progress(ctx, "keygen");
   const keygenSessionId = Buffer.from(ctx.rng(16));
+  const { paillier, share } = await secrets();
   const h1 = holderKeyGenCommit({
     sessionId: keygenSessionId,
-    paillier: await paillier(),
+    paillier,
     ringPedersen: (await attested).ringPedersen,
+    share,
     rng: ctx.rng,
   });
+  share?.fill(0); // the state keeps its own copy
   const init = await ctx.se.call(
     "depositInit",
     { proofKey: C1, guard, auth: undefined, holderCommit: h1.msg, keygenSessionId },

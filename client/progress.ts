@@ -71,6 +71,12 @@ function describe(event: string, d: Record<string, unknown>): string | undefined
       return `the simulator's faucet key pays ${Number(d.amountSat).toLocaleString("en-US")} sat to the wallet (txid ${d.txid}); mining a block to confirm it`;
     case "mining":
       return `mining ${d.blocks} regtest blocks`;
+    case "recover-start":
+      return "asking the SE about this seed's key slots (it learns every proof key asked about, and can link those coins to this wallet)";
+    case "recover-scan":
+      return `key slot ${d.slot}: ${d.coins} coin(s) (${d.found} so far)`;
+    case "recover-coin":
+      return `rebuilding and checking coin ${d.done} of ${d.total}: ${d.statechainId}`;
     default:
       return undefined;
   }

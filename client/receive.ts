@@ -780,11 +780,13 @@ export function prepareKeyUpdate(
   id: ReceiverIdentity,
   checked: CheckedTransfer,
   transferKey: Uint8Array,
-  keys: { paillier: PaillierKey; ringPedersen: VerifiedRingPedersen },
+  keys: { paillier: PaillierKey; ringPedersen: VerifiedRingPedersen; share?: Uint8Array },
   transferKeyVerdict?: VerificationResult,
 ): PreparedKeyUpdate {
   const t1 = parseScalar(checked.incoming.message.t1, "t1");
-  const o2 = parseScalar(randomSecret(ctx.rng), "o2");
+  // o2 derived from the wallet's seed when it has one (a restore rebuilds it), else drawn.
+  const o2 = parseScalar(keys.share ?? randomSecret(ctx.rng), "o2");
+  keys.share?.fill(0);
   const t2 = scalarBytes((t1 * invert(o2)) % N);
   const encryptedT2 = Buffer.from(eciesEncrypt(transferKey, t2));
   t2.fill(0);
@@ -987,7 +989,7 @@ export async function receive(
     const checked = await checkTransfer(ctx, id, incoming);
     const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
     // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
-    const keys = { paillier: await paillier(), ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
+    const keys = { ...(await paillier()), ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
     const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
     handOver(); // the prepared key update holds the key: an unanswered one is finished with it later
     await hooks.beforeKeyUpdate?.(checked, prepared);

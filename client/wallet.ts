@@ -8,7 +8,7 @@ import type { VerificationResult } from "../attestation/verify.ts";
 import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
 import { FundingState, type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
-import type { PaillierKey } from "../protocol/ecdsa2p/paillier.ts";
+import { wipeHolderKey } from "../protocol/ecdsa2p/holder.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
 import { outpointBytes, outpointFromBytes, outpointString } from "../protocol/outpoint.ts";
@@ -33,6 +33,7 @@ import {
   confirmDeposit,
   confirmWithdrawal,
   deposit,
+  type KeygenSecrets,
   type OwnedCoin,
   type OwnerContext,
   pub,
@@ -53,6 +54,7 @@ import {
   RefusedAfterKeyUpdateError,
   receive,
 } from "./receive.ts";
+import { type RecoveryKeys, type RecoveryOptions, type RecoveryResult, recoverCoins } from "./restore.ts";
 import { type SeClient, SeError } from "./se-client.ts";
 import {
   type CoinRow,
@@ -503,8 +505,8 @@ export class Wallet {
     await this.pool?.flush();
   }
 
-  /** The key for a keygen starting now on slot `idx` (the prepared one, or made now). */
-  private async takeKey(idx: number): Promise<PaillierKey> {
+  /** The secrets of a keygen starting now on slot `idx`: its Paillier key (prepared, or made now) and share o. */
+  private async takeKey(idx: number): Promise<KeygenSecrets> {
     const slot = await this.store.db.transaction(async (q) => {
       const row = await q.get<KeySlotRow>("SELECT * FROM key_slots WHERE idx = ?", [idx]);
       if (!row) throw new WalletError("WALLET_CORRUPT", `key slot ${idx} is missing`, "internal");
@@ -515,7 +517,7 @@ export class Wallet {
     const pool = this.keyPool();
     const key = await pool.take(path, { onWaiting: () => this.progress("paillier-key") });
     await pool.discard(path); // the cached row: the key is the keygen's now
-    return key;
+    return { paillier: key, share: this.keys.ownerShare(slot.idx, slot.keygens) };
   }
 
   /** The protocol context of a keygen on slot `idx`: its Paillier key comes from the slot. */
@@ -989,6 +991,68 @@ export class Wallet {
 
   async coin(ref: string | number): Promise<CoinSummary> {
     return this.summary(await this.coinRow(ref));
+  }
+
+  // --- recovery from the mnemonic (issue #22, client/restore.ts) ---------------------------------------------
+
+  /**
+   * Asks the SE what it holds for this seed's proof keys (slot by slot, up to `gap` empty ones in a row), rebuilds
+   * each coin from the seed, checks it as `wallet verify` does and stores it. Coins the wallet already holds are
+   * left alone. The key slots scanned are kept, those with coins marked used.
+   */
+  async recover(opts: RecoveryOptions = {}): Promise<RecoveryResult & { stored: CoinSummary[] }> {
+    const held = await this.store.db.all<{ statechain_id: Buffer }>("SELECT statechain_id FROM coins");
+    const pool = this.keyPool();
+    const keys: RecoveryKeys = {
+      proofSecret: (slot) => this.keys.secret("proof", slot),
+      backupKey: (slot) => this.keys.publicKey("backup", slot),
+      ownerShare: (slot, keygen) => this.keys.ownerShare(slot, keygen),
+      paillierKey: async (slot, keygen) => {
+        const path = paillierKeyPath(this.network, this.keys.account, slot, keygen);
+        const key = await pool.take(path, { onWaiting: () => this.progress("paillier-key") });
+        await pool.discard(path);
+        return key;
+      },
+    };
+    const result = await recoverCoins(
+      this.context(),
+      keys,
+      { ...opts, known: new Set(held.map((r) => r.statechain_id.toString("hex"))) },
+      (event, detail) => this.progress(event, detail),
+    );
+    const top = await this.store.db.get<{ idx: number | null }>("SELECT MAX(idx) AS idx FROM key_slots");
+    for (let i = (top?.idx ?? -1) + 1; i < result.scanned; i++) await this.newSlot("receive");
+    const stored: CoinSummary[] = [];
+    for (const c of result.coins) {
+      const record: CoinRecord = {
+        ...c,
+        keyPublic: c.key ? encodeKeyPublic(c.key) : Buffer.alloc(0),
+        share: c.key ? encodeKeySecret(c.key) : Buffer.alloc(0),
+      };
+      const attestations: AttestationSummary[] = c.report.checks
+        .filter((x) => /^attestation\.owner_\d+$/.test(x.name))
+        .map((x) => ({
+          what: "deletion",
+          valid: x.status === "pass",
+          simulator: c.report.simulator,
+          warnings: [],
+        }));
+      await this.store.db.transaction(async (q) => {
+        await this.saveCoin(record, { status: c.status, origin: c.origin, keyIdx: c.slot, attestations }, q);
+        // The slot is spent; its keygen count moves past the keygen found, so no later keygen reuses its N.
+        await q.run("UPDATE key_slots SET used = 1, purpose = ?, keygens = MAX(keygens, ?) WHERE idx = ?", [
+          c.origin === "deposit" ? "deposit" : "receive",
+          (c.keygen ?? -1) + 1,
+          c.slot,
+        ]);
+      });
+      record.share.fill(0);
+      if (c.key) wipeHolderKey(c.key);
+      stored.push(await this.coin(outpointString(c.statechainId)));
+    }
+    for (const slot of result.usedSlots)
+      await this.store.db.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [slot]);
+    return { ...result, stored };
   }
 
   // --- deposit --------------------------------------------------------------------------------------------

@@ -167,6 +167,14 @@ export const HOST_MIGRATIONS: Migration[] = [
     id: "host-007-transfers-receiver",
     sql: "CREATE INDEX transfers_receiver ON transfers (receiver_proof_key) WHERE completed_at IS NULL;",
   },
+  {
+    // Recovery (issue #22) finds a proof key's coins: as depositor, and as the receiver of any transfer.
+    id: "host-008-recovery",
+    sql: `
+      CREATE INDEX statechains_deposit_key ON statechains (deposit_proof_key);
+      CREATE INDEX transfers_receiver_all ON transfers (receiver_proof_key);
+    `,
+  },
 ];
 
 export interface StatechainRow {

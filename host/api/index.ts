@@ -9,6 +9,7 @@ import { type Handler, implement, type RpcOptions, tolerant } from "../rpc.ts";
 import { depositHandlers } from "./deposit.ts";
 import type { ApiDeps } from "./deps.ts";
 import { infoHandlers } from "./info.ts";
+import { recoveryHandlers } from "./recovery.ts";
 import { signHandlers } from "./sign.ts";
 import { transferHandlers } from "./transfer.ts";
 import { withdrawHandlers } from "./withdraw.ts";
@@ -114,6 +115,7 @@ export function statechainService(
     ...signHandlers(deps),
     ...transferHandlers(deps),
     ...withdrawHandlers(deps),
+    ...recoveryHandlers(deps),
   } as unknown as Record<string, Handler<never, unknown>>;
   const locks = new KeyedMutex();
   for (const name of SERIALIZED) handlers[name] = serialized(locks, restartAware(deps, handlers[name]!));

@@ -113,18 +113,21 @@ export interface HolderKeyGenState {
 }
 
 /**
- * Deposit round 1: a fresh o, O = o·G with its proof, and a commitment to both, so the owner cannot choose o
- * after seeing S. `ringPedersen` are the enclave's parameters, verified (Π^prm) against its attested identity.
+ * Deposit round 1: o, O = o·G with its proof, and a commitment to both, so the owner cannot choose o after
+ * seeing S. o is `share` when given (a wallet derives it from its seed, so a restore rebuilds it), else drawn
+ * here; either way it is fixed before S is known. `ringPedersen` are the enclave's parameters, verified (Π^prm)
+ * against its attested identity.
  */
 export function holderKeyGenCommit(opts: {
   sessionId: Uint8Array;
   paillier: PaillierKey;
   ringPedersen: VerifiedRingPedersen;
+  share?: Uint8Array;
   rng: Rng;
 }): { state: HolderKeyGenState; msg: HolderKeyGenCommit } {
   const sessionId = checkSessionId(opts.sessionId);
   freshPaillier(opts.paillier);
-  const o = randomScalar(opts.rng);
+  const o = opts.share ? readScalar(opts.share, "owner share o") : randomScalar(opts.rng);
   const O = mulG(o);
   const proof = proveDlog(o, O, { sessionId, role: ROLE.ownerShare }, opts.rng);
   const { commitment, blind } = commit("holder-keygen", sessionId, shareCommitValues(O, proof), opts.rng);

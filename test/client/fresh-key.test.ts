@@ -8,9 +8,10 @@ import { systemRng as rng } from "../../protocol/rng.ts";
 
 const allZero = (b: Uint8Array) => b.every((x) => x === 0);
 
-async function run(handOverFirst: boolean): Promise<PaillierKey> {
+async function run(handOverFirst: boolean): Promise<PaillierKey & { share: Uint8Array }> {
   const key = await generatePaillierKey({ rng });
-  const ctx = { paillierKey: async () => key } as unknown as OwnerContext;
+  const share = Uint8Array.from(rng(32));
+  const ctx = { paillierKey: async () => ({ paillier: key, share }) } as unknown as OwnerContext;
   await assert.rejects(
     withFreshPaillierKey(ctx, async (k, handOver) => {
       await k();
@@ -20,18 +21,20 @@ async function run(handOverFirst: boolean): Promise<PaillierKey> {
     /refused by the SE/,
   );
   await new Promise((r) => setImmediate(r)); // the wipe runs once the key promise settles
-  return key;
+  return Object.assign(key, { share });
 }
 
 test("a flow that fails before it hands its key over leaves the key wiped", async () => {
   const key = await run(false);
   assert.ok(allZero(key.secret.p) && allZero(key.secret.q), "the failed flow's primes are zero");
   assert.equal(key.nonces.length, 0, "its encryption nonces are gone");
+  assert.ok(allZero(key.share), "and the share o derived with it");
 });
 
 test("a flow that failed after handing its key over leaves it whole for the caller", async () => {
   const key = await run(true);
   assert.ok(!allZero(key.secret.p), "the caller's key is not wiped");
+  assert.ok(!allZero(key.share), "nor its share");
 });
 
 test("a wallet's key is prepared when the flow starts and claimed only where the flow asks for it", async () => {
@@ -41,7 +44,7 @@ test("a wallet's key is prepared when the flow starts and claimed only where the
     preparePaillierKey: () => void calls.push("prepare"),
     paillierKey: async () => {
       calls.push("take");
-      return key;
+      return { paillier: key };
     },
   } as unknown as OwnerContext;
   await assert.rejects(
@@ -55,6 +58,6 @@ test("a wallet's key is prepared when the flow starts and claimed only where the
   assert.ok(!allZero(key.secret.p), "an unclaimed key is not the flow's to wipe");
   calls.length = 0;
   const got = await withFreshPaillierKey(ctx, async (k) => k());
-  assert.equal(got, key);
+  assert.equal(got.paillier, key);
   assert.deepEqual(calls, ["prepare", "take"]);
 });
