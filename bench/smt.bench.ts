@@ -7,7 +7,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { Db } from "../host/db.ts";
+import { Db } from "../common/sqlite.ts";
 import { openSqliteSmt } from "../host/smt-store.ts";
 import { SmtProof } from "../proto/gen/statechain.ts";
 import { encodeSmtProof, MemoryNodeStore, SparseMerkleTree, verifySmtProof } from "../protocol/smt/index.ts";

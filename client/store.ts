@@ -6,7 +6,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 import sqlite3 from "sqlite3";
-import { Db, type Migration, type Queryable } from "../host/db.ts";
+import { Db, type Migration, type Queryable } from "../common/sqlite.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import { deriveKey, type KdfParams, newKdfParams, open, seal, WalletLockedError } from "./secret-box.ts";
 

@@ -5,7 +5,7 @@
 import { sha256 } from "../protocol/smt/hash.ts";
 import type { NewNode, NodeStore } from "../protocol/smt/store.ts";
 import { SparseMerkleTree } from "../protocol/smt/tree.ts";
-import type { Db, Migration } from "./db.ts";
+import type { Db, Migration } from "../common/sqlite.ts";
 
 export const SMT_MIGRATIONS: Migration[] = [
   {

@@ -2,7 +2,7 @@
 // Every protocol step writes its rows in one transaction, together with the idempotency record of the request,
 // so a host killed at any point restarts with either all of a step or none of it.
 import { StatechainStatus } from "../proto/gen/common.ts";
-import type { Db, Migration, Queryable } from "./db.ts";
+import type { Db, Migration, Queryable } from "../common/sqlite.ts";
 
 export const HOST_MIGRATIONS: Migration[] = [
   {

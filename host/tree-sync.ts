@@ -6,7 +6,7 @@ import { outpointFromBytes } from "../protocol/outpoint.ts";
 import type { SparseMerkleTree } from "../protocol/smt/tree.ts";
 import { statechainKey } from "../protocol/statechain.ts";
 import type { StateTree } from "./api/deps.ts";
-import type { Db } from "./db.ts";
+import type { Db } from "../common/sqlite.ts";
 
 const IN_TREE = [
   StatechainStatus.STATECHAIN_STATUS_ACTIVE,

@@ -1,6 +1,6 @@
 // SQLite persistence for the watchtower: one row per statechain holding the newest owner's exit transactions
 // and where the exit stands, so a restarted host carries on where it stopped.
-import type { Db, Migration, Param } from "./db.ts";
+import type { Db, Migration, Param } from "../common/sqlite.ts";
 
 export const WATCHTOWER_MIGRATIONS: Migration[] = [
   {

@@ -28,7 +28,7 @@ import {
   txidToHex,
 } from "../protocol/tx/index.ts";
 import { BlockPasses } from "./block-passes.ts";
-import type { Db } from "./db.ts";
+import type { Db } from "../common/sqlite.ts";
 import {
   WATCHTOWER_MIGRATIONS,
   type WatchtowerRow,

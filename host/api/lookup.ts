@@ -3,7 +3,7 @@ import type { Outpoint } from "../../proto/gen/common.ts";
 import { FundingState, StatechainStatus } from "../../proto/gen/common.ts";
 import { check } from "../../protocol/errors.ts";
 import { checkOutpoint, outpointBytes, outpointString } from "../../protocol/outpoint.ts";
-import type { Queryable } from "../db.ts";
+import type { Queryable } from "../../common/sqlite.ts";
 import type { StatechainRow } from "../store.ts";
 import type { ApiDeps } from "./deps.ts";
 

@@ -3,7 +3,7 @@
 // concurrent twin of the same request finds the stored answer instead of a replay error.
 import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../../protocol/auth.ts";
 import { check, ProtocolError } from "../../protocol/errors.ts";
-import type { Queryable } from "../db.ts";
+import type { Queryable } from "../../common/sqlite.ts";
 import type { CallContext } from "../rpc.ts";
 import type { StatechainRow } from "../store.ts";
 import type { ApiDeps } from "./deps.ts";

@@ -32,7 +32,7 @@ import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { outpointFromBytes } from "../../protocol/outpoint.ts";
 import { verifyStatechainTx } from "../../protocol/statechain.ts";
-import type { Queryable } from "../db.ts";
+import type { Queryable } from "../../common/sqlite.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";

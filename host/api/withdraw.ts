@@ -14,7 +14,7 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
-import type { Queryable } from "../db.ts";
+import type { Queryable } from "../../common/sqlite.ts";
 import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";

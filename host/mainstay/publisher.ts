@@ -19,7 +19,7 @@ import {
   verifySlotProof,
 } from "../../protocol/mainstay.ts";
 import { EMPTY, encodeSmtProof, type SmtProofData } from "../../protocol/smt/index.ts";
-import type { Db, Migration } from "../db.ts";
+import type { Db, Migration } from "../../common/sqlite.ts";
 import type { Logger } from "../log.ts";
 import { backoffDelay, type MainstayApi } from "./client.ts";
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { Transaction } from "bitcoinjs-lib";
 import type { ChainBackend, TxStatus, Utxo } from "../../chain/backend.ts";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 import { checkFunding, FundingWatch, fundingLost } from "../../host/funding-watch.ts";
 import { HOST_MIGRATIONS, Store } from "../../host/store.ts";
 import { FundingState, StatechainStatus } from "../../proto/gen/common.ts";

@@ -14,7 +14,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { HDKey } from "@scure/bip32";
 import { EmbeddedChain } from "../../chain/embedded.ts";
 import { RegtestNode } from "../../chain/regtest-node.ts";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 import { type AttestedSlotProof, type MainstayApi, MainstayClient } from "../../host/mainstay/client.ts";
 import { LocalMainstay } from "../../host/mainstay/local-service.ts";
 import { MainstayPublisher } from "../../host/mainstay/publisher.ts";

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ConfigError, loadConfig } from "../../host/config.ts";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 import type { Logger } from "../../host/log.ts";
 import { pruneOnce, startPruner } from "../../host/prune.ts";
 import { HOST_MIGRATIONS, Store } from "../../host/store.ts";

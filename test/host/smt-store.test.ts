@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 import { openSqliteSmt, SMT_MIGRATIONS } from "../../host/smt-store.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import {

@@ -10,7 +10,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { type ChainBackend, ChainError, type Utxo } from "../../chain/backend.ts";
 import { EmbeddedChain } from "../../chain/embedded.ts";
 import type { RegtestNode } from "../../chain/regtest-node.ts";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 import {
   type RegisterEntry,
   Watchtower,

@@ -1,4 +1,5 @@
-// SQLite access for the host (sqlite3, WAL). One connection; every statement and every transaction goes through
+// SQLite access for the host and the wallet (sqlite3, WAL): one module both roles may import, so the owner's code
+// does not depend on the operator's (issue #22). One connection; every statement and every transaction goes through
 // one queue, so a transaction's statements never interleave with another caller's. Modules register their own
 // migrations (unique ids, applied once and in order, each in its own transaction).
 import sqlite3 from "sqlite3";

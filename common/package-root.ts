@@ -1,5 +1,5 @@
-// The project's root directory, found from a module's URL: the sources run from <root>/host/, the compiled
-// JavaScript from <root>/dist/host/ (bin/*.js pick one), so paths relative to a module differ between the two.
+// The project's root directory, found from a module's URL: the sources run from <root>/<folder>/, the compiled
+// JavaScript from <root>/dist/<folder>/ (bin/*.js pick one), so paths relative to a module differ between the two.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Db } from "../../host/db.ts";
+import { Db } from "../../common/sqlite.ts";
 
 const file = () => path.join(mkdtempSync(path.join(tmpdir(), "db-")), "t.sqlite");
 const M = [{ id: "t-001", sql: "CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)" }];
