@@ -9,6 +9,7 @@ import { loadPcrPolicy, type PcrPolicy } from "../attestation/pcr-policy.ts";
 import { pemToDer, sha256Hex } from "../attestation/roots.ts";
 import { type ChainBackend, ChainError, type ChainNetwork } from "../chain/backend.ts";
 import { packageVersion } from "../common/package-root.ts";
+import { didYouMean } from "../common/suggest.ts";
 import type { PcrRelease } from "../proto/gen/common.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { MainstayKeyParams } from "../protocol/mainstay.ts";
@@ -21,7 +22,6 @@ import { progressPrinter } from "./progress.ts";
 import { lineReader, PromptCancelled, PromptEnded, readTerminalLine } from "./prompt.ts";
 import type { SeClient, SeError } from "./se-client.ts";
 import { WalletFileError } from "./store.ts";
-import { didYouMean } from "../common/suggest.ts";
 import type { VerifyReport } from "./verify.ts";
 import type { CoinSummary, ProgressFn, ReceiveResult, Wallet } from "./wallet.ts";
 

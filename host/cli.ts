@@ -5,13 +5,13 @@ import { parseArgs } from "node:util";
 // What only one command needs (gRPC, bitcoinjs, bcoin, the whole host) is imported by that command: `se --help`,
 // `se --version` and usage errors answer without loading it.
 import type { RegtestNode } from "../chain/regtest-node.ts";
+import { packageVersion } from "../common/package-root.ts";
 import { didYouMean } from "../common/suggest.ts";
 import type { HealthCheckResponse_ServingStatus } from "../proto/gen/grpc/health/v1/health.ts";
 import { ConfigError, type HostConfig, loadConfig } from "./config.ts";
 import { lockDataDir } from "./datadir-lock.ts";
 import { createLogger } from "./log.ts";
 import type { RunningSe, SimulatorStart } from "./main.ts";
-import { packageVersion } from "../common/package-root.ts";
 
 /** Each command: its usage, what it does (the paragraph of `se --help`), and an example. */
 const COMMANDS: Record<string, { usage: string; text: string; example: string[] }> = {

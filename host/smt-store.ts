@@ -2,10 +2,11 @@
 // insert-only, so every root ever committed, in particular every root published to Mainstay, keeps answering
 // proofs. Node bodies are immutable, which makes the read cache trivially coherent; every body read from disk
 // is checked against its hash, so a corrupted row fails loudly instead of yielding a wrong proof.
+
+import type { Db, Migration } from "../common/sqlite.ts";
 import { sha256 } from "../protocol/smt/hash.ts";
 import type { NewNode, NodeStore } from "../protocol/smt/store.ts";
 import { SparseMerkleTree } from "../protocol/smt/tree.ts";
-import type { Db, Migration } from "../common/sqlite.ts";
 
 export const SMT_MIGRATIONS: Migration[] = [
   {

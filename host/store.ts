@@ -1,8 +1,9 @@
 // The host's SQLite store: public data and ciphertexts only (no share, no secret key ever reaches the host).
 // Every protocol step writes its rows in one transaction, together with the idempotency record of the request,
 // so a host killed at any point restarts with either all of a step or none of it.
-import { StatechainStatus } from "../proto/gen/common.ts";
+
 import type { Db, Migration, Queryable } from "../common/sqlite.ts";
+import { StatechainStatus } from "../proto/gen/common.ts";
 
 export const HOST_MIGRATIONS: Migration[] = [
   {

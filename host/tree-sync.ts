@@ -1,12 +1,13 @@
 // Keeps the sparse Merkle tree in step with the statechains table. The table is the source of truth and is
 // written in each protocol step's transaction; the tree (its own insert-only tables) follows right after, and
 // at start-up any state a crash left unwritten is written then. Only confirmed coins have a leaf.
+
+import type { Db } from "../common/sqlite.ts";
 import { StatechainStatus } from "../proto/gen/common.ts";
 import { outpointFromBytes } from "../protocol/outpoint.ts";
 import type { SparseMerkleTree } from "../protocol/smt/tree.ts";
 import { statechainKey } from "../protocol/statechain.ts";
 import type { StateTree } from "./api/deps.ts";
-import type { Db } from "../common/sqlite.ts";
 
 const IN_TREE = [
   StatechainStatus.STATECHAIN_STATUS_ACTIVE,

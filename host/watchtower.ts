@@ -12,6 +12,7 @@
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { Transaction } from "bitcoinjs-lib";
 import { type ChainBackend, ChainError, type TxStatus } from "../chain/backend.ts";
+import type { Db } from "../common/sqlite.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import {
   ANCHOR_SCRIPT,
@@ -28,7 +29,6 @@ import {
   txidToHex,
 } from "../protocol/tx/index.ts";
 import { BlockPasses } from "./block-passes.ts";
-import type { Db } from "../common/sqlite.ts";
 import {
   WATCHTOWER_MIGRATIONS,
   type WatchtowerRow,

@@ -1,9 +1,10 @@
 // Common lookups of the API handlers, with the NOT_FOUND / FAILED_PRECONDITION answers they imply.
+
+import type { Queryable } from "../../common/sqlite.ts";
 import type { Outpoint } from "../../proto/gen/common.ts";
 import { FundingState, StatechainStatus } from "../../proto/gen/common.ts";
 import { check } from "../../protocol/errors.ts";
 import { checkOutpoint, outpointBytes, outpointString } from "../../protocol/outpoint.ts";
-import type { Queryable } from "../../common/sqlite.ts";
 import type { StatechainRow } from "../store.ts";
 import type { ApiDeps } from "./deps.ts";
 

@@ -1,9 +1,10 @@
 // Authentication and atomic commits for the public API. A step verifies the owner's signature first (without
 // consuming its nonce), does its work, then commits its rows, the nonce and the answer in one transaction; a
 // concurrent twin of the same request finds the stored answer instead of a replay error.
+
+import type { Queryable } from "../../common/sqlite.ts";
 import { type Authenticated, type Codec, DEFAULT_WINDOW_MS, verifyRequest } from "../../protocol/auth.ts";
 import { check, ProtocolError } from "../../protocol/errors.ts";
-import type { Queryable } from "../../common/sqlite.ts";
 import type { CallContext } from "../rpc.ts";
 import type { StatechainRow } from "../store.ts";
 import type { ApiDeps } from "./deps.ts";

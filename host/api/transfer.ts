@@ -1,6 +1,7 @@
 // Transfer (DESIGN.md 3.3): the sender's init and hand-over, the receiver's mailbox, attested transfer key and
 // key update. The host carries ciphertexts and public data; the enclave checks every signature that matters.
 import { randomBytes } from "node:crypto";
+import type { Queryable } from "../../common/sqlite.ts";
 import {
   KeyUpdateRecord,
   SignPurpose,
@@ -32,7 +33,6 @@ import { parsePoint } from "../../protocol/encoding.ts";
 import { check } from "../../protocol/errors.ts";
 import { outpointFromBytes } from "../../protocol/outpoint.ts";
 import { verifyStatechainTx } from "../../protocol/statechain.ts";
-import type { Queryable } from "../../common/sqlite.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";
 import { requireFunding, requireStatechain, requireStatus } from "./lookup.ts";

@@ -4,6 +4,7 @@
 // chain, so the share, the watchtower entry and the watching stay, and confirming again rebroadcasts it.
 import * as bitcoin from "bitcoinjs-lib";
 import { ChainError } from "../../chain/backend.ts";
+import type { Queryable } from "../../common/sqlite.ts";
 import { KeyUpdateRecord, StatechainStatus, StatechainTx, StatechainTxKind } from "../../proto/gen/common.ts";
 import {
   WithdrawConfirmRequest,
@@ -14,7 +15,6 @@ import {
 import { unary } from "../../proto/unary.ts";
 import { check } from "../../protocol/errors.ts";
 import { nextState, verifyStatechainTx } from "../../protocol/statechain.ts";
-import type { Queryable } from "../../common/sqlite.ts";
 import { networkOf } from "../network.ts";
 import type { CallContext } from "../rpc.ts";
 import type { ApiDeps } from "./deps.ts";

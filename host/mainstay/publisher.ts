@@ -8,6 +8,7 @@
 // off exponentially with jitter; nothing else waits for them.
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { ChainBackend } from "../../chain/backend.ts";
+import type { Db, Migration } from "../../common/sqlite.ts";
 import { GetSmtProofResponse, type MainstayProof } from "../../proto/gen/statechain.ts";
 import {
   type MainstayKeyParams,
@@ -19,7 +20,6 @@ import {
   verifySlotProof,
 } from "../../protocol/mainstay.ts";
 import { EMPTY, encodeSmtProof, type SmtProofData } from "../../protocol/smt/index.ts";
-import type { Db, Migration } from "../../common/sqlite.ts";
 import type { Logger } from "../log.ts";
 import { backoffDelay, type MainstayApi } from "./client.ts";
 

@@ -4,8 +4,8 @@ import { test } from "node:test";
 import { coinsTable, interruptedText, parseAmount } from "../../client/cli.ts";
 import { durationText, progressPrinter } from "../../client/progress.ts";
 import { grpcStatusName, SeError } from "../../client/se-client.ts";
-import { closest, editDistance } from "../../common/suggest.ts";
 import type { CoinSummary } from "../../client/wallet.ts";
+import { closest, editDistance } from "../../common/suggest.ts";
 import { runWallet } from "../helpers/wallet-cli.ts";
 import { PASSPHRASE, testWallet } from "./wallet-helpers.ts";
 

@@ -1,8 +1,8 @@
 // The host's pruner (audit #19.13): rows past their limits go, fresh ones and anything a live coin needs stay.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, loadConfig } from "../../host/config.ts";
 import { Db } from "../../common/sqlite.ts";
+import { ConfigError, loadConfig } from "../../host/config.ts";
 import type { Logger } from "../../host/log.ts";
 import { pruneOnce, startPruner } from "../../host/prune.ts";
 import { HOST_MIGRATIONS, Store } from "../../host/store.ts";
