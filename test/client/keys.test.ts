@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { test } from "node:test";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { HDKey } from "@scure/bip32";
 import { mnemonicToSeedSync } from "@scure/bip39";
-import { KeyTree, keyPath, mnemonicToSeed, newMnemonic } from "../../client/keys.ts";
+import { KeyTree, keyPath, mnemonicToSeed, newMnemonic, OWNER_SHARE_LABEL } from "../../client/keys.ts";
 
 const ZERO_MNEMONIC = `${"abandon ".repeat(23)}art`;
 
@@ -67,5 +69,50 @@ test("keys live on hardened paths m/8338'/coin'/account'/role'/index'", () => {
     new KeyTree(seed, "regtest").publicKey("proof", 3),
     tree.publicKey("proof", 3),
     "deterministic",
+  );
+});
+
+test("the owner share o: m/8338'/coin'/account'/4'/slot'/keygen', HMAC-SHA512 reduced into [1, n-1], as documented", () => {
+  const seed = mnemonicToSeed(ZERO_MNEMONIC);
+  const tree = new KeyTree(seed, "regtest");
+  // Recomputed here from the formula keys.ts documents (a wallet format: a change loses coins after a restore).
+  const path = "m/8338'/1'/0'/4'/3'/1'";
+  const k = HDKey.fromMasterSeed(seed).derive(path).privateKey!;
+  const d = createHmac("sha512", OWNER_SHARE_LABEL).update(k).update(path, "utf8").digest();
+  const n = secp256k1.Point.Fn.ORDER;
+  const o = (BigInt(`0x${d.toString("hex")}`) % (n - 1n)) + 1n;
+  assert.equal(Buffer.from(tree.ownerShare(3, 1)).toString("hex"), o.toString(16).padStart(64, "0"));
+  // Pinned: the all-"abandon … art" mnemonic, regtest, slot 0, keygens 0 and 1; mainnet slot 0 keygen 0.
+  const zero = new KeyTree(mnemonicToSeed(ZERO_MNEMONIC), "regtest");
+  assert.equal(
+    Buffer.from(zero.ownerShare(0, 0)).toString("hex"),
+    "0672899e4f517d19f78770867ef75bfed783ce3acd2b420a51c088566b79c181",
+  );
+  assert.equal(
+    Buffer.from(zero.ownerShare(0, 1)).toString("hex"),
+    "f6f837a98cb1d2056aa0773fb8b56c96f0108d86681111369d8e5b9ae5f60177",
+  );
+  assert.equal(
+    Buffer.from(new KeyTree(mnemonicToSeed(ZERO_MNEMONIC), "bitcoin").ownerShare(0, 0)).toString("hex"),
+    "3b47e9676efd18b160f22aa67e09e45da24aca12321d0aa366085a57d258b4b4",
+  );
+  const shares = [
+    tree.ownerShare(0, 0),
+    tree.ownerShare(0, 1),
+    tree.ownerShare(1, 0),
+    tree.secret("proof", 0),
+  ];
+  assert.equal(
+    new Set(shares.map((s) => Buffer.from(s).toString("hex"))).size,
+    4,
+    "distinct per slot and keygen",
+  );
+  assert.equal(
+    code(() => tree.ownerShare(0, 2 ** 31)),
+    "KEY_INDEX",
+  );
+  assert.equal(
+    code(() => tree.ownerShare(-1, 0)),
+    "KEY_INDEX",
   );
 });
