@@ -247,8 +247,16 @@ async function rebuild(
     );
   let rebuilt: { key: HolderKey; keygen: number } | undefined;
   if (rc.role === RecoveredRole.RECOVERED_ROLE_OWNER && LIVE.has(sc.status)) {
-    if (rc.key) rebuilt = await rebuildKey(keys, slot, rc, sc.sharedPublicKey);
-    else {
+    if (rc.key) {
+      try {
+        rebuilt = await rebuildKey(keys, slot, rc, sc.sharedPublicKey);
+      } catch (e) {
+        // No key this seed made: the coin cannot be co-signed, but its backup pays this wallet. Kept to exit.
+        if (!(e instanceof ProtocolError) || !e.code.startsWith("RECOVERY_")) throw e;
+        status = "exit-only";
+        why = `${e.message} [${e.code}]`;
+      }
+    } else {
       status = "exit-only";
       why = "the SE holds no key for it any more (its enclave restarted): it leaves by its backup";
     }

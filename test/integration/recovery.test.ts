@@ -8,11 +8,12 @@ import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { KeyTree, mnemonicToSeed } from "../../client/keys.ts";
+import { confirmDeposit, deposit } from "../../client/owner.ts";
 import type { CoinSummary } from "../../client/wallet.ts";
 import { RecoveredRole } from "../../proto/gen/statechain.ts";
 import { parseOutpointString } from "../../protocol/outpoint.ts";
 import { servicesOf, testWallet } from "../client/wallet-helpers.ts";
-import { type Harness, ownerHarness } from "../helpers/owners.ts";
+import { fundedWallet, type Harness, ownerHarness } from "../helpers/owners.ts";
 import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 
 let se: SeProcess;
@@ -162,4 +163,29 @@ test("RecoverCoins: refused unless signed by the key asked about; a key owning n
     /INVALID|point|signature/i,
   );
   keys.wipe();
+});
+
+test("a coin whose share this seed did not make (o drawn at random) comes back exit-only, to leave by its backup", async () => {
+  const { wallet, mnemonic } = await testWallet(h);
+  await wallet.close();
+  const keys = new KeyTree(mnemonicToSeed(mnemonic), "regtest");
+  const funds = await fundedWallet(h.chain);
+  // The owner API without a wallet's keys draws o (and makes the Paillier key) on the spot.
+  const coin = await deposit(h.ctx, {
+    amountSat: 200_000n,
+    utxos: funds.utxos,
+    changeScript: funds.script,
+    proofSecret: keys.secret("proof", 3),
+    backupSecret: keys.secret("backup", 3),
+  });
+  await confirmDeposit(h.ctx, coin, { onWait: mine() });
+  keys.wipe();
+  const { wallet: restored } = await testWallet(h, { mnemonic });
+  const r = await restored.recover({ gap: 5 });
+  assert.deepEqual(r.refused, []);
+  assert.equal(r.stored.length, 1);
+  assert.equal(r.stored[0]!.status, "exit-only");
+  assert.match(r.coins[0]!.why ?? "", /RECOVERY_NO_SHARE/);
+  assert.equal((await restored.balance()).exitOnlySat, 200_000n, "it counts, as exit-only");
+  await restored.close();
 });
