@@ -132,7 +132,7 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.match(again.stderr, /already exists.*WALLET_EXISTS/);
 
   // Bob's wallet comes from the SDK (no safe-prime search); the CLI opens it like any other.
-  const { wallet: bobSdk, file: bobFile } = await testWallet();
+  const { wallet: bobSdk, file: bobFile, mnemonic: bobWords } = await testWallet();
   await bobSdk.close();
   const A = ["--wallet", aliceFile];
   const B = ["--wallet", bobFile];
@@ -285,4 +285,28 @@ test("create, trust the simulator, faucet, deposit, send, receive, verify, withd
   assert.equal(wrong.code, 1);
   assert.match(wrong.stderr, /passphrase does not open this wallet \[WRONG_PASSPHRASE\]/);
   assert.equal(digest(), before);
+
+  // Bob's words in a new file: `recover` finds the coin he received and withdrew (issue #22).
+  const bobAgain = tmpWalletFile("bob-restored");
+  const R = ["--wallet", bobAgain];
+  const words = path.join(path.dirname(bobFile), "bob-words.txt");
+  writeFileSync(words, bobWords);
+  assert.equal((await wallet(["restore", ...R, "--mnemonic-file", words, "--scrypt-n", "32768"])).code, 0);
+  assert.equal((await wallet(["trust-simulator", ...R, "--confirm"])).code, 0);
+  const rec = await wallet(["recover", ...R, "--gap", "3", "--allow-unpublished", "--json"]);
+  assert.equal(rec.code, 0, rec.stderr);
+  const found = json(rec);
+  assert.deepEqual(
+    found.coins.map((k: { status: string; origin: string; ownerIndex: number }) => [
+      k.status,
+      k.origin,
+      k.ownerIndex,
+    ]),
+    [["withdrawn", "received", 2]],
+  );
+  assert.match(rec.stderr, /learns every proof key asked about/);
+  const text = await wallet(["recover", ...R, "--gap", "3", "--allow-unpublished"]);
+  assert.match(text.stdout, /asked about \d+ key slot\(s\); coins on 1/);
+  const help = await wallet(["recover", "--help"]);
+  assert.match(help.stdout, /What the SE learns/);
 });
