@@ -172,6 +172,16 @@ async function plausibleRequests(): Promise<void> {
           { nowMs: hourAgo },
         ),
       ),
+    recoverCoins: () =>
+      encodeRequest(
+        "recoverCoins",
+        signAs(
+          "recoverCoins",
+          { proofKey: Buffer.from(pub(coin2.proofSecret)), auth: undefined },
+          coin2.proofSecret,
+          { nowMs: hourAgo },
+        ),
+      ),
   };
   for (const m of METHODS) {
     if (!valid.has(m)) {

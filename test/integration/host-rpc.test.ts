@@ -859,6 +859,34 @@ describe("a coin's life with every step's failures probed in its state", () => {
         C.NOT_FOUND,
         /no key update answer/,
       );
+      // Recovery (#22): only the key asked about may ask, with a well-formed key and a fresh signature.
+      const recover = (key: Uint8Array, signer: Uint8Array, opts?: { nowMs: number }) =>
+        signAs("recoverCoins", { proofKey: Buffer.from(key), auth: undefined }, signer, opts);
+      await expectRefusal(
+        "recovery for the depositor's key signed by a stranger",
+        "recoverCoins",
+        recover(pub(coin1.proofSecret), stranger),
+        C.UNAUTHENTICATED,
+      );
+      await expectRefusal(
+        "recovery for a 32-byte key",
+        "recoverCoins",
+        recover(Buffer.alloc(32, 2), coin1.proofSecret),
+        C.INVALID_ARGUMENT,
+        /33-byte/,
+      );
+      await expectRefusal(
+        "recovery for a key off the curve",
+        "recoverCoins",
+        recover(Buffer.concat([Buffer.from([2]), Buffer.alloc(32, 0xff)]), coin1.proofSecret),
+        C.INVALID_ARGUMENT,
+      );
+      await expectRefusal(
+        "recovery signed an hour ago",
+        "recoverCoins",
+        recover(pub(coin1.proofSecret), coin1.proofSecret, { nowMs: Date.now() - 3_600_000 }),
+        C.UNAUTHENTICATED,
+      );
       await expectRefusal(
         "an encrypted t2 of 257 bytes",
         "transferReceiverKeyUpdate",
