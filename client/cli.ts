@@ -936,7 +936,12 @@ async function run(s: Session, command: string, args: string[]): Promise<number>
               `receive address  ${address}`,
               `bitcoin address  ${onchain}  (funds deposits)`,
             ].join("\n")
-          : `wallet restored: ${file} (${network}); \`wallet receive\` collects transfers to its addresses\nreceive address  ${address}`,
+          : [
+              `wallet restored: ${file} (${network}); \`wallet receive\` collects transfers to its addresses`,
+              `receive address  ${address}`,
+              "next: pin the SE's enclave (`wallet trust-simulator --confirm` on the simulator, or --pcrs), then",
+              "      `wallet recover` rebuilds the coins this seed held (it tells the SE which proof keys are yours)",
+            ].join("\n"),
         {
           file,
           network,

@@ -34,13 +34,8 @@ export type RecoveredStatus =
   | "exited"
   | "tainted";
 
-/** A coin rebuilt and checked, as the wallet stores it. */
-export interface RebuiltCoin {
-  slot: number;
-  /** The keygen on `slot` whose share and Paillier key the coin uses (none: no live key to rebuild). */
-  keygen?: number;
-  status: RecoveredStatus;
-  origin: "deposit" | "received";
+/** What the wallet keeps of every coin, besides its key (client/wallet.ts adds that). */
+export interface CoinFields {
   statechainId: Outpoint;
   amountSat: bigint;
   sharedPublicKey: Uint8Array;
@@ -48,11 +43,22 @@ export interface RebuiltCoin {
   initialLock: number;
   backupMode: "absolute" | "kickoff";
   interval: number;
-  key?: HolderKey;
   fundingTx: Uint8Array;
+  /** This owner's backup, fully signed. */
   backupTx: Uint8Array;
-  backupHistory: Uint8Array[];
+  /** The earlier owners' backups, oldest first. */
+  backupHistory: readonly Uint8Array[];
   kickoffTx?: Uint8Array;
+}
+
+/** A coin rebuilt and checked, as the wallet stores it. */
+export interface RebuiltCoin extends CoinFields {
+  slot: number;
+  /** The keygen on `slot` whose share and Paillier key the coin uses (none: no live key to rebuild). */
+  keygen?: number;
+  status: RecoveredStatus;
+  origin: "deposit" | "received";
+  key?: HolderKey;
   report: VerifyReport;
   /** Why the coin is kept in this status, in words (exit-only, sent …). */
   why?: string;

@@ -6,7 +6,7 @@ import { status as Status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import type { VerificationResult } from "../attestation/verify.ts";
 import { type ChainBackend, ChainError, type DevChain } from "../chain/backend.ts";
-import { FundingState, type Outpoint, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
+import { FundingState, StatechainStatus, StatechainTx } from "../proto/gen/common.ts";
 import { TransferReceiverKeyUpdateRequest } from "../proto/gen/statechain.ts";
 import { wipeHolderKey } from "../protocol/ecdsa2p/holder.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -54,7 +54,13 @@ import {
   RefusedAfterKeyUpdateError,
   receive,
 } from "./receive.ts";
-import { type RecoveryKeys, type RecoveryOptions, type RecoveryResult, recoverCoins } from "./restore.ts";
+import {
+  type CoinFields,
+  type RecoveryKeys,
+  type RecoveryOptions,
+  type RecoveryResult,
+  recoverCoins,
+} from "./restore.ts";
 import { type SeClient, SeError } from "./se-client.ts";
 import {
   type CoinRow,
@@ -257,21 +263,10 @@ export interface WaitOptions {
 }
 
 /** What a coin row stores, from an owned coin or from a receive the SE completed but the wallet refused. */
-interface CoinRecord {
-  statechainId: Outpoint;
-  amountSat: bigint;
-  sharedPublicKey: Uint8Array;
-  ownerIndex: number;
-  initialLock: number;
-  backupMode: "absolute" | "kickoff";
-  interval: number;
+interface CoinRecord extends CoinFields {
   /** The two-party key's public part (empty when the SE's new share never arrived: exit only). */
   keyPublic: Buffer;
   share: Uint8Array;
-  fundingTx: Uint8Array;
-  backupTx: Uint8Array;
-  backupHistory: readonly Uint8Array[];
-  kickoffTx?: Uint8Array;
 }
 
 const recordOf = (c: OwnedCoin): CoinRecord => ({

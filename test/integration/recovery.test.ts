@@ -187,5 +187,12 @@ test("a coin whose share this seed did not make (o drawn at random) comes back e
   assert.equal(r.stored[0]!.status, "exit-only");
   assert.match(r.coins[0]!.why ?? "", /RECOVERY_NO_SHARE/);
   assert.equal((await restored.balance()).exitOnlySat, 200_000n, "it counts, as exit-only");
+  await assert.rejects(
+    restored.send(r.stored[0]!.number, (await restored.receiveAddress()).address),
+    /COIN_STATE|exit/,
+  );
+  const out = await restored.exit(r.stored[0]!.number, { onWait: mine(25) });
+  assert.equal(out.coin.status, "exited", "the restored wallet takes it out by its backup");
+  assert.ok(out.receivedSat > 190_000n, `the backup pays the wallet (${out.receivedSat} sat)`);
   await restored.close();
 });
