@@ -239,7 +239,6 @@ export class EnclaveCore {
     return (coin.amountSat! * BigInt(this.d.policy.withdrawFeeBps)) / 10_000n;
   }
 
-  /** Forgets deposits that never got funded (each holds keygen state and possibly a Paillier key). */
   /**
    * Refuses an owner's Paillier modulus that another coin here already uses: a fresh N per coin is the wallet's
    * rule (a reused N links an owner's coins), and a copied N is someone else's (DESIGN.md 3.1).
@@ -252,6 +251,7 @@ export class EnclaveCore {
     );
   }
 
+  /** Forgets deposits that never got funded (each holds keygen state), and answers older than ANSWER_TTL_MS. */
   sweepDeposits(): void {
     const now = this.d.now();
     const cutoff = now - this.d.policy.depositTtlMs;
