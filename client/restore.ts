@@ -358,14 +358,13 @@ export async function recoverCoins(
     refused: [],
     incoming: [],
   };
-  if (latest.size === 0) return result;
+  const todo = [...latest].filter(([k]) => !opts.known?.has(k)).map(([, f]) => f);
+  if (todo.length === 0) return result;
   const interval = (await attestedPolicy(ctx)).locktimeInterval;
   let done = 0;
-  for (const [k, { slot, coin }] of latest) {
+  for (const { slot, coin } of todo) {
     const sid = outpointString(coin.statechainId!);
-    done++;
-    if (opts.known?.has(k)) continue;
-    progress("recover-coin", { statechainId: sid, done, total: latest.size });
+    progress("recover-coin", { statechainId: sid, done: ++done, total: todo.length });
     try {
       const got = await rebuild(ctx, keys, slot, coin, interval);
       if (got === "incoming") result.incoming.push(sid);
