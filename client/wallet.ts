@@ -582,8 +582,10 @@ export class Wallet {
   }
 
   /**
-   * Confirmed, mature outputs the wallet can spend on its own: its funding keys' and the backup outputs of coins
-   * it exited.
+   * Confirmed, mature outputs the wallet can spend on its own: its funding keys' and its backup keys'. A backup
+   * key is watched while no coin the wallet holds uses it (a held coin counts as a coin until it exited): so the
+   * backup outputs of coins it exited count, and so do funds that arrive by a backup the wallet never held, e.g.
+   * a transfer to it cut before its message arrived, whose backup the SE's watchtower broadcast.
    */
   async onchainUtxos(): Promise<SpendableUtxo[]> {
     const { chain } = this.svc();
@@ -594,14 +596,13 @@ export class Wallet {
     );
     for (const f of funding)
       keys.push({ publicKey: f.public_key, secret: () => this.keys.secret("funding", f.idx) });
-    const exited = await this.store.db.all<{ key_idx: number }>(
-      "SELECT DISTINCT key_idx FROM coins WHERE status = 'exited'",
+    const held = HELD.map((st) => `'${st}'`).join(", ");
+    const backups = await this.store.db.all<{ idx: number; backup_key: Buffer }>(
+      `SELECT idx, backup_key FROM key_slots
+        WHERE idx NOT IN (SELECT key_idx FROM coins WHERE status IN (${held})) ORDER BY idx`,
     );
-    for (const e of exited)
-      keys.push({
-        publicKey: this.keys.publicKey("backup", e.key_idx),
-        secret: () => this.keys.secret("backup", e.key_idx),
-      });
+    for (const b of backups)
+      keys.push({ publicKey: b.backup_key, secret: () => this.keys.secret("backup", b.idx) });
     const out: SpendableUtxo[] = [];
     for (const k of keys) {
       const utxos = await chain.findUtxos(p2wpkhScript(k.publicKey));
