@@ -154,6 +154,9 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1). The Mainstay
   proof is checked in the slot and under the service key the wallet trusts for the SE; a coin the SE shows no
   publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
+  A coin whose transfer the SE can no longer complete (its enclave lost the key, e.g. it restarted) after this
+  wallet's backup was co-signed is kept exit-only when every check of it passes: that backup has the earliest
+  lock, and \`wallet exit <coin>\` takes the coin out by it.
   Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
   decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
   withdraw: `wallet withdraw <coin> <address> [--no-wait]
@@ -746,7 +749,9 @@ function receiveText(r: ReceiveResult): string {
   const lines: string[] = [];
   for (const c of r.received)
     lines.push(
-      `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}${c.publication === "unpublished" ? ", UNPUBLISHED (accepted with --allow-unpublished: no proof of publication)" : ""}`,
+      c.status === "exit-only"
+        ? `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, EXIT ONLY: the SE cannot complete the transfer (its enclave lost the coin's key, e.g. it restarted) after this wallet's backup was co-signed; that backup, checked, has the earliest lock: \`wallet exit ${c.number}\` takes the coin out by it (${lockText(c)})`
+        : `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}${c.publication === "unpublished" ? ", UNPUBLISHED (accepted with --allow-unpublished: no proof of publication)" : ""}`,
     );
   for (const x of r.refused)
     lines.push(

@@ -44,6 +44,7 @@ import { paillierKeyPath, paillierSeed, walletPaillierCache } from "./paillier-k
 import { PaillierKeyPool } from "./paillier-pool.ts";
 import {
   type CheckedTransfer,
+  EXIT_ONLY_ANSWER,
   fetchKeyUpdateAnswer,
   fetchMailboxes,
   finishKeyUpdate,
@@ -52,6 +53,7 @@ import {
   type PreparedKeyUpdate,
   RefusedAfterKeyUpdateError,
   receive,
+  TransferCutError,
 } from "./receive.ts";
 import { type SeClient, SeError } from "./se-client.ts";
 import {
@@ -63,9 +65,6 @@ import {
   WalletStore,
 } from "./store.ts";
 import { type VerifyReport, verifyCoin } from "./verify.ts";
-
-/** How the SE answers for a coin it can no longer co-sign (host/api/lookup.ts, host/api/index.ts). */
-const EXIT_ONLY_ANSWER = /the enclave restarted and lost|exit by backup only/;
 
 export type ProgressFn = (event: string, detail?: Record<string, unknown>) => void;
 
@@ -1255,6 +1254,11 @@ export class Wallet {
       });
       result.received.push(await this.storeReceived(coin, keyIdx));
     } catch (e) {
+      if (e instanceof TransferCutError) {
+        // Cut after this wallet's backup was co-signed: the coin is ours, by that backup only.
+        result.received.push(await this.keepCut(keyIdx, e.checked));
+        return;
+      }
       if (e instanceof SeError) {
         result.refused.push({ statechainId: sid, code: `SE_${e.codeName}`, reason: e.message });
         return;
@@ -1285,11 +1289,42 @@ export class Wallet {
       [idBytes],
     ))!;
     const sid = outpointFromBytes(idBytes);
-    const { message: m } = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
-    const checked = reviveChecked(row.checked);
+    const incoming = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
+    const checked = { ...reviveChecked(row.checked), incoming } as CheckedTransfer;
     const share = this.store.open(row.share_sealed, pendingLabel(hex(idBytes), row.key_idx));
+    try {
+      return await this.storeExitOnly(row.key_idx, checked, share);
+    } finally {
+      share.fill(0);
+    }
+  }
+
+  /**
+   * Stores the coin of a transfer cut after this wallet's backup was co-signed (TransferCutError: the SE has it
+   * exit-by-backup, every check passed) as exit-only: the backup handed over is its way out. No key update
+   * happened, so there is no two-party key: the row's key and share are empty. Any pending receive of it goes.
+   */
+  private async keepCut(keyIdx: number, checked: CheckedTransfer): Promise<CoinSummary> {
+    const summary = await this.storeExitOnly(keyIdx, checked, Buffer.alloc(0));
+    await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
+      seStatusName(StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP),
+      this.now(),
+      summary.number,
+    ]);
+    this.progress("exit-only", { statechainId: summary.statechainId, reason: "transfer cut" });
+    return this.coin(summary.number);
+  }
+
+  /** An incoming coin stored exit-only (received, no two-party key) with the backup its sender handed over. */
+  private async storeExitOnly(
+    keyIdx: number,
+    checked: CheckedTransfer,
+    share: Uint8Array,
+  ): Promise<CoinSummary> {
+    const m = checked.incoming.message;
+    const idBytes = outpointBytes(checked.statechainId);
     const record: CoinRecord = {
-      statechainId: sid,
+      statechainId: checked.statechainId,
       amountSat: checked.amountSat,
       sharedPublicKey: checked.sharedPublicKey,
       ownerIndex: checked.newIndex,
@@ -1304,16 +1339,11 @@ export class Wallet {
       kickoffTx: checked.kickoffTx,
     };
     await this.store.db.transaction(async (q) => {
-      await this.saveCoin(
-        record,
-        { status: "exit-only", origin: "received", keyIdx: row.key_idx, attestations: [] },
-        q,
-      );
+      await this.saveCoin(record, { status: "exit-only", origin: "received", keyIdx, attestations: [] }, q);
       await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
-      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [row.key_idx]);
+      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
     });
-    share.fill(0);
-    return this.coin(outpointString(sid));
+    return this.coin(outpointString(checked.statechainId));
   }
 
   private async storeReceived(coin: OwnedCoin, keyIdx: number): Promise<CoinSummary> {
@@ -1423,6 +1453,14 @@ export class Wallet {
               if (again instanceof RefusedAfterKeyUpdateError) refusal.failedChecks = again.failedChecks;
               refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
             }
+          } else if (
+            sc.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP &&
+            sc.ownerIndex === checked.newIndex - 1
+          ) {
+            // Cut before the key update went through (the enclave restarted and lost the coin's key): the backup
+            // checked when the key update was prepared is the coin's first valid exit, and this wallet's.
+            result.received.push(await this.keepCut(row.key_idx, { ...checked, cut: true }));
+            continue;
           } else {
             // Not done (the mailbox still holds the transfer for a fresh attempt), or the coin went elsewhere.
             await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [
