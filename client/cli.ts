@@ -143,7 +143,8 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   stage and the command that continues it. The SE is asked
   about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
   exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
-  left out of the balance.`,
+  left out of the balance. A coin whose transfer was cut after the receiver's backup was co-signed is sent: the
+  receiver's backup has the earlier lock and wins, and this wallet's cannot take it out.`,
   send: `wallet send <coin> <address>
   Hands the coin over: a new backup for the receiver, the statechain transaction, and t1 (this wallet's part of
   the key update that moves the SE's share to the receiver, encrypted to it); each step is shown as it goes

@@ -55,7 +55,7 @@ import {
   receive,
   TransferCutError,
 } from "./receive.ts";
-import { type SeClient, SeError } from "./se-client.ts";
+import { type SeClient, SeError, type SeResponse } from "./se-client.ts";
 import {
   type CoinRow,
   type KeySlotRow,
@@ -914,8 +914,10 @@ export class Wallet {
   /**
    * Asks the SE (GetStatechain) about each coin the wallet holds from it, and records the answer: its status, or
    * UNKNOWN when it has no such coin (NOT_FOUND). A coin the SE can no longer co-sign (EXIT_BY_BACKUP: its
-   * enclave lost the key shares, e.g. a restart; TAINTED) becomes exit-only: it leaves by its backup. An SE that
-   * does not answer changes nothing.
+   * enclave lost the key shares, e.g. a restart; TAINTED) becomes exit-only: it leaves by its backup. Unless the
+   * SE also says the receiver's backup of a transfer of it was co-signed (the transfer was cut after that): then
+   * the receiver's backup, with the earlier lock, wins and the coin is the receiver's (sent, see transferCut). An
+   * SE that does not answer changes nothing.
    */
   async refreshSeView(): Promise<void> {
     const se = this.svc().se;
@@ -926,8 +928,9 @@ export class Wallet {
       let view: string;
       let status: StatechainStatus | undefined;
       let funding: { state: string | null; problem: string | null } = { state: null, problem: null };
+      let sc: SeResponse<"getStatechain"> | undefined;
       try {
-        const sc = await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) });
+        sc = await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) });
         status = sc.status;
         view = seStatusName(status);
         // The SE's funding watch (#19.8): UNSPECIFIED (not looked yet) is recorded as nothing known.
@@ -944,6 +947,10 @@ export class Wallet {
         "UPDATE coins SET se_view = ?, se_view_at = ?, se_funding = ?, se_funding_problem = ? WHERE id = ?",
         [view, this.now(), funding.state, funding.problem, row.id],
       );
+      if (sc && this.cutFromUs(row, sc)) {
+        await this.setStatus(row, "sent");
+        continue;
+      }
       const lost =
         status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
         status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
@@ -953,6 +960,34 @@ export class Wallet {
         (row.status === "withdrawing" && !row.withdrawal_tx);
       if (lost && cosignable) await this.setStatus(row, "exit-only");
     }
+  }
+
+  /**
+   * Whether the SE's answer `sc` says this wallet's coin `row` went to its receiver by a cut transfer: the SE still
+   * names this wallet as the owner (its proof key, its owner index), can no longer co-sign the coin (its enclave
+   * lost the key shares, or it is tainted), and has co-signed the next owner's backup. That backup's lock is an
+   * interval earlier than this wallet's, and nothing can be co-signed to come before it: the coin is the receiver's.
+   */
+  private cutFromUs(row: CoinRow, sc: SeResponse<"getStatechain">): boolean {
+    const stuck =
+      sc.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
+      sc.status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
+    return (
+      stuck &&
+      sc.nextOwnerBackupSigned &&
+      sc.ownerIndex === row.owner_index &&
+      Buffer.from(sc.currentProofKey).equals(Buffer.from(this.keys.publicKey("proof", row.key_idx))) &&
+      ["active", "awaiting-confirmation", "exit-only", "tainted"].includes(row.status)
+    );
+  }
+
+  /** Records the SE's status for a coin (as refreshSeView does). */
+  private async recordSeView(row: CoinRow, sc: SeResponse<"getStatechain">): Promise<void> {
+    await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
+      seStatusName(sc.status),
+      this.now(),
+      row.id,
+    ]);
   }
 
   /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
@@ -1127,6 +1162,7 @@ export class Wallet {
   async send(ref: string | number, address: string): Promise<CoinSummary> {
     const to = decodeReceiveAddress(address, this.network);
     let row = await this.coinRow(ref);
+    if (transferCut(row)) throw transferCutError(row);
     if (row.status === "awaiting-confirmation")
       row = await this.coinRow((await this.confirmDeposit(row.id)).number);
     if (row.status !== "active" && row.status !== "sent")
@@ -1160,6 +1196,17 @@ export class Wallet {
         err.code === Status.FAILED_PRECONDITION &&
         EXIT_ONLY_ANSWER.test(err.message)
       ) {
+        // Cut after the receiver's backup was co-signed: the coin is the receiver's (its backup wins), and the
+        // receiver on record is that one, whatever this retry named.
+        const sc = await this.context()
+          .se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) })
+          .catch(() => undefined);
+        if (sc && this.cutFromUs(row, sc)) {
+          if (before && !same) await this.setReceiver(row.id, before.address, before.since ?? row.updated_at);
+          await this.recordSeView(row, sc);
+          await this.setStatus(row, "sent");
+          throw transferCutError(await this.coinRow(row.id));
+        }
         await this.setStatus(row, "exit-only");
         throw new WalletError(
           "EXIT_ONLY",
@@ -1600,6 +1647,20 @@ export class Wallet {
   ): Promise<{ state: ExitState; coin: CoinSummary } & ExitFigures> {
     const row = await this.coinRow(ref);
     const s = this.svc();
+    if (transferCut(row)) throw transferCutError(row);
+    if (["active", "exit-only", "tainted", "awaiting-confirmation"].includes(row.status)) {
+      // The SE's word first, when it answers: a coin whose transfer was cut after the receiver's backup was
+      // co-signed is the receiver's, and this wallet's older backup would only lose to it. An SE that does not
+      // answer stops no exit.
+      const sc = await s.se
+        .call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) }, undefined, 10_000)
+        .catch(() => undefined);
+      if (sc && this.cutFromUs(row, sc)) {
+        await this.recordSeView(row, sc);
+        await this.setStatus(row, "sent");
+        throw transferCutError(await this.coinRow(row.id));
+      }
+    }
     // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
     // owner's exit: such a coin may exit. One in the chain or mempool may not (the backup would conflict).
     const withdrawalGone =
@@ -1675,8 +1736,33 @@ export class Wallet {
 /** gRPC's NOT_FOUND: the SE has no such coin. */
 const GRPC_NOT_FOUND = 5;
 
+/**
+ * A coin this wallet sent whose transfer was cut after the receiver's backup was co-signed (marked from the SE's
+ * answer, Wallet.cutFromUs): sent, with the SE's view of it stuck (it can no longer co-sign the coin).
+ */
+function transferCut(row: CoinRow): boolean {
+  return row.status === "sent" && (row.se_view === "EXIT_BY_BACKUP" || row.se_view === "TAINTED");
+}
+
+/** Why a cut transfer's coin is the receiver's, in words. */
+function transferCutText(row: CoinRow): string {
+  const to = row.receiver_address ? ` to ${row.receiver_address}` : "";
+  const why =
+    row.se_view === "TAINTED" ? "its key is tainted" : "its enclave lost the key shares, e.g. it restarted";
+  return `the transfer${to} was cut after the receiver's backup was co-signed (the SE can no longer co-sign the coin: ${why}); the receiver's backup has the earlier lock and wins; this coin is the receiver's now, and this wallet's older backup cannot take it out`;
+}
+
+function transferCutError(row: CoinRow): WalletError {
+  return new WalletError(
+    "TRANSFER_CUT",
+    `coin ${row.id} cannot leave by this wallet's backup: ${transferCutText(row)}`,
+    "precondition",
+  );
+}
+
 /** What to do with a coin that is not simply active, in a few words naming the command. */
 function coinHint(row: CoinRow): string | undefined {
+  if (transferCut(row)) return `${transferCutText(row)}; not counted in the balance`;
   const held = HELD.includes(row.status as CoinStatus);
   if (held && fundingLost(row))
     return `its funding transaction left the chain: the SE says ${row.se_funding_problem ?? "it is no longer in the chain or the mempool"}; it refuses to co-sign or transfer the coin until the funding is back, and the coin is not counted in the balance`;
