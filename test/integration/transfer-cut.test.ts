@@ -236,3 +236,23 @@ test("cut after SignComplete with the sender's answer lost: `wallet coins` learn
   await senderSeesCut(coin);
   await bob.close();
 });
+
+test("cut with the sender's answer lost: `wallet exit` asks the SE first and refuses with the reason", async () => {
+  const { wallet: bob } = await testWallet(h);
+  const coin = await alice.deposit(AMOUNT, { onWait: mine });
+  const { address } = await bob.receiveAddress();
+  await assert.rejects(
+    cutAfter("signComplete", coin, () => alice.send(coin.number, address), true),
+    /connection lost/,
+  );
+  assert.equal((await alice.coin(coin.number)).status, "active", "as the wallet last knew it");
+  await assert.rejects(alice.exit(coin.number, { wait: false }), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "TRANSFER_CUT");
+    assert.match(e.message, CUT);
+    return true;
+  });
+  const shown = await alice.coin(coin.number);
+  assert.equal(shown.status, "sent");
+  assert.equal(shown.exit, undefined, "no exit was started");
+  await bob.close();
+});
