@@ -59,22 +59,24 @@ async function untilExitByBackup(statechainId: string): Promise<void> {
 
 /**
  * Runs `flow` with the enclave killed (and a fresh one started) right after the SE answered `method` for `coin`;
- * with `lose`, that answer never reaches the wallet (a lost connection) and the flow sees UNAVAILABLE instead.
+ * with `lose`, that answer never reaches the wallet (a lost connection) and the flow sees UNAVAILABLE instead;
+ * with `unsent`, the call is not sent at all: the enclave is killed while it is under way and it goes unanswered.
  */
 async function cutAfter<T>(
   method: MethodName,
   coin: CoinSummary,
   flow: () => Promise<T>,
   lose = false,
+  unsent = false,
 ): Promise<T> {
   let done = false;
   h.client.around = async (step, sendIt) => {
-    const res = await sendIt();
-    if (step.method !== method || done) return res;
+    if (step.method !== method || done) return sendIt();
     done = true;
+    const res = unsent ? undefined : await sendIt();
     await se.restartEnclave();
     await untilExitByBackup(coin.statechainId);
-    if (lose) throw new SeError(method, 14, "connection lost (test)");
+    if (lose || unsent) throw new SeError(method, 14, "connection lost (test)");
     return res;
   };
   try {
@@ -254,5 +256,28 @@ test("cut with the sender's answer lost: `wallet exit` asks the SE first and ref
   const shown = await alice.coin(coin.number);
   assert.equal(shown.status, "sent");
   assert.equal(shown.exit, undefined, "no exit was started");
+  await bob.close();
+});
+
+test("cut while the key update went unanswered: the next receive finds the coin cut and keeps it exit-only", async () => {
+  const { wallet: bob } = await testWallet(h);
+  const coin = await alice.deposit(AMOUNT, { onWait: mine });
+  const { address } = await bob.receiveAddress();
+  await alice.send(coin.number, address);
+  const first = await cutAfter("transferReceiverKeyUpdate", coin, () => bob.receive(), false, true);
+  assert.deepEqual(
+    first.refused.map((r) => r.code),
+    ["KEY_UPDATE_UNANSWERED"],
+  );
+  assert.equal(first.received.length, 0);
+  // Resumed: the same request goes again, the SE refuses it (exit by backup only) at the sender's index.
+  const r = await bob.receive();
+  assert.deepEqual(r.refused, [], "nothing refused");
+  assert.equal(r.received.length, 1);
+  const kept = r.received[0]!;
+  assert.equal(kept.status, "exit-only");
+  assert.equal(kept.backupLock, coin.backupLock - INTERVAL);
+  assert.equal((await bob.balance()).exitOnlySat, AMOUNT);
+  await receiverExits(bob, kept);
   await bob.close();
 });
