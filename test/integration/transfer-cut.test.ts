@@ -221,7 +221,7 @@ test("cut after SignComplete, before the hand-over: the sender is told the coin 
     arrived = (await bob.balance()).onchainSat;
   }
   assert.equal(arrived, BigInt(value), "the receiver's balance shows the funds its backup brought");
-  assert.ok((await h.chain.tipHeight()) > tower.lock);
+  assert.ok((await h.chain.tipHeight()) > tower.lock, "the funds arrived once the backup's lock passed");
   await bob.close();
 });
 
