@@ -159,7 +159,8 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   stage and the command that continues it. The SE is asked
   about each coin the wallet holds: one it can no longer co-sign (its enclave lost the key shares) becomes
   exit-only (\`wallet exit <coin>\`, counted in the balance); one it does not know is shown as unknown to the SE and
-  left out of the balance.`,
+  left out of the balance. A coin whose transfer was cut after the receiver's backup was co-signed is sent: the
+  receiver's backup has the earlier lock and wins, and this wallet's cannot take it out.`,
   send: `wallet send <coin> <address>
   Hands the coin over: a new backup for the receiver, the statechain transaction, and t1 (this wallet's part of
   the key update that moves the SE's share to the receiver, encrypted to it); each step is shown as it goes
@@ -170,6 +171,9 @@ wallet deposit --rebroadcast <coin> [--no-wait]
   policy, the deletion receipt); otherwise it is refused and the failed check named (exit status 1). The Mainstay
   proof is checked in the slot and under the service key the wallet trusts for the SE; a coin the SE shows no
   publication for is refused, unless --allow-unpublished accepts it (an SE without Mainstay) and marks it.
+  A coin whose transfer the SE can no longer complete (its enclave lost the key, e.g. it restarted) after this
+  wallet's backup was co-signed is kept exit-only when every check of it passes: that backup has the earliest
+  lock, and \`wallet exit <coin>\` takes the coin out by it.
   Only addresses still waiting for a coin are read, in batched requests. A message that does not decrypt or
   decode under the address's key is reported once and deleted from the mailbox; it does not end a --wait.`,
   withdraw: `wallet withdraw <coin> <address> [--no-wait]
@@ -783,7 +787,9 @@ function receiveText(r: ReceiveResult): string {
   const lines: string[] = [];
   for (const c of r.received)
     lines.push(
-      `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}${c.publication === "unpublished" ? ", UNPUBLISHED (accepted with --allow-unpublished: no proof of publication)" : ""}`,
+      c.status === "exit-only"
+        ? `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, EXIT ONLY: the SE cannot complete the transfer (its enclave lost the coin's key, e.g. it restarted) after this wallet's backup was co-signed; that backup, checked, has the earliest lock: \`wallet exit ${c.number}\` takes the coin out by it (${lockText(c)})`
+        : `received #${c.number} ${c.statechainId}: ${sat(c.amountSat)}, owner ${c.ownerIndex}, ${attestationText(c)}${c.publication === "unpublished" ? ", UNPUBLISHED (accepted with --allow-unpublished: no proof of publication)" : ""}`,
     );
   for (const x of r.refused)
     lines.push(

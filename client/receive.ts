@@ -204,6 +204,13 @@ export interface CheckedTransfer {
   /** Whether its state is provably published (DESIGN.md 3.7); "unpublished" only with allowUnpublished. */
   publication: Publication;
   /**
+   * Set when the SE says the coin is exit-by-backup (its enclave lost the key, e.g. it restarted) while this
+   * transfer was under way: every check above passed, so the backup handed over (fully signed under P, paying my
+   * backup key, with the next lock, earlier than every other) is the coin's first valid exit, and the SE can
+   * co-sign nothing that comes before it. The receiver keeps the coin exit-only with that backup.
+   */
+  cut?: true;
+  /**
    * The coin's deletion receipts so far (owners 2…n, as the SE serves them), the last one's attestation
    * verified: the key update must extend this chain. Empty before the coin's first transfer; absent from a key
    * update a wallet saved before it kept them (resumed, its link to them is not checked).
@@ -250,8 +257,11 @@ export async function checkTransfer(
   // Confirmations, locks and fee ceilings as the enclave attests them (audit #18.5), not as GetInfo says.
   const policy = await reads.policy;
   const sc = await reads.statechain;
+  // A transfer cut after my backup was co-signed (the enclave restarted and lost the coin's key): the SE can
+  // finish nothing, but the backup handed over, checked below like any, is the coin's first valid exit, and mine.
+  const cut = sc.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP;
   refuse(
-    sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING,
+    sc.status === StatechainStatus.STATECHAIN_STATUS_TRANSFER_PENDING || cut,
     "STATECHAIN_STATE",
     `the SE says the coin is not awaiting a transfer: ${notPending(sc.status)}`,
   );
@@ -276,8 +286,11 @@ export async function checkTransfer(
   // In kick-off mode a kick-off on chain spends the funding output: the coin is then the kick-off's output 0,
   // checked below with the kick-off itself (and the relative locks it started).
   const spentByKickoff = !utxo && sc.backupMode === BackupMode.BACKUP_MODE_KICKOFF && m.kickoffTx.length > 0;
+  // A cut transfer's backup may be out already (the SE's watchtower broadcasts it at its lock): then it spent
+  // the coin, for me.
+  const myBackupOut = cut && !utxo ? await backupKnown(ctx, m.backupTx) : false;
   refuse(
-    utxo || spentByKickoff,
+    utxo || spentByKickoff || myBackupOut,
     "FUNDING_SPENT",
     `the coin ${outpointString(sid)} is not an unspent output on chain`,
   );
@@ -356,9 +369,11 @@ export async function checkTransfer(
   });
   const myLock = locks[locks.length - 1]!;
   const tip = await reads.tip;
+  // Time left to use the coin matters only while the SE can co-sign it: a cut coin only leaves, the sooner the
+  // better.
   if (mode === "absolute")
     refuse(
-      myLock > tip + policy.lockSafetyMargin,
+      cut || myLock > tip + policy.lockSafetyMargin,
       "BACKUP_TOO_SOON",
       `my backup unlocks at ${myLock}, too close to the tip ${tip}`,
     );
@@ -367,12 +382,12 @@ export async function checkTransfer(
     const k = await ctx.chain.getTxStatus(kickoffTxid);
     if (!utxo)
       refuse(
-        await ctx.chain.getUtxo(kickoffTxid, 0),
+        myBackupOut || (await ctx.chain.getUtxo(kickoffTxid, 0)),
         "FUNDING_SPENT",
         `the coin ${outpointString(sid)} is spent, and not by its kick-off ${kickoffTxid} (or the kick-off's output is spent too)`,
       );
     // A kick-off already on chain started every relative lock: mine must still mature after the tip + margin.
-    if (k && k.confirmations > 0) {
+    if (!cut && k && k.confirmations > 0) {
       const height = tip - k.confirmations + 1;
       refuse(
         height + myLock > tip + policy.lockSafetyMargin,
@@ -405,7 +420,19 @@ export async function checkTransfer(
     policyHash: policy.policyHash,
     publication,
     receipts,
+    ...(cut ? { cut } : {}),
   };
+}
+
+/** Whether the chain (a block or the mempool) has the transaction `raw`; false for one that does not parse. */
+async function backupKnown(ctx: OwnerContext, raw: Uint8Array): Promise<boolean> {
+  let txid: string;
+  try {
+    txid = txidToHex(txidOf(parseTx(raw, "my backup")));
+  } catch {
+    return false; // refused below by the backup checks
+  }
+  return (await ctx.chain.getTxStatus(txid)) !== undefined;
 }
 
 /**
@@ -932,6 +959,9 @@ export async function fetchKeyUpdateAnswer(
   return r.result;
 }
 
+/** gRPC's FAILED_PRECONDITION: how the SE refuses a step on a coin in the wrong state. */
+const FAILED_PRECONDITION = 9;
+
 /** gRPC statuses that leave it unknown whether the SE did the key update: CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */
 const UNANSWERED = new Set([1, 4, 14]);
 
@@ -952,6 +982,46 @@ export class RefusedAfterKeyUpdateError extends ProtocolError {
   get failedChecks(): string[] {
     return this.inner instanceof AttestationRefusedError ? this.inner.failedChecks : [];
   }
+}
+
+/** How the SE answers for a coin it can no longer co-sign (host/api/lookup.ts, host/api/index.ts). */
+export const EXIT_ONLY_ANSWER = /the enclave restarted and lost|exit by backup only/;
+
+/**
+ * The SE cannot complete this transfer (the coin is exit-by-backup: its enclave lost the key, e.g. it restarted)
+ * but every check of the coin passed: the receiver's backup handed over is fully signed and valid, and has the
+ * earliest lock of the coin's backups. The coin is the receiver's, to take out by that backup (exit only).
+ */
+export class TransferCutError extends ProtocolError {
+  override name = "TransferCutError";
+  constructor(readonly checked: CheckedTransfer) {
+    super(
+      "TRANSFER_CUT",
+      `the SE cannot complete the transfer: ${notPending(StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP)}; the transfer was cut after this wallet's backup was co-signed, and that backup (lock ${checked.myLock}, checked) is the coin's first valid exit: the coin leaves by it`,
+      "precondition",
+    );
+  }
+}
+
+/**
+ * A step of the transfer after the checks was refused with `e`: when the SE now has the coin exit-by-backup, still
+ * at the sender's owner index (it lost the key before any key update), the transfer was cut, and the checked
+ * backup is the way out (TransferCutError). Any other error is thrown as it is.
+ */
+async function cutOr(ctx: OwnerContext, checked: CheckedTransfer, e: unknown): Promise<never> {
+  const said =
+    (e instanceof SeError && e.code === FAILED_PRECONDITION) ||
+    (e instanceof ProtocolError && e.code === "KEY_UPDATE_REFUSED");
+  if (!said || !EXIT_ONLY_ANSWER.test((e as Error).message)) throw e;
+  const sc = await ctx.se
+    .call("getStatechain", { statechainId: checked.statechainId })
+    .catch(() => undefined);
+  if (
+    sc?.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP &&
+    sc.ownerIndex === checked.newIndex - 1
+  )
+    throw new TransferCutError({ ...checked, cut: true });
+  throw e;
 }
 
 /** The owner's keygen state for a sent key update (rebuilt from o2 and the request, so a resumed update can finish). */
@@ -987,13 +1057,18 @@ export async function receive(
   // once the checks passed, so a refused coin uses up none.
   return withFreshPaillierKey(ctx, async (paillier, handOver) => {
     const checked = await checkTransfer(ctx, id, incoming);
-    const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked);
+    if (checked.cut) throw new TransferCutError(checked);
+    const { transferKey, verdict } = await attestedTransferKey(ctx, id, checked).catch((e: unknown) =>
+      cutOr(ctx, checked, e),
+    );
     // The instance whose identity checkTransfer just verified: the proofs are made against its parameters.
     const keys = { ...(await paillier()), ringPedersen: (await enclaveIdentity(ctx)).ringPedersen };
     const prepared = prepareKeyUpdate(ctx, id, checked, transferKey, keys, verdict);
     handOver(); // the prepared key update holds the key: an unanswered one is finished with it later
     await hooks.beforeKeyUpdate?.(checked, prepared);
-    const coin = await finishKeyUpdate(ctx, id, checked, prepared);
+    const coin = await finishKeyUpdate(ctx, id, checked, prepared).catch((e: unknown) =>
+      cutOr(ctx, checked, e),
+    );
     return { ...coin, publication: checked.publication };
   });
 }

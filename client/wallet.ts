@@ -45,6 +45,7 @@ import { paillierKeyPath, paillierSeed, walletPaillierCache } from "./paillier-k
 import { PaillierKeyPool } from "./paillier-pool.ts";
 import {
   type CheckedTransfer,
+  EXIT_ONLY_ANSWER,
   fetchKeyUpdateAnswer,
   fetchMailboxes,
   finishKeyUpdate,
@@ -53,6 +54,7 @@ import {
   type PreparedKeyUpdate,
   RefusedAfterKeyUpdateError,
   receive,
+  TransferCutError,
 } from "./receive.ts";
 import {
   type CoinFields,
@@ -61,7 +63,7 @@ import {
   type RecoveryResult,
   recoverCoins,
 } from "./restore.ts";
-import { type SeClient, SeError } from "./se-client.ts";
+import { type SeClient, SeError, type SeResponse } from "./se-client.ts";
 import {
   type CoinRow,
   type KeySlotRow,
@@ -71,9 +73,6 @@ import {
   WalletStore,
 } from "./store.ts";
 import { type VerifyReport, verifyCoin } from "./verify.ts";
-
-/** How the SE answers for a coin it can no longer co-sign (host/api/lookup.ts, host/api/index.ts). */
-const EXIT_ONLY_ANSWER = /the enclave restarted and lost|exit by backup only/;
 
 export type ProgressFn = (event: string, detail?: Record<string, unknown>) => void;
 
@@ -579,8 +578,10 @@ export class Wallet {
   }
 
   /**
-   * Confirmed, mature outputs the wallet can spend on its own: its funding keys' and the backup outputs of coins
-   * it exited.
+   * Confirmed, mature outputs the wallet can spend on its own: its funding keys' and its backup keys'. A backup
+   * key is watched while no coin the wallet holds uses it (a held coin counts as a coin until it exited): so the
+   * backup outputs of coins it exited count, and so do funds that arrive by a backup the wallet never held, e.g.
+   * a transfer to it cut before its message arrived, whose backup the SE's watchtower broadcast.
    */
   async onchainUtxos(): Promise<SpendableUtxo[]> {
     const { chain } = this.svc();
@@ -591,14 +592,13 @@ export class Wallet {
     );
     for (const f of funding)
       keys.push({ publicKey: f.public_key, secret: () => this.keys.secret("funding", f.idx) });
-    const exited = await this.store.db.all<{ key_idx: number }>(
-      "SELECT DISTINCT key_idx FROM coins WHERE status = 'exited'",
+    const held = HELD.map((st) => `'${st}'`).join(", ");
+    const backups = await this.store.db.all<{ idx: number; backup_key: Buffer }>(
+      `SELECT idx, backup_key FROM key_slots
+        WHERE idx NOT IN (SELECT key_idx FROM coins WHERE status IN (${held})) ORDER BY idx`,
     );
-    for (const e of exited)
-      keys.push({
-        publicKey: this.keys.publicKey("backup", e.key_idx),
-        secret: () => this.keys.secret("backup", e.key_idx),
-      });
+    for (const b of backups)
+      keys.push({ publicKey: b.backup_key, secret: () => this.keys.secret("backup", b.idx) });
     const out: SpendableUtxo[] = [];
     for (const k of keys) {
       const utxos = await chain.findUtxos(p2wpkhScript(k.publicKey));
@@ -911,8 +911,10 @@ export class Wallet {
   /**
    * Asks the SE (GetStatechain) about each coin the wallet holds from it, and records the answer: its status, or
    * UNKNOWN when it has no such coin (NOT_FOUND). A coin the SE can no longer co-sign (EXIT_BY_BACKUP: its
-   * enclave lost the key shares, e.g. a restart; TAINTED) becomes exit-only: it leaves by its backup. An SE that
-   * does not answer changes nothing.
+   * enclave lost the key shares, e.g. a restart; TAINTED) becomes exit-only: it leaves by its backup. Unless the
+   * SE also says the receiver's backup of a transfer of it was co-signed (the transfer was cut after that): then
+   * the receiver's backup, with the earlier lock, wins and the coin is the receiver's (sent, see transferCut). An
+   * SE that does not answer changes nothing.
    */
   async refreshSeView(): Promise<void> {
     const se = this.svc().se;
@@ -923,8 +925,9 @@ export class Wallet {
       let view: string;
       let status: StatechainStatus | undefined;
       let funding: { state: string | null; problem: string | null } = { state: null, problem: null };
+      let sc: SeResponse<"getStatechain"> | undefined;
       try {
-        const sc = await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) });
+        sc = await se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) });
         status = sc.status;
         view = seStatusName(status);
         // The SE's funding watch (#19.8): UNSPECIFIED (not looked yet) is recorded as nothing known.
@@ -941,6 +944,10 @@ export class Wallet {
         "UPDATE coins SET se_view = ?, se_view_at = ?, se_funding = ?, se_funding_problem = ? WHERE id = ?",
         [view, this.now(), funding.state, funding.problem, row.id],
       );
+      if (sc && this.cutFromUs(row, sc)) {
+        await this.setStatus(row, "sent");
+        continue;
+      }
       const lost =
         status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
         status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
@@ -950,6 +957,34 @@ export class Wallet {
         (row.status === "withdrawing" && !row.withdrawal_tx);
       if (lost && cosignable) await this.setStatus(row, "exit-only");
     }
+  }
+
+  /**
+   * Whether the SE's answer `sc` says this wallet's coin `row` went to its receiver by a cut transfer: the SE still
+   * names this wallet as the owner (its proof key, its owner index), can no longer co-sign the coin (its enclave
+   * lost the key shares, or it is tainted), and has co-signed the next owner's backup. That backup's lock is an
+   * interval earlier than this wallet's, and nothing can be co-signed to come before it: the coin is the receiver's.
+   */
+  private cutFromUs(row: CoinRow, sc: SeResponse<"getStatechain">): boolean {
+    const stuck =
+      sc.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP ||
+      sc.status === StatechainStatus.STATECHAIN_STATUS_TAINTED;
+    return (
+      stuck &&
+      sc.nextOwnerBackupSigned &&
+      sc.ownerIndex === row.owner_index &&
+      Buffer.from(sc.currentProofKey).equals(Buffer.from(this.keys.publicKey("proof", row.key_idx))) &&
+      ["active", "awaiting-confirmation", "exit-only", "tainted"].includes(row.status)
+    );
+  }
+
+  /** Records the SE's status for a coin (as refreshSeView does). */
+  private async recordSeView(row: CoinRow, sc: SeResponse<"getStatechain">): Promise<void> {
+    await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
+      seStatusName(sc.status),
+      this.now(),
+      row.id,
+    ]);
   }
 
   /** Asks the SE once about each deposit still awaiting confirmation (one left behind by an interrupted wait). */
@@ -1186,6 +1221,7 @@ export class Wallet {
   async send(ref: string | number, address: string): Promise<CoinSummary> {
     const to = decodeReceiveAddress(address, this.network);
     let row = await this.coinRow(ref);
+    if (transferCut(row)) throw transferCutError(row);
     if (row.status === "awaiting-confirmation")
       row = await this.coinRow((await this.confirmDeposit(row.id)).number);
     if (row.status !== "active" && row.status !== "sent")
@@ -1219,6 +1255,17 @@ export class Wallet {
         err.code === Status.FAILED_PRECONDITION &&
         EXIT_ONLY_ANSWER.test(err.message)
       ) {
+        // Cut after the receiver's backup was co-signed: the coin is the receiver's (its backup wins), and the
+        // receiver on record is that one, whatever this retry named.
+        const sc = await this.context()
+          .se.call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) })
+          .catch(() => undefined);
+        if (sc && this.cutFromUs(row, sc)) {
+          if (before && !same) await this.setReceiver(row.id, before.address, before.since ?? row.updated_at);
+          await this.recordSeView(row, sc);
+          await this.setStatus(row, "sent");
+          throw transferCutError(await this.coinRow(row.id));
+        }
         await this.setStatus(row, "exit-only");
         throw new WalletError(
           "EXIT_ONLY",
@@ -1313,6 +1360,11 @@ export class Wallet {
       });
       result.received.push(await this.storeReceived(coin, keyIdx));
     } catch (e) {
+      if (e instanceof TransferCutError) {
+        // Cut after this wallet's backup was co-signed: the coin is ours, by that backup only.
+        result.received.push(await this.keepCut(keyIdx, e.checked));
+        return;
+      }
       if (e instanceof SeError) {
         result.refused.push({ statechainId: sid, code: `SE_${e.codeName}`, reason: e.message });
         return;
@@ -1343,11 +1395,42 @@ export class Wallet {
       [idBytes],
     ))!;
     const sid = outpointFromBytes(idBytes);
-    const { message: m } = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
-    const checked = reviveChecked(row.checked);
+    const incoming = openTransfer(this.identity(row.key_idx), row.message_id, sid, row.ciphertext);
+    const checked = { ...reviveChecked(row.checked), incoming } as CheckedTransfer;
     const share = this.store.open(row.share_sealed, pendingLabel(hex(idBytes), row.key_idx));
+    try {
+      return await this.storeExitOnly(row.key_idx, checked, share);
+    } finally {
+      share.fill(0);
+    }
+  }
+
+  /**
+   * Stores the coin of a transfer cut after this wallet's backup was co-signed (TransferCutError: the SE has it
+   * exit-by-backup, every check passed) as exit-only: the backup handed over is its way out. No key update
+   * happened, so there is no two-party key: the row's key and share are empty. Any pending receive of it goes.
+   */
+  private async keepCut(keyIdx: number, checked: CheckedTransfer): Promise<CoinSummary> {
+    const summary = await this.storeExitOnly(keyIdx, checked, Buffer.alloc(0));
+    await this.store.db.run("UPDATE coins SET se_view = ?, se_view_at = ? WHERE id = ?", [
+      seStatusName(StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP),
+      this.now(),
+      summary.number,
+    ]);
+    this.progress("exit-only", { statechainId: summary.statechainId, reason: "transfer cut" });
+    return this.coin(summary.number);
+  }
+
+  /** An incoming coin stored exit-only (received, no two-party key) with the backup its sender handed over. */
+  private async storeExitOnly(
+    keyIdx: number,
+    checked: CheckedTransfer,
+    share: Uint8Array,
+  ): Promise<CoinSummary> {
+    const m = checked.incoming.message;
+    const idBytes = outpointBytes(checked.statechainId);
     const record: CoinRecord = {
-      statechainId: sid,
+      statechainId: checked.statechainId,
       amountSat: checked.amountSat,
       sharedPublicKey: checked.sharedPublicKey,
       ownerIndex: checked.newIndex,
@@ -1362,16 +1445,11 @@ export class Wallet {
       kickoffTx: checked.kickoffTx,
     };
     await this.store.db.transaction(async (q) => {
-      await this.saveCoin(
-        record,
-        { status: "exit-only", origin: "received", keyIdx: row.key_idx, attestations: [] },
-        q,
-      );
+      await this.saveCoin(record, { status: "exit-only", origin: "received", keyIdx, attestations: [] }, q);
       await q.run("DELETE FROM pending_receives WHERE statechain_id = ?", [idBytes]);
-      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [row.key_idx]);
+      await q.run("UPDATE key_slots SET used = 1 WHERE idx = ?", [keyIdx]);
     });
-    share.fill(0);
-    return this.coin(outpointString(sid));
+    return this.coin(outpointString(checked.statechainId));
   }
 
   private async storeReceived(coin: OwnedCoin, keyIdx: number): Promise<CoinSummary> {
@@ -1481,6 +1559,14 @@ export class Wallet {
               if (again instanceof RefusedAfterKeyUpdateError) refusal.failedChecks = again.failedChecks;
               refusal.exitOnlyCoin = (await this.keepForExit(row.statechain_id)).number;
             }
+          } else if (
+            sc.status === StatechainStatus.STATECHAIN_STATUS_EXIT_BY_BACKUP &&
+            sc.ownerIndex === checked.newIndex - 1
+          ) {
+            // Cut before the key update went through (the enclave restarted and lost the coin's key): the backup
+            // checked when the key update was prepared is the coin's first valid exit, and this wallet's.
+            result.received.push(await this.keepCut(row.key_idx, { ...checked, cut: true }));
+            continue;
           } else {
             // Not done (the mailbox still holds the transfer for a fresh attempt), or the coin went elsewhere.
             await this.store.db.run("DELETE FROM pending_receives WHERE statechain_id = ?", [
@@ -1620,6 +1706,20 @@ export class Wallet {
   ): Promise<{ state: ExitState; coin: CoinSummary } & ExitFigures> {
     const row = await this.coinRow(ref);
     const s = this.svc();
+    if (transferCut(row)) throw transferCutError(row);
+    if (["active", "exit-only", "tainted", "awaiting-confirmation"].includes(row.status)) {
+      // The SE's word first, when it answers: a coin whose transfer was cut after the receiver's backup was
+      // co-signed is the receiver's, and this wallet's older backup would only lose to it. An SE that does not
+      // answer stops no exit.
+      const sc = await s.se
+        .call("getStatechain", { statechainId: outpointFromBytes(row.statechain_id) }, undefined, 10_000)
+        .catch(() => undefined);
+      if (sc && this.cutFromUs(row, sc)) {
+        await this.recordSeView(row, sc);
+        await this.setStatus(row, "sent");
+        throw transferCutError(await this.coinRow(row.id));
+      }
+    }
     // A withdrawal that left the chain (a reorg before it was buried, #19.4) leaves the backup as the newest
     // owner's exit: such a coin may exit. One in the chain or mempool may not (the backup would conflict).
     const withdrawalGone =
@@ -1695,8 +1795,33 @@ export class Wallet {
 /** gRPC's NOT_FOUND: the SE has no such coin. */
 const GRPC_NOT_FOUND = 5;
 
+/**
+ * A coin this wallet sent whose transfer was cut after the receiver's backup was co-signed (marked from the SE's
+ * answer, Wallet.cutFromUs): sent, with the SE's view of it stuck (it can no longer co-sign the coin).
+ */
+function transferCut(row: CoinRow): boolean {
+  return row.status === "sent" && (row.se_view === "EXIT_BY_BACKUP" || row.se_view === "TAINTED");
+}
+
+/** Why a cut transfer's coin is the receiver's, in words. */
+function transferCutText(row: CoinRow): string {
+  const to = row.receiver_address ? ` to ${row.receiver_address}` : "";
+  const why =
+    row.se_view === "TAINTED" ? "its key is tainted" : "its enclave lost the key shares, e.g. it restarted";
+  return `the transfer${to} was cut after the receiver's backup was co-signed (the SE can no longer co-sign the coin: ${why}); the receiver's backup has the earlier lock and wins; this coin is the receiver's now, and this wallet's older backup cannot take it out`;
+}
+
+function transferCutError(row: CoinRow): WalletError {
+  return new WalletError(
+    "TRANSFER_CUT",
+    `coin ${row.id} cannot leave by this wallet's backup: ${transferCutText(row)}`,
+    "precondition",
+  );
+}
+
 /** What to do with a coin that is not simply active, in a few words naming the command. */
 function coinHint(row: CoinRow): string | undefined {
+  if (transferCut(row)) return `${transferCutText(row)}; not counted in the balance`;
   const held = HELD.includes(row.status as CoinStatus);
   if (held && fundingLost(row))
     return `its funding transaction left the chain: the SE says ${row.se_funding_problem ?? "it is no longer in the chain or the mempool"}; it refuses to co-sign or transfer the coin until the funding is back, and the coin is not counted in the balance`;

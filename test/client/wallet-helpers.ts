@@ -65,6 +65,8 @@ export async function walletSecrets(file: string, passphrase = PASSPHRASE): Prom
     for (const c of coins) {
       const name = c.statechain_id.toString("hex").slice(0, 8);
       const sealed = store.open(c.share_sealed, shareLabel(c.statechain_id.toString("hex"), c.key_idx));
+      // A coin kept exit-only from a transfer cut before any key update has no two-party key: nothing sealed.
+      if (sealed.length === 0) continue;
       secrets.set(`key secret of coin ${name}`, sealed);
       // An exit-only coin kept from a cut receive holds the same layout: o, then the Paillier primes p, q.
       const [o, p, q] = unpackFields(sealed, 3, "stored key secret");

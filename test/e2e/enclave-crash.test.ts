@@ -9,12 +9,11 @@ import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import * as bitcoin from "bitcoinjs-lib";
 import { confirmDeposit, deposit, type OwnedCoin, pub, randomSecret, send } from "../../client/owner.ts";
-import { fetchIncoming, type IncomingTransfer, receive } from "../../client/receive.ts";
+import { fetchIncoming, type IncomingTransfer, receive, TransferCutError } from "../../client/receive.ts";
 import { SeError } from "../../client/se-client.ts";
 import { loadConfig } from "../../host/config.ts";
 import { enclavePolicy } from "../../host/main.ts";
 import { StatechainStatus } from "../../proto/gen/common.ts";
-import { ProtocolError } from "../../protocol/errors.ts";
 import { outpointString } from "../../protocol/outpoint.ts";
 import { systemRng } from "../../protocol/rng.ts";
 import { txidToHex } from "../../protocol/tx/parse.ts";
@@ -157,10 +156,15 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       assert.ok(incoming, "the receiver has the transfer message");
     }
     if (i === sent || i === sent + 1) {
-      // The wallet reads the coin's status before it says anything to the SE, and stops there.
-      assert.ok(receiveError instanceof ProtocolError, `receive fails: ${receiveError}`);
-      assert.equal(receiveError.code, "STATECHAIN_STATE");
+      // The wallet reads the coin's status before it says anything to the SE, and stops there: the transfer was
+      // cut after its backup was co-signed, which every check found valid (the wallet keeps the coin exit-only).
+      assert.ok(receiveError instanceof TransferCutError, `receive fails: ${receiveError}`);
+      assert.equal(receiveError.code, "TRANSFER_CUT");
       assert.match(receiveError.message, /the SE can no longer co-sign it .* by a backup transaction/);
+      assert.deepEqual(
+        Buffer.from(receiveError.checked.incoming.message.backupTx),
+        Buffer.from(incoming!.message.backupTx),
+      );
       assert.equal(refusedSteps.length, 0);
       // Sent all the same, the receiver's next step is refused by the host.
       const e = await refused(
@@ -182,8 +186,9 @@ for (const [i, crashAfter] of TRANSFER_STEPS.entries()) {
       refusedSteps.push({ method: "transferReceiverInit", code: e.code, message: e.message });
     }
     if (i === keyUpdate - 1) {
-      assert.ok(receiveError instanceof ProtocolError, `receive fails: ${receiveError}`);
-      assert.equal(receiveError.code, "KEY_UPDATE_REFUSED");
+      // The key update is refused (exit by backup only) and the SE confirms the coin is cut at the sender's index.
+      assert.ok(receiveError instanceof TransferCutError, `receive fails: ${receiveError}`);
+      assert.equal(receiveError.code, "TRANSFER_CUT");
       assert.deepEqual(
         refusedSteps.map((a) => a.method),
         ["transferReceiverKeyUpdate"],
