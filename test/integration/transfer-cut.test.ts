@@ -6,6 +6,7 @@
 // follows the SE's word (GetStatechain's next_owner_backup_signed): the coin is the receiver's, not active, not
 // counted, and its exit by the older backup is refused with the reason.
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { Transaction } from "bitcoinjs-lib";
 import { coinsTable } from "../../client/cli.ts";
@@ -168,6 +169,33 @@ test("cut after the hand-over: the receiver keeps the coin exit-only, counts it,
   await assert.rejects(alice.exit(coin.number, { wait: false }), /COIN_STATE|no longer the newest/);
 
   await receiverExits(bob, kept);
+  await bob.close();
+});
+
+test("cut after the hand-over, the receiver's wallet file lost: restore + recover keep the coin exit-only, and it exits", async () => {
+  const { wallet: lost, mnemonic, file } = await testWallet(h);
+  const coin = await alice.deposit(AMOUNT, { onWait: mine });
+  await alice.send(coin.number, (await lost.receiveAddress()).address);
+  await lost.close();
+  rmSync(file, { force: true });
+  await se.restartEnclave();
+  await untilExitByBackup(coin.statechainId);
+
+  const { wallet: bob } = await testWallet(h, { mnemonic });
+  const r = await bob.recover({ gap: 3 });
+  assert.deepEqual(r.refused, [], "nothing refused");
+  assert.equal(r.stored.length, 1, "the pending receiver's coin is found by its proof key");
+  const kept = r.stored[0]!;
+  assert.equal(kept.statechainId, coin.statechainId);
+  assert.equal(kept.status, "exit-only");
+  assert.equal(kept.ownerIndex, 2);
+  assert.equal(kept.backupLock, coin.backupLock - INTERVAL, "with its own backup, an interval earlier");
+  assert.match(r.coins[0]!.why ?? "", /cut after this wallet's backup was co-signed/);
+  assert.equal((await bob.balance()).exitOnlySat, AMOUNT, "counted in the balance");
+  // The mailbox still holds the transfer: a receive leaves the recovered coin as it is.
+  assert.deepEqual((await bob.receive()).refused, []);
+  assert.equal((await bob.coins()).length, 1);
+  await receiverExits(bob, await bob.coin(kept.number));
   await bob.close();
 });
 
