@@ -29,6 +29,12 @@ export class ActionLog {
     return this.headBytes;
   }
 
+  /** Takes the head and length a replica set's leader reached (DESIGN.md 4.1: one log per replica set). */
+  restore(head: Uint8Array, length: bigint): void {
+    this.headBytes = Buffer.from(head);
+    this.count = length;
+  }
+
   get head(): Buffer {
     return this.headBytes;
   }
