@@ -1,7 +1,7 @@
 // The replica channel (issue #23) between two in-process "enclaves" with real instance keys and real simulator
 // attestation documents, and a host in the middle that drops, replays, reorders, alters and swaps bytes.
 import assert from "node:assert/strict";
-import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -26,6 +26,7 @@ import {
   wipeChannel,
   wipeHandshake,
 } from "../../../enclave/replica/channel.ts";
+import { instancePublicKey } from "../../../protocol/ecdsa2p/partial-statement.ts";
 import { ringPedersenFromPrimes } from "../../../protocol/ecdsa2p/ring-pedersen.ts";
 import { ProtocolError } from "../../../protocol/errors.ts";
 import { systemRng } from "../../../protocol/rng.ts";
@@ -158,6 +159,19 @@ test("two replicas complete the handshake and talk both ways; each knows the oth
   assert.deepEqual(open(b, frame), text("secret share"), "and B still opens it");
 });
 
+test("a handshake signature covers its own prefix, so it is no signature over a bare digest (a partial statement)", () => {
+  const h = Buffer.from(systemRng(32));
+  const sig = A.signHandshake(h);
+  const key = instancePublicKey(A.publicKey);
+  assert.equal(verify(null, handshakeSignedBytes(h), key, sig), true, "it verifies over the prefixed bytes");
+  assert.equal(verify(null, h, key, sig), false, "not over the bare hash");
+  assert.equal(
+    handshakeSignedBytes(h).length === 64,
+    false,
+    "never the 64 bytes of a partial statement's digest",
+  );
+});
+
 test("the host altering any byte of a sealed message is refused, and the genuine message still opens", async () => {
   const { a, b } = await connect(config(A), config(B));
   open(b, seal(a, text("first"))); // counter 1 next, so that counter edits can go both ways
@@ -205,7 +219,7 @@ test("a skip beyond the bound is refused without moving the chain", async () => 
   assert.deepEqual(open(b, m[5]!), text("m5"), "and on from there");
 });
 
-test("forward secrecy: after N messages every earlier chain key and message key in memory is zero", async () => {
+test("forward secrecy: after N messages every earlier chain key either side held is zero", async () => {
   const { a, b } = await connect(config(A), config(B));
   const sendKeys: Buffer[] = [];
   const recvKeys: Buffer[] = [];
@@ -220,18 +234,16 @@ test("forward secrecy: after N messages every earlier chain key and message key 
   }
   open(b, seal(a, text("last")));
   assert.equal(new Set(sendKeys).size, N, "a new chain key buffer per message");
-  sendKeys.forEach((k, i) =>
+  for (const [i, k] of sendKeys.entries())
     assert.ok(
       k.every((x) => x === 0),
       `sender's CK_${i} is zero`,
-    ),
-  );
-  recvKeys.forEach((k, i) =>
+    );
+  for (const [i, k] of recvKeys.entries())
     assert.ok(
       k.every((x) => x === 0),
       `receiver's CK_${i} is zero`,
-    ),
-  );
+    );
   assert.ok(
     a.send.chainKey.some((x) => x !== 0),
     "the current chain key is not zero (the check above can fail)",
@@ -409,6 +421,13 @@ test("handshakes are refused across configurations and when reflected to their s
     "another configuration id",
   );
   await rejectsWith("CHANNEL_SELF", () => respond(config(A), hello), "our own hello reflected to us");
+  const zeroKey = Buffer.from(hello);
+  zeroKey.fill(0, 3 + CONFIG_ID.length, 3 + CONFIG_ID.length + 32);
+  await rejectsWith(
+    "CHANNEL_KEY",
+    () => respond(config(B), zeroKey),
+    "a small-order (all-zero) ephemeral key",
+  );
 });
 
 test("truncated, padded, mistyped and garbage framing is refused with a framing code, never a crash", async () => {
