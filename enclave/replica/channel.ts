@@ -12,8 +12,10 @@
 // document's user_data) the hash of th with its role, so neither message can be reflected or used in the other
 // role; the document's public_key is the instance key and its nonce the peer's ephemeral key (the peer's fresh
 // challenge). Both sides admit the peer (admission.ts): trusted root, fresh, our PCRs or an accepted release.
-// A host swapping an ephemeral key changes th, so the signatures fail; a host with its own keys has no
-// document for them. Keys: HKDF-SHA256(ikm = X25519(e, e'), salt = th) → one chain key per direction; the
+// SIGMA's MAC over the identity is not needed: both instance keys are inside the signed transcript, which
+// binds each identity to the session keys (no unknown-key-share), and identity hiding is no goal (the host sees
+// the documents anyway). A host swapping an ephemeral key changes th, so the signatures fail; a host with its
+// own keys has no document for them. Keys: HKDF-SHA256(ikm = X25519(e, e'), salt = th) → one chain key per direction; the
 // ephemeral private keys and the DH output are dropped or zeroed as soon as the chain keys exist.
 //
 // Messages: Signal's symmetric-key ratchet (the "sending/receiving chains" of the Double Ratchet spec, §2.2):
@@ -25,10 +27,13 @@
 // dropped messages; skipped message keys are never derived, the chain keys passed over are zeroed; at most
 // maxSkip), never back: replays, duplicates and reorderings to an older counter are refused; the layer above
 // (Raft) retransmits. A message that fails to open leaves the state as it was.
+// There is no DH ratchet: a memory compromise now reads what follows until the next handshake (post-compromise
+// security comes from rekeying, `replaceChannel`); what was sent before it stays unreadable.
 //
 // What JavaScript cannot promise: keys also live inside OpenSSL contexts (HMAC, cipher, the X25519 KeyObject)
 // until they are freed; OpenSSL cleanses those on free, which happens when the garbage collector drops them.
-// Every Buffer this file owns with key material is zeroed explicitly.
+// Every Buffer this file owns with key material is zeroed explicitly; a plaintext `open` returns is the
+// caller's to zero once applied.
 //
 // Framing (all integers big-endian; strict: exact lengths, known version and type, bounds before allocation):
 //   hello   01 01 | len(cfg) u8 | cfg (1..64) | e_I (32) | pk_I (32)
