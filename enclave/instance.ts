@@ -23,6 +23,20 @@ export interface InstanceKeys {
   publicKey: Buffer;
   /** Signs a partial signature's statement (partial-statement.ts). */
   signPartial(statement: PartialStatement): Buffer;
+  /** Signs a replica-channel handshake transcript hash (replica/channel.ts), under HANDSHAKE_SIGNATURE_DOMAIN. */
+  signHandshake(transcriptHash: Uint8Array): Buffer;
+}
+
+/**
+ * What a handshake signature covers (issue #23): this ASCII prefix, then the 32-byte transcript hash. A partial
+ * statement is signed as its bare 64-byte SHA-512 digest, so no handshake message (74 bytes, starting with this
+ * prefix) can ever be taken for one, nor the reverse.
+ */
+export const HANDSHAKE_SIGNATURE_DOMAIN = "statechain/v1/replica-handshake-signature/";
+
+export function handshakeSignedBytes(transcriptHash: Uint8Array): Buffer {
+  if (transcriptHash.length !== 32) throw new RangeError("a handshake transcript hash is 32 bytes");
+  return Buffer.concat([Buffer.from(HANDSHAKE_SIGNATURE_DOMAIN, "ascii"), transcriptHash]);
 }
 
 /** The instance's keys from ring-Pedersen parameters just made: their trapdoor is wiped here. */
@@ -36,6 +50,7 @@ export function instanceKeysFrom(rp: RingPedersenKey): InstanceKeys {
     ringPedersenPublic: readRingPedersen(rp.params),
     publicKey: raw,
     signPartial: (statement) => sign(null, partialStatementBytes(statement), key),
+    signHandshake: (transcriptHash) => sign(null, handshakeSignedBytes(transcriptHash), key),
   };
 }
 
