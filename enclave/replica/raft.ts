@@ -61,7 +61,9 @@ export interface Status {
   commitIndex: number;
   appliedIndex: number;
   lastIndex: number;
+  /** The latest configuration in the log (in force, dissertation §4.1) and the one in force at commitIndex. */
   members: NodeId[];
+  committedMembers: NodeId[];
   /** Per member, the latest time on this node's clock at which it surely heard from it (-Infinity: never). */
   lastHeard: Record<NodeId, number>;
   /** The latest time on this node's clock at which a majority of its configuration surely heard from it. */
@@ -91,6 +93,12 @@ interface Peer {
   lastSent: number;
   /** When this leader started counting this member's silence (its term's start, or the member's addition). */
   since: number;
+}
+
+/** Zeroes the secret-bearing parts of a message we will not keep. */
+function discard(msg: Message): void {
+  if (msg.type === "append") for (const e of msg.entries) zeroEntry(e);
+  if (msg.type === "snapshot") msg.data.fill(0);
 }
 
 const majority = (n: number) => Math.floor(n / 2) + 1;
@@ -153,7 +161,14 @@ class Node implements RaftNode {
   }
 
   receive(from: NodeId, msg: Message, now: number): Output {
-    if (this.role === "wiped" || from === this.opts.id) return { messages: [] };
+    if (this.role === "wiped" || from === this.opts.id) {
+      discard(msg);
+      return { messages: [] };
+    }
+    // Votes and replies count only from members of our configuration: a removed server's higher term must not
+    // depose the leader through a reply (the same disruption dissertation §4.2.3 guards RequestVote against).
+    const fromMember = this.members().includes(from);
+    if (msg.type !== "append" && msg.type !== "snapshot" && !fromMember) return { messages: [] };
     if (msg.type === "vote") this.onRequestVote(from, msg, now);
     else if (this.fence(from, msg, now)) {
       if (msg.type === "voteReply") this.onVoteReply(from, msg.granted, msg.echo, now);
@@ -197,6 +212,7 @@ class Node implements RaftNode {
       appliedIndex: this.appliedIndex,
       lastIndex: this.log.lastIndex,
       members: [...this.members()],
+      committedMembers: [...this.log.configAt(this.commitIndex)],
       lastHeard: Object.fromEntries(this.members().map((m) => [m, this.heard.get(m) ?? NONE])),
       quorumAt: this.quorumAt,
     };
@@ -242,8 +258,7 @@ class Node implements RaftNode {
     if (msg.term > this.term) this.becomeFollower(msg.term, undefined);
     if (msg.term === this.term) return true;
     if (msg.type === "append" || msg.type === "snapshot") {
-      if (msg.type === "append") for (const e of msg.entries) zeroEntry(e);
-      else msg.data.fill(0);
+      discard(msg);
       const reply: AppendReply = {
         type: "appendReply",
         ...this.clock(msg.sentAt, now),
@@ -310,8 +325,9 @@ class Node implements RaftNode {
 
   private onVoteReply(from: NodeId, granted: boolean, echo: number | null, now: number): void {
     if (this.role !== "candidate" || !this.members().includes(from)) return;
-    this.noteHeard(from, echo);
-    if (granted) this.votes.add(from);
+    if (!granted) return;
+    this.noteHeard(from, echo); // the lease counts votes granted to us
+    this.votes.add(from);
     if (this.countIn(this.members(), this.votes)) this.becomeLeader(now);
   }
 
