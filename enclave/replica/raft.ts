@@ -11,6 +11,7 @@ import type {
   Message,
   RequestVote,
   SnapshotReply,
+  VoteReply,
 } from "./raft-codec.ts";
 import { type Entry, type NodeId, RaftLog, zeroEntry } from "./raft-log.ts";
 
@@ -171,7 +172,7 @@ class Node implements RaftNode {
     if (msg.type !== "append" && msg.type !== "snapshot" && !fromMember) return { messages: [] };
     if (msg.type === "vote") this.onRequestVote(from, msg, now);
     else if (this.fence(from, msg, now)) {
-      if (msg.type === "voteReply") this.onVoteReply(from, msg.granted, msg.echo, now);
+      if (msg.type === "voteReply") this.onVoteReply(from, msg, now);
       else if (msg.type === "append") this.onAppend(from, msg, now);
       else if (msg.type === "snapshot") this.onSnapshot(from, msg, now);
       else this.onReply(from, msg, now);
@@ -181,12 +182,14 @@ class Node implements RaftNode {
 
   propose(data: Uint8Array, now: number): Proposed | NotLeader {
     if (this.role !== "leader") return { notLeader: this.role === "wiped" ? undefined : this.leader };
-    return this.appendOwn({ kind: "command", data }, now);
+    return { ...this.appendOwn({ kind: "command", data }, now), messages: this.flush().messages };
   }
 
   addMember(id: NodeId, now: number): Proposed | NotLeader | Busy {
     const members = this.members();
-    return this.changeConfig(members.includes(id) ? "already a member" : undefined, [...members, id], now);
+    return this.sent(
+      this.changeConfig(members.includes(id) ? "already a member" : undefined, [...members, id], now),
+    );
   }
 
   removeMember(id: NodeId, now: number): Proposed | NotLeader | Busy {
@@ -196,10 +199,12 @@ class Node implements RaftNode {
       : id === this.opts.id
         ? "a leader does not remove itself"
         : undefined;
-    return this.changeConfig(
-      why,
-      members.filter((m) => m !== id),
-      now,
+    return this.sent(
+      this.changeConfig(
+        why,
+        members.filter((m) => m !== id),
+        now,
+      ),
     );
   }
 
@@ -323,10 +328,10 @@ class Node implements RaftNode {
     this.out.push({ to: from, msg: { type: "voteReply", ...this.clock(msg.sentAt, now), granted } });
   }
 
-  private onVoteReply(from: NodeId, granted: boolean, echo: number | null, now: number): void {
-    if (this.role !== "candidate" || !this.members().includes(from)) return;
-    if (!granted) return;
-    this.noteHeard(from, echo); // the lease counts votes granted to us
+  private onVoteReply(from: NodeId, msg: VoteReply, now: number): void {
+    if (this.role !== "candidate" || !msg.granted) return;
+    this.peerClock.set(from, msg.sentAt);
+    this.noteHeard(from, msg.echo); // the lease counts votes granted to us
     this.votes.add(from);
     if (this.countIn(this.members(), this.votes)) this.becomeLeader(now);
   }
@@ -336,6 +341,7 @@ class Node implements RaftNode {
     this.leader = this.opts.id;
     this.peers.clear();
     for (const m of this.members()) if (m !== this.opts.id) this.addPeer(m, now);
+    this.updateQuorum(now);
     // Raft §8 / dissertation §4.1: a no-op of our own term, so earlier entries commit and config changes may go.
     this.noopIndex = this.appendOwn({ kind: "noop", data: null }, now).index;
   }
@@ -350,13 +356,16 @@ class Node implements RaftNode {
 
   // ---- log replication (Raft §5.3) and commitment (§5.4.2) ----
 
-  private appendOwn(e: Pick<Entry, "kind" | "data" | "members">, now: number): Proposed {
+  private appendOwn(
+    e: Pick<Entry, "kind" | "data" | "members">,
+    now: number,
+  ): { index: number; term: number } {
     const entry: Entry = { index: this.log.lastIndex + 1, term: this.term, ...e };
     this.log.append(entry);
     if (entry.kind === "config") this.syncPeers(now);
     this.advanceCommit();
     for (const id of this.peers.keys()) this.sendTo(id, now);
-    return { index: entry.index, term: entry.term, messages: this.flush().messages };
+    return { index: entry.index, term: entry.term };
   }
 
   /** Leader: peers follow the latest configuration (dissertation §4.1: it takes effect when appended). */
@@ -541,6 +550,7 @@ class Node implements RaftNode {
     if (this.role !== "leader" || !p) return;
     this.noteHeard(from, msg.echo);
     this.peerClock.set(from, msg.sentAt);
+    this.updateQuorum(now);
     p.applied = Math.max(p.applied, msg.appliedIndex);
     if (msg.type === "snapshotReply" || msg.success) {
       p.match = Math.max(p.match, msg.matchIndex);
@@ -558,7 +568,7 @@ class Node implements RaftNode {
     if (this.commitIndex < this.noopIndex) return { busy: "no entry of this term is committed yet" };
     if (this.log.latestConfig().index > this.commitIndex)
       return { busy: "a configuration change is in progress" };
-    return this.appendOwn({ kind: "config", data: null, members }, now);
+    return { ...this.appendOwn({ kind: "config", data: null, members }, now), messages: [] };
   }
 
   /** One at a time, and only while the rest still holds a majority of the configuration without it. */
@@ -569,10 +579,11 @@ class Node implements RaftNode {
       if (!p || now - Math.max(p.since, this.heard.get(m) ?? NONE) < this.opts.removeUnreachableAfterMs)
         continue;
       const rest = members.filter((x) => x !== m);
-      const live = rest.filter(
-        (x) => x === this.opts.id || now - (this.heard.get(x) ?? NONE) < this.opts.leaseMs,
+      // "Reachable" is the opposite of what makes m removable: heard within removeUnreachableAfterMs.
+      const reachable = rest.filter(
+        (x) => x === this.opts.id || now - (this.heard.get(x) ?? NONE) < this.opts.removeUnreachableAfterMs,
       );
-      if (live.length < majority(rest.length)) return;
+      if (reachable.length < majority(rest.length)) return;
       const r = this.removeMember(m, now);
       if ("index" in r) this.out.push(...r.messages);
       return;
@@ -616,6 +627,12 @@ class Node implements RaftNode {
   /** The header of a reply: our term, our clock, and the sender's `sentAt` echoed. */
   private clock(echo: number, now: number): { term: number; sentAt: number; echo: number } {
     return { term: this.term, sentAt: now, echo };
+  }
+
+  private sent<T>(r: T | Proposed): T | Proposed {
+    return typeof r === "object" && r !== null && "index" in r
+      ? { ...r, messages: this.flush().messages }
+      : r;
   }
 
   private flush(): Output {

@@ -135,7 +135,15 @@ interface Client {
   coin: number;
   epoch: number;
   secret: Uint8Array | undefined;
-  pending?: { data: Uint8Array; hex: string; secret: Uint8Array; at: number; leader?: NodeId; term: number; index: number };
+  pending?: {
+    data: Uint8Array;
+    hex: string;
+    secret: Uint8Array;
+    at: number;
+    leader?: NodeId;
+    term: number;
+    index: number;
+  };
 }
 
 export function simulate(o: SimOptions): SimResult {
@@ -158,18 +166,34 @@ export function simulate(o: SimOptions): SimResult {
   const digestAt = new Map<number, string>();
   const leaderOfTerm = new Map<number, NodeId>();
   const answered: Answered[] = [];
-  const clients: Client[] = Array.from({ length: COINS }, (_, coin) => ({ coin, epoch: 0, secret: undefined }));
+  const clients: Client[] = Array.from({ length: COINS }, (_, coin) => ({
+    coin,
+    epoch: 0,
+    secret: undefined,
+  }));
   const pendingJoin: NodeId[] = [];
   let side = new Map<NodeId, number>(); // partition: node → side (absent: side 0)
   let healAt = 0;
   let net = { drop: rnd.next() * 0.1, dup: 0.03, delay: 20 };
-  let deadSince = new Map<NodeId, number>();
+  const deadSince = new Map<NodeId, number>();
 
   function spawn(bootstrap: NodeId[] | undefined, id = `n${nextId++}`): SimNode {
     const sm = new CoinMachine();
-    const n: SimNode = { id, sm, node: undefined as unknown as RaftNode, rate: (rnd.next() * 2 - 1) * DRIFT, offset: rnd.int(10_000), alive: true };
+    const n: SimNode = {
+      id,
+      sm,
+      node: undefined as unknown as RaftNode,
+      rate: (rnd.next() * 2 - 1) * DRIFT,
+      offset: rnd.int(10_000),
+      alive: true,
+    };
     const seedRandom = prng(rnd.int(2 ** 31));
-    n.node = createNode({ id, ...RAFT, random: (m) => seedRandom.int(m), maxDrift: DRIFT }, sm, bootstrap ? { members: bootstrap } : undefined, local(n, t));
+    n.node = createNode(
+      { id, ...RAFT, random: (m) => seedRandom.int(m), maxDrift: DRIFT },
+      sm,
+      bootstrap ? { members: bootstrap } : undefined,
+      local(n, t),
+    );
     sm.onApply = (index, data) => {
       const h = hex(data);
       const seen = appliedData.get(index);
@@ -195,7 +219,13 @@ export function simulate(o: SimOptions): SimResult {
       if (rnd.chance(net.drop)) continue;
       const copies = rnd.chance(net.dup) ? 2 : 1;
       for (let i = 0; i < copies; i++)
-        queue.push({ at: t + 1 + rnd.int(net.delay), seq: seq++, from, to, bytes: i ? bytes.slice() : bytes });
+        queue.push({
+          at: t + 1 + rnd.int(net.delay),
+          seq: seq++,
+          from,
+          to,
+          bytes: i ? bytes.slice() : bytes,
+        });
     }
   }
 
@@ -204,9 +234,12 @@ export function simulate(o: SimOptions): SimResult {
     const from = nodes.get(m.from);
     if (!to?.alive || !from?.alive || !reachable(m.from, m.to)) return;
     const msg = decodeMessage(m.bytes);
-    o.trace?.(`${m.at} ${m.from}->${m.to} ${JSON.stringify(msg, (k, v) => (k === "data" && v ? `<${v.length}>` : v))}`);
+    o.trace?.(
+      `${m.at} ${m.from}->${m.to} ${JSON.stringify(msg, (k, v) => (k === "data" && v ? `<${v.length}>` : v))}`,
+    );
     const out = to.node.receive(m.from, msg, local(to, m.at));
-    if (msg.type === "snapshot" && msg.data.some((b) => b !== 0)) fail(`${m.to} kept a snapshot buffer unzeroed`);
+    if (msg.type === "snapshot" && msg.data.some((b) => b !== 0))
+      fail(`${m.to} kept a snapshot buffer unzeroed`);
     if (msg.type === "append") {
       const held = new Set(to.node.entries());
       for (const e of msg.entries)
@@ -237,13 +270,16 @@ export function simulate(o: SimOptions): SimResult {
     }
     if (!side.size && rnd.chance(0.006) && (o.mode === "wild" || healthy)) {
       const members = live().map((n) => n.id);
-      const k = o.mode === "wild" ? 1 + rnd.int(members.length - 1) : 1 + rnd.int(Math.floor((o.nodes - 1) / 2));
+      const k =
+        o.mode === "wild" ? 1 + rnd.int(members.length - 1) : 1 + rnd.int(Math.floor((o.nodes - 1) / 2));
       side = new Map();
-      for (let i = 0; i < k && members.length; i++) side.set(members.splice(rnd.int(members.length), 1)[0]!, 1);
+      for (let i = 0; i < k && members.length; i++)
+        side.set(members.splice(rnd.int(members.length), 1)[0]!, 1);
       healAt = t + 100 + rnd.int(1200);
       res.partitions++;
     }
-    if (rnd.chance(0.01)) net = { drop: rnd.next() * (o.mode === "wild" ? 0.3 : 0.1), dup: 0.03, delay: 5 + rnd.int(30) };
+    if (rnd.chance(0.01))
+      net = { drop: rnd.next() * (o.mode === "wild" ? 0.3 : 0.1), dup: 0.03, delay: 5 + rnd.int(30) };
   }
 
   /** The repaired state: a leader whose configuration is N live members, none joining. */
@@ -251,7 +287,10 @@ export function simulate(o: SimOptions): SimResult {
     const l = believedLeader();
     if (!l || pendingJoin.length) return false;
     const s = l.node.status();
-    return s.members.length === o.nodes && s.members.every((m) => nodes.get(m)?.alive && nodes.get(m)?.node.status().role !== "wiped");
+    return (
+      s.members.length === o.nodes &&
+      s.members.every((m) => nodes.get(m)?.alive && nodes.get(m)?.node.status().role !== "wiped")
+    );
   }
 
   /** The operator: replaces dead nodes with fresh empty ones and asks the leader to add them. */
@@ -296,10 +335,23 @@ export function simulate(o: SimOptions): SimResult {
       }
       const proposer = p.leader ? nodes.get(p.leader) : undefined;
       const ps = proposer?.alive ? proposer.node.status() : undefined;
-      if (ps?.role === "leader" && ps.term === p.term && proposer!.node.appliedByAll(p.index) && appliedData.get(p.index) === p.hex) {
+      if (
+        ps?.role === "leader" &&
+        ps.term === p.term &&
+        proposer!.node.appliedByAll(p.index) &&
+        appliedData.get(p.index) === p.hex
+      ) {
         const coin = proposer!.sm.coins.get(c.coin);
         if (coin?.epoch === c.epoch + 1 && hex(coin.secret) === hex(p.secret)) {
-          answered.push({ coin: c.coin, epoch: c.epoch + 1, index: p.index, term: p.term, oldSecret: c.secret, at: t, config: new Set([...ps.members, ...ps.committedMembers]) });
+          answered.push({
+            coin: c.coin,
+            epoch: c.epoch + 1,
+            index: p.index,
+            term: p.term,
+            oldSecret: c.secret,
+            at: t,
+            config: new Set([...ps.members, ...ps.committedMembers]),
+          });
           res.answered++;
           c.epoch++;
           c.secret = p.secret;
@@ -307,7 +359,11 @@ export function simulate(o: SimOptions): SimResult {
           continue;
         }
       }
-      const stale = !ps || ps.role !== "leader" || ps.term !== p.term || (appliedData.has(p.index) && appliedData.get(p.index) !== p.hex);
+      const stale =
+        !ps ||
+        ps.role !== "leader" ||
+        ps.term !== p.term ||
+        (appliedData.has(p.index) && appliedData.get(p.index) !== p.hex);
       if (t - p.at > 400 || (stale && t - p.at > 60)) {
         const r = l.node.propose(p.data.slice(), local(l, t));
         res.proposals++;
@@ -346,14 +402,19 @@ export function simulate(o: SimOptions): SimResult {
       if (seen === undefined) digestAt.set(s.appliedIndex, d);
       else if (seen !== d) fail(`(b) ${n.id} state at index ${s.appliedIndex} differs`);
       for (const e of n.node.entries())
-        if (e.index <= s.appliedIndex && e.data !== null) fail(`${n.id} keeps data of applied entry ${e.index}`);
+        if (e.index <= s.appliedIndex && e.data !== null)
+          fail(`${n.id} keeps data of applied entry ${e.index}`);
       for (const a of answered) {
         // (c) an answered key update is in every later leader's log and in every state past its index
-        if (s.role === "leader" && s.term > a.term && s.lastIndex < a.index) fail(`(c) leader ${n.id} lacks answered ${a.index}`);
-        if (s.appliedIndex >= a.index && (n.sm.coins.get(a.coin)?.epoch ?? 0) < a.epoch) fail(`(c) ${n.id} lost answered epoch ${a.epoch} of coin ${a.coin}`);
+        if (s.role === "leader" && s.term > a.term && s.lastIndex < a.index)
+          fail(`(c) leader ${n.id} lacks answered ${a.index}`);
+        if (s.appliedIndex >= a.index && (n.sm.coins.get(a.coin)?.epoch ?? 0) < a.epoch)
+          fail(`(c) ${n.id} lost answered epoch ${a.epoch} of coin ${a.coin}`);
         // (d) the previous epoch's secret is gone from members at once, from everyone else within the lease
         if (a.oldSecret && (a.config.has(n.id) || t - a.at > LEASE_BOUND) && holds(n, a.oldSecret))
-          fail(`(d) ${n.id} still holds coin ${a.coin}'s epoch-${a.epoch - 1} secret after its update was answered at ${a.at}`);
+          fail(
+            `(d) ${n.id} still holds coin ${a.coin}'s epoch-${a.epoch - 1} secret after its update was answered at ${a.at}`,
+          );
       }
       // (e) a node cut off from every majority of its configuration wipes within the lease
       if (s.quorumAt === -Infinity) continue;
@@ -386,7 +447,9 @@ export function simulate(o: SimOptions): SimResult {
     if (o.trace)
       for (const n of nodes.values()) {
         const s = n.node.status();
-        o.trace(`${t} step ${step} ${n.id} alive=${n.alive} side=${side.get(n.id) ?? 0} ${s.role} term=${s.term} commit=${s.commitIndex} applied=${s.appliedIndex} last=${s.lastIndex} members=${s.members} q=${s.quorumAt} local=${local(n, t)}`);
+        o.trace(
+          `${t} step ${step} ${n.id} alive=${n.alive} side=${side.get(n.id) ?? 0} ${s.role} term=${s.term} commit=${s.commitIndex} applied=${s.appliedIndex} last=${s.lastIndex} members=${s.members} q=${s.quorumAt} local=${local(n, t)}`,
+        );
       }
     check();
   }
@@ -417,6 +480,7 @@ export function simulate(o: SimOptions): SimResult {
   send(l.id, { messages: r.messages });
   for (let i = 0; i < 50 && !l.node.appliedByAll(r.index); i++) runStep();
   if (!l.node.appliedByAll(r.index)) fail(`(f) a proposal at ${r.index} was not applied by all within 0.5 s`);
-  if (l.node.status().members.length !== o.nodes) fail(`(f) the set was not repaired: ${l.node.status().members}`);
+  if (l.node.status().members.length !== o.nodes)
+    fail(`(f) the set was not repaired: ${l.node.status().members}`);
   return res;
 }
