@@ -113,7 +113,6 @@ interface SimNode {
   rate: number;
   offset: number;
   alive: boolean;
-  lostAt?: number;
 }
 interface InFlight {
   at: number;
@@ -165,6 +164,9 @@ export function simulate(o: SimOptions): SimResult {
   const appliedData = new Map<number, string>();
   const digestAt = new Map<number, string>();
   const leaderOfTerm = new Map<number, NodeId>();
+  /** "a|b" → the last step time a and b were both up and on the same side. */
+  const lastReach = new Map<string, number>();
+  const reachedMajority = new Map<NodeId, number>();
   const answered: Answered[] = [];
   const clients: Client[] = Array.from({ length: COINS }, (_, coin) => ({
     coin,
@@ -207,6 +209,7 @@ export function simulate(o: SimOptions): SimResult {
   const ids = Array.from({ length: o.nodes }, (_, i) => `n${i}`);
   nextId = o.nodes;
   for (const id of ids) spawn(ids, id);
+  for (const id of ids) reachedMajority.set(id, 0); // the grace at start
 
   const live = () => [...nodes.values()].filter((n) => n.alive && n.node.status().role !== "wiped");
   const reachable = (a: NodeId, b: NodeId) => (side.get(a) ?? 0) === (side.get(b) ?? 0);
@@ -360,8 +363,7 @@ export function simulate(o: SimOptions): SimResult {
         }
       }
       const stale =
-        !ps ||
-        ps.role !== "leader" ||
+        ps?.role !== "leader" ||
         ps.term !== p.term ||
         (appliedData.has(p.index) && appliedData.get(p.index) !== p.hex);
       if (t - p.at > 400 || (stale && t - p.at > 60)) {
@@ -384,6 +386,25 @@ export function simulate(o: SimOptions): SimResult {
 
   function check(): void {
     const all = [...nodes.values()].filter((n) => n.alive);
+    const up = all.filter((n) => n.node.status().role !== "wiped");
+    for (const a of up) for (const b of up) if (reachable(a.id, b.id)) lastReach.set(`${a.id}|${b.id}`, t);
+    // The latest time each node could possibly know that a majority of a configuration heard it: directly (each
+    // member of a majority reachable since then), or from any node it can reach (a leader passes its quorum on).
+    // The product's quorumAt is never later than this; it must wipe within the lease after it.
+    const direct = new Map<NodeId, number>();
+    for (const n of up) {
+      const members = n.node.status().members;
+      const times = members
+        .map((m) => (m === n.id ? t : (lastReach.get(`${n.id}|${m}`) ?? -Infinity)))
+        .sort((a, b) => b - a);
+      const mine = times[Math.floor(members.length / 2)] ?? -Infinity;
+      direct.set(n.id, Math.max(reachedMajority.get(n.id) ?? -Infinity, mine));
+    }
+    for (const n of up) {
+      let best = direct.get(n.id)!;
+      for (const m of up) if (reachable(n.id, m.id)) best = Math.max(best, direct.get(m.id)!);
+      reachedMajority.set(n.id, best);
+    }
     for (const n of all) {
       const s = n.node.status();
       if (s.role === "wiped") {
@@ -416,17 +437,11 @@ export function simulate(o: SimOptions): SimResult {
             `(d) ${n.id} still holds coin ${a.coin}'s epoch-${a.epoch - 1} secret after its update was answered at ${a.at}`,
           );
       }
-      // (e) a node cut off from every majority of its configuration wipes within the lease
-      if (s.quorumAt === -Infinity) continue;
-      const reach = s.members.filter((m) => {
-        const x = nodes.get(m);
-        return x?.alive && x.node.status().role !== "wiped" && reachable(n.id, m);
-      }).length;
-      if (reach * 2 > s.members.length) n.lostAt = undefined;
-      else {
-        n.lostAt ??= t;
-        if (t - n.lostAt > LEASE_BOUND) fail(`(e) ${n.id} cut off since ${n.lostAt} and not wiped`);
-      }
+      // (e) a node cut off from every majority wipes within the lease of the last time it could know of one
+      if (s.quorumAt === -Infinity || !s.members.length) continue; // a joiner holding nothing
+      const since = reachedMajority.get(n.id) ?? -Infinity;
+      if (t - since > LEASE_BOUND)
+        fail(`(e) ${n.id} could know of no majority since ${since} and is not wiped`);
     }
   }
 
