@@ -285,13 +285,15 @@ export function simulate(o: SimOptions): SimResult {
       net = { drop: rnd.next() * (o.mode === "wild" ? 0.3 : 0.1), dup: 0.03, delay: 5 + rnd.int(30) };
   }
 
-  /** The repaired state: a leader whose configuration is N live members, none joining. */
+  /** The repaired state: a leader whose committed configuration is N live members that applied all it committed. */
   function isHealthy(): boolean {
     const l = believedLeader();
     if (!l || pendingJoin.length) return false;
     const s = l.node.status();
     return (
       s.members.length === o.nodes &&
+      s.committedMembers.join() === s.members.join() &&
+      l.node.appliedByAll(s.commitIndex) &&
       s.members.every((m) => nodes.get(m)?.alive && nodes.get(m)?.node.status().role !== "wiped")
     );
   }
