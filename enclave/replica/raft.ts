@@ -187,9 +187,17 @@ class Node implements RaftNode {
 
   addMember(id: NodeId, now: number): Proposed | NotLeader | Busy {
     const members = this.members();
-    return this.sent(
-      this.changeConfig(members.includes(id) ? "already a member" : undefined, [...members, id], now),
+    // The new member holds nothing yet, so the members heard lately must be a majority of the larger set by
+    // themselves, or adding it could leave no majority able to elect (cf. dissertation §4.2.1).
+    const lately = members.filter(
+      (m) => m === this.opts.id || now - (this.heard.get(m) ?? NONE) < this.opts.electionTimeoutMs,
     );
+    const why = members.includes(id)
+      ? "already a member"
+      : lately.length < majority(members.length + 1)
+        ? "too few members heard lately to add one; remove the unreachable first"
+        : undefined;
+    return this.sent(this.changeConfig(why, [...members, id], now));
   }
 
   removeMember(id: NodeId, now: number): Proposed | NotLeader | Busy {
@@ -315,6 +323,7 @@ class Node implements RaftNode {
     if (this.role === "leader" || now - this.leaderSeenAt < this.opts.electionTimeoutMs) return;
     if (msg.term > this.term) this.becomeFollower(msg.term, undefined);
     this.peerClock.set(from, msg.sentAt);
+    this.noteHeard(from, msg.echo); // a candidate that echoes our clock has heard from us
     // Raft §5.4.1: only a candidate whose log is at least as up to date as ours gets our vote.
     const upToDate =
       msg.lastTerm > this.log.lastTerm ||
@@ -329,9 +338,11 @@ class Node implements RaftNode {
   }
 
   private onVoteReply(from: NodeId, msg: VoteReply, now: number): void {
-    if (this.role !== "candidate" || !msg.granted) return;
+    if (this.role !== "candidate") return;
+    // Any answer proves contact; counting refusals too keeps a majority's leases alive through split votes.
     this.peerClock.set(from, msg.sentAt);
-    this.noteHeard(from, msg.echo); // the lease counts votes granted to us
+    this.noteHeard(from, msg.echo);
+    if (!msg.granted) return;
     this.votes.add(from);
     if (this.countIn(this.members(), this.votes)) this.becomeLeader(now);
   }
