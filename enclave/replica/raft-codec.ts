@@ -2,7 +2,7 @@
 // these bytes, so decoding trusts nothing: every length is bounded before it is read, every number must be of its
 // kind, and anything short, long or malformed throws an Error naming what was wrong. (The channel between members
 // is authenticated end to end; the codec is the second wall, not the first.)
-import type { Entry, NodeId } from "./raft-log.ts";
+import { type Entry, type NodeId, zeroEntry } from "./raft-log.ts";
 
 /**
  * Clock fields: `sentAt` is the sender's local clock when it sent; `echo` returns the latest `sentAt` the sender
@@ -328,4 +328,13 @@ export function decodeMessage(bytes: Uint8Array): Message {
   }
   r.end();
   return m;
+}
+
+/**
+ * Zeroes the secret-bearing parts of a RECEIVED message its receiver will not keep (entry data, snapshot data).
+ * Never call it on an outgoing AppendEntries: its entries are the leader's own log entries.
+ */
+export function zeroReceived(msg: Message): void {
+  if (msg.type === "append") for (const e of msg.entries) zeroEntry(e);
+  if (msg.type === "snapshot") msg.data.fill(0);
 }

@@ -4,6 +4,17 @@
 // data, followers report what they applied, the leader removes the unreachable, and a node cut off from every
 // majority for a lease wipes itself. Pure and deterministic: no I/O, no timers, no clock, no randomness but the
 // injected one; time is the caller's `now` (this node's local clock, ms). RAFT.md explains each rule.
+
+import {
+  type Busy,
+  majority,
+  type NotLeader,
+  type Options,
+  type Output,
+  type Proposed,
+  type RaftNode,
+  type StateMachine,
+} from "./raft-api.ts";
 import type {
   AppendEntries,
   AppendReply,
@@ -13,138 +24,17 @@ import type {
   SnapshotReply,
   VoteReply,
 } from "./raft-codec.ts";
-import { type Entry, type NodeId, RaftLog, zeroEntry } from "./raft-log.ts";
+import { zeroReceived } from "./raft-codec.ts";
+import { type Entry, type NodeId, zeroEntry } from "./raft-log.ts";
 
+export type * from "./raft-api.ts";
 export type { Message } from "./raft-codec.ts";
-export { decodeMessage, encodeMessage, LIMITS } from "./raft-codec.ts";
+export { decodeMessage, encodeMessage, LIMITS, zeroReceived } from "./raft-codec.ts";
 export type { Entry, NodeId } from "./raft-log.ts";
 
-export interface StateMachine {
-  /** A committed command, in index order, once each. The node zeroes `data` when this returns. */
-  apply(e: { index: number; term: number; data: Uint8Array }): void;
-  /** The current state, for a member lacking entries whose data is gone. */
-  snapshot(): Uint8Array;
-  /** Replaces all state. The node zeroes `snapshot` when this returns. */
-  restore(snapshot: Uint8Array): void;
-  /** The lease is lost: forget everything. */
-  wipe(): void;
-}
+import { NONE, NodeState } from "./raft-state.ts";
 
-export interface Options {
-  id: NodeId;
-  /** Base election timeout; each one drawn is in [base, 2·base) (Raft §5.2). */
-  electionTimeoutMs: number;
-  heartbeatMs: number;
-  leaseMs: number;
-  removeUnreachableAfterMs: number;
-  /** An integer in [0, max). */
-  random: (maxExclusive: number) => number;
-  /** The most any member's clock rate may differ from true time (default 0.01): ages learnt are stretched by it. */
-  maxDrift?: number;
-  /** At most this many entries per AppendEntries (default 64). */
-  maxBatch?: number;
-}
-
-export type Role = "follower" | "candidate" | "leader" | "wiped";
-export interface Output {
-  messages: { to: NodeId; msg: Message }[];
-  wiped?: boolean;
-}
-export type Proposed = { index: number; term: number; messages: Output["messages"] };
-export type NotLeader = { notLeader: NodeId | undefined };
-export type Busy = { busy: string };
-
-export interface Status {
-  id: NodeId;
-  role: Role;
-  term: number;
-  leader?: NodeId;
-  commitIndex: number;
-  appliedIndex: number;
-  lastIndex: number;
-  /** The latest configuration in the log (in force, dissertation §4.1) and the one in force at commitIndex. */
-  members: NodeId[];
-  committedMembers: NodeId[];
-  /** Per member, the latest time on this node's clock at which it surely heard from it (-Infinity: never). */
-  lastHeard: Record<NodeId, number>;
-  /** The latest time on this node's clock at which a majority of its configuration surely heard from it. */
-  quorumAt: number;
-  matchIndex?: Record<NodeId, number>;
-  appliedBy?: Record<NodeId, number>;
-}
-
-export interface RaftNode {
-  tick(now: number): Output;
-  receive(from: NodeId, msg: Message, now: number): Output;
-  /** Appends a command; the node takes the buffer and zeroes it when applied. */
-  propose(data: Uint8Array, now: number): Proposed | NotLeader;
-  addMember(id: NodeId, now: number): Proposed | NotLeader | Busy;
-  removeMember(id: NodeId, now: number): Proposed | NotLeader | Busy;
-  status(): Status;
-  /** Leader only: every member of the committed and the latest configuration reports appliedIndex >= index. */
-  appliedByAll(index: number): boolean;
-  /** What this node still holds (for invariant checks). */
-  entries(): readonly Entry[];
-}
-
-interface Peer {
-  next: number;
-  match: number;
-  applied: number;
-  lastSent: number;
-  /** When this leader started counting this member's silence (its term's start, or the member's addition). */
-  since: number;
-}
-
-/** Zeroes the secret-bearing parts of a message we will not keep. */
-function discard(msg: Message): void {
-  if (msg.type === "append") for (const e of msg.entries) zeroEntry(e);
-  if (msg.type === "snapshot") msg.data.fill(0);
-}
-
-const majority = (n: number) => Math.floor(n / 2) + 1;
-const NONE = Number.NEGATIVE_INFINITY;
-
-class Node implements RaftNode {
-  private role: Role = "follower";
-  private term = 0;
-  private votedFor: NodeId | undefined;
-  private leader: NodeId | undefined;
-  private readonly log: RaftLog;
-  private commitIndex = 0;
-  private appliedIndex = 0;
-  private electionAt: number;
-  /** Last valid AppendEntries/InstallSnapshot from a current leader (dissertation §4.2.3). */
-  private leaderSeenAt = NONE;
-  /** Lease: per member a time (own clock) it surely heard us; and when a majority surely did. */
-  private readonly heard = new Map<NodeId, number>();
-  private quorumAt: number;
-  /** The latest `sentAt` each peer sent us, echoed back so the peer can date our contact on its own clock. */
-  private readonly peerClock = new Map<NodeId, number>();
-  private votes = new Set<NodeId>();
-  private peers = new Map<NodeId, Peer>();
-  /** The index of this leader's no-op; config changes wait until it commits (dissertation §4.1, the fix). */
-  private noopIndex = 0;
-  private out: Output["messages"] = [];
-  private readonly drift: number;
-  private readonly maxBatch: number;
-
-  constructor(
-    private readonly opts: Options,
-    private readonly sm: StateMachine,
-    bootstrap: { members: NodeId[] } | undefined,
-    now: number,
-  ) {
-    this.log = new RaftLog(bootstrap?.members ?? []);
-    this.drift = opts.maxDrift ?? 0.01;
-    this.maxBatch = opts.maxBatch ?? 64;
-    // Grace at start: a bootstrapped node counts its start as contact with every member; a joining node holds
-    // nothing and has no lease until it is given state.
-    this.quorumAt = bootstrap ? now : NONE;
-    for (const m of bootstrap?.members ?? []) this.heard.set(m, now);
-    this.electionAt = now + this.timeout();
-  }
-
+class Node extends NodeState implements RaftNode {
   // ---- public API ----
 
   tick(now: number): Output {
@@ -163,7 +53,7 @@ class Node implements RaftNode {
 
   receive(from: NodeId, msg: Message, now: number): Output {
     if (this.role === "wiped" || from === this.opts.id) {
-      discard(msg);
+      zeroReceived(msg);
       return { messages: [] };
     }
     // Votes and replies count only from members of our configuration: a removed server's higher term must not
@@ -216,52 +106,7 @@ class Node implements RaftNode {
     );
   }
 
-  status(): Status {
-    const s: Status = {
-      id: this.opts.id,
-      role: this.role,
-      term: this.term,
-      commitIndex: this.commitIndex,
-      appliedIndex: this.appliedIndex,
-      lastIndex: this.log.lastIndex,
-      members: [...this.members()],
-      committedMembers: [...this.log.configAt(this.commitIndex)],
-      lastHeard: Object.fromEntries(this.members().map((m) => [m, this.heard.get(m) ?? NONE])),
-      quorumAt: this.quorumAt,
-    };
-    if (this.leader !== undefined) s.leader = this.leader;
-    if (this.role === "leader") {
-      s.matchIndex = Object.fromEntries([...this.peers].map(([id, p]) => [id, p.match]));
-      s.appliedBy = Object.fromEntries([...this.peers].map(([id, p]) => [id, p.applied]));
-    }
-    return s;
-  }
-
-  appliedByAll(index: number): boolean {
-    if (this.role !== "leader") return false;
-    // A member dropped by an uncommitted change may come back if the change is lost, so it counts until then.
-    const all = new Set([...this.log.configAt(this.commitIndex), ...this.members()]);
-    for (const m of all) {
-      const applied = m === this.opts.id ? this.appliedIndex : this.peers.get(m)?.applied;
-      if (applied === undefined || applied < index) return false;
-    }
-    return true;
-  }
-
-  entries(): readonly Entry[] {
-    return this.log.entries;
-  }
-
   // ---- terms, elections (Raft §5.1, §5.2, §5.4.1) ----
-
-  private timeout(): number {
-    const base = this.opts.electionTimeoutMs;
-    return base + Math.min(base - 1, Math.max(0, Math.floor(this.opts.random(base))));
-  }
-
-  private members(): NodeId[] {
-    return this.log.latestConfig().members;
-  }
 
   /**
    * Raft §5.1: a message from a later term makes us a follower in it; one from an earlier term is stale (its
@@ -271,7 +116,7 @@ class Node implements RaftNode {
     if (msg.term > this.term) this.becomeFollower(msg.term, undefined);
     if (msg.term === this.term) return true;
     if (msg.type === "append" || msg.type === "snapshot") {
-      discard(msg);
+      zeroReceived(msg);
       const reply: AppendReply = {
         type: "appendReply",
         ...this.clock(msg.sentAt, now),
@@ -282,16 +127,6 @@ class Node implements RaftNode {
       this.out.push({ to: from, msg: reply });
     }
     return false;
-  }
-
-  private becomeFollower(term: number, leader: NodeId | undefined): void {
-    if (term > this.term) {
-      this.term = term;
-      this.votedFor = undefined;
-    }
-    this.role = "follower";
-    this.leader = leader;
-    this.peers.clear();
   }
 
   private startElection(now: number): void {
@@ -357,14 +192,6 @@ class Node implements RaftNode {
     this.noopIndex = this.appendOwn({ kind: "noop", data: null }, now).index;
   }
 
-  private addPeer(id: NodeId, now: number): void {
-    this.peers.set(id, { next: this.log.lastIndex + 1, match: 0, applied: 0, lastSent: NONE, since: now });
-  }
-
-  private countIn(members: NodeId[], set: { has(id: NodeId): boolean }): boolean {
-    return members.filter((m) => set.has(m)).length >= majority(members.length);
-  }
-
   // ---- log replication (Raft §5.3) and commitment (§5.4.2) ----
 
   private appendOwn(
@@ -427,13 +254,6 @@ class Node implements RaftNode {
     this.out.push({ to: id, msg });
   }
 
-  /** Every member has applied up to here. */
-  private compactPoint(): number {
-    let min = this.appliedIndex;
-    for (const p of this.peers.values()) min = Math.min(min, p.applied);
-    return min;
-  }
-
   /** Raft §5.3/§5.4.2: commit the highest index of OUR term that a majority holds (earlier terms follow it). */
   private advanceCommit(): void {
     if (this.role !== "leader") return;
@@ -450,16 +270,6 @@ class Node implements RaftNode {
     }
     this.applyCommitted();
     this.log.compactTo(Math.min(this.compactPoint(), this.appliedIndex));
-  }
-
-  /** Applies committed entries in order; a command's data is zeroed and dropped as soon as it is applied. */
-  private applyCommitted(): void {
-    while (this.appliedIndex < this.commitIndex) {
-      const e = this.log.entry(this.appliedIndex + 1)!;
-      if (e.kind === "command" && e.data) this.sm.apply({ index: e.index, term: e.term, data: e.data });
-      zeroEntry(e);
-      this.appliedIndex = e.index;
-    }
   }
 
   private onAppend(from: NodeId, msg: AppendEntries, now: number): void {
@@ -602,55 +412,6 @@ class Node implements RaftNode {
   }
 
   // ---- lease (RAFT.md "lease") ----
-
-  private noteHeard(from: NodeId, echo: number | null): void {
-    if (echo !== null) this.heard.set(from, Math.max(this.heard.get(from) ?? NONE, echo));
-  }
-
-  /** Direct contact: the majority-th latest time among the members (ourselves: now). */
-  private updateQuorum(now: number): void {
-    const members = this.members();
-    const times = members
-      .map((m) => (m === this.opts.id ? now : (this.heard.get(m) ?? NONE)))
-      .sort((a, b) => b - a);
-    const t = times[majority(members.length) - 1];
-    if (t !== undefined && this.members().includes(this.opts.id)) this.quorumAt = Math.max(this.quorumAt, t);
-  }
-
-  private leaseLost(now: number): boolean {
-    const holdsNothing =
-      this.appliedIndex === 0 && this.log.lastIndex === 0 && !this.members().includes(this.opts.id);
-    if (holdsNothing && this.quorumAt === NONE) return false; // a joiner not yet added
-    return now - this.quorumAt >= this.opts.leaseMs;
-  }
-
-  private wipe(): Output {
-    this.sm.wipe();
-    this.log.wipe();
-    this.role = "wiped";
-    this.leader = undefined;
-    this.peers.clear();
-    this.votes.clear();
-    this.out = [];
-    return { messages: [], wiped: true };
-  }
-
-  /** The header of a reply: our term, our clock, and the sender's `sentAt` echoed. */
-  private clock(echo: number, now: number): { term: number; sentAt: number; echo: number } {
-    return { term: this.term, sentAt: now, echo };
-  }
-
-  private sent<T>(r: T | Proposed): T | Proposed {
-    return typeof r === "object" && r !== null && "index" in r
-      ? { ...r, messages: this.flush().messages }
-      : r;
-  }
-
-  private flush(): Output {
-    const messages = this.out;
-    this.out = [];
-    return { messages };
-  }
 }
 
 /** A replica. Without `bootstrap` it starts empty, outside any configuration, and waits to be added. */
