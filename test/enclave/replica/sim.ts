@@ -440,7 +440,7 @@ export function simulate(o: SimOptions): SimResult {
       for (const e of n.node.entries())
         if (e.index <= s.appliedIndex && e.data !== null)
           fail(`${n.id} keeps data of applied entry ${e.index}`);
-      let secrets: Set<string> | undefined;
+      const secrets = held(n);
       for (const a of answered) {
         // (c) an answered key update is in every later leader's log and in every state past its index
         if (s.role === "leader" && s.term > a.term && s.lastIndex < a.index)
@@ -448,11 +448,7 @@ export function simulate(o: SimOptions): SimResult {
         if (s.appliedIndex >= a.index && (n.sm.coins.get(a.coin)?.epoch ?? 0) < a.epoch)
           fail(`(c) ${n.id} lost answered epoch ${a.epoch} of coin ${a.coin}`);
         // (d) the previous epoch's secret is gone from members at once, from everyone else within the lease
-        if (
-          a.oldSecret &&
-          (a.config.has(n.id) || t - a.at > LEASE_BOUND) &&
-          (secrets ??= held(n)).has(a.oldSecret)
-        )
+        if (a.oldSecret && (a.config.has(n.id) || t - a.at > LEASE_BOUND) && secrets.has(a.oldSecret))
           fail(
             `(d) ${n.id} still holds coin ${a.coin}'s epoch-${a.epoch - 1} secret after its update was answered at ${a.at}`,
           );
@@ -489,32 +485,43 @@ export function simulate(o: SimOptions): SimResult {
     check();
   }
 
-  for (let i = 0; i < o.steps; i++) {
-    faults();
-    operate();
-    clientsAct();
-    runStep();
+  try {
+    return schedule();
+  } catch (e) {
+    // Anything the product throws (e.g. a committed entry in conflict) is reported with the seed and step too.
+    if (e instanceof Error && !e.message.startsWith("raft sim:")) fail(`threw: ${e.stack ?? e.message}`);
+    throw e;
   }
-  // (f) liveness: the faults stop; a leader appears, the set is repaired and a proposal commits everywhere.
-  side = new Map();
-  net = { drop: 0, dup: 0, delay: 5 };
-  const holders = live().filter((n) => stat(n).quorumAt !== -Infinity);
-  if (!holders.length) res.lost = true;
-  if (o.mode === "wild" || res.lost) {
-    for (let i = 0; i < 100; i++) runStep();
+
+  function schedule(): SimResult {
+    for (let i = 0; i < o.steps; i++) {
+      faults();
+      operate();
+      clientsAct();
+      runStep();
+    }
+    // (f) liveness: the faults stop; a leader appears, the set is repaired and a proposal commits everywhere.
+    side = new Map();
+    net = { drop: 0, dup: 0, delay: 5 };
+    const holders = live().filter((n) => stat(n).quorumAt !== -Infinity);
+    if (!holders.length) res.lost = true;
+    if (o.mode === "wild" || res.lost) {
+      for (let i = 0; i < 100; i++) runStep();
+      return res;
+    }
+    for (let i = 0; i < 300; i++) {
+      operate();
+      clientsAct();
+      runStep();
+    }
+    const l = believedLeader() ?? fail("(f) no leader after 3 s without faults");
+    const r = l.node.propose(keyUpdate(200, 0, new Uint8Array(32).fill(7)), local(l, t));
+    if (!("index" in r)) return fail("(f) the leader refused a proposal");
+    send(l.id, { messages: r.messages });
+    for (let i = 0; i < 50 && !l.node.appliedByAll(r.index); i++) runStep();
+    if (!l.node.appliedByAll(r.index))
+      fail(`(f) a proposal at ${r.index} was not applied by all within 0.5 s`);
+    if (stat(l).members.length !== o.nodes) fail(`(f) the set was not repaired: ${stat(l).members}`);
     return res;
   }
-  for (let i = 0; i < 300; i++) {
-    operate();
-    clientsAct();
-    runStep();
-  }
-  const l = believedLeader() ?? fail("(f) no leader after 3 s without faults");
-  const r = l.node.propose(keyUpdate(200, 0, new Uint8Array(32).fill(7)), local(l, t));
-  if (!("index" in r)) return fail("(f) the leader refused a proposal");
-  send(l.id, { messages: r.messages });
-  for (let i = 0; i < 50 && !l.node.appliedByAll(r.index); i++) runStep();
-  if (!l.node.appliedByAll(r.index)) fail(`(f) a proposal at ${r.index} was not applied by all within 0.5 s`);
-  if (stat(l).members.length !== o.nodes) fail(`(f) the set was not repaired: ${stat(l).members}`);
-  return res;
 }
