@@ -336,6 +336,19 @@ test("a new empty member is added after the leader's no-op commits, and gets a s
   assert.equal(c.n("a").appliedByAll(r.index), true, "and every member has applied the change");
 });
 
+test("no member is added while the members heard lately are not a majority of the larger set", () => {
+  const c = new Cluster(["a", "b", "c"]);
+  c.elect("a");
+  c.run(40);
+  c.isolate("c");
+  c.run(120);
+  const r = c.n("a").addMember("d", c.now);
+  assert.ok("busy" in r && /heard lately/.test(r.busy), "with c silent, {a, b} is not a majority of four");
+  c.heal();
+  c.run(60);
+  assert.ok("index" in c.n("a").addMember("d", c.now), "with all three heard, d may be added");
+});
+
 test("the leader removes a member it has not heard from, only while the rest is a majority", () => {
   const c = new Cluster(["a", "b", "c"]);
   c.elect("a");
