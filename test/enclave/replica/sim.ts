@@ -283,7 +283,7 @@ export function simulate(o: SimOptions): SimResult {
         res.crashes++;
       }
     }
-    if (!side.size && rnd.chance(0.006) && (o.mode === "wild" || healthy)) {
+    if (!side.size && rnd.chance(0.006) && (o.mode === "wild" || isHealthy())) {
       const members = live().map((n) => n.id);
       const k =
         o.mode === "wild" ? 1 + rnd.int(members.length - 1) : 1 + rnd.int(Math.floor((o.nodes - 1) / 2));
