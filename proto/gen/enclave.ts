@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -59,6 +61,66 @@ export interface GetStatusResponse {
   simulatorRootPem: string;
   /** The canonical JSON of the policy parameters whose SHA-256 is policy_hash. */
   policyJson: string;
+  /** This enclave's place in its replica set. */
+  replica: ReplicaStatus | undefined;
+}
+
+export interface PeerEnvelope {
+  /** Member ids: the hex of the sender's and the addressee's instance ids. */
+  from: string;
+  to: string;
+  /** A handshake or a sealed message (enclave/replica/channel.ts); opaque to the host. */
+  payload: Buffer;
+}
+
+/** What the host writes into an enclave's stream: an envelope another member sent to it. */
+export interface PeersRequest {
+  envelope: PeerEnvelope | undefined;
+}
+
+/** What an enclave sends: an envelope for the host to carry to its addressee. */
+export interface PeersResponse {
+  envelope: PeerEnvelope | undefined;
+}
+
+export interface FoundReplicaSetRequest {
+}
+
+export interface FoundReplicaSetResponse {
+  replica: ReplicaStatus | undefined;
+}
+
+export interface AddReplicaRequest {
+  /** The joiner's member id (its instance id, hex). */
+  memberId: string;
+}
+
+export interface AddReplicaResponse {
+  replica: ReplicaStatus | undefined;
+}
+
+export interface ReplicaStatus {
+  /**
+   * Hex, drawn when the set was founded and kept by every member that joins it: while it stays the same, the
+   * shares live on; a new set id means every earlier share is gone. Empty while the enclave is in no set.
+   */
+  setId: string;
+  memberId: string;
+  /** "none" (in no set yet), "follower", "candidate", "leader", or "wiped" (lost its majority: holds nothing). */
+  role: string;
+  term: bigint;
+  leaderId: string;
+  members: ReplicaMember[];
+  commitIndex: bigint;
+  appliedIndex: bigint;
+}
+
+export interface ReplicaMember {
+  id: string;
+  /** As the leader last heard (leader only; 0 elsewhere). */
+  appliedIndex: bigint;
+  /** Milliseconds since this member last heard from it (-1: never). */
+  lastHeardMsAgo: bigint;
 }
 
 export interface GetAttestationRequest {
@@ -328,6 +390,7 @@ function createBaseGetStatusResponse(): GetStatusResponse {
     version: "",
     simulatorRootPem: "",
     policyJson: "",
+    replica: undefined,
   };
 }
 
@@ -383,6 +446,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     if (message.policyJson !== "") {
       writer.uint32(130).string(message.policyJson);
+    }
+    if (message.replica !== undefined) {
+      ReplicaStatus.encode(message.replica, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -520,6 +586,14 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
             message.policyJson = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.replica = ReplicaStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -593,6 +667,7 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
         : isSet(object.policy_json)
         ? globalThis.String(object.policy_json)
         : "",
+      replica: isSet(object.replica) ? ReplicaStatus.fromJSON(object.replica) : undefined,
     };
   },
 
@@ -643,6 +718,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     if (message.policyJson !== "") {
       obj.policyJson = message.policyJson;
     }
+    if (message.replica !== undefined) {
+      obj.replica = ReplicaStatus.toJSON(message.replica);
+    }
     return obj;
   },
 
@@ -668,6 +746,846 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     message.version = object.version ?? "";
     message.simulatorRootPem = object.simulatorRootPem ?? "";
     message.policyJson = object.policyJson ?? "";
+    message.replica = (object.replica !== undefined && object.replica !== null)
+      ? ReplicaStatus.fromPartial(object.replica)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePeerEnvelope(): PeerEnvelope {
+  return { from: "", to: "", payload: Buffer.alloc(0) };
+}
+
+export const PeerEnvelope: MessageFns<PeerEnvelope> = {
+  encode(message: PeerEnvelope, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.from !== "") {
+      writer.uint32(10).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(26).bytes(message.payload);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerEnvelope {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerEnvelope();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PeerEnvelope {
+    return {
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PeerEnvelope): unknown {
+    const obj: any = {};
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PeerEnvelope>, I>>(base?: I): PeerEnvelope {
+    return PeerEnvelope.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PeerEnvelope>, I>>(object: I): PeerEnvelope {
+    const message = createBasePeerEnvelope();
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.payload = object.payload ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePeersRequest(): PeersRequest {
+  return { envelope: undefined };
+}
+
+export const PeersRequest: MessageFns<PeersRequest> = {
+  encode(message: PeersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.envelope !== undefined) {
+      PeerEnvelope.encode(message.envelope, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.envelope = PeerEnvelope.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PeersRequest {
+    return { envelope: isSet(object.envelope) ? PeerEnvelope.fromJSON(object.envelope) : undefined };
+  },
+
+  toJSON(message: PeersRequest): unknown {
+    const obj: any = {};
+    if (message.envelope !== undefined) {
+      obj.envelope = PeerEnvelope.toJSON(message.envelope);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PeersRequest>, I>>(base?: I): PeersRequest {
+    return PeersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PeersRequest>, I>>(object: I): PeersRequest {
+    const message = createBasePeersRequest();
+    message.envelope = (object.envelope !== undefined && object.envelope !== null)
+      ? PeerEnvelope.fromPartial(object.envelope)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePeersResponse(): PeersResponse {
+  return { envelope: undefined };
+}
+
+export const PeersResponse: MessageFns<PeersResponse> = {
+  encode(message: PeersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.envelope !== undefined) {
+      PeerEnvelope.encode(message.envelope, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.envelope = PeerEnvelope.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PeersResponse {
+    return { envelope: isSet(object.envelope) ? PeerEnvelope.fromJSON(object.envelope) : undefined };
+  },
+
+  toJSON(message: PeersResponse): unknown {
+    const obj: any = {};
+    if (message.envelope !== undefined) {
+      obj.envelope = PeerEnvelope.toJSON(message.envelope);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PeersResponse>, I>>(base?: I): PeersResponse {
+    return PeersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PeersResponse>, I>>(object: I): PeersResponse {
+    const message = createBasePeersResponse();
+    message.envelope = (object.envelope !== undefined && object.envelope !== null)
+      ? PeerEnvelope.fromPartial(object.envelope)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFoundReplicaSetRequest(): FoundReplicaSetRequest {
+  return {};
+}
+
+export const FoundReplicaSetRequest: MessageFns<FoundReplicaSetRequest> = {
+  encode(_: FoundReplicaSetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FoundReplicaSetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFoundReplicaSetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): FoundReplicaSetRequest {
+    return {};
+  },
+
+  toJSON(_: FoundReplicaSetRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FoundReplicaSetRequest>, I>>(base?: I): FoundReplicaSetRequest {
+    return FoundReplicaSetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FoundReplicaSetRequest>, I>>(_: I): FoundReplicaSetRequest {
+    const message = createBaseFoundReplicaSetRequest();
+    return message;
+  },
+};
+
+function createBaseFoundReplicaSetResponse(): FoundReplicaSetResponse {
+  return { replica: undefined };
+}
+
+export const FoundReplicaSetResponse: MessageFns<FoundReplicaSetResponse> = {
+  encode(message: FoundReplicaSetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replica !== undefined) {
+      ReplicaStatus.encode(message.replica, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FoundReplicaSetResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFoundReplicaSetResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replica = ReplicaStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FoundReplicaSetResponse {
+    return { replica: isSet(object.replica) ? ReplicaStatus.fromJSON(object.replica) : undefined };
+  },
+
+  toJSON(message: FoundReplicaSetResponse): unknown {
+    const obj: any = {};
+    if (message.replica !== undefined) {
+      obj.replica = ReplicaStatus.toJSON(message.replica);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FoundReplicaSetResponse>, I>>(base?: I): FoundReplicaSetResponse {
+    return FoundReplicaSetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FoundReplicaSetResponse>, I>>(object: I): FoundReplicaSetResponse {
+    const message = createBaseFoundReplicaSetResponse();
+    message.replica = (object.replica !== undefined && object.replica !== null)
+      ? ReplicaStatus.fromPartial(object.replica)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAddReplicaRequest(): AddReplicaRequest {
+  return { memberId: "" };
+}
+
+export const AddReplicaRequest: MessageFns<AddReplicaRequest> = {
+  encode(message: AddReplicaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memberId !== "") {
+      writer.uint32(10).string(message.memberId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddReplicaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddReplicaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddReplicaRequest {
+    return {
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AddReplicaRequest): unknown {
+    const obj: any = {};
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddReplicaRequest>, I>>(base?: I): AddReplicaRequest {
+    return AddReplicaRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddReplicaRequest>, I>>(object: I): AddReplicaRequest {
+    const message = createBaseAddReplicaRequest();
+    message.memberId = object.memberId ?? "";
+    return message;
+  },
+};
+
+function createBaseAddReplicaResponse(): AddReplicaResponse {
+  return { replica: undefined };
+}
+
+export const AddReplicaResponse: MessageFns<AddReplicaResponse> = {
+  encode(message: AddReplicaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replica !== undefined) {
+      ReplicaStatus.encode(message.replica, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddReplicaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddReplicaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replica = ReplicaStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddReplicaResponse {
+    return { replica: isSet(object.replica) ? ReplicaStatus.fromJSON(object.replica) : undefined };
+  },
+
+  toJSON(message: AddReplicaResponse): unknown {
+    const obj: any = {};
+    if (message.replica !== undefined) {
+      obj.replica = ReplicaStatus.toJSON(message.replica);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddReplicaResponse>, I>>(base?: I): AddReplicaResponse {
+    return AddReplicaResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddReplicaResponse>, I>>(object: I): AddReplicaResponse {
+    const message = createBaseAddReplicaResponse();
+    message.replica = (object.replica !== undefined && object.replica !== null)
+      ? ReplicaStatus.fromPartial(object.replica)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReplicaStatus(): ReplicaStatus {
+  return { setId: "", memberId: "", role: "", term: 0n, leaderId: "", members: [], commitIndex: 0n, appliedIndex: 0n };
+}
+
+export const ReplicaStatus: MessageFns<ReplicaStatus> = {
+  encode(message: ReplicaStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.setId !== "") {
+      writer.uint32(10).string(message.setId);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(18).string(message.memberId);
+    }
+    if (message.role !== "") {
+      writer.uint32(26).string(message.role);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.term);
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(42).string(message.leaderId);
+    }
+    for (const v of message.members) {
+      ReplicaMember.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.commitIndex !== 0n) {
+      if (BigInt.asUintN(64, message.commitIndex) !== message.commitIndex) {
+        throw new globalThis.Error("value provided for field message.commitIndex of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.commitIndex);
+    }
+    if (message.appliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.appliedIndex) !== message.appliedIndex) {
+        throw new globalThis.Error("value provided for field message.appliedIndex of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.appliedIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.setId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.members.push(ReplicaMember.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.commitIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.appliedIndex = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaStatus {
+    return {
+      setId: isSet(object.setId)
+        ? globalThis.String(object.setId)
+        : isSet(object.set_id)
+        ? globalThis.String(object.set_id)
+        : "",
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      members: globalThis.Array.isArray(object?.members)
+        ? object.members.map((e: any) => ReplicaMember.fromJSON(e))
+        : [],
+      commitIndex: isSet(object.commitIndex)
+        ? BigInt(object.commitIndex)
+        : isSet(object.commit_index)
+        ? BigInt(object.commit_index)
+        : 0n,
+      appliedIndex: isSet(object.appliedIndex)
+        ? BigInt(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? BigInt(object.applied_index)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ReplicaStatus): unknown {
+    const obj: any = {};
+    if (message.setId !== "") {
+      obj.setId = message.setId;
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => ReplicaMember.toJSON(e));
+    }
+    if (message.commitIndex !== 0n) {
+      obj.commitIndex = message.commitIndex.toString();
+    }
+    if (message.appliedIndex !== 0n) {
+      obj.appliedIndex = message.appliedIndex.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaStatus>, I>>(base?: I): ReplicaStatus {
+    return ReplicaStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaStatus>, I>>(object: I): ReplicaStatus {
+    const message = createBaseReplicaStatus();
+    message.setId = object.setId ?? "";
+    message.memberId = object.memberId ?? "";
+    message.role = object.role ?? "";
+    message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
+    message.leaderId = object.leaderId ?? "";
+    message.members = object.members?.map((e) => ReplicaMember.fromPartial(e)) || [];
+    message.commitIndex = (object.commitIndex !== undefined && object.commitIndex !== null)
+      ? BigInt(object.commitIndex)
+      : 0n;
+    message.appliedIndex = (object.appliedIndex !== undefined && object.appliedIndex !== null)
+      ? BigInt(object.appliedIndex)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseReplicaMember(): ReplicaMember {
+  return { id: "", appliedIndex: 0n, lastHeardMsAgo: 0n };
+}
+
+export const ReplicaMember: MessageFns<ReplicaMember> = {
+  encode(message: ReplicaMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.appliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.appliedIndex) !== message.appliedIndex) {
+        throw new globalThis.Error("value provided for field message.appliedIndex of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.appliedIndex);
+    }
+    if (message.lastHeardMsAgo !== 0n) {
+      if (BigInt.asIntN(64, message.lastHeardMsAgo) !== message.lastHeardMsAgo) {
+        throw new globalThis.Error("value provided for field message.lastHeardMsAgo of type int64 too large");
+      }
+      writer.uint32(24).int64(message.lastHeardMsAgo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.appliedIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastHeardMsAgo = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaMember {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      appliedIndex: isSet(object.appliedIndex)
+        ? BigInt(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? BigInt(object.applied_index)
+        : 0n,
+      lastHeardMsAgo: isSet(object.lastHeardMsAgo)
+        ? BigInt(object.lastHeardMsAgo)
+        : isSet(object.last_heard_ms_ago)
+        ? BigInt(object.last_heard_ms_ago)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ReplicaMember): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.appliedIndex !== 0n) {
+      obj.appliedIndex = message.appliedIndex.toString();
+    }
+    if (message.lastHeardMsAgo !== 0n) {
+      obj.lastHeardMsAgo = message.lastHeardMsAgo.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaMember>, I>>(base?: I): ReplicaMember {
+    return ReplicaMember.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaMember>, I>>(object: I): ReplicaMember {
+    const message = createBaseReplicaMember();
+    message.id = object.id ?? "";
+    message.appliedIndex = (object.appliedIndex !== undefined && object.appliedIndex !== null)
+      ? BigInt(object.appliedIndex)
+      : 0n;
+    message.lastHeardMsAgo = (object.lastHeardMsAgo !== undefined && object.lastHeardMsAgo !== null)
+      ? BigInt(object.lastHeardMsAgo)
+      : 0n;
     return message;
   },
 };
@@ -3573,6 +4491,45 @@ export const EnclaveServiceService = {
       Buffer.from(GetAttestationResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetAttestationResponse => GetAttestationResponse.decode(value),
   },
+  /**
+   * The replica set (DESIGN.md 4.1). The host carries the members' messages: each enclave streams out what it
+   * sends, and the host writes each envelope into its addressee's stream. The host may drop, delay, reorder or
+   * replay them; it can neither read nor forge them (sealed end to end between attested members).
+   */
+  peers: {
+    path: "/enclave.v1.EnclaveService/Peers" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: PeersRequest): Buffer => Buffer.from(PeersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PeersRequest => PeersRequest.decode(value),
+    responseSerialize: (value: PeersResponse): Buffer => Buffer.from(PeersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PeersResponse => PeersResponse.decode(value),
+  },
+  /** Founds a new replica set with this enclave as its only member. Refused unless the enclave is in no set. */
+  foundReplicaSet: {
+    path: "/enclave.v1.EnclaveService/FoundReplicaSet" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FoundReplicaSetRequest): Buffer =>
+      Buffer.from(FoundReplicaSetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FoundReplicaSetRequest => FoundReplicaSetRequest.decode(value),
+    responseSerialize: (value: FoundReplicaSetResponse): Buffer =>
+      Buffer.from(FoundReplicaSetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FoundReplicaSetResponse => FoundReplicaSetResponse.decode(value),
+  },
+  /**
+   * Asks the leader to admit an enclave that is in no set: it verifies the joiner's attestation over the
+   * channel first, then adds it through the log; the joiner receives a snapshot, then votes.
+   */
+  addReplica: {
+    path: "/enclave.v1.EnclaveService/AddReplica" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddReplicaRequest): Buffer => Buffer.from(AddReplicaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddReplicaRequest => AddReplicaRequest.decode(value),
+    responseSerialize: (value: AddReplicaResponse): Buffer => Buffer.from(AddReplicaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddReplicaResponse => AddReplicaResponse.decode(value),
+  },
   /** Public state of every statechain the enclave holds, for the host to reconcile after a restart. */
   listStatechains: {
     path: "/enclave.v1.EnclaveService/ListStatechains" as const,
@@ -3718,6 +4675,19 @@ export interface EnclaveServiceServer extends UntypedServiceImplementation {
    * returned beside it, never to bytes the host chose.
    */
   getAttestation: handleUnaryCall<GetAttestationRequest, GetAttestationResponse>;
+  /**
+   * The replica set (DESIGN.md 4.1). The host carries the members' messages: each enclave streams out what it
+   * sends, and the host writes each envelope into its addressee's stream. The host may drop, delay, reorder or
+   * replay them; it can neither read nor forge them (sealed end to end between attested members).
+   */
+  peers: handleBidiStreamingCall<PeersRequest, PeersResponse>;
+  /** Founds a new replica set with this enclave as its only member. Refused unless the enclave is in no set. */
+  foundReplicaSet: handleUnaryCall<FoundReplicaSetRequest, FoundReplicaSetResponse>;
+  /**
+   * Asks the leader to admit an enclave that is in no set: it verifies the joiner's attestation over the
+   * channel first, then adds it through the log; the joiner receives a snapshot, then votes.
+   */
+  addReplica: handleUnaryCall<AddReplicaRequest, AddReplicaResponse>;
   /** Public state of every statechain the enclave holds, for the host to reconcile after a restart. */
   listStatechains: handleUnaryCall<ListStatechainsRequest, ListStatechainsResponse>;
   /** Deposit: fresh keygen (rounds 1 and 3) and binding of the funding output. */
@@ -3778,6 +4748,49 @@ export interface EnclaveServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetAttestationResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The replica set (DESIGN.md 4.1). The host carries the members' messages: each enclave streams out what it
+   * sends, and the host writes each envelope into its addressee's stream. The host may drop, delay, reorder or
+   * replay them; it can neither read nor forge them (sealed end to end between attested members).
+   */
+  peers(): ClientDuplexStream<PeersRequest, PeersResponse>;
+  peers(options: Partial<CallOptions>): ClientDuplexStream<PeersRequest, PeersResponse>;
+  peers(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<PeersRequest, PeersResponse>;
+  /** Founds a new replica set with this enclave as its only member. Refused unless the enclave is in no set. */
+  foundReplicaSet(
+    request: FoundReplicaSetRequest,
+    callback: (error: ServiceError | null, response: FoundReplicaSetResponse) => void,
+  ): ClientUnaryCall;
+  foundReplicaSet(
+    request: FoundReplicaSetRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FoundReplicaSetResponse) => void,
+  ): ClientUnaryCall;
+  foundReplicaSet(
+    request: FoundReplicaSetRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FoundReplicaSetResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Asks the leader to admit an enclave that is in no set: it verifies the joiner's attestation over the
+   * channel first, then adds it through the log; the joiner receives a snapshot, then votes.
+   */
+  addReplica(
+    request: AddReplicaRequest,
+    callback: (error: ServiceError | null, response: AddReplicaResponse) => void,
+  ): ClientUnaryCall;
+  addReplica(
+    request: AddReplicaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddReplicaResponse) => void,
+  ): ClientUnaryCall;
+  addReplica(
+    request: AddReplicaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddReplicaResponse) => void,
   ): ClientUnaryCall;
   /** Public state of every statechain the enclave holds, for the host to reconcile after a restart. */
   listStatechains(

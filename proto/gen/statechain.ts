@@ -150,6 +150,26 @@ export interface EnclaveInfo {
   expectedPcrs: PcrRelease[];
   /** PEM of the simulator root CA, only in simulator mode. Verifiers must be told explicitly to trust it. */
   simulatorRootPem: string;
+  /** The enclave replica set (DESIGN.md 4.1), as the host last saw it; absent for a standalone enclave. */
+  replicaSet: ReplicaSetInfo | undefined;
+}
+
+export interface ReplicaSetInfo {
+  /** Hex; a new set id means every share of the earlier set is gone. It is the instance_id above. */
+  setId: string;
+  leaderId: string;
+  term: bigint;
+  commitIndex: bigint;
+  members: ReplicaMemberInfo[];
+}
+
+export interface ReplicaMemberInfo {
+  /** Hex of the member's Ed25519 instance key. */
+  id: string;
+  /** Entries behind the leader's commit index. */
+  lag: bigint;
+  /** Milliseconds since the leader last heard from it. */
+  lastHeardMsAgo: bigint;
 }
 
 export interface GetStatechainRequest {
@@ -1275,7 +1295,13 @@ export const MainstayInfo: MessageFns<MainstayInfo> = {
 };
 
 function createBaseEnclaveInfo(): EnclaveInfo {
-  return { instanceId: Buffer.alloc(0), attestationMode: "", expectedPcrs: [], simulatorRootPem: "" };
+  return {
+    instanceId: Buffer.alloc(0),
+    attestationMode: "",
+    expectedPcrs: [],
+    simulatorRootPem: "",
+    replicaSet: undefined,
+  };
 }
 
 export const EnclaveInfo: MessageFns<EnclaveInfo> = {
@@ -1291,6 +1317,9 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
     }
     if (message.simulatorRootPem !== "") {
       writer.uint32(34).string(message.simulatorRootPem);
+    }
+    if (message.replicaSet !== undefined) {
+      ReplicaSetInfo.encode(message.replicaSet, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1340,6 +1369,14 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
             message.simulatorRootPem = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.replicaSet = ReplicaSetInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1374,6 +1411,11 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
         : isSet(object.simulator_root_pem)
         ? globalThis.String(object.simulator_root_pem)
         : "",
+      replicaSet: isSet(object.replicaSet)
+        ? ReplicaSetInfo.fromJSON(object.replicaSet)
+        : isSet(object.replica_set)
+        ? ReplicaSetInfo.fromJSON(object.replica_set)
+        : undefined,
     };
   },
 
@@ -1391,6 +1433,9 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
     if (message.simulatorRootPem !== "") {
       obj.simulatorRootPem = message.simulatorRootPem;
     }
+    if (message.replicaSet !== undefined) {
+      obj.replicaSet = ReplicaSetInfo.toJSON(message.replicaSet);
+    }
     return obj;
   },
 
@@ -1403,6 +1448,277 @@ export const EnclaveInfo: MessageFns<EnclaveInfo> = {
     message.attestationMode = object.attestationMode ?? "";
     message.expectedPcrs = object.expectedPcrs?.map((e) => PcrRelease.fromPartial(e)) || [];
     message.simulatorRootPem = object.simulatorRootPem ?? "";
+    message.replicaSet = (object.replicaSet !== undefined && object.replicaSet !== null)
+      ? ReplicaSetInfo.fromPartial(object.replicaSet)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReplicaSetInfo(): ReplicaSetInfo {
+  return { setId: "", leaderId: "", term: 0n, commitIndex: 0n, members: [] };
+}
+
+export const ReplicaSetInfo: MessageFns<ReplicaSetInfo> = {
+  encode(message: ReplicaSetInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.setId !== "") {
+      writer.uint32(10).string(message.setId);
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(18).string(message.leaderId);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.term);
+    }
+    if (message.commitIndex !== 0n) {
+      if (BigInt.asUintN(64, message.commitIndex) !== message.commitIndex) {
+        throw new globalThis.Error("value provided for field message.commitIndex of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.commitIndex);
+    }
+    for (const v of message.members) {
+      ReplicaMemberInfo.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaSetInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaSetInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.setId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.commitIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.members.push(ReplicaMemberInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaSetInfo {
+    return {
+      setId: isSet(object.setId)
+        ? globalThis.String(object.setId)
+        : isSet(object.set_id)
+        ? globalThis.String(object.set_id)
+        : "",
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      commitIndex: isSet(object.commitIndex)
+        ? BigInt(object.commitIndex)
+        : isSet(object.commit_index)
+        ? BigInt(object.commit_index)
+        : 0n,
+      members: globalThis.Array.isArray(object?.members)
+        ? object.members.map((e: any) => ReplicaMemberInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReplicaSetInfo): unknown {
+    const obj: any = {};
+    if (message.setId !== "") {
+      obj.setId = message.setId;
+    }
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.commitIndex !== 0n) {
+      obj.commitIndex = message.commitIndex.toString();
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => ReplicaMemberInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaSetInfo>, I>>(base?: I): ReplicaSetInfo {
+    return ReplicaSetInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaSetInfo>, I>>(object: I): ReplicaSetInfo {
+    const message = createBaseReplicaSetInfo();
+    message.setId = object.setId ?? "";
+    message.leaderId = object.leaderId ?? "";
+    message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
+    message.commitIndex = (object.commitIndex !== undefined && object.commitIndex !== null)
+      ? BigInt(object.commitIndex)
+      : 0n;
+    message.members = object.members?.map((e) => ReplicaMemberInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReplicaMemberInfo(): ReplicaMemberInfo {
+  return { id: "", lag: 0n, lastHeardMsAgo: 0n };
+}
+
+export const ReplicaMemberInfo: MessageFns<ReplicaMemberInfo> = {
+  encode(message: ReplicaMemberInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.lag !== 0n) {
+      if (BigInt.asUintN(64, message.lag) !== message.lag) {
+        throw new globalThis.Error("value provided for field message.lag of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.lag);
+    }
+    if (message.lastHeardMsAgo !== 0n) {
+      if (BigInt.asIntN(64, message.lastHeardMsAgo) !== message.lastHeardMsAgo) {
+        throw new globalThis.Error("value provided for field message.lastHeardMsAgo of type int64 too large");
+      }
+      writer.uint32(24).int64(message.lastHeardMsAgo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaMemberInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaMemberInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.lag = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastHeardMsAgo = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaMemberInfo {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      lag: isSet(object.lag) ? BigInt(object.lag) : 0n,
+      lastHeardMsAgo: isSet(object.lastHeardMsAgo)
+        ? BigInt(object.lastHeardMsAgo)
+        : isSet(object.last_heard_ms_ago)
+        ? BigInt(object.last_heard_ms_ago)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ReplicaMemberInfo): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.lag !== 0n) {
+      obj.lag = message.lag.toString();
+    }
+    if (message.lastHeardMsAgo !== 0n) {
+      obj.lastHeardMsAgo = message.lastHeardMsAgo.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaMemberInfo>, I>>(base?: I): ReplicaMemberInfo {
+    return ReplicaMemberInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaMemberInfo>, I>>(object: I): ReplicaMemberInfo {
+    const message = createBaseReplicaMemberInfo();
+    message.id = object.id ?? "";
+    message.lag = (object.lag !== undefined && object.lag !== null) ? BigInt(object.lag) : 0n;
+    message.lastHeardMsAgo = (object.lastHeardMsAgo !== undefined && object.lastHeardMsAgo !== null)
+      ? BigInt(object.lastHeardMsAgo)
+      : 0n;
     return message;
   },
 };
