@@ -30,6 +30,27 @@ export function scrubFreedMemory(): void {
   gc();
 }
 
+/**
+ * The replica set an enclave is a member of (DESIGN.md 4.1, enclave/replica/member.ts). Every step's change goes
+ * through its log before the step answers; a member that does not lead serves no step.
+ */
+export interface Replicator {
+  leading(): boolean;
+  status(): E.ReplicaStatus;
+  /** Founds a new set with this enclave alone. */
+  found(): Promise<void>;
+  /** Leader: admits an enclave in no set, once its attestation checks (enclave/replica/member.ts). */
+  admit(memberId: string): Promise<void>;
+  /**
+   * Replicates a step's change of `coin` (its new record, or its close with the answer kept for a retry).
+   * Resolves once a majority committed it, or for an erasure once every member applied it.
+   */
+  commit(
+    core: EnclaveCore,
+    change: { coin: Coin; erasure: boolean; closed?: E.CloseStatechainResponse },
+  ): Promise<void>;
+}
+
 export interface EnclaveDeps {
   policy: EnclavePolicy;
   provider: AttestationProvider;
@@ -50,6 +71,8 @@ export interface EnclaveDeps {
    * test sees memory as an erasure's answer left it, before that scrub. Default: ANSWER_WRITE_MS.
    */
   scrubDelayMs?: number;
+  /** Absent: a standalone enclave, whose state is its own. */
+  replica?: Replicator;
 }
 
 export const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -157,8 +180,20 @@ export class EnclaveCore {
     return this.mutex.run(coin.depositId.toString("hex"), async () => {
       const again = remembered<T>(coin, method, hash);
       if (again) return again;
-      return remember(coin, method, hash, await fn(), this.d.now());
+      const res = await fn();
+      await this.commit(coin, method === "keyUpdate");
+      return remember(coin, method, hash, res, this.d.now());
     });
+  }
+
+  /**
+   * What a step changed, through the replica set's log before its answer leaves (DESIGN.md 4.1): a deposed
+   * leader cannot commit, so it never answers from a state the set has moved past. An unfinished keygen is not
+   * replicated (its depositor starts again on another leader).
+   */
+  async commit(coin: Coin, erasure: boolean, closed?: E.CloseStatechainResponse): Promise<void> {
+    if (!this.d.replica || coin.stage === "keygen") return;
+    await this.d.replica.commit(this, { coin, erasure, closed });
   }
 
   depositCoin(id: Uint8Array): Coin {

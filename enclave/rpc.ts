@@ -15,6 +15,7 @@ const KIND_STATUS: Record<ErrorKind, status> = {
   unauthenticated: status.UNAUTHENTICATED,
   not_found: status.NOT_FOUND,
   exhausted: status.RESOURCE_EXHAUSTED,
+  unavailable: status.UNAVAILABLE,
   internal: status.INTERNAL,
 };
 

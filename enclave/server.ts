@@ -5,12 +5,18 @@ import { EnclaveServiceService } from "../proto/gen/enclave.ts";
 
 /** Largest message the enclave accepts from the host. */
 export const MAX_MESSAGE_BYTES = 1 << 20;
+/** A replica member's: a snapshot for a joiner travels in one envelope (replica/process.ts MAX_ENVELOPE_BYTES). */
+export const MAX_REPLICA_MESSAGE_BYTES = 64 << 20;
 
-export async function serveUnix(socketPath: string, impl: UntypedServiceImplementation): Promise<Server> {
+export async function serveUnix(
+  socketPath: string,
+  impl: UntypedServiceImplementation,
+  maxMessageBytes = MAX_MESSAGE_BYTES,
+): Promise<Server> {
   rmSync(socketPath, { force: true });
   const server = new Server({
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
   });
   server.addService(EnclaveServiceService, impl);
   await new Promise<void>((resolve, reject) =>

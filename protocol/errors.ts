@@ -6,6 +6,7 @@ export type ErrorKind =
   | "unauthenticated" // UNAUTHENTICATED: missing or wrong signature, replay
   | "not_found" // NOT_FOUND
   | "exhausted" // RESOURCE_EXHAUSTED: limits
+  | "unavailable" // UNAVAILABLE: try again, here or elsewhere (e.g. an enclave that does not lead its set)
   | "internal"; // INTERNAL: a check of our own output failed
 
 export class ProtocolError extends Error {

@@ -25,6 +25,7 @@ export async function getStatus(e: EnclaveCore): Promise<E.GetStatusResponse> {
     version: d.version,
     simulatorRootPem: d.simulatorRootPem,
     policyJson: policyJson(d.policy),
+    replica: d.replica?.status(),
   };
 }
 

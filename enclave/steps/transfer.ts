@@ -127,6 +127,8 @@ export async function transferKey(e: EnclaveCore, r: E.TransferKeyRequest): Prom
     p.transferKeys.push({ publicKey, secret: new Secret(sk) });
     sk.fill(0);
     while (p.transferKeys.length > MAX_TRANSFER_KEYS) p.transferKeys.shift()!.secret.wipe();
+    // The receiver encrypts t2 to this key: every member must be able to open it if this one fails.
+    await e.commit(coin, false);
     return { attestationDocument: Buffer.from(doc), transferContext: Buffer.from(context) };
   });
 }

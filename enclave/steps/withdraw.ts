@@ -103,6 +103,7 @@ export async function closeStatechain(
       },
     };
     e.coins.closed.set(idHex, res);
+    await e.commit(coin, true, res);
     e.scrubDue = true; // a full scrub before this answer, due or not (closing is rare)
     e.scrubNow();
     return res;
