@@ -9,23 +9,27 @@ import type { AttestationProvider } from "../attestation/providers/provider.ts";
 import { SimulatorProvider } from "../attestation/providers/simulator.ts";
 import { SimulatorCa } from "../attestation/sim-ca.ts";
 import { seededTestRng, systemRng } from "../protocol/rng.ts";
-import { createInstanceKeys } from "./instance.ts";
+import { createInstanceKeys, createMemberKeys, type InstanceKeys } from "./instance.ts";
 import { ActionLog } from "./log.ts";
 import { measure } from "./measure.ts";
 import { loadPolicy } from "./policy.ts";
+import { replicaMember } from "./replica/process.ts";
 import { serve } from "./rpc.ts";
-import { serveUnix } from "./server.ts";
+import { MAX_REPLICA_MESSAGE_BYTES, serveUnix } from "./server.ts";
 import { Enclave } from "./service.ts";
 
 export const VERSION = "0.1.0";
 
 const USAGE = `usage: enclave --socket <path> [--mode simulator|nitro] [--data-dir <dir>] [--policy <file>]
-               [--exit-with-stdin]
+               [--replica] [--exit-with-stdin]
 
   --socket <path>     Unix socket to serve enclave.proto on (vsock is bridged to it on Nitro)
   --mode <mode>       attestation provider: simulator (default) or nitro (/dev/nsm through nsm-helper)
   --data-dir <dir>    simulator only: where the simulator CA lives (default: the socket's directory)
   --policy <file>     co-signing policy JSON (enclave/policy.ts); defaults when absent
+  --replica           be a member of a replica set (DESIGN.md 4.1): serve no coin step until the host founds a
+                      set here (FoundReplicaSet) or a leader admits this enclave (AddReplica); replicate every
+                      change through the set's log; wipe and exit (code 3) on losing the set's majority
   --exit-with-stdin   exit when stdin closes (the host's way to never leave an orphan)
   --insecure-test-rng-seed <hex>
                       simulator tests only: draw the enclave's randomness from a seeded stream so a test can
@@ -47,6 +51,7 @@ async function main(): Promise<void> {
       policy: { type: "string" },
       "insecure-test-rng-seed": { type: "string" },
       "exit-with-stdin": { type: "boolean", default: false },
+      replica: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -80,7 +85,14 @@ async function main(): Promise<void> {
   // the system's randomness even in a seeded test run (the seeded stream is kept for the coins' shares). The
   // safe primes take seconds (OpenSSL, on libuv's threads): the enclave serves meanwhile; the steps that need
   // the keys wait for them. An enclave that cannot make them stops.
-  const instance = createInstanceKeys(systemRng);
+  // A replica member makes only its own Ed25519 member key here (its id); the set's identity comes from the
+  // founder (replica/member.ts), so joiners skip the safe primes.
+  const member = values.replica
+    ? replicaMember({ keys: createMemberKeys(), provider, pcrs, policy, simulatorRootPem, mode: values.mode })
+    : undefined;
+  const instance: Promise<InstanceKeys> = member
+    ? new Promise(() => undefined)
+    : createInstanceKeys(systemRng);
   instance.catch((err: Error) => {
     log(60, "enclave could not make its instance keys", { error: err.name });
     process.exit(1);
@@ -99,18 +111,19 @@ async function main(): Promise<void> {
     // With the test stream, the scrubs that follow answers wait, so the erasure test can check that an erasure
     // does not depend on them (the memory it scans is as the key update's answer left it).
     scrubDelayMs: seed ? 20_000 : undefined,
+    replica: member?.member,
   });
+  member?.member.attach(enclave);
   // Unexpected errors are logged by name and stack frame only: their messages could carry secret material.
-  const server = await serveUnix(
-    values.socket,
-    serve(enclave.handlers(), (method, err) =>
-      log(50, "unexpected error", {
-        method,
-        error: (err as Error)?.name,
-        at: (err as Error)?.stack?.split("\n")[1]?.trim(),
-      }),
-    ),
+  const impl = serve(enclave.handlers(), (method, err) =>
+    log(50, "unexpected error", {
+      method,
+      error: (err as Error)?.name,
+      at: (err as Error)?.stack?.split("\n")[1]?.trim(),
+    }),
   );
+  if (member) impl.peers = member.serveStream;
+  const server = await serveUnix(values.socket, impl, member ? MAX_REPLICA_MESSAGE_BYTES : undefined);
   const sweep = setInterval(() => enclave.sweepDeposits(), 60_000);
   sweep.unref();
 
@@ -128,8 +141,12 @@ async function main(): Promise<void> {
     process.stdin.on("error", () => stop(0));
     process.stdin.resume();
   }
-  log(30, "serving", { socket: values.socket, mode: values.mode });
-  void instance.then(() => log(30, "instance keys ready"));
+  if (member) {
+    const tick = setInterval(() => member.member.tick(Date.now()), member.tickMs);
+    tick.unref();
+  }
+  log(30, "serving", { socket: values.socket, mode: values.mode, replica: values.replica });
+  if (!member) void instance.then(() => log(30, "instance keys ready"));
 }
 
 main().catch((err: Error) => {

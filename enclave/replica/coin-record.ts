@@ -11,8 +11,8 @@
 
 import { KeyUpdateResponse } from "../../proto/gen/enclave.ts";
 import type { SignerKey } from "../../protocol/ecdsa2p/signer.ts";
-import { parsePoint, pointBytes } from "../../protocol/encoding.ts";
-import { check, fail } from "../../protocol/errors.ts";
+import { Point, pointBytes } from "../../protocol/encoding.ts";
+import { check, fail, ProtocolError } from "../../protocol/errors.ts";
 import type { CoinStage } from "../coins.ts";
 import { type Coin, keep, type PendingTransfer } from "../coins.ts";
 import { Secret } from "../secret.ts";
@@ -24,12 +24,21 @@ export const MAX_COIN_RECORD_BYTES = 1 << 20;
 /** A closed coin leaves the registry with its share erased: its removal is an entry of its own. */
 const STAGES: readonly CoinStage[] = ["keyed", "funded"];
 
-const point = (r: Reader, what: string) => parsePoint(r.bytes(what, 33), what);
+/** Points travel uncompressed: reading one is a check that it is on the curve (~4 µs), not a square root (~60 µs),
+ * which made a joiner's snapshot of 10,000 coins take seconds to apply. */
+function point(r: Reader, what: string): Point {
+  try {
+    return Point.fromBytes(r.view(what));
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err;
+    return fail("RECORD_PARSE", `${what} is not an uncompressed point on secp256k1`);
+  }
+}
 
 function writeKey(w: Writer, k: SignerKey): void {
   w.bytes(k.sessionId);
   w.bytes(k.share);
-  for (const p of [k.sePublicShare, k.ownerPublicShare, k.sharedPublicKey]) w.bytes(pointBytes(p));
+  for (const p of [k.sePublicShare, k.ownerPublicShare, k.sharedPublicKey]) w.bytes(p.toBytes(false));
   w.nat(k.paillierModulus);
   w.nat(k.encryptedShare);
   w.list(k.usedSignSessions, (id) => w.bytes(Buffer.from(id, "hex")));

@@ -78,13 +78,16 @@ class Node extends NodeState implements RaftNode {
   addMember(id: NodeId, now: number): Proposed | NotLeader | Busy {
     const members = this.members();
     // The new member holds nothing yet, so the members heard lately must be a majority of the larger set by
-    // themselves, or adding it could leave no majority able to elect (cf. dissertation §4.2.1).
+    // themselves, or adding it could leave no majority able to elect (cf. dissertation §4.2.1). A set of one
+    // can only grow by counting its first joiner, which the caller has just reached (replica/member.ts admits
+    // only a peer whose attested channel is open): until that joiner has the state, the set of two needs both.
     const lately = members.filter(
       (m) => m === this.opts.id || now - (this.heard.get(m) ?? NONE) < this.opts.electionTimeoutMs,
     );
+    const counted = lately.length + (members.length === 1 ? 1 : 0);
     const why = members.includes(id)
       ? "already a member"
-      : lately.length < majority(members.length + 1)
+      : counted < majority(members.length + 1)
         ? "too few members heard lately to add one; remove the unreachable first"
         : undefined;
     return this.sent(this.changeConfig(why, [...members, id], now));

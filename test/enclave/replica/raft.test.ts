@@ -347,6 +347,11 @@ test("no member is added while the members heard lately are not a majority of th
   c.heal();
   c.run(60);
   assert.ok("index" in c.n("a").addMember("d", c.now), "with all three heard, d may be added");
+  // A set of one counts its first joiner, or it could never grow.
+  const one = new Cluster(["a"]);
+  one.elect("a");
+  one.run(40);
+  assert.ok("index" in one.n("a").addMember("b", one.now), "a set of one grows to two");
 });
 
 test("the leader removes a member it has not heard from, only while the rest is a majority", () => {
