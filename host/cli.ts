@@ -17,7 +17,7 @@ import type { RunningSe, SimulatorStart } from "./main.ts";
 const COMMANDS: Record<string, { usage: string; text: string; example: string[] }> = {
   start: {
     usage: `se start  [--config <file>] [--data-dir <dir>] [--port <n>] [--mine-interval <ms>] [--log-level <level>]
-            [--fresh] [--chain-only] [--json]`,
+            [--replicas <n>] [--fresh] [--chain-only] [--json]`,
     text: `Runs the SE. In simulator mode (the default) this starts the enclave as a child process on a Unix
 socket, an embedded bcoin regtest node, and the public gRPC server, then prints where everything is.
 Ctrl-C stops all of it. The regtest chain, the SE's database and the local Mainstay state persist in the
@@ -90,6 +90,8 @@ Options:
   --data-dir <dir>       where the SE keeps its files (default .data/simulator)
   --port <n>             public gRPC port (default 50051; 0 picks a free port)
   --mine-interval <ms>   simulator: mine a regtest block every <ms> milliseconds (0 = only on demand)
+  --replicas <n>         start: run the enclave as a replica set of n processes (default 1; 3 survives the
+                         loss of any one member with no coin forced on chain; also SE_ENCLAVE_REPLICAS)
   --fresh                start (simulator): delete the data dir's chain, database and Mainstay state first
                          (the simulator CA and Mainstay key stay, so wallets keep trusting it; also SE_FRESH=1)
   --chain-only           start: only the embedded regtest chain and its bitcoind-compatible RPC
@@ -153,6 +155,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
     overrides["chain.mineIntervalMs"] = String(values["mine-interval"]);
   if (values["log-level"]) overrides["log.level"] = String(values["log-level"]);
   if (values.fresh) overrides.fresh = true;
+  if (values.replicas !== undefined) overrides["enclave.replicas"] = String(values.replicas);
   let cfg: HostConfig;
   try {
     cfg = loadConfig({ file: values.config as string | undefined, overrides });
@@ -400,6 +403,16 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
       network: info?.network,
       attestationMode: info?.enclave?.attestationMode,
       pcrs: info?.enclave?.expectedPcrs,
+      replicaSet: info?.enclave?.replicaSet && {
+        setId: info.enclave.replicaSet.setId,
+        leader: info.enclave.replicaSet.leaderId,
+        term: Number(info.enclave.replicaSet.term),
+        members: info.enclave.replicaSet.members.map((m) => ({
+          id: m.id,
+          lag: Number(m.lag),
+          lastHeardMsAgo: Number(m.lastHeardMsAgo),
+        })),
+      },
     };
     if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
     else {
@@ -408,6 +421,15 @@ async function statusCmd(values: Record<string, string | boolean | undefined>): 
           `SE at ${endpoint}: ${out.status}`,
           `  enclave  ${out.enclave}  instance ${out.enclaveInstance} (${out.attestationMode ?? "?"})`,
           `  chain    ${out.chain}  height ${out.chainHeight} (${out.network ?? "?"})`,
+          ...(out.replicaSet
+            ? [
+                `  replicas ${out.replicaSet.members.length} members, term ${out.replicaSet.term}, set ${out.replicaSet.setId}`,
+                ...out.replicaSet.members.map(
+                  (m) =>
+                    `    ${m.id.slice(0, 16)}…  ${m.id === out.replicaSet!.leader ? "leader  " : "follower"}  lag ${m.lag}  heard ${m.lastHeardMsAgo < 0 ? "never" : `${m.lastHeardMsAgo} ms ago`}`,
+                ),
+              ]
+            : []),
           ...(out.fundingLostCoins === undefined
             ? []
             : [
@@ -621,6 +643,7 @@ async function main(): Promise<void> {
         "data-dir": { type: "string" },
         port: { type: "string" },
         "mine-interval": { type: "string" },
+        replicas: { type: "string" },
         "chain-only": { type: "boolean", default: false },
         fresh: { type: "boolean", default: false },
         "log-level": { type: "string" },

@@ -38,7 +38,8 @@ export interface HostConfig {
     /** HTTP/2 session buffers (nghttp2, Node's maxSessionMemory), MiB per connection. */
     maxSessionMemoryMb: number;
   };
-  enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number };
+  /** replicas: enclave processes in the replica set (DESIGN.md 4.1); 1 runs one standalone enclave. */
+  enclave: { socketPath: string; spawn: boolean; startTimeoutMs: number; replicas: number };
   chain: {
     backend: ChainBackendKind;
     /** Embedded bcoin regtest node (simulator). */
@@ -136,7 +137,7 @@ export function defaultConfig(dataDir = ".data/simulator"): HostConfig {
       maxConcurrentStreams: 32,
       maxSessionMemoryMb: 10,
     },
-    enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000 },
+    enclave: { socketPath: "", spawn: true, startTimeoutMs: 20_000, replicas: 1 },
     chain: {
       backend: "embedded",
       mineIntervalMs: 10_000,
@@ -210,6 +211,7 @@ export const ENV_KEYS: Record<string, string> = {
   SE_TLS_KEY_FILE: "grpc.tlsKeyFile",
   SE_ENCLAVE_SOCKET: "enclave.socketPath",
   SE_ENCLAVE_SPAWN: "enclave.spawn",
+  SE_ENCLAVE_REPLICAS: "enclave.replicas",
   SE_CHAIN_BACKEND: "chain.backend",
   SE_MINE_INTERVAL_MS: "chain.mineIntervalMs",
   SE_CHAIN_RPC_PORT: "chain.rpcPort",
@@ -371,6 +373,9 @@ export function validate(cfg: HostConfig): HostConfig {
   intIn(cfg.limits.perConnectionBurst, 1, 1_000_000, "limits.perConnectionBurst");
   intIn(cfg.limits.perKeyBurst, 1, 1_000_000, "limits.perKeyBurst");
   intIn(cfg.enclave.startTimeoutMs, 100, 600_000, "enclave.startTimeoutMs");
+  intIn(cfg.enclave.replicas, 1, 7, "enclave.replicas");
+  if (cfg.enclave.replicas > 1 && !cfg.enclave.spawn)
+    throw new ConfigError("enclave.replicas > 1 needs enclave.spawn (the host starts the members)");
   intIn(cfg.limits.mailboxMaxBytes, 1024, 16 << 20, "limits.mailboxMaxBytes");
   intIn(cfg.limits.mailboxMaxItems, 1, 10_000, "limits.mailboxMaxItems");
   intIn(cfg.limits.mailboxMaxMessageBytes, 1024, 16 << 20, "limits.mailboxMaxMessageBytes");

@@ -29,10 +29,11 @@ export interface EnclaveHandle {
   stop(): Promise<void>;
 }
 
-export function connectEnclave(socketPath: string): EnclaveServiceClient {
+/** `maxMessageBytes`: 1 MiB, or a replica member's 64 MiB (a joiner's snapshot travels in one envelope). */
+export function connectEnclave(socketPath: string, maxMessageBytes = 1 << 20): EnclaveServiceClient {
   return new EnclaveServiceClient(`unix:${socketPath}`, credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 1 << 20,
-    "grpc.max_send_message_length": 1 << 20,
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
   });
 }
 
@@ -43,6 +44,7 @@ export async function startEnclave(opts: {
   projectRoot: string;
   /** Extra arguments for the enclave process (data dir, policy file). */
   args?: string[];
+  maxMessageBytes?: number;
   log: Logger;
 }): Promise<EnclaveHandle> {
   let child: ChildProcess | undefined;
@@ -71,7 +73,7 @@ export async function startEnclave(opts: {
       else opts.log.error({ code, signal }, "enclave process exited unexpectedly");
     });
   }
-  const client = connectEnclave(opts.socketPath);
+  const client = connectEnclave(opts.socketPath, opts.maxMessageBytes);
   const status = (deadlineMs = 2000) => unary(client, client.getStatus, {}, { deadlineMs });
   const stop = async () => {
     stopping = true;

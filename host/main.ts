@@ -34,6 +34,7 @@ import { networkOf } from "./network.ts";
 import { PowGuard } from "./pow.ts";
 import { startPruner } from "./prune.ts";
 import { RateLimiter } from "./ratelimit.ts";
+import { startReplicaSet } from "./replica-set.ts";
 import { shutdown, startPublicServer } from "./server.ts";
 import { openSqliteSmt } from "./smt-store.ts";
 import { HOST_MIGRATIONS, Store } from "./store.ts";
@@ -179,14 +180,26 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
       log.warn({ wiped: simulator.wiped }, "--fresh: deleted the chain, database and Mainstay state");
     const policyFile = path.join(cfg.dataDir, "enclave-policy.json");
     writeFileSync(policyFile, `${JSON.stringify(enclavePolicy(cfg), null, 2)}\n`);
-    const enclave = await startEnclave({
-      socketPath: cfg.enclave.socketPath,
-      spawn: cfg.enclave.spawn,
-      startTimeoutMs: cfg.enclave.startTimeoutMs,
-      projectRoot: PROJECT_ROOT,
-      args: ["--data-dir", cfg.dataDir, "--policy", policyFile],
-      log,
-    });
+    const enclaveArgs = ["--data-dir", cfg.dataDir, "--policy", policyFile];
+    const enclave: EnclaveHandle =
+      cfg.enclave.replicas > 1
+        ? await startReplicaSet({
+            replicas: cfg.enclave.replicas,
+            socketPath: cfg.enclave.socketPath,
+            startTimeoutMs: cfg.enclave.startTimeoutMs,
+            projectRoot: PROJECT_ROOT,
+            args: enclaveArgs,
+            log,
+            partitionFile: cfg.mode === "simulator" ? process.env.SE_TEST_PARTITION_FILE : undefined,
+          })
+        : await startEnclave({
+            socketPath: cfg.enclave.socketPath,
+            spawn: cfg.enclave.spawn,
+            startTimeoutMs: cfg.enclave.startTimeoutMs,
+            projectRoot: PROJECT_ROOT,
+            args: enclaveArgs,
+            log,
+          });
     cleanups.push(() => enclave.stop());
     checkEnclavePolicy(enclavePolicy(cfg), (await enclave.status()).policyJson);
 

@@ -32,6 +32,19 @@ export async function enclaveInfo(deps: ApiDeps): Promise<EnclaveInfo> {
       { name: `${st.attestationMode}-${st.version}`, pcr0: st.pcr0, pcr1: st.pcr1, pcr2: st.pcr2, pcr8: "" },
     ],
     simulatorRootPem: st.attestationMode === "simulator" ? deps.simulatorRootPem : "",
+    replicaSet: st.replica?.setId
+      ? {
+          setId: st.replica.setId,
+          leaderId: st.replica.leaderId,
+          term: st.replica.term,
+          commitIndex: st.replica.commitIndex,
+          members: st.replica.members.map((m) => ({
+            id: m.id,
+            lag: st.replica!.commitIndex > m.appliedIndex ? st.replica!.commitIndex - m.appliedIndex : 0n,
+            lastHeardMsAgo: m.id === st.replica!.memberId ? 0n : m.lastHeardMsAgo,
+          })),
+        }
+      : undefined,
   };
 }
 
