@@ -376,12 +376,17 @@ class Node extends NodeState implements RaftNode {
     this.peerClock.set(from, msg.sentAt);
     this.updateQuorum(now);
     p.applied = Math.max(p.applied, msg.appliedIndex);
+    const committed = this.commitIndex;
     if (msg.type === "snapshotReply" || msg.success) {
       p.match = Math.max(p.match, msg.matchIndex);
       p.next = Math.max(p.next, p.match + 1);
       this.advanceCommit();
     } else p.next = Math.max(p.match + 1, Math.min(p.next - 1, msg.matchIndex + 1));
-    if (p.next <= this.log.lastIndex || (msg.type === "appendReply" && !msg.success)) this.sendTo(from, now);
+    // A new commit index goes out at once, not with the next heartbeat: followers apply sooner, and an erasure
+    // (answered once every member applied it) waits a round trip instead of up to a heartbeat interval.
+    if (this.commitIndex > committed) for (const id of this.peers.keys()) this.sendTo(id, now);
+    else if (p.next <= this.log.lastIndex || (msg.type === "appendReply" && !msg.success))
+      this.sendTo(from, now);
   }
 
   // ---- membership (dissertation §4.1) and removal of the unreachable ----
