@@ -168,7 +168,9 @@ class Reader {
     const n = this.u32(what);
     if (n > max) throw new Error(`raft message: ${what} of ${n} bytes is over its limit`);
     this.need(n, what);
-    const out = this.buf.slice(this.pos, this.pos + n);
+    // A copy of its own (Buffer#slice would be a view: the caller zeroes the received bytes once decoded).
+    const out = new Uint8Array(n);
+    out.set(this.buf.subarray(this.pos, this.pos + n));
     this.pos += n;
     return out;
   }

@@ -483,6 +483,17 @@ test("codec: every message type survives a round trip", () => {
   for (const m of SAMPLES) assert.deepEqual(decodeMessage(encodeMessage(m)), m, `${m.type} round-trips`);
 });
 
+test("codec: what is decoded from a Buffer owns its bytes: zeroing the received message leaves it intact", () => {
+  // The channel hands over a Buffer, whose slice() is a view; the member zeroes it once decoded (it may carry
+  // shares), so entry and snapshot data must be copies.
+  for (const m of SAMPLES.filter((x) => x.type === "append" || x.type === "snapshot")) {
+    const received = Buffer.from(encodeMessage(m));
+    const decoded = decodeMessage(received);
+    received.fill(0);
+    assert.deepEqual(decoded, m, `${m.type} decoded from a Buffer survives the zeroing of that Buffer`);
+  }
+});
+
 test("codec: truncated, extended, corrupted and out-of-bounds input is refused with an Error", () => {
   for (const m of SAMPLES) {
     const bytes = encodeMessage(m);
