@@ -73,15 +73,22 @@ export class PeerLinks {
     if (!p.channel) this.start(id, p);
   }
 
-  /** Seals `plaintext` to `to`, or starts a handshake and drops it (the caller retransmits). */
+  /**
+   * Seals `plaintext` to `to`, or starts a handshake and drops it (the caller retransmits). Takes the buffer: it
+   * may carry shares (log entries, a snapshot), so it is zeroed once sealed or dropped.
+   */
   send(to: string, plaintext: Uint8Array): boolean {
     const p = this.peer(to);
-    if (p.channel) {
-      this.d.send(to, seal(p.channel, plaintext));
-      return true;
+    try {
+      if (p.channel) {
+        this.d.send(to, seal(p.channel, plaintext));
+        return true;
+      }
+      this.start(to, p);
+      return false;
+    } finally {
+      plaintext.fill(0);
     }
-    this.start(to, p);
-    return false;
   }
 
   private start(to: string, p: Peer): void {
@@ -168,7 +175,14 @@ export class PeerLinks {
       this.start(from, p);
       return;
     }
-    this.d.deliver(from, open(p.channel, frame));
+    // The layer above copies what it keeps (raft-codec decodes into buffers of its own): the opened bytes, which
+    // may carry shares, are zeroed once it has them.
+    const plain = open(p.channel, frame);
+    try {
+      this.d.deliver(from, plain);
+    } finally {
+      plain.fill(0);
+    }
   }
 
   /** Drops a peer (removed from the set): its channel's keys are zeroed. */

@@ -146,8 +146,10 @@ export class ReplicaMember implements Replicator {
         const keys = this.identity!.exportForReplicas();
         const len = Buffer.alloc(4);
         len.writeUInt32BE(keys.length);
-        const out = Buffer.concat([Buffer.from(this.setId, "hex"), len, keys, snapshotOf(this.core!)]);
+        const state = snapshotOf(this.core!);
+        const out = Buffer.concat([Buffer.from(this.setId, "hex"), len, keys, state]);
         keys.fill(0);
+        state.fill(0);
         return out;
       },
       restore: (bytes: Uint8Array) => {
@@ -184,6 +186,10 @@ export class ReplicaMember implements Replicator {
     this.setId = hex(this.core!.d.instanceId);
     this.node = createNode(this.nodeOptions(), this.stateMachine(), { members: [this.d.id] }, this.d.now());
     this.handle(this.node.tick(this.d.now()));
+    // A set of one leads after its first election timeout: answer once it does, so the host's next call (the
+    // admission of the next member) finds a leader.
+    const deadline = this.d.now() + 10 * this.d.timing.electionTimeoutMs;
+    while (!this.leading() && this.d.now() < deadline) await sleep(10);
   }
 
   leading(): boolean {
@@ -198,7 +204,7 @@ export class ReplicaMember implements Replicator {
     const node = this.leaderNode();
     const deadline = this.d.now() + timeoutMs;
     while (!this.links.connected(peer)) {
-      this.links.send(peer, new Uint8Array(0));
+      this.links.ensure(peer);
       if (this.d.now() > deadline)
         fail("REPLICA_ADMISSION", `no attested channel to ${peer.slice(0, 16)}… in time`, "unavailable");
       await sleep(20);
@@ -279,7 +285,11 @@ export class ReplicaMember implements Replicator {
 
   private handle(out: Output): void {
     if (this.wiped) return;
-    for (const m of out.messages) this.links.send(m.to, encodeMessage(m.msg));
+    for (const m of out.messages) {
+      this.links.send(m.to, encodeMessage(m.msg));
+      // A snapshot this member made carries every live share: zeroed once encoded (entries are the log's own).
+      if (m.msg.type === "snapshot") m.msg.data.fill(0);
+    }
     if (out.wiped) {
       this.onWipe("no majority heard within the lease");
       return;
@@ -380,7 +390,13 @@ export class ReplicaMember implements Replicator {
     return {
       setId: this.setId,
       memberId: this.d.id,
-      role: this.wiped ? "wiped" : !this.setId ? "none" : (s?.role ?? "none"),
+      role: this.wiped
+        ? "wiped"
+        : this.founding && !this.setId
+          ? "founding"
+          : !this.setId
+            ? "none"
+            : (s?.role ?? "none"),
       term: BigInt(s?.term ?? 0),
       leaderId: s?.leader ?? "",
       members: (s?.members ?? []).map((id) => ({

@@ -382,11 +382,15 @@ class Node extends NodeState implements RaftNode {
       p.next = Math.max(p.next, p.match + 1);
       this.advanceCommit();
     } else p.next = Math.max(p.match + 1, Math.min(p.next - 1, msg.matchIndex + 1));
-    // A new commit index goes out at once, not with the next heartbeat: followers apply sooner, and an erasure
-    // (answered once every member applied it) waits a round trip instead of up to a heartbeat interval.
-    if (this.commitIndex > committed) for (const id of this.peers.keys()) this.sendTo(id, now);
-    else if (p.next <= this.log.lastIndex || (msg.type === "appendReply" && !msg.success))
-      this.sendTo(from, now);
+    // Commit news goes out at once, not with the next heartbeat, to every peer that holds every entry but has not
+    // applied the latest commit: followers apply sooner, and an erasure (answered once every member applied it)
+    // waits a round trip instead of up to a heartbeat interval. A peer still lacking entries gets them when its
+    // reply comes (sending it entries this leader has applied, whose data is gone, would mean a snapshot).
+    for (const [id, q] of this.peers) {
+      const news = id === from || this.commitIndex > committed;
+      if (news && q.next > this.log.lastIndex && q.applied < this.commitIndex) this.sendTo(id, now);
+    }
+    if (p.next <= this.log.lastIndex || (msg.type === "appendReply" && !msg.success)) this.sendTo(from, now);
   }
 
   // ---- membership (dissertation §4.1) and removal of the unreachable ----
