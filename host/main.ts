@@ -188,7 +188,12 @@ export async function startSe(cfg: HostConfig, log: Logger): Promise<RunningSe> 
             socketPath: cfg.enclave.socketPath,
             startTimeoutMs: cfg.enclave.startTimeoutMs,
             projectRoot: PROJECT_ROOT,
-            args: enclaveArgs,
+            // Simulator tests only: every member draws from one seeded stream, so a test can recompute a share
+            // and scan each member's memory for it (the enclave refuses the flag outside simulator mode).
+            args:
+              cfg.mode === "simulator" && process.env.SE_TEST_ENCLAVE_RNG_SEED
+                ? [...enclaveArgs, "--insecure-test-rng-seed", process.env.SE_TEST_ENCLAVE_RNG_SEED]
+                : enclaveArgs,
             log,
             partitionFile: cfg.mode === "simulator" ? process.env.SE_TEST_PARTITION_FILE : undefined,
           })

@@ -179,9 +179,27 @@ export async function startReplicaSet(o: ReplicaSetOptions): Promise<ReplicaSetH
    * Every member alive is in no set: the set is gone with all its shares (DESIGN.md 4.1, "losing all members").
    * Founds a new one, with a new set id, so the host marks the old set's coins exit-by-backup.
    */
-  const reform = async (): Promise<boolean> => {
+  let reforming: Promise<boolean> | undefined;
+  const reform = (): Promise<boolean> => {
+    reforming ??= reformOnce().finally(() => {
+      reforming = undefined;
+    });
+    return reforming;
+  };
+  const reformOnce = async (): Promise<boolean> => {
     const live = slots.filter((m): m is Member => m !== undefined);
-    if (live.length === 0 || !live.every((m) => m.status?.role === "none")) return false;
+    if (live.length === 0) return false;
+    // Only on fresh answers from every live member: a member that does not answer, or answers from a set,
+    // means the set may live on.
+    const roles = await Promise.all(
+      live.map((m) =>
+        m.handle.status(1000).then(
+          (st) => st.replica?.role,
+          () => undefined,
+        ),
+      ),
+    );
+    if (!roles.every((r) => r === "none")) return false;
     const first = live[0]!;
     const founded = await unary(first.handle.client, first.handle.client.foundReplicaSet, {});
     const previous = setId;

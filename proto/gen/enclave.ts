@@ -106,7 +106,10 @@ export interface ReplicaStatus {
    */
   setId: string;
   memberId: string;
-  /** "none" (in no set yet), "follower", "candidate", "leader", or "wiped" (lost its majority: holds nothing). */
+  /**
+   * "none" (in no set yet), "founding" (making the new set's identity), "follower", "candidate", "leader", or
+   * "wiped" (lost its majority: holds nothing).
+   */
   role: string;
   term: bigint;
   leaderId: string;
