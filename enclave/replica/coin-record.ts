@@ -60,6 +60,13 @@ function readKey(r: Reader): SignerKey {
   };
 }
 
+/** A 32-byte secret read straight into its Secret (one copy: a Secret keeps its own). */
+function secretOf(r: Reader, what: string): Secret {
+  const v = r.view(what);
+  check(v.length === 32, "RECORD_PARSE", `${what} must be 32 bytes, not ${v.length}`);
+  return new Secret(v);
+}
+
 function writePending(w: Writer, p: PendingTransfer): void {
   w.u32(p.newOwnerIndex);
   w.bytes(p.receiverProofKey);
@@ -79,13 +86,13 @@ function readPending(r: Reader): PendingTransfer {
     newOwnerIndex: r.u32("new owner index"),
     receiverProofKey: r.bytes("receiver proof key"),
     receiverBackupKey: r.bytes("receiver backup key"),
-    x1: new Secret(r.bytes("x1", 32)),
+    x1: secretOf(r, "x1"),
     encryptedX1: r.bytes("encrypted x1"),
     backupSigned: r.bool("backup signed"),
     backupTxid: r.opt("backup txid", () => r.bytes("backup txid", 32)),
     transferKeys: r.list("transfer keys", 16, () => ({
       publicKey: r.bytes("transfer public key"),
-      secret: new Secret(r.bytes("transfer key secret", 32)),
+      secret: secretOf(r, "transfer key secret"),
     })),
   };
 }
