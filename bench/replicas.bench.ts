@@ -17,6 +17,7 @@ import { createMemberKeys } from "../enclave/instance.ts";
 import { ActionLog } from "../enclave/log.ts";
 import { measure } from "../enclave/measure.ts";
 import { attestWith } from "../enclave/replica/channel.ts";
+import { decodeCoin, encodeCoin } from "../enclave/replica/coin-record.ts";
 import { DEFAULT_TIMING, ReplicaMember } from "../enclave/replica/member.ts";
 import { fullCoin } from "../test/enclave/replica/coins.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
@@ -167,20 +168,28 @@ async function rejoin(coins: number): Promise<{ ms: number; snapshotBytes: numbe
     return { id, m, core };
   };
   try {
+    // A set of two live members holding the coins (put into both directly: the bench is about the joiner), and a
+    // restarted member joining it: the leader keeps its majority with the other member while the joiner applies.
     const a = start();
     await a.m.found();
     while (!a.m.leading()) await sleep(10);
-    for (let i = 0; i < coins; i++) {
-      const c = fullCoin();
-      a.core.coins.add(c);
-      a.core.coins.bind(c, idHexOf(c.outpoint!));
-    }
     const b = start();
-    const t0 = performance.now();
     await a.m.admit(b.id, 60_000);
+    for (let i = 0; i < coins; i++) {
+      if (i % 200 === 0) await sleep(0); // let the members' ticks run: a blocked loop loses the lease
+      const c = fullCoin();
+      for (const core of [a.core, b.core]) {
+        const copy = decodeCoin(encodeCoin(c));
+        core.coins.add(copy);
+        core.coins.bind(copy, idHexOf(copy.outpoint!));
+      }
+    }
+    const joiner = start();
+    const t0 = performance.now();
+    await a.m.admit(joiner.id, 60_000);
     const ms = performance.now() - t0;
-    if (b.core.coins.size !== coins)
-      throw new Error(`the joiner holds ${b.core.coins.size} coins, not ${coins}`);
+    if (joiner.core.coins.size !== coins)
+      throw new Error(`the joiner holds ${joiner.core.coins.size} coins, not ${coins}`);
     return { ms, snapshotBytes };
   } finally {
     for (const t of timers) clearInterval(t);
@@ -188,6 +197,7 @@ async function rejoin(coins: number): Promise<{ ms: number; snapshotBytes: numbe
 }
 
 export async function run(): Promise<void> {
+  if (process.env.REPLICAS_BENCH === "rejoin") return reportRejoin();
   const n = 12;
   const one = await measureSe(1, n);
   const three = await measureSe(3, n);
@@ -231,7 +241,24 @@ export async function run(): Promise<void> {
     target_ms: 2000,
     note: "SIGKILL of the leader to the next whole transfer answered (its key update waits out the lost member's lease)",
   });
-  const r = await rejoin(10_000);
+  await reportRejoin();
+}
+
+async function reportRejoin(): Promise<void> {
+  let r: Awaited<ReturnType<typeof rejoin>>;
+  try {
+    r = await rejoin(10_000);
+  } catch (err) {
+    // In one process every member shares one event loop: the 20 MB snapshot's making and applying can hold the
+    // others' heartbeats past the lease. Reported, not thrown, so the other figures stand.
+    report({
+      bench: "replicas.rejoin_10000_coins",
+      unit: "ms",
+      median: Number.NaN,
+      error: (err as Error).message,
+    });
+    return;
+  }
   report({
     bench: "replicas.rejoin_10000_coins",
     unit: "ms",
@@ -239,5 +266,6 @@ export async function run(): Promise<void> {
     runs: 1,
     snapshot_bytes: r.snapshotBytes,
     target_ms: 5000,
+    note: "in process: a restarted member admitted to a set of two holding 10,000 coins (attested handshake, admission, snapshot sealed and applied)",
   });
 }
