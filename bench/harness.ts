@@ -1,4 +1,5 @@
 // Benchmark conventions (DESIGN.md section 7): one JSON object per line on stdout, a readable table on stderr.
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 export interface BenchResult {
@@ -88,4 +89,11 @@ export function printTable(): void {
   const line = (vals: readonly string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join("  ");
   process.stderr.write(`\n${line(cols)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n`);
   for (const row of cells) process.stderr.write(`${line(row)}\n`);
+}
+
+/** CPU time a process has used so far, in ms (utime + stime of /proc/<pid>/stat, in clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
 }

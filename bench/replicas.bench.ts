@@ -3,35 +3,21 @@
 // next transfer answered (target ≤ 2 s), and the rejoin of a new member with 10,000 live coins (target ≤ 5 s:
 // attested handshake, admission through the log, snapshot sealed, carried and applied), in process.
 import { execFileSync } from "node:child_process";
-import { randomBytes, randomInt } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { SimulatorProvider } from "../attestation/providers/simulator.ts";
-import { SimulatorCa } from "../attestation/sim-ca.ts";
 import { confirmDeposit, deposit, type OwnedCoin, type OwnerContext, send } from "../client/owner.ts";
 import { fetchIncoming, receive } from "../client/receive.ts";
-import { EnclaveCore, type EnclaveDeps, idHexOf } from "../enclave/core.ts";
-import { createMemberKeys } from "../enclave/instance.ts";
-import { ActionLog } from "../enclave/log.ts";
-import { measure } from "../enclave/measure.ts";
-import { attestWith } from "../enclave/replica/channel.ts";
+import { idHexOf } from "../enclave/core.ts";
 import { decodeCoin, encodeCoin } from "../enclave/replica/coin-record.ts";
-import { DEFAULT_TIMING, ReplicaMember } from "../enclave/replica/member.ts";
+import { DEFAULT_TIMING } from "../enclave/replica/member.ts";
 import { fullCoin } from "../test/enclave/replica/coins.ts";
+import { inProcessSet } from "../test/enclave/replica/in-process.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
-import { type SeProcess, startSeProcess } from "../test/helpers/se-process.ts";
-import { report, summary } from "./harness.ts";
+import { memberPid, type SeProcess, startSeProcess } from "../test/helpers/se-process.ts";
+import { cpuMs, report, summary } from "./harness.ts";
 
 const round = (x: number) => Math.round(x * 100) / 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 /** The SE's processes: the host and every enclave process it started. */
 function sePids(se: SeProcess): number[] {
@@ -108,15 +94,10 @@ async function leaderPid(se: SeProcess, replicas: number): Promise<number> {
   const { connectEnclave } = await import("../host/enclave-process.ts");
   const { unary } = await import("../proto/unary.ts");
   for (let slot = 0; slot < replicas; slot++) {
-    const socket = path.join(se.dataDir, `enclave.sock.${slot}`);
-    const c = connectEnclave(socket);
+    const c = connectEnclave(path.join(se.dataDir, `enclave.sock.${slot}`));
     try {
       const st = await unary(c, c.getStatus, {}, { deadlineMs: 1000 });
-      if (st.replica?.role === "leader") {
-        const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
-        const line = out.split("\n").find((l) => l.includes(`--socket ${socket} `))!;
-        return Number(line.trim().split(/\s+/)[0]);
-      }
+      if (st.replica?.role === "leader") return memberPid(se.dataDir, slot);
     } catch {
       // not answering
     } finally {
@@ -128,44 +109,17 @@ async function leaderPid(se: SeProcess, replicas: number): Promise<number> {
 
 /** A new member joining a set whose leader holds `coins` live coins, in process over real channels. */
 async function rejoin(coins: number): Promise<{ ms: number; snapshotBytes: number }> {
-  const ca = SimulatorCa.open(mkdtempSync(path.join(tmpdir(), "bench-rejoin-")));
-  const pcrs = measure();
-  const provider = new SimulatorProvider({ ca, pcrs });
-  const members = new Map<string, ReplicaMember>();
-  const timers: NodeJS.Timeout[] = [];
   let snapshotBytes = 0;
+  const set = inProcessSet({
+    timing: DEFAULT_TIMING,
+    tickMs: 25,
+    onSend: (n) => {
+      snapshotBytes = Math.max(snapshotBytes, n);
+    },
+  });
   const start = () => {
-    const keys = createMemberKeys();
-    const id = keys.publicKey.toString("hex");
-    const core = new EnclaveCore({
-      log: new ActionLog(),
-      now: Date.now,
-      instanceId: randomBytes(16),
-    } as unknown as EnclaveDeps);
-    const m = new ReplicaMember({
-      id,
-      channel: {
-        configId: Buffer.from("bench"),
-        signer: keys,
-        attest: attestWith(provider),
-        admission: { mode: "simulator", pcrs, simulatorRootPem: ca.rootPem() },
-        now: Date.now,
-      },
-      timing: DEFAULT_TIMING,
-      now: Date.now,
-      random: (max) => randomInt(max),
-      send: (to, payload) => {
-        snapshotBytes = Math.max(snapshotBytes, payload.length);
-        const copy = Buffer.from(payload);
-        setImmediate(() => void members.get(to)?.receive(id, copy));
-      },
-      onWiped: () => undefined,
-      warn: () => undefined,
-    });
-    m.attach(core);
-    members.set(id, m);
-    timers.push(setInterval(() => m.tick(Date.now()), 25));
-    return { id, m, core };
+    const r = set.start();
+    return { id: r.id, m: r.member, core: r.core };
   };
   try {
     // A set of two live members holding the coins (put into both directly: the bench is about the joiner), and a
@@ -192,7 +146,7 @@ async function rejoin(coins: number): Promise<{ ms: number; snapshotBytes: numbe
       throw new Error(`the joiner holds ${joiner.core.coins.size} coins, not ${coins}`);
     return { ms, snapshotBytes };
   } finally {
-    for (const t of timers) clearInterval(t);
+    set.stop();
   }
 }
 

@@ -20,7 +20,7 @@ import { generatePaillierKeySync } from "../protocol/ecdsa2p/index.ts";
 import { generatePaillierKey, type PaillierKey, wipePaillierKey } from "../protocol/ecdsa2p/paillier.ts";
 import { fundedWallet, newIdentity, ownerHarness } from "../test/helpers/owners.ts";
 import { startSeProcess } from "../test/helpers/se-process.ts";
-import { report, summary } from "./harness.ts";
+import { cpuMs, report, summary } from "./harness.ts";
 import { cryptoFloor } from "./transfer-floor.ts";
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -49,13 +49,6 @@ async function scrape(url: string): Promise<Map<string, number>> {
 
 const delta = (a: Map<string, number>, b: Map<string, number>, name: string) =>
   (b.get(name) ?? 0) - (a.get(name) ?? 0);
-
-/** CPU time a process has used so far, in ms (utime + stime of /proc/<pid>/stat, in clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

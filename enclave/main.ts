@@ -88,7 +88,15 @@ async function main(): Promise<void> {
   // A replica member makes only its own Ed25519 member key here (its id); the set's identity comes from the
   // founder (replica/member.ts), so joiners skip the safe primes.
   const member = values.replica
-    ? replicaMember({ keys: createMemberKeys(), provider, pcrs, policy, simulatorRootPem, mode: values.mode })
+    ? replicaMember({
+        keys: createMemberKeys(),
+        provider,
+        pcrs,
+        policy,
+        simulatorRootPem,
+        mode: values.mode,
+        log,
+      })
     : undefined;
   const instance: Promise<InstanceKeys> = member
     ? new Promise(() => undefined)

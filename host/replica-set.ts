@@ -4,10 +4,9 @@
 //
 // To the rest of the host the set is one enclave (EnclaveHandle): its client routes each call to the leader and,
 // when a member answers NOT_LEADER or cannot be reached, finds the leader again and retries until the call's
-// deadline. Its status is the leader's, with instance_id replaced by the set id: coins live as long as the set
-// does, whichever members come and go, so the host's "the enclave restarted, its shares are gone" check (a new
-// instance id) fires only when the set itself is new.
-import type { ChildProcess } from "node:child_process";
+// deadline. Its status is the leader's, whose instance id is the set id (the founder's, which joiners take with the
+// state): coins live as long as the set does, whichever members come and go, so the host's "the enclave
+// restarted, its shares are gone" check (a new instance id) fires only when the set itself is new.
 import { readFileSync } from "node:fs";
 import { type ClientDuplexStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type {
@@ -29,8 +28,6 @@ export interface ReplicaSetOptions {
   projectRoot: string;
   args?: string[];
   log: Logger;
-  /** Restart a member whose process exits (default true; tests turn it off to watch a set shrink). */
-  restart?: boolean;
   /**
    * Simulator tests only: a file holding the slots (comma-separated) whose envelopes the host stops carrying, a
    * partition by the transport; read every 100 ms.
@@ -46,17 +43,6 @@ interface Member {
   status?: ReplicaStatus;
 }
 
-export interface ReplicaSetHandle extends EnclaveHandle {
-  /** Each slot's current member (undefined while it restarts). */
-  members(): Array<{ slot: number; id: string; child: ChildProcess | undefined; status?: ReplicaStatus }>;
-  /** The leader's member id, finding it if needed. */
-  leader(): Promise<string>;
-  /** Waits until slot `slot` holds a member admitted to the set (after a restart). */
-  admitted(slot: number, timeoutMs?: number): Promise<string>;
-  /** Stops forwarding envelopes to and from slot `slot` (a partition), or resumes. */
-  partition(slot: number, cut: boolean): void;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isServiceError = (e: unknown): e is ServiceError =>
   typeof e === "object" && e !== null && typeof (e as ServiceError).code === "number";
@@ -67,7 +53,7 @@ function retryElsewhere(err: unknown): boolean {
   return err.code === status.UNAVAILABLE || (err.details ?? "").startsWith("[NOT_LEADER]");
 }
 
-export async function startReplicaSet(o: ReplicaSetOptions): Promise<ReplicaSetHandle> {
+export async function startReplicaSet(o: ReplicaSetOptions): Promise<EnclaveHandle> {
   const slots: Array<Member | undefined> = [];
   const cut = new Set<number>();
   let leaderId = "";
@@ -119,7 +105,7 @@ export async function startReplicaSet(o: ReplicaSetOptions): Promise<ReplicaSetH
     handle.child?.once("exit", () => {
       if (slots[slot] === m) slots[slot] = undefined;
       if (leaderId === m.id) leaderId = "";
-      if (!stopping && o.restart !== false) void restartSlot(slot);
+      if (!stopping) void restartSlot(slot);
     });
     return m;
   };
@@ -302,12 +288,8 @@ export async function startReplicaSet(o: ReplicaSetOptions): Promise<ReplicaSetH
     },
   }) as EnclaveServiceClient;
 
-  const statusOf = async (deadlineMs = 2000): Promise<GetStatusResponse> => {
-    const l = await leader(Date.now() + deadlineMs);
-    const st = await l.handle.status(deadlineMs);
-    // The set id (16 bytes) stands where a single enclave's instance id would: see the header.
-    return { ...st, instanceId: Buffer.from(setId, "hex") };
-  };
+  const statusOf = async (deadlineMs = 2000): Promise<GetStatusResponse> =>
+    (await leader(Date.now() + deadlineMs)).handle.status(deadlineMs);
 
   return {
     client,
@@ -319,26 +301,6 @@ export async function startReplicaSet(o: ReplicaSetOptions): Promise<ReplicaSetH
       stopping = true;
       for (const m of slots) m?.stream?.end();
       await Promise.all(slots.map((m) => m?.handle.stop()));
-    },
-    members: () =>
-      slots.map((m, slot) => ({ slot, id: m?.id ?? "", child: m?.handle.child, status: m?.status })),
-    leader: async () => (await leader()).id,
-    async admitted(slot, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const m = slots[slot];
-        if (m) {
-          await refresh();
-          const l = leaderId ? byId(leaderId) : undefined;
-          if (l?.status?.members.some((x) => x.id === m.id) && m.status?.setId === setId) return m.id;
-        }
-        if (Date.now() > deadline) throw new Error(`slot ${slot} was not admitted within ${timeoutMs} ms`);
-        await sleep(100);
-      }
-    },
-    partition(slot, on) {
-      if (on) cut.add(slot);
-      else cut.delete(slot);
     },
   };
 }

@@ -17,10 +17,6 @@ import { DEFAULT_TIMING, ReplicaMember } from "./member.ts";
 export const MAX_PLAINTEXT_BYTES = 56 << 20;
 export const MAX_ENVELOPE_BYTES = 60 << 20;
 
-function log(level: number, msg: string, extra: Record<string, unknown> = {}): void {
-  process.stderr.write(`${JSON.stringify({ level, time: Date.now(), name: "enclave", msg, ...extra })}\n`);
-}
-
 export function replicaMember(o: {
   keys: MemberKeys;
   provider: AttestationProvider;
@@ -28,7 +24,10 @@ export function replicaMember(o: {
   policy: EnclavePolicy;
   simulatorRootPem: string;
   mode: string;
+  /** The enclave process's structured log (main.ts). */
+  log: (level: number, msg: string, extra?: Record<string, unknown>) => void;
 }) {
+  const log = o.log;
   const id = hex(o.keys.publicKey);
   let stream: ServerDuplexStream<PeersRequest, PeersResponse> | undefined;
   const member = new ReplicaMember({

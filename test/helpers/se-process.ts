@@ -1,6 +1,6 @@
 // Starts the real `se start` command as a child process and waits for its JSON start line; also runs the enclave
 // as a process of its own, so a host can be killed and restarted against the same enclave and chain.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -325,4 +325,13 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, what: st
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The pid of the enclave process an SE with replicas started for slot `slot` (its socket is `enclave.sock.<slot>`). */
+export function memberPid(dataDir: string, slot: number): number {
+  const socket = path.join(dataDir, `enclave.sock.${slot}`);
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  const line = out.split("\n").find((l) => l.includes(`--socket ${socket} `));
+  if (!line) throw new Error(`no enclave process serves slot ${slot}`);
+  return Number(line.trim().split(/\s+/)[0]);
 }

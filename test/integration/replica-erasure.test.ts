@@ -5,10 +5,8 @@
 // little-endian. Before the key update the same scan finds s1 in every member: the search can see what it
 // looks for.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import path from "node:path";
 import { after, before, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { confirmDeposit, deposit, type OwnedCoin, send } from "../../client/owner.ts";
@@ -16,7 +14,7 @@ import { fetchIncoming, receive } from "../../client/receive.ts";
 import { bytesToBigInt, N } from "../../protocol/encoding.ts";
 import { scalarForms, scanProcessMemory } from "../helpers/memory.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
-import { type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { memberPid, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 import { SeededStream } from "../helpers/seeded-stream.ts";
 
 const REPLICAS = 3;
@@ -24,15 +22,7 @@ const SEED = randomBytes(32);
 let se: SeProcess;
 let h: Harness;
 
-function memberPids(): number[] {
-  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
-  return Array.from({ length: REPLICAS }, (_, slot) => {
-    const socket = path.join(se.dataDir, `enclave.sock.${slot}`);
-    const line = out.split("\n").find((l) => l.includes(`--socket ${socket} `));
-    assert.ok(line, `no enclave process serves slot ${slot}`);
-    return Number(line.trim().split(/\s+/)[0]);
-  });
-}
+const memberPids = () => Array.from({ length: REPLICAS }, (_, slot) => memberPid(se.dataDir, slot));
 
 /** s1 from the seeded stream: the 48-byte window w with (w mod (n−1)) + 1 times G equal to S1. */
 function shareOf(S1: Uint8Array): bigint {
@@ -93,9 +83,5 @@ test("after a key update no member of the set holds s1; before it, every member 
       (hit) => `member ${i}: ${hit.needle} in ${hit.region}`,
     ),
   );
-  if (left.length && process.env.REPLICA_CONTEXT) {
-    const { contextOf } = await import("../helpers/memory-context.ts");
-    for (const pid of pids) console.log(pid, contextOf(pid, s1.be));
-  }
   assert.deepEqual(left, [], "no member holds a copy of the erased share once the key update is answered");
 });

@@ -4,7 +4,6 @@
 // current state. Two members stopped for less than the lease stop co-signing without losing anything; they
 // resume when the members come back. A member cut off by the transport for longer than the lease wipes itself.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -16,7 +15,7 @@ import { StatechainStatus } from "../../proto/gen/common.ts";
 import type { ReplicaStatus } from "../../proto/gen/enclave.ts";
 import { unary } from "../../proto/unary.ts";
 import { fundedWallet, type Harness, newIdentity, ownerHarness } from "../helpers/owners.ts";
-import { isAlive, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
+import { isAlive, memberPid, type SeProcess, startSeProcess } from "../helpers/se-process.ts";
 
 const REPLICAS = 3;
 let se: SeProcess;
@@ -44,13 +43,7 @@ async function members(): Promise<Array<ReplicaStatus | undefined>> {
   );
 }
 
-/** The pid of the enclave process serving slot `slot`. */
-function pidOf(slot: number): number {
-  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
-  const line = out.split("\n").find((l) => l.includes(`--socket ${socketOf(slot)} `));
-  assert.ok(line, `no enclave process serves slot ${slot}`);
-  return Number(line.trim().split(/\s+/)[0]);
-}
+const pidOf = (slot: number) => memberPid(se.dataDir, slot);
 
 async function slotWith(role: string): Promise<number> {
   const all = await members();

@@ -4,25 +4,13 @@
 // replaced share zeroed everywhere); a new member receives the current coins; the leader cut off, another takes
 // over with every committed coin, and the old one wipes within its lease.
 import assert from "node:assert/strict";
-import { randomBytes, randomInt } from "node:crypto";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, test } from "node:test";
-import { SimulatorProvider } from "../../../attestation/providers/simulator.ts";
-import { SimulatorCa } from "../../../attestation/sim-ca.ts";
 import type { Coin } from "../../../enclave/coins.ts";
-import { EnclaveCore, type EnclaveDeps, idHexOf } from "../../../enclave/core.ts";
-import { createMemberKeys } from "../../../enclave/instance.ts";
-import { ActionLog } from "../../../enclave/log.ts";
-import { measure } from "../../../enclave/measure.ts";
-import { attestWith } from "../../../enclave/replica/channel.ts";
-import { ReplicaMember, type Timing } from "../../../enclave/replica/member.ts";
+import { type EnclaveCore, idHexOf } from "../../../enclave/core.ts";
+import type { Timing } from "../../../enclave/replica/member.ts";
 import { fullCoin, view } from "./coins.ts";
+import { inProcessSet, type Running } from "./in-process.ts";
 
-const ca = SimulatorCa.open(mkdtempSync(path.join(tmpdir(), "member-")));
-const pcrs = measure();
-const provider = new SimulatorProvider({ ca, pcrs });
 const TIMING: Timing = {
   heartbeatMs: 20,
   electionTimeoutMs: 100,
@@ -31,61 +19,10 @@ const TIMING: Timing = {
   maxDrift: 0.01,
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Running {
-  id: string;
-  member: ReplicaMember;
-  core: EnclaveCore;
-  wiped?: string;
-}
-
-/** The host: carries envelopes between members (asynchronously, as a socket would), except to or from `cut`. */
-const members = new Map<string, Running>();
-const cut = new Set<string>();
-const timers: NodeJS.Timeout[] = [];
-after(() => {
-  for (const t of timers) clearInterval(t);
-});
-
-function start(): Running {
-  const keys = createMemberKeys();
-  const id = keys.publicKey.toString("hex");
-  const core = new EnclaveCore({
-    log: new ActionLog(),
-    now: Date.now,
-    instanceId: randomBytes(16),
-  } as unknown as EnclaveDeps);
-  const r: Running = { id, core } as Running;
-  r.member = new ReplicaMember({
-    id,
-    channel: {
-      configId: Buffer.from("member-test"),
-      signer: keys,
-      attest: attestWith(provider),
-      admission: { mode: "simulator", pcrs, simulatorRootPem: ca.rootPem() },
-      now: Date.now,
-    },
-    timing: TIMING,
-    now: Date.now,
-    random: (max) => randomInt(max),
-    send: (to, payload) => {
-      if (cut.has(id) || cut.has(to)) return;
-      const copy = Buffer.from(payload);
-      setImmediate(() => {
-        const dest = members.get(to);
-        if (dest && !cut.has(to) && !dest.wiped) void dest.member.receive(id, copy);
-      });
-    },
-    onWiped: (why) => {
-      r.wiped = why;
-    },
-    warn: () => undefined,
-  });
-  r.member.attach(core);
-  members.set(id, r);
-  timers.push(setInterval(() => r.member.tick(Date.now()), 10));
-  return r;
-}
+const set = inProcessSet({ timing: TIMING, tickMs: 10 });
+const start = set.start;
+const cut = set.cut;
+after(() => set.stop());
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
